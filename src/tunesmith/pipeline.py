@@ -1,0 +1,123 @@
+"""recipe -> data -> model -> method -> train loop -> evaluate -> run directory. Read top to bottom."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from . import runs
+from .batching import tokenize
+from .data.classification import load_classification
+from .evaluate import evaluate_classifier, linear_probe
+from .hardware import accelerate_precision, resolve_precision
+from .models import load_encoder, load_tokenizer, model_spec, resolve_weights
+from .recipe import Recipe, dump_recipe, load_recipe
+from .registry import DEFAULT_LR, METHODS
+from .report import write_report
+from .train import run_loop
+
+console = Console(stderr=True)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+
+
+def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> RunResult:
+    """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json)."""
+    recipe = load_recipe(recipe)
+    method = importlib.import_module(METHODS[recipe.method.name])
+    data = load_classification(recipe.data, recipe.train.seed)
+    for warning in data.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    weights = resolve_weights(recipe.model.name)
+    spec = model_spec(recipe.model.name)
+    tokenizer = load_tokenizer(weights)
+    enc = _encode(data, tokenizer, recipe.train.max_length)
+    lr = recipe.train.lr or _default_lr(weights, spec, method.training_mode(recipe))
+    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
+                          overwrite or recipe.output.overwrite)
+    try:
+        metrics = _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir)
+    except BaseException as err:
+        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    runs.set_status(run_dir, "finished")
+    return RunResult(run_dir, metrics)
+
+
+def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg = recipe.train
+    precision = resolve_precision(cfg.precision)
+    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    base = _baseline(recipe, weights, enc, data, tokenizer.pad_token_id, precision)
+    if base:
+        console.print(f"base ({base['kind']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    model = method.build_model(recipe, weights, spec, data.labels)
+    evaluate = lambda m: evaluate_classifier(  # noqa: E731
+        m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
+    hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
+    result = run_loop(model, accelerator, enc["train"], enc["train_ids"], cfg, lr, hooks, tokenizer.pad_token_id,
+                      run_dir / runs.LOG_FILE)
+    model = accelerator.unwrap_model(model)
+    tuned = evaluate_classifier(model, enc["evaluation"], enc["evaluation_ids"], data.labels, recipe.eval.batch_size,
+                                tokenizer.pad_token_id, precision, detail=True)
+    metrics = {
+        "task": recipe.task, "method": recipe.method.name, "model": recipe.model.name,
+        "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
+        "base": base, "tuned": tuned,
+        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "epochs": result.epochs_run,
+                  "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
+                  "train_size": len(data.train), "truncated": len(enc["truncated"]), "history": result.history},
+        "warnings": data.warnings,
+    }
+    if accelerator.is_main_process:
+        runs.save_model(run_dir, model, tokenizer)
+        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+        write_report(run_dir, metrics, data.labels)
+    console.print(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({data.eval_name} set)")
+    return metrics
+
+
+def _encode(data, tokenizer, max_length: int) -> dict:
+    """Tokenize every split once; labels to ids; report truncation instead of cutting silently."""
+    label_index = {label: i for i, label in enumerate(data.labels)}
+    enc = {}
+    for name in ("train", "validation", "evaluation"):
+        split = getattr(data, name)
+        enc[name], cut = tokenize(tokenizer, split.texts, split.pairs, max_length)
+        enc[f"{name}_ids"] = [label_index[label] for label in split.labels]
+        if name == "train":
+            enc["truncated"] = cut
+    if enc["truncated"]:
+        cut = enc["truncated"]
+        console.print(f"[yellow]warning:[/] {len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
+                      f"tokens and were truncated (longest {max(cut)} tokens). Raise train.max_length to keep more.")
+    return enc
+
+
+def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
+    if recipe.eval.baseline == "none":
+        return {}
+    encoder = load_encoder(weights)
+    base = linear_probe(encoder, enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"], data.labels,
+                        recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
+    return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
+
+
+def _default_lr(weights: str, spec: dict, mode: str) -> float:
+    kind = spec.get("kind")
+    if kind is None:
+        from transformers import AutoConfig
+        from .models import detect_kind
+        kind = detect_kind(AutoConfig.from_pretrained(weights))
+    return DEFAULT_LR[(kind, mode)]

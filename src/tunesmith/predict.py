@@ -1,0 +1,52 @@
+"""Use a finished run: Predictor.load(run_dir).predict(texts) -> the user's label names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import runs
+from .batching import tokenize
+from .evaluate import predict_proba
+from .hardware import resolve_precision
+
+
+class Predictor:
+    """scikit-learn-shaped: `classes_`, `predict`, `predict_proba`."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto"):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.classes_ = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.max_length, self.batch_size = max_length, batch_size
+        self.precision = resolve_precision(precision)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, **kwargs) -> "Predictor":
+        from transformers import AutoModelForSequenceClassification
+        from .models import load_tokenizer
+        run_dir = runs.open_finished(run_dir)
+        model_dir = run_dir / runs.MODEL_DIR
+        recipe = _recipe(run_dir)
+        kwargs.setdefault("max_length", recipe.get("train", {}).get("max_length", 256))
+        return cls(AutoModelForSequenceClassification.from_pretrained(model_dir), load_tokenizer(str(model_dir)), **kwargs)
+
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
+        return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
+        return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
+
+
+def _recipe(run_dir: Path) -> dict:
+    import yaml
+    path = run_dir / runs.RECIPE_FILE
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def recipe_columns(run_dir: Path) -> dict:
+    data = _recipe(run_dir).get("data", {})
+    return {"text": data.get("text_column", "text"), "label": data.get("label_column", "label"),
+            "pair": data.get("text_pair_column")}
+

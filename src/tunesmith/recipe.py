@@ -1,0 +1,243 @@
+"""THE recipe schema: one strict, versioned pydantic model for every run.
+
+Unknown keys are rejected with a "did you mean"; keys from older tools/schemas get a
+message naming what replaced them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import TunesmithError, did_you_mean
+
+SCHEMA_VERSION = 1
+
+# Keys users bring from HF TrainingArguments or older recipes -> our name for them.
+RENAMED = {
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "batch_size (in the eval section)",
+    "gradient_accumulation_steps": "grad_accum",
+    "max_seq_length": "max_length",
+    "sequence_len": "max_length",
+    "warmup_steps": "warmup_ratio",
+    "base_model": "model.name",
+    "model_name_or_path": "model.name",
+    "output_dir": "output.dir",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(Strict):
+    name: str = Field(description="Registry alias (see `tunesmith models list`), Hugging Face id or local folder.")
+    revision: str | None = Field(None, description="Hub revision, for Hub model ids only.")
+
+
+class DataSection(Strict):
+    train: str = Field(description="Training file (.csv, .tsv, .jsonl, .json, .parquet). Relative paths resolve against the recipe's folder.")
+    validation: str | None = Field(None, description="Validation file; if absent, a stratified split of train is carved off.")
+    test: str | None = Field(None, description="Test file; when given, it is the evaluation set and validation only drives early stopping.")
+    text_column: str = Field("text", description="Column holding the input text.")
+    text_pair_column: str | None = Field(None, description="Optional second text column (e.g. sentence pairs).")
+    label_column: str = Field("label", description="Column holding the label (any strings; kept as-is in outputs).")
+    validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
+    max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
+    min_examples_per_class: int = Field(2, ge=1, description="Refuse to train when a class has fewer training examples than this.")
+
+
+class LoraSection(Strict):
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA path.")
+    targets: list[str] | None = Field(None, description="Module names to adapt; default comes from the model registry (or 'all-linear').")
+
+
+class SupervisedMethod(Strict):
+    name: Literal["supervised"] = "supervised"
+    lora: LoraSection | None = Field(None, description="Train LoRA adapters instead of all weights (None = full fine-tuning).")
+    class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
+        "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map.")
+
+
+# A discriminated union on `method.name`; later methods join this Union.
+Method = Annotated[Union[SupervisedMethod], Field(discriminator="name")]
+
+
+class EarlyStopping(Strict):
+    metric: Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"] = Field(
+        "f1_macro", description="Validation metric that picks the best checkpoint.")
+    patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
+
+
+class TrainSection(Strict):
+    lr: float | None = Field(None, gt=0, description="Peak learning rate; default depends on model kind and method.")
+    batch_size: int = Field(32, gt=0, description="Examples per optimizer step per process (before accumulation).")
+    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    seed: int = Field(42, description="Seed for sampling, splits, initialisation and data order.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")
+
+
+class EvalSection(Strict):
+    baseline: Literal["linear_probe", "none"] = Field(
+        "linear_probe", description="Base-model comparison: a logistic regression on the frozen base model's embeddings.")
+    batch_size: int = Field(64, gt=0, description="Batch size for evaluation and prediction.")
+
+
+class OutputSection(Strict):
+    dir: str | None = Field(None, description="Run directory (the CLI's -o wins). Relative paths resolve against the current directory.")
+    overwrite: bool = Field(False, description="Allow writing into a run directory that already holds a run.")
+
+
+class Recipe(Strict):
+    version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
+    task: Literal["classification"] = Field("classification", description="What the model learns to do.")
+    model: ModelSection
+    data: DataSection
+    method: Method = Field(default_factory=SupervisedMethod)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe (YAML path, dict or Recipe), apply `a.b=c` overrides, validate, resolve paths."""
+    if isinstance(source, Recipe):
+        raw, base_dir, where = source.model_dump(mode="json"), Path.cwd(), "recipe"
+    elif isinstance(source, dict):
+        raw, base_dir, where = source, Path.cwd(), "recipe"
+    else:
+        path = Path(source)
+        raw, base_dir, where = _read_yaml(path), path.resolve().parent, str(path)
+    raw = dict(raw)
+    for item in overrides:
+        _apply_override(raw, item)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise TunesmithError(format_validation_error(err, where)) from None
+    return _resolve_paths(recipe, base_dir)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise TunesmithError(f"Recipe file not found: {path}. Check the path, or list shipped recipes in recipes/.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise TunesmithError(f"{path}: invalid YAML{line}: {problem}. Fix the syntax there (indentation, colons, quotes).") from None
+    except UnicodeDecodeError:
+        raise TunesmithError(f"{path}: not UTF-8 text. Save the recipe as UTF-8 YAML.") from None
+    if not isinstance(raw, dict):
+        raise TunesmithError(f"{path}: a recipe must be a YAML mapping (key: value lines), got {type(raw).__name__}.")
+    return raw
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise TunesmithError(f"Override '{item}' must look like section.key=value, e.g. train.lr=3e-5.")
+    dotted, value = item.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise TunesmithError(f"Override '{item}': '{key}' is not a section.")
+    node[keys[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
+    def resolve(p):
+        if p is None or Path(p).is_absolute():
+            return p
+        return str((base_dir / p).resolve())
+
+    data = recipe.data
+    data.train, data.validation, data.test = resolve(data.train), resolve(data.validation), resolve(data.test)
+    local_model = base_dir / recipe.model.name
+    if recipe.model.name.startswith(".") or local_model.is_dir():
+        recipe.model.name = str(local_model.resolve())
+    return recipe
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: the recipe does not match the schema (version {SCHEMA_VERSION}):"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not isinstance(p, int))
+        dotted = ".".join(str(p) for p in loc if p not in _METHOD_NAMES or len(loc) < 2 or loc[0] != "method")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{dotted}'.{_suggest(loc)}")
+        elif e["type"] == "missing":
+            lines.append(f"  - missing required key '{dotted}'.")
+        else:
+            got = e.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict) else ""
+            lines.append(f"  - {dotted}: {e['msg']}{shown}.")
+    lines.append("See `tunesmith recipe schema` for every key and its meaning.")
+    return "\n".join(lines)
+
+
+def _suggest(loc: tuple) -> str:
+    key = loc[-1]
+    if key in RENAMED:
+        return f" It is called '{RENAMED[key]}' in tunesmith recipes."
+    model = _model_at(loc[:-1])
+    return did_you_mean(key, model.model_fields) if model else ""
+
+
+def _submodels(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    from typing import get_args
+    return [m for arg in get_args(annotation) for m in _submodels(arg)]
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema class holding the keys at `loc` (following discriminated unions by tag)."""
+    candidates: list[type[BaseModel]] = [Recipe]
+    for part in loc:
+        if len(candidates) > 1:
+            candidates = [c for c in candidates if c.model_fields.get("name") and c.model_fields["name"].default == part]
+            continue
+        field = candidates[0].model_fields.get(part) if candidates else None
+        if field is None:
+            return None
+        candidates = _submodels(field.annotation)
+    return candidates[0] if len(candidates) == 1 else None
+
+
+_METHOD_NAMES = {m.model_fields["name"].default for m in _submodels(Method)}
+
+
+def json_schema() -> dict:
+    return Recipe.model_json_schema()
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

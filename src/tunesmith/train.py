@@ -1,0 +1,140 @@
+"""The one training loop every method shares, with a few hooks for what differs between methods."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .batching import iterate, length_grouped_batches
+
+
+@dataclass
+class Hooks:
+    """What a method plugs into the loop. Only `evaluate` is required."""
+    evaluate: Callable[[torch.nn.Module], dict]          # -> validation metrics, once per epoch
+    compute_loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss
+    before_backward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. add a regulariser
+    after_epoch: Callable[[int, dict], None] | None = None
+
+
+@dataclass
+class LoopResult:
+    epochs_run: int
+    best_epoch: int
+    best_metrics: dict
+    runtime_s: float
+    samples_per_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            # Biases and norm weights are not decayed (standard BERT/HF practice).
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, fused=True)  # fused: one kernel per step, CPU and GPU
+
+
+def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, pad_id: int, log_path: Path) -> LoopResult:
+    """Train for cfg.epochs with early stopping on cfg.early_stopping; keeps and restores the best weights."""
+    lengths = [len(r["input_ids"]) for r in rows]
+    steps_per_epoch = math.ceil(math.ceil(len(rows) / cfg.batch_size) / cfg.grad_accum / accelerator.num_processes)
+    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    optimizer = optimizer_for(model, lr, cfg.weight_decay)
+    from transformers import get_linear_schedule_with_warmup
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = _State(stop_metric=cfg.early_stopping.metric, patience=cfg.early_stopping.patience)
+    log = log_path.open("a", encoding="utf-8") if accelerator.is_main_process else None
+    start, train_time, seen, step = time.perf_counter(), 0.0, 0, 0
+    with _progress(accelerator) as bar:
+        task = bar.add_task("train", total=total_steps, loss=float("nan"), sps=0.0)
+        for epoch in range(1, math.ceil(cfg.epochs) + 1):
+            model.train()
+            batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
+            batches = batches[accelerator.process_index::accelerator.num_processes]
+            t0 = time.perf_counter()
+            for batch in iterate(rows, batches, pad_id, label_ids):
+                if step >= total_steps:
+                    break
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                with accelerator.accumulate(model):
+                    loss = hooks.compute_loss(model, batch)
+                    if hooks.before_backward:
+                        loss = hooks.before_backward(loss)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                seen += len(batch["input_ids"])
+                if accelerator.sync_gradients:
+                    step += 1
+                    sps = seen / (train_time + time.perf_counter() - t0)
+                    bar.update(task, advance=1, loss=loss.item(), sps=sps)
+                    if log and step % cfg.log_every == 0:
+                        _write(log, {"step": step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
+            train_time += time.perf_counter() - t0
+            metrics = hooks.evaluate(accelerator.unwrap_model(model))
+            improved = state.update(epoch, metrics, accelerator.unwrap_model(model))
+            if log:
+                _write(log, {"step": step, "epoch": epoch, "eval": metrics, "best": improved})
+            if hooks.after_epoch:
+                hooks.after_epoch(epoch, metrics)
+            if state.should_stop() or step >= total_steps:
+                break
+    if log:
+        log.close()
+    state.restore(accelerator.unwrap_model(model))
+    return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
+                      seen * accelerator.num_processes / max(train_time, 1e-9), state.history)
+
+
+class _State:
+    """Early stopping and the best weights seen so far (kept in memory)."""
+
+    def __init__(self, stop_metric: str, patience: int | None):
+        self.metric, self.patience = stop_metric, patience
+        self.best_value, self.best_epoch, self.best_metrics, self.best_weights = None, 0, {}, None
+        self.bad_epochs, self.history = 0, []
+
+    def update(self, epoch: int, metrics: dict, model) -> bool:
+        self.history.append({"epoch": epoch, **metrics})
+        value = metrics[self.metric]
+        better = self.best_value is None or (value < self.best_value if self.metric == "loss" else value > self.best_value)
+        if better:
+            self.best_value, self.best_epoch, self.best_metrics, self.bad_epochs = value, epoch, metrics, 0
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        return better
+
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def restore(self, model) -> None:
+        if self.best_weights is not None:
+            model.load_state_dict(self.best_weights)
+
+
+def _write(handle, record: dict) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+
+
+def _progress(accelerator) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.0f} samples/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        disable=not accelerator.is_main_process, transient=False)
