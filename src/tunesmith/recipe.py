@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from .errors import TunesmithError, did_you_mean
 
@@ -69,8 +69,15 @@ class SupervisedMethod(Strict):
         "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map.")
 
 
-# A discriminated union on `method.name`; later methods join this Union.
-Method = Annotated[Union[SupervisedMethod], Field(discriminator="name")]
+def _method_tag(value) -> str | None:
+    """`method.name` picks the method; a section without a name means supervised."""
+    if isinstance(value, dict):
+        return value.get("name", "supervised")
+    return getattr(value, "name", None)
+
+
+# A discriminated union on `method.name`; later methods join this Union with their Tag.
+Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")]], Discriminator(_method_tag)]
 
 
 class EarlyStopping(Strict):
@@ -190,7 +197,8 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     lines = [f"{where}: the recipe does not match the schema (version {SCHEMA_VERSION}):"]
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not isinstance(p, int))
-        dotted = ".".join(str(p) for p in loc if p not in _METHOD_NAMES or len(loc) < 2 or loc[0] != "method")
+        shown = loc[:1] + loc[2:] if loc[:1] == ("method",) and len(loc) > 1 and loc[1] in _METHOD_NAMES else loc
+        dotted = ".".join(map(str, shown))  # the union tag in loc is noise to users
         if e["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{dotted}'.{_suggest(loc)}")
         elif e["type"] == "missing":

@@ -1,0 +1,96 @@
+"""MiniLM on sst2 (8,000 seeded training examples, 1 epoch): tunesmith vs a plain HF Trainer script.
+
+    python benchmarks/classification_sst2.py [--samples 8000] [--repeats 1] [--json out.json]
+
+Both runs see the same rows and are evaluated on sst2's validation file. Prints both accuracies,
+both samples/s and the ratio (medians over --repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
+
+
+def sample_rows(n: int, seed: int) -> pd.DataFrame:
+    return pd.read_csv(DATA / "train.csv").sample(n=n, random_state=seed)
+
+
+def run_tunesmith(train_csv: Path, seed: int, out: Path) -> dict:
+    import tunesmith
+    recipe = {
+        "model": {"name": "minilm-l6"},
+        "data": {"train": str(train_csv), "validation": str(DATA / "validation.csv")},
+        "train": {"epochs": 1, "seed": seed},
+        "eval": {"baseline": "none"},
+    }
+    metrics = tunesmith.run(recipe, output_dir=out, overwrite=True).metrics
+    return {"accuracy": metrics["tuned"]["accuracy"], "samples_per_s": metrics["train"]["samples_per_s"]}
+
+
+def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path) -> dict:
+    """What a user writes from the HF docs: default TrainingArguments (fp32, batch 8)."""
+    import numpy as np
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+    from tunesmith.models import resolve_weights
+
+    path = resolve_weights("minilm-l6")
+    labels = sorted(train_rows.label.unique())
+    to_id = {l: i for i, l in enumerate(labels)}
+    tok = AutoTokenizer.from_pretrained(path)
+    enc = lambda frame: Dataset.from_dict({"text": frame.text.tolist(), "label": [to_id[l] for l in frame.label]}).map(  # noqa: E731
+        lambda b: tok(b["text"], truncation=True), batched=True)
+    train_ds, val_ds = enc(train_rows), enc(pd.read_csv(DATA / "validation.csv"))
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, seed=seed, report_to=[], save_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                      data_collator=DataCollatorWithPadding(tok),
+                      compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})
+    result = trainer.train()
+    return {"accuracy": trainer.evaluate()["eval_accuracy"], "samples_per_s": result.metrics["train_samples_per_second"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=8000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = {"tunesmith": [], "hf_trainer": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for r in range(args.repeats):
+            seed = 42 + r
+            rows = sample_rows(args.samples, seed)
+            rows.to_csv(tmp / "train.csv", index=False)
+            t = time.perf_counter()
+            results["tunesmith"].append(run_tunesmith(tmp / "train.csv", seed, tmp / "ts"))
+            print("tunesmith", results["tunesmith"][-1], f"{time.perf_counter() - t:.0f}s", file=sys.stderr)
+            if not args.skip_baseline:
+                results["hf_trainer"].append(run_hf_trainer(rows, seed, tmp / "hf"))
+                print("hf_trainer", results["hf_trainer"][-1], file=sys.stderr)
+    summary = {name: {k: statistics.median(r[k] for r in runs) for k in ("accuracy", "samples_per_s")}
+               for name, runs in results.items() if runs}
+    if "hf_trainer" in summary:
+        summary["ratio_samples_per_s"] = summary["tunesmith"]["samples_per_s"] / summary["hf_trainer"]["samples_per_s"]
+        summary["accuracy_gap_points"] = 100 * (summary["tunesmith"]["accuracy"] - summary["hf_trainer"]["accuracy"])
+    summary["repeats"], summary["samples"] = args.repeats, args.samples
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "runs": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tiny models are built into a per-session cache, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNESMITH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield
+    mp.undo()
+
+
+def sentiment_rows(n: int, seed: int) -> pd.DataFrame:
+    """A learnable toy task: the label is carried by one of a few words, amid random filler."""
+    rng = random.Random(seed)
+    words = {"positive": ["good", "great"], "negative": ["bad", "terrible"]}
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        filler = ["the", "movie", "product", "a", "is", "it"]
+        tokens = rng.sample(filler, 3) + [rng.choice(words[label])] + rng.sample(filler, 2)
+        rows.append({"text": " ".join(tokens) + f" {i}", "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def toy_data(tmp_path) -> dict:
+    """train/validation/test CSVs of the toy task, and a recipe dict that trains tiny-bert on them."""
+    paths = {}
+    for name, n, seed in (("train", 160, 0), ("validation", 40, 1), ("test", 40, 2)):
+        paths[name] = tmp_path / f"{name}.csv"
+        sentiment_rows(n, seed).to_csv(paths[name], index=False)
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {k: str(v) for k, v in paths.items()},
+        "train": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+    }
+    return {"paths": paths, "recipe": recipe, "dir": tmp_path}

@@ -1,0 +1,32 @@
+from tunesmith.batching import collate, length_grouped_batches, tokenize
+from tunesmith.models import load_tokenizer, resolve_weights
+
+
+def test_length_grouped_batches_cover_every_index_once_and_group_lengths():
+    lengths = [(i * 37) % 101 for i in range(1000)]
+    batches = length_grouped_batches(lengths, batch_size=10, seed=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10  # random batches would spread ~90 tokens
+
+
+def test_batches_depend_on_seed_and_are_repeatable():
+    lengths = list(range(200))
+    assert length_grouped_batches(lengths, 8, seed=1) == length_grouped_batches(lengths, 8, seed=1)
+    assert length_grouped_batches(lengths, 8, seed=1) != length_grouped_batches(lengths, 8, seed=2)
+
+
+def test_collate_pads_to_longest_and_masks_padding():
+    rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1]}, {"input_ids": [5], "attention_mask": [1]}]
+    batch = collate(rows, pad_id=0, labels=[1, 0])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_tokenize_truncates_and_reports_original_lengths():
+    tok = load_tokenizer(resolve_weights("tiny-bert"))
+    rows, cut = tokenize(tok, ["short", "a much longer text than allowed"], None, max_length=8)
+    assert len(rows[1]["input_ids"]) == 8 and len(rows[0]["input_ids"]) < 8
+    assert len(cut) == 1 and cut[0] > 8

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from tunesmith.errors import TunesmithError
+from tunesmith.recipe import Recipe, json_schema, load_recipe
+
+BASE = {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv"}}
+
+
+def test_defaults_fill_in_and_paths_resolve_against_recipe_folder(tmp_path):
+    path = tmp_path / "sub" / "r.yaml"
+    path.parent.mkdir()
+    path.write_text("model: {name: tiny-bert}\ndata: {train: ../data/train.csv}\n")
+    recipe = load_recipe(path)
+    assert recipe.data.train == str((tmp_path / "data" / "train.csv").resolve())
+    assert recipe.method.name == "supervised" and recipe.train.batch_size == 32 and recipe.version == 1
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(TunesmithError) as err:
+        load_recipe({**BASE, "train": {"lrr": 1e-4}})
+    assert "unknown key 'train.lrr'" in str(err.value) and "Did you mean 'lr'" in str(err.value)
+
+
+def test_unknown_key_inside_method_is_named_without_union_tag():
+    with pytest.raises(TunesmithError) as err:
+        load_recipe({**BASE, "method": {"name": "supervised", "lora": {"rank": 4}}})
+    assert "unknown key 'method.lora.rank'" in str(err.value)
+
+
+def test_key_from_hf_training_arguments_names_its_replacement():
+    with pytest.raises(TunesmithError, match="called 'lr'"):
+        load_recipe({**BASE, "train": {"learning_rate": 1e-4}})
+
+
+def test_set_overrides_nested_fields_with_yaml_typing():
+    recipe = load_recipe(BASE, ["train.lr=3e-5", "train.epochs=2", "method.lora.r=4", "data.validation=null"])
+    assert recipe.train.lr == 3e-5 and recipe.train.epochs == 2 and recipe.method.lora.r == 4
+    assert recipe.data.validation is None
+
+
+def test_wrong_type_and_range_are_reported_with_the_value():
+    with pytest.raises(TunesmithError) as err:
+        load_recipe({**BASE, "train": {"batch_size": "big", "lr": -1}})
+    text = str(err.value)
+    assert "train.batch_size" in text and "'big'" in text and "train.lr" in text
+
+
+def test_missing_required_section():
+    with pytest.raises(TunesmithError, match="missing required key 'data'"):
+        load_recipe({"model": {"name": "x"}})
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  name: tiny-bert\ndata: [unclosed\n")
+    with pytest.raises(TunesmithError, match="line"):
+        load_recipe(path)
+
+
+def test_unknown_method_name_is_rejected():
+    with pytest.raises(TunesmithError, match="method"):
+        load_recipe({**BASE, "method": {"name": "magic"}})
+
+
+def test_schema_export_documents_fields():
+    schema = json_schema()
+    text = json.dumps(schema)
+    assert "Peak learning rate" in text and schema["title"] == "Recipe"
+
+
+def test_recipe_round_trips_through_python_object():
+    recipe = Recipe.model_validate(BASE)
+    again = load_recipe(recipe)
+    assert again.model.name == "tiny-bert"

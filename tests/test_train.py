@@ -1,0 +1,77 @@
+"""The shared loop on a tiny model: it learns, it is repeatable, LoRA freezes the body, early stopping stops."""
+
+import json
+
+import pytest
+import torch
+
+from tunesmith.methods.supervised import class_weight_tensor
+from tunesmith.models import apply_lora, load_classifier, resolve_weights
+from tunesmith.pipeline import run
+from tunesmith.recipe import LoraSection
+
+
+def test_tiny_model_learns_the_toy_task(toy_data, tmp_path):
+    result = run(toy_data["recipe"], output_dir=tmp_path / "run")
+    m = result.metrics
+    assert m["tuned"]["accuracy"] >= 0.9
+    assert m["tuned"]["accuracy"] > m["base"]["accuracy"] - 0.05 or m["tuned"]["accuracy"] == 1.0
+    assert set(m["base"]) >= {"accuracy", "f1_macro", "precision_macro", "recall_macro"}
+    assert m["eval_set"] == "test" and m["train"]["best_epoch"] >= 1
+    log = [json.loads(l) for l in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert any("eval" in r for r in log)
+
+
+def test_same_seed_same_result(toy_data, tmp_path):
+    recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
+    a = run(recipe, output_dir=tmp_path / "a").metrics["tuned"]
+    b = run(recipe, output_dir=tmp_path / "b").metrics["tuned"]
+    assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_early_stopping_stops_when_metric_stalls(toy_data, tmp_path):
+    train = {**toy_data["recipe"]["train"], "lr": 1e-9, "epochs": 10, "early_stopping": {"metric": "loss", "patience": 1}}
+    metrics = run({**toy_data["recipe"], "train": train}, output_dir=tmp_path / "r").metrics
+    assert metrics["train"]["epochs"] < 10
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_trainable_parameters_change_and_frozen_ones_do_not(mode):
+    torch.manual_seed(0)
+    model = load_classifier(resolve_weights("tiny-bert"), ["a", "b"])
+    if mode == "lora":
+        model = apply_lora(model, LoraSection(r=4), {"lora_targets": ["query", "value"]})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = {"input_ids": torch.tensor([[2, 10, 11, 3], [2, 12, 13, 3]]), "labels": torch.tensor([0, 1])}
+    model(**batch).loss.backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        if p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0:
+            assert changed, name
+        if not p.requires_grad:
+            assert not changed, name
+    if mode == "lora":
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
+
+
+def test_balanced_class_weights_follow_sklearn_formula():
+    weights = class_weight_tensor("balanced", ["a", "b"], ["a", "a", "a", "b"])
+    assert weights.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
+    assert class_weight_tensor({"b": 3.0}, ["a", "b"], ["a", "b"]).tolist() == [1.0, 3.0]
+
+
+def test_class_weights_run_end_to_end(toy_data, tmp_path):
+    recipe = {**toy_data["recipe"], "method": {"name": "supervised", "class_weights": "balanced"}}
+    assert run(recipe, output_dir=tmp_path / "r").metrics["tuned"]["accuracy"] >= 0.8
+
+
+def test_lora_run_saves_a_merged_plain_model(toy_data, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+    recipe = {**toy_data["recipe"], "method": {"name": "supervised", "lora": {"r": 4}}}
+    result = run(recipe, output_dir=tmp_path / "r")
+    model = AutoModelForSequenceClassification.from_pretrained(result.run_dir / "model")
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    assert model.config.id2label == {0: "negative", 1: "positive"}
