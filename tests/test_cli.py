@@ -1,0 +1,175 @@
+"""The CLI in-process: the happy path, and every bad input answered with a message and exit code 2."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tunesmith.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_recipe(tmp_path, recipe, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.conftest import sentiment_rows
+    tmp = tmp_path_factory.mktemp("cli")
+    for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
+        sentiment_rows(n, seed).to_csv(tmp / f"{name}.csv", index=False)
+    recipe = {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv", "test": "test.csv"},
+              "train": {"epochs": 3, "lr": 3e-3, "batch_size": 16}}
+    result = invoke("train", write_recipe(tmp, recipe), "-o", tmp / "run")
+    assert result.exit_code == 0, result.output
+    return {"dir": tmp, "run": tmp / "run", "output": result.output}
+
+
+def test_train_writes_the_run_directory(finished_run):
+    run = finished_run["run"]
+    for name in ("recipe.yaml", "metrics.json", "train_log.jsonl", "report.md", "run.json",
+                 "model/config.json", "model/labels.json", "plots/loss.png", "plots/confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    for section in ("base", "tuned"):
+        assert set(metrics[section]) >= {"accuracy", "f1_macro", "precision_macro", "recall_macro"}
+    assert set(metrics["train"]) >= {"runtime_s", "samples_per_s", "epochs", "best_epoch"}
+    assert metrics["task"] == "classification" and metrics["method"] == "supervised" and metrics["model"] == "tiny-bert"
+    assert "base" in finished_run["output"] and "tuned" in finished_run["output"]
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_saved_model_loads_with_plain_transformers(finished_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(finished_run["run"] / "model")
+    tok = AutoTokenizer.from_pretrained(finished_run["run"] / "model")
+    logits = model(**tok(["it is good"], return_tensors="pt")).logits
+    assert logits.shape == (1, 2) and set(model.config.label2id) == {"negative", "positive"}
+
+
+def test_predictor_returns_label_names_and_probabilities(finished_run):
+    from tunesmith import Predictor
+    p = Predictor.load(finished_run["run"])
+    assert p.classes_ == ["negative", "positive"]
+    assert p.predict(["the movie is great", "it is terrible"]) == ["positive", "negative"]
+    probs = p.predict_proba(["a good product"])
+    assert probs.shape == (1, 2) and abs(probs.sum() - 1) < 1e-5
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predict_keeps_input_format_and_adds_columns(finished_run, suffix):
+    src = finished_run["dir"] / f"in{suffix}"
+    frame = pd.DataFrame({"id": [1, 2], "text": ["so great", "very bad"]})
+    frame.to_csv(src, index=False) if suffix == ".csv" else frame.to_json(src, orient="records", lines=True)
+    dst = finished_run["dir"] / f"out{suffix}"
+    result = invoke("predict", finished_run["run"], src, "-o", dst)
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(dst) if suffix == ".csv" else pd.read_json(dst, lines=True)
+    assert list(out.columns) == ["id", "text", "predicted_label", "probability"]
+    assert out.predicted_label.tolist() == ["positive", "negative"]
+
+
+def test_eval_on_any_labeled_file(finished_run):
+    out = finished_run["dir"] / "eval.json"
+    result = invoke("eval", finished_run["run"], "--data", finished_run["dir"] / "test.csv", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["accuracy"] >= 0.9
+
+
+def test_recipe_validate_and_schema(tmp_path):
+    path = write_recipe(tmp_path, {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}})
+    result = invoke("recipe", "validate", path, "--set", "train.lr=0.001")
+    assert result.exit_code == 0 and "lr: 0.001" in result.output
+    schema = invoke("recipe", "schema")
+    assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Recipe"
+
+
+def test_models_list_shows_aliases():
+    result = invoke("models", "list")
+    assert result.exit_code == 0 and "minilm-l6" in result.output and "tiny-bert" in result.output
+
+
+# ------------------------------------------------------------------ bad input: message + exit 2
+
+def _toy_recipe(tmp_path, **data):
+    from tests.conftest import sentiment_rows
+    sentiment_rows(40, 0).to_csv(tmp_path / "train.csv", index=False)
+    return {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv", **data}, "train": {"epochs": 1}}
+
+
+BAD_DATA = {
+    "missing file": (lambda d: _write(d, "x.csv", None), "file not found"),
+    "empty file": (lambda d: _write(d, "x.csv", ""), "empty (0 bytes)"),
+    "header only": (lambda d: _write(d, "x.csv", "text,label\n"), "no data rows"),
+    "missing column": (lambda d: _write(d, "x.csv", "txt,label\na,positive\nb,negative\n"), "Did you mean 'txt'"),
+    "empty cell": (lambda d: _write(d, "x.csv", "text,label\n,positive\nb,negative\n"), "empty or non-text"),
+    "malformed jsonl": (lambda d: _write(d, "x.jsonl", '{"text": "a", "label": "positive"}\n{oops\n'), "x.jsonl:2"),
+    "unseen label": (lambda d: _write(d, "x.csv", "text,label\na,positive\nb,neutral\n"), "'neutral' never appear"),
+}
+
+
+def _write(directory, name, content):
+    if content is not None:
+        (directory / name).write_text(content)
+    return name
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
+def test_bad_test_file_is_a_clear_error(tmp_path, case):
+    make, expected = BAD_DATA[case]
+    recipe = _toy_recipe(tmp_path, test=make(tmp_path))
+    result = invoke("train", write_recipe(tmp_path, recipe), "-o", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_too_few_examples_per_class(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\n" + "a,x\n" * 10 + "b,y\n")
+    recipe = {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}}
+    result = invoke("train", write_recipe(tmp_path, recipe))
+    assert result.exit_code == 2 and "fewer than 2 training examples" in " ".join(result.output.split())
+
+
+def test_unknown_recipe_key_and_bad_yaml(tmp_path):
+    result = invoke("train", write_recipe(tmp_path, {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}, "trian": {}}))
+    assert result.exit_code == 2 and "unknown key 'trian'" in result.output and "Did you mean 'train'" in result.output
+    (tmp_path / "bad.yaml").write_text("model: [\n")
+    result = invoke("recipe", "validate", tmp_path / "bad.yaml")
+    assert result.exit_code == 2 and "line" in result.output
+
+
+def test_missing_model_and_unknown_model(tmp_path, monkeypatch):
+    import tunesmith.models as models
+    monkeypatch.setattr(models, "package_file", lambda source: None)
+    recipe = _toy_recipe(tmp_path)
+    recipe["model"]["name"] = "minilm-l6"
+    result = invoke("train", write_recipe(tmp_path, recipe))
+    assert result.exit_code == 2 and "tunesmith models pull minilm-l6" in " ".join(result.output.split())
+    recipe["model"]["name"] = "minilm-l7"
+    result = invoke("train", write_recipe(tmp_path, recipe))
+    assert result.exit_code == 2 and "Did you mean 'minilm-l6'" in " ".join(result.output.split())
+
+
+def test_existing_run_directory_is_not_overwritten(finished_run, tmp_path):
+    recipe = _toy_recipe(tmp_path)
+    result = invoke("train", write_recipe(tmp_path, recipe), "-o", finished_run["run"])
+    assert result.exit_code == 2 and "already holds a run" in " ".join(result.output.split())
+
+
+def test_predict_on_unfinished_or_foreign_directory(tmp_path):
+    result = invoke("predict", tmp_path, tmp_path / "in.csv", "-o", tmp_path / "out.csv")
+    assert result.exit_code == 2 and "not a tunesmith run directory" in " ".join(result.output.split())
+    (tmp_path / "run.json").write_text('{"status": "running"}')
+    result = invoke("predict", tmp_path, tmp_path / "in.csv", "-o", tmp_path / "out.csv")
+    assert result.exit_code == 2 and "has not finished" in " ".join(result.output.split())
