@@ -127,3 +127,35 @@ def apply_lora(model, lora, spec: dict):
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
                         lora_dropout=lora.dropout, target_modules=targets)
     return get_peft_model(model, config)
+
+
+def transformer_layers(model) -> list:
+    """The stack of transformer blocks of a HF model (BERT-style `encoder.layer`, Llama-style `layers`)."""
+    base = model.base_model
+    for path in ("encoder.layer", "layers", "h", "transformer.layer"):
+        node = base
+        for attr in path.split("."):
+            node = getattr(node, attr, None)
+        if node is not None:
+            return list(node)
+    return []
+
+
+def freeze_bottom(model, embeddings: bool, n_layers: int) -> None:
+    """Freeze token embeddings and/or the bottom `n_layers` blocks: no gradients, no optimizer state for them."""
+    if embeddings or n_layers:
+        model.get_input_embeddings().requires_grad_(False)
+    layers = transformer_layers(model)
+    if n_layers > len(layers):
+        raise TunesmithError(f"method.freeze_layers={n_layers}, but the model has only {len(layers)} layers.")
+    if n_layers and hasattr(model.base_model, "embeddings"):
+        model.base_model.embeddings.requires_grad_(False)  # nothing below a frozen layer needs gradients
+    for layer in layers[:n_layers]:
+        layer.requires_grad_(False)
+
+
+def set_dropout(model, rate: float) -> None:
+    import torch
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate

@@ -67,6 +67,9 @@ class SupervisedMethod(Strict):
     lora: LoraSection | None = Field(None, description="Train LoRA adapters instead of all weights (None = full fine-tuning).")
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map.")
+    freeze_embeddings: bool = Field(
+        True, description="Keep the token-embedding matrix fixed (faster, and rare words seen in training do not drift).")
+    freeze_layers: int = Field(0, ge=0, description="Also keep the bottom N transformer layers fixed (faster; full fine-tuning only).")
 
 
 def _method_tag(value) -> str | None:
@@ -97,6 +100,7 @@ class TrainSection(Strict):
     seed: int = Field(42, description="Seed for sampling, splits, initialisation and data order.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own).")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")

@@ -6,14 +6,17 @@ from collections import Counter
 
 import torch
 
-from ..models import apply_lora, load_classifier
+from ..models import apply_lora, freeze_bottom, load_classifier, set_dropout
 from ..train import Hooks
 
 
 def build_model(recipe, weights: str, spec: dict, labels: list[str]):
     model = load_classifier(weights, labels)
+    if recipe.train.dropout is not None:
+        set_dropout(model, recipe.train.dropout)
     if recipe.method.lora is not None:
-        model = apply_lora(model, recipe.method.lora, spec)
+        return apply_lora(model, recipe.method.lora, spec)
+    freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
     return model
 
 

