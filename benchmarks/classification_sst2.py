@@ -2,8 +2,9 @@
 
     python benchmarks/classification_sst2.py [--samples 8000] [--repeats 1] [--json out.json]
 
-Both runs see the same rows and are evaluated on sst2's validation file. Prints both accuracies,
-both samples/s and the ratio (medians over --repeats).
+All runs see the same rows and are evaluated on sst2's validation file. Prints accuracies,
+samples/s and the ratios to the Trainer (medians over --repeats). Variants: tunesmith defaults,
+and tunesmith with the bottom 2 layers frozen (method.freeze_layers=2).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def sample_rows(n: int, seed: int) -> pd.DataFrame:
     return pd.read_csv(DATA / "train.csv").sample(n=n, random_state=seed)
 
 
-def run_tunesmith(train_csv: Path, seed: int, out: Path) -> dict:
+def run_tunesmith(train_csv: Path, seed: int, out: Path, overrides: list[str]) -> dict:
     import tunesmith
     recipe = {
         "model": {"name": "minilm-l6"},
@@ -33,7 +34,7 @@ def run_tunesmith(train_csv: Path, seed: int, out: Path) -> dict:
         "train": {"epochs": 1, "seed": seed},
         "eval": {"baseline": "none"},
     }
-    metrics = tunesmith.run(recipe, output_dir=out, overwrite=True).metrics
+    metrics = tunesmith.run(tunesmith.load_recipe(recipe, overrides), output_dir=out, overwrite=True).metrics
     return {"accuracy": metrics["tuned"]["accuracy"], "samples_per_s": metrics["train"]["samples_per_s"]}
 
 
@@ -68,24 +69,27 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {"tunesmith": [], "hf_trainer": []}
+    variants = {"tunesmith": [], "tunesmith_freeze2": ["method.freeze_layers=2"]}
+    results = {name: [] for name in (*variants, "hf_trainer")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for r in range(args.repeats):
             seed = 42 + r
             rows = sample_rows(args.samples, seed)
             rows.to_csv(tmp / "train.csv", index=False)
-            t = time.perf_counter()
-            results["tunesmith"].append(run_tunesmith(tmp / "train.csv", seed, tmp / "ts"))
-            print("tunesmith", results["tunesmith"][-1], f"{time.perf_counter() - t:.0f}s", file=sys.stderr)
+            for name, overrides in variants.items():
+                results[name].append(run_tunesmith(tmp / "train.csv", seed, tmp / name, overrides))
+                print(name, results[name][-1], file=sys.stderr)
             if not args.skip_baseline:
                 results["hf_trainer"].append(run_hf_trainer(rows, seed, tmp / "hf"))
                 print("hf_trainer", results["hf_trainer"][-1], file=sys.stderr)
     summary = {name: {k: statistics.median(r[k] for r in runs) for k in ("accuracy", "samples_per_s")}
                for name, runs in results.items() if runs}
     if "hf_trainer" in summary:
-        summary["ratio_samples_per_s"] = summary["tunesmith"]["samples_per_s"] / summary["hf_trainer"]["samples_per_s"]
-        summary["accuracy_gap_points"] = 100 * (summary["tunesmith"]["accuracy"] - summary["hf_trainer"]["accuracy"])
+        base = summary["hf_trainer"]
+        for name in variants:
+            summary[name]["ratio_samples_per_s_vs_hf"] = summary[name]["samples_per_s"] / base["samples_per_s"]
+            summary[name]["accuracy_gap_points_vs_hf"] = 100 * (summary[name]["accuracy"] - base["accuracy"])
     summary["repeats"], summary["samples"] = args.repeats, args.samples
     print(json.dumps(summary, indent=2))
     if args.json:
