@@ -21,6 +21,7 @@ def test_shipped_recipe_validates_and_opens_with_its_command(path):
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     recipe = load_recipe(path, ["model.name=tiny-bert", "train.epochs=1", "data.max_train_samples=200",
+                                "data.min_examples_per_class=1",
                                 "train.max_length=64", "eval.baseline=none"])
     missing = [p for p in (recipe.data.train, recipe.data.validation, recipe.data.test) if p and not Path(p).exists()]
     if missing:

@@ -64,7 +64,7 @@ def test_balanced_class_weights_follow_sklearn_formula():
 
 
 def test_class_weights_run_end_to_end(toy_data, tmp_path):
-    recipe = {**toy_data["recipe"], "method": {"name": "supervised", "class_weights": "balanced"}}
+    recipe = {**toy_data["recipe"], "method": {"name": "supervised", "class_weights": "balanced", "freeze_embeddings": False}}
     assert run(recipe, output_dir=tmp_path / "r").metrics["tuned"]["accuracy"] >= 0.8
 
 

@@ -122,7 +122,12 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def sample_split(split: Split, n: int, seed: int) -> Split:
-    idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).tolist()
+    """A seeded sample of n rows, stratified so every class keeps its share (and at least one row)."""
+    counts = pd.Series(split.labels).value_counts()
+    if n >= len(counts) and counts.min() >= 2:
+        idx, _ = train_test_split(list(range(len(split))), train_size=n, random_state=seed, stratify=split.labels)
+    else:
+        idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).tolist()
     return _take(split, idx)
 
 
