@@ -101,7 +101,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
             text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None):
     """Add `predicted_label` and `probability` columns to every row of INPUT."""
     from .data.readers import read_table
-    from .data.classification import _text_cells
+    from .data.classification import text_cells  # same checks as training data
     from .data.writers import write_table
     from .predict import Predictor, recipe_columns
 
@@ -113,7 +113,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
         from .errors import did_you_mean
         raise TunesmithError(f"{input}: no column '{column}'. Columns found: {', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
                              "Pass --text-column NAME.")
-    probs = predictor.predict_proba(_text_cells(frame, column, str(input)))
+    probs = predictor.predict_proba(text_cells(frame, column, str(input)))
     frame["predicted_label"] = [predictor.classes_[i] for i in probs.argmax(-1)]
     frame["probability"] = probs.max(-1).round(6)
     write_table(frame, output)

@@ -41,13 +41,13 @@ def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | 
             raise TunesmithError(
                 f"{path}: no column '{col}' (data.{key}). Columns found: {found}.{did_you_mean(col, frame.columns)} "
                 f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME).")
-    texts = _text_cells(frame, text_col, path)
-    pairs = _text_cells(frame, pair_col, path) if pair_col else None
+    texts = text_cells(frame, text_col, path)
+    pairs = text_cells(frame, pair_col, path) if pair_col else None
     labels = _label_cells(frame, label_col, path) if label_col else None
     return Split(texts, labels, pairs, source=path)
 
 
-def _text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
+def text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
     values = frame[col].tolist()
     bad = [i + 1 for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
     if bad:
