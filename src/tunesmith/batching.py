@@ -41,11 +41,12 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, shuff
 
 
 def collate(rows: list[dict], pad_id: int, labels: list[int] | None = None) -> dict:
-    """Pad a list of tokenized rows to the longest in the batch."""
+    """Pad a list of tokenized rows to the longest in the batch (token labels with -100: no loss on padding)."""
     width = max(len(r["input_ids"]) for r in rows)
     batch = {}
+    fills = {"input_ids": pad_id, "labels": -100}
     for key in rows[0]:
-        fill = pad_id if key == "input_ids" else 0
+        fill = fills.get(key, 0)
         batch[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
     if labels is not None:
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
@@ -53,5 +54,6 @@ def collate(rows: list[dict], pad_id: int, labels: list[int] | None = None) -> d
 
 
 def iterate(rows: list[dict], batches: list[list[int]], pad_id: int, label_ids: list[int] | None = None):
+    """Padded batches; `label_ids` are per-example class ids (classification), token labels live in the rows."""
     for batch in batches:
         yield collate([rows[i] for i in batch], pad_id, None if label_ids is None else [label_ids[i] for i in batch])

@@ -78,7 +78,7 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
     from .predict import Predictor, recipe_columns
     from .runs import write_json
 
-    predictor = Predictor.load(run_dir)
+    predictor = _classifier(run_dir)
     cols = recipe_columns(run_dir)
     split = read_split(str(data), text_column or cols["text"], label_column or cols["label"], cols["pair"], "--data")
     unknown = sorted(set(split.labels) - set(predictor.classes_))
@@ -105,7 +105,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
     from .data.writers import write_table
     from .predict import Predictor, recipe_columns
 
-    predictor = Predictor.load(run_dir)
+    predictor = _classifier(run_dir)
     cols = recipe_columns(run_dir)
     column = text_column or cols["text"]
     frame = read_table(input, "input")
@@ -118,6 +118,14 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
     frame["probability"] = probs.max(-1).round(6)
     write_table(frame, output)
     out.print(f"{len(frame)} predictions written to {output}")
+
+
+def _classifier(run_dir: Path):
+    from .predict import Predictor, is_generation_run
+    from .runs import open_finished
+    if is_generation_run(open_finished(run_dir)):
+        raise TunesmithError(f"{run_dir} is a generation run; use `tunesmith generate` or `tunesmith chat` with it.")
+    return Predictor.load(run_dir)
 
 
 @recipe_app.command("validate")
@@ -170,17 +178,24 @@ def models_pull(alias: str):
 
 
 def _print_comparison(metrics: dict) -> None:
+    if metrics["task"] == "generation":
+        keys = [k for k in ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l") if k in metrics["tuned"]]
+        _print_metrics_table({"base": metrics["base"], "tuned": metrics["tuned"]}, keys=keys,
+                             title=f"{metrics['model']} on the {metrics['eval_set']} set ({metrics['generated']} prompts)")
+        return
     _print_metrics_table({"base": metrics["base"], "tuned": metrics["tuned"]},
                          title=f"{metrics['model']} on the {metrics['eval_set']} set ({metrics['eval_size']} examples)")
 
 
-def _print_metrics_table(columns: dict[str, dict], title: str | None = None) -> None:
+def _print_metrics_table(columns: dict[str, dict], title: str | None = None, keys=None) -> None:
     from .evaluate import HEADLINE
     table = Table("metric", *columns, title=title)
-    for key in HEADLINE:
+    for key in keys or HEADLINE:
         table.add_row(key, *(f"{c[key]:.4f}" if key in c else "n/a" for c in columns.values()))
     out.print(table)
 
+
+from . import cli_generation  # noqa: E402,F401  (registers chat, generate, export)
 
 if __name__ == "__main__":
     app()

@@ -121,10 +121,28 @@ def load_encoder(path: str):
     return AutoModel.from_pretrained(path)
 
 
-def apply_lora(model, lora, spec: dict):
-    from peft import LoraConfig, TaskType, get_peft_model
+def load_causal_lm(path: str):
+    """A decoder LM in fp32 weights (autocast handles bf16 where the hardware is fast at it)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise TunesmithError(f"Could not load '{path}' as a causal (decoder) language model: {err}") from None
+
+
+def model_kind(weights: str, spec: dict) -> str:
+    """encoder | decoder, from the registry or the model's config."""
+    if spec.get("kind"):
+        return spec["kind"]
+    from transformers import AutoConfig
+    return detect_kind(AutoConfig.from_pretrained(weights))
+
+
+def apply_lora(model, lora, spec: dict, task_type: str = "SEQ_CLS"):
+    from peft import LoraConfig, get_peft_model
     targets = lora.targets or spec.get("lora_targets") or "all-linear"
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,
+    config = LoraConfig(task_type=task_type, r=lora.r, lora_alpha=lora.alpha,
                         lora_dropout=lora.dropout, target_modules=targets)
     return get_peft_model(model, config)
 
@@ -141,11 +159,13 @@ def transformer_layers(model) -> list:
     return []
 
 
-def freeze_bottom(model, embeddings: bool, n_layers: int) -> None:
+def freeze_bottom(model, embeddings: bool, n_layers: int | str) -> None:
     """Freeze token embeddings and/or the bottom `n_layers` blocks: no gradients, no optimizer state for them."""
+    layers = transformer_layers(model)
+    if n_layers == "auto":
+        n_layers = len(layers) // 3
     if embeddings or n_layers:
         model.get_input_embeddings().requires_grad_(False)
-    layers = transformer_layers(model)
     if n_layers > len(layers):
         raise TunesmithError(f"method.freeze_layers={n_layers}, but the model has only {len(layers)} layers.")
     if n_layers and hasattr(model.base_model, "embeddings"):

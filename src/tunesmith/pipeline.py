@@ -13,7 +13,7 @@ from .batching import tokenize
 from .data.classification import load_classification
 from .evaluate import evaluate_classifier, linear_probe
 from .hardware import accelerate_precision, resolve_precision
-from .models import load_encoder, load_tokenizer, model_spec, resolve_weights
+from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, dump_recipe, load_recipe
 from .registry import DEFAULT_LR, METHODS
 from .report import write_report
@@ -31,6 +31,9 @@ class RunResult:
 def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> RunResult:
     """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json)."""
     recipe = load_recipe(recipe)
+    if recipe.task == "generation":
+        from .generation.pipeline import run_generation
+        return RunResult(*run_generation(recipe, output_dir, overwrite))
     method = importlib.import_module(METHODS[recipe.method.name])
     data = load_classification(recipe.data, recipe.train.seed)
     for warning in data.warnings:
@@ -39,11 +42,12 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     spec = model_spec(recipe.model.name)
     tokenizer = load_tokenizer(weights)
     enc = _encode(data, tokenizer, recipe.train.max_length)
-    lr = recipe.train.lr or _default_lr(weights, spec, method.training_mode(recipe))
+    kind = model_kind(weights, spec)
+    lr = recipe.train.lr or DEFAULT_LR[(kind, method.training_mode(recipe, kind))]
     run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
                           overwrite or recipe.output.overwrite)
     try:
-        metrics = _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir)
+        metrics = _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind)
     except BaseException as err:
         runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
@@ -51,7 +55,7 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     return RunResult(run_dir, metrics)
 
 
-def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path) -> dict:
+def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path, kind: str) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -62,7 +66,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
     base = _baseline(recipe, weights, enc, data, tokenizer.pad_token_id, precision)
     if base:
         console.print(f"base ({base['kind']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-    model = method.build_model(recipe, weights, spec, data.labels)
+    model = method.build_model(recipe, weights, spec, data.labels, kind)
     evaluate = lambda m: evaluate_classifier(  # noqa: E731
         m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
     hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
@@ -75,7 +79,8 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
         "task": recipe.task, "method": recipe.method.name, "model": recipe.model.name,
         "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
         "base": base, "tuned": tuned,
-        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "epochs": result.epochs_run,
+        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  "epochs": result.epochs_run,
                   "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
                   "train_size": len(data.train), "truncated": len(enc["truncated"]), "history": result.history},
         "warnings": data.warnings,
@@ -112,12 +117,3 @@ def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
     base = linear_probe(encoder, enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"], data.labels,
                         recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
-
-
-def _default_lr(weights: str, spec: dict, mode: str) -> float:
-    kind = spec.get("kind")
-    if kind is None:
-        from transformers import AutoConfig
-        from .models import detect_kind
-        kind = detect_kind(AutoConfig.from_pretrained(weights))
-    return DEFAULT_LR[(kind, mode)]

@@ -22,10 +22,14 @@ class Predictor:
         self.precision = resolve_precision(precision)
 
     @classmethod
-    def load(cls, run_dir: str | Path, **kwargs) -> "Predictor":
+    def load(cls, run_dir: str | Path, **kwargs):
+        """A Predictor for classification runs; a GenerativePredictor (`.generate`) for generation runs."""
         from transformers import AutoModelForSequenceClassification
         from .models import load_tokenizer
         run_dir = runs.open_finished(run_dir)
+        if is_generation_run(run_dir):
+            from .generation.predictor import GenerativePredictor, load_generation_model
+            return GenerativePredictor(*load_generation_model(run_dir), **kwargs)
         model_dir = run_dir / runs.MODEL_DIR
         recipe = _recipe(run_dir)
         kwargs.setdefault("max_length", recipe.get("train", {}).get("max_length", 256))
@@ -37,6 +41,10 @@ class Predictor:
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
+
+
+def is_generation_run(run_dir: Path) -> bool:
+    return _recipe(run_dir).get("task") == "generation"
 
 
 def _recipe(run_dir: Path) -> dict:

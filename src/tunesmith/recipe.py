@@ -52,7 +52,15 @@ class DataSection(Strict):
     label_column: str = Field("label", description="Column holding the label (any strings; kept as-is in outputs).")
     validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
     max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
+    max_eval_samples: int | None = Field(None, gt=0, description="Generation: use a seeded sample of this many validation and test samples (evaluation costs a forward pass per token).")
     min_examples_per_class: int = Field(2, ge=1, description="Refuse to train when a class has fewer training examples than this.")
+    # generation (task: generation) only
+    format: Literal["auto", "messages", "prompt_response", "alpaca", "text"] = Field(
+        "auto", description="Generation data layout; 'auto' detects it from the columns and reports what it found.")
+    messages_column: str = Field("messages", description="Column holding OpenAI-style chat message lists.")
+    prompt_column: str | None = Field(None, description="Prompt column for prompt/response data (auto: prompt, question, input, query).")
+    response_column: str | None = Field(None, description="Response column for prompt/response data (auto: response, answer, output, completion).")
+    system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
 
 
 class LoraSection(Strict):
@@ -64,12 +72,20 @@ class LoraSection(Strict):
 
 class SupervisedMethod(Strict):
     name: Literal["supervised"] = "supervised"
-    lora: LoraSection | None = Field(None, description="Train LoRA adapters instead of all weights (None = full fine-tuning).")
+    tuning: Literal["auto", "full", "lora"] = Field(
+        "auto", description="'auto' = LoRA for decoder LLMs (or when a lora section is given), full fine-tuning for encoders.")
+    lora: LoraSection | None = Field(None, description="LoRA settings (rank, alpha, dropout, targets); giving this section turns LoRA on.")
+    loss_on: Literal["responses", "all"] = Field(
+        "responses", description="Generation: compute the loss on assistant/response tokens only, or on every token.")
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
         "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map.")
     freeze_embeddings: bool = Field(
         True, description="Keep the token-embedding matrix fixed (faster, and rare words seen in training do not drift).")
-    freeze_layers: int = Field(0, ge=0, description="Also keep the bottom N transformer layers fixed (faster; full fine-tuning only).")
+    # 'auto' freezes the bottom third: lower layers hold general features that fine-tuning barely moves
+    # (Lee et al. 2019, "What would Elsa do?"), and skipping their backward pass is the cheapest speed-up
+    # on CPU. benchmarks/classification_sst2.py measures the trade (MiniLM: 2 of 6 layers).
+    freeze_layers: int | Literal["auto"] = Field(
+        "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
 
 
 def _method_tag(value) -> str | None:
@@ -84,8 +100,8 @@ Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")]], Discri
 
 
 class EarlyStopping(Strict):
-    metric: Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"] = Field(
-        "f1_macro", description="Validation metric that picks the best checkpoint.")
+    metric: Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"] | None = Field(
+        None, description="Validation metric that picks the best checkpoint (None = f1_macro for classification, loss for generation).")
     patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
 
 
@@ -104,12 +120,17 @@ class TrainSection(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")
+    packing: bool = Field(False, description="Generation: pack short samples into rows of max_length (no attention across samples).")
 
 
 class EvalSection(Strict):
     baseline: Literal["linear_probe", "none"] = Field(
         "linear_probe", description="Base-model comparison: a logistic regression on the frozen base model's embeddings.")
     batch_size: int = Field(64, gt=0, description="Batch size for evaluation and prediction.")
+    max_samples: int | None = Field(100, gt=0, description="Generation: held-out prompts to generate answers for (base and tuned); None = all.")
+    max_new_tokens: int | None = Field(None, gt=0, description="Generation: answer length limit (None = longest reference + margin, up to 256).")
+    generation_metric: Literal["auto", "exact_match", "rouge_l"] = Field(
+        "auto", description="'auto' = exact match on parsed answers when references are short labels, else ROUGE-L.")
 
 
 class OutputSection(Strict):
@@ -119,7 +140,8 @@ class OutputSection(Strict):
 
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
-    task: Literal["classification"] = Field("classification", description="What the model learns to do.")
+    task: Literal["classification", "generation"] = Field(
+        "classification", description="classification (text -> label) or generation (chat/instruction/text -> text).")
     model: ModelSection
     data: DataSection
     method: Method = Field(default_factory=SupervisedMethod)

@@ -36,6 +36,14 @@ MODELS: dict[str, dict] = {
         "license": "n/a (random weights, for tests)",
         "lora_targets": ["query", "value"],
     },
+    "tiny-llama": {
+        "source": "tiny:llama",
+        "kind": "decoder",
+        "tasks": ["classification", "generation"],
+        "params": "~0.05M",
+        "license": "n/a (random weights, for tests)",
+        "lora_targets": ["q_proj", "v_proj"],
+    },
 }
 
 # Default peak learning rates per (model kind, training mode), checked by benchmarks/.

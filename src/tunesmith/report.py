@@ -16,13 +16,17 @@ from .evaluate import HEADLINE  # noqa: E402
 def write_report(run_dir: Path, metrics: dict, labels: list[str]) -> Path:
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    _loss_plot(log, plots / "loss.png")
+    log = read_log(run_dir)
+    loss_plot(log, plots / "loss.png")
     _comparison_plot(metrics, plots / "base_vs_tuned.png")
     _confusion_plot(metrics["tuned"]["confusion_matrix"], labels, plots / "confusion_matrix.png")
     path = run_dir / "report.md"
     path.write_text(_markdown(metrics, labels), encoding="utf-8")
     return path
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if line]
 
 
 def _markdown(m: dict, labels: list[str]) -> str:
@@ -69,7 +73,7 @@ def _delta(m: dict, key: str) -> str:
     return "n/a" if base is None else f"{m['tuned'][key] - base:+.4f}"
 
 
-def _loss_plot(log: list[dict], path: Path) -> None:
+def loss_plot(log: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [r for r in log if "loss" in r]
     ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="train loss")
@@ -78,7 +82,7 @@ def _loss_plot(log: list[dict], path: Path) -> None:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _comparison_plot(m: dict, path: Path) -> None:
@@ -89,7 +93,7 @@ def _comparison_plot(m: dict, path: Path) -> None:
     ax.set_xticks(list(x), HEADLINE)
     ax.set_ylim(0, 1)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _confusion_plot(matrix: list[list[int]], labels: list[str], path: Path) -> None:
@@ -104,10 +108,10 @@ def _confusion_plot(matrix: list[list[int]], labels: list[str], path: Path) -> N
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -13,6 +13,8 @@ METRICS_FILE = "metrics.json"
 LOG_FILE = "train_log.jsonl"
 RECIPE_FILE = "recipe.yaml"
 MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"      # LoRA runs of decoders: the adapter alone (export --merge builds a full model)
+MERGED_DIR = "merged"
 
 
 def default_dir(recipe_name: str) -> Path:
@@ -45,6 +47,16 @@ def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     tmp.replace(path)  # atomic: readers never see half a file
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def open_finished(run_dir: str | Path) -> Path:

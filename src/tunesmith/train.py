@@ -22,6 +22,7 @@ class Hooks:
     compute_loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss
     before_backward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. add a regulariser
     after_epoch: Callable[[int, dict], None] | None = None
+    default_metric: str = "f1_macro"  # picks the best epoch when the recipe names none
 
 
 @dataclass
@@ -31,6 +32,7 @@ class LoopResult:
     best_metrics: dict
     runtime_s: float
     samples_per_s: float
+    tokens_per_s: float
     history: list[dict] = field(default_factory=list)
 
 
@@ -53,9 +55,9 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     from transformers import get_linear_schedule_with_warmup
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    state = _State(stop_metric=cfg.early_stopping.metric, patience=cfg.early_stopping.patience)
+    state = _State(stop_metric=cfg.early_stopping.metric or hooks.default_metric, patience=cfg.early_stopping.patience)
     log = log_path.open("a", encoding="utf-8") if accelerator.is_main_process else None
-    start, train_time, seen, step = time.perf_counter(), 0.0, 0, 0
+    start, train_time, seen, tokens, step = time.perf_counter(), 0.0, 0, 0, 0
     with _progress(accelerator) as bar:
         task = bar.add_task("train", total=total_steps, loss=float("nan"), sps=0.0)
         for epoch in range(1, math.ceil(cfg.epochs) + 1):
@@ -78,6 +80,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 seen += len(batch["input_ids"])
+                tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
                 if accelerator.sync_gradients:
                     step += 1
                     sps = seen / (train_time + time.perf_counter() - t0)
@@ -96,8 +99,9 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     if log:
         log.close()
     state.restore(accelerator.unwrap_model(model))
+    per_s = accelerator.num_processes / max(train_time, 1e-9)
     return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
-                      seen * accelerator.num_processes / max(train_time, 1e-9), state.history)
+                      seen * per_s, tokens * per_s, state.history)
 
 
 class _State:

@@ -7,21 +7,27 @@ from collections import Counter
 import torch
 
 from ..models import apply_lora, freeze_bottom, load_classifier, set_dropout
+from ..recipe import LoraSection
 from ..train import Hooks
 
 
-def build_model(recipe, weights: str, spec: dict, labels: list[str]):
+def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str):
     model = load_classifier(weights, labels)
     if recipe.train.dropout is not None:
         set_dropout(model, recipe.train.dropout)
-    if recipe.method.lora is not None:
-        return apply_lora(model, recipe.method.lora, spec)
+    if training_mode(recipe, kind) == "lora":
+        return apply_lora(model, recipe.method.lora or LoraSection(), spec)
     freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
     return model
 
 
-def training_mode(recipe) -> str:
-    return "lora" if recipe.method.lora is not None else "full"
+def training_mode(recipe, kind: str) -> str:
+    """full | lora. 'auto': LoRA for decoders (a few MB of adapters instead of the whole model) or when a
+    lora section is given; full fine-tuning for encoders, which are small enough to train whole."""
+    tuning = recipe.method.tuning
+    if tuning != "auto":
+        return tuning
+    return "lora" if recipe.method.lora is not None or kind == "decoder" else "full"
 
 
 def class_weight_tensor(setting, labels: list[str], train_labels: list[str]) -> torch.Tensor | None:

@@ -1,0 +1,176 @@
+"""Generation data in any of four layouts, turned into one shape: a list of chat messages per sample.
+
+Layouts: OpenAI-style `messages` lists, prompt/response pairs (any column names), Alpaca
+instruction/input/output, and plain text. Plain text becomes a single message with role "text":
+it is trained on whole, without a chat template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import TunesmithError
+from .readers import read_table
+
+PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
+RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
+ROLES = {"system", "user", "assistant"}
+FORMAT_NAMES = {"messages": "chat messages", "prompt_response": "prompt/response pairs",
+                "alpaca": "Alpaca instruction/input/output", "text": "plain text"}
+
+
+@dataclass
+class Conversations:
+    samples: list[list[dict]]  # each: [{"role": ..., "content": ...}, ...]
+    format: str
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def describe(self) -> str:
+        unit = "texts" if self.format == "text" else "conversations"
+        return f"{self.source}: detected {FORMAT_NAMES[self.format]}, {len(self):,} {unit}"
+
+
+@dataclass
+class GenerationData:
+    train: Conversations
+    validation: Conversations
+    evaluation: Conversations
+    eval_name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def detect_format(columns: list[str], data) -> str:
+    if data.format != "auto":
+        return data.format
+    if data.messages_column in columns:
+        return "messages"
+    if "instruction" in columns and "output" in columns:
+        return "alpaca"
+    if _pick(columns, data.prompt_column, PROMPT_NAMES) and _pick(columns, data.response_column, RESPONSE_NAMES):
+        return "prompt_response"
+    if data.text_column in columns:
+        return "text"
+    raise TunesmithError(
+        f"Cannot tell the data layout from the columns ({', '.join(columns)}). Expected one of: a '{data.messages_column}' "
+        "column of chat messages; 'instruction' + 'output' (+ optional 'input'); a prompt column "
+        f"({'/'.join(PROMPT_NAMES)}) with a response column ({'/'.join(RESPONSE_NAMES)}); or a '{data.text_column}' "
+        "column of plain text. Name yours with data.prompt_column / data.response_column / data.messages_column / "
+        "data.text_column, or set data.format.")
+
+
+def _pick(columns: list[str], chosen: str | None, names: tuple[str, ...]) -> str | None:
+    if chosen is not None:
+        return chosen if chosen in columns else None
+    return next((n for n in names if n in columns), None)
+
+
+def read_conversations(path: str, data, role: str) -> Conversations:
+    frame = read_table(path, role)
+    columns = list(map(str, frame.columns))
+    fmt = detect_format(columns, data)
+    samples = _CONVERTERS[fmt](frame, columns, data, path)
+    if data.system_prompt and fmt != "text":
+        samples = [s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples]
+    return Conversations(samples, fmt, path)
+
+
+def _column(frame: pd.DataFrame, columns: list[str], col: str | None, key: str, path: str, optional=False) -> list | None:
+    if col is None or col not in columns:
+        if optional:
+            return None
+        raise TunesmithError(f"{path}: no column '{col}' for data.{key}. Columns found: {', '.join(columns)}. "
+                             f"Set data.{key} to the right column name.")
+    return frame[col].tolist()
+
+
+def _texts(values: list, col: str, path: str, allow_empty=False) -> list[str]:
+    """Cells as text; empty cells are an error unless `allow_empty` (then they become "")."""
+    bad = [i + 1 for i, v in enumerate(values)
+           if not (allow_empty and _blank(v)) and (not isinstance(v, str) or not v.strip())]
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise TunesmithError(f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
+                             "(1-based). Remove those rows or fill in the text.")
+    return ["" if _blank(v) else v for v in values]
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+
+
+def _from_pairs(frame, columns, data, path) -> list[list[dict]]:
+    p_col, r_col = _pick(columns, data.prompt_column, PROMPT_NAMES), _pick(columns, data.response_column, RESPONSE_NAMES)
+    prompts = _texts(_column(frame, columns, p_col or data.prompt_column, "prompt_column", path), p_col, path)
+    responses = _texts(_column(frame, columns, r_col or data.response_column, "response_column", path), r_col, path)
+    return [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
+
+
+def _from_alpaca(frame, columns, data, path) -> list[list[dict]]:
+    instructions = _texts(_column(frame, columns, "instruction", "format (alpaca)", path), "instruction", path)
+    outputs = _texts(_column(frame, columns, "output", "format (alpaca)", path), "output", path)
+    inputs = _column(frame, columns, "input", "format (alpaca)", path, optional=True) or [""] * len(frame)
+    inputs = _texts(inputs, "input", path, allow_empty=True)
+    return [[{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}, {"role": "assistant", "content": out}]
+            for ins, inp, out in zip(instructions, inputs, outputs)]
+
+
+def _from_text(frame, columns, data, path) -> list[list[dict]]:
+    texts = _texts(_column(frame, columns, data.text_column, "text_column", path), data.text_column, path)
+    return [[{"role": "text", "content": t}] for t in texts]
+
+
+def _from_messages(frame, columns, data, path) -> list[list[dict]]:
+    values = _column(frame, columns, data.messages_column, "messages_column", path)
+    return [_check_messages(v, i + 1, path) for i, v in enumerate(values)]
+
+
+def _check_messages(value, row: int, path: str) -> list[dict]:
+    where = f"{path}: data row {row}"
+    if hasattr(value, "tolist"):  # parquet gives numpy arrays
+        value = value.tolist()
+    if not isinstance(value, list) or not value:
+        raise TunesmithError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects.")
+    out = []
+    for turn, m in enumerate(value, start=1):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise TunesmithError(f"{where}, message {turn}: expected {{\"role\": one of {sorted(ROLES)}, \"content\": text}}, got {m!r:.120}.")
+        out.append({"role": m["role"], "content": m["content"]})
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
+        raise TunesmithError(f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it.")
+    return out
+
+
+_CONVERTERS = {"messages": _from_messages, "prompt_response": _from_pairs, "alpaca": _from_alpaca, "text": _from_text}
+
+
+def load_generation(data, seed: int) -> GenerationData:
+    """Read train/validation/test; carve a seeded validation split when none is given."""
+    import random
+    train = read_conversations(data.train, data, "data.train")
+    warnings = []
+    if data.max_train_samples and data.max_train_samples < len(train):
+        train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
+    if data.validation:
+        validation = read_conversations(data.validation, data, "data.validation")
+    else:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        n_val = max(1, round(len(order) * data.validation_split))
+        if len(order) - n_val < 1:
+            raise TunesmithError(f"{data.train}: only {len(order)} sample(s); need at least 2 to carve a validation split.")
+        held = set(order[:n_val])
+        validation = Conversations([train.samples[i] for i in sorted(held)], train.format, f"{data.train} (validation split)")
+        train = Conversations([s for i, s in enumerate(train.samples) if i not in held], train.format, data.train)
+    test = read_conversations(data.test, data, "data.test") if data.test else None
+    if data.max_eval_samples:
+        for split in (validation, test):
+            if split is not None and len(split) > data.max_eval_samples:
+                keep = sorted(random.Random(seed).sample(range(len(split)), data.max_eval_samples))
+                split.samples = [split.samples[i] for i in keep]
+    evaluation, eval_name = (test, "test") if test else (validation, "validation")
+    return GenerationData(train, validation, evaluation, eval_name, warnings)

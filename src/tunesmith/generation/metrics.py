@@ -1,0 +1,63 @@
+"""Generation metrics on held-out prompts: exact match on parsed short answers, ROUGE-L on free text."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from sklearn.metrics import f1_score
+
+LABEL_MAX_WORDS = 4  # references this short (and repeated) are labels, not prose
+
+
+def is_label_like(references: list[str]) -> bool:
+    """Short, single-line references drawn from a small set: answers are labels."""
+    short = all(len(r.split()) <= LABEL_MAX_WORDS and "\n" not in r.strip() for r in references)
+    return short and len(set(references)) <= max(1, len(references) // 2)
+
+
+def normalize(text: str) -> str:
+    return text.strip().strip(string.punctuation + " \"'`").lower()
+
+
+def parse_label(generation: str, labels: list[str]) -> str:
+    """The label a generation names: its first line if that is a label, else the earliest label mentioned.
+
+    Models often wrap the answer ("Intent: track_order."); exact string comparison would call that wrong.
+    """
+    lines = [line for line in generation.strip().splitlines() if line.strip()]
+    first = normalize(lines[0]) if lines else ""
+    known = {normalize(label) for label in labels}
+    if first in known:
+        return first
+    text = generation.lower()
+    hits = []
+    for label in known:
+        match = re.search(r"(?<![\w])" + re.escape(label) + r"(?![\w])", text)
+        if match:
+            hits.append((match.start(), -len(label), label))
+    return min(hits)[2] if hits else first
+
+
+def exact_match(generations: list[str], references: list[str]) -> dict:
+    labels = sorted(set(references))
+    predicted = [parse_label(g, labels) for g in generations]
+    gold = [normalize(r) for r in references]
+    accuracy = sum(p == g for p, g in zip(predicted, gold)) / max(len(gold), 1)
+    f1 = f1_score(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)
+    return {"exact_match": accuracy, "accuracy": accuracy, "f1_macro": float(f1)}
+
+
+def rouge_l(generations: list[str], references: list[str]) -> dict:
+    from rouge_score import rouge_scorer
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(ref, gen)["rougeL"].fmeasure for gen, ref in zip(generations, references)]
+    return {"rouge_l": sum(scores) / max(len(scores), 1)}
+
+
+def generation_metrics(generations: list[str], references: list[str], kind: str) -> dict:
+    """`kind`: exact_match | rouge_l. ROUGE-L is always reported; exact match when answers are labels."""
+    metrics = rouge_l(generations, references)
+    if kind == "exact_match":
+        metrics.update(exact_match(generations, references))
+    return metrics

@@ -1,0 +1,172 @@
+"""Generation data: layout detection, loss masking, EOS training, truncation counts, packing isolation."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from tunesmith.data.conversations import read_conversations
+from tunesmith.errors import TunesmithError
+from tunesmith.generation.formatting import (DEFAULT_TEMPLATE, check_learnable, encode, encode_sample, ensure_chat_template,
+                                             pack)
+from tunesmith.generation.generate import causal_lm_loss
+from tunesmith.models import load_causal_lm, load_tokenizer, resolve_weights
+from tunesmith.recipe import DataSection
+
+CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "where is my order"},
+        {"role": "assistant", "content": "on the way"}, {"role": "user", "content": "thanks"},
+        {"role": "assistant", "content": "you are welcome"}]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    path = resolve_weights("tiny-llama")
+    tokenizer = load_tokenizer(path)
+    ensure_chat_template(tokenizer)
+    return load_causal_lm(path), tokenizer
+
+
+def write_jsonl(path, records):
+    path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("records, fmt, first_user", [
+    ([{"messages": CHAT}], "messages", "where is my order"),
+    ([{"question": "q1", "answer": "a1"}], "prompt_response", "q1"),
+    ([{"instruction": "Summarise", "input": "long text", "output": "short"}], "alpaca", "Summarise\n\nlong text"),
+    ([{"instruction": "Say hi", "input": "", "output": "hi"}], "alpaca", "Say hi"),
+    ([{"text": "plain domain text"}], "text", None),
+])
+def test_each_layout_is_detected_and_converted(tmp_path, records, fmt, first_user):
+    conv = read_conversations(write_jsonl(tmp_path / "d.jsonl", records * 3), DataSection(train="x"), "data.train")
+    assert conv.format == fmt
+    assert "3 " in conv.describe() and "detected" in conv.describe()
+    sample = conv.samples[0]
+    if first_user is None:
+        assert sample == [{"role": "text", "content": "plain domain text"}]
+    else:
+        assert next(m["content"] for m in sample if m["role"] == "user") == first_user
+        assert sample[-1]["role"] == "assistant"
+
+
+def test_column_mapping_and_system_prompt(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"ask": "hello", "reply": "hi there"}])
+    data = DataSection(train="x", prompt_column="ask", response_column="reply", system_prompt="You are support.")
+    conv = read_conversations(path, data, "data.train")
+    assert conv.samples[0] == [{"role": "system", "content": "You are support."}, {"role": "user", "content": "hello"},
+                               {"role": "assistant", "content": "hi there"}]
+
+
+@pytest.mark.parametrize("records, message", [
+    ([{"foo": "a", "bar": "b"}], "Cannot tell the data layout"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "no non-empty assistant message"),
+    ([{"messages": [{"role": "robot", "content": "hi"}]}], "message 1"),
+    ([{"prompt": "hi", "response": ""}], "empty or non-text cell"),
+])
+def test_bad_generation_data_is_a_clear_error(tmp_path, records, message):
+    with pytest.raises(TunesmithError, match=message):
+        read_conversations(write_jsonl(tmp_path / "d.jsonl", records), DataSection(train="x"), "data.train")
+
+
+def labeled_text(tokenizer, row) -> str:
+    return tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
+
+
+def test_loss_only_on_assistant_turns_and_eos_is_trained(tiny):
+    _, tokenizer = tiny
+    row, cut = encode_sample(tokenizer, CHAT, 512, "responses")
+    assert not cut
+    assert labeled_text(tokenizer, row).replace(" ", "") == "ontheway</s>youarewelcome</s>"
+    eos_positions = [i for i, t in enumerate(row["input_ids"]) if t == tokenizer.eos_token_id]
+    assert eos_positions and all(row["labels"][i] == tokenizer.eos_token_id for i in eos_positions)
+    user_start = tokenizer.decode(row["input_ids"]).index("where")
+    assert "where" not in labeled_text(tokenizer, row) and user_start > 0
+
+
+def test_loss_on_all_tokens_option(tiny):
+    _, tokenizer = tiny
+    row, _ = encode_sample(tokenizer, CHAT, 512, "all")
+    assert row["labels"] == row["input_ids"]
+
+
+def test_chatml_template_marks_end_of_turn_token(tiny):
+    _, tokenizer = tiny
+    chatml = DEFAULT_TEMPLATE.replace("{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|im_end|>{% endif %}", "<|im_end|>")
+    tokenizer = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    tokenizer.chat_template = chatml
+    row, _ = encode_sample(tokenizer, CHAT[:3], 512, "responses")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    labeled = [t for t in row["labels"] if t != -100]
+    assert labeled[-2:] == [im_end, tokenizer.convert_tokens_to_ids("Ċ")] or labeled[-1] == im_end
+
+
+def test_truncation_is_counted_and_all_masked_refused(tiny):
+    _, tokenizer = tiny
+    long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    fits = len(encode_sample(tokenizer, CHAT, 10_000, "responses")[0]["input_ids"])
+    enc = encode(tokenizer, [long_prompt, CHAT], max_length=fits, loss_on="responses")
+    assert enc.truncated == [0] and enc.fully_masked == [0]
+    warnings = check_learnable(enc, "data.train", fits)
+    assert any("1 of 2 samples exceed" in w for w in warnings) and any("dropped" in w for w in warnings)
+    only_masked = encode(tokenizer, [long_prompt], max_length=64, loss_on="responses")
+    with pytest.raises(TunesmithError, match="no response token left"):
+        check_learnable(only_masked, "data.train", 64)
+
+
+def test_packing_never_lets_one_sample_attend_to_another(tiny):
+    model, tokenizer = tiny
+    samples = [CHAT[:3], [{"role": "user", "content": "refund please"}, {"role": "assistant", "content": "done"}],
+               [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello, how can i help"}]]
+    rows = encode(tokenizer, samples, 512, "responses").rows
+    packed = pack(rows, max_length=512)
+    assert len(packed) == 1
+    row = packed[0]
+    from tunesmith.generation.generate import with_packing_mask
+    inputs = with_packing_mask({"input_ids": torch.tensor([row["input_ids"]]), "position_ids": torch.tensor([row["position_ids"]])}, model)
+    with torch.no_grad():
+        together = model(**inputs, use_cache=False).logits[0]
+        start = 0
+        for r in rows:
+            alone = model(input_ids=torch.tensor([r["input_ids"]])).logits[0]
+            n = len(r["input_ids"])
+            torch.testing.assert_close(together[start:start + n], alone, atol=1e-4, rtol=1e-4)
+            assert row["labels"][start] == -100  # never predicted from the previous sample's last token
+            start += n
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_packed_mask_is_block_diagonal_and_causal(impl):
+    from tunesmith.generation.formatting import packed_attention_mask
+    mask = packed_attention_mask(torch.tensor([[0, 1, 2, 0, 1, 0, 0]]), impl, torch.float32)
+    allowed = mask[0, 0] if mask.dtype == torch.bool else mask[0, 0] == 0
+    expected = torch.tensor([[1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0],
+                             [0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(allowed, expected)
+
+
+def test_packing_respects_max_length(tiny):
+    _, tokenizer = tiny
+    rows = encode(tokenizer, [CHAT] * 7, 512, "responses").rows
+    n = len(rows[0]["input_ids"])
+    packed = pack(rows, max_length=2 * n + 1)
+    assert [len(p["input_ids"]) for p in packed] == [2 * n, 2 * n, 2 * n, n]
+
+
+def test_loss_on_labeled_positions_only_equals_the_models_own_loss(tiny):
+    model, tokenizer = tiny
+    from tunesmith.batching import collate
+    rows = encode(tokenizer, [CHAT, CHAT[:3]], 512, "responses").rows
+    batch = collate(rows, tokenizer.pad_token_id)
+    with torch.no_grad():
+        ours = causal_lm_loss(model, dict(batch))
+        theirs = model(**batch).loss
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_parquet_messages_arrays_are_accepted(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"messages": [CHAT, CHAT[:3]]}).to_parquet(path)
+    conv = read_conversations(str(path), DataSection(train="x"), "data.train")
+    assert conv.format == "messages" and conv.samples[1] == CHAT[:3]

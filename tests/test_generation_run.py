@@ -1,0 +1,117 @@
+"""Generation runs end to end on the tiny decoder: train, base vs tuned, run dir, export, generate, chat."""
+
+import json
+import random
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import tunesmith
+from tunesmith.cli import app
+
+runner = CliRunner()
+INTENTS = {"track_order": "where is my order", "cancel_order": "please cancel my order", "get_refund": "i want my money back"}
+
+
+def intent_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(sorted(INTENTS))
+        rows.append({"prompt": f"{INTENTS[label]} {rng.choice(['now', 'today', 'thanks', 'asap'])}", "response": label})
+    return rows
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def gen_data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    return {"train": write_jsonl(tmp / "train.jsonl", intent_rows(96, 0)),
+            "validation": write_jsonl(tmp / "validation.jsonl", intent_rows(16, 1)),
+            "test": write_jsonl(tmp / "test.jsonl", intent_rows(12, 2)), "dir": tmp}
+
+
+def recipe(gen_data, **train):
+    return {"task": "generation", "model": {"name": "tiny-llama"},
+            "data": {k: gen_data[k] for k in ("train", "validation", "test")},
+            "method": {"tuning": "full"},
+            "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, **train},
+            "eval": {"max_new_tokens": 6}}
+
+
+@pytest.fixture(scope="module")
+def full_run(gen_data):
+    return tunesmith.run(recipe(gen_data), output_dir=gen_data["dir"] / "full")
+
+
+def test_full_run_lowers_validation_loss_and_writes_run_dir(full_run):
+    m = full_run.metrics
+    assert m["task"] == "generation" and m["tuning"] == "full" and m["generation_metric"] == "exact_match"
+    assert m["tuned"]["loss"] < m["base"]["loss"] - 0.5
+    assert m["tuned"]["perplexity"] < m["base"]["perplexity"]
+    for key in ("exact_match", "rouge_l", "f1_macro"):
+        assert 0.0 <= m["tuned"][key] <= 1.0 and key in m["base"]
+    assert m["train"]["tokens_per_s"] > 0 and m["data"]["format"] == "prompt_response"
+    run_dir = full_run.run_dir
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["tuned"]["loss"] == pytest.approx(m["tuned"]["loss"])
+    samples = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and set(samples[0]) == {"prompt", "reference", "base", "tuned"}
+    report = (run_dir / "report.md").read_text()
+    assert "| loss |" in report and "Sample answers" in report and (run_dir / "plots" / "loss.png").is_file()
+    assert (run_dir / "model" / "chat_template.jinja").is_file() or "chat_template" in (run_dir / "model" / "tokenizer_config.json").read_text()
+
+
+def test_predictor_generates_from_strings_and_messages(full_run):
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    answers = predictor.generate(["where is my order now", [{"role": "user", "content": "i want my money back"}]], max_new_tokens=4)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert isinstance(predictor.generate("please cancel my order", max_new_tokens=4), str)
+
+
+def test_generate_cli_adds_a_column_and_predict_refuses(full_run, gen_data, tmp_path):
+    out = tmp_path / "answers.jsonl"
+    result = runner.invoke(app, ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and all("generated" in r for r in rows)
+    refused = runner.invoke(app, ["predict", str(full_run.run_dir), gen_data["test"], "-o", str(tmp_path / "p.csv")])
+    assert refused.exit_code == 2 and "generation run" in refused.output
+
+
+def test_chat_cli_keeps_history_and_exits(full_run):
+    result = runner.invoke(app, ["chat", str(full_run.run_dir), "--max-new-tokens", "3"], input="where is my order\nthanks\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("model>") == 2
+
+
+def test_lora_packed_run_saves_adapter_and_exports_a_plain_model(gen_data, tmp_path):
+    r = recipe(gen_data, packing=True, max_length=128)
+    r["method"] = {"tuning": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}
+    result = tunesmith.run(r, output_dir=tmp_path / "lora")
+    m = result.metrics
+    assert m["tuning"] == "lora" and m["train"]["packing"] and m["data"]["packed_rows"] < m["data"]["train_samples"]
+    assert (result.run_dir / "adapter" / "adapter_config.json").is_file() and not (result.run_dir / "model").exists()
+    refused = runner.invoke(app, ["export", str(result.run_dir)])
+    assert refused.exit_code == 2 and "--merge" in refused.output
+    merged = tmp_path / "merged"
+    assert runner.invoke(app, ["export", str(result.run_dir), "--merge", "-o", str(merged)]).exit_code == 0
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not hasattr(model, "peft_config") and AutoTokenizer.from_pretrained(merged).chat_template
+
+
+def test_generation_recipe_errors_are_clear(gen_data, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"foo": "a", "bar": "b"}\n')
+    r = recipe(gen_data)
+    r["data"] = {"train": str(bad)}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r))
+    result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Cannot tell the data layout" in result.output
