@@ -84,6 +84,15 @@ def test_generate_cli_adds_a_column_and_predict_refuses(full_run, gen_data, tmp_
     assert refused.exit_code == 2 and "generation run" in refused.output
 
 
+def test_eval_cli_scores_a_generation_run_on_any_file(full_run, gen_data, tmp_path):
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", str(full_run.run_dir), "--data", gen_data["test"], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["loss"] == pytest.approx(full_run.metrics["tuned"]["loss"], rel=1e-4)
+    assert metrics["exact_match"] == pytest.approx(full_run.metrics["tuned"]["exact_match"])
+
+
 def test_chat_cli_keeps_history_and_exits(full_run):
     result = runner.invoke(app, ["chat", str(full_run.run_dir), "--max-new-tokens", "3"], input="where is my order\nthanks\n/exit\n")
     assert result.exit_code == 0, result.output

@@ -14,18 +14,25 @@ RECIPES = sorted(ROOT.glob("recipes/**/*.yaml")) + [ROOT / "src/tunesmith/sample
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_validates_and_opens_with_its_command(path):
     recipe = load_recipe(path)
-    assert recipe.model.name == "minilm-l6"
+    assert recipe.model.name == ("smollm2-135m-instruct" if recipe.task == "generation" else "minilm-l6")
     assert path.read_text().startswith("# tunesmith "), "each recipe opens with the command that runs it"
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
-    recipe = load_recipe(path, ["model.name=tiny-bert", "train.epochs=1", "data.max_train_samples=200",
-                                "data.min_examples_per_class=1",
-                                "train.max_length=64", "eval.baseline=none"])
+    generation = load_recipe(path).task == "generation"
+    tiny = (["model.name=tiny-llama", "data.max_train_samples=24", "data.max_eval_samples=8", "eval.max_samples=4",
+             "eval.max_new_tokens=4", "train.max_length=384"] if generation else
+            ["model.name=tiny-bert", "data.max_train_samples=200", "data.min_examples_per_class=1", "eval.baseline=none", "train.max_length=64"])
+    recipe = load_recipe(path, [*tiny, "train.epochs=1"])
     missing = [p for p in (recipe.data.train, recipe.data.validation, recipe.data.test) if p and not Path(p).exists()]
     if missing:
         pytest.skip(f"shared benchmark data not present: {missing[0]}")
     metrics = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
-    assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0 and metrics["train"]["epochs"] == 1
-    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    assert metrics["train"]["epochs"] == 1
+    if generation:
+        assert metrics["tuned"]["loss"] > 0 and 0.0 <= metrics["tuned"]["rouge_l"] <= 1.0
+        assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    else:
+        assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0
+        assert (tmp_path / "run" / "model" / "config.json").is_file()

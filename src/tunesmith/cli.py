@@ -72,12 +72,20 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
           label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None):
-    """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class."""
+    """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
+    (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
     from .data.classification import read_split
     from .evaluate import classification_metrics
-    from .predict import Predictor, recipe_columns
-    from .runs import write_json
+    from .predict import Predictor, is_generation_run, recipe_columns
+    from .runs import open_finished, write_json
 
+    if is_generation_run(open_finished(run_dir)):
+        from .cli_generation import evaluate_generation_run
+        metrics = evaluate_generation_run(run_dir, data)
+        _print_metrics_table({data.name: metrics}, keys=[k for k in GENERATION_KEYS if k in metrics])
+        if output:
+            write_json(output, metrics)
+        return
     predictor = _classifier(run_dir)
     cols = recipe_columns(run_dir)
     split = read_split(str(data), text_column or cols["text"], label_column or cols["label"], cols["pair"], "--data")
@@ -177,9 +185,12 @@ def models_pull(alias: str):
     out.print(f"[green]{alias} installed.[/]")
 
 
+GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")
+
+
 def _print_comparison(metrics: dict) -> None:
     if metrics["task"] == "generation":
-        keys = [k for k in ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l") if k in metrics["tuned"]]
+        keys = [k for k in GENERATION_KEYS if k in metrics["tuned"]]
         _print_metrics_table({"base": metrics["base"], "tuned": metrics["tuned"]}, keys=keys,
                              title=f"{metrics['model']} on the {metrics['eval_set']} set ({metrics['generated']} prompts)")
         return

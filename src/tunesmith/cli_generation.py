@@ -107,3 +107,28 @@ def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation r
         raise TunesmithError(f"{run_dir} holds a LoRA adapter; pass --merge to build a full model from it.")
     target = export_merged(run_dir, output)
     out.print(f"Merged model written to {target} (AutoModelForCausalLM.from_pretrained('{target}'))")
+
+
+def evaluate_generation_run(run_dir: Path, data: Path, max_samples: int | None = None) -> dict:
+    """Loss/perplexity on every sample of `data`, generation metrics on its prompts (the run's eval settings)."""
+    import yaml
+    from .data.conversations import read_conversations
+    from .generation.formatting import encode, learnable
+    from .generation.generate import split_prompt, validation_loss
+    from .generation.metrics import generation_metrics, is_label_like
+    from .recipe import load_recipe
+    from .runs import RECIPE_FILE
+    recipe = load_recipe(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
+    generator = _generator(run_dir)
+    conv = read_conversations(str(data), recipe.data, "--data")
+    err.print(conv.describe())
+    rows = learnable(encode(generator.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
+    metrics = validation_loss(generator.model, rows, recipe.eval.batch_size, generator.tokenizer.pad_token_id)
+    if conv.format == "text":
+        return metrics
+    pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
+    references = [r for _, r in pairs]
+    kind = recipe.eval.generation_metric
+    kind = ("exact_match" if is_label_like(references) else "rouge_l") if kind == "auto" else kind
+    answers = generator.generate([p for p, _ in pairs], recipe.eval.max_new_tokens or (32 if kind == "exact_match" else 256))
+    return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}

@@ -12,8 +12,11 @@ from .registry import MODELS
 
 def quiet_hf() -> None:
     """Loading bars from transformers would drown our own progress output."""
+    import warnings
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
+    # peft probes a renamed transformers attribute; the deprecation is theirs to fix, not the user's
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 quiet_hf()
