@@ -75,3 +75,19 @@ def test_lora_run_saves_a_merged_plain_model(toy_data, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(result.run_dir / "model")
     assert not any("lora" in n for n, _ in model.named_parameters())
     assert model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
+    import torch
+    from tunesmith.train import _State
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    model[0].requires_grad_(False)
+    state = _State(stop_metric="loss", patience=1)
+    assert state.update(1, {"loss": 0.5}, model)
+    best = model[1].weight.detach().clone()
+    with torch.no_grad():
+        model[1].weight.add_(1.0)
+    assert not state.update(2, {"loss": 0.9}, model) and state.should_stop()
+    assert set(state.best_weights) == {"1.weight", "1.bias"}
+    state.restore(model)
+    assert torch.equal(model[1].weight, best) and state.best_epoch == 1

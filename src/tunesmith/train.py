@@ -118,7 +118,9 @@ class _State:
         better = self.best_value is None or (value < self.best_value if self.metric == "loss" else value > self.best_value)
         if better:
             self.best_value, self.best_epoch, self.best_metrics, self.bad_epochs = value, epoch, metrics, 0
-            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # Only trainable tensors can change: with LoRA or frozen layers this is a small copy.
+            trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+            self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k in trainable}
         else:
             self.bad_epochs += 1
         return better
@@ -128,7 +130,7 @@ class _State:
 
     def restore(self, model) -> None:
         if self.best_weights is not None:
-            model.load_state_dict(self.best_weights)
+            model.load_state_dict(self.best_weights, strict=False)
 
 
 def _write(handle, record: dict) -> None:
