@@ -42,14 +42,13 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, shuff
 
 def collate(rows: list[dict], pad_id: int, labels: list[int] | None = None) -> dict:
     """Pad a list of tokenized rows to the longest in the batch (token labels with -100: no loss on padding)."""
-    width = max(len(r["input_ids"]) for r in rows)
     batch = {}
-    fills = {"input_ids": pad_id, "labels": -100}
+    fills = {"input_ids": pad_id, "pair_input_ids": pad_id, "labels": -100}
     for key in rows[0]:
-        fill = fills.get(key, 0)
+        fill, width = fills.get(key, 0), max(len(r[key]) for r in rows)  # per key: pair rows hold two texts
         batch[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
     if labels is not None:
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        batch["labels"] = torch.tensor(labels)  # class ids (long) or similarity targets (float)
     return batch
 
 

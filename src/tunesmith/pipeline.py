@@ -34,6 +34,11 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     if recipe.task == "generation":
         from .generation.pipeline import run_generation
         return RunResult(*run_generation(recipe, output_dir, overwrite))
+    if recipe.method.name == "few_shot":
+        from .methods.few_shot_run import run_few_shot
+        if "epochs" not in recipe.train.model_fields_set:
+            recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
+        return RunResult(*run_few_shot(recipe, output_dir, overwrite))
     method = importlib.import_module(METHODS[recipe.method.name])
     data = load_classification(recipe.data, recipe.train.seed)
     for warning in data.warnings:
@@ -41,7 +46,7 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     weights = resolve_weights(recipe.model.name)
     spec = model_spec(recipe.model.name)
     tokenizer = load_tokenizer(weights)
-    enc = _encode(data, tokenizer, recipe.train.max_length)
+    enc = encode_classification(data, tokenizer, recipe.train.max_length)
     kind = model_kind(weights, spec)
     lr = recipe.train.lr or DEFAULT_LR[(kind, method.training_mode(recipe, kind))]
     run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
@@ -93,7 +98,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
     return metrics
 
 
-def _encode(data, tokenizer, max_length: int) -> dict:
+def encode_classification(data, tokenizer, max_length: int) -> dict:
     """Tokenize every split once; labels to ids; report truncation instead of cutting silently."""
     label_index = {label: i for i, label in enumerate(data.labels)}
     enc = {}

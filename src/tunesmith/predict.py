@@ -15,9 +15,10 @@ from .hardware import resolve_precision
 class Predictor:
     """scikit-learn-shaped: `classes_`, `predict`, `predict_proba`."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto"):
-        self.model, self.tokenizer = model.eval(), tokenizer
-        self.classes_ = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto", head: dict | None = None):
+        self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
+        # few_shot runs: an embedding body plus a logistic head saved as numbers; else a HF classifier
+        self.classes_ = head["labels"] if head else [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length, self.batch_size = max_length, batch_size
         self.precision = resolve_precision(precision)
 
@@ -33,10 +34,20 @@ class Predictor:
         model_dir = run_dir / runs.MODEL_DIR
         recipe = _recipe(run_dir)
         kwargs.setdefault("max_length", recipe.get("train", {}).get("max_length", 256))
+        from .methods.few_shot_run import load_head
+        head = load_head(model_dir)
+        if head:
+            from .models import load_encoder
+            return cls(load_encoder(str(model_dir)), load_tokenizer(str(model_dir)), head=head, **kwargs)
         return cls(AutoModelForSequenceClassification.from_pretrained(model_dir), load_tokenizer(str(model_dir)), **kwargs)
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
+        if self.head:
+            from .evaluate import forward_batches, mean_pooled
+            from .methods.few_shot_run import head_proba
+            x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
+            return head_proba(self.head, x)
         return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:

@@ -52,6 +52,7 @@ class DataSection(Strict):
     label_column: str = Field("label", description="Column holding the label (any strings; kept as-is in outputs).")
     validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
     max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
+    samples_per_class: int | None = Field(None, gt=0, description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).")
     max_eval_samples: int | None = Field(None, gt=0, description="Generation: use a seeded sample of this many validation and test samples (evaluation costs a forward pass per token).")
     min_examples_per_class: int = Field(2, ge=1, description="Refuse to train when a class has fewer training examples than this.")
     # generation (task: generation) only
@@ -88,6 +89,15 @@ class SupervisedMethod(Strict):
         "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
 
 
+class FewShotMethod(Strict):
+    name: Literal["few_shot"]
+    pairs_per_example: int = Field(
+        20, gt=0, description="Encoders: contrastive pairs per training example (half same-class, half different); "
+                              "the total grows linearly with the data, never quadratically.")
+    verbalizers: dict[str, str] | None = Field(
+        None, description="Decoders: the text the LLM answers for each label (default: the label name itself).")
+
+
 def _method_tag(value) -> str | None:
     """`method.name` picks the method; a section without a name means supervised."""
     if isinstance(value, dict):
@@ -96,7 +106,8 @@ def _method_tag(value) -> str | None:
 
 
 # A discriminated union on `method.name`; later methods join this Union with their Tag.
-Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")]], Discriminator(_method_tag)]
+Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotated[FewShotMethod, Tag("few_shot")]],
+                   Discriminator(_method_tag)]
 
 
 class EarlyStopping(Strict):

@@ -56,4 +56,5 @@ DEFAULT_LR: dict[tuple[str, str], float] = {
 
 METHODS: dict[str, str] = {
     "supervised": "tunesmith.methods.supervised",
+    "few_shot": "tunesmith.methods.few_shot",
 }

@@ -77,7 +77,9 @@ def load_classification(data, seed: int) -> ClassificationData:
     else:
         _check_class_counts(train, data.min_examples_per_class, data.train)
         train, validation = carve_validation(train, data.validation_split, seed)
-    if data.max_train_samples and data.max_train_samples < len(train):
+    if data.samples_per_class:
+        train = sample_per_class(train, data.samples_per_class, seed)
+    elif data.max_train_samples and data.max_train_samples < len(train):
         train = sample_split(train, data.max_train_samples, seed)
     _check_class_counts(train, data.min_examples_per_class, data.train)
     labels = sorted(set(train.labels))
@@ -129,6 +131,19 @@ def sample_split(split: Split, n: int, seed: int) -> Split:
     else:
         idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).tolist()
     return _take(split, idx)
+
+
+def sample_per_class(split: Split, k: int, seed: int) -> Split:
+    """Exactly k seeded examples of every class (the few-shot setting); an error names classes with fewer."""
+    frame = pd.DataFrame({"label": split.labels, "i": range(len(split))})
+    counts = frame.label.value_counts()
+    short = counts[counts < k]
+    if len(short):
+        listed = ", ".join(f"'{label}' ({n})" for label, n in short.items())
+        raise TunesmithError(f"{split.source}: data.samples_per_class={k}, but class(es) have fewer examples: {listed}. "
+                             "Lower data.samples_per_class or add examples.")
+    picked = frame.groupby("label").sample(n=k, random_state=seed)
+    return _take(split, sorted(picked.i.tolist()))
 
 
 def _take(split: Split, idx: list[int], source: str | None = None) -> Split:

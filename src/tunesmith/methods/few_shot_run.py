@@ -1,0 +1,124 @@
+"""The few_shot flow for encoders: K examples per class -> pairs -> contrastive body -> logistic head.
+
+Base = the same logistic head on the untouched body's embeddings of the same K examples, so the
+comparison isolates what the contrastive step adds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from .. import runs
+from ..data.classification import load_classification
+from ..evaluate import classification_metrics, forward_batches, mean_pooled
+from ..hardware import accelerate_precision, resolve_precision
+from ..models import load_encoder, load_tokenizer, model_spec, resolve_weights
+from ..recipe import dump_recipe
+from ..report import write_report
+from ..train import run_loop
+from .few_shot import fit_head, make_hooks, make_pairs, normalize, pair_rows
+
+console = Console(stderr=True)
+HEAD_FILE = "head.json"
+BODY_LR = 2e-5  # SetFit's body learning rate: the body is already a good sentence encoder
+
+
+def run_few_shot(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
+    from ..pipeline import encode_classification
+    data = load_classification(recipe.data, recipe.train.seed)
+    for warning in data.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    weights = resolve_weights(recipe.model.name)
+    if model_spec(recipe.model.name).get("kind") == "decoder":
+        from .few_shot_prompted import run_prompted
+        return run_prompted(recipe, data, output_dir, overwrite)
+    tokenizer = load_tokenizer(weights)
+    enc = encode_classification(data, tokenizer, recipe.train.max_length)
+    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
+                          overwrite or recipe.output.overwrite)
+    try:
+        metrics = _train(recipe, data, enc, weights, tokenizer, run_dir)
+    except BaseException as err:
+        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    runs.set_status(run_dir, "finished")
+    return run_dir, metrics
+
+
+def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg, method = recipe.train, recipe.method
+    precision = resolve_precision(cfg.precision)
+    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    pad_id, bs = tokenizer.pad_token_id, recipe.eval.batch_size
+    embed = lambda model, rows: forward_batches(model, rows, bs, pad_id, precision, mean_pooled)  # noqa: E731
+    body = load_encoder(weights)
+    base, _ = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=False)
+    base["kind"] = f"logistic-regression head on the untuned body's embeddings of the same {len(data.train)} examples"
+    console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    pairs = make_pairs(data.train.labels, method.pairs_per_example * len(data.train), cfg.seed)
+    console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
+    rows, targets = pair_rows(enc["train"], pairs)
+    hooks = make_hooks(lambda model: _head_metrics(embed, model, enc, "validation", data.labels, cfg.seed)[0])
+    lr = cfg.lr or BODY_LR
+    result = run_loop(body, accelerator, rows, targets, cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE)
+    body = accelerator.unwrap_model(body)
+    tuned, head = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=True)
+    metrics = {
+        "task": "classification", "method": "few_shot", "model": recipe.model.name,
+        "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
+        "base": base, "tuned": tuned,
+        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
+                  "train_size": len(data.train), "pairs": len(pairs), "history": result.history},
+        "warnings": data.warnings,
+    }
+    if accelerator.is_main_process:
+        save(run_dir, body, tokenizer, head, data.labels)
+        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+        write_report(run_dir, metrics, data.labels)
+    console.print(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({data.eval_name} set)")
+    return metrics
+
+
+def _head_metrics(embed, model, enc, split: str, labels, seed: int, detail=True) -> tuple[dict, object]:
+    """Fit the head on the training examples' embeddings; score it on `split`."""
+    head = fit_head(embed(model, enc["train"]), enc["train_ids"], seed)
+    probs = head.predict_proba(normalize(embed(model, enc[split])))
+    y = enc[f"{split}_ids"]
+    metrics = classification_metrics(y, probs.argmax(-1).tolist(), labels, detail)
+    metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+    return metrics, head
+
+
+def save(run_dir: Path, body, tokenizer, head, labels: list[str]) -> None:
+    """The body in plain Hugging Face format (AutoModel), the head as JSON numbers (no pickle)."""
+    target = run_dir / runs.MODEL_DIR
+    body.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    runs.write_json(target / "labels.json", {"labels": labels})
+    runs.write_json(target / HEAD_FILE, {"pooling": "mean", "normalize": True, "labels": labels,
+                                         "coef": head.coef_.tolist(), "intercept": head.intercept_.tolist()})
+
+
+def load_head(model_dir: Path) -> dict | None:
+    path = model_dir / HEAD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
+    """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights)."""
+    coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
+    scores = normalize(x) @ coef.T + intercept
+    if coef.shape[0] == 1:
+        p = 1 / (1 + np.exp(-scores[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    scores = np.exp(scores - scores.max(1, keepdims=True))
+    return scores / scores.sum(1, keepdims=True)
