@@ -20,11 +20,13 @@ def test_shipped_recipe_validates_and_opens_with_its_command(path):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
-    generation = load_recipe(path).task == "generation"
+    shipped = load_recipe(path)
+    generation = shipped.task == "generation"
     tiny = (["model.name=tiny-llama", "data.max_train_samples=24", "data.max_eval_samples=8", "eval.max_samples=4",
              "eval.max_new_tokens=4", "train.max_length=384"] if generation else
             ["model.name=tiny-bert", "data.max_train_samples=200", "data.min_examples_per_class=1", "eval.baseline=none", "train.max_length=64"])
-    recipe = load_recipe(path, [*tiny, "train.epochs=1"])
+    few_shot = ["method.pairs_per_example=2"] if shipped.method.name == "few_shot" else []
+    recipe = load_recipe(path, [*tiny, *few_shot, "train.epochs=1"])
     missing = [p for p in (recipe.data.train, recipe.data.validation, recipe.data.test) if p and not Path(p).exists()]
     if missing:
         pytest.skip(f"shared benchmark data not present: {missing[0]}")

@@ -47,11 +47,13 @@ def friendly(fn):
 def train(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run directory to write.")] = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a run already in the output directory.")] = False,
+          seeds: Annotated[Optional[int], typer.Option(help="Repeat over N seeds and report mean ± std (train.seeds).")] = None,
           set_: Sets = None):
     """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
     from .pipeline import run
     from .recipe import load_recipe
-    result = run(load_recipe(recipe, set_ or []), output_dir=output, overwrite=overwrite)
+    overrides = [*(set_ or []), *([f"train.seeds={seeds}"] if seeds else [])]
+    result = run(load_recipe(recipe, overrides), output_dir=output, overwrite=overwrite)
     _print_comparison(result.metrics)
     out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
 
@@ -185,10 +187,19 @@ def models_pull(alias: str):
     out.print(f"[green]{alias} installed.[/]")
 
 
+HEADLINE_KEYS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")
 
 
 def _print_comparison(metrics: dict) -> None:
+    if "per_seed" in metrics:
+        keys = [k for k in (*HEADLINE_KEYS, *GENERATION_KEYS) if k in metrics["tuned"]]
+        table = Table("metric", "base", "tuned", title=f"{metrics['model']}, mean ± std over seeds {metrics['seeds']}")
+        for k in dict.fromkeys(keys):
+            table.add_row(k, f"{metrics['base'][k]:.4f} ± {metrics['base_std'][k]:.4f}",
+                          f"{metrics['tuned'][k]:.4f} ± {metrics['tuned_std'][k]:.4f}")
+        out.print(table)
+        return
     if metrics["task"] == "generation":
         keys = [k for k in GENERATION_KEYS if k in metrics["tuned"]]
         _print_metrics_table({"base": metrics["base"], "tuned": metrics["tuned"]}, keys=keys,

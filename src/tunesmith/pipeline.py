@@ -31,13 +31,14 @@ class RunResult:
 def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> RunResult:
     """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json)."""
     recipe = load_recipe(recipe)
+    if recipe.train.seeds > 1:
+        from .seeds import run_seeds
+        return RunResult(*run_seeds(recipe, output_dir, overwrite, run))
     if recipe.task == "generation":
         from .generation.pipeline import run_generation
         return RunResult(*run_generation(recipe, output_dir, overwrite))
     if recipe.method.name == "few_shot":
         from .methods.few_shot_run import run_few_shot
-        if "epochs" not in recipe.train.model_fields_set:
-            recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
         return RunResult(*run_few_shot(recipe, output_dir, overwrite))
     method = importlib.import_module(METHODS[recipe.method.name])
     data = load_classification(recipe.data, recipe.train.seed)

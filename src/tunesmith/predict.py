@@ -28,6 +28,9 @@ class Predictor:
         from transformers import AutoModelForSequenceClassification
         from .models import load_tokenizer
         run_dir = runs.open_finished(run_dir)
+        model_dir = runs.read_json(run_dir / runs.METRICS_FILE).get("model_dir")
+        if model_dir:  # a multi-seed run: use the seed run it names
+            run_dir = runs.open_finished(run_dir / model_dir)
         if is_generation_run(run_dir):
             from .generation.predictor import GenerativePredictor, load_generation_model
             return GenerativePredictor(*load_generation_model(run_dir), **kwargs)

@@ -125,6 +125,7 @@ class TrainSection(Strict):
     max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     seed: int = Field(42, description="Seed for sampling, splits, initialisation and data order.")
+    seeds: int = Field(1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own).")

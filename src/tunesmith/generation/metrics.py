@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 
-from sklearn.metrics import f1_score
+from sklearn.metrics import precision_recall_fscore_support
 
 LABEL_MAX_WORDS = 4  # references this short (and repeated) are labels, not prose
 
@@ -44,8 +44,9 @@ def exact_match(generations: list[str], references: list[str]) -> dict:
     predicted = [parse_label(g, labels) for g in generations]
     gold = [normalize(r) for r in references]
     accuracy = sum(p == g for p, g in zip(predicted, gold)) / max(len(gold), 1)
-    f1 = f1_score(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)
-    return {"exact_match": accuracy, "accuracy": accuracy, "f1_macro": float(f1)}
+    p, r, f1, _ = precision_recall_fscore_support(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)
+    return {"exact_match": accuracy, "accuracy": accuracy, "f1_macro": float(f1),
+            "precision_macro": float(p), "recall_macro": float(r)}
 
 
 def rouge_l(generations: list[str], references: list[str]) -> dict:

@@ -23,8 +23,9 @@ console = Console(stderr=True)
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
-def run_generation(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
-    data = load_generation(recipe.data, recipe.train.seed)
+def run_generation(recipe, output_dir, overwrite: bool, data=None) -> tuple[Path, dict]:
+    """`data`: already-built GenerationData (e.g. few_shot's prompts); else read per the recipe."""
+    data = data or load_generation(recipe.data, recipe.train.seed)
     for split in (data.train, data.validation, data.evaluation):
         console.print(split.describe())
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)

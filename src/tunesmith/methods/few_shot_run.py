@@ -16,7 +16,7 @@ from .. import runs
 from ..data.classification import load_classification
 from ..evaluate import classification_metrics, forward_batches, mean_pooled
 from ..hardware import accelerate_precision, resolve_precision
-from ..models import load_encoder, load_tokenizer, model_spec, resolve_weights
+from ..models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import dump_recipe
 from ..report import write_report
 from ..train import run_loop
@@ -33,9 +33,11 @@ def run_few_shot(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
     for warning in data.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     weights = resolve_weights(recipe.model.name)
-    if model_spec(recipe.model.name).get("kind") == "decoder":
+    if model_kind(weights, model_spec(recipe.model.name)) == "decoder":
         from .few_shot_prompted import run_prompted
         return run_prompted(recipe, data, output_dir, overwrite)
+    if "epochs" not in recipe.train.model_fields_set:
+        recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
     tokenizer = load_tokenizer(weights)
     enc = encode_classification(data, tokenizer, recipe.train.max_length)
     run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),

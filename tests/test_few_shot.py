@@ -1,0 +1,97 @@
+"""few_shot: pair generation (balance, budget, no self-pairs), and an end-to-end tiny run."""
+
+import json
+
+import pytest
+
+import tunesmith
+from tunesmith.methods.few_shot import make_pairs
+
+
+def labels_for(counts: dict[str, int]) -> list[str]:
+    return [label for label, n in counts.items() for _ in range(n)]
+
+
+@pytest.mark.parametrize("counts, budget", [({"a": 8, "b": 8}, 320), ({f"c{i}": 8 for i in range(35)}, 5600),
+                                            ({"a": 3000, "b": 2000}, 1000)])
+def test_pairs_are_balanced_within_budget_and_never_self(counts, budget):
+    labels = labels_for(counts)
+    pairs = make_pairs(labels, budget, seed=0)
+    assert len(pairs) == budget
+    assert sum(t for _, _, t in pairs) == budget // 2
+    assert all(i != j for i, j, _ in pairs)
+    assert all((labels[i] == labels[j]) == (t == 1.0) for i, j, t in pairs)
+    distinct_pos = sum(n * (n - 1) // 2 for n in counts.values())
+    used_pos = {(i, j) for i, j, t in pairs if t == 1.0}
+    assert len(used_pos) == min(distinct_pos, budget // 2)  # every distinct pair before any repeat
+    distinct_neg = len(labels) * (len(labels) - 1) // 2 - distinct_pos
+    assert len({(i, j) for i, j, t in pairs if t == 0.0}) == min(distinct_neg, budget - budget // 2)
+
+
+def test_pairs_repeat_only_when_distinct_ones_run_out_and_are_seeded():
+    labels = labels_for({"a": 2, "b": 2})  # 2 distinct positives, 4 distinct negatives
+    pairs = make_pairs(labels, 20, seed=3)
+    assert len(pairs) == 20 and sum(t for *_, t in pairs) == 10
+    assert {(i, j) for i, j, t in pairs if t == 1.0} == {(0, 1), (2, 3)}
+    assert make_pairs(labels, 20, seed=3) == pairs
+
+
+def test_few_shot_run_end_to_end(toy_data, tmp_path):
+    recipe = {**toy_data["recipe"], "method": {"name": "few_shot", "pairs_per_example": 10}, "train": {"lr": 1e-3}}
+    recipe["data"] = {**recipe["data"], "samples_per_class": 8}
+    result = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    m = result.metrics
+    assert m["method"] == "few_shot" and m["train"]["train_size"] == 16 and m["train"]["pairs"] == 160
+    assert m["train"]["epochs"] == 1  # few_shot's default: one pass over the pairs
+    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+        assert 0.0 <= m["base"][key] <= 1.0 and 0.0 <= m["tuned"][key] <= 1.0
+    head = json.loads((result.run_dir / "model" / "head.json").read_text())
+    assert head["labels"] == ["negative", "positive"] and len(head["coef"][0]) == 32
+    clf = tunesmith.Predictor.load(result.run_dir)
+    probs = clf.predict_proba(["the movie is good 1", "it is terrible 2"])
+    assert probs.shape == (2, 2) and abs(probs.sum(1) - 1).max() < 1e-6
+    assert clf.predict(["great"])[0] in clf.classes_
+
+
+def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):
+    recipe = {**toy_data["recipe"], "model": {"name": "tiny-llama"},
+              "method": {"name": "few_shot", "verbalizers": {"positive": "good", "negative": "bad"}},
+              "train": {"lr": 1e-3, "max_length": 256, "epochs": 2}}
+    recipe["data"] = {**recipe["data"], "samples_per_class": 4}
+    m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
+    assert m["generation_metric"] == "exact_match" and m["tuning"] == "lora" and m["generated"] == 40
+    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
+        assert 0.0 <= m["base"][key] <= 1.0 and 0.0 <= m["tuned"][key] <= 1.0
+    samples = [json.loads(line) for line in (tmp_path / "run" / "generations.jsonl").read_text().splitlines()]
+    assert {s["reference"] for s in samples} == {"good", "bad"}
+    assert "good, bad" in samples[0]["prompt"][0]["content"] or "bad, good" in samples[0]["prompt"][0]["content"]
+
+
+def test_verbalizers_must_name_known_labels_and_differ():
+    from tunesmith.errors import TunesmithError
+    from tunesmith.methods.few_shot_prompted import verbalizers
+    from tunesmith.recipe import FewShotMethod
+    with pytest.raises(TunesmithError, match="not in the training data"):
+        verbalizers(FewShotMethod(name="few_shot", verbalizers={"postive": "good"}), ["negative", "positive"])
+    with pytest.raises(TunesmithError, match="share the same answer"):
+        verbalizers(FewShotMethod(name="few_shot", verbalizers={"positive": "x", "negative": "x"}), ["negative", "positive"])
+
+
+def test_seeds_repeat_the_run_and_report_mean_and_std(toy_data, tmp_path):
+    from typer.testing import CliRunner
+    import yaml
+    from tunesmith.cli import app
+    recipe = {**toy_data["recipe"], "method": {"name": "few_shot", "pairs_per_example": 4}, "train": {"lr": 1e-3}}
+    recipe["data"] = {**recipe["data"], "samples_per_class": 4}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "run"), "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["seeds"] == [42, 43, 44] and len(m["per_seed"]) == 3
+    accs = [s["tuned"]["accuracy"] for s in m["per_seed"]]
+    assert m["tuned"]["accuracy"] == pytest.approx(sum(accs) / 3)
+    assert m["tuned_std"]["accuracy"] >= 0 and "±" in result.output
+    assert "Per seed" in (tmp_path / "run" / "report.md").read_text()
+    assert all((tmp_path / "run" / f"seed-{s}" / "metrics.json").is_file() for s in m["seeds"])
+    assert tunesmith.Predictor.load(tmp_path / "run").predict(["good"])[0] in ("positive", "negative")
