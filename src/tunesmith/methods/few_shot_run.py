@@ -62,17 +62,28 @@ def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
     pad_id, bs = tokenizer.pad_token_id, recipe.eval.batch_size
     embed = lambda model, rows: forward_batches(model, rows, bs, pad_id, precision, mean_pooled)  # noqa: E731
     body = load_encoder(weights)
-    base, _ = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=False)
-    base["kind"] = f"logistic-regression head on the untuned body's embeddings of the same {len(data.train)} examples"
-    console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    base = {}
+    if recipe.eval.baseline != "none":
+        base, _ = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=False)
+        base["kind"] = f"logistic-regression head on the untuned body's embeddings of the same {len(data.train)} examples"
+        console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     pairs = make_pairs(data.train.labels, method.pairs_per_example * len(data.train), cfg.seed)
     console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
     rows, targets = pair_rows(enc["train"], pairs)
-    hooks = make_hooks(lambda model: _head_metrics(embed, model, enc, "validation", data.labels, cfg.seed)[0])
+    heads = {}  # epoch -> (validation metrics, head): when validation is also the evaluation set, reuse the best
+
+    def evaluate(model):
+        metrics, head = _head_metrics(embed, model, enc, "validation", data.labels, cfg.seed)
+        heads[len(heads) + 1] = (metrics, head)
+        return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")}
+
     lr = cfg.lr or BODY_LR
-    result = run_loop(body, accelerator, rows, targets, cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE)
+    result = run_loop(body, accelerator, rows, targets, cfg, lr, make_hooks(evaluate), pad_id, run_dir / runs.LOG_FILE)
     body = accelerator.unwrap_model(body)
-    tuned, head = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=True)
+    if data.eval_name == "validation":
+        tuned, head = heads[result.best_epoch]
+    else:
+        tuned, head = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=True)
     metrics = {
         "task": "classification", "method": "few_shot", "model": recipe.model.name,
         "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
