@@ -1,9 +1,7 @@
-import json
-
 import pandas as pd
 import pytest
 
-from tunesmith.data.classification import carve_validation, load_classification, read_split
+from tunesmith.data.classification import load_classification, read_split
 from tunesmith.data.readers import read_table
 from tunesmith.errors import TunesmithError
 from tunesmith.recipe import DataSection

@@ -78,7 +78,7 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
     from .data.classification import read_split
     from .evaluate import classification_metrics
-    from .predict import Predictor, is_generation_run, recipe_columns
+    from .predict import is_generation_run, recipe_columns
     from .runs import open_finished, write_json
 
     if is_generation_run(open_finished(run_dir)):
@@ -113,7 +113,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
     from .data.readers import read_table
     from .data.classification import text_cells  # same checks as training data
     from .data.writers import write_table
-    from .predict import Predictor, recipe_columns
+    from .predict import recipe_columns
 
     predictor = _classifier(run_dir)
     cols = recipe_columns(run_dir)

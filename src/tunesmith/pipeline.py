@@ -14,7 +14,7 @@ from .data.classification import load_classification
 from .evaluate import evaluate_classifier, linear_probe
 from .hardware import accelerate_precision, resolve_precision
 from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
-from .recipe import Recipe, dump_recipe, load_recipe
+from .recipe import Recipe, load_recipe
 from .registry import DEFAULT_LR, METHODS
 from .report import write_report
 from .train import run_loop
@@ -50,15 +50,8 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     enc = encode_classification(data, tokenizer, recipe.train.max_length)
     kind = model_kind(weights, spec)
     lr = recipe.train.lr or DEFAULT_LR[(kind, method.training_mode(recipe, kind))]
-    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
-                          overwrite or recipe.output.overwrite)
-    try:
-        metrics = _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind)
-    except BaseException as err:
-        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    runs.set_status(run_dir, "finished")
-    return RunResult(run_dir, metrics)
+    return RunResult(*runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
+        recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind)))
 
 
 def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path, kind: str) -> dict:

@@ -38,6 +38,20 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
     return run_dir
 
 
+def run_in(recipe, output_dir, overwrite: bool, work) -> tuple[Path, dict]:
+    """Create the run directory, call `work(run_dir)` -> metrics, and record finished or failed (with why)."""
+    from .recipe import dump_recipe
+    run_dir = create(output_dir or recipe.output.dir or default_dir("run"), dump_recipe(recipe),
+                     overwrite or recipe.output.overwrite)
+    try:
+        metrics = work(run_dir)
+    except BaseException as err:
+        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    set_status(run_dir, "finished")
+    return run_dir, metrics
+
+
 def set_status(run_dir: Path, status: str, **extra) -> None:
     payload = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     write_json(run_dir / RUN_FILE, payload)

@@ -10,27 +10,24 @@ import statistics
 from pathlib import Path
 
 from . import runs
-from .recipe import dump_recipe
 
 SEED_DIR = "seed-{}"
 
 
 def run_seeds(recipe, output_dir, overwrite: bool, run_one) -> tuple[Path, dict]:
     """`run_one(recipe, dir, overwrite)` runs one seed; each seed gets a full run directory inside."""
-    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
-                          overwrite or recipe.output.overwrite)
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _all_seeds(recipe, run_dir, run_one))
+
+
+def _all_seeds(recipe, run_dir: Path, run_one) -> dict:
     seeds = [recipe.train.seed + i for i in range(recipe.train.seeds)]
     per_seed = []
-    try:
-        for seed in seeds:
-            one = recipe.model_copy(deep=True)
-            one.train.seed, one.train.seeds = seed, 1
-            metrics = run_one(one, run_dir / SEED_DIR.format(seed), True).metrics
-            per_seed.append({"seed": seed, "base": _numbers(metrics["base"]), "tuned": _numbers(metrics["tuned"]),
-                             "runtime_s": metrics["train"]["runtime_s"]})
-    except BaseException as err:
-        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
+    for seed in seeds:
+        one = recipe.model_copy(deep=True)
+        one.train.seed, one.train.seeds = seed, 1
+        metrics = run_one(one, run_dir / SEED_DIR.format(seed), True).metrics
+        per_seed.append({"seed": seed, "base": _numbers(metrics["base"]), "tuned": _numbers(metrics["tuned"]),
+                         "runtime_s": metrics["train"]["runtime_s"]})
     summary = {"task": metrics["task"], "method": metrics["method"], "model": metrics["model"],
                "eval_set": metrics["eval_set"], "eval_size": metrics["eval_size"], "seeds": seeds,
                "base": _mean(per_seed, "base"), "tuned": _mean(per_seed, "tuned"),
@@ -39,8 +36,7 @@ def run_seeds(recipe, output_dir, overwrite: bool, run_one) -> tuple[Path, dict]
                "model_dir": SEED_DIR.format(seeds[0])}
     runs.write_json(run_dir / runs.METRICS_FILE, summary)
     (run_dir / "report.md").write_text(_report(summary), encoding="utf-8")
-    runs.set_status(run_dir, "finished")
-    return run_dir, summary
+    return summary
 
 
 def _numbers(metrics: dict) -> dict:

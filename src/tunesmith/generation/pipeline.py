@@ -12,7 +12,7 @@ from ..data.conversations import load_generation
 from ..hardware import accelerate_precision, resolve_precision
 from ..methods.supervised import training_mode
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
-from ..recipe import LoraSection, dump_recipe
+from ..recipe import LoraSection
 from ..registry import DEFAULT_LR
 from ..train import Hooks, run_loop
 from .formatting import check_learnable, encode, ensure_chat_template, learnable, pack
@@ -38,15 +38,8 @@ def run_generation(recipe, output_dir, overwrite: bool, data=None) -> tuple[Path
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     lr = recipe.train.lr or DEFAULT_LR[("decoder", mode)]
-    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
-                          overwrite or recipe.output.overwrite)
-    try:
-        metrics = _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir)
-    except BaseException as err:
-        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    runs.set_status(run_dir, "finished")
-    return run_dir, metrics
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
+        recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir))
 
 
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:

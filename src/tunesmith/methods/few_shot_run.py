@@ -17,7 +17,6 @@ from ..data.classification import load_classification
 from ..evaluate import classification_metrics, forward_batches, mean_pooled
 from ..hardware import accelerate_precision, resolve_precision
 from ..models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
-from ..recipe import dump_recipe
 from ..report import write_report
 from ..train import run_loop
 from .few_shot import fit_head, make_hooks, make_pairs, normalize, pair_rows
@@ -40,15 +39,7 @@ def run_few_shot(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
         recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
     tokenizer = load_tokenizer(weights)
     enc = encode_classification(data, tokenizer, recipe.train.max_length)
-    run_dir = runs.create(output_dir or recipe.output.dir or runs.default_dir("run"), dump_recipe(recipe),
-                          overwrite or recipe.output.overwrite)
-    try:
-        metrics = _train(recipe, data, enc, weights, tokenizer, run_dir)
-    except BaseException as err:
-        runs.set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    runs.set_status(run_dir, "finished")
-    return run_dir, metrics
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train(recipe, data, enc, weights, tokenizer, run_dir))
 
 
 def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
