@@ -165,6 +165,24 @@ def test_loss_on_labeled_positions_only_equals_the_models_own_loss(tiny):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
+def test_csv_messages_cells_hold_json(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"messages": [json.dumps(CHAT)]}).to_csv(path, index=False)
+    assert read_conversations(str(path), DataSection(train="x"), "data.train").samples == [CHAT]
+    pd.DataFrame({"messages": ["[{not json"]}).to_csv(path, index=False)
+    with pytest.raises(TunesmithError, match="not valid JSON"):
+        read_conversations(str(path), DataSection(train="x"), "data.train")
+
+
+def test_a_template_that_rejects_a_conversation_is_a_clear_error(tiny):
+    _, tokenizer = tiny
+    strict = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    strict.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                            "{{ raise_exception('System role not supported') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(TunesmithError, match="rejected a conversation.*System role not supported"):
+        encode_sample(strict, CHAT, 512, "responses")
+
+
 def test_parquet_messages_arrays_are_accepted(tmp_path):
     path = tmp_path / "d.parquet"
     pd.DataFrame({"messages": [CHAT, CHAT[:3]]}).to_parquet(path)

@@ -7,6 +7,7 @@ it is trained on whole, without a chat template.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -133,6 +134,11 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
     where = f"{path}: data row {row}"
     if hasattr(value, "tolist"):  # parquet gives numpy arrays
         value = value.tolist()
+    if isinstance(value, str):  # CSV/TSV cells hold the list as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise TunesmithError(f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno}).") from None
     if not isinstance(value, list) or not value:
         raise TunesmithError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects.")
     out = []

@@ -54,7 +54,14 @@ class Encoded:
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    from jinja2 import TemplateError
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError as err:
+        roles = [m["role"] for m in messages]
+        raise TunesmithError(
+            f"The model's chat template rejected a conversation with roles {roles}: {err}. Some templates accept no "
+            "system message (drop data.system_prompt) or need strictly alternating user/assistant turns.") from None
 
 
 def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
