@@ -67,9 +67,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--defaults-only", action="store_true", help="skip the all-layers variant")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     variants = {"tunesmith": [], "tunesmith_all_layers": ["method.freeze_layers=0"]}
+    if args.defaults_only:
+        del variants["tunesmith_all_layers"]
     results = {name: [] for name in (*variants, "hf_trainer")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
