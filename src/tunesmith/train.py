@@ -36,14 +36,20 @@ class LoopResult:
     history: list[dict] = field(default_factory=list)
 
 
-def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+HEAD_MODULES = ("classifier", "score", "pre_classifier")  # the freshly initialised heads of HF classifiers
+
+
+def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float, head_lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW; `head_lr` gives a new, randomly initialised head its own (usually higher) rate."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
+            is_head = head_lr is not None and any(part in HEAD_MODULES for part in name.split("."))
             # Biases and norm weights are not decayed (standard BERT/HF practice).
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=True)  # fused: one kernel per step, CPU and GPU
+            groups.setdefault((is_head, p.ndim >= 2), []).append(p)
+    param_groups = [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": head_lr if is_head else lr}
+                    for (is_head, decay), params in groups.items()]
+    return torch.optim.AdamW(param_groups, lr=lr, fused=True)  # fused: one kernel per step, CPU and GPU
 
 
 def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, pad_id: int, log_path: Path) -> LoopResult:
@@ -51,7 +57,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     lengths = [len(r["input_ids"]) for r in rows]
     steps_per_epoch = math.ceil(math.ceil(len(rows) / cfg.batch_size) / cfg.grad_accum / accelerator.num_processes)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    optimizer = optimizer_for(model, lr, cfg.weight_decay)
+    optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
     from transformers import get_linear_schedule_with_warmup
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
