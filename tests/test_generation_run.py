@@ -105,6 +105,7 @@ def test_lora_packed_run_saves_adapter_and_exports_a_plain_model(gen_data, tmp_p
     result = tunesmith.run(r, output_dir=tmp_path / "lora")
     m = result.metrics
     assert m["tuning"] == "lora" and m["train"]["packing"] and m["data"]["packed_rows"] < m["data"]["train_samples"]
+    assert 1 <= m["data"]["rows_per_batch"] < 8  # a packed row holds several samples: fewer rows per step
     assert (result.run_dir / "adapter" / "adapter_config.json").is_file() and not (result.run_dir / "model").exists()
     refused = runner.invoke(app, ["export", str(result.run_dir)])
     assert refused.exit_code == 2 and "--merge" in refused.output

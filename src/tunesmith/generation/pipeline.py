@@ -53,9 +53,14 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
     if cfg.packing:
         shuffled = list(rows["train"])
         random.Random(cfg.seed).shuffle(shuffled)
+        tokens = sum(len(r["input_ids"]) for r in shuffled)
         rows["train"] = pack(shuffled, cfg.max_length)
+        # A packed row holds several samples: keep the tokens per step (and so memory and the number
+        # of steps) close to unpacked batches of train.batch_size samples.
         stats["packed_rows"] = len(rows["train"])
-        console.print(f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens")
+        stats["rows_per_batch"] = max(1, round(cfg.batch_size * tokens / len(shuffled) / cfg.max_length))
+        console.print(f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens, "
+                      f"{stats['rows_per_batch']} row(s) per batch")
     return rows, stats, warnings
 
 
@@ -80,7 +85,8 @@ def _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, toke
         model = apply_lora(model, recipe.method.lora or LoraSection(), spec, task_type="CAUSAL_LM")
     hooks = Hooks(evaluate=lambda m: validation_loss(m, rows["validation"], ev.batch_size, pad_id),
                   compute_loss=causal_lm_loss, default_metric="loss")
-    result = run_loop(model, accelerator, rows["train"], None, cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE)
+    loop_cfg = cfg.model_copy(update={"batch_size": stats["rows_per_batch"]}) if cfg.packing else cfg
+    result = run_loop(model, accelerator, rows["train"], None, loop_cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE)
     model = accelerator.unwrap_model(model)
     tuned, tuned_answers = evaluate_gen(model)
     console.print(f"tuned: {_headline(tuned)} ({data.eval_name} set)")
