@@ -28,14 +28,14 @@ def draw(name: str, k: int, seed: int, out: Path) -> Path:
     return out
 
 
-def run_setfit(train_csv: Path, name: str, seed: int) -> float:
+def run_setfit(train_csv: Path, name: str, seed: int, out: Path) -> float:
     """What the SetFit README shows: SetFitModel.from_pretrained, Trainer with default TrainingArguments."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
     from tunesmith.models import resolve_weights
     train, val = pd.read_csv(train_csv, dtype=str), pd.read_csv(DATA / name / "validation.csv", dtype=str)
     model = SetFitModel.from_pretrained(resolve_weights("minilm-l6"))
-    trainer = Trainer(model=model, args=TrainingArguments(seed=seed, report_to="none"),
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(out), seed=seed, report_to="none"),
                       train_dataset=Dataset.from_pandas(train), eval_dataset=Dataset.from_pandas(val), metric=_accuracy)
     trainer.train()
     return trainer.evaluate()["accuracy"]
@@ -70,7 +70,7 @@ def main() -> None:
                 train_csv = draw(name, args.k, seed, tmp / f"{name}-{seed}.csv")
                 for method in args.only:
                     start = time.perf_counter()
-                    acc = (run_setfit(train_csv, name, seed) if method == "setfit"
+                    acc = (run_setfit(train_csv, name, seed, tmp / "setfit") if method == "setfit"
                            else run_tunesmith(train_csv, name, seed, method, tmp / f"run-{method}"))
                     runs = results.setdefault(name, {}).setdefault(method, [])
                     runs.append({"seed": seed, "accuracy": acc, "wall_s": time.perf_counter() - start})
