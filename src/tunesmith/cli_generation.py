@@ -115,7 +115,8 @@ def evaluate_generation_run(run_dir: Path, data: Path, max_samples: int | None =
     from .data.conversations import read_conversations
     from .generation.formatting import encode, learnable
     from .generation.generate import split_prompt, validation_loss
-    from .generation.metrics import generation_metrics, is_label_like
+    from .generation.metrics import generation_metrics
+    from .generation.pipeline import answer_settings
     from .recipe import load_recipe
     from .runs import RECIPE_FILE
     recipe = load_recipe(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
@@ -128,7 +129,6 @@ def evaluate_generation_run(run_dir: Path, data: Path, max_samples: int | None =
         return metrics
     pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
     references = [r for _, r in pairs]
-    kind = recipe.eval.generation_metric
-    kind = ("exact_match" if is_label_like(references) else "rouge_l") if kind == "auto" else kind
-    answers = generator.generate([p for p, _ in pairs], recipe.eval.max_new_tokens or (32 if kind == "exact_match" else 256))
+    kind, max_new = answer_settings(recipe.eval, references)
+    answers = generator.generate([p for p, _ in pairs], max_new)
     return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}

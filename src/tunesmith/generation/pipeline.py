@@ -118,11 +118,15 @@ def _eval_prompts(recipe, data) -> tuple[list, list[str], str, int]:
     if recipe.eval.max_samples:
         pairs = pairs[:recipe.eval.max_samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
-    kind = recipe.eval.generation_metric
+    return (prompts, references, *answer_settings(recipe.eval, references))
+
+
+def answer_settings(ev, references: list[str]) -> tuple[str, int]:
+    """The generation metric (exact_match for label-like references) and the answer-length limit."""
+    kind = ev.generation_metric
     if kind == "auto":
         kind = "exact_match" if is_label_like(references) else "rouge_l"
-    max_new = recipe.eval.max_new_tokens or (32 if kind == "exact_match" else DEFAULT_MAX_NEW_TOKENS)
-    return prompts, references, kind, max_new
+    return kind, ev.max_new_tokens or (32 if kind == "exact_match" else DEFAULT_MAX_NEW_TOKENS)
 
 
 def _evaluate(model, tokenizer, rows, prompts, references, kind, max_new, ev, pad_id, accelerator) -> tuple[dict, list[str]]:
