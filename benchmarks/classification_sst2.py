@@ -68,16 +68,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="skip the all-layers variant")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE,...",
+                        help="extra tunesmith run with --set overrides, e.g. head=train.head_lr=1e-3")
+    parser.add_argument("--variants-only", action="store_true", help="run only the --variant runs (and the baseline)")
+    parser.add_argument("--first-seed", type=int, default=42)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     variants = {"tunesmith": [], "tunesmith_all_layers": ["method.freeze_layers=0"]}
     if args.defaults_only:
         del variants["tunesmith_all_layers"]
+    if args.variants_only:
+        variants.clear()
+    for spec in args.variant:
+        name, _, sets = spec.partition("=")
+        variants[name] = sets.split(",")
     results = {name: [] for name in (*variants, "hf_trainer")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for r in range(args.repeats):
-            seed = 42 + r
+            seed = args.first_seed + r
             rows = sample_rows(args.samples, seed)
             rows.to_csv(tmp / "train.csv", index=False)
             for name, overrides in variants.items():

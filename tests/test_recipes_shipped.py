@@ -21,6 +21,8 @@ def test_shipped_recipe_validates_and_opens_with_its_command(path):
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     shipped = load_recipe(path)
+    if shipped.stages:
+        return _run_staged_tiny(shipped, tmp_path)
     generation = shipped.task == "generation"
     tiny = (["model.name=tiny-llama", "data.max_train_samples=24", "data.max_eval_samples=8", "eval.max_samples=4",
              "eval.max_new_tokens=4", "train.max_length=384"] if generation else
@@ -38,3 +40,24 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     else:
         assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0
         assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def _run_staged_tiny(shipped, tmp_path):
+    """Staged recipes: every stage shrunk (tiny model, 200 rows, a 2,000-token pre-training budget)."""
+    raw = shipped.model_dump(mode="json")
+    raw["model"]["name"] = "tiny-bert"
+    raw["eval"]["baseline"] = "none"
+    for stage in raw["stages"]:
+        for data in (raw["data"], stage.get("data")):
+            if data:
+                data.update(max_train_samples=min(data.get("max_train_samples") or 200, 200), min_examples_per_class=1)
+        if (stage.get("method") or {}).get("name") == "domain_adaptation":
+            stage["method"].update(max_tokens=2000, heldout_max_blocks=8)
+        stage["train"] = {**(stage.get("train") or {}), "epochs": 1, "max_length": 64}
+    files = [raw["data"]["train"]] + [s["data"]["train"] for s in raw["stages"] if s.get("data")] + [
+        p for s in raw["stages"] for p in (s.get("method") or {}).get("corpus", [])]
+    if not all(Path(p).exists() for p in files):
+        pytest.skip("shared benchmark data not present")
+    metrics = tunesmith.run(load_recipe(raw), output_dir=tmp_path / "run").metrics
+    assert [s["name"] for s in metrics["stages"]] == [s.name for s in shipped.stages]
+    assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0 and (tmp_path / "run" / "model" / "config.json").is_file()

@@ -48,12 +48,20 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run directory to write.")] = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a run already in the output directory.")] = False,
           seeds: Annotated[Optional[int], typer.Option(help="Repeat over N seeds and report mean ± std (train.seeds).")] = None,
+          resume: Annotated[bool, typer.Option(help="Staged recipe: continue in -o DIR after the last finished stage.")] = False,
+          compare_direct: Annotated[bool, typer.Option(
+              "--compare-direct", help="Staged recipe: also train the last stage alone from the base model (the control).")] = False,
           set_: Sets = None):
     """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
     from .pipeline import run
     from .recipe import load_recipe
     overrides = [*(set_ or []), *([f"train.seeds={seeds}"] if seeds else [])]
-    result = run(load_recipe(recipe, overrides), output_dir=output, overwrite=overwrite)
+    loaded = load_recipe(recipe, overrides)
+    if (resume or compare_direct) and not loaded.stages:
+        raise TunesmithError("--resume and --compare-direct apply to staged recipes (a stages: list); this recipe has none.")
+    if resume and output is None and loaded.output.dir is None:
+        raise TunesmithError("--resume needs the run directory to continue: pass -o DIR (the folder of the interrupted run).")
+    result = run(loaded, output_dir=output, overwrite=overwrite, resume=resume, compare_direct=compare_direct)
     _print_comparison(result.metrics)
     out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
 
@@ -199,6 +207,17 @@ def _print_comparison(metrics: dict) -> None:
             table.add_row(k, f"{metrics['base'][k]:.4f} ± {metrics['base_std'][k]:.4f}",
                           f"{metrics['tuned'][k]:.4f} ± {metrics['tuned_std'][k]:.4f}")
         out.print(table)
+        return
+    if "stages" in metrics:
+        columns = {"base": metrics["base"], **{f"after {s['name']}": s["target"] for s in metrics["stages"]}}
+        if "direct" in metrics:
+            columns["direct (control)"] = metrics["direct"]
+        keys = [k for k in dict.fromkeys((*HEADLINE_KEYS, *GENERATION_KEYS)) if k in metrics["stages"][-1]["target"]]
+        _print_metrics_table(columns, keys=keys, title=f"{metrics['model']}: the target task, stage by stage")
+        return
+    if metrics["task"] == "domain_adaptation":
+        _print_metrics_table({"base": metrics["base"], "adapted": metrics["tuned"]}, keys=("loss", "perplexity"),
+                             title=f"{metrics['model']} on held-out domain text ({metrics['corpus']['heldout_blocks']} blocks)")
         return
     if metrics["task"] == "generation":
         keys = [k for k in GENERATION_KEYS if k in metrics["tuned"]]

@@ -103,6 +103,7 @@ def load_classifier(path: str, labels: list[str]):
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    relabeled = _saved_labels(path) not in (None, list(labels))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     try:
@@ -115,13 +116,47 @@ def load_classifier(path: str, labels: list[str]):
         hf_logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
+    if relabeled:
+        reset_head(model)
     return model
+
+
+def _saved_labels(path: str) -> list[str] | None:
+    """The label names of a saved classifier (a previous stage), None for any other checkpoint."""
+    from transformers import AutoConfig
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+    if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+        return None
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def reset_head(model) -> None:
+    """A fresh classification head: a classifier saved for other labels must not keep their weights,
+    even when the number of classes happens to match (transfer between label sets)."""
+    import torch
+    from .train import HEAD_MODULES
+    std = getattr(model.config, "initializer_range", 0.02)
+    for name in HEAD_MODULES:
+        for module in getattr(model, name, torch.nn.Identity()).modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
 
 
 def load_encoder(path: str):
     """The bare base model (no head), for embeddings."""
     from transformers import AutoModel
-    return AutoModel.from_pretrained(path)
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a previous stage's head (or MLM head) is dropped on purpose: no load report
+    try:
+        return AutoModel.from_pretrained(path)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def load_causal_lm(path: str):

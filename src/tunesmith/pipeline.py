@@ -28,12 +28,23 @@ class RunResult:
     metrics: dict
 
 
-def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False) -> RunResult:
-    """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json)."""
+def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False,
+        resume: bool = False, compare_direct: bool = False) -> RunResult:
+    """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json).
+
+    Staged recipes: `resume` skips stages that finished in `output_dir`; `compare_direct` also trains
+    the last stage alone from the base model (the control), reported as `direct`.
+    """
     recipe = load_recipe(recipe)
     if recipe.train.seeds > 1:
         from .seeds import run_seeds
         return RunResult(*run_seeds(recipe, output_dir, overwrite, run))
+    if recipe.stages:
+        from .stages import run_stages
+        return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct))
+    if recipe.method.name == "domain_adaptation":
+        from .methods.domain_adaptation import run_domain_adaptation
+        return RunResult(*run_domain_adaptation(recipe, output_dir, overwrite))
     if recipe.task == "generation":
         from .generation.pipeline import run_generation
         return RunResult(*run_generation(recipe, output_dir, overwrite))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, model_validator
 
 from .errors import TunesmithError, did_you_mean
 
@@ -98,6 +98,34 @@ class FewShotMethod(Strict):
         None, description="Decoders: the text the LLM answers for each label (default: the label name itself).")
 
 
+class DomainAdaptationMethod(Strict):
+    name: Literal["domain_adaptation"]
+    corpus: list[str] = Field(
+        default_factory=list, description="Unlabeled domain text (DAPT): .txt/.md files or folders of them (paragraphs = documents), "
+                                          "or .jsonl/.csv/.tsv/.parquet files with a text column.")
+    text_column: str = Field("text", description="Column holding the text in tabular corpus files.")
+    task_texts: bool = Field(
+        False, description="TAPT: also train on the target task's training texts, labels dropped (data.train of the recipe or final stage).")
+    objective: Literal["auto", "mlm", "clm"] = Field(
+        "auto", description="'auto' = masked-LM for encoders, causal LM for decoders. Text is packed into train.max_length blocks.")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="Masked-LM: share of tokens masked (80% [MASK], 10% random, 10% kept).")
+    tuning: Literal["auto", "full", "lora"] = Field("auto", description="'auto' = full for encoders, LoRA for decoders.")
+    lora: LoraSection | None = Field(None, description="LoRA settings when tuning is lora (decoders by default).")
+    heldout_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Share of the domain documents held out to measure perplexity before and after.")
+    max_tokens: int | None = Field(
+        None, gt=0, description="Training budget: a seeded sample of documents holding at most this many tokens per epoch.")
+    heldout_max_blocks: int = Field(200, gt=0, description="Score perplexity on at most this many held-out blocks (seeded).")
+    vocab_extension: int = Field(
+        0, ge=0, description="Add up to this many frequent domain words that the tokenizer splits into many pieces; "
+                             "each new embedding starts as the mean of its old pieces.")
+    vocab_min_pieces: int = Field(3, ge=2, description="Vocabulary extension: only words split into at least this many pieces.")
+    vocab_min_count: int = Field(20, ge=1, description="Vocabulary extension: only words seen at least this often in the corpus.")
+    general_corpus: list[str] = Field(
+        default_factory=list, description="General (non-domain) text mixed in to limit forgetting; same file kinds as corpus.")
+    general_ratio: float = Field(0.0, ge=0, lt=1, description="Share of training blocks drawn from general_corpus.")
+
+
 def _method_tag(value) -> str | None:
     """`method.name` picks the method; a section without a name means supervised."""
     if isinstance(value, dict):
@@ -106,7 +134,8 @@ def _method_tag(value) -> str | None:
 
 
 # A discriminated union on `method.name`; later methods join this Union with their Tag.
-Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotated[FewShotMethod, Tag("few_shot")]],
+Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotated[FewShotMethod, Tag("few_shot")],
+                         Annotated[DomainAdaptationMethod, Tag("domain_adaptation")]],
                    Discriminator(_method_tag)]
 
 
@@ -153,16 +182,44 @@ class OutputSection(Strict):
     overwrite: bool = Field(False, description="Allow writing into a run directory that already holds a run.")
 
 
+# A stage overrides only the train keys it names; the rest come from the recipe's train section.
+StageTrain = create_model("StageTrain", __base__=Strict, **{
+    name: (field.annotation | None, Field(None, description=field.description))
+    for name, field in TrainSection.model_fields.items()})
+
+
+class Stage(Strict):
+    name: str = Field(description="Short stage name (folder name under stages/ and row name in the report).")
+    task: Literal["classification", "generation"] | None = Field(None, description="Default: the recipe's task.")
+    data: DataSection | None = Field(None, description="This stage's data (default: the recipe's data section, the target task).")
+    method: Method | None = Field(None, description="This stage's method section (default: supervised).")
+    train: StageTrain | None = Field(None, description="Train keys that differ from the recipe's train section for this stage.")
+
+
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
     task: Literal["classification", "generation"] = Field(
         "classification", description="classification (text -> label) or generation (chat/instruction/text -> text).")
     model: ModelSection
-    data: DataSection
+    data: DataSection | None = Field(None, description="The task's data; required unless every stage brings its own or method is domain_adaptation.")
     method: Method = Field(default_factory=SupervisedMethod)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    stages: list[Stage] | None = Field(
+        None, min_length=1, description="Multi-stage run (transfer learning, domain adaptation): each stage starts from the "
+                                        "previous stage's weights; the last stage is the target task.")
+
+    @model_validator(mode="after")
+    def _data_present(self):
+        if self.stages:
+            missing = [s.name for s in self.stages if s.data is None and self.data is None
+                       and not isinstance(s.method, DomainAdaptationMethod)]
+            if missing:
+                raise ValueError(f"stage(s) {missing} have no data section and the recipe has none to inherit; add data: to them")
+        elif self.data is None and not isinstance(self.method, DomainAdaptationMethod):
+            raise ValueError("missing required key 'data' (the training file and its columns)")
+        return self
 
 
 # ---------------------------------------------------------------- loading
@@ -223,8 +280,13 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             return p
         return str((base_dir / p).resolve())
 
-    data = recipe.data
-    data.train, data.validation, data.test = resolve(data.train), resolve(data.validation), resolve(data.test)
+    for data in [recipe.data] + [stage.data for stage in recipe.stages or []]:
+        if data is not None:
+            data.train, data.validation, data.test = resolve(data.train), resolve(data.validation), resolve(data.test)
+    for method in [recipe.method] + [stage.method for stage in recipe.stages or []]:
+        if isinstance(method, DomainAdaptationMethod):
+            method.corpus = [resolve(p) for p in method.corpus]
+            method.general_corpus = [resolve(p) for p in method.general_corpus]
     local_model = base_dir / recipe.model.name
     if recipe.model.name.startswith(".") or local_model.is_dir():
         recipe.model.name = str(local_model.resolve())
@@ -244,6 +306,8 @@ def format_validation_error(err: ValidationError, where: str) -> str:
             lines.append(f"  - unknown key '{dotted}'.{_suggest(loc)}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{dotted}'.")
+        elif not dotted:
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}.")
         else:
             got = e.get("input")
             shown = f" (got {got!r})" if not isinstance(got, dict) else ""
@@ -290,3 +354,24 @@ def json_schema() -> dict:
 
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def stage_recipe(recipe: Recipe, index: int, model_name: str | None = None) -> Recipe:
+    """Stage `index` as a complete single-stage recipe: the recipe's sections with the stage's own on top.
+
+    A stage without a method takes the recipe's method; its train keys override the recipe's one by one
+    (a null key means "not set here", so a dumped and reloaded recipe means the same).
+    """
+    stage = recipe.stages[index]
+    raw = recipe.model_dump(mode="json", exclude={"stages"})
+    if stage.task:
+        raw["task"] = stage.task
+    if stage.data:
+        raw["data"] = stage.data.model_dump(mode="json")
+    if stage.method:
+        raw["method"] = stage.method.model_dump(mode="json")
+    if stage.train:
+        raw["train"].update(stage.train.model_dump(mode="json", exclude_unset=True, exclude_none=True))
+    if model_name:
+        raw["model"]["name"] = model_name
+    return Recipe.model_validate(raw)

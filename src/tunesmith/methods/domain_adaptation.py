@@ -1,0 +1,227 @@
+"""Domain adaptation: continued pre-training on unlabeled domain text (DAPT) and the task's own texts (TAPT).
+
+Gururangan et al. 2020 ("Don't Stop Pretraining") showed both help downstream tasks in a shifted
+domain. Encoders continue their masked-LM objective, decoders their next-token objective, on text
+packed into full blocks (no padding compute). Perplexity on held-out domain documents is measured
+before and after, so the run shows whether the model really learned the domain.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from .. import runs
+from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
+from ..errors import TunesmithError
+from ..hardware import accelerate_precision, resolve_precision
+from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..recipe import LoraSection
+from ..registry import DEFAULT_LR
+from ..train import Hooks, run_loop
+from .vocab import candidate_words, extend_vocabulary
+
+console = Console(stderr=True)
+
+
+def run_domain_adaptation(recipe, output_dir, overwrite: bool, task_texts: list[str] | None = None) -> tuple[Path, dict]:
+    """`task_texts`: the target task's training texts for TAPT (a staged run passes the final stage's)."""
+    method, cfg = recipe.method, recipe.train
+    weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
+    kind = model_kind(weights, spec)
+    objective = method.objective if method.objective != "auto" else ("mlm" if kind == "encoder" else "clm")
+    docs = read_corpus(method.corpus, method.text_column, "method.corpus") if method.corpus else []
+    if method.task_texts:
+        docs += task_texts if task_texts is not None else _recipe_task_texts(recipe)
+    if len(docs) < 2:
+        raise TunesmithError("method.corpus (with method.task_texts) holds fewer than 2 documents; domain adaptation needs "
+                             "some text to train on and at least one document held out to measure perplexity. "
+                             "Separate documents in .txt files with a blank line.")
+    train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
+    tokenizer = load_tokenizer(weights)
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
+        recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir))
+
+
+def _recipe_task_texts(recipe) -> list[str]:
+    if recipe.data is None:
+        raise TunesmithError("method.task_texts is on, but the recipe has no data section whose training texts to use.")
+    from ..data.classification import read_split
+    return read_split(recipe.data.train, recipe.data.text_column, None, role="data.train").texts
+
+
+def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir: Path) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    method, cfg = recipe.method, recipe.train
+    precision = resolve_precision(cfg.precision)
+    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    set_seed(cfg.seed)
+    model = _load_lm(weights, objective)
+    added = []
+    if method.vocab_extension:
+        words = candidate_words(tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count)
+        added = extend_vocabulary(model, tokenizer, words)
+        console.print(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
+    rows, corpus_stats = _training_rows(recipe, tokenizer, train_docs, objective)
+    held = pack_blocks(tokenizer, held_docs, cfg.max_length, objective == "mlm")
+    held = _rows(random.Random(cfg.seed).sample(held, min(len(held), method.heldout_max_blocks)), objective)
+    loss_fn, eval_loss, eval_rows = _objective(objective, tokenizer, method.mlm_probability, cfg.seed, held)
+    evaluate = lambda m: heldout_loss(m, eval_rows, recipe.eval.batch_size, tokenizer.pad_token_id, eval_loss)  # noqa: E731
+    base = evaluate(model)
+    console.print(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} ({len(held)} blocks)")
+    mode = method.tuning if method.tuning != "auto" else ("full" if kind == "encoder" else "lora")
+    if mode == "lora":
+        model = apply_lora(model, method.lora or LoraSection(), spec, task_type="CAUSAL_LM" if objective == "clm" else None)
+    lr = cfg.lr or DEFAULT_LR[(kind, mode)]
+    hooks = Hooks(evaluate=evaluate, compute_loss=loss_fn, default_metric="loss")
+    result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE)
+    model = accelerator.unwrap_model(model)
+    tuned = evaluate(model)
+    console.print(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")
+    metrics = {
+        "task": "domain_adaptation", "method": "domain_adaptation", "model": recipe.model.name, "objective": objective,
+        "tuning": mode, "eval_set": "held-out domain text", "base": base, "tuned": tuned,
+        "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)},
+        "vocabulary": {"added": len(added), "words": added},
+        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
+                  "history": result.history},
+    }
+    if accelerator.is_main_process:
+        save_lm(run_dir, model, tokenizer)
+        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+        _write_report(run_dir, metrics)
+    return metrics
+
+
+def _load_lm(weights: str, objective: str):
+    if objective == "clm":
+        return load_causal_lm(weights)
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # sentence-embedding checkpoints ship without the MLM head: it starts fresh
+    try:
+        return AutoModelForMaskedLM.from_pretrained(weights)
+    except (OSError, ValueError) as err:
+        raise TunesmithError(f"Could not load '{weights}' as a masked language model: {err}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[list[dict], dict]:
+    """Domain blocks, mixed with general-text blocks at general_ratio, cut to the max_tokens budget."""
+    method, cfg = recipe.method, recipe.train
+    encoder = objective == "mlm"
+    stats = {"documents": len(docs)}
+    if method.max_tokens:
+        docs = budget_documents(tokenizer, docs, round(method.max_tokens * (1 - method.general_ratio)), cfg.seed)
+    blocks = pack_blocks(tokenizer, docs, cfg.max_length, encoder)
+    rng = random.Random(cfg.seed)
+    stats.update(documents_used=len(docs), domain_blocks=len(blocks), general_blocks=0)
+    if method.general_corpus and method.general_ratio:
+        general = pack_blocks(tokenizer, read_corpus(method.general_corpus, method.text_column, "method.general_corpus"),
+                              cfg.max_length, encoder)
+        wanted = round(method.general_ratio / (1 - method.general_ratio) * len(blocks))
+        picked = [general[rng.randrange(len(general))] for _ in range(wanted)]  # with replacement: small general sets
+        blocks += picked
+        stats["general_blocks"] = len(picked)
+    if method.max_tokens:  # packing can overshoot the budget by part of a block
+        keep = max(1, method.max_tokens // cfg.max_length)
+        blocks = rng.sample(blocks, min(keep, len(blocks)))
+    stats["blocks"], stats["tokens"] = len(blocks), sum(map(len, blocks))
+    console.print(f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
+                  f"({stats['tokens']:,} tokens, {stats['general_blocks']} general-text blocks)")
+    return _rows(blocks, objective), stats
+
+
+def _rows(blocks: list[list[int]], objective: str) -> list[dict]:
+    if objective == "clm":
+        return [{"input_ids": b, "attention_mask": [1] * len(b), "labels": list(b)} for b in blocks]
+    return [{"input_ids": b, "attention_mask": [1] * len(b)} for b in blocks]
+
+
+def _objective(objective: str, tokenizer, probability: float, seed: int, held: list[dict]):
+    """(training loss, held-out loss, held-out rows with labels). MLM held-out rows are masked once, with a
+    fixed seed, so every evaluation scores the same positions; training masks afresh every batch."""
+    if objective == "clm":
+        from ..generation.generate import causal_lm_loss
+        return causal_lm_loss, causal_lm_loss, held
+    if tokenizer.mask_token is None:
+        raise TunesmithError("method.objective mlm needs a tokenizer with a mask token; this model has none (use clm).")
+    from transformers import DataCollatorForLanguageModeling
+    train_masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
+    eval_masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed + 1)
+    masked = [eval_masker([{"input_ids": r["input_ids"]}]) for r in held]
+    eval_rows = [{"input_ids": m["input_ids"][0].tolist(), "attention_mask": r["attention_mask"], "labels": m["labels"][0].tolist()}
+                 for m, r in zip(masked, held)]
+
+    def train_loss(model, batch):
+        lengths = batch["attention_mask"].sum(1).tolist()
+        masked = train_masker([{"input_ids": ids[:n].tolist()} for ids, n in zip(batch["input_ids"], lengths)])
+        return masked_lm_loss(model, {k: v.to(batch["input_ids"].device) for k, v in masked.items()})
+
+    return train_loss, masked_lm_loss, eval_rows
+
+
+def masked_lm_loss(model, batch: dict) -> torch.Tensor:
+    """Loss on masked positions only; only those positions go through the vocabulary projection."""
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head, body = getattr(core, "cls", None), getattr(core, core.base_model_prefix, None)
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if head is None or body is None:
+        return model(**inputs, labels=labels).loss
+    hidden = body(**inputs).last_hidden_state
+    keep = labels != -100
+    return torch.nn.functional.cross_entropy(head(hidden[keep]).float(), labels[keep])
+
+
+@torch.inference_mode()
+def heldout_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn) -> dict:
+    """Token-weighted mean loss over labeled positions (masked tokens for MLM, next tokens for CLM)."""
+    import math
+    from ..batching import collate
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    for start in range(0, len(rows), batch_size):
+        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], pad_id).items()}
+        labels = batch["labels"] if loss_fn is masked_lm_loss else batch["labels"][:, 1:]  # CLM predicts the next token
+        n = int((labels != -100).sum())
+        if n:
+            total += float(loss_fn(model, batch)) * n
+            count += n
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50))}
+
+
+def save_lm(run_dir: Path, model, tokenizer) -> Path:
+    """The adapted language model in plain HF format (LoRA merged), ready to start the next stage."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    target = run_dir / runs.MODEL_DIR
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def _write_report(run_dir: Path, m: dict) -> None:
+    c, v = m["corpus"], m["vocabulary"]
+    lines = [
+        f"# Domain adaptation: {m['model']} ({m['objective'].upper()}, {m['tuning']})", "",
+        f"Corpus: {c['documents']} documents, {c['blocks']} training blocks ({c['tokens']:,} tokens, "
+        f"{c['general_blocks']} general-text blocks); {c['heldout_documents']} documents held out ({c['heldout_blocks']} blocks).", "",
+        "| model | held-out loss | perplexity |", "|---|---|---|",
+        f"| base | {m['base']['loss']:.4f} | {m['base']['perplexity']:.2f} |",
+        f"| adapted | {m['tuned']['loss']:.4f} | {m['tuned']['perplexity']:.2f} |", "",
+        f"Vocabulary: {v['added']} words added" + (f" ({', '.join(v['words'][:20])})" if v["words"] else "") + ".", "",
+        f"Training: {m['train']['epochs']} epoch(s), best epoch {m['train']['best_epoch']}, {m['train']['runtime_s']:.1f} s, "
+        f"lr {m['train']['lr']}, precision {m['train']['precision']}.",
+    ]
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
