@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import tunesmith
 from tunesmith.cli import app
 from tunesmith.errors import TunesmithError
-from tunesmith.models import load_classifier, load_encoder, resolve_weights
+from tunesmith.models import load_classifier, load_encoder, model_spec, resolve_weights
 
 from .conftest import sentiment_rows
 
@@ -54,6 +54,8 @@ def test_stages_chain_weights_and_report_each_stage(staged):
     # the source stage started from the DAPT body: its end body differs from base, and stage 3's from stage 2's
     base, dapt = _body(resolve_weights("tiny-bert")), _body(run_dir / "stages/1-dapt/model")
     assert any(not torch.equal(base[k], dapt[k]) for k in base)
+    # a stage's model keeps its registry model's defaults (kind, LoRA targets, learning rate)
+    assert model_spec(str(run_dir / "stages/1-dapt/model"))["alias"] == "tiny-bert"
 
 
 def test_next_stage_starts_exactly_where_the_previous_ended(staged):

@@ -42,11 +42,29 @@ def is_installed(alias: str) -> bool:
     return source.startswith("tiny:") or package_file(source) is not None
 
 
+BASE_MARKER = "tunesmith_base.json"  # in a saved model folder: the registry alias it was tuned from
+
+
 def model_spec(name: str) -> dict:
-    """Registry entry for an alias; a generic entry for Hub ids and local folders."""
+    """Registry entry for an alias, or for a folder tunesmith saved from one (its defaults carry over:
+    kind, LoRA targets, learning rate); a generic entry for Hub ids and other folders."""
     if name in MODELS:
         return {"alias": name, **MODELS[name]}
+    marker = Path(name) / BASE_MARKER
+    if marker.is_file():
+        import json
+        alias = json.loads(marker.read_text(encoding="utf-8")).get("alias")
+        if alias in MODELS:
+            return {**MODELS[alias], "alias": alias, "source": name}
     return {"alias": None, "source": name, "kind": None, "lora_targets": None}
+
+
+def mark_base(folder: Path, model_name: str) -> None:
+    """Record which registry model a saved folder derives from, so a next stage keeps its defaults."""
+    import json
+    alias = model_spec(model_name)["alias"]
+    if alias:
+        (Path(folder) / BASE_MARKER).write_text(json.dumps({"alias": alias}), encoding="utf-8")
 
 
 def resolve_weights(name: str) -> str:

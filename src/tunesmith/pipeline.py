@@ -15,7 +15,7 @@ from .evaluate import evaluate_classifier, linear_probe
 from .hardware import accelerate_precision, resolve_precision
 from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, load_recipe
-from .registry import DEFAULT_LR, METHODS
+from .registry import METHODS, default_lr
 from .report import write_report
 from .train import run_loop
 
@@ -60,7 +60,7 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     tokenizer = load_tokenizer(weights)
     enc = encode_classification(data, tokenizer, recipe.train.max_length)
     kind = model_kind(weights, spec)
-    lr = recipe.train.lr or DEFAULT_LR[(kind, method.training_mode(recipe, kind))]
+    lr = recipe.train.lr or default_lr(spec, kind, method.training_mode(recipe, kind))
     return RunResult(*runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
         recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind)))
 

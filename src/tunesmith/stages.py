@@ -55,7 +55,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
         sub_dir = run_dir / STAGES_DIR / f"{index + 1}-{_slug(stage.name)}"
         console.rule(f"stage {index + 1}/{count}: {stage.name} ({sub.method.name})")
         metrics = _run_stage(sub, sub_dir, resume, target)
-        model_name = str(handoff(sub_dir))
+        model_name = str(handoff(sub_dir, sub.model.name))
         last = index == count - 1
         on_target = metrics["tuned"] if last else target.evaluate(model_name)
         if not last:
@@ -86,15 +86,18 @@ def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
     return run(sub, sub_dir, overwrite=True).metrics
 
 
-def handoff(sub_dir: Path) -> Path:
-    """The weights the next stage starts from: the stage's full model (a LoRA adapter is merged first)."""
+def handoff(sub_dir: Path, model_name: str) -> Path:
+    """The weights the next stage starts from: the stage's full model (a LoRA adapter is merged first),
+    marked with the registry model it derives from so the next stage keeps that model's defaults."""
+    from .models import mark_base
+    folder = sub_dir / runs.MODEL_DIR
     if (sub_dir / runs.ADAPTER_DIR).is_dir():
-        merged = sub_dir / runs.MERGED_DIR
-        if not (merged / "config.json").is_file():
+        folder = sub_dir / runs.MERGED_DIR
+        if not (folder / "config.json").is_file():
             from .generation.predictor import export_merged
-            export_merged(sub_dir, merged)
-        return merged
-    return sub_dir / runs.MODEL_DIR
+            export_merged(sub_dir, folder)
+    mark_base(folder, model_name)
+    return folder
 
 
 def _direct(final, direct_dir: Path, resume: bool) -> dict:

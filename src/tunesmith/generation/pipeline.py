@@ -13,7 +13,7 @@ from ..hardware import accelerate_precision, resolve_precision
 from ..methods.supervised import training_mode
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
 from ..recipe import LoraSection
-from ..registry import DEFAULT_LR
+from ..registry import default_lr
 from ..train import Hooks, run_loop
 from .formatting import check_learnable, encode, ensure_chat_template, learnable, pack
 from .generate import causal_lm_loss, generate, split_prompt, validation_loss
@@ -37,7 +37,7 @@ def run_generation(recipe, output_dir, overwrite: bool, data=None) -> tuple[Path
     rows, stats, warnings = _encode(recipe, data, tokenizer)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    lr = recipe.train.lr or DEFAULT_LR[("decoder", mode)]
+    lr = recipe.train.lr or default_lr(spec, "decoder", mode)
     return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
         recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir))
 

@@ -20,7 +20,7 @@ from ..errors import TunesmithError
 from ..hardware import accelerate_precision, resolve_precision
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import LoraSection
-from ..registry import DEFAULT_LR
+from ..registry import default_lr
 from ..train import Hooks, run_loop
 from .vocab import candidate_words, extend_vocabulary
 
@@ -77,7 +77,7 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
     mode = method.tuning if method.tuning != "auto" else ("full" if kind == "encoder" else "lora")
     if mode == "lora":
         model = apply_lora(model, method.lora or LoraSection(), spec, task_type="CAUSAL_LM" if objective == "clm" else None)
-    lr = cfg.lr or DEFAULT_LR[(kind, mode)]
+    lr = cfg.lr or default_lr(spec, kind, mode)
     hooks = Hooks(evaluate=evaluate, compute_loss=loss_fn, default_metric="loss")
     result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE)
     model = accelerator.unwrap_model(model)
