@@ -47,8 +47,10 @@ def _accuracy(y_pred, y_test) -> dict:
 
 
 def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path) -> float:
+    """`method`: supervised, few_shot, or few_shot@N (N pairs per example instead of the default)."""
     import tunesmith
-    recipe = {"model": {"name": "minilm-l6"}, "method": {"name": method},
+    method, _, pairs = method.partition("@")
+    recipe = {"model": {"name": "minilm-l6"}, "method": {"name": method, **({"pairs_per_example": int(pairs)} if pairs else {})},
               "data": {"train": str(train_csv), "validation": str(DATA / name / "validation.csv"), "min_examples_per_class": 1},
               "train": {"seed": seed}, "eval": {"baseline": "none"}}
     return tunesmith.run(recipe, output_dir=out, overwrite=True).metrics["tuned"]["accuracy"]
@@ -59,7 +61,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sets", nargs="*", default=["sst2", "customer_reviews_cr", "ag_news_subset"])
-    parser.add_argument("--only", nargs="*", default=["setfit", "few_shot", "supervised"])
+    parser.add_argument("--only", nargs="*", default=["setfit", "few_shot", "supervised"],
+                        help="methods; few_shot@N sets N pairs per example")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict = {}

@@ -28,7 +28,7 @@ def split_files(name: str) -> dict:
 
 def medical_recipes(args, seed: int) -> dict[str, dict]:
     target = {**split_files("medical_abstracts_subset"), "max_train_samples": args.medical_train}
-    common = {"model": {"name": "minilm-l6"}, "data": target, "eval": {"baseline": "none"},
+    common = {"model": {"name": "minilm-l6"}, "data": target,  # base probe kept: shows if pre-training hurt the body
               "train": {"seed": seed, "epochs": args.medical_epochs, "max_length": 128, "batch_size": 32}}
     classify = {"name": "classify", "method": {"name": "supervised", "class_weights": "balanced"}}
 
@@ -47,7 +47,7 @@ def transfer_recipes(args, seed: int) -> dict[str, dict]:
     source = {"train": str(DATA / "sst2" / "train.csv"), "validation": str(DATA / "sst2" / "validation.csv"),
               "max_train_samples": args.transfer_source}
     return {"sst2->fpb": {
-        "model": {"name": "minilm-l6"}, "data": target, "eval": {"baseline": "none"},
+        "model": {"name": "minilm-l6"}, "data": target,
         "train": {"seed": seed, "epochs": 5, "batch_size": 16, "max_length": 128},
         "stages": [{"name": "sst2", "data": source, "train": {"epochs": 1, "batch_size": 32}},
                    {"name": "fpb", "method": {"name": "supervised", "class_weights": "balanced"}}]}}
@@ -65,6 +65,8 @@ def run_set(name: str, builder, args, tmp: Path) -> dict:
             row[variant] = m["tuned"]["f1_macro"]
             row[f"{variant}_wall_s"] = time.perf_counter() - start
             row[f"{variant}_stages"] = [{"name": s["name"], "own": s["own"]["tuned"], "target": s["target"]} for s in m["stages"]]
+            row["base_probe_f1"] = m["base"].get("f1_macro")
+            row[f"{variant}_probe_f1"] = m["stages"][0]["target"].get("f1_macro")  # body after the first stage
             if "direct" in m:
                 row["direct"] = m["direct"]["f1_macro"]
         print(name, json.dumps({k: v for k, v in row.items() if not k.endswith("_stages")}), flush=True)

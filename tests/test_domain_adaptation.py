@@ -152,3 +152,23 @@ def test_domain_adaptation_needs_text(tmp_path):
     recipe = {"model": {"name": "tiny-bert"}, "method": {"name": "domain_adaptation", "corpus": [str(corpus)]}}
     with pytest.raises(TunesmithError, match="fewer than 2 documents"):
         tunesmith.run(recipe, output_dir=tmp_path / "run")
+
+
+def test_head_warmup_trains_only_the_new_mlm_head(bert_tok, tmp_path):
+    from accelerate import Accelerator
+    from tunesmith.methods.domain_adaptation import _load_lm, _warm_up_head
+    from tunesmith.recipe import TrainSection
+    from tunesmith.train import Hooks
+    model, fresh = _load_lm(resolve_weights("tiny-bert"), "mlm")
+    assert fresh  # tiny-bert is saved as a bare BertModel, like sentence-embedding checkpoints
+    rows = _rows(pack_blocks(bert_tok, DOCS * 20, 32, encoder=True), "mlm")
+    train_loss, eval_loss, held = _objective("mlm", bert_tok, 0.15, 0, rows[:4])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    (tmp_path / "train_log.jsonl").write_text("")
+    hooks = Hooks(evaluate=lambda m: {"loss": 1.0}, compute_loss=train_loss, default_metric="loss")
+    _warm_up_head(model, Accelerator(), rows, TrainSection(batch_size=4), 1e-3, hooks, 0.5, bert_tok.pad_token_id, tmp_path)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("cls.") for k in changed)
+    assert "cls.predictions.transform.dense.weight" in changed
+    assert all(p.requires_grad for p in model.parameters())  # the body trains again afterwards

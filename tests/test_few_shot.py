@@ -95,3 +95,30 @@ def test_seeds_repeat_the_run_and_report_mean_and_std(toy_data, tmp_path):
     assert "Per seed" in (tmp_path / "run" / "report.md").read_text()
     assert all((tmp_path / "run" / f"seed-{s}" / "metrics.json").is_file() for s in m["seeds"])
     assert tunesmith.Predictor.load(tmp_path / "run").predict(["good"])[0] in ("positive", "negative")
+
+
+def test_pair_loss_embeds_each_example_once_with_the_same_loss_and_gradient():
+    import torch
+    from tunesmith.batching import collate, tokenize
+    from tunesmith.methods.few_shot import cosine_pair_loss, mean_pool, pair_rows
+    from tunesmith.models import load_encoder, load_tokenizer, resolve_weights
+    path = resolve_weights("tiny-bert")
+    tok, model = load_tokenizer(path), load_encoder(path).eval()  # eval: no dropout, so both ways must agree
+    rows, _ = tokenize(tok, ["good movie", "a great product", "bad", "it is not good at all"], None, 32)
+    pairs = [(0, 1, 1.0), (0, 2, 0.0), (2, 3, 1.0), (1, 3, 0.0), (0, 1, 1.0)]  # repeats, like small K
+    prs, targets = pair_rows(rows, pairs)
+    batch = collate(prs, tok.pad_token_id, targets)
+    calls = []
+    hook = model.register_forward_hook(lambda m, i, o: calls.append(i))
+    loss = cosine_pair_loss(model, batch)
+    hook.remove()
+    assert len(calls) == 1  # one forward pass over the distinct examples
+
+    def naive(side, mask):
+        return mean_pool(model(input_ids=batch[side], attention_mask=batch[mask]).last_hidden_state, batch[mask])
+    cos = torch.nn.functional.cosine_similarity(naive("input_ids", "attention_mask"), naive("pair_input_ids", "pair_attention_mask"))
+    reference = torch.nn.functional.mse_loss(cos, batch["labels"].float())
+    assert torch.allclose(loss, reference, atol=1e-6)
+    weight = model.encoder.layer[0].attention.self.query.weight
+    grad = torch.autograd.grad(loss, weight)[0]
+    assert torch.allclose(grad, torch.autograd.grad(reference, weight)[0], atol=1e-6)

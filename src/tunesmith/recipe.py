@@ -116,6 +116,9 @@ class DomainAdaptationMethod(Strict):
     max_tokens: int | None = Field(
         None, gt=0, description="Training budget: a seeded sample of documents holding at most this many tokens per epoch.")
     heldout_max_blocks: int = Field(200, gt=0, description="Score perplexity on at most this many held-out blocks (seeded).")
+    head_warmup: float = Field(
+        0.1, ge=0, lt=1, description="When the checkpoint has no MLM head (sentence-embedding models), first train the new "
+                                     "head alone on this share of the blocks, so its random start does not disturb the body.")
     vocab_extension: int = Field(
         0, ge=0, description="Add up to this many frequent domain words that the tokenizer splits into many pieces; "
                              "each new embedding starts as the mean of its old pieces.")

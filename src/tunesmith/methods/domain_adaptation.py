@@ -61,7 +61,7 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
     precision = resolve_precision(cfg.precision)
     accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
     set_seed(cfg.seed)
-    model = _load_lm(weights, objective)
+    model, fresh_head = _load_lm(weights, objective)
     added = []
     if method.vocab_extension:
         words = candidate_words(tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count)
@@ -79,6 +79,8 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
         model = apply_lora(model, method.lora or LoraSection(), spec, task_type="CAUSAL_LM" if objective == "clm" else None)
     lr = cfg.lr or default_lr(spec, kind, mode)
     hooks = Hooks(evaluate=evaluate, compute_loss=loss_fn, default_metric="loss")
+    if fresh_head and mode == "full" and method.head_warmup:
+        _warm_up_head(model, accelerator, rows, cfg, lr, hooks, method.head_warmup, tokenizer.pad_token_id, run_dir)
     result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE)
     model = accelerator.unwrap_model(model)
     tuned = evaluate(model)
@@ -100,18 +102,37 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
 
 
 def _load_lm(weights: str, objective: str):
+    """(model, whether its LM head is new): sentence-embedding checkpoints often ship without one."""
     if objective == "clm":
-        return load_causal_lm(weights)
+        return load_causal_lm(weights), False
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # sentence-embedding checkpoints ship without the MLM head: it starts fresh
     try:
-        return AutoModelForMaskedLM.from_pretrained(weights)
+        model, info = AutoModelForMaskedLM.from_pretrained(weights, output_loading_info=True)
+        return model, any(not key.startswith(model.base_model_prefix + ".") for key in info["missing_keys"])
     except (OSError, ValueError) as err:
         raise TunesmithError(f"Could not load '{weights}' as a masked language model: {err}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _warm_up_head(model, accelerator, rows, cfg, lr, hooks, share: float, pad_id: int, run_dir: Path) -> None:
+    """Train a freshly initialised MLM head alone on a share of the blocks before the body moves.
+
+    A random head sends large, meaningless gradients into the body in the first steps and can erase
+    what it knew (the reason for linear-probe-then-fine-tune, Kumar et al. 2022). The tied output
+    embeddings stay frozen with the body here; only the head's transform and bias learn.
+    """
+    from ..recipe import EarlyStopping
+    body = getattr(model, model.base_model_prefix)
+    body.requires_grad_(False)
+    warm = random.Random(cfg.seed).sample(rows, max(1, round(share * len(rows))))
+    console.print(f"head warm-up: the new MLM head alone on {len(warm)} blocks")
+    warm_cfg = cfg.model_copy(update={"epochs": 1, "warmup_ratio": 0.0, "early_stopping": EarlyStopping(patience=None)})
+    run_loop(model, accelerator, warm, None, warm_cfg, 10 * lr, hooks, pad_id, run_dir / runs.LOG_FILE)
+    body.requires_grad_(True)
 
 
 def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[list[dict], dict]:
