@@ -23,6 +23,8 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     shipped = load_recipe(path)
     if shipped.stages:
         return _run_staged_tiny(shipped, tmp_path)
+    if shipped.experiences:
+        return _run_continual_tiny(shipped, tmp_path)
     generation = shipped.task == "generation"
     tiny = (["model.name=tiny-llama", "data.max_train_samples=24", "data.max_eval_samples=8", "eval.max_samples=4",
              "eval.max_new_tokens=4", "train.max_length=384"] if generation else
@@ -61,3 +63,18 @@ def _run_staged_tiny(shipped, tmp_path):
     metrics = tunesmith.run(load_recipe(raw), output_dir=tmp_path / "run").metrics
     assert [s["name"] for s in metrics["stages"]] == [s.name for s in shipped.stages]
     assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0 and (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def _run_continual_tiny(shipped, tmp_path):
+    """Continual recipes: every experience shrunk to 60 rows on the tiny model."""
+    raw = shipped.model_dump(mode="json")
+    raw["model"]["name"] = "tiny-bert"
+    raw["eval"]["baseline"] = "none"
+    raw["train"].update(epochs=1, max_length=64)
+    for exp in raw["experiences"]:
+        exp["data"].update(max_train_samples=60, min_examples_per_class=1)
+    if not all(Path(e["data"]["train"]).exists() for e in raw["experiences"]):
+        pytest.skip("shared benchmark data not present")
+    metrics = tunesmith.run(load_recipe(raw), output_dir=tmp_path / "run").metrics
+    assert metrics["continual"]["experiences"] == [e.name for e in shipped.experiences]
+    assert len(metrics["continual"]["matrix"]) == len(shipped.experiences)

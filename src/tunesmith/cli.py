@@ -208,6 +208,15 @@ def _print_comparison(metrics: dict) -> None:
                           f"{metrics['tuned'][k]:.4f} ± {metrics['tuned_std'][k]:.4f}")
         out.print(table)
         return
+    if "continual" in metrics:
+        c = metrics["continual"]
+        columns = {f"after {name}": dict(zip(c["experiences"], row)) for name, row in zip(c["experiences"], c["matrix"])}
+        table = Table("evaluated on", *columns, title=f"{metrics['model']}: accuracy matrix ({' + '.join(c['strategy'])})")
+        for name in c["experiences"]:
+            table.add_row(name, *(f"{col[name]:.4f}" if col.get(name) is not None else "-" for col in columns.values()))
+        out.print(table)
+        out.print(f"average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
+        return
     if "stages" in metrics:
         columns = {"base": metrics["base"], **{f"after {s['name']}": s["target"] for s in metrics["stages"]}}
         if "direct" in metrics:
@@ -236,7 +245,7 @@ def _print_metrics_table(columns: dict[str, dict], title: str | None = None, key
     out.print(table)
 
 
-from . import cli_generation  # noqa: E402,F401  (registers chat, generate, export)
+from . import cli_continual, cli_generation  # noqa: E402,F401  (registers chat, generate, export, update, runs)
 
 if __name__ == "__main__":
     app()

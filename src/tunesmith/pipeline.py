@@ -42,6 +42,9 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     if recipe.stages:
         from .stages import run_stages
         return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct))
+    if recipe.method.name == "continual":
+        from .continual_run import run_continual
+        return RunResult(*run_continual(recipe, output_dir, overwrite))
     if recipe.method.name == "domain_adaptation":
         from .methods.domain_adaptation import run_domain_adaptation
         return RunResult(*run_domain_adaptation(recipe, output_dir, overwrite))

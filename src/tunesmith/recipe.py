@@ -55,6 +55,9 @@ class DataSection(Strict):
     samples_per_class: int | None = Field(None, gt=0, description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).")
     max_eval_samples: int | None = Field(None, gt=0, description="Generation: use a seeded sample of this many validation and test samples (evaluation costs a forward pass per token).")
     min_examples_per_class: int = Field(2, ge=1, description="Refuse to train when a class has fewer training examples than this.")
+    filter: dict[str, str | list[str]] | None = Field(
+        None, description="Keep only rows whose column holds the value (or one of the values), in every file: "
+                          "e.g. {domain: books} or {label: [World, Sports]}.")
     # generation (task: generation) only
     format: Literal["auto", "messages", "prompt_response", "alpaca", "text"] = Field(
         "auto", description="Generation data layout; 'auto' detects it from the columns and reports what it found.")
@@ -129,6 +132,26 @@ class DomainAdaptationMethod(Strict):
     general_ratio: float = Field(0.0, ge=0, lt=1, description="Share of training blocks drawn from general_corpus.")
 
 
+class ContinualMethod(SupervisedMethod):
+    name: Literal["continual"]
+    strategy: list[Literal["naive", "replay", "ewc", "lwf"]] = Field(
+        default_factory=lambda: ["replay"], description="How to keep old knowledge: naive (plain sequential fine-tuning, the "
+        "reference), replay, ewc, lwf; strategies combine, e.g. [replay, ewc].")
+    replay_size: int = Field(1000, gt=0, description="replay: examples kept from past experiences (class-balanced reservoir).")
+    replay_ratio: float = Field(0.5, gt=0, description="replay: replayed examples mixed in per new training example.")
+    ewc_lambda: float = Field(1000.0, ge=0, description="ewc: strength of the pull towards weights that mattered before.")
+    ewc_samples: int = Field(200, gt=0, description="ewc: training examples used to estimate the diagonal Fisher information.")
+    lwf_alpha: float = Field(1.0, ge=0, description="lwf: weight of distillation from the previous model's outputs.")
+    lwf_temperature: float = Field(2.0, gt=0, description="lwf: softmax temperature of that distillation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_strategy(cls, raw):
+        if isinstance(raw, dict) and isinstance(raw.get("strategy"), str):
+            raw = {**raw, "strategy": [s.strip() for s in raw["strategy"].replace("+", ",").split(",")]}
+        return raw
+
+
 def _method_tag(value) -> str | None:
     """`method.name` picks the method; a section without a name means supervised."""
     if isinstance(value, dict):
@@ -138,7 +161,8 @@ def _method_tag(value) -> str | None:
 
 # A discriminated union on `method.name`; later methods join this Union with their Tag.
 Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotated[FewShotMethod, Tag("few_shot")],
-                         Annotated[DomainAdaptationMethod, Tag("domain_adaptation")]],
+                         Annotated[DomainAdaptationMethod, Tag("domain_adaptation")],
+                         Annotated[ContinualMethod, Tag("continual")]],
                    Discriminator(_method_tag)]
 
 
@@ -199,6 +223,11 @@ class Stage(Strict):
     train: StageTrain | None = Field(None, description="Train keys that differ from the recipe's train section for this stage.")
 
 
+class Experience(Strict):
+    name: str = Field(description="Short name (row and column name in the accuracy matrix).")
+    data: DataSection = Field(description="This experience's data; its evaluation set is scored after every later experience.")
+
+
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
     task: Literal["classification", "generation"] = Field(
@@ -213,8 +242,15 @@ class Recipe(Strict):
         None, min_length=1, description="Multi-stage run (transfer learning, domain adaptation): each stage starts from the "
                                         "previous stage's weights; the last stage is the target task.")
 
+    experiences: list[Experience] | None = Field(
+        None, min_length=1, description="Continual learning (method continual): datasets arriving in order; each may bring new classes.")
+
     @model_validator(mode="after")
     def _data_present(self):
+        if self.experiences and not isinstance(self.method, ContinualMethod):
+            raise ValueError("experiences: needs method.name: continual")
+        if self.experiences:
+            return self
         if self.stages:
             missing = [s.name for s in self.stages if s.data is None and self.data is None
                        and not isinstance(s.method, DomainAdaptationMethod)]
@@ -283,7 +319,7 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             return p
         return str((base_dir / p).resolve())
 
-    for data in [recipe.data] + [stage.data for stage in recipe.stages or []]:
+    for data in [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]:
         if data is not None:
             data.train, data.validation, data.test = resolve(data.train), resolve(data.validation), resolve(data.test)
     for method in [recipe.method] + [stage.method for stage in recipe.stages or []]:

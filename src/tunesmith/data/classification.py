@@ -33,8 +33,11 @@ class ClassificationData:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | None = None, role: str = "data") -> Split:
+def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | None = None, role: str = "data",
+               where: dict | None = None) -> Split:
     frame = read_table(path, role)
+    if where:
+        frame = filter_rows(frame, where, path)
     for col, key in ((text_col, "text_column"), (pair_col, "text_pair_column"), (label_col, "label_column")):
         if col is not None and col not in frame.columns:
             found = ", ".join(map(str, frame.columns))
@@ -45,6 +48,19 @@ def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | 
     pairs = text_cells(frame, pair_col, path) if pair_col else None
     labels = _label_cells(frame, label_col, path) if label_col else None
     return Split(texts, labels, pairs, source=path)
+
+
+def filter_rows(frame: pd.DataFrame, where: dict, path: str) -> pd.DataFrame:
+    """Rows whose columns hold the given value (or one of the listed values): data.filter."""
+    for col, wanted in where.items():
+        if col not in frame.columns:
+            raise TunesmithError(f"{path}: data.filter names column '{col}', which the file lacks. Columns found: "
+                                 f"{', '.join(map(str, frame.columns))}.{did_you_mean(col, frame.columns)}")
+        values = {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
+        frame = frame[frame[col].astype(str).isin(values)]
+    if frame.empty:
+        raise TunesmithError(f"{path}: no rows match data.filter {where}. Check the values against the file's column.")
+    return frame.reset_index(drop=True)
 
 
 def text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
@@ -70,7 +86,8 @@ def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
 
 def load_classification(data, seed: int) -> ClassificationData:
     """Read train/validation/test per the recipe's data section and check they can train a classifier."""
-    read = lambda path, role: read_split(path, data.text_column, data.label_column, data.text_pair_column, role)  # noqa: E731
+    read = lambda path, role: read_split(path, data.text_column, data.label_column, data.text_pair_column, role,  # noqa: E731
+                                         data.filter)
     train = read(data.train, "data.train")
     if data.validation:
         validation = read(data.validation, "data.validation")

@@ -157,6 +157,9 @@ _CONVERTERS = {"messages": _from_messages, "prompt_response": _from_pairs, "alpa
 def load_generation(data, seed: int) -> GenerationData:
     """Read train/validation/test; carve a seeded validation split when none is given."""
     import random
+    if data.filter:
+        from ..errors import TunesmithError
+        raise TunesmithError("data.filter selects rows of classification data; for generation data, filter the file itself.")
     train = read_conversations(data.train, data, "data.train")
     warnings = []
     if data.max_train_samples and data.max_train_samples < len(train):

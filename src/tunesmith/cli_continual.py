@@ -1,0 +1,56 @@
+"""CLI for continual runs: `update` trains the next version on new data; `runs versions` lists and rolls back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .cli import app, friendly, out
+
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect run directories.")
+app.add_typer(runs_app, name="runs")
+
+
+@app.command()
+@friendly
+def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual run directory.")],
+           data: Annotated[Path, typer.Option("--data", help="New labeled data (same columns as the run's).")],
+           validation: Annotated[Optional[Path], typer.Option(help="Validation file for the new data (default: a split of it).")] = None,
+           test: Annotated[Optional[Path], typer.Option(help="Test file for the new data (default: the validation set).")] = None,
+           name: Annotated[Optional[str], typer.Option(help="Name of this experience (default: the file name).")] = None,
+           max_forgetting: Annotated[Optional[float], typer.Option(
+               "--max-forgetting", help="Refuse the update if old-data accuracy drops by more than this (e.g. 0.02).")] = None):
+    """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
+    from .continual_run import update_run
+    from .recipe import DataSection, Experience, Recipe
+    from .runs import RECIPE_FILE, read_json_yaml
+    saved = Recipe.model_validate(read_json_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
+    base = (saved.data or saved.experiences[-1].data).model_dump() if saved else {}
+    section = DataSection.model_validate({**base, "train": str(data.resolve()), "filter": None, "max_train_samples": None,
+                                          "validation": str(validation.resolve()) if validation else None,
+                                          "test": str(test.resolve()) if test else None})
+    metrics = update_run(run_dir, Experience(name=name or data.stem, data=section), max_forgetting)
+    c = metrics["continual"]
+    out.print(f"version {c['version']} is current: average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
+
+
+@runs_app.command("versions")
+@friendly
+def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
+             rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None):
+    """List a continual run's versions with their accuracies; --rollback N makes version N current."""
+    from .continual_run import list_versions, rollback as do_rollback
+    if rollback is not None:
+        do_rollback(run_dir, rollback)
+        out.print(f"version {rollback} is current again ({run_dir}/model).")
+    current, rows = list_versions(run_dir)
+    table = Table("version", "experience", "labels", "mean accuracy", "per experience", title=str(run_dir))
+    for r in rows:
+        mark = " (current)" if r["version"] == current else ""
+        table.add_row(f"v{r['version']}{mark}", str(r["experience"]), str(r["labels"]),
+                      "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
+                      " ".join(f"{a:.3f}" for a in r["accuracies"]))
+    out.print(table)
