@@ -47,12 +47,13 @@ def _accuracy(y_pred, y_test) -> dict:
 
 
 def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path) -> float:
-    """`method`: supervised, few_shot, or few_shot@N (N pairs per example instead of the default)."""
+    """`method`: supervised, few_shot, or few_shot@N[xB] (N pairs per example, B pairs per step)."""
     import tunesmith
-    method, _, pairs = method.partition("@")
+    method, _, setting = method.partition("@")
+    pairs, _, batch = setting.partition("x")
     recipe = {"model": {"name": "minilm-l6"}, "method": {"name": method, **({"pairs_per_example": int(pairs)} if pairs else {})},
               "data": {"train": str(train_csv), "validation": str(DATA / name / "validation.csv"), "min_examples_per_class": 1},
-              "train": {"seed": seed}, "eval": {"baseline": "none"}}
+              "train": {"seed": seed, **({"batch_size": int(batch)} if batch else {})}, "eval": {"baseline": "none"}}
     return tunesmith.run(recipe, output_dir=out, overwrite=True).metrics["tuned"]["accuracy"]
 
 

@@ -140,7 +140,8 @@ class ContinualMethod(SupervisedMethod):
     replay_size: int = Field(1000, gt=0, description="replay: examples kept from past experiences (class-balanced reservoir).")
     replay_ratio: float = Field(0.5, gt=0, description="replay: replayed examples mixed in per new training example.")
     ewc_lambda: float = Field(1000.0, ge=0, description="ewc: strength of the pull towards weights that mattered before.")
-    ewc_samples: int = Field(200, gt=0, description="ewc: training examples used to estimate the diagonal Fisher information.")
+    ewc_samples: int = Field(100, gt=0, description="ewc: training examples used to estimate the diagonal Fisher information "
+                                                    "(one backward pass each: the cost of ewc).")
     lwf_alpha: float = Field(1.0, ge=0, description="lwf: weight of distillation from the previous model's outputs.")
     lwf_temperature: float = Field(2.0, gt=0, description="lwf: softmax temperature of that distillation.")
 
