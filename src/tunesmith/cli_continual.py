@@ -26,8 +26,8 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
     """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
     from .continual_run import update_run
     from .recipe import DataSection, Experience, Recipe
-    from .runs import RECIPE_FILE, read_json_yaml
-    saved = Recipe.model_validate(read_json_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
+    from .runs import RECIPE_FILE, read_yaml
+    saved = Recipe.model_validate(read_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
     base = (saved.data or saved.experiences[-1].data).model_dump() if saved else {}
     section = DataSection.model_validate({**base, "train": str(data.resolve()), "filter": None, "max_train_samples": None,
                                           "validation": str(validation.resolve()) if validation else None,

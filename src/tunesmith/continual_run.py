@@ -255,7 +255,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     state = runs.read_json(run_dir / STATE_FILE)
     if not state:
         raise TunesmithError(f"{run_dir} is not a continual run (no {STATE_FILE}); `tunesmith update` needs method: continual.")
-    recipe = Recipe.model_validate(runs.read_json_yaml(run_dir / runs.RECIPE_FILE))
+    recipe = Recipe.model_validate(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
     datas = [load_classification(e.data, recipe.train.seed) for e in exps]
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")

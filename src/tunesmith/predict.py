@@ -63,9 +63,7 @@ def is_generation_run(run_dir: Path) -> bool:
 
 def _recipe(run_dir: Path) -> dict:
     """The run's recipe; for a staged run, its last stage (whose model the run directory holds)."""
-    import yaml
-    path = run_dir / runs.RECIPE_FILE
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    raw = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     if raw.get("stages"):
         from .recipe import Recipe, stage_recipe
         raw = stage_recipe(Recipe.model_validate(raw), len(raw["stages"]) - 1).model_dump(mode="json")

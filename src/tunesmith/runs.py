@@ -69,7 +69,7 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def read_json_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     """A YAML file (the saved recipe) as a dict; {} when absent."""
     import yaml
     return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}

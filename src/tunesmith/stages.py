@@ -21,7 +21,7 @@ from .recipe import dump_recipe, stage_recipe
 console = Console(stderr=True)
 STAGES_DIR = "stages"
 DIRECT_DIR = "direct"
-_KEEP = ("model", "adapter", "merged", "generations.jsonl", "predictions")  # what predict/eval/chat read from a run
+_KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval/chat read from a run
 
 
 def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False) -> tuple[Path, dict]:
