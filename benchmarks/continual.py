@@ -26,12 +26,12 @@ STREAMS = {
 STRATEGIES = {"naive": ["naive"], "replay": ["replay"], "ewc": ["ewc"], "replay+ewc": ["replay", "ewc"]}
 
 
-def recipe(stream: str, strategy: list[str], seed: int, n_train: int) -> dict:
+def recipe(stream: str, strategy: list[str], seed: int, n_train: int, method: dict | None = None) -> dict:
     folder, column, groups = STREAMS[stream]
     files = {split: str(DATA / folder / f"{split}.csv") for split in ("train", "validation", "test")}
     return {
         "model": {"name": "minilm-l6"}, "eval": {"baseline": "none"},
-        "method": {"name": "continual", "strategy": strategy, "replay_size": 400, "replay_ratio": 0.25},
+        "method": {"name": "continual", "strategy": strategy, **(method or {})},  # the method's defaults
         "train": {"seed": seed, "epochs": 1, "batch_size": 32, "max_length": 128},
         "experiences": [{"name": "+".join(g), "data": {**files, "filter": {column: g}, "max_train_samples": n_train}}
                         for g in groups],
@@ -45,15 +45,20 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--train-per-experience", type=int, default=400)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--method", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="method overrides for every strategy, e.g. ewc_lambda=1e6 replay_ratio=0.5")
     args = parser.parse_args()
+    import yaml
+
     import tunesmith
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.method)}
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for stream in args.streams:
             for seed in range(42, 42 + args.seeds):
                 for name in args.strategies:
                     start = time.perf_counter()
-                    m = tunesmith.run(recipe(stream, STRATEGIES[name], seed, args.train_per_experience),
+                    m = tunesmith.run(recipe(stream, STRATEGIES[name], seed, args.train_per_experience, overrides),
                                       output_dir=Path(tmp) / f"{stream}-{name}-{seed}", overwrite=True).metrics["continual"]
                     row = {"seed": seed, "average_accuracy": m["average_accuracy"], "bwt": m["bwt"], "matrix": m["matrix"],
                            "wall_s": time.perf_counter() - start}

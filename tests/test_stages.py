@@ -93,13 +93,16 @@ def test_resume_skips_finished_stages_and_refuses_another_recipe(staged):
     (run_dir / "run.json").write_text(json.dumps({"status": "running"}))
     recipe_path = tmp / "staged.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
-    result = runner.invoke(app, ["train", str(recipe_path), "-o", str(run_dir), "--resume"])
+    result = runner.invoke(app, ["train", str(recipe_path), "--resume", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert "finished earlier, kept" in result.output
     assert (run_dir / "stages/1-source/train_log.jsonl").read_text() == first_log  # stage 1 not re-run
     assert json.loads(status.read_text())["status"] == "finished"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    changed = runner.invoke(app, ["train", str(recipe_path), "-o", str(run_dir), "--resume", "--set", "train.lr=0.01"])
+    again = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert again.exit_code == 2 and "already finished" in again.output
+    (run_dir / "run.json").write_text(json.dumps({"status": "failed"}))
+    changed = runner.invoke(app, ["train", str(recipe_path), "--resume", str(run_dir), "--set", "train.lr=0.01"])
     assert changed.exit_code == 2 and "differs" in changed.output
 
 

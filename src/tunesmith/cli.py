@@ -44,24 +44,31 @@ def friendly(fn):
 
 @app.command()
 @friendly
-def train(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML file (with --resume: optional).")] = None,
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run directory to write.")] = None,
           overwrite: Annotated[bool, typer.Option(help="Replace a run already in the output directory.")] = False,
           seeds: Annotated[Optional[int], typer.Option(help="Repeat over N seeds and report mean ± std (train.seeds).")] = None,
-          resume: Annotated[bool, typer.Option(help="Staged recipe: continue in -o DIR after the last finished stage.")] = False,
+          resume: Annotated[Optional[Path], typer.Option(
+              "--resume", metavar="RUN_DIR", help="Continue an interrupted run from its last checkpoint (staged runs: from "
+              "the stage that did not finish). The recipe is read from RUN_DIR unless given.")] = None,
           compare_direct: Annotated[bool, typer.Option(
               "--compare-direct", help="Staged recipe: also train the last stage alone from the base model (the control).")] = False,
           set_: Sets = None):
     """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
     from .pipeline import run
     from .recipe import load_recipe
+    from .runs import RECIPE_FILE
     overrides = [*(set_ or []), *([f"train.seeds={seeds}"] if seeds else [])]
-    loaded = load_recipe(recipe, overrides)
-    if (resume or compare_direct) and not loaded.stages:
-        raise TunesmithError("--resume and --compare-direct apply to staged recipes (a stages: list); this recipe has none.")
-    if resume and output is None and loaded.output.dir is None:
-        raise TunesmithError("--resume needs the run directory to continue: pass -o DIR (the folder of the interrupted run).")
-    result = run(loaded, output_dir=output, overwrite=overwrite, resume=resume, compare_direct=compare_direct)
+    if recipe is None and resume is None:
+        raise TunesmithError("Missing the recipe: `tunesmith train RECIPE.yaml` (or `tunesmith train --resume RUN_DIR`).")
+    if resume is not None and output is not None and output.resolve() != resume.resolve():
+        raise TunesmithError(f"--resume {resume} continues in that folder; drop -o {output}.")
+    if resume is not None and recipe is None and not (resume / RECIPE_FILE).is_file():
+        raise TunesmithError(f"--resume: {resume} holds no run to continue (no {RECIPE_FILE}). Start it without --resume.")
+    loaded = load_recipe(recipe if recipe is not None else resume / RECIPE_FILE, overrides)
+    if compare_direct and not loaded.stages:
+        raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
+    result = run(loaded, output_dir=resume or output, overwrite=overwrite, resume=resume is not None, compare_direct=compare_direct)
     _print_comparison(result.metrics)
     out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
 
@@ -245,7 +252,7 @@ def _print_metrics_table(columns: dict[str, dict], title: str | None = None, key
     out.print(table)
 
 
-from . import cli_continual, cli_generation  # noqa: E402,F401  (registers chat, generate, export, update, runs)
+from . import cli_continual, cli_generation, cli_runs  # noqa: E402,F401  (registers chat, generate, export, update, runs)
 
 if __name__ == "__main__":
     app()

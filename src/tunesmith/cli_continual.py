@@ -1,4 +1,4 @@
-"""CLI for continual runs: `update` trains the next version on new data; `runs versions` lists and rolls back."""
+"""CLI for continual runs: `update` trains the next version on new data (`runs versions` lists them)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from .cli import app, friendly, out
-
-runs_app = typer.Typer(no_args_is_help=True, help="Inspect run directories.")
-app.add_typer(runs_app, name="runs")
-
 
 @app.command()
 @friendly
@@ -35,22 +30,3 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
     metrics = update_run(run_dir, Experience(name=name or data.stem, data=section), max_forgetting)
     c = metrics["continual"]
     out.print(f"version {c['version']} is current: average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
-
-
-@runs_app.command("versions")
-@friendly
-def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
-             rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None):
-    """List a continual run's versions with their accuracies; --rollback N makes version N current."""
-    from .continual_run import list_versions, rollback as do_rollback
-    if rollback is not None:
-        do_rollback(run_dir, rollback)
-        out.print(f"version {rollback} is current again ({run_dir}/model).")
-    current, rows = list_versions(run_dir)
-    table = Table("version", "experience", "labels", "mean accuracy", "per experience", title=str(run_dir))
-    for r in rows:
-        mark = " (current)" if r["version"] == current else ""
-        table.add_row(f"v{r['version']}{mark}", str(r["experience"]), str(r["labels"]),
-                      "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
-                      " ".join(f"{a:.3f}" for a in r["accuracies"]))
-    out.print(table)

@@ -10,7 +10,9 @@ from rich.console import Console
 
 from . import runs
 from .batching import tokenize
+from .checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
+from .errors import TunesmithError
 from .evaluate import evaluate_classifier, linear_probe
 from .hardware import accelerate_precision, resolve_precision
 from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
@@ -36,6 +38,9 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     the last stage alone from the base model (the control), reported as `direct`.
     """
     recipe = load_recipe(recipe)
+    if resume and not recipe.stages and (recipe.train.seeds > 1 or recipe.method.name == "continual"):
+        raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
+                             "(continual runs grow by versions instead: `tunesmith update`).")
     if recipe.train.seeds > 1:
         from .seeds import run_seeds
         return RunResult(*run_seeds(recipe, output_dir, overwrite, run))
@@ -47,13 +52,13 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
         return RunResult(*run_continual(recipe, output_dir, overwrite))
     if recipe.method.name == "domain_adaptation":
         from .methods.domain_adaptation import run_domain_adaptation
-        return RunResult(*run_domain_adaptation(recipe, output_dir, overwrite))
+        return RunResult(*run_domain_adaptation(recipe, output_dir, overwrite, resume=resume))
     if recipe.task == "generation":
         from .generation.pipeline import run_generation
-        return RunResult(*run_generation(recipe, output_dir, overwrite))
+        return RunResult(*run_generation(recipe, output_dir, overwrite, resume=resume))
     if recipe.method.name == "few_shot":
         from .methods.few_shot_run import run_few_shot
-        return RunResult(*run_few_shot(recipe, output_dir, overwrite))
+        return RunResult(*run_few_shot(recipe, output_dir, overwrite, resume))
     method = importlib.import_module(METHODS[recipe.method.name])
     data = load_classification(recipe.data, recipe.train.seed)
     for warning in data.warnings:
@@ -65,7 +70,7 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     kind = model_kind(weights, spec)
     lr = recipe.train.lr or default_lr(spec, kind, method.training_mode(recipe, kind))
     return RunResult(*runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
-        recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind)))
+        recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind), resume=resume))
 
 
 def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path, kind: str) -> dict:
@@ -84,7 +89,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
         m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
     hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
     result = run_loop(model, accelerator, enc["train"], enc["train_ids"], cfg, lr, hooks, tokenizer.pad_token_id,
-                      run_dir / runs.LOG_FILE)
+                      run_dir / runs.LOG_FILE, checkpoint=run_dir / CHECKPOINT_FILE)
     model = accelerator.unwrap_model(model)
     tuned = evaluate_classifier(model, enc["evaluation"], enc["evaluation_ids"], data.labels, recipe.eval.batch_size,
                                 tokenizer.pad_token_id, precision, detail=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -22,39 +24,103 @@ def default_dir(recipe_name: str) -> Path:
 
 
 def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
+    from . import checkpoint
     run_dir = Path(run_dir)
     if (run_dir / RUN_FILE).exists() and not overwrite:
+        status = read_status(run_dir)
+        hint = f" It did not finish: `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
         raise TunesmithError(
-            f"{run_dir} already holds a run. Choose another -o folder, or pass --overwrite (output.overwrite: true) to replace it.")
+            f"{run_dir} already holds a run ({status}).{hint} Choose another -o folder, or pass --overwrite "
+            "(output.overwrite: true) to replace it.")
     if run_dir.exists() and not run_dir.is_dir():
         raise TunesmithError(f"{run_dir} exists and is not a folder.")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / LOG_FILE).write_text("", encoding="utf-8")
         (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
+        checkpoint.clear(run_dir)  # an overwritten run's checkpoint must never be resumed into this one
     except OSError as err:
         raise TunesmithError(f"Cannot write the run directory {run_dir}: {err.strerror}.") from None
     set_status(run_dir, "running")
     return run_dir
 
 
-def run_in(recipe, output_dir, overwrite: bool, work) -> tuple[Path, dict]:
-    """Create the run directory, call `work(run_dir)` -> metrics, and record finished or failed (with why)."""
+def reopen(run_dir: str | Path, recipe_yaml: str) -> Path:
+    """An unfinished run directory to continue in (`--resume`), started with the same recipe."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status is None:
+        raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}); there is nothing to resume.")
+    saved = run_dir / RECIPE_FILE
+    if not saved.is_file() or saved.read_text(encoding="utf-8") != recipe_yaml:
+        raise TunesmithError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}). Resume with "
+                             f"the same recipe and overrides (or none: `tunesmith train --resume {run_dir}`), or start a new run directory.")
+    if status == "finished":
+        raise TunesmithError(f"{run_dir}: the run already finished; there is nothing to resume. Use `tunesmith eval` or "
+                             "`predict` on it, or train again with another -o folder.")
+    if status == "running":
+        raise TunesmithError(f"{run_dir}: the run is still going (process {read_json(run_dir / RUN_FILE).get('pid')} is "
+                             "alive). Stop it first, or wait for it to finish.")
+    set_status(run_dir, "running", resumed=True)
+    return run_dir
+
+
+def resumable(run_dir: Path) -> bool:
+    """An unfinished run that left a checkpoint to continue from."""
+    from .checkpoint import CHECKPOINT_FILE
+    return read_status(run_dir) in ("interrupted", "failed") and (Path(run_dir) / CHECKPOINT_FILE).is_file()
+
+
+def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False) -> tuple[Path, dict]:
+    """Create (or, resuming, reopen) the run directory, call `work(run_dir)` -> metrics, and record
+    finished or failed (with why). A finished run keeps no checkpoint: its model folder is the result."""
+    from . import checkpoint
     from .recipe import dump_recipe
-    run_dir = create(output_dir or recipe.output.dir or default_dir("run"), dump_recipe(recipe),
-                     overwrite or recipe.output.overwrite)
+    target = output_dir or recipe.output.dir or default_dir("run")
+    run_dir = reopen(target, dump_recipe(recipe)) if resume else create(target, dump_recipe(recipe), overwrite or recipe.output.overwrite)
     try:
         metrics = work(run_dir)
+    except KeyboardInterrupt:
+        set_status(run_dir, "interrupted", error="stopped by Ctrl-C")
+        raise
     except BaseException as err:
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
     set_status(run_dir, "finished")
+    checkpoint.clear(run_dir)
     return run_dir, metrics
 
 
 def set_status(run_dir: Path, status: str, **extra) -> None:
+    """run.json: the status, and while running the process, so a killed run reads as interrupted."""
     payload = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+    if status == "running":
+        payload.update(pid=os.getpid(), host=socket.gethostname())
     write_json(run_dir / RUN_FILE, payload)
+
+
+def read_status(run_dir: Path) -> str | None:
+    """finished | failed | interrupted | running, or None for a folder that is not a run.
+
+    A run whose process died without saying so (SIGKILL, power loss) still reads "running" in its
+    file; it is reported as interrupted when that process is gone from this machine."""
+    info = read_json(Path(run_dir) / RUN_FILE)
+    status = info.get("status")
+    if status == "running" and (info.get("pid") is None or info.get("host") == socket.gethostname() and not _alive(info["pid"])):
+        return "interrupted"
+    return status
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -76,18 +142,22 @@ def read_yaml(path: Path) -> dict:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A JSON file as a dict; {} when absent or unreadable (a run file cut short by a crash)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (ValueError, OSError):
+        return {}
 
 
 def open_finished(run_dir: str | Path) -> Path:
     """A run directory that finished training, or a clear error."""
     run_dir = Path(run_dir)
-    status_file = run_dir / RUN_FILE
-    if not status_file.is_file():
+    if not (run_dir / RUN_FILE).is_file():
         raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}). Pass the folder given to `tunesmith train -o`.")
-    status = json.loads(status_file.read_text(encoding="utf-8")).get("status")
+    status = read_status(run_dir)
     if status != "finished":
-        raise TunesmithError(f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use.")
+        hint = f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
+        raise TunesmithError(f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use.{hint}")
     return run_dir
 
 

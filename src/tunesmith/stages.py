@@ -15,8 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import runs
-from .errors import TunesmithError
-from .recipe import dump_recipe, stage_recipe
+from .recipe import stage_recipe
 
 console = Console(stderr=True)
 STAGES_DIR = "stages"
@@ -26,18 +25,7 @@ _KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval
 
 def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False) -> tuple[Path, dict]:
     run_dir = Path(output_dir or recipe.output.dir or runs.default_dir("stages"))
-    if resume:
-        _check_resumable(run_dir, recipe)
-    return runs.run_in(recipe, run_dir, overwrite or resume, lambda d: _run_all(recipe, d, resume, compare_direct))
-
-
-def _check_resumable(run_dir: Path, recipe) -> None:
-    saved = run_dir / runs.RECIPE_FILE
-    if not saved.is_file():
-        raise TunesmithError(f"--resume: {run_dir} holds no run to resume (no {runs.RECIPE_FILE}). Start it without --resume.")
-    if saved.read_text(encoding="utf-8") != dump_recipe(recipe):
-        raise TunesmithError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}). "
-                             "Resume with the same recipe and overrides, or start a new run directory.")
+    return runs.run_in(recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume)
 
 
 def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
@@ -81,9 +69,9 @@ def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
     if sub.method.name == "domain_adaptation":
         from .methods.domain_adaptation import run_domain_adaptation
         texts = target.train_texts() if sub.method.task_texts else None
-        return run_domain_adaptation(sub, sub_dir, True, task_texts=texts)[1]
+        return run_domain_adaptation(sub, sub_dir, True, task_texts=texts, resume=runs.resumable(sub_dir) and resume)[1]
     from .pipeline import run
-    return run(sub, sub_dir, overwrite=True).metrics
+    return run(sub, sub_dir, overwrite=True, resume=runs.resumable(sub_dir) and resume).metrics
 
 
 def handoff(sub_dir: Path, model_name: str) -> Path:
@@ -108,7 +96,7 @@ def _direct(final, direct_dir: Path, resume: bool) -> dict:
     from .pipeline import run
     if resume and runs.read_json(direct_dir / runs.RUN_FILE).get("status") == "finished":
         return runs.read_json(direct_dir / runs.METRICS_FILE)["tuned"]
-    return run(final, direct_dir, overwrite=True).metrics["tuned"]
+    return run(final, direct_dir, overwrite=True, resume=runs.resumable(direct_dir) and resume).metrics["tuned"]
 
 
 def _copy_outputs(stage_dir: Path, run_dir: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from . import checkpoint as ckpt
 from .batching import iterate, length_grouped_batches
 
 
@@ -52,8 +53,13 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float, head_l
     return torch.optim.AdamW(param_groups, lr=lr, fused=True)  # fused: one kernel per step, CPU and GPU
 
 
-def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, pad_id: int, log_path: Path) -> LoopResult:
-    """Train for cfg.epochs with early stopping on cfg.early_stopping; keeps and restores the best weights."""
+def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, pad_id: int, log_path: Path,
+             checkpoint: Path | None = None) -> LoopResult:
+    """Train for cfg.epochs with early stopping on cfg.early_stopping; keeps and restores the best weights.
+
+    With `checkpoint`, the loop saves its whole state there every cfg.save_steps optimizer steps and at
+    every epoch end, and starts from that state when the file exists (a resumed run).
+    """
     lengths = [len(r["input_ids"]) for r in rows]
     steps_per_epoch = math.ceil(math.ceil(len(rows) / cfg.batch_size) / cfg.grad_accum / accelerator.num_processes)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
@@ -62,16 +68,24 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = _State(stop_metric=cfg.early_stopping.metric or hooks.default_metric, patience=cfg.early_stopping.patience)
+    pos = {"epoch": 1, "batch": 0, "step": 0, "seen": 0, "tokens": 0, "train_time": 0.0}
+    saved = ckpt.load(checkpoint) if checkpoint else None
+    if saved:
+        _restore(saved, accelerator.unwrap_model(model), optimizer, scheduler, state, pos, log_path)
     log = log_path.open("a", encoding="utf-8") if accelerator.is_main_process else None
-    start, train_time, seen, tokens, step = time.perf_counter(), 0.0, 0, 0, 0
+    save = _saver(checkpoint, accelerator, model, optimizer, scheduler, state, pos, log)
+    start, step = time.perf_counter(), pos["step"]
     with _progress(accelerator) as bar:
-        task = bar.add_task("train", total=total_steps, loss=float("nan"), sps=0.0)
-        for epoch in range(1, math.ceil(cfg.epochs) + 1):
+        task = bar.add_task("train", total=total_steps, completed=step, loss=float("nan"), sps=0.0)
+        if saved:
+            ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
+        for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
             model.train()
             batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
             batches = batches[accelerator.process_index::accelerator.num_processes]
+            skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
-            for batch in iterate(rows, batches, pad_id, label_ids):
+            for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids), start=skip + 1):
                 if step >= total_steps:
                     break
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -85,15 +99,17 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                seen += len(batch["input_ids"])
-                tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+                pos["seen"] += len(batch["input_ids"])
+                pos["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
                 if accelerator.sync_gradients:
                     step += 1
-                    sps = seen / (train_time + time.perf_counter() - t0)
+                    sps = pos["seen"] / (pos["train_time"] + time.perf_counter() - t0)
                     bar.update(task, advance=1, loss=loss.item(), sps=sps)
                     if log and step % cfg.log_every == 0:
                         _write(log, {"step": step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
-            train_time += time.perf_counter() - t0
+                    if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
+                        save(epoch, index, step, pos["train_time"] + time.perf_counter() - t0)
+            pos["train_time"] += time.perf_counter() - t0
             metrics = hooks.evaluate(accelerator.unwrap_model(model))
             improved = state.update(epoch, metrics, accelerator.unwrap_model(model))
             if log:
@@ -102,12 +118,40 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                 hooks.after_epoch(epoch, metrics)
             if state.should_stop() or step >= total_steps:
                 break
+            save(epoch + 1, 0, step, pos["train_time"])
     if log:
         log.close()
     state.restore(accelerator.unwrap_model(model))
-    per_s = accelerator.num_processes / max(train_time, 1e-9)
+    per_s = accelerator.num_processes / max(pos["train_time"], 1e-9)
     return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
-                      seen * per_s, tokens * per_s, state.history)
+                      pos["seen"] * per_s, pos["tokens"] * per_s, state.history)
+
+
+def _saver(path: Path | None, accelerator, model, optimizer, scheduler, state: "_State", pos: dict, log):
+    """save(epoch, batch, step, train_time): the loop's state after `batch` batches of `epoch` (rank 0 writes)."""
+    def save(epoch: int, batch: int, step: int, train_time: float) -> None:
+        if path is None or not accelerator.is_main_process:
+            return
+        if log:
+            log.flush()
+        ckpt.save(path, {
+            "position": {**pos, "epoch": epoch, "batch": batch, "step": step, "train_time": train_time},
+            "model": ckpt.trainable_state(accelerator.unwrap_model(model)),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "early_stopping": vars(state), "rng": ckpt.rng_state(),
+            "log_bytes": log.tell() if log else None})
+    return save
+
+
+def _restore(saved: dict, model, optimizer, scheduler, state: "_State", pos: dict, log_path: Path) -> None:
+    model.load_state_dict(saved["model"], strict=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    vars(state).update(saved["early_stopping"])
+    pos.update(saved["position"])
+    if saved.get("log_bytes") is not None and log_path.is_file():
+        with log_path.open("r+b") as handle:  # drop log lines written after the checkpoint: they are redone
+            handle.truncate(saved["log_bytes"])
 
 
 class _State:

@@ -14,6 +14,7 @@ from ..methods.supervised import training_mode
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
 from ..recipe import LoraSection
 from ..registry import default_lr
+from ..checkpoint import CHECKPOINT_FILE
 from ..train import Hooks, run_loop
 from .formatting import check_learnable, encode, ensure_chat_template, learnable, pack
 from .generate import causal_lm_loss, generate, split_prompt, validation_loss
@@ -23,7 +24,7 @@ console = Console(stderr=True)
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
-def run_generation(recipe, output_dir, overwrite: bool, data=None) -> tuple[Path, dict]:
+def run_generation(recipe, output_dir, overwrite: bool, data=None, resume: bool = False) -> tuple[Path, dict]:
     """`data`: already-built GenerationData (e.g. few_shot's prompts); else read per the recipe."""
     data = data or load_generation(recipe.data, recipe.train.seed)
     for split in (data.train, data.validation, data.evaluation):
@@ -39,7 +40,7 @@ def run_generation(recipe, output_dir, overwrite: bool, data=None) -> tuple[Path
         console.print(f"[yellow]warning:[/] {warning}")
     lr = recipe.train.lr or default_lr(spec, "decoder", mode)
     return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
-        recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir))
+        recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir), resume=resume)
 
 
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
@@ -86,7 +87,8 @@ def _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, toke
     hooks = Hooks(evaluate=lambda m: validation_loss(m, rows["validation"], ev.batch_size, pad_id),
                   compute_loss=causal_lm_loss, default_metric="loss")
     loop_cfg = cfg.model_copy(update={"batch_size": stats["rows_per_batch"]}) if cfg.packing else cfg
-    result = run_loop(model, accelerator, rows["train"], None, loop_cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE)
+    result = run_loop(model, accelerator, rows["train"], None, loop_cfg, lr, hooks, pad_id, run_dir / runs.LOG_FILE,
+                      checkpoint=run_dir / CHECKPOINT_FILE)
     model = accelerator.unwrap_model(model)
     tuned, tuned_answers = evaluate_gen(model)
     console.print(f"tuned: {_headline(tuned)} ({data.eval_name} set)")

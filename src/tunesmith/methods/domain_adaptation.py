@@ -21,13 +21,15 @@ from ..hardware import accelerate_precision, resolve_precision
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import LoraSection
 from ..registry import default_lr
+from ..checkpoint import CHECKPOINT_FILE
 from ..train import Hooks, run_loop
 from .vocab import candidate_words, extend_vocabulary
 
 console = Console(stderr=True)
 
 
-def run_domain_adaptation(recipe, output_dir, overwrite: bool, task_texts: list[str] | None = None) -> tuple[Path, dict]:
+def run_domain_adaptation(recipe, output_dir, overwrite: bool, task_texts: list[str] | None = None,
+                          resume: bool = False) -> tuple[Path, dict]:
     """`task_texts`: the target task's training texts for TAPT (a staged run passes the final stage's)."""
     method, cfg = recipe.method, recipe.train
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
@@ -43,7 +45,7 @@ def run_domain_adaptation(recipe, output_dir, overwrite: bool, task_texts: list[
     train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
     tokenizer = load_tokenizer(weights)
     return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
-        recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir))
+        recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir), resume=resume)
 
 
 def _recipe_task_texts(recipe) -> list[str]:
@@ -81,7 +83,8 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
     hooks = Hooks(evaluate=evaluate, compute_loss=loss_fn, default_metric="loss")
     if fresh_head and mode == "full" and method.head_warmup:
         _warm_up_head(model, accelerator, rows, cfg, lr, hooks, method.head_warmup, tokenizer.pad_token_id, run_dir)
-    result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE)
+    result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE,
+                      checkpoint=run_dir / CHECKPOINT_FILE)
     model = accelerator.unwrap_model(model)
     tuned = evaluate(model)
     console.print(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")

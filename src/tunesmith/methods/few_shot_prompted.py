@@ -27,7 +27,7 @@ def to_conversations(split, words: dict[str, str], system: str, source: str) -> 
     return Conversations(samples, "prompt_response", source)
 
 
-def run_prompted(recipe, data, output_dir, overwrite: bool):
+def run_prompted(recipe, data, output_dir, overwrite: bool, resume: bool = False):
     from ..generation.pipeline import run_generation
     train_set = recipe.train.model_fields_set
     # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
@@ -41,4 +41,4 @@ def run_prompted(recipe, data, output_dir, overwrite: bool):
         "task": "generation", "method": SupervisedMethod(tuning="lora"), "train": recipe.train.model_copy(update=updates),
         "eval": EvalSection(batch_size=recipe.eval.batch_size, max_samples=None, generation_metric="exact_match",
                             max_new_tokens=16)})
-    return run_generation(as_generation, output_dir, overwrite, data=gen)
+    return run_generation(as_generation, output_dir, overwrite, data=gen, resume=resume)

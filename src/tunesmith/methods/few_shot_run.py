@@ -18,6 +18,7 @@ from ..evaluate import classification_metrics, forward_batches, mean_pooled
 from ..hardware import accelerate_precision, resolve_precision
 from ..models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..report import write_report
+from ..checkpoint import CHECKPOINT_FILE
 from ..train import run_loop
 from .few_shot import fit_head, make_hooks, make_pairs, normalize, pair_rows
 
@@ -26,7 +27,7 @@ HEAD_FILE = "head.json"
 BODY_LR = 2e-5  # SetFit's body learning rate: the body is already a good sentence encoder
 
 
-def run_few_shot(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
+def run_few_shot(recipe, output_dir, overwrite: bool, resume: bool = False) -> tuple[Path, dict]:
     from ..pipeline import encode_classification
     data = load_classification(recipe.data, recipe.train.seed)
     for warning in data.warnings:
@@ -34,14 +35,15 @@ def run_few_shot(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
     weights = resolve_weights(recipe.model.name)
     if model_kind(weights, model_spec(recipe.model.name)) == "decoder":
         from .few_shot_prompted import run_prompted
-        return run_prompted(recipe, data, output_dir, overwrite)
+        return run_prompted(recipe, data, output_dir, overwrite, resume)
     if "epochs" not in recipe.train.model_fields_set:
         recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
     if "batch_size" not in recipe.train.model_fields_set:
         recipe.train.batch_size = 16  # pairs per step, as SetFit: twice the updates of 32 for the same pairs
     tokenizer = load_tokenizer(weights)
     enc = encode_classification(data, tokenizer, recipe.train.max_length)
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train(recipe, data, enc, weights, tokenizer, run_dir))
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train(recipe, data, enc, weights, tokenizer, run_dir),
+                       resume=resume)
 
 
 def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
@@ -71,7 +73,8 @@ def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
         return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")}
 
     lr = cfg.lr or BODY_LR
-    result = run_loop(body, accelerator, rows, targets, cfg, lr, make_hooks(evaluate), pad_id, run_dir / runs.LOG_FILE)
+    result = run_loop(body, accelerator, rows, targets, cfg, lr, make_hooks(evaluate), pad_id, run_dir / runs.LOG_FILE,
+                      checkpoint=run_dir / CHECKPOINT_FILE)
     body = accelerator.unwrap_model(body)
     if data.eval_name == "validation":
         tuned, head = heads[result.best_epoch]

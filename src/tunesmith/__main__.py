@@ -1,0 +1,5 @@
+"""`python -m tunesmith` = the `tunesmith` command."""
+
+from .cli import app
+
+app()
