@@ -28,7 +28,7 @@ Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a rec
 
 
 def friendly(fn):
-    """Show TunesmithError as a message, not a traceback."""
+    """Show TunesmithError (and the system's OSError) as a message, not a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -37,8 +37,13 @@ def friendly(fn):
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted")
+            err.print("interrupted (an unfinished run continues with `tunesmith train --resume RUN_DIR`)")
             raise typer.Exit(130) from None
+        except OSError as exc:  # disk full, permissions, read-only folders: the system's words, no traceback
+            where = f" ({exc.filename})" if exc.filename else ""
+            err.print(f"[bold red]error:[/] cannot read or write{where}: {exc.strerror or exc}. Check free disk space and "
+                      "the folder's permissions.", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     return wrapper
 
 
@@ -252,7 +257,7 @@ def _print_metrics_table(columns: dict[str, dict], title: str | None = None, key
     out.print(table)
 
 
-from . import cli_continual, cli_generation, cli_runs  # noqa: E402,F401  (registers chat, generate, export, update, runs)
+from . import cli_continual, cli_data, cli_generation, cli_runs  # noqa: E402,F401  (chat, generate, export, update, runs, data)
 
 if __name__ == "__main__":
     app()

@@ -38,6 +38,10 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     the last stage alone from the base model (the control), reported as `direct`.
     """
     recipe = load_recipe(recipe)
+    if resume:
+        runs.check_resumable(Path(output_dir or recipe.output.dir or "."))
+    else:
+        preflight(recipe)
     if resume and not recipe.stages and (recipe.train.seeds > 1 or recipe.method.name == "continual"):
         raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
                              "(continual runs grow by versions instead: `tunesmith update`).")
@@ -71,6 +75,25 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
     lr = recipe.train.lr or default_lr(spec, kind, method.training_mode(recipe, kind))
     return RunResult(*runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
         recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir, kind), resume=resume))
+
+
+def preflight(recipe) -> None:
+    """The data check before anything is trained: stop on errors (unless train.data_check says otherwise);
+    the report goes into the run directory when it is created."""
+    if recipe.train.data_check == "off":
+        return
+    from .datacheck import check_recipe
+    from .datacheck_report import PENDING
+    report = check_recipe(recipe)
+    for warning in report.warnings:
+        console.print(f"[yellow]data check:[/] {warning}")
+    if report.errors and recipe.train.data_check == "stop":
+        listed = "\n".join(f"  - {e}" for e in report.errors)
+        raise TunesmithError(f"The data check found {len(report.errors)} problem(s); training would fail or learn nothing:\n"
+                             f"{listed}\nFix the data (`tunesmith data check RECIPE` prints the full report), or set "
+                             "train.data_check: warn to train anyway.")
+    console.print(f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)")
+    PENDING.set(report)
 
 
 def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path, kind: str) -> dict:

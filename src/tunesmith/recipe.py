@@ -195,6 +195,9 @@ class TrainSection(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")
+    data_check: Literal["stop", "warn", "off"] = Field(
+        "stop", description="The data check before training (`tunesmith data check`): 'stop' on errors, 'warn' = report "
+                            "and train anyway, 'off' = skip it.")
     save_steps: int | None = Field(
         500, ge=1, description="Write a resumable checkpoint every N optimizer steps (and at every epoch end); "
                                "None = at epoch ends only. `tunesmith train --resume RUN_DIR` continues from it.")

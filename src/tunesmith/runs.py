@@ -39,30 +39,45 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
         (run_dir / LOG_FILE).write_text("", encoding="utf-8")
         (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
         checkpoint.clear(run_dir)  # an overwritten run's checkpoint must never be resumed into this one
+        _write_data_check(run_dir)
     except OSError as err:
         raise TunesmithError(f"Cannot write the run directory {run_dir}: {err.strerror}.") from None
     set_status(run_dir, "running")
     return run_dir
 
 
+def _write_data_check(run_dir: Path) -> None:
+    from . import datacheck_report
+    report = datacheck_report.PENDING.get()
+    if report is not None:
+        datacheck_report.write(run_dir, report)
+        datacheck_report.PENDING.set(None)  # the run's own file; stage and seed runs inside it do not repeat it
+
+
 def reopen(run_dir: str | Path, recipe_yaml: str) -> Path:
     """An unfinished run directory to continue in (`--resume`), started with the same recipe."""
     run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    if status is None:
-        raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}); there is nothing to resume.")
+    status = check_resumable(run_dir)
     saved = run_dir / RECIPE_FILE
     if not saved.is_file() or saved.read_text(encoding="utf-8") != recipe_yaml:
         raise TunesmithError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}). Resume with "
                              f"the same recipe and overrides (or none: `tunesmith train --resume {run_dir}`), or start a new run directory.")
+    set_status(run_dir, "running", resumed=True, was=status)
+    return run_dir
+
+
+def check_resumable(run_dir: Path) -> str:
+    """The status of a run that `--resume` can continue, or a clear error (checked before any data is read)."""
+    status = read_status(run_dir)
+    if status is None:
+        raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}); there is nothing to resume.")
     if status == "finished":
         raise TunesmithError(f"{run_dir}: the run already finished; there is nothing to resume. Use `tunesmith eval` or "
                              "`predict` on it, or train again with another -o folder.")
     if status == "running":
         raise TunesmithError(f"{run_dir}: the run is still going (process {read_json(run_dir / RUN_FILE).get('pid')} is "
                              "alive). Stop it first, or wait for it to finish.")
-    set_status(run_dir, "running", resumed=True)
-    return run_dir
+    return status
 
 
 def resumable(run_dir: Path) -> bool:

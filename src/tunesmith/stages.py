@@ -40,6 +40,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
     for index, stage in enumerate(recipe.stages):
         sub = stage_recipe(recipe, index, model_name)
         sub.eval.baseline = "none"  # the stage table carries the comparison; no probe per stage run
+        sub.train.data_check = "off"  # the whole staged recipe was checked before stage 1
         sub_dir = run_dir / STAGES_DIR / f"{index + 1}-{_slug(stage.name)}"
         console.rule(f"stage {index + 1}/{count}: {stage.name} ({sub.method.name})")
         metrics = _run_stage(sub, sub_dir, resume, target)
@@ -93,6 +94,7 @@ def _direct(final, direct_dir: Path, resume: bool) -> dict:
     console.rule("control: the target stage alone from the base model (--compare-direct)")
     final = final.model_copy(deep=True)
     final.eval.baseline = "none"
+    final.train.data_check = "off"
     from .pipeline import run
     if resume and runs.read_json(direct_dir / runs.RUN_FILE).get("status") == "finished":
         return runs.read_json(direct_dir / runs.METRICS_FILE)["tuned"]

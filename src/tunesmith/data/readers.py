@@ -31,7 +31,22 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     if frame.empty:
         raise TunesmithError(f"{role}: {path} has no data rows (columns found: {', '.join(map(str, frame.columns)) or 'none'}).")
     frame.columns = [str(c).strip() for c in frame.columns]
+    _check_cell_sizes(frame, path, role)
     return frame
+
+
+MAX_CELL_CHARS = 1_000_000  # ~250k tokens: far past any model's context; usually a broken export (one cell = whole file)
+
+
+def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
+    for col in frame.columns:
+        sizes = frame[col].map(lambda v: len(v) if isinstance(v, str) else 0)
+        if len(sizes) and sizes.max() > MAX_CELL_CHARS:
+            row = int(sizes.idxmax()) + 1
+            raise TunesmithError(
+                f"{role}: {path}: column '{col}', data row {row} holds {sizes.max():,} characters (limit {MAX_CELL_CHARS:,}). "
+                "That is usually a broken export (an unclosed quote swallowing the rest of the file); otherwise split "
+                "long documents into passages.")
 
 
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
