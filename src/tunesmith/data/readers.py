@@ -31,6 +31,10 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     if frame.empty:
         raise TunesmithError(f"{role}: {path} has no data rows (columns found: {', '.join(map(str, frame.columns)) or 'none'}).")
     frame.columns = [str(c).strip() for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise TunesmithError(f"{role}: {path}: column name(s) {', '.join(map(repr, repeated))} appear more than once "
+                             "(spaces around names are ignored). Rename the columns so each is unique.")
     _check_cell_sizes(frame, path, role)
     return frame
 

@@ -1,0 +1,91 @@
+"""The data check finds what it says it finds, exits non-zero only when training would fail, and is
+kept in the run directory by `train`."""
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+import tunesmith
+from tests.conftest import sentiment_rows
+from tunesmith.cli import app
+from tunesmith.datacheck import check_recipe
+
+runner = CliRunner()
+
+
+def _messy(tmp_path) -> dict:
+    train = sentiment_rows(60, 0)
+    extra = pd.DataFrame([
+        {"text": train.text[0], "label": train.label[0]},                # exact duplicate row
+        {"text": "same words here", "label": "positive"},
+        {"text": "same words here", "label": "negative"},                # conflicting labels
+        {"text": "very long " * 40 + "good", "label": "positive"},       # truncated at max_length 32
+    ])
+    pd.concat([train, extra]).to_csv(tmp_path / "train.csv", index=False)
+    test = sentiment_rows(10, 5)
+    test.loc[0, "text"] = train.text[3]                                   # exact overlap
+    test.loc[1, "text"] = "  " + train.text[4].upper() + " "             # overlap after normalising
+    test.to_csv(tmp_path / "test.csv", index=False)
+    return {"model": {"name": "tiny-bert"}, "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
+            "train": {"max_length": 32, "epochs": 1}, "eval": {"baseline": "none"}}
+
+
+def test_finds_duplicates_conflicts_overlap_and_truncation(tmp_path):
+    report = check_recipe(tunesmith.load_recipe(_messy(tmp_path)))
+    assert report.ok, report.errors
+    entry = report.datasets[0]
+    assert entry["splits"]["train"]["rows"] == 64 and entry["splits"]["test"]["rows"] == 10
+    assert entry["duplicates"] == 1 and entry["conflicting_texts"] == 1
+    assert entry["overlap_with_train"]["test"] == {"exact": 1, "normalised": 2, "rows": 10}
+    assert entry["labels"]["train"] == {"positive": 33, "negative": 31}
+    lengths = entry["lengths"]
+    assert lengths["truncated"] == 1 and lengths["max"] > 32 and sum(c for _, c in lengths["histogram"]) == 64
+    text = " ".join(report.warnings)
+    for words in ("1 duplicate training row", "different labels", "also appear in training data", "exceed train.max_length=32"):
+        assert words in text
+
+
+def test_cli_prints_the_report_and_writes_it(tmp_path):
+    import yaml
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_messy(tmp_path)))
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Token lengths" in result.output and "Shared with the training data" in result.output
+    saved = json.loads((tmp_path / "out" / "data_check.json").read_text())
+    assert saved["ok"] and saved["datasets"][0]["duplicates"] == 1
+
+
+def test_errors_give_exit_code_1_and_list_everything_at_once(tmp_path):
+    (tmp_path / "one.csv").write_text("text,label\na,x\nb,x\n,x\n")
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "one.csv"), "--model", "tiny-bert"])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "1 empty or non-text" in out and "1 class(es)" in out  # both problems, not just the first
+
+
+def test_train_keeps_the_report_and_stops_on_errors(toy_data, tmp_path):
+    run_dir = tunesmith.run({**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}},
+                            output_dir=tmp_path / "run").run_dir
+    assert "# Data check" in (run_dir / "data_check.md").read_text()
+    assert json.loads((run_dir / "data_check.json").read_text())["ok"]
+    (tmp_path / "bad.csv").write_text("text,label\na,x\nb,x\n")
+    bad = {**toy_data["recipe"], "data": {"train": str(tmp_path / "bad.csv")}}
+    import pytest
+    with pytest.raises(tunesmith.TunesmithError, match="data check found 1 problem"):
+        tunesmith.run(bad, output_dir=tmp_path / "bad_run")
+    assert not (tmp_path / "bad_run").exists()  # nothing paid for, nothing written
+
+
+def test_chat_data_round_trip_and_masked_samples(tmp_path):
+    rows = [{"prompt": f"question {i}", "response": "answer"} for i in range(6)]
+    rows += [{"prompt": "word " * 80, "response": "lost"}] * 2  # the response falls past max_length
+    pd.DataFrame(rows).to_json(tmp_path / "chat.jsonl", orient="records", lines=True)
+    recipe = tunesmith.load_recipe({"task": "generation", "model": {"name": "tiny-llama"},
+                                    "data": {"train": str(tmp_path / "chat.jsonl")}, "train": {"max_length": 48}})
+    report = check_recipe(recipe)
+    entry = report.datasets[0]
+    assert report.ok and entry["splits"]["train"]["format"] == "prompt_response"
+    assert entry["template_round_trip"] == {"checked": 8, "lost_text": 0}
+    assert entry["fully_masked"] == 2 and entry["duplicates"] == 1
+    assert any("2 of 8 training samples have no response token" in w for w in report.warnings)
