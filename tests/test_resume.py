@@ -123,3 +123,23 @@ def test_resume_refuses_finished_runs_and_foreign_folders(toy_data, tmp_path):
     assert empty.exit_code == 2 and "no recipe.yaml" in empty.output
     fresh = runner.invoke(app, ["train", str(tmp_path / "recipe.yaml")])
     assert fresh.exit_code == 2
+
+
+def test_lora_chat_run_resumes_to_the_same_adapter(tmp_path, monkeypatch):
+    import pandas as pd
+    rows = [{"prompt": f"where is order {i}", "response": "track_order" if i % 2 else "cancel_order"} for i in range(48)]
+    pd.DataFrame(rows).to_json(tmp_path / "chat.jsonl", orient="records", lines=True)
+    recipe = {"task": "generation", "model": {"name": "tiny-llama"}, "data": {"train": str(tmp_path / "chat.jsonl")},
+              "method": {"lora": {"r": 4}}, "eval": {"max_samples": 2},
+              "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "log_every": 1, "save_steps": 3,
+                        "early_stopping": {"patience": None}}}
+    whole = run(recipe, output_dir=tmp_path / "whole").run_dir
+    _interrupt_at(monkeypatch, 7)
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, output_dir=tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "cut")])
+    assert resumed.exit_code == 0, resumed.output
+    a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
