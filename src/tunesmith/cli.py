@@ -58,6 +58,9 @@ def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML fil
               "the stage that did not finish). The recipe is read from RUN_DIR unless given.")] = None,
           compare_direct: Annotated[bool, typer.Option(
               "--compare-direct", help="Staged recipe: also train the last stage alone from the base model (the control).")] = False,
+          nproc: Annotated[Optional[int], typer.Option(
+              "--nproc", min=1, help="Data-parallel over N processes on this machine (torchrun: gloo on CPUs, NCCL on "
+              "GPUs). train.batch_size is per process; the effective batch is reported.")] = None,
           set_: Sets = None):
     """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
     from .pipeline import run
@@ -73,9 +76,14 @@ def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML fil
     loaded = load_recipe(recipe if recipe is not None else resume / RECIPE_FILE, overrides)
     if compare_direct and not loaded.stages:
         raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
+    if nproc and nproc > 1:
+        from .launch import launch
+        raise typer.Exit(launch(nproc, loaded, recipe, resume, output, overwrite, compare_direct, overrides))
     result = run(loaded, output_dir=resume or output, overwrite=overwrite, resume=resume is not None, compare_direct=compare_direct)
-    _print_comparison(result.metrics)
-    out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
+    from .hardware import process_state
+    if process_state().is_main_process:
+        _print_comparison(result.metrics)
+        out.print(f"Run written to {result.run_dir} (report: {result.run_dir / 'report.md'})")
 
 
 @app.command()

@@ -18,7 +18,7 @@ from . import runs
 from .batching import tokenize
 from .data.classification import load_classification
 from .evaluate import evaluate_classifier, predict_proba
-from .hardware import accelerate_precision, resolve_precision
+from .hardware import make_accelerator, resolve_precision
 from .methods import supervised
 from .methods.continual import (Reservoir, continual_metrics, distillation_loss, ewc_penalty, fisher_diagonal,
                                 grow_head)
@@ -111,7 +111,6 @@ class Learner:
     # ------------------------------------------------------------------ training
 
     def learn(self, data, log_path: Path) -> None:
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
         set_seed(self.cfg.seed + self.train_stats["experiences"])
         n_old = len(self.labels)
@@ -130,7 +129,7 @@ class Learner:
         index = {label: i for i, label in enumerate(self.labels)}
         ids = [index[label] for label in labels]
         hooks = self._hooks(data, rows, labels, n_old)
-        accelerator = Accelerator(mixed_precision=accelerate_precision(self.precision), gradient_accumulation_steps=self.cfg.grad_accum)
+        accelerator = make_accelerator(self.cfg, self.precision)
         result = run_loop(self.model, accelerator, rows, ids, self.cfg, self.lr, hooks, self.tokenizer.pad_token_id, log_path)
         self.model = accelerator.unwrap_model(self.model)
         self.train_stats["runtime_s"] += result.runtime_s

@@ -27,3 +27,36 @@ def resolve_precision(requested: str) -> str:
 
 def accelerate_precision(precision: str) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+def process_state():
+    """Accelerate's view of the processes. On a machine without GPUs it must be told so (cpu=True), or a
+    torchrun launch is not recognised as distributed and every process trains alone."""
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def make_accelerator(cfg, precision: str):
+    """The Accelerator for a training loop: mixed precision, accumulation, and the distributed engine.
+
+    Launched with several processes (`--nproc`, torchrun, accelerate launch) it is data-parallel:
+    gloo on CPUs, NCCL on GPUs; `train.distributed: fsdp | deepspeed` shards the model on GPUs instead.
+    """
+    from accelerate import Accelerator
+    from .errors import TunesmithError
+    engine, kwargs = getattr(cfg, "distributed", "ddp"), {}
+    if engine != "ddp" and not torch.cuda.is_available():
+        raise TunesmithError(f"train.distributed: {engine} shards the model across GPUs, and this machine has none. "
+                             "Use ddp (the default): on CPUs, `--nproc N` runs data-parallel over gloo.")
+    if engine == "fsdp":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+    elif engine == "deepspeed":
+        import importlib.util
+        if importlib.util.find_spec("deepspeed") is None:
+            raise TunesmithError("train.distributed: deepspeed needs the deepspeed package: pip install deepspeed.")
+        from accelerate.utils import DeepSpeedPlugin
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=2, gradient_accumulation_steps=cfg.grad_accum)
+    process_state()
+    return Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum,
+                       cpu=not torch.cuda.is_available(), **kwargs)

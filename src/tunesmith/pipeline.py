@@ -14,7 +14,7 @@ from .checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
 from .errors import TunesmithError
 from .evaluate import evaluate_classifier, linear_probe
-from .hardware import accelerate_precision, resolve_precision
+from .hardware import make_accelerator, resolve_precision
 from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, load_recipe
 from .registry import METHODS, default_lr
@@ -97,12 +97,11 @@ def preflight(recipe) -> None:
 
 
 def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr, run_dir: Path, kind: str) -> dict:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     cfg = recipe.train
     precision = resolve_precision(cfg.precision)
-    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = make_accelerator(cfg, precision)
     set_seed(cfg.seed)
     base = _baseline(recipe, weights, enc, data, tokenizer.pad_token_id, precision)
     if base:
@@ -121,6 +120,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
         "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
         "base": base, "tuned": tuned,
         "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  **result.scale,
                   "epochs": result.epochs_run,
                   "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
                   "train_size": len(data.train), "truncated": len(enc["truncated"]), "history": result.history},

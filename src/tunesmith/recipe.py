@@ -195,6 +195,9 @@ class TrainSection(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="With several processes (--nproc N, torchrun, accelerate launch): ddp = data-parallel (gloo on "
+                           "CPUs, NCCL on GPUs); fsdp or deepspeed (ZeRO-2) shard the model on GPUs.")
     data_check: Literal["stop", "warn", "off"] = Field(
         "stop", description="The data check before training (`tunesmith data check`): 'stop' on errors, 'warn' = report "
                             "and train anyway, 'off' = skip it.")

@@ -89,21 +89,51 @@ def resumable(run_dir: Path) -> bool:
 def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False) -> tuple[Path, dict]:
     """Create (or, resuming, reopen) the run directory, call `work(run_dir)` -> metrics, and record
     finished or failed (with why). A finished run keeps no checkpoint: its model folder is the result."""
+    from accelerate.utils import broadcast_object_list
+
     from . import checkpoint
+    from .hardware import process_state
     from .recipe import dump_recipe
-    target = output_dir or recipe.output.dir or default_dir("run")
-    run_dir = reopen(target, dump_recipe(recipe)) if resume else create(target, dump_recipe(recipe), overwrite or recipe.output.overwrite)
+    state = process_state()  # several processes (--nproc, torchrun): rank 0 alone writes the run directory
+    target = [Path(output_dir or recipe.output.dir or default_dir("run"))]
+    if state.num_processes > 1:
+        broadcast_object_list(target)  # rank 0's choice (a default name holds the time, which ranks may disagree on)
+    run_dir = target[0]
+    if state.is_main_process:
+        reopen(run_dir, dump_recipe(recipe)) if resume else create(run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite)
+    state.wait_for_everyone()
     try:
         metrics = work(run_dir)
     except KeyboardInterrupt:
-        set_status(run_dir, "interrupted", error="stopped by Ctrl-C")
+        if state.is_main_process:
+            set_status(run_dir, "interrupted", error="stopped by Ctrl-C")
         raise
     except BaseException as err:
-        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        if state.is_main_process:
+            set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return run_dir, metrics
+    if isinstance(metrics, dict):
+        metrics["memory"] = peak_memory()
+        if (run_dir / METRICS_FILE).is_file():
+            write_json(run_dir / METRICS_FILE, {**read_json(run_dir / METRICS_FILE), "memory": metrics["memory"]})
     set_status(run_dir, "finished")
     checkpoint.clear(run_dir)
     return run_dir, metrics
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process so far (Linux/macOS), and the GPU's peak allocation if one was used."""
+    import resource
+    import sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"peak_rss_mb": round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def set_status(run_dir: Path, status: str, **extra) -> None:

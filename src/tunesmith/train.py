@@ -35,6 +35,7 @@ class LoopResult:
     samples_per_s: float
     tokens_per_s: float
     history: list[dict] = field(default_factory=list)
+    scale: dict = field(default_factory=dict)  # processes and the effective batch size (examples per optimizer step)
 
 
 HEAD_MODULES = ("classifier", "score", "pre_classifier")  # the freshly initialised heads of HF classifiers
@@ -61,12 +62,15 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     every epoch end, and starts from that state when the file exists (a resumed run).
     """
     lengths = [len(r["input_ids"]) for r in rows]
-    steps_per_epoch = math.ceil(math.ceil(len(rows) / cfg.batch_size) / cfg.grad_accum / accelerator.num_processes)
+    procs = accelerator.num_processes
+    steps_per_epoch = math.ceil(math.ceil(len(rows) / (cfg.batch_size * procs)) / cfg.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
     from transformers import get_linear_schedule_with_warmup
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler stays outside prepare(): Accelerate would step it once per process per step (it
+    # assumes each process's data shrank), but total_steps above already counts global batches.
+    model, optimizer = accelerator.prepare(model, optimizer)
     state = _State(stop_metric=cfg.early_stopping.metric or hooks.default_metric, patience=cfg.early_stopping.patience)
     pos = {"epoch": 1, "batch": 0, "step": 0, "seen": 0, "tokens": 0, "train_time": 0.0}
     saved = ckpt.load(checkpoint) if checkpoint else None
@@ -81,8 +85,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
         for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
             model.train()
-            batches = length_grouped_batches(lengths, cfg.batch_size, seed=cfg.seed + epoch)
-            batches = batches[accelerator.process_index::accelerator.num_processes]
+            batches = _my_share(length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch), accelerator)
             skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
             for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids), start=skip + 1):
@@ -97,7 +100,8 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                     if accelerator.sync_gradients and cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     optimizer.step()
-                    scheduler.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 pos["seen"] += len(batch["input_ids"])
                 pos["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
@@ -124,7 +128,18 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     state.restore(accelerator.unwrap_model(model))
     per_s = accelerator.num_processes / max(pos["train_time"], 1e-9)
     return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
-                      pos["seen"] * per_s, pos["tokens"] * per_s, state.history)
+                      pos["seen"] * per_s, pos["tokens"] * per_s, state.history,
+                      {"processes": procs, "effective_batch_size": cfg.batch_size * cfg.grad_accum * procs})
+
+
+def _my_share(batches: list[list[int]], accelerator) -> list[list[int]]:
+    """Data parallel: every global batch (batch_size x processes) is split across the processes, so N
+    processes take the same optimizer steps on the same examples as one process with N times the batch.
+    A last batch too small to give every process an example is dropped (all processes agree on it)."""
+    procs, rank = accelerator.num_processes, accelerator.process_index
+    if procs == 1:
+        return batches
+    return [b[rank::procs] for b in batches if len(b) >= procs]
 
 
 def _saver(path: Path | None, accelerator, model, optimizer, scheduler, state: "_State", pos: dict, log):

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from .. import runs
 from ..data.conversations import load_generation
-from ..hardware import accelerate_precision, resolve_precision
+from ..hardware import make_accelerator, resolve_precision
 from ..methods.supervised import training_mode
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
 from ..recipe import LoraSection
@@ -66,12 +66,11 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
 
 
 def _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, tokenizer, mode, lr, run_dir: Path) -> dict:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     cfg, ev = recipe.train, recipe.eval
     precision = resolve_precision(cfg.precision)
-    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = make_accelerator(cfg, precision)
     set_seed(cfg.seed)
     model = load_causal_lm(weights)
     if cfg.dropout is not None:
@@ -97,6 +96,7 @@ def _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, toke
         "eval_set": data.eval_name, "eval_size": len(rows["evaluation"]), "generated": len(prompts),
         "generation_metric": metric_kind, "base": base, "tuned": tuned, "data": stats,
         "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  **result.scale,
                   "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
                   "packing": cfg.packing, "history": result.history},
         "warnings": warnings,

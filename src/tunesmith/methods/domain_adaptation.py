@@ -17,7 +17,7 @@ from rich.console import Console
 from .. import runs
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
 from ..errors import TunesmithError
-from ..hardware import accelerate_precision, resolve_precision
+from ..hardware import make_accelerator, resolve_precision
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import LoraSection
 from ..registry import default_lr
@@ -56,12 +56,11 @@ def _recipe_task_texts(recipe) -> list[str]:
 
 
 def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir: Path) -> dict:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     method, cfg = recipe.method, recipe.train
     precision = resolve_precision(cfg.precision)
-    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = make_accelerator(cfg, precision)
     set_seed(cfg.seed)
     model, fresh_head = _load_lm(weights, objective)
     added = []
@@ -94,6 +93,7 @@ def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train
         "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)},
         "vocabulary": {"added": len(added), "words": added},
         "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  **result.scale,
                   "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
                   "history": result.history},
     }

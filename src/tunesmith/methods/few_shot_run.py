@@ -15,7 +15,7 @@ from rich.console import Console
 from .. import runs
 from ..data.classification import load_classification
 from ..evaluate import classification_metrics, forward_batches, mean_pooled
-from ..hardware import accelerate_precision, resolve_precision
+from ..hardware import make_accelerator, resolve_precision
 from ..models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..report import write_report
 from ..checkpoint import CHECKPOINT_FILE
@@ -47,12 +47,11 @@ def run_few_shot(recipe, output_dir, overwrite: bool, resume: bool = False) -> t
 
 
 def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     cfg, method = recipe.train, recipe.method
     precision = resolve_precision(cfg.precision)
-    accelerator = Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = make_accelerator(cfg, precision)
     set_seed(cfg.seed)
     pad_id, bs = tokenizer.pad_token_id, recipe.eval.batch_size
     embed = lambda model, rows: forward_batches(model, rows, bs, pad_id, precision, mean_pooled)  # noqa: E731
@@ -85,6 +84,7 @@ def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
         "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
         "base": base, "tuned": tuned,
         "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+                  **result.scale,
                   "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
                   "train_size": len(data.train), "pairs": len(pairs), "history": result.history},
         "warnings": data.warnings,
