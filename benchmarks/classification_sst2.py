@@ -38,8 +38,8 @@ def run_tunesmith(train_csv: Path, seed: int, out: Path, overrides: list[str]) -
     return {"accuracy": metrics["tuned"]["accuracy"], "samples_per_s": metrics["train"]["samples_per_s"]}
 
 
-def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path) -> dict:
-    """What a user writes from the HF docs: default TrainingArguments (fp32, batch 8)."""
+def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path, **training_args) -> dict:
+    """What a user writes from the HF docs: default TrainingArguments (fp32, batch 8) unless `training_args`."""
     import numpy as np
     from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
@@ -54,7 +54,7 @@ def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path) -> dict:
         lambda b: tok(b["text"], truncation=True), batched=True)
     train_ds, val_ds = enc(train_rows), enc(pd.read_csv(DATA / "validation.csv"))
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, seed=seed, report_to=[], save_strategy="no")
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, seed=seed, report_to=[], save_strategy="no", **training_args)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                       data_collator=DataCollatorWithPadding(tok),
                       compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})

@@ -9,6 +9,7 @@ update needs (replay buffer, Fisher information and anchor weights), so `tunesmi
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -180,7 +181,9 @@ class Learner:
         index = {label: i for i, label in enumerate(self.labels)}
         batches = [collate(rows[i:i + 8], self.tokenizer.pad_token_id, [index[y] for y in data.train.labels[i:i + 8]])
                    for i in range(0, n, 8)]
+        start = time.perf_counter()
         fresh = fisher_diagonal(self.model, batches)
+        console.print(f"ewc: Fisher information from {n} examples in {time.perf_counter() - start:.1f} s")
         if self.fisher:
             for name, old in self.fisher.items():
                 fresh[name][: old.shape[0]] += old
