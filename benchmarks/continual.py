@@ -41,6 +41,7 @@ def recipe(stream: str, strategy: list[str], seed: int, n_train: int, method: di
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=42)
     parser.add_argument("--streams", nargs="*", default=list(STREAMS))
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--train-per-experience", type=int, default=400)
@@ -55,7 +56,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for stream in args.streams:
-            for seed in range(42, 42 + args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for name in args.strategies:
                     start = time.perf_counter()
                     m = tunesmith.run(recipe(stream, STRATEGIES[name], seed, args.train_per_experience, overrides),

@@ -85,17 +85,19 @@ def _causal_lm(model):
 
 
 @torch.inference_mode()
-def validation_loss(model, rows: list[dict], batch_size: int, pad_id: int) -> dict:
-    """Token-weighted mean loss and perplexity over labeled tokens."""
+def validation_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn=causal_lm_loss, shifted: bool = True) -> dict:
+    """Token-weighted mean loss and perplexity over labeled tokens. `shifted`: position i is scored
+    on token i+1 (causal LM); masked-LM losses score the labeled positions themselves."""
     model.eval()
     total, count = 0.0, 0
+    device = next(model.parameters()).device
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     for start in range(0, len(order), batch_size):
         batch = collate([rows[i] for i in order[start:start + batch_size]], pad_id)
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        n = int((batch["labels"][:, 1:] != -100).sum())
+        batch = {k: v.to(device) for k, v in batch.items()}
+        n = int(((batch["labels"][:, 1:] if shifted else batch["labels"]) != -100).sum())
         if n:
-            total += float(causal_lm_loss(model, batch)) * n
+            total += float(loss_fn(model, batch)) * n
             count += n
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50))}

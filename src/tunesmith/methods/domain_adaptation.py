@@ -209,20 +209,8 @@ def masked_lm_loss(model, batch: dict) -> torch.Tensor:
 @torch.inference_mode()
 def heldout_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn) -> dict:
     """Token-weighted mean loss over labeled positions (masked tokens for MLM, next tokens for CLM)."""
-    import math
-    from ..batching import collate
-    model.eval()
-    total, count = 0.0, 0
-    device = next(model.parameters()).device
-    for start in range(0, len(rows), batch_size):
-        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], pad_id).items()}
-        labels = batch["labels"] if loss_fn is masked_lm_loss else batch["labels"][:, 1:]  # CLM predicts the next token
-        n = int((labels != -100).sum())
-        if n:
-            total += float(loss_fn(model, batch)) * n
-            count += n
-    loss = total / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50))}
+    from ..generation.generate import validation_loss
+    return validation_loss(model, rows, batch_size, pad_id, loss_fn, shifted=loss_fn is not masked_lm_loss)
 
 
 def save_lm(run_dir: Path, model, tokenizer) -> Path:
