@@ -90,7 +90,8 @@ def _check_corpus(recipe, name: str, report: Report) -> None:
         return
     entry.update(documents=len(docs), characters=sum(map(len, docs)), empty=0)
     if len(docs) < 2 and not method.task_texts:
-        report.errors.append(f"{name}: method.corpus holds {len(docs)} document(s); at least 2 are needed (one is held out).")
+        report.errors.append(f"{name}: method.corpus holds fewer than 2 documents ({len(docs)}); at least 2 are needed "
+                             "(one is held out to measure perplexity). Separate documents in .txt files with a blank line.")
     dupes = len(docs) - len(set(docs))
     if dupes:
         report.warnings.append(f"{name}: {dupes} duplicate document(s) in the corpus (they are trained on more than once).")
