@@ -103,18 +103,10 @@ def _check_corpus(recipe, name: str, report: Report) -> None:
 
 def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
     data = recipe.data
-    entry: dict = {"name": name, "task": "classification", "splits": {}}
+    read = read_splits(data, name, report, lambda path, split: _read(path, split, data))
+    entry: dict = {"name": name, "task": "classification", "splits": {s: info for s, (_, info) in read.items()}}
     report.datasets.append(entry)
-    frames = {}
-    for split in SPLITS:
-        path = getattr(data, split)
-        if path is None:
-            continue
-        frame, info = _read(path, split, data, name, report)
-        if info:
-            entry["splits"][split] = info
-        if frame is not None:
-            frames[split] = frame
+    frames = {s: frame for s, (frame, _) in read.items()}
     if "train" not in frames:
         return
     needed = [(data.text_column, "text_column"), (data.label_column, "label_column")]
@@ -138,16 +130,27 @@ def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
         _length_warning(entry["lengths"], name, report)
 
 
-def _read(path: str, split: str, data, name: str, report: Report):
+def read_splits(data, name: str, report: Report, read) -> dict:
+    """split -> read(path, split) for every split the data section names; what cannot be read becomes
+    an error in the report (and the split is left out) instead of stopping the check."""
+    out = {}
+    for split in SPLITS:
+        path = getattr(data, split)
+        if path is None:
+            continue
+        try:
+            out[split] = read(path, split)
+        except TunesmithError as err:
+            report.errors.append(f"{name}: {err}")
+    return out
+
+
+def _read(path: str, split: str, data) -> tuple[pd.DataFrame, dict]:
     from .data.classification import filter_rows
-    try:
-        frame = read_table(path, f"data.{split}")
-        rows_in_file = len(frame)
-        if data.filter:
-            frame = filter_rows(frame, data.filter, path)
-    except TunesmithError as err:
-        report.errors.append(f"{name}: {err}")
-        return None, None
+    frame = read_table(path, f"data.{split}")
+    rows_in_file = len(frame)
+    if data.filter:
+        frame = filter_rows(frame, data.filter, path)
     info = {"file": path, "format": Path(path).suffix.lower().lstrip("."), "columns": list(map(str, frame.columns)),
             "rows": len(frame)}
     if data.filter:

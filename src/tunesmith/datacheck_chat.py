@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .datacheck import LENGTH_SAMPLE, SPLITS, Report, _length_warning, length_stats, normalise
+from .datacheck import LENGTH_SAMPLE, Report, _length_warning, length_stats, normalise, read_splits
 from .errors import TunesmithError
 
 ROUND_TRIP_SAMPLES = 200  # rendering is slow-ish; the template behaves the same on every sample of one layout
@@ -16,19 +16,10 @@ ROUND_TRIP_SAMPLES = 200  # rendering is slow-ish; the template behaves the same
 def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     from .data.conversations import read_conversations
     data = recipe.data
-    entry: dict = {"name": name, "task": "generation", "splits": {}}
+    convs = read_splits(data, name, report, lambda path, split: read_conversations(path, data, f"data.{split}"))
+    entry: dict = {"name": name, "task": "generation",
+                   "splits": {s: {"file": c.source, "format": c.format, "rows": len(c)} for s, c in convs.items()}}
     report.datasets.append(entry)
-    convs = {}
-    for split in SPLITS:
-        path = getattr(data, split)
-        if path is None:
-            continue
-        try:
-            convs[split] = read_conversations(path, data, f"data.{split}")
-        except TunesmithError as err:
-            report.errors.append(f"{name}: {err}")
-            continue
-        entry["splits"][split] = {"file": path, "format": convs[split].format, "rows": len(convs[split])}
     if "train" not in convs:
         return
     samples = convs["train"].samples

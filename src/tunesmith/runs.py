@@ -28,9 +28,8 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
     run_dir = Path(run_dir)
     if (run_dir / RUN_FILE).exists() and not overwrite:
         status = read_status(run_dir)
-        hint = f" It did not finish: `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
         raise TunesmithError(
-            f"{run_dir} already holds a run ({status}).{hint} Choose another -o folder, or pass --overwrite "
+            f"{run_dir} already holds a run ({status}).{_resume_hint(run_dir, status)} Choose another -o folder, or pass --overwrite "
             "(output.overwrite: true) to replace it.")
     if run_dir.exists() and not run_dir.is_dir():
         raise TunesmithError(f"{run_dir} exists and is not a folder.")
@@ -156,6 +155,10 @@ def read_status(run_dir: Path) -> str | None:
     return status
 
 
+def _resume_hint(run_dir: Path, status: str | None) -> str:
+    return f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
+
+
 def _alive(pid) -> bool:
     if not isinstance(pid, int):
         return False
@@ -201,8 +204,8 @@ def open_finished(run_dir: str | Path) -> Path:
         raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}). Pass the folder given to `tunesmith train -o`.")
     status = read_status(run_dir)
     if status != "finished":
-        hint = f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
-        raise TunesmithError(f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use.{hint}")
+        raise TunesmithError(f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use."
+                             f"{_resume_hint(run_dir, status)}")
     return run_dir
 
 

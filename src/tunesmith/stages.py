@@ -64,7 +64,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
 
 
 def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
-    if resume and runs.read_json(sub_dir / runs.RUN_FILE).get("status") == "finished":
+    if resume and runs.read_status(sub_dir) == "finished":
         console.print(f"{sub_dir.name}: finished earlier, kept (--resume)")
         return runs.read_json(sub_dir / runs.METRICS_FILE)
     if sub.method.name == "domain_adaptation":
@@ -96,7 +96,7 @@ def _direct(final, direct_dir: Path, resume: bool) -> dict:
     final.eval.baseline = "none"
     final.train.data_check = "off"
     from .pipeline import run
-    if resume and runs.read_json(direct_dir / runs.RUN_FILE).get("status") == "finished":
+    if resume and runs.read_status(direct_dir) == "finished":
         return runs.read_json(direct_dir / runs.METRICS_FILE)["tuned"]
     return run(final, direct_dir, overwrite=True, resume=runs.resumable(direct_dir) and resume).metrics["tuned"]
 
