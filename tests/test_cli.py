@@ -69,7 +69,7 @@ def test_predictor_returns_label_names_and_probabilities(finished_run):
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_predict_keeps_input_format_and_adds_columns(finished_run, suffix):
     src = finished_run["dir"] / f"in{suffix}"
-    frame = pd.DataFrame({"id": [1, 2], "text": ["so great", "very bad"]})
+    frame = pd.DataFrame({"id": [1, 2], "text": ["the movie is great", "the product is terrible"]})
     frame.to_csv(src, index=False) if suffix == ".csv" else frame.to_json(src, orient="records", lines=True)
     dst = finished_run["dir"] / f"out{suffix}"
     result = invoke("predict", finished_run["run"], src, "-o", dst)

@@ -139,6 +139,11 @@ def load_classifier(path: str, labels: list[str]):
     return model
 
 
+def head_is_fresh(path: str, labels: list[str]) -> bool:
+    """Whether load_classifier gives `path` a new head for `labels` (anything but a classifier saved for them)."""
+    return _saved_labels(path) != list(labels)
+
+
 def _saved_labels(path: str) -> list[str] | None:
     """The label names of a saved classifier (a previous stage), None for any other checkpoint."""
     from transformers import AutoConfig

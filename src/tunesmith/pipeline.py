@@ -14,8 +14,9 @@ from .checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
 from .errors import TunesmithError
 from .evaluate import evaluate_classifier, linear_probe
+from .head_init import init_head_from_probe
 from .hardware import make_accelerator, resolve_precision
-from .models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from .models import head_is_fresh, load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, load_recipe
 from .registry import METHODS, default_lr
 from .report import write_report
@@ -107,6 +108,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
     if base:
         console.print(f"base ({base['kind']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     model = method.build_model(recipe, weights, spec, data.labels, kind)
+    _start_head(recipe, model, weights, enc, data.labels, tokenizer.pad_token_id, precision)
     evaluate = lambda m: evaluate_classifier(  # noqa: E731
         m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
     hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
@@ -158,3 +160,14 @@ def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
     base = linear_probe(encoder, enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"], data.labels,
                         recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
+
+
+def _start_head(recipe, model, weights, enc, labels, pad_id, precision) -> None:
+    """LP-FT: a new head starts from a probe on the body's features (see head_init); a head carried over
+    from a previous stage with the same labels is already trained and is kept."""
+    if recipe.method.head_init != "probe" or not head_is_fresh(weights, labels):
+        return
+    fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), recipe.eval.batch_size, pad_id,
+                               precision, recipe.train.seed)
+    if fit is not None:
+        console.print(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")

@@ -90,6 +90,9 @@ class SupervisedMethod(Strict):
     # on CPU. benchmarks/classification_sst2.py measures the trade (MiniLM: 2 of 6 layers).
     freeze_layers: int | Literal["auto"] = Field(
         "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
+    head_init: Literal["probe", "random"] = Field(
+        "probe", description="Classification: start a new head from a logistic regression on the frozen body's features "
+                             "(linear-probe-then-fine-tune; encoders) or from random numbers.")
 
 
 class FewShotMethod(Strict):
