@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -46,7 +47,7 @@ def _accuracy(y_pred, y_test) -> dict:
     return {"accuracy": sum(str(p) == str(t) for p, t in zip(y_pred, y_test)) / len(y_test)}
 
 
-def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path) -> float:
+def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path, overrides: list[str]) -> float:
     """`method`: supervised, few_shot, or few_shot@N[xB] (N pairs per example, B pairs per step)."""
     import tunesmith
     method, _, setting = method.partition("@")
@@ -54,6 +55,10 @@ def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path)
     recipe = {"model": {"name": "minilm-l6"}, "method": {"name": method, **({"pairs_per_example": int(pairs)} if pairs else {})},
               "data": {"train": str(train_csv), "validation": str(DATA / name / "validation.csv"), "min_examples_per_class": 1},
               "train": {"seed": seed, **({"batch_size": int(batch)} if batch else {})}, "eval": {"baseline": "none"}}
+    for item in overrides:  # --set section.key=value, as on the tunesmith command line
+        key, _, value = item.partition("=")
+        section, _, field = key.partition(".")
+        recipe.setdefault(section, {})[field] = yaml.safe_load(value)
     return tunesmith.run(recipe, output_dir=out, overwrite=True).metrics["tuned"]["accuracy"]
 
 
@@ -64,6 +69,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=["sst2", "customer_reviews_cr", "ag_news_subset"])
     parser.add_argument("--only", nargs="*", default=["setfit", "few_shot", "supervised"],
                         help="methods; few_shot@N sets N pairs per example")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="recipe override for the tunesmith runs, e.g. --set train.warmup_ratio=0.1")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict = {}
@@ -75,7 +82,7 @@ def main() -> None:
                 for method in args.only:
                     start = time.perf_counter()
                     acc = (run_setfit(train_csv, name, seed, tmp / "setfit") if method == "setfit"
-                           else run_tunesmith(train_csv, name, seed, method, tmp / f"run-{method}"))
+                           else run_tunesmith(train_csv, name, seed, method, tmp / f"run-{method}", args.overrides))
                     runs = results.setdefault(name, {}).setdefault(method, [])
                     runs.append({"seed": seed, "accuracy": acc, "wall_s": time.perf_counter() - start})
                     print(name, method, runs[-1], flush=True)

@@ -1,0 +1,115 @@
+"""LP-FT: a new classification head starts as the logistic regression fitted on the body's features."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from tests.conftest import sentiment_rows
+from tunesmith.batching import tokenize
+from tunesmith.evaluate import forward_batches
+from tunesmith.head_init import head_features, init_head_from_probe, output_layers
+from tunesmith.models import head_is_fresh, load_classifier, load_tokenizer, resolve_weights
+
+
+def _logits(model, rows, pad_id) -> np.ndarray:
+    return forward_batches(model, rows, 16, pad_id, "fp32", lambda out, _b: out.logits.float().numpy())
+
+
+def _as_decision(logits: np.ndarray) -> np.ndarray:
+    """The head's logits in scikit-learn's decision_function form (one column, the log-odds, for two classes)."""
+    return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+
+def _spread(model, rows, pad_id):
+    """The random tiny body gives nearly the same [CLS] vector for every row (spread ~0.003); a linear
+    pooler that standardises it gives features, and so probe scores, that differ from row to row."""
+    pooler = model.bert.pooler
+    hidden = model.config.hidden_size
+    with torch.no_grad():
+        pooler.activation = torch.nn.Identity()
+        pooler.dense.weight.copy_(torch.eye(hidden))
+        pooler.dense.bias.zero_()
+        cls = head_features(model, output_layers(model, model.num_labels), rows, 16, pad_id, "fp32")
+        mean, std = torch.as_tensor(cls.mean(0)), torch.as_tensor(cls.std(0) + 1e-6)
+        pooler.dense.weight.copy_(torch.diag(1 / std))
+        pooler.dense.bias.copy_(-mean / std)
+    return model
+
+
+def _separable_labels(features: np.ndarray, k: int) -> list[int]:
+    """Labels the features can tell apart (the random body knows nothing of the toy words), so the probe
+    scores rows far from 0 and a head that is not the probe cannot match it by chance."""
+    edges = np.quantile(features[:, 0], np.linspace(0, 1, k + 1)[1:-1])
+    return np.digitize(features[:, 0], edges).tolist()
+
+
+def _rows(labels: list[str], n: int = 60):
+    weights = resolve_weights("tiny-bert")
+    tokenizer = load_tokenizer(weights)
+    frame = sentiment_rows(n, 3)
+    if len(labels) == 3:  # a third class: every third row
+        frame.loc[frame.index % 3 == 2, "label"] = "neutral"
+    rows, _ = tokenize(tokenizer, frame.text.tolist(), None, 32)
+    ids = [labels.index(y) for y in frame.label]
+    return weights, tokenizer, rows, ids
+
+
+@pytest.mark.parametrize("labels", [["negative", "positive"], ["negative", "neutral", "positive"]])
+def test_the_started_head_predicts_what_the_probe_predicts(labels):
+    torch.manual_seed(0)
+    weights, tokenizer, rows, _ = _rows(labels)
+    model = _spread(load_classifier(weights, labels), rows, tokenizer.pad_token_id)
+    layers = output_layers(model, len(labels))
+    features = head_features(model, layers, rows, 16, tokenizer.pad_token_id, "fp32")
+    ids = _separable_labels(features, len(labels))
+    probe = LogisticRegression(max_iter=2000, random_state=7).fit(features, ids)
+
+    fit = init_head_from_probe(model, rows, ids, len(labels), 16, tokenizer.pad_token_id, "fp32", seed=7)
+    assert model.training  # handed back ready to train
+    got = _as_decision(_logits(model, rows, tokenizer.pad_token_id))
+    assert fit is not None and 0 < fit <= 1
+    expected = probe.decision_function(features)
+    assert np.abs(expected).mean() > 0.5  # scores with a spread, not all ~0
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)  # the probe's scores, so the probe's start
+
+
+def test_a_random_head_does_not_match_the_probe():
+    """The check above can fail: a head left random gives other scores."""
+    labels = ["negative", "positive"]
+    torch.manual_seed(0)
+    weights, tokenizer, rows, _ = _rows(labels)
+    model = _spread(load_classifier(weights, labels), rows, tokenizer.pad_token_id)
+    features = head_features(model, output_layers(model, 2), rows, 16, tokenizer.pad_token_id, "fp32")
+    ids = _separable_labels(features, 2)
+    probe = LogisticRegression(max_iter=2000, random_state=7).fit(features, ids)
+    got = _as_decision(_logits(model, rows, tokenizer.pad_token_id))
+    assert not np.allclose(got, probe.decision_function(features), rtol=1e-3, atol=1e-4)
+
+
+def test_a_decoder_head_scoring_every_position_is_left_alone():
+    weights = resolve_weights("tiny-llama")
+    tokenizer = load_tokenizer(weights)
+    rows, _ = tokenize(tokenizer, ["good movie", "bad movie", "great film", "terrible film"], None, 16)
+    model = load_classifier(weights, ["negative", "positive"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    assert init_head_from_probe(model, rows, [1, 0, 1, 0], 2, 4, pad, "fp32", seed=0) is None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_head_saved_for_the_same_labels_is_kept(tmp_path):
+    labels = ["negative", "positive"]
+    load_classifier(resolve_weights("tiny-bert"), labels).save_pretrained(tmp_path)
+    assert not head_is_fresh(str(tmp_path), labels)
+    assert head_is_fresh(str(tmp_path), ["negative", "neutral", "positive"])
+    assert head_is_fresh(resolve_weights("tiny-bert"), labels)  # a bare body always gets a new head
+
+
+def test_recipes_run_with_either_start(toy_data, tmp_path):
+    import tunesmith
+    accuracy = {}
+    for init in ("probe", "random"):
+        recipe = {**toy_data["recipe"], "method": {**toy_data["recipe"]["method"], "head_init": init}}
+        accuracy[init] = tunesmith.run(recipe, output_dir=tmp_path / init).metrics["tuned"]["accuracy"]
+    assert accuracy["probe"] >= 0.9 and accuracy["random"] >= 0.9
