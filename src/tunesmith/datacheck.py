@@ -244,7 +244,7 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
     if sampled:
         rng = np.random.default_rng(seed)
         texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
-    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]])
+    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]])
     return length_stats(lengths, max_length, sampled)
 
 

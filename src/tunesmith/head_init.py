@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from .evaluate import forward_batches
 from .train import HEAD_MODULES
 
-PROBE_ROWS = 4000  # enough for a good start; the probe's forward pass stays a fraction of one epoch
+PROBE_ROWS = 2000  # enough for a good start; the probe's forward pass stays a small fraction of one epoch
 
 
 def output_layers(model, n_labels: int) -> list[torch.nn.Linear]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
     if base:
         console.print(f"base ({base['kind']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     model = method.build_model(recipe, weights, spec, data.labels, kind)
-    _start_head(recipe, model, weights, enc, data.labels, tokenizer.pad_token_id, precision)
+    head_init_s = _start_head(recipe, model, weights, enc, data.labels, tokenizer.pad_token_id, precision)
     evaluate = lambda m: evaluate_classifier(  # noqa: E731
         m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
     hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
@@ -121,7 +122,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
         "task": recipe.task, "method": recipe.method.name, "model": recipe.model.name,
         "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
         "base": base, "tuned": tuned,
-        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
+        "train": {"runtime_s": result.runtime_s, "head_init_s": head_init_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
                   **result.scale,
                   "epochs": result.epochs_run,
                   "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
@@ -162,12 +163,14 @@ def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
 
 
-def _start_head(recipe, model, weights, enc, labels, pad_id, precision) -> None:
+def _start_head(recipe, model, weights, enc, labels, pad_id, precision) -> float:
     """LP-FT: a new head starts from a probe on the body's features (see head_init); a head carried over
-    from a previous stage with the same labels is already trained and is kept."""
+    from a previous stage with the same labels is already trained and is kept. Returns the seconds it took."""
     if recipe.method.head_init != "probe" or not head_is_fresh(weights, labels):
-        return
+        return 0.0
+    start = time.perf_counter()
     fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), recipe.eval.batch_size, pad_id,
                                precision, recipe.train.seed)
     if fit is not None:
         console.print(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
+    return time.perf_counter() - start
