@@ -113,3 +113,22 @@ def test_recipes_run_with_either_start(toy_data, tmp_path):
         recipe = {**toy_data["recipe"], "method": {**toy_data["recipe"]["method"], "head_init": init}}
         accuracy[init] = tunesmith.run(recipe, output_dir=tmp_path / init).metrics["tuned"]["accuracy"]
     assert accuracy["probe"] >= 0.9 and accuracy["random"] >= 0.9
+
+
+def test_auto_starts_from_the_probe_for_four_classes_or_more(toy_data, tmp_path):
+    import pandas as pd
+
+    import tunesmith
+    spent = {}
+    for classes in (2, 4):
+        recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
+        if classes == 4:  # split each class in two by the row number's parity: a learnable 4-class task
+            data = {}
+            for split, path in toy_data["paths"].items():
+                frame = pd.read_csv(path)
+                frame["label"] = frame.label + "_" + (frame.index // 2 % 2).astype(str)
+                frame.to_csv(tmp_path / f"four_{split}.csv", index=False)
+                data[split] = str(tmp_path / f"four_{split}.csv")
+            recipe["data"] = data
+        spent[classes] = tunesmith.run(recipe, output_dir=tmp_path / f"auto{classes}").metrics["train"]["head_init_s"]
+    assert spent[2] == 0.0 and spent[4] > 0.0

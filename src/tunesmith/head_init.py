@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from .evaluate import forward_batches
 from .train import HEAD_MODULES
 
+PROBE_FROM_CLASSES = 4  # head_init 'auto': a random head is under-trained mostly when it has many classes to learn
 PROBE_ROWS = 2000  # enough for a good start; the probe's forward pass stays a small fraction of one epoch
 
 

@@ -15,7 +15,7 @@ from .checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
 from .errors import TunesmithError
 from .evaluate import evaluate_classifier, linear_probe
-from .head_init import init_head_from_probe
+from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
 from .hardware import make_accelerator, resolve_precision
 from .models import head_is_fresh, load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, load_recipe
@@ -166,7 +166,8 @@ def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
 def _start_head(recipe, model, weights, enc, labels, pad_id, precision) -> float:
     """LP-FT: a new head starts from a probe on the body's features (see head_init); a head carried over
     from a previous stage with the same labels is already trained and is kept. Returns the seconds it took."""
-    if recipe.method.head_init != "probe" or not head_is_fresh(weights, labels):
+    wanted = recipe.method.head_init == "probe" or (recipe.method.head_init == "auto" and len(labels) >= PROBE_FROM_CLASSES)
+    if not wanted or not head_is_fresh(weights, labels):
         return 0.0
     start = time.perf_counter()
     fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), recipe.eval.batch_size, pad_id,
