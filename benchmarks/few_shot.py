@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -55,11 +54,7 @@ def run_tunesmith(train_csv: Path, name: str, seed: int, method: str, out: Path,
     recipe = {"model": {"name": "minilm-l6"}, "method": {"name": method, **({"pairs_per_example": int(pairs)} if pairs else {})},
               "data": {"train": str(train_csv), "validation": str(DATA / name / "validation.csv"), "min_examples_per_class": 1},
               "train": {"seed": seed, **({"batch_size": int(batch)} if batch else {})}, "eval": {"baseline": "none"}}
-    for item in overrides:  # --set section.key=value, as on the tunesmith command line
-        key, _, value = item.partition("=")
-        section, _, field = key.partition(".")
-        recipe.setdefault(section, {})[field] = yaml.safe_load(value)
-    return tunesmith.run(recipe, output_dir=out, overwrite=True).metrics["tuned"]["accuracy"]
+    return tunesmith.run(tunesmith.load_recipe(recipe, overrides), output_dir=out, overwrite=True).metrics["tuned"]["accuracy"]
 
 
 def main() -> None:

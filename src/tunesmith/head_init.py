@@ -36,7 +36,7 @@ def head_features(model, layers, rows, batch_size: int, pad_id: int, precision: 
         def capture(_out, _batch):
             features = seen.pop()
             seen.clear()
-            return features.float().cpu().numpy() if features.ndim == 2 else np.full((len(_batch["input_ids"]), 0), 0.0)
+            return features.float().cpu().numpy() if features.ndim == 2 else np.empty((len(_batch["input_ids"]), 0))
         features = forward_batches(model, rows, batch_size, pad_id, precision, capture)
     finally:
         for hook in hooks:

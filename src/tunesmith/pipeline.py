@@ -109,7 +109,7 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
     if base:
         console.print(f"base ({base['kind']}): accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     model = method.build_model(recipe, weights, spec, data.labels, kind)
-    head_init_s = _start_head(recipe, model, weights, enc, data.labels, tokenizer.pad_token_id, precision)
+    head_init_s = _start_head(recipe, model, weights, enc, data.labels, tokenizer.pad_token_id, precision, kind)
     evaluate = lambda m: evaluate_classifier(  # noqa: E731
         m, enc["validation"], enc["validation_ids"], data.labels, recipe.eval.batch_size, tokenizer.pad_token_id, precision)
     hooks = method.make_hooks(recipe, data.labels, data.train.labels, evaluate)
@@ -163,11 +163,12 @@ def _baseline(recipe, weights, enc, data, pad_id, precision) -> dict:
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
 
 
-def _start_head(recipe, model, weights, enc, labels, pad_id, precision) -> float:
-    """LP-FT: a new head starts from a probe on the body's features (see head_init); a head carried over
-    from a previous stage with the same labels is already trained and is kept. Returns the seconds it took."""
+def _start_head(recipe, model, weights, enc, labels, pad_id, precision, kind: str) -> float:
+    """LP-FT: a new encoder head starts from a probe on the body's features (see head_init); a head carried
+    over from a previous stage with the same labels is already trained and is kept; decoder heads score
+    every position, so no probe fits them. Returns the seconds it took."""
     wanted = recipe.method.head_init == "probe" or (recipe.method.head_init == "auto" and len(labels) >= PROBE_FROM_CLASSES)
-    if not wanted or not head_is_fresh(weights, labels):
+    if not wanted or kind == "decoder" or not head_is_fresh(weights, labels):
         return 0.0
     start = time.perf_counter()
     fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), recipe.eval.batch_size, pad_id,
