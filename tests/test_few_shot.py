@@ -39,10 +39,12 @@ def test_pairs_repeat_only_when_distinct_ones_run_out_and_are_seeded():
 def test_few_shot_run_end_to_end(toy_data, tmp_path):
     recipe = {**toy_data["recipe"], "method": {"name": "few_shot", "pairs_per_example": 10}, "train": {"lr": 1e-3}}
     recipe["data"] = {**recipe["data"], "samples_per_class": 8}
-    result = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    # a loaded Recipe, as the CLI passes it: keys the user left unset must stay unset for few_shot's defaults
+    result = tunesmith.run(tunesmith.load_recipe(recipe), output_dir=tmp_path / "run")
     m = result.metrics
     assert m["method"] == "few_shot" and m["train"]["train_size"] == 16 and m["train"]["pairs"] == 160
-    assert m["train"]["epochs"] == 1  # few_shot's default: one pass over the pairs
+    assert m["train"]["epochs"] == 1  # few_shot's defaults: one pass over the pairs, 16 pairs per step
+    assert m["train"]["effective_batch_size"] == 16
     for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro"):
         assert 0.0 <= m["base"][key] <= 1.0 and 0.0 <= m["tuned"][key] <= 1.0
     head = json.loads((result.run_dir / "model" / "head.json").read_text())
@@ -65,6 +67,18 @@ def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):
     samples = [json.loads(line) for line in (tmp_path / "run" / "generations.jsonl").read_text().splitlines()]
     assert {s["reference"] for s in samples} == {"good", "bad"}
     assert "good, bad" in samples[0]["prompt"][0]["content"] or "bad, good" in samples[0]["prompt"][0]["content"]
+
+
+def test_reloaded_and_staged_recipes_keep_unset_keys_unset(toy_data):
+    """The CLI and staged runs re-read a Recipe: a default the user never wrote must not turn into a setting."""
+    from tunesmith.recipe import stage_recipe
+    raw = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 1e-3}}
+    once = tunesmith.load_recipe(raw)
+    assert tunesmith.load_recipe(once).train.model_fields_set == {"lr"}
+    staged = tunesmith.load_recipe({**raw, "stages": [{"name": "a", "data": raw["data"]},
+                                                         {"name": "b", "data": raw["data"], "train": {"seed": 3}}]})
+    assert stage_recipe(staged, 1).train.model_fields_set == {"lr", "seed"}
+    assert stage_recipe(staged, 0, model_name="tiny-bert").model.name == "tiny-bert"
 
 
 def test_verbalizers_must_name_known_labels_and_differ():

@@ -286,7 +286,8 @@ class Recipe(Strict):
 def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe (YAML path, dict or Recipe), apply `a.b=c` overrides, validate, resolve paths."""
     if isinstance(source, Recipe):
-        raw, base_dir, where = source.model_dump(mode="json"), Path.cwd(), "recipe"
+        # only what was set: methods pick their own defaults for unset keys (few_shot: 1 epoch, batch 16)
+        raw, base_dir, where = source.model_dump(mode="json", exclude_unset=True), Path.cwd(), "recipe"
     elif isinstance(source, dict):
         raw, base_dir, where = source, Path.cwd(), "recipe"
     else:
@@ -421,7 +422,8 @@ def stage_recipe(recipe: Recipe, index: int, model_name: str | None = None) -> R
     (a null key means "not set here", so a dumped and reloaded recipe means the same).
     """
     stage = recipe.stages[index]
-    raw = recipe.model_dump(mode="json", exclude={"stages"})
+    # unset keys stay unset, so a stage's method can still apply its own defaults (few_shot: 1 epoch)
+    raw = recipe.model_dump(mode="json", exclude={"stages"}, exclude_unset=True)
     if stage.task:
         raw["task"] = stage.task
     if stage.data:
@@ -429,7 +431,7 @@ def stage_recipe(recipe: Recipe, index: int, model_name: str | None = None) -> R
     if stage.method:
         raw["method"] = stage.method.model_dump(mode="json")
     if stage.train:
-        raw["train"].update(stage.train.model_dump(mode="json", exclude_unset=True, exclude_none=True))
+        raw.setdefault("train", {}).update(stage.train.model_dump(mode="json", exclude_unset=True, exclude_none=True))
     if model_name:
         raw["model"]["name"] = model_name
     return Recipe.model_validate(raw)
