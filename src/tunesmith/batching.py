@@ -56,3 +56,13 @@ def iterate(rows: list[dict], batches: list[list[int]], pad_id: int, label_ids: 
     """Padded batches; `label_ids` are per-example class ids (classification), token labels live in the rows."""
     for batch in batches:
         yield collate([rows[i] for i in batch], pad_id, None if label_ids is None else [label_ids[i] for i in batch])
+
+
+def unknown_only(tokenizer, rows: list[dict]) -> int:
+    """How many rows hold no token the vocabulary knows (every piece is [UNK]: emoji- or script-only text
+    for a vocabulary without them). The model sees the same input for all of them."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return 0
+    special = set(tokenizer.all_special_ids) - {unk}
+    return sum(1 for r in rows if {t for t in r["input_ids"] if t not in special} == {unk})

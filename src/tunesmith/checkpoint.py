@@ -22,16 +22,37 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every RNG as tensors, lists and numbers: what `torch.load(weights_only=True)` reads back without pickle."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain(value):
+    """Numbers, strings, lists, dicts and tensors only (NumPy scalars become Python numbers), so that the
+    checkpoint loads with weights_only=True: a run directory from someone else must never run code."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return value
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -45,7 +66,7 @@ def save(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as handle:
-            torch.save(payload, handle)
+            torch.save(plain(payload), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -59,11 +80,22 @@ def load(path: Path) -> dict | None:
     """The saved state, or None when there is none. A file that cannot be read is an error, not a fresh start."""
     if not path.is_file():
         return None
+    return load_tensors_file(path, "Delete it to restart the run from the beginning.")
+
+
+def load_tensors_file(path: Path, remedy: str):
+    """A torch.save file read without running code: weights_only=True allows tensors, numbers, strings and
+    containers only. A planted pickle (or a damaged file) is refused with a message, never executed."""
+    import pickle
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err) and "global" not in str(err):  # no Python object named: bytes that are no pickle
+            raise TunesmithError(f"{path} cannot be read (not a checkpoint); it is damaged. {remedy}") from None
+        raise TunesmithError(f"{path} holds Python objects other than tensors and numbers; tunesmith never loads those "
+                             f"(they can run code). It was not written by tunesmith or was tampered with. {remedy}") from None
     except Exception as err:  # torch raises several types for a damaged file
-        raise TunesmithError(f"{path} cannot be read ({type(err).__name__}); it is damaged. Delete it to restart the "
-                             "run from the beginning.") from None
+        raise TunesmithError(f"{path} cannot be read ({type(err).__name__}); it is damaged. {remedy}") from None
 
 
 def clear(run_dir: Path) -> None:

@@ -118,7 +118,8 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
         return
     predictor = _classifier(run_dir)
     cols = recipe_columns(run_dir)
-    split = read_split(str(data), text_column or cols["text"], label_column or cols["label"], cols["pair"], "--data")
+    split = read_split(str(data), text_column or cols["text"], label_column or cols["label"], cols["pair"], "--data",
+                       options={"text_column": "--text-column", "label_column": "--label-column"})
     unknown = sorted(set(split.labels) - set(predictor.classes_))
     if unknown:
         raise TunesmithError(f"{data}: label(s) {unknown[:10]} are not among the model's labels {predictor.classes_}.")

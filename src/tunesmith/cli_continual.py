@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,13 +21,13 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
                "--max-forgetting", help="Refuse the update if old-data accuracy drops by more than this (e.g. 0.02).")] = None):
     """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
     from .continual_run import update_run
-    from .recipe import DataSection, Experience, Recipe
+    from .recipe import DataSection, Experience, load_recipe
     from .runs import RECIPE_FILE, read_yaml
-    saved = Recipe.model_validate(read_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
+    saved = load_recipe(read_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
     base = (saved.data or saved.experiences[-1].data).model_dump() if saved else {}
-    section = DataSection.model_validate({**base, "train": str(data.resolve()), "filter": None, "max_train_samples": None,
-                                          "validation": str(validation.resolve()) if validation else None,
-                                          "test": str(test.resolve()) if test else None})
+    section = DataSection.model_validate({**base, "train": os.path.abspath(data), "filter": None, "max_train_samples": None,
+                                          "validation": os.path.abspath(validation) if validation else None,
+                                          "test": os.path.abspath(test) if test else None})
     metrics = update_run(run_dir, Experience(name=name or data.stem, data=section), max_forgetting)
     c = metrics["continual"]
     out.print(f"version {c['version']} is current: average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")

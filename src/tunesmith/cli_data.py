@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,7 +39,7 @@ def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data 
         if task not in DEFAULT_MODEL:
             raise TunesmithError(f"--task must be classification or generation, not {task!r}.")
         recipe = load_recipe({"task": task, "model": {"name": model or DEFAULT_MODEL[task]},
-                              "data": {"train": str(source.resolve())}}, set_ or [])
+                              "data": {"train": os.path.abspath(source)}}, set_ or [])
     report = check_recipe(recipe)
     out.print(Markdown(to_markdown(report)))
     if output:

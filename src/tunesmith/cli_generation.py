@@ -35,9 +35,12 @@ def chat(run_dir: Annotated[Path, typer.Argument(help="A finished generation run
     err.print("Chat with the tuned model. /reset clears the history, /exit (or Ctrl-D) quits.")
     while True:
         try:
-            user = input("you> ").strip()
+            user = _clean(input("you> ")).strip()
         except EOFError:
             break
+        except UnicodeDecodeError:
+            err.print("[yellow]That line is not UTF-8 text; type it again.[/]")
+            continue
         if user in ("/exit", "/quit"):
             break
         if user == "/reset":
@@ -48,11 +51,22 @@ def chat(run_dir: Annotated[Path, typer.Argument(help="A finished generation run
         history.append({"role": "user", "content": user})
         out.print("model> ", end="")
         answer = ""
-        for piece in generator.stream(history, max_new_tokens, temperature, top_p):
-            out.print(piece, end="", highlight=False, markup=False)
-            answer += piece
+        try:
+            for piece in generator.stream(history, max_new_tokens, temperature, top_p):
+                out.print(piece, end="", highlight=False, markup=False)
+                answer += piece
+        except TunesmithError as exc:  # a failed generation ends the turn, never the session (and never hangs)
+            out.print()
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            history.pop()
+            continue
         out.print()
         history.append({"role": "assistant", "content": answer.strip()})
+
+
+def _clean(text: str) -> str:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which tokenizers reject: replace them."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 @app.command("generate")
@@ -102,7 +116,12 @@ def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation r
     """Write a plain Hugging Face model folder that loads with transformers alone (no tunesmith, no peft)."""
     from .generation.predictor import export_merged
     from .runs import ADAPTER_DIR, open_finished
+    from .predict import is_generation_run
     run_dir = open_finished(run_dir)
+    if not is_generation_run(run_dir):
+        raise TunesmithError(f"{run_dir} is a classification run; `tunesmith export` writes decoder (generation) models. Its "
+                             f"model is already a plain Hugging Face folder: {run_dir / 'model'} (AutoModelForSequenceClassification, "
+                             "or AutoModel plus model/head.json for few-shot runs).")
     if (run_dir / ADAPTER_DIR).is_dir() and not merge:
         raise TunesmithError(f"{run_dir} holds a LoRA adapter; pass --merge to build a full model from it.")
     target = export_merged(run_dir, output)

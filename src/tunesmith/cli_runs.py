@@ -27,15 +27,34 @@ def list_runs(folder: Annotated[Path, typer.Argument(help="A folder of run direc
     found = sorted({p.parent for p in folder.glob("*/" + runs.RUN_FILE)} | ({folder} if (folder / runs.RUN_FILE).is_file() else set()))
     table = Table("run", "status", "method", "model", "tuned", "note", title=str(folder))
     for run_dir in found:
-        status = runs.read_status(run_dir)
-        recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE) or {}
-        tuned = runs.read_json(run_dir / runs.METRICS_FILE).get("tuned", {}) if status == "finished" else {}
-        headline = next((f"{k} {tuned[k]:.4f}" for k in ("f1_macro", "rouge_l", "exact_match", "perplexity", "loss")
-                         if isinstance(tuned.get(k), (int, float))), "")
-        note = {"interrupted": f"tunesmith train --resume {run_dir}", "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", "")}
-        table.add_row(run_dir.name, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", str((recipe.get("method") or {}).get("name", "")),
-                      str((recipe.get("model") or {}).get("name", "")), headline, str(note.get(status, ""))[:80])
+        table.add_row(*_row(run_dir))
     out.print(table if found else f"No run directories under {folder}.")
+
+
+def _row(run_dir: Path) -> tuple[str, ...]:
+    """One run's line; a run whose files are damaged is listed as such, never stops the listing."""
+    from . import runs
+    from .errors import TunesmithError
+    status = runs.read_status(run_dir)
+    try:
+        recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
+    except TunesmithError:
+        return run_dir.name, "[red]damaged[/]", "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
+    tuned = runs.read_json(run_dir / runs.METRICS_FILE).get("tuned") if status == "finished" else {}
+    tuned = tuned if isinstance(tuned, dict) else {}
+    headline = next((f"{k} {tuned[k]:.4f}" for k in ("f1_macro", "rouge_l", "exact_match", "perplexity", "loss")
+                     if isinstance(tuned.get(k), (int, float))), "")
+    note = {"interrupted": f"tunesmith train --resume {run_dir}", "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", ""),
+            "damaged": f"{runs.RUN_FILE} {runs.json_problem(run_dir / runs.RUN_FILE)}"}
+    return (run_dir.name, f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]", _name(recipe.get("method"), "supervised"),
+            _name(recipe.get("model"), ""), headline, str(note.get(status, ""))[:80])
+
+
+def _name(section, default: str) -> str:
+    """A recipe section's name: `model: {name: x}` or the shorthand `model: x`."""
+    if isinstance(section, dict):
+        return str(section.get("name", default))
+    return str(section) if section is not None else default
 
 
 @runs_app.command("versions")

@@ -224,8 +224,10 @@ class Learner:
         folder.mkdir(parents=True, exist_ok=True)
         runs.save_model(folder, self.model, self.tokenizer)
         runs.write_json(folder / "replay.json", {"items": self.buffer.items, "seen": self.buffer.seen})
-        if self.fisher is not None:
-            torch.save({"fisher": self.fisher, "anchor": self.anchor}, folder / "ewc.pt")
+        if self.fisher is not None:  # safetensors: loading it can never run code
+            from safetensors.torch import save_file
+            save_file({**{f"fisher.{k}": v.contiguous() for k, v in self.fisher.items()},
+                       **{f"anchor.{k}": v.contiguous() for k, v in self.anchor.items()}}, str(folder / EWC_FILE))
         runs.write_json(folder / "version.json", {"experience": experience, "labels": self.labels, "accuracies": row,
                                                   "train": self.train_stats})
 
@@ -234,9 +236,7 @@ class Learner:
         learner = cls(recipe, folder / runs.MODEL_DIR)
         saved = runs.read_json(folder / "replay.json")
         learner.buffer = Reservoir(recipe.method.replay_size, recipe.train.seed + 1000, saved.get("items"), saved.get("seen"))
-        if (folder / "ewc.pt").is_file():
-            ewc = torch.load(folder / "ewc.pt")
-            learner.fisher, learner.anchor = ewc["fisher"], ewc["anchor"]
+        learner.fisher, learner.anchor = _load_ewc(folder)
         learner.train_stats = {**runs.read_json(folder / "version.json").get("train", {}), "runtime_s": 0.0}
         return learner
 
@@ -245,19 +245,56 @@ class Learner:
         return runs.read_json(Path(model_dir) / "labels.json")["labels"]
 
 
+EWC_FILE = "ewc.safetensors"
+
+
+def _load_ewc(folder: Path) -> tuple[dict | None, dict | None]:
+    """The saved Fisher values and anchor weights (safetensors; runs from before hold ewc.pt, read weights-only)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .checkpoint import load_tensors_file
+    from .errors import TunesmithError
+    if (folder / EWC_FILE).is_file():
+        try:
+            flat = load_file(str(folder / EWC_FILE))
+        except (SafetensorError, OSError) as err:
+            raise TunesmithError(f"{folder / EWC_FILE} cannot be read ({err}); it is damaged. Roll back to an earlier "
+                                 "version (`tunesmith runs versions RUN --rollback N`) or retrain.") from None
+        split = {part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")} for part in ("fisher", "anchor")}
+        return split["fisher"], split["anchor"]
+    if (folder / "ewc.pt").is_file():
+        ewc = load_tensors_file(folder / "ewc.pt", "Retrain the run, or roll back to an earlier version.")
+        if not isinstance(ewc, dict) or not {"fisher", "anchor"} <= set(ewc):
+            raise TunesmithError(f"{folder / 'ewc.pt'} does not hold EWC state (fisher, anchor); it is damaged.")
+        return ewc["fisher"], ewc["anchor"]
+    return None, None
+
+
 # ---------------------------------------------------------------------- later updates of a finished run
+
+
+def read_state(run_dir: Path, why: str) -> dict:
+    """continual.json, or an error that says whether it is missing (not a continual run) or damaged."""
+    from .errors import TunesmithError
+    problem = runs.json_problem(run_dir / STATE_FILE)
+    if problem == "missing":
+        raise TunesmithError(f"{run_dir} is not a continual run (no {STATE_FILE}); {why}")
+    state = runs.read_json(run_dir / STATE_FILE)
+    if problem or not {"current", "experiences", "matrix", "lineage", "initial"} <= set(state):
+        raise TunesmithError(f"{run_dir / STATE_FILE} is {problem or 'damaged (keys missing)'}; the run's version history "
+                             "cannot be read. Restore the file from a copy, or train the run again.")
+    return state
 
 
 def update_run(run_dir: Path, experience: Experience, max_forgetting: float | None = None) -> dict:
     """Train version N+1 from the current version on a new experience, with the run's strategy and saved
     state; refuse it (nothing written) when old-data accuracy drops by more than `max_forgetting`."""
     from .errors import TunesmithError
-    from .recipe import Recipe
+    from .recipe import load_recipe
     run_dir = runs.open_finished(run_dir)
-    state = runs.read_json(run_dir / STATE_FILE)
-    if not state:
-        raise TunesmithError(f"{run_dir} is not a continual run (no {STATE_FILE}); `tunesmith update` needs method: continual.")
-    recipe = Recipe.model_validate(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    state = read_state(run_dir, "`tunesmith update` needs method: continual.")
+    recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
     datas = [load_classification(e.data, recipe.train.seed) for e in exps]
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
@@ -285,10 +322,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
 
 
 def list_versions(run_dir: Path) -> tuple[int, list[dict]]:
-    state = runs.read_json(Path(run_dir) / STATE_FILE)
-    if not state:
-        from .errors import TunesmithError
-        raise TunesmithError(f"{run_dir} is not a continual run (no {STATE_FILE}); versions exist for method: continual runs.")
+    state = read_state(Path(run_dir), "versions exist for method: continual runs.")
     out = []
     for folder in sorted((Path(run_dir) / VERSIONS_DIR).glob("v*"), key=lambda p: int(p.name[1:])):
         info = runs.read_json(folder / "version.json")
@@ -305,7 +339,7 @@ def rollback(run_dir: Path, version: int) -> None:
     folder = run_dir / VERSIONS_DIR / f"v{version}"
     if not (folder / runs.MODEL_DIR).is_dir():
         raise TunesmithError(f"{run_dir} has no version {version}; `tunesmith runs versions {run_dir}` lists them.")
-    state = runs.read_json(run_dir / STATE_FILE)
+    state = read_state(run_dir, "versions exist for method: continual runs.")
     if version not in state["lineage"]:
         raise TunesmithError(f"version {version} was trained on a history that an earlier rollback abandoned; "
                              f"versions on the current history: {state['lineage']}.")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import TunesmithError, did_you_mean
+from .data.classification import label_text, look_alike_labels
 from .data.readers import read_table
 
 LENGTH_SAMPLE = 20_000   # token lengths are measured on at most this many rows (seeded sample)
@@ -123,11 +124,18 @@ def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
     if "train" not in usable:
         return
     texts, labels = usable["train"]
+    if not texts:
+        report.errors.append(f"{name}: no usable training rows: every row of {data.train} lacks a usable text or label (see the problems above).")
+        return
     _label_checks(entry, texts, labels, usable, data, name, report)
     _overlap_checks(entry, texts, usable, name, report)
     if tokenizer is not None:
         entry["lengths"] = token_lengths(tokenizer, texts, recipe.train.max_length, recipe.train.seed)
         _length_warning(entry["lengths"], name, report)
+        if entry["lengths"].get("unknown_only"):
+            report.warnings.append(f"{name}: {entry['lengths']['unknown_only']} training text(s) hold no token the model's "
+                                   "vocabulary knows (all pieces are the unknown token: emoji, or a script the tokenizer "
+                                   "lacks); the model sees them all as the same input.")
 
 
 def read_splits(data, name: str, report: Report, read) -> dict:
@@ -172,9 +180,14 @@ def _cells(frame: pd.DataFrame, data, info: dict, where: str, report: Report) ->
             shown = ", ".join(str(i + 1) for i in np.flatnonzero(rows.to_numpy())[:10])
             report.errors.append(f"{where}: {count} {what} cell(s) in column '{col}' (data rows {shown}"
                                  f"{' ...' if count > 10 else ''}). Remove those rows or fill them in.")
-    keep = ~(text_blank | label_blank)
+    listed = frame[data.label_column].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray)))
+    if listed.any():
+        report.errors.append(f"{where}: {int(listed.sum())} label cell(s) in column '{data.label_column}' hold lists or "
+                             "objects (several labels per text: multi-label classification, which tunesmith does not "
+                             "train yet). Give each row one label.")
+    keep = ~(text_blank | label_blank | listed)
     texts = frame.loc[keep, data.text_column].tolist()
-    labels = [str(v).strip() for v in frame.loc[keep, data.label_column].tolist()]
+    labels = [label_text(v) for v in frame.loc[keep, data.label_column].tolist()]
     return texts, labels
 
 
@@ -184,6 +197,7 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
     if len(counts) < 2:
         report.errors.append(f"{name}: the training data has {len(counts)} class(es); classification needs at least two.")
         return
+    report.warnings += [f"{name}: {w}" for w in look_alike_labels(sorted(counts.index), data.train)]
     ratio = counts.max() / counts.min()
     entry["imbalance"] = round(float(ratio), 2)
     if ratio >= IMBALANCE:
@@ -244,8 +258,10 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
     if sampled:
         rng = np.random.default_rng(seed)
         texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
-    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]])
-    return length_stats(lengths, max_length, sampled)
+    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    from .batching import unknown_only
+    return {**length_stats(np.array([len(row) for row in ids]), max_length, sampled),
+            "unknown_only": unknown_only(tokenizer, [{"input_ids": row} for row in ids])}
 
 
 def length_stats(lengths: np.ndarray, max_length: int, sampled: bool = False) -> dict:

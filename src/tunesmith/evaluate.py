@@ -16,7 +16,10 @@ HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 
 def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str], detail: bool = True) -> dict:
     ids = list(range(len(labels)))
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average="macro", zero_division=0)
+    # Macro averages run over the labels present in the references or the predictions (scikit-learn's
+    # default): a label absent from both says nothing about this file and must not count as F1 = 0.
+    present = sorted(set(y_true) | set(y_pred))
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
     out = {"accuracy": float(accuracy_score(y_true, y_pred)), "f1_macro": float(f),
            "precision_macro": float(p), "recall_macro": float(r)}
     if detail:
@@ -75,3 +78,30 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
     x_eval = forward_batches(encoder, eval_rows, batch_size, pad_id, precision, mean_pooled)
     clf = LogisticRegression(max_iter=2000, random_state=seed).fit(x_train, train_ids)
     return classification_metrics(eval_ids, clf.predict(x_eval).tolist(), labels)
+
+
+# The metric that says whether tuning helped, per task, and whether higher is better.
+HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("loss", False))
+
+
+def outcome_warnings(metrics: dict) -> list[str]:
+    """What a user must not miss in a finished run: a model that answers every input with one class, or a
+    tuned model that ends below the base model on the evaluation set."""
+    base, tuned, out = metrics.get("base") or {}, metrics.get("tuned") or {}, []
+    matrix = tuned.get("confusion_matrix")
+    if matrix:
+        predicted = [j for j in range(len(matrix)) if any(row[j] for row in matrix)]
+        true = [i for i, row in enumerate(matrix) if any(row)]
+        if len(predicted) == 1 and len(true) > 1:
+            label = (metrics.get("labels") or [str(predicted[0])] * (predicted[0] + 1))[predicted[0]]
+            out.append(f"The tuned model predicts '{label}' for every one of the {sum(map(sum, matrix))} evaluation examples "
+                       "(it collapsed to one class). Try a lower train.lr, more epochs, or method.class_weights: balanced.")
+    for key, higher in HEADLINE_METRIC:
+        if isinstance(base.get(key), (int, float)) and isinstance(tuned.get(key), (int, float)):
+            worse = tuned[key] < base[key] if higher else tuned[key] > base[key]
+            if worse:
+                out.append(f"The tuned model is worse than the base model on the {metrics.get('eval_set', 'evaluation')} set: "
+                           f"{key} {tuned[key]:.4f} vs {base[key]:.4f}. Check the data (`tunesmith data check`), the learning "
+                           "rate and the number of epochs before using it.")
+            break
+    return out

@@ -1,5 +1,6 @@
 """What the hardware runs fast: picks the precision for `train.precision: auto`."""
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,5 +59,30 @@ def make_accelerator(cfg, precision: str):
         from accelerate.utils import DeepSpeedPlugin
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=2, gradient_accumulation_steps=cfg.grad_accum)
     process_state()
+    _fresh_accelerate_state()
     return Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum,
                        cpu=not torch.cuda.is_available(), **kwargs)
+
+
+def _fresh_accelerate_state() -> None:
+    """Accelerate keeps one process-wide state and refuses a second Accelerator with other settings ("already
+    initialized and cannot be changed"): after a bf16 run, a Trainer, or a user's own Accelerator. Each run
+    starts from a clean one (the process group, PartialState, is kept); `own_accelerate_state` puts back
+    what was there before."""
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+
+@contextmanager
+def own_accelerate_state():
+    """Run a tunesmith run, then give Accelerate's shared state back as the caller had it, so notebooks can
+    run recipe after recipe (any precision) beside their own Accelerate or Trainer code."""
+    from accelerate.state import AcceleratorState, GradientState
+    saved = dict(AcceleratorState._shared_state), dict(GradientState._shared_state)
+    try:
+        yield
+    finally:
+        for cls, state in zip((AcceleratorState, GradientState), saved):
+            cls._shared_state.clear()
+            cls._shared_state.update(state)

@@ -10,11 +10,11 @@ from pathlib import Path
 from rich.console import Console
 
 from . import runs
-from .batching import tokenize
+from .batching import tokenize, unknown_only
 from .checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
 from .errors import TunesmithError
-from .evaluate import evaluate_classifier, linear_probe
+from .evaluate import evaluate_classifier, linear_probe, outcome_warnings
 from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
 from .hardware import make_accelerator, resolve_precision
 from .models import head_is_fresh, load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
@@ -129,6 +129,9 @@ def _train_and_evaluate(recipe, method, data, enc, weights, spec, tokenizer, lr,
                   "train_size": len(data.train), "truncated": len(enc["truncated"]), "history": result.history},
         "warnings": data.warnings,
     }
+    metrics["outcome_warnings"] = outcome_warnings(metrics)
+    for warning in metrics["outcome_warnings"]:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     if accelerator.is_main_process:
         runs.save_model(run_dir, model, tokenizer)
         runs.write_json(run_dir / runs.METRICS_FILE, metrics)
@@ -147,6 +150,11 @@ def encode_classification(data, tokenizer, max_length: int) -> dict:
         enc[f"{name}_ids"] = [label_index[label] for label in split.labels]
         if name == "train":
             enc["truncated"] = cut
+        unknown = unknown_only(tokenizer, enc[name])
+        if unknown:
+            console.print(f"[yellow]warning:[/] {unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
+                          "knows (every piece is the unknown token, e.g. emoji or a script the tokenizer lacks); the model "
+                          "sees them all as the same input.")
     if enc["truncated"]:
         cut = enc["truncated"]
         console.print(f"[yellow]warning:[/] {len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "

@@ -39,10 +39,13 @@ class Predictor:
         kwargs.setdefault("max_length", recipe.get("train", {}).get("max_length", 256))
         from .methods.few_shot_run import load_head
         head = load_head(model_dir)
+        tokenizer = runs.load_saved_model(model_dir, load_tokenizer)
         if head:
             from .models import load_encoder
-            return cls(load_encoder(str(model_dir)), load_tokenizer(str(model_dir)), head=head, **kwargs)
-        return cls(AutoModelForSequenceClassification.from_pretrained(model_dir), load_tokenizer(str(model_dir)), **kwargs)
+            return cls(runs.load_saved_model(model_dir, load_encoder), tokenizer, head=head, **kwargs)
+        model = runs.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=True))  # a run writes safetensors; a .bin there is not ours
+        return cls(model, tokenizer, **kwargs)
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
@@ -65,8 +68,8 @@ def _recipe(run_dir: Path) -> dict:
     """The run's recipe; for a staged run, its last stage (whose model the run directory holds)."""
     raw = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     if raw.get("stages"):
-        from .recipe import Recipe, stage_recipe
-        raw = stage_recipe(Recipe.model_validate(raw), len(raw["stages"]) - 1).model_dump(mode="json")
+        from .recipe import load_recipe, stage_recipe
+        raw = stage_recipe(load_recipe(raw), len(raw["stages"]) - 1).model_dump(mode="json")
     return raw
 
 

@@ -6,6 +6,7 @@ message naming what replaced them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -35,7 +36,8 @@ RENAMED = {
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `train.lr: .inf` would train a NaN model that still reads "finished"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSection(Strict):
@@ -193,7 +195,7 @@ class TrainSection(Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    seed: int = Field(42, description="Seed for sampling, splits, initialisation and data order.")
+    seed: int = Field(42, ge=0, le=2**32 - 1000, description="Seed for sampling, splits, initialisation and data order (0 to 2^32 - 1000; NumPy's range).")
     seeds: int = Field(1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32.")
@@ -235,6 +237,13 @@ StageTrain = create_model("StageTrain", __base__=Strict, **{
 
 
 class Stage(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _method_shorthand(cls, raw):
+        if isinstance(raw, dict) and isinstance(raw.get("method"), str):
+            raw = {**raw, "method": {"name": raw["method"]}}
+        return raw
+
     name: str = Field(description="Short stage name (folder name under stages/ and row name in the report).")
     task: Literal["classification", "generation"] | None = Field(None, description="Default: the recipe's task.")
     data: DataSection | None = Field(None, description="This stage's data (default: the recipe's data section, the target task).")
@@ -263,6 +272,24 @@ class Recipe(Strict):
 
     experiences: list[Experience] | None = Field(
         None, min_length=1, description="Continual learning (method continual): datasets arriving in order; each may bring new classes.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, raw):
+        """`model: minilm-l6` and `method: few_shot` as plain strings; a continual recipe's top-level data
+        holding only column names and options is shared by every experience (each experience's own keys win)."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for key in ("model", "method"):
+            if isinstance(raw.get(key), str):
+                raw[key] = {"name": raw[key]}
+        exps, data = raw.get("experiences"), raw.get("data")
+        if isinstance(exps, list) and isinstance(data, dict) and "train" not in data:
+            raw["experiences"] = [{**e, "data": {**data, **e["data"]}} if isinstance(e, dict) and isinstance(e.get("data"), dict)
+                                  else e for e in exps]
+            raw.pop("data")
+        return raw
 
     @model_validator(mode="after")
     def _data_present(self):
@@ -303,11 +330,22 @@ def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple
     return _resolve_paths(recipe, base_dir)
 
 
+MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of YAML; more is a wrong path (a data file, /dev/zero)
+
+
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
+    if path.is_dir():
+        raise TunesmithError(f"{path} is a folder; pass the recipe's YAML file (e.g. {path}/recipe.yaml).")
+    if not path.exists():
         raise TunesmithError(f"Recipe file not found: {path}. Check the path, or list shipped recipes in recipes/.")
+    if not path.is_file():
+        raise TunesmithError(f"{path} is not a regular file (a device, pipe or socket); pass the recipe's YAML file.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise TunesmithError(f"{path} is over {MAX_RECIPE_BYTES:,} bytes: not a recipe. Pass the recipe's YAML file.")
+        raw = yaml.safe_load(data.decode("utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -330,14 +368,19 @@ def _apply_override(raw: dict, item: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise TunesmithError(f"Override '{item}': '{key}' is not a section.")
-    node[keys[-1]] = yaml.safe_load(value) if value.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise TunesmithError(f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "
+                             f"e.g. --set '{dotted.strip()}=\"...\"'.") from None
 
 
 def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
     def resolve(p):
         if p is None or Path(p).is_absolute():
             return p
-        return str((base_dir / p).resolve())
+        return os.path.abspath(base_dir / p)  # not resolve(): a symlink loop must reach the reader's clear message
 
     for data in [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]:
         if data is not None:
@@ -348,7 +391,7 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             method.general_corpus = [resolve(p) for p in method.general_corpus]
     local_model = base_dir / recipe.model.name
     if recipe.model.name.startswith(".") or local_model.is_dir():
-        recipe.model.name = str(local_model.resolve())
+        recipe.model.name = os.path.abspath(local_model)
     return recipe
 
 
@@ -361,7 +404,11 @@ def format_validation_error(err: ValidationError, where: str) -> str:
         loc = tuple(p for p in e["loc"] if not isinstance(p, int))
         shown = loc[:1] + loc[2:] if loc[:1] == ("method",) and len(loc) > 1 and loc[1] in _METHOD_NAMES else loc
         dotted = ".".join(map(str, shown))  # the union tag in loc is noise to users
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "union_tag_invalid":
+            tag, expected = e["ctx"]["tag"], sorted(_METHOD_NAMES)
+            lines.append(f"  - {'.'.join(map(str, loc)) or 'method'}.name: unknown method '{tag}'. Methods: "
+                         f"{', '.join(expected)}.{did_you_mean(tag, expected)}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{dotted}'.{_suggest(loc)}")
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{dotted}'.")
@@ -379,8 +426,25 @@ def _suggest(loc: tuple) -> str:
     key = loc[-1]
     if key in RENAMED:
         return f" It is called '{RENAMED[key]}' in tunesmith recipes."
+    flat = lambda path: path.replace(".", "_")  # noqa: E731  (train.lora_r -> method.lora.r)
+    elsewhere = [path for path in _all_paths(Recipe) if "_" in str(key) and flat(path).endswith("_" + str(key))
+                 and not path.startswith("stages.")]
+    if elsewhere:
+        return f" Did you mean '{min(elsewhere, key=len)}'?"
     model = _model_at(loc[:-1])
     return did_you_mean(key, model.model_fields) if model else ""
+
+
+def _all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (through method unions), for "it lives over there" hints."""
+    out = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        out.append(path)
+        for sub in _submodels(field.annotation):
+            if sub is not model and not prefix.count(".") > 3:
+                out += _all_paths(sub, path + ".")
+    return list(dict.fromkeys(out))
 
 
 def _submodels(annotation) -> list[type[BaseModel]]:
@@ -395,7 +459,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     candidates: list[type[BaseModel]] = [Recipe]
     for part in loc:
         if len(candidates) > 1:
-            candidates = [c for c in candidates if c.model_fields.get("name") and c.model_fields["name"].default == part]
+            candidates = [c for c in candidates if c.model_fields.get("name") and _method_name(c) == part]
             continue
         field = candidates[0].model_fields.get(part) if candidates else None
         if field is None:
@@ -404,7 +468,12 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-_METHOD_NAMES = {m.model_fields["name"].default for m in _submodels(Method)}
+def _method_name(model: type[BaseModel]) -> str:
+    from typing import get_args
+    return get_args(model.model_fields["name"].annotation)[0]  # name: Literal["few_shot"]
+
+
+_METHOD_NAMES = {_method_name(m) for m in _submodels(Method)}
 
 
 def json_schema() -> dict:

@@ -107,10 +107,12 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                 pos["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
                 if accelerator.sync_gradients:
                     step += 1
+                    value = loss.item()
+                    _check_finite(value, step, epoch, scheduler.get_last_lr()[0], lr)
                     sps = pos["seen"] / (pos["train_time"] + time.perf_counter() - t0)
-                    bar.update(task, advance=1, loss=loss.item(), sps=sps)
+                    bar.update(task, advance=1, loss=value, sps=sps)
                     if log and step % cfg.log_every == 0:
-                        _write(log, {"step": step, "epoch": epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
+                        _write(log, {"step": step, "epoch": epoch, "loss": value, "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
                         save(epoch, index, step, pos["train_time"] + time.perf_counter() - t0)
             pos["train_time"] += time.perf_counter() - t0
@@ -130,6 +132,17 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
                       pos["seen"] * per_s, pos["tokens"] * per_s, state.history,
                       {"processes": procs, "effective_batch_size": cfg.batch_size * cfg.grad_accum * procs})
+
+
+def _check_finite(loss: float, step: int, epoch: int, current_lr: float, peak_lr: float) -> None:
+    """A NaN/inf loss means the weights are already broken: stop (the run is marked failed) rather than
+    finish training a model that answers every input the same way."""
+    if not math.isfinite(loss):
+        from .errors import TunesmithError
+        raise TunesmithError(
+            f"The training loss became {loss} at optimizer step {step} (epoch {epoch}; learning rate {current_lr:.3g}, peak "
+            f"train.lr {peak_lr:.3g}). The model's weights diverged, so training stopped and nothing was saved as a result. "
+            "Lower train.lr (e.g. by 10x), keep train.max_grad_norm on, or use train.precision: fp32.")
 
 
 def _my_share(batches: list[list[int]], accelerator) -> list[list[int]]:

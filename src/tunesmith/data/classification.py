@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -34,7 +36,8 @@ class ClassificationData:
 
 
 def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | None = None, role: str = "data",
-               where: dict | None = None) -> Split:
+               where: dict | None = None, options: dict[str, str] | None = None) -> Split:
+    """`options` names the command-line flag that sets each column (eval: --label-column), for the error text."""
     frame = read_table(path, role)
     if where:
         frame = filter_rows(frame, where, path)
@@ -43,7 +46,8 @@ def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | 
             found = ", ".join(map(str, frame.columns))
             raise TunesmithError(
                 f"{path}: no column '{col}' (data.{key}). Columns found: {found}.{did_you_mean(col, frame.columns)} "
-                f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME).")
+                + (f"Pass {options[key]} NAME." if options and key in options else
+                   f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME)."))
     texts = text_cells(frame, text_col, path)
     pairs = text_cells(frame, pair_col, path) if pair_col else None
     labels = _label_cells(frame, label_col, path) if label_col else None
@@ -76,12 +80,31 @@ def text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
 
 def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
     values = frame[col].tolist()
+    listed = [i + 1 for i, v in enumerate(values) if isinstance(v, (list, tuple, dict, set, np.ndarray))]
+    if listed:
+        shown = ", ".join(map(str, listed[:10])) + (" ..." if len(listed) > 10 else "")
+        raise TunesmithError(f"{path}: column '{col}' holds lists (or objects), not one label per row, at data row(s) {shown}. "
+                             "Several labels per text is multi-label classification, which tunesmith does not train yet; "
+                             "give each row one label (or one row per label).")
     bad = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""]
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
         raise TunesmithError(f"{path}: {len(bad)} empty label cell(s) in column '{col}' at data row(s) {shown}. Every row needs a label.")
-    # Labels keep the user's spelling; numbers become their string form ("0", "1").
-    return [str(v).strip() for v in values]
+    return [label_text(v) for v in values]
+
+
+_WHOLE_NUMBER = re.compile(r"^[+-]?\d+\.0*$")
+
+
+def label_text(value) -> str:
+    """Labels keep the user's spelling; numbers become their plain string form: 1, 1.0 (a JSON or Parquet
+    float) and "1.0" (a CSV cell written by a float column) are all the label "1"."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    text = str(value).strip()
+    return text.rstrip("0").rstrip(".").lstrip("+") if _WHOLE_NUMBER.match(text) else text
 
 
 def load_classification(data, seed: int) -> ClassificationData:
@@ -105,7 +128,7 @@ def load_classification(data, seed: int) -> ClassificationData:
         if split is not None:
             _check_known_labels(split, labels, data.train)
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
-    warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None])
+    warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None]) + look_alike_labels(labels, data.train)
     return ClassificationData(train, validation, evaluation, labels, eval_name, warnings)
 
 
@@ -166,6 +189,15 @@ def sample_per_class(split: Split, k: int, seed: int) -> Split:
 def _take(split: Split, idx: list[int], source: str | None = None) -> Split:
     pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
     return Split(pick(split.texts), pick(split.labels), pick(split.pairs), source or split.source)
+
+
+def look_alike_labels(labels: list[str], path: str) -> list[str]:
+    """Labels that differ only in case or spaces ('Positive ' vs 'positive') are two classes to the model."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    return [f"{path}: labels {', '.join(map(repr, same))} differ only in case or spacing and are trained as different "
+            "classes. If they mean the same, write them the same way." for same in groups.values() if len(same) > 1]
 
 
 def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:

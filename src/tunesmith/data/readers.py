@@ -15,10 +15,16 @@ SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".nd
 def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     """All rows of a tabular file. `role` ("data.train", ...) is named in errors."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise TunesmithError(f"{role}: {path} is a symbolic link that leads nowhere (its target is missing, or the links "
+                             "form a loop). Point it at the data file itself.")
     if not path.exists():
         raise TunesmithError(f"{role}: file not found: {path}. Check the path (relative paths resolve against the recipe's folder).")
     if path.is_dir():
         raise TunesmithError(f"{role}: {path} is a folder; point it at a file ({', '.join(sorted(set(SUFFIXES)))}).")
+    if not path.is_file():
+        raise TunesmithError(f"{role}: {path} is not a regular file (a pipe, device or socket); tunesmith reads data files "
+                             "twice (check, then train), so save the data to a file first.")
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise TunesmithError(f"{role}: {path} has an unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}.")
@@ -55,9 +61,21 @@ def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
 
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
     _check_text(path)
+    header = _header(path, sep)
+    if len(header) == 1:
+        sep = _other_separator(header[0], sep)
+        header = _header(path, sep)
+    stripped = [h.strip() for h in header]
+    repeated = sorted({h for h in stripped if stripped.count(h) > 1})
+    if repeated:  # pandas would rename the second one to "text.1" without a word
+        raise TunesmithError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
+                             "(spaces around names are ignored). Rename the columns so each is unique.")
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame.attrs["separator"] = sep
+        return frame
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as err:
@@ -65,10 +83,27 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
                              "Check quoting and the number of fields on that line.") from None
 
 
+def _header(path: Path, sep: str) -> list[str]:
+    import csv
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader(handle, delimiter=sep), [])
+    except csv.Error:
+        return []  # pandas reads it next and names the problem with its line
+
+
+def _other_separator(header: str, sep: str) -> str:
+    """A one-column header such as 'text;label' means another separator (Excel in many locales writes ';')."""
+    for other in (";", "\t", "|", ","):
+        if other != sep and other in header:
+            return other
+    return sep
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
     _check_text(path)
     records = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -86,7 +121,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 def _read_json(path: Path) -> pd.DataFrame:
     _check_text(path)
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise TunesmithError(f"{path}:{err.lineno}: malformed JSON ({err.msg}). If it holds one object per line, name it .jsonl.") from None
     if isinstance(payload, dict) and all(isinstance(v, list) for v in payload.values()):
@@ -104,9 +139,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _check_text(path: Path) -> None:
-    head = path.open("rb").read(4096)
-    if b"\x00" in head:
-        raise TunesmithError(f"{path}: looks like a binary file, not text. Export it as UTF-8 CSV/JSONL, or use .parquet.")
+    """NUL bytes anywhere (not only in the first block) mean a binary file or a broken export."""
+    offset = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                where = "" if offset + at < 4096 else f" (a NUL byte at offset {offset + at:,})"
+                raise TunesmithError(f"{path}: looks like a binary file, not text{where}. Export it as UTF-8 CSV/JSONL, "
+                                     "or use .parquet.")
+            offset += len(chunk)
 
 
 _READERS = {

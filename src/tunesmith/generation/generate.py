@@ -26,23 +26,42 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 256, batch_s
              temperature: float = 0.0, top_p: float = 1.0, streamer=None) -> list[str]:
     """Answers to chat prompts (strings or message lists), greedy unless temperature > 0."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
-    answers: list[str] = [""] * len(texts)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder prompts must end where generation starts
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids = _fit_context(ids, getattr(model.config, "max_position_embeddings", None), max_new_tokens)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+    answers: list[str] = [""] * len(ids)
     model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
-                                 pad_token_id=tokenizer.pad_token_id, streamer=streamer, **_sampling(temperature, top_p))
-            new = out[:, enc["input_ids"].shape[1]:]
-            for i, tokens in zip(idx, new):
-                answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-    finally:
-        tokenizer.padding_side = side
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = {k: v.to(model.device) for k, v in _left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
+                             pad_token_id=tokenizer.pad_token_id, streamer=streamer, **_sampling(temperature, top_p))
+        new = out[:, enc["input_ids"].shape[1]:]
+        for i, tokens in zip(idx, new):
+            answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return answers
+
+
+def _fit_context(ids: list[list[int]], context: int | None, max_new_tokens: int) -> list[list[int]]:
+    """Prompts longer than the model's context (less room for the answer) keep their end, where the question
+    is: one huge prompt must not make every answer fail (its attention matrix alone can need hundreds of GB)."""
+    if not context:
+        return ids
+    room = max(context - max_new_tokens, context // 2)
+    long = [i for i, row in enumerate(ids) if len(row) > room]
+    if long:
+        from rich.console import Console
+        Console(stderr=True).print(f"[yellow]warning:[/] {len(long)} prompt(s) longer than the model's context ({context} tokens, "
+                                   f"{max_new_tokens} kept for the answer) were cut to their last {room} tokens (the longest had "
+                                   f"{max(len(ids[i]) for i in long):,}).")
+    return [row[-room:] if len(row) > room else row for row in ids]
+
+
+def _left_padded(rows: list[list[int]], pad_id: int) -> dict:
+    """Decoder prompts must end where generation starts: pad on the left."""
+    width = max(len(r) for r in rows)
+    return {"input_ids": torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)}
 
 
 def _sampling(temperature: float, top_p: float) -> dict:

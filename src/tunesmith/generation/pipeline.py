@@ -9,6 +9,7 @@ from rich.console import Console
 
 from .. import runs
 from ..data.conversations import load_generation
+from ..evaluate import outcome_warnings
 from ..hardware import make_accelerator, resolve_precision
 from ..methods.supervised import training_mode
 from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
@@ -101,6 +102,9 @@ def _train_and_evaluate(recipe, data, rows, stats, warnings, weights, spec, toke
                   "packing": cfg.packing, "history": result.history},
         "warnings": warnings,
     }
+    metrics["outcome_warnings"] = outcome_warnings(metrics)
+    for warning in metrics["outcome_warnings"]:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     if accelerator.is_main_process:
         _save(run_dir, model, tokenizer, mode)
         samples = [{"prompt": p, "reference": r, "base": b, "tuned": t}

@@ -14,11 +14,18 @@ def load_generation_model(run_dir: Path):
     from ..models import load_causal_lm, load_tokenizer
     for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
         if (run_dir / folder / "config.json").is_file():
-            return load_causal_lm(str(run_dir / folder)), load_tokenizer(str(run_dir / folder))
+            return (runs.load_saved_model(run_dir / folder, load_causal_lm),
+                    runs.load_saved_model(run_dir / folder, load_tokenizer))
     adapter = run_dir / runs.ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         raise TunesmithError(f"{run_dir}: no model/, merged/ or adapter/ folder with weights; was the run completed?")
-    return _merge(run_dir, adapter), load_tokenizer(str(adapter))
+    try:
+        return _merge(run_dir, adapter), load_tokenizer(str(adapter))
+    except TunesmithError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise TunesmithError(f"{adapter}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
+                             "damaged or was changed after training. Train the run again, or restore it from a copy.") from None
 
 
 def _merge(run_dir: Path, adapter: Path):
@@ -50,11 +57,22 @@ class GenerativePredictor:
         from threading import Thread
         from transformers import TextIteratorStreamer
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        worker = Thread(target=generate, args=(self.model, self.tokenizer, [messages], max_new_tokens or self.max_new_tokens,
-                                               1, temperature, top_p, streamer))
+        failed: list[BaseException] = []
+
+        def work():
+            try:
+                generate(self.model, self.tokenizer, [messages], max_new_tokens or self.max_new_tokens, 1, temperature,
+                         top_p, streamer)
+            except BaseException as exc:  # noqa: BLE001  (reported below, in the caller's thread)
+                failed.append(exc)
+                streamer.end()  # the reader waits for this: without it a failed generation hangs the chat forever
+
+        worker = Thread(target=work, daemon=True)
         worker.start()
         yield from streamer
         worker.join()
+        if failed:
+            raise TunesmithError(f"generation failed ({type(failed[0]).__name__}: {failed[0]}); the turn was dropped.")
 
 
 def export_merged(run_dir: Path, target: Path | None) -> Path:

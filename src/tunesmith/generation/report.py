@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..report import loss_plot, read_log
+from ..report import loss_plot, read_log, warnings_section
 
 SHOWN_SAMPLES = 8
 METRICS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")
@@ -39,7 +39,7 @@ def _markdown(m: dict, samples: list[dict]) -> str:
 
 Model `{m['model']}`, task generation ({d['format']}), {m['tuning']} fine-tuning; evaluated on the {m['eval_set']} set
 ({m['eval_size']} samples for loss, {m['generated']} generated answers, metric: {m['generation_metric']}).
-
+{warnings_section(m)}
 ## Base vs tuned
 
 | metric | base | tuned | change |

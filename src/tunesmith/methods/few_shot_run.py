@@ -14,7 +14,7 @@ from rich.console import Console
 
 from .. import runs
 from ..data.classification import load_classification
-from ..evaluate import classification_metrics, forward_batches, mean_pooled
+from ..evaluate import classification_metrics, forward_batches, mean_pooled, outcome_warnings
 from ..hardware import make_accelerator, resolve_precision
 from ..models import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..report import write_report
@@ -92,6 +92,9 @@ def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
                   "train_size": len(data.train), "pairs": len(pairs), "history": result.history},
         "warnings": data.warnings,
     }
+    metrics["outcome_warnings"] = outcome_warnings(metrics)
+    for warning in metrics["outcome_warnings"]:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     if accelerator.is_main_process:
         save(run_dir, body, tokenizer, head, data.labels)
         runs.write_json(run_dir / runs.METRICS_FILE, metrics)
@@ -122,7 +125,14 @@ def save(run_dir: Path, body, tokenizer, head, labels: list[str]) -> None:
 
 def load_head(model_dir: Path) -> dict | None:
     path = model_dir / HEAD_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    head = runs.read_json(path)
+    if not {"labels", "coef", "intercept"} <= set(head):
+        from ..errors import TunesmithError
+        raise TunesmithError(f"{path} is damaged ({runs.json_problem(path) or 'labels, coef or intercept missing'}); "
+                             "train the run again, or restore the file from a copy.")
+    return head
 
 
 def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
