@@ -272,6 +272,8 @@ def _chat_file(tmp_path) -> str:
 def test_runs_with_other_precisions_follow_each_other_in_one_process(tmp_path):
     """A notebook: a bf16 run, an fp32 run, beside the user's own Accelerator (whose settings survive)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(), GradientState._reset_state()  # a fresh kernel (earlier tests ran in this process)
     mine = Accelerator(mixed_precision="no", cpu=True)
     first = tunesmith.run(toy_recipe(tmp_path, precision="bf16"), output_dir=tmp_path / "bf16")
     second = tunesmith.run(toy_recipe(tmp_path, precision="fp32"), output_dir=tmp_path / "fp32")

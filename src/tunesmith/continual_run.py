@@ -19,7 +19,7 @@ from . import runs
 from .batching import tokenize
 from .data.classification import load_classification
 from .evaluate import evaluate_classifier, predict_proba
-from .hardware import make_accelerator, resolve_precision
+from .hardware import make_accelerator, own_accelerate_state, resolve_precision
 from .methods import supervised
 from .methods.continual import (Reservoir, continual_metrics, distillation_loss, ewc_penalty, fisher_diagonal,
                                 grow_head)
@@ -301,7 +301,8 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     before = learner.scores(datas[:-1])
     runs.set_status(run_dir, "running")  # an interrupted update must not pass for a finished run
     try:
-        learner.learn(datas[-1], run_dir / runs.LOG_FILE)
+        with own_accelerate_state():
+            learner.learn(datas[-1], run_dir / runs.LOG_FILE)
         row = learner.scores(datas)
         drop = sum(before) / len(before) - sum(row[:-1]) / len(before)
         console.print(f"old experiences: accuracy {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
