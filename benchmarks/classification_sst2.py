@@ -47,7 +47,7 @@ def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path, **training_ar
     from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
-    from tunesmith.models import resolve_weights
+    from tunesmith.models.loading import resolve_weights
 
     path = resolve_weights("minilm-l6")
     labels = sorted(train_rows.label.unique())

@@ -4,9 +4,9 @@
 """
 import sys, time, torch, pandas as pd
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "src"))
-from tunesmith.models import resolve_weights, load_tokenizer, load_classifier, freeze_bottom
-from tunesmith.batching import tokenize, length_grouped_batches, iterate
-from tunesmith.train import optimizer_for
+from tunesmith.models.loading import resolve_weights, load_tokenizer, load_classifier, freeze_bottom
+from tunesmith.engine.batching import tokenize, length_grouped_batches, iterate
+from tunesmith.engine.loop import optimizer_for
 path = resolve_weights("minilm-l6"); tok = load_tokenizer(path)
 rows = pd.read_csv(str(__import__("pathlib").Path(__file__).resolve().parents[2] / "shared/data/sst2/train.csv")).sample(n=int(sys.argv[2]), random_state=0)
 enc, _ = tokenize(tok, rows.text.tolist(), None, 256)

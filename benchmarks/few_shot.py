@@ -32,7 +32,7 @@ def run_setfit(train_csv: Path, name: str, seed: int, out: Path) -> float:
     """What the SetFit README shows: SetFitModel.from_pretrained, Trainer with default TrainingArguments."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
-    from tunesmith.models import resolve_weights
+    from tunesmith.models.loading import resolve_weights
     train, val = pd.read_csv(train_csv, dtype=str), pd.read_csv(DATA / name / "validation.csv", dtype=str)
     model = SetFitModel.from_pretrained(resolve_weights("minilm-l6"))
     trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(out), seed=seed, report_to="none"),

@@ -37,7 +37,7 @@ def write_rows(tmp: Path, samples: int, seed: int) -> None:
 
 def validation_rows(tmp: Path, tokenizer):
     from tunesmith.data.conversations import read_conversations
-    from tunesmith.generation.formatting import encode
+    from tunesmith.tasks.generation.formatting import encode
     from tunesmith.recipe import DataSection
     conv = read_conversations(str(tmp / "validation.jsonl"), DataSection(train="x"), "validation")
     return encode(tokenizer, conv.samples, MAX_LENGTH, "responses").rows
@@ -62,9 +62,9 @@ def run_trl(tmp: Path, seed: int) -> dict:
     from datasets import load_dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-    from tunesmith.generation.generate import validation_loss
-    from tunesmith.models import load_causal_lm, load_tokenizer, resolve_weights
-    from tunesmith.registry import MODELS
+    from tunesmith.tasks.generation.generate import validation_loss
+    from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
+    from tunesmith.models.registry import MODELS
 
     path = resolve_weights("smollm2-135m-instruct")
     raw = load_dataset("json", data_files=str(tmp / "train.jsonl"), split="train")

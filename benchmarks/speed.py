@@ -54,8 +54,8 @@ def non_embedding_params(model) -> int:
 def child_classification(name: str, seed: int, samples: int, tmp: Path) -> dict:
     import classification_sst2 as cls
     from transformers import AutoModelForSequenceClassification
-    from tunesmith.hardware import cpu_has_fast_bf16
-    from tunesmith.models import load_tokenizer, resolve_weights
+    from tunesmith.engine.hardware import cpu_has_fast_bf16
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
     rows = cls.sample_rows(samples, seed)
     rows.to_csv(tmp / "train.csv", index=False)
     path = resolve_weights("minilm-l6")
@@ -76,7 +76,7 @@ def child_inference(name: str, n: int) -> dict:
     import pandas as pd
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
-    from tunesmith.models import load_tokenizer, resolve_weights
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
     if name.startswith("cls_"):
         path = resolve_weights("minilm-l6")
         texts = pd.read_csv(HERE.parent.parent / "shared/data/sst2/validation.csv").text.tolist()[:n]
@@ -96,7 +96,7 @@ def child_inference(name: str, n: int) -> dict:
     prompts = [[{"role": "user", "content": f"Write one sentence about the number {i}."}] for i in range(n)]
     start = time.perf_counter()
     if name == "gen_tunesmith":
-        from tunesmith.generation.generate import generate
+        from tunesmith.tasks.generation.generate import generate
         answers = generate(model, tok, prompts, max_new_tokens=32)
     else:
         pipe = pipeline("text-generation", model=model, tokenizer=tok, device="cpu")

@@ -42,7 +42,7 @@ def fake_run(d: Path, status: str = "finished", task: str = "classification", **
     run.mkdir(parents=True, exist_ok=True)
     info = {"status": status, **extra}
     if status == "running" and "pid" not in extra:
-        from tunesmith.runs import _process_start
+        from tunesmith.runs.rundir import _process_start
         info.update(pid=os.getpid(), host=socket.gethostname(), started=_process_start(os.getpid()))
     (run / "run.json").write_text(json.dumps(info))
     (run / "recipe.yaml").write_text(yaml.safe_dump({"task": task, "model": {"name": "tiny-bert"},
@@ -53,7 +53,7 @@ def fake_run(d: Path, status: str = "finished", task: str = "classification", **
 def interrupted_run(d: Path) -> Path:
     """A real run directory cut short after its first checkpoint (status interrupted, checkpoint.pt present)."""
     from tunesmith.recipe import dump_recipe, load_recipe
-    from tunesmith.runs import create, set_status
+    from tunesmith.runs.rundir import create, set_status
     recipe = load_recipe(toy_recipe(d))
     run = create(d / "run", dump_recipe(recipe), overwrite=False)
     set_status(run, "interrupted", error="test")

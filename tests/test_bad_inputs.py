@@ -158,12 +158,12 @@ def test_bad_input_gets_a_clear_message(tmp_path, case):
 
 @pytest.mark.parametrize("problem", [errno.ENOSPC, errno.EACCES])
 def test_disk_full_and_permission_errors_are_messages(tmp_path, monkeypatch, problem):
-    import tunesmith.runs
+    import tunesmith.runs.rundir
     args = _train(tmp_path, _recipe(tmp_path))
 
     def fail(*_, **__):
         raise OSError(problem, __import__("os").strerror(problem), str(tmp_path / "run" / "model"))
-    monkeypatch.setattr(tunesmith.runs, "save_model", fail)
+    monkeypatch.setattr(tunesmith.runs.rundir, "save_model", fail)
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert __import__("os").strerror(problem) in " ".join(result.output.split())

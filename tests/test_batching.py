@@ -1,5 +1,5 @@
-from tunesmith.batching import collate, length_grouped_batches, tokenize
-from tunesmith.models import load_tokenizer, resolve_weights
+from tunesmith.engine.batching import collate, length_grouped_batches, tokenize
+from tunesmith.models.loading import load_tokenizer, resolve_weights
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_lengths():

@@ -150,7 +150,7 @@ def test_unknown_recipe_key_and_bad_yaml(tmp_path):
 
 
 def test_missing_model_and_unknown_model(tmp_path, monkeypatch):
-    import tunesmith.models as models
+    import tunesmith.models.loading as models
     monkeypatch.setattr(models, "package_file", lambda source: None)
     recipe = _toy_recipe(tmp_path)
     recipe["model"]["name"] = "minilm-l6"

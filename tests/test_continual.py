@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import tunesmith
 from tunesmith.cli import app
-from tunesmith.methods.continual import Reservoir, continual_metrics, ewc_penalty, grow_head
-from tunesmith.models import load_classifier, resolve_weights
+from tunesmith.methods.continual_strategies import Reservoir, continual_metrics, ewc_penalty, grow_head
+from tunesmith.models.loading import load_classifier, resolve_weights
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from tunesmith.data.corpus import hold_out, pack_blocks, read_corpus
 from tunesmith.errors import TunesmithError
 from tunesmith.methods.domain_adaptation import _objective, _rows
 from tunesmith.methods.vocab import candidate_words, extend_vocabulary
-from tunesmith.models import load_tokenizer, resolve_weights
+from tunesmith.models.loading import load_tokenizer, resolve_weights
 
 DOCS = ["the movie is good and the product is great"] * 3 + ["a bad movie, not good at all"] * 3
 
@@ -113,7 +113,7 @@ def test_vocabulary_extension_adds_whole_words_with_mean_init(bert_tok):
 
 
 def test_vocabulary_extension_refuses_byte_level_tokenizers():
-    from tunesmith.models import load_causal_lm
+    from tunesmith.models.loading import load_causal_lm
     path = resolve_weights("tiny-llama")
     with pytest.raises(TunesmithError, match="WordPiece"):
         extend_vocabulary(load_causal_lm(path), load_tokenizer(path), [("hypertension", [5, 6, 7])])
@@ -158,7 +158,7 @@ def test_head_warmup_trains_only_the_new_mlm_head(bert_tok, tmp_path):
     from accelerate import Accelerator
     from tunesmith.methods.domain_adaptation import _load_lm, _warm_up_head
     from tunesmith.recipe import TrainSection
-    from tunesmith.train import Hooks
+    from tunesmith.engine.loop import Hooks
     model, fresh = _load_lm(resolve_weights("tiny-bert"), "mlm")
     assert fresh  # tiny-bert is saved as a bare BertModel, like sentence-embedding checkpoints
     rows = _rows(pack_blocks(bert_tok, DOCS * 20, 32, encoder=True), "mlm")

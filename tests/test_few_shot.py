@@ -5,7 +5,7 @@ import json
 import pytest
 
 import tunesmith
-from tunesmith.methods.few_shot import make_pairs
+from tunesmith.methods.pairs import make_pairs
 
 
 def labels_for(counts: dict[str, int]) -> list[str]:
@@ -113,9 +113,9 @@ def test_seeds_repeat_the_run_and_report_mean_and_std(toy_data, tmp_path):
 
 def test_pair_loss_embeds_each_example_once_with_the_same_loss_and_gradient():
     import torch
-    from tunesmith.batching import collate, tokenize
-    from tunesmith.methods.few_shot import cosine_pair_loss, mean_pool, pair_rows
-    from tunesmith.models import load_encoder, load_tokenizer, resolve_weights
+    from tunesmith.engine.batching import collate, tokenize
+    from tunesmith.methods.pairs import cosine_pair_loss, mean_pool, pair_rows
+    from tunesmith.models.loading import load_encoder, load_tokenizer, resolve_weights
     path = resolve_weights("tiny-bert")
     tok, model = load_tokenizer(path), load_encoder(path).eval()  # eval: no dropout, so both ways must agree
     rows, _ = tokenize(tok, ["good movie", "a great product", "bad", "it is not good at all"], None, 32)

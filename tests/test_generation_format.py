@@ -8,10 +8,10 @@ import torch
 
 from tunesmith.data.conversations import read_conversations
 from tunesmith.errors import TunesmithError
-from tunesmith.generation.formatting import (DEFAULT_TEMPLATE, check_learnable, encode, encode_sample, ensure_chat_template,
+from tunesmith.tasks.generation.formatting import (DEFAULT_TEMPLATE, check_learnable, encode, encode_sample, ensure_chat_template,
                                              pack)
-from tunesmith.generation.generate import causal_lm_loss
-from tunesmith.models import load_causal_lm, load_tokenizer, resolve_weights
+from tunesmith.tasks.generation.generate import causal_lm_loss
+from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
 from tunesmith.recipe import DataSection
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "where is my order"},
@@ -123,7 +123,7 @@ def test_packing_never_lets_one_sample_attend_to_another(tiny):
     packed = pack(rows, max_length=512)
     assert len(packed) == 1
     row = packed[0]
-    from tunesmith.generation.generate import with_packing_mask
+    from tunesmith.tasks.generation.generate import with_packing_mask
     inputs = with_packing_mask({"input_ids": torch.tensor([row["input_ids"]]), "position_ids": torch.tensor([row["position_ids"]])}, model)
     with torch.no_grad():
         together = model(**inputs, use_cache=False).logits[0]
@@ -138,7 +138,7 @@ def test_packing_never_lets_one_sample_attend_to_another(tiny):
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_packed_mask_is_block_diagonal_and_causal(impl):
-    from tunesmith.generation.formatting import packed_attention_mask
+    from tunesmith.tasks.generation.formatting import packed_attention_mask
     mask = packed_attention_mask(torch.tensor([[0, 1, 2, 0, 1, 0, 0]]), impl, torch.float32)
     allowed = mask[0, 0] if mask.dtype == torch.bool else mask[0, 0] == 0
     expected = torch.tensor([[1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0],
@@ -156,7 +156,7 @@ def test_packing_respects_max_length(tiny):
 
 def test_loss_on_labeled_positions_only_equals_the_models_own_loss(tiny):
     model, tokenizer = tiny
-    from tunesmith.batching import collate
+    from tunesmith.engine.batching import collate
     rows = encode(tokenizer, [CHAT, CHAT[:3]], 512, "responses").rows
     batch = collate(rows, tokenizer.pad_token_id)
     with torch.no_grad():

@@ -6,10 +6,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import sentiment_rows
-from tunesmith.batching import tokenize
-from tunesmith.evaluate import forward_batches
-from tunesmith.head_init import head_features, init_head_from_probe, output_layers
-from tunesmith.models import head_is_fresh, load_classifier, load_tokenizer, resolve_weights
+from tunesmith.engine.batching import tokenize
+from tunesmith.engine.metrics import forward_batches
+from tunesmith.methods.head_init import head_features, init_head_from_probe, output_layers
+from tunesmith.models.loading import head_is_fresh, load_classifier, load_tokenizer, resolve_weights
 
 
 def _logits(model, rows, pad_id) -> np.ndarray:

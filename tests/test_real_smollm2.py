@@ -4,7 +4,7 @@ import pytest
 
 import tunesmith
 from tests.conftest import SHARED_DATA
-from tunesmith.models import is_installed
+from tunesmith.models.loading import is_installed
 
 pytestmark = [pytest.mark.real,
               pytest.mark.skipif(not is_installed("smollm2-135m-instruct"), reason="needs `tunesmith models pull smollm2-135m-instruct`"),

@@ -13,12 +13,12 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import tunesmith.train
-from tunesmith import checkpoint as ckpt
+import tunesmith.engine.loop
+from tunesmith.engine import checkpoint as ckpt
 from tunesmith.cli import app
 from tunesmith.errors import TunesmithError
 from tunesmith.pipeline import run
-from tunesmith.runs import read_status
+from tunesmith.runs.rundir import read_status
 
 runner = CliRunner()
 
@@ -37,13 +37,13 @@ def _max_weight_diff(a, b) -> float:
 
 def _interrupt_at(monkeypatch, at_step: int):
     """Ctrl-C right after the optimizer step `at_step` (steps after the last checkpoint are lost)."""
-    original = tunesmith.train._write
+    original = tunesmith.engine.loop._write
 
     def write(handle, record):
         original(handle, record)
         if record.get("step") == at_step and "loss" in record:
             raise KeyboardInterrupt
-    monkeypatch.setattr(tunesmith.train, "_write", write)
+    monkeypatch.setattr(tunesmith.engine.loop, "_write", write)
 
 
 def test_ctrl_c_then_resume_matches_an_uninterrupted_run(toy_data, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import tunesmith
 from tunesmith.cli import app
 from tunesmith.errors import TunesmithError
-from tunesmith.models import load_classifier, load_encoder, model_spec, resolve_weights
+from tunesmith.models.loading import load_classifier, load_encoder, model_spec, resolve_weights
 
 from .conftest import sentiment_rows
 

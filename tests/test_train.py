@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tunesmith.methods.supervised import class_weight_tensor
-from tunesmith.models import apply_lora, load_classifier, resolve_weights
+from tunesmith.models.loading import apply_lora, load_classifier, resolve_weights
 from tunesmith.pipeline import run
 from tunesmith.recipe import LoraSection
 
@@ -79,7 +79,7 @@ def test_lora_run_saves_a_merged_plain_model(toy_data, tmp_path):
 
 def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
     import torch
-    from tunesmith.train import _State
+    from tunesmith.engine.loop import _State
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
     model[0].requires_grad_(False)
     state = _State(stop_metric="loss", patience=1)
@@ -95,7 +95,7 @@ def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
 
 def test_head_lr_applies_to_the_new_head_only():
     from transformers import BertConfig, BertForSequenceClassification
-    from tunesmith.train import optimizer_for
+    from tunesmith.engine.loop import optimizer_for
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                                      intermediate_size=16, num_labels=3))
     opt = optimizer_for(model, lr=1e-4, weight_decay=0.01, head_lr=1e-2)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import tunesmith
 from tests.hostile import fake_run, plant_pickle, toy_recipe
-from tunesmith import runs
+from tunesmith.runs import rundir as runs
 from tunesmith.cli import app
 from tunesmith.data.readers import read_table
 
@@ -67,8 +67,8 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(tmp_path):
 
 
 def test_planted_pickles_are_refused_and_never_run(tmp_path):
-    from tunesmith.checkpoint import load_tensors_file
-    from tunesmith.continual_run import _load_ewc
+    from tunesmith.engine.checkpoint import load_tensors_file
+    from tunesmith.flows.continual import _load_ewc
     from tunesmith.errors import TunesmithError
     marker = tmp_path / "pwned"
     with pytest.raises(TunesmithError, match="never loads"):
@@ -84,7 +84,7 @@ def test_checkpoints_load_weights_only(tmp_path):
     import random
 
     import torch
-    from tunesmith import checkpoint
+    from tunesmith.engine import checkpoint
     random.seed(3), np.random.seed(3), torch.manual_seed(3)
     state = checkpoint.rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
@@ -116,7 +116,7 @@ def _write(path, recipe: dict):
 
 
 def test_macro_averages_skip_labels_absent_from_the_file():
-    from tunesmith.evaluate import classification_metrics
+    from tunesmith.engine.metrics import classification_metrics
     # three labels in the run, the file holds two, every prediction right: macro-F1 must be 1.0, not 2/3
     metrics = classification_metrics([0, 1, 0, 1], [0, 1, 0, 1], ["a", "b", "c"])
     assert metrics["accuracy"] == metrics["f1_macro"] == metrics["precision_macro"] == 1.0
@@ -126,8 +126,8 @@ def test_macro_averages_skip_labels_absent_from_the_file():
 
 
 def test_collapse_and_worse_than_base_are_warned_in_the_report():
-    from tunesmith.evaluate import outcome_warnings
-    from tunesmith.report import warnings_section
+    from tunesmith.engine.metrics import outcome_warnings
+    from tunesmith.runs.report import warnings_section
     metrics = {"labels": ["neg", "pos"], "eval_set": "test", "base": {"f1_macro": 0.7},
                "tuned": {"f1_macro": 0.33, "confusion_matrix": [[5, 0], [5, 0]]}}
     found = outcome_warnings(metrics)
@@ -164,8 +164,8 @@ def test_semicolon_csv_and_byte_order_mark_are_read(tmp_path):
 
 
 def test_texts_without_a_known_token_are_counted(tmp_path):
-    from tunesmith.batching import unknown_only
-    from tunesmith.models import load_tokenizer, resolve_weights
+    from tunesmith.engine.batching import unknown_only
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
     rows = [{"input_ids": tokenizer(t)["input_ids"]} for t in ("😀😀", "שלום", "the movie", "the 😀")]
     assert unknown_only(tokenizer, rows) == 2
@@ -206,9 +206,9 @@ def test_runs_list_skips_a_damaged_run_with_a_note(tmp_path):
 
 
 def test_an_overlong_prompt_is_cut_and_every_prompt_answered(capsys):
-    from tunesmith.generation.formatting import ensure_chat_template
-    from tunesmith.generation.generate import generate
-    from tunesmith.models import load_causal_lm, load_tokenizer, resolve_weights
+    from tunesmith.tasks.generation.formatting import ensure_chat_template
+    from tunesmith.tasks.generation.generate import generate
+    from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
     weights = resolve_weights("tiny-llama")
     model, tokenizer = load_causal_lm(weights), load_tokenizer(weights)
     ensure_chat_template(tokenizer)
@@ -222,8 +222,8 @@ def test_a_failing_generation_ends_the_stream_instead_of_hanging(monkeypatch):
     import threading
 
     from tunesmith.errors import TunesmithError
-    from tunesmith.generation import predictor as module
-    from tunesmith.models import load_causal_lm, load_tokenizer, resolve_weights
+    from tunesmith.tasks.generation import predictor as module
+    from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
     weights = resolve_weights("tiny-llama")
     chat = module.GenerativePredictor(load_causal_lm(weights), load_tokenizer(weights))
 

@@ -10,7 +10,7 @@ from .errors import TunesmithError
 from .pipeline import RunResult, run
 from .predict import Predictor
 from .recipe import Recipe, load_recipe
-from .registry import METHODS, MODELS
+from .models.registry import METHODS, MODELS
 
 __all__ = ["load_recipe", "run", "Predictor", "Recipe", "RunResult", "MODELS", "METHODS", "TunesmithError"]
 __version__ = "0.1.0"

@@ -9,19 +9,19 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import runs
-from .batching import tokenize, unknown_only
-from .checkpoint import CHECKPOINT_FILE
+from .runs import rundir as runs
+from .engine.batching import tokenize, unknown_only
+from .engine.checkpoint import CHECKPOINT_FILE
 from .data.classification import load_classification
 from .errors import TunesmithError
-from .evaluate import evaluate_classifier, linear_probe, outcome_warnings
-from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
-from .hardware import make_accelerator, resolve_precision
-from .models import head_is_fresh, load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from .engine.metrics import evaluate_classifier, linear_probe, outcome_warnings
+from .methods.head_init import PROBE_FROM_CLASSES, init_head_from_probe
+from .engine.hardware import make_accelerator, resolve_precision
+from .models.loading import head_is_fresh, load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from .recipe import Recipe, load_recipe
-from .registry import METHODS, default_lr
-from .report import write_report
-from .train import run_loop
+from .models.registry import METHODS, default_lr
+from .runs.report import write_report
+from .engine.loop import run_loop
 
 console = Console(stderr=True)
 
@@ -48,22 +48,22 @@ def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None
         raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
                              "(continual runs grow by versions instead: `tunesmith update`).")
     if recipe.train.seeds > 1:
-        from .seeds import run_seeds
+        from .flows.seeds import run_seeds
         return RunResult(*run_seeds(recipe, output_dir, overwrite, run))
     if recipe.stages:
-        from .stages import run_stages
+        from .flows.stages import run_stages
         return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct))
     if recipe.method.name == "continual":
-        from .continual_run import run_continual
+        from .flows.continual import run_continual
         return RunResult(*run_continual(recipe, output_dir, overwrite))
     if recipe.method.name == "domain_adaptation":
         from .methods.domain_adaptation import run_domain_adaptation
         return RunResult(*run_domain_adaptation(recipe, output_dir, overwrite, resume=resume))
     if recipe.task == "generation":
-        from .generation.pipeline import run_generation
+        from .methods.supervised_generation import run_generation
         return RunResult(*run_generation(recipe, output_dir, overwrite, resume=resume))
     if recipe.method.name == "few_shot":
-        from .methods.few_shot_run import run_few_shot
+        from .methods.few_shot import run_few_shot
         return RunResult(*run_few_shot(recipe, output_dir, overwrite, resume))
     method = importlib.import_module(METHODS[recipe.method.name])
     data = load_classification(recipe.data, recipe.train.seed)
@@ -84,8 +84,8 @@ def preflight(recipe) -> None:
     the report goes into the run directory when it is created."""
     if recipe.train.data_check == "off":
         return
-    from .datacheck import check_recipe
-    from .datacheck_report import PENDING
+    from .check.classification import check_recipe
+    from .check.report import PENDING
     report = check_recipe(recipe)
     for warning in report.warnings:
         console.print(f"[yellow]data check:[/] {warning}")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
-from .batching import tokenize
-from .evaluate import predict_proba
-from .hardware import resolve_precision
+from .runs import rundir as runs
+from .engine.batching import tokenize
+from .engine.metrics import predict_proba
+from .engine.hardware import resolve_precision
 
 
 class Predictor:
@@ -26,22 +26,22 @@ class Predictor:
     def load(cls, run_dir: str | Path, **kwargs):
         """A Predictor for classification runs; a GenerativePredictor (`.generate`) for generation runs."""
         from transformers import AutoModelForSequenceClassification
-        from .models import load_tokenizer
+        from .models.loading import load_tokenizer
         run_dir = runs.open_finished(run_dir)
         model_dir = runs.read_json(run_dir / runs.METRICS_FILE).get("model_dir")
         if model_dir:  # a multi-seed run: use the seed run it names
             run_dir = runs.open_finished(run_dir / model_dir)
         if is_generation_run(run_dir):
-            from .generation.predictor import GenerativePredictor, load_generation_model
+            from .tasks.generation.predictor import GenerativePredictor, load_generation_model
             return GenerativePredictor(*load_generation_model(run_dir), **kwargs)
         model_dir = run_dir / runs.MODEL_DIR
         recipe = _recipe(run_dir)
         kwargs.setdefault("max_length", recipe.get("train", {}).get("max_length", 256))
-        from .methods.few_shot_run import load_head
+        from .methods.few_shot import load_head
         head = load_head(model_dir)
         tokenizer = runs.load_saved_model(model_dir, load_tokenizer)
         if head:
-            from .models import load_encoder
+            from .models.loading import load_encoder
             return cls(runs.load_saved_model(model_dir, load_encoder), tokenizer, head=head, **kwargs)
         model = runs.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
             path, local_files_only=True, use_safetensors=True))  # a run writes safetensors; a .bin there is not ours
@@ -50,8 +50,8 @@ class Predictor:
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
         if self.head:
-            from .evaluate import forward_batches, mean_pooled
-            from .methods.few_shot_run import head_proba
+            from .engine.metrics import forward_batches, mean_pooled
+            from .methods.few_shot import head_proba
             x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
             return head_proba(self.head, x)
         return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)

@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from .. import runs
+from ..runs import rundir as runs
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
 from ..errors import TunesmithError
-from ..hardware import make_accelerator, resolve_precision
-from ..models import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..engine.hardware import make_accelerator, resolve_precision
+from ..models.loading import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import LoraSection
-from ..registry import default_lr
-from ..checkpoint import CHECKPOINT_FILE
-from ..train import Hooks, run_loop
+from ..models.registry import default_lr
+from ..engine.checkpoint import CHECKPOINT_FILE
+from ..engine.loop import Hooks, run_loop
 from .vocab import candidate_words, extend_vocabulary
 
 console = Console(stderr=True)
@@ -174,7 +174,7 @@ def _objective(objective: str, tokenizer, probability: float, seed: int, held: l
     """(training loss, held-out loss, held-out rows with labels). MLM held-out rows are masked once, with a
     fixed seed, so every evaluation scores the same positions; training masks afresh every batch."""
     if objective == "clm":
-        from ..generation.generate import causal_lm_loss
+        from ..tasks.generation.generate import causal_lm_loss
         return causal_lm_loss, causal_lm_loss, held
     if tokenizer.mask_token is None:
         raise TunesmithError("method.objective mlm needs a tokenizer with a mask token; this model has none (use clm).")
@@ -209,7 +209,7 @@ def masked_lm_loss(model, batch: dict) -> torch.Tensor:
 @torch.inference_mode()
 def heldout_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn) -> dict:
     """Token-weighted mean loss over labeled positions (masked tokens for MLM, next tokens for CLM)."""
-    from ..generation.generate import validation_loss
+    from ..tasks.generation.generate import validation_loss
     return validation_loss(model, rows, batch_size, pad_id, loss_fn, shifted=loss_fn is not masked_lm_loss)
 
 

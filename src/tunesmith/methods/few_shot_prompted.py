@@ -28,7 +28,7 @@ def to_conversations(split, words: dict[str, str], system: str, source: str) -> 
 
 
 def run_prompted(recipe, data, output_dir, overwrite: bool, resume: bool = False):
-    from ..generation.pipeline import run_generation
+    from .supervised_generation import run_generation
     train_set = recipe.train.model_fields_set
     # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
     updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}

@@ -6,9 +6,9 @@ from collections import Counter
 
 import torch
 
-from ..models import apply_lora, freeze_bottom, load_classifier, set_dropout
+from ..models.loading import apply_lora, freeze_bottom, load_classifier, set_dropout
 from ..recipe import LoraSection
-from ..train import Hooks
+from ..engine.loop import Hooks
 
 
 def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str):

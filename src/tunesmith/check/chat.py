@@ -1,0 +1,110 @@
+"""The data check for generation data: layout, duplicates, prompt overlap, chat-template round trip,
+token lengths, and the samples whose labels would be fully masked (they teach nothing)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .classification import LENGTH_SAMPLE, Report, _length_warning, length_stats, normalise, read_splits
+from ..errors import TunesmithError
+
+ROUND_TRIP_SAMPLES = 200  # rendering is slow-ish; the template behaves the same on every sample of one layout
+
+
+def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
+    from ..data.conversations import read_conversations
+    data = recipe.data
+    convs = read_splits(data, name, report, lambda path, split: read_conversations(path, data, f"data.{split}"))
+    entry: dict = {"name": name, "task": "generation",
+                   "splits": {s: {"file": c.source, "format": c.format, "rows": len(c)} for s, c in convs.items()}}
+    report.datasets.append(entry)
+    if "train" not in convs:
+        return
+    samples = convs["train"].samples
+    _duplicates(entry, samples, convs, name, report)
+    if tokenizer is None:
+        return
+    from ..tasks.generation.formatting import ensure_chat_template
+    if ensure_chat_template(tokenizer):
+        report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
+    if convs["train"].format != "text":
+        _round_trip(entry, tokenizer, samples, name, report)
+    _masking(entry, tokenizer, samples, recipe, name, report)
+
+
+def _prompt(sample: list[dict]) -> str:
+    return "\n".join(m["content"] for m in sample if m["role"] not in ("assistant",))
+
+
+def _duplicates(entry, samples, convs, name, report) -> None:
+    keys = [json.dumps(s, sort_keys=True, ensure_ascii=False) for s in samples]
+    entry["duplicates"] = len(keys) - len(set(keys))
+    if entry["duplicates"]:
+        report.warnings.append(f"{name}: {entry['duplicates']} duplicate training conversation(s).")
+    exact = {_prompt(s) for s in samples}
+    loose = {normalise(p) for p in exact}
+    entry["overlap_with_train"] = {}
+    for split, conv in convs.items():
+        if split == "train":
+            continue
+        prompts = [_prompt(s) for s in conv.samples]
+        same, similar = sum(p in exact for p in prompts), sum(normalise(p) in loose for p in prompts)
+        entry["overlap_with_train"][split] = {"exact": same, "normalised": similar, "rows": len(prompts)}
+        if similar:
+            report.warnings.append(f"{name}: {similar} of {len(prompts)} {split} prompt(s) also appear in training data "
+                                   f"({same} exactly); scores on them overstate what the model learned.")
+
+
+def _round_trip(entry, tokenizer, samples, name, report) -> None:
+    """Every message's text must come out of the rendered template, in order: templates that drop a
+    system message or reorder turns would otherwise train on something else than the data."""
+    from ..tasks.generation.formatting import render
+    checked = samples[:ROUND_TRIP_SAMPLES]
+    lost = 0
+    for sample in checked:
+        try:
+            text = render(tokenizer, sample)
+        except TunesmithError as err:
+            report.errors.append(f"{name}: {err}")
+            return
+        pos = 0
+        for message in sample:
+            found = text.find(message["content"].strip(), pos)
+            if found < 0:
+                lost += 1
+                break
+            pos = found
+    entry["template_round_trip"] = {"checked": len(checked), "lost_text": lost}
+    if lost:
+        report.warnings.append(f"{name}: in {lost} of {len(checked)} conversations the chat template drops or reorders "
+                               "message text (often a system message the template does not support).")
+
+
+def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
+    from ..tasks.generation.formatting import encode_sample
+    max_length, loss_on = recipe.train.max_length, recipe.method.loss_on
+    picked = samples
+    if len(samples) > LENGTH_SAMPLE:
+        rng = np.random.default_rng(recipe.train.seed)
+        picked = [samples[i] for i in rng.choice(len(samples), LENGTH_SAMPLE, replace=False)]
+    lengths, masked = [], 0
+    for sample in picked:
+        try:
+            row, _ = encode_sample(tokenizer, sample, 10**9, loss_on)  # uncut: the true length
+        except TunesmithError as err:
+            report.errors.append(f"{name}: {err}")
+            return
+        lengths.append(len(row["input_ids"]))
+        masked += all(label == -100 for label in row["labels"][1:max_length])
+    entry["lengths"] = length_stats(np.array(lengths), max_length, len(picked) < len(samples))
+    entry["fully_masked"] = masked
+    _length_warning(entry["lengths"], name, report)
+    if masked == len(picked):
+        report.errors.append(f"{name}: all {masked} training samples have no response token within train.max_length="
+                             f"{max_length}: nothing to learn. Raise train.max_length, check the response column, or set "
+                             "method.loss_on=all.")
+    elif masked:
+        report.warnings.append(f"{name}: {masked} of {len(picked)} training samples have no response token within "
+                               f"train.max_length={max_length}; they are dropped.")

@@ -1,0 +1,153 @@
+"""`tunesmith chat`, `generate` and `export`: commands for generation runs (registered on the main app)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app, err, friendly, out
+from ..errors import TunesmithError
+
+Temperature = Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy (deterministic).")]
+TopP = Annotated[float, typer.Option("--top-p", help="Nucleus sampling: keep the smallest token set with this much probability.")]
+MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
+
+
+def _generator(run_dir: Path):
+    from ..predict import Predictor, is_generation_run
+    from ..runs.rundir import open_finished
+    if not is_generation_run(open_finished(run_dir)):
+        raise TunesmithError(f"{run_dir} is a classification run; use `tunesmith predict` with it.")
+    return Predictor.load(run_dir)
+
+
+@app.command()
+@friendly
+def chat(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
+         system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
+         temperature: Temperature = 0.0, top_p: TopP = 1.0, max_new_tokens: MaxNew = 256):
+    """Talk to a tuned model; answers stream as they are generated; the history is kept (type /reset, /exit)."""
+    generator = _generator(run_dir)
+    history = [{"role": "system", "content": system}] if system else []
+    err.print("Chat with the tuned model. /reset clears the history, /exit (or Ctrl-D) quits.")
+    while True:
+        try:
+            user = _clean(input("you> ")).strip()
+        except EOFError:
+            break
+        except UnicodeDecodeError:
+            err.print("[yellow]That line is not UTF-8 text; type it again.[/]")
+            continue
+        if user in ("/exit", "/quit"):
+            break
+        if user == "/reset":
+            history = history[:1] if system else []
+            continue
+        if not user:
+            continue
+        history.append({"role": "user", "content": user})
+        out.print("model> ", end="")
+        answer = ""
+        try:
+            for piece in generator.stream(history, max_new_tokens, temperature, top_p):
+                out.print(piece, end="", highlight=False, markup=False)
+                answer += piece
+        except TunesmithError as exc:  # a failed generation ends the turn, never the session (and never hangs)
+            out.print()
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            history.pop()
+            continue
+        out.print()
+        history.append({"role": "assistant", "content": answer.strip()})
+
+
+def _clean(text: str) -> str:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which tokenizers reject: replace them."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+@app.command("generate")
+@friendly
+def generate_(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
+              input: Annotated[Path, typer.Argument(help="CSV/JSONL/... with a prompt column, or a messages column.")],
+              output: Annotated[Path, typer.Option("-o", "--output", help="Where to write (format from its extension).")],
+              prompt_column: Annotated[Optional[str], typer.Option(help="Prompt column (default: prompt, or messages).")] = None,
+              temperature: Temperature = 0.0, top_p: TopP = 1.0, max_new_tokens: MaxNew = 256,
+              batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16):
+    """Add a `generated` column to every row of INPUT (batched)."""
+    from ..data.classification import text_cells
+    from ..data.readers import read_table
+    from ..data.writers import write_table
+    generator = _generator(run_dir)
+    generator.batch_size = batch_size
+    frame = read_table(input, "input")
+    column = prompt_column or next((c for c in ("messages", "prompt", "text", "instruction") if c in frame.columns), None)
+    if column is None or column not in frame.columns:
+        raise TunesmithError(f"{input}: no prompt column{f' {column!r}' if column else ''}. Columns found: "
+                             f"{', '.join(frame.columns)}. Pass --prompt-column NAME.")
+    prompts = _message_cells(frame[column].tolist(), input) if column == "messages" else text_cells(frame, column, str(input))
+    frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p)
+    write_table(frame, output)
+    out.print(f"{len(frame)} answers written to {output}")
+
+
+def _message_cells(values: list, path: Path) -> list[list[dict]]:
+    cells = []
+    for row, value in enumerate(values, start=1):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise TunesmithError(f"{path}: data row {row}: 'messages' is not a JSON list of messages.") from None
+        if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            raise TunesmithError(f"{path}: data row {row}: 'messages' must be a list of {{\"role\", \"content\"}} objects.")
+        cells.append(value)
+    return cells
+
+
+@app.command()
+@friendly
+def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
+           merge: Annotated[bool, typer.Option("--merge", help="Merge the LoRA adapter into the base weights.")] = False,
+           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Target folder (default RUN_DIR/merged).")] = None):
+    """Write a plain Hugging Face model folder that loads with transformers alone (no tunesmith, no peft)."""
+    from ..tasks.generation.predictor import export_merged
+    from ..runs.rundir import ADAPTER_DIR, open_finished
+    from ..predict import is_generation_run
+    run_dir = open_finished(run_dir)
+    if not is_generation_run(run_dir):
+        raise TunesmithError(f"{run_dir} is a classification run; `tunesmith export` writes decoder (generation) models. Its "
+                             f"model is already a plain Hugging Face folder: {run_dir / 'model'} (AutoModelForSequenceClassification, "
+                             "or AutoModel plus model/head.json for few-shot runs).")
+    if (run_dir / ADAPTER_DIR).is_dir() and not merge:
+        raise TunesmithError(f"{run_dir} holds a LoRA adapter; pass --merge to build a full model from it.")
+    target = export_merged(run_dir, output)
+    out.print(f"Merged model written to {target} (AutoModelForCausalLM.from_pretrained('{target}'))")
+
+
+def evaluate_generation_run(run_dir: Path, data: Path, max_samples: int | None = None) -> dict:
+    """Loss/perplexity on every sample of `data`, generation metrics on its prompts (the run's eval settings)."""
+    import yaml
+    from ..data.conversations import read_conversations
+    from ..tasks.generation.formatting import encode, learnable
+    from ..tasks.generation.generate import split_prompt, validation_loss
+    from ..tasks.generation.metrics import generation_metrics
+    from ..methods.supervised_generation import answer_settings
+    from ..recipe import load_recipe
+    from ..runs.rundir import RECIPE_FILE
+    recipe = load_recipe(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
+    generator = _generator(run_dir)
+    conv = read_conversations(str(data), recipe.data, "--data")
+    err.print(conv.describe())
+    rows = learnable(encode(generator.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
+    metrics = validation_loss(generator.model, rows, recipe.eval.batch_size, generator.tokenizer.pad_token_id)
+    if conv.format == "text":
+        return metrics
+    pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
+    references = [r for _, r in pairs]
+    kind, max_new = answer_settings(recipe.eval, references)
+    answers = generator.generate([p for p, _ in pairs], max_new)
+    return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}

@@ -1,0 +1,76 @@
+"""`tunesmith runs`: what the run directories under a folder hold, and a continual run's versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .app import app, friendly, out
+
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect run directories.")
+app.add_typer(runs_app, name="runs")
+
+STATUS_STYLE = {"finished": "green", "interrupted": "yellow", "failed": "red", "running": "cyan"}
+
+
+@runs_app.command("list")
+@friendly
+def list_runs(folder: Annotated[Path, typer.Argument(help="A folder of run directories (or one run directory).")] = Path("runs")):
+    """Every run under FOLDER: finished, running, interrupted (resumable) or failed, with its headline metric."""
+    from ..runs import rundir as runs
+    from ..errors import TunesmithError
+    if not folder.is_dir():
+        raise TunesmithError(f"{folder} is not a folder. Pass the folder that holds your run directories (default: runs).")
+    found = sorted({p.parent for p in folder.glob("*/" + runs.RUN_FILE)} | ({folder} if (folder / runs.RUN_FILE).is_file() else set()))
+    table = Table("run", "status", "method", "model", "tuned", "note", title=str(folder))
+    for run_dir in found:
+        table.add_row(*_row(run_dir))
+    out.print(table if found else f"No run directories under {folder}.")
+
+
+def _row(run_dir: Path) -> tuple[str, ...]:
+    """One run's line; a run whose files are damaged is listed as such, never stops the listing."""
+    from ..runs import rundir as runs
+    from ..errors import TunesmithError
+    status = runs.read_status(run_dir)
+    try:
+        recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
+    except TunesmithError:
+        return run_dir.name, "[red]damaged[/]", "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
+    tuned = runs.read_json(run_dir / runs.METRICS_FILE).get("tuned") if status == "finished" else {}
+    tuned = tuned if isinstance(tuned, dict) else {}
+    headline = next((f"{k} {tuned[k]:.4f}" for k in ("f1_macro", "rouge_l", "exact_match", "perplexity", "loss")
+                     if isinstance(tuned.get(k), (int, float))), "")
+    note = {"interrupted": f"tunesmith train --resume {run_dir}", "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", ""),
+            "damaged": f"{runs.RUN_FILE} {runs.json_problem(run_dir / runs.RUN_FILE)}"}
+    return (run_dir.name, f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]", _name(recipe.get("method"), "supervised"),
+            _name(recipe.get("model"), ""), headline, str(note.get(status, ""))[:80])
+
+
+def _name(section, default: str) -> str:
+    """A recipe section's name: `model: {name: x}` or the shorthand `model: x`."""
+    if isinstance(section, dict):
+        return str(section.get("name", default))
+    return str(section) if section is not None else default
+
+
+@runs_app.command("versions")
+@friendly
+def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
+             rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None):
+    """List a continual run's versions with their accuracies; --rollback N makes version N current."""
+    from ..flows.continual import list_versions, rollback as do_rollback
+    if rollback is not None:
+        do_rollback(run_dir, rollback)
+        out.print(f"version {rollback} is current again ({run_dir}/model).")
+    current, rows = list_versions(run_dir)
+    table = Table("version", "experience", "labels", "mean accuracy", "per experience", title=str(run_dir))
+    for r in rows:
+        mark = " (current)" if r["version"] == current else ""
+        table.add_row(f"v{r['version']}{mark}", str(r["experience"]), str(r["labels"]),
+                      "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
+                      " ".join(f"{a:.3f}" for a in r["accuracies"]))
+    out.print(table)

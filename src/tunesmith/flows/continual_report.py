@@ -1,0 +1,81 @@
+"""report.md of a continual run: the accuracy matrix as a heat map and as lines, and the forgetting figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..runs.report import plt
+
+
+def write_continual_report(run_dir: Path, m: dict) -> Path:
+    c = m["continual"]
+    names, matrix = c["experiences"], c["matrix"]
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    _heatmap(matrix, names, plots / "accuracy_matrix.png")
+    _lines(matrix, names, plots / "accuracy_over_time.png")
+    cell = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    header = "| after \\ on | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 1)
+    rows = "\n".join(f"| {names[i]} | " + " | ".join(cell(v) for v in row) + " |" for i, row in enumerate(matrix))
+    initial = "| (before training) | " + " | ".join(cell(v) for v in c["initial"]) + " |"
+    fwt = "n/a" if c["fwt"] is None else f"{c['fwt']:+.4f}"
+    text = f"""# tunesmith continual run
+
+Model `{m['model']}`, strategy {' + '.join(c['strategy'])}, version {c['version']}; labels {', '.join(m['labels'])}.
+
+| average accuracy (last row) | backward transfer (BWT) | forward transfer (FWT) |
+|---|---|---|
+| {c['average_accuracy']:.4f} | {c['bwt']:+.4f} | {fwt} |
+
+BWT is the mean change on earlier experiences' sets between just after learning them and now (negative =
+forgotten); FWT the mean gain on an experience's set from the experiences before it, against an untrained head.
+
+## Accuracy matrix (row: after training on; column: evaluated on)
+
+{header}
+{initial}
+{rows}
+
+![accuracy matrix](plots/accuracy_matrix.png)
+
+![accuracy over time](plots/accuracy_over_time.png)
+
+Over all evaluation sets together, the current model: accuracy {m['tuned']['accuracy']:.4f}, macro-F1 {m['tuned']['f1_macro']:.4f}.
+"""
+    path = run_dir / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _heatmap(matrix, names, path: Path) -> None:
+    import numpy as np
+    values = np.array([[np.nan if v is None else v for v in row] + [np.nan] * (len(names) - len(row)) for row in matrix])
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.0 * len(names) + 1.5))
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(matrix)), names[: len(matrix)])
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("after training on")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _lines(matrix, names, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for j, name in enumerate(names):
+        points = [(i, row[j]) for i, row in enumerate(matrix) if j < len(row) and row[j] is not None and i >= j]
+        if points:
+            ax.plot([p[0] + 1 for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xticks(range(1, len(matrix) + 1))
+    ax.set_xlabel("after experience")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

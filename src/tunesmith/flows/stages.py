@@ -1,0 +1,122 @@
+"""Multi-stage runs (transfer learning, domain adaptation) as one recipe, with a stage-by-stage table.
+
+Each stage is an ordinary run in `stages/<n>-<name>/`, started from the previous stage's weights.
+After every stage the model is scored on the final target: a linear probe on its body for stages
+that do not yet have the target's head, the real metrics for the last stage. So the report shows
+what each stage bought, and `--compare-direct` trains the target alone for the control.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from ..runs import rundir as runs
+from ..recipe import stage_recipe
+
+console = Console(stderr=True)
+STAGES_DIR = "stages"
+DIRECT_DIR = "direct"
+_KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval/chat read from a run
+
+
+def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False) -> tuple[Path, dict]:
+    run_dir = Path(output_dir or recipe.output.dir or runs.default_dir("stages"))
+    return runs.run_in(recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume)
+
+
+def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
+    from .target import Target
+    count = len(recipe.stages)
+    final = stage_recipe(recipe, count - 1)
+    target = Target(final)
+    model_name, entries = recipe.model.name, []
+    base = target.evaluate(model_name) if recipe.eval.baseline != "none" else {}
+    if base:
+        console.print(f"[bold]base[/] on the target: {target.headline(base)}")
+    for index, stage in enumerate(recipe.stages):
+        sub = stage_recipe(recipe, index, model_name)
+        sub.eval.baseline = "none"  # the stage table carries the comparison; no probe per stage run
+        sub.train.data_check = "off"  # the whole staged recipe was checked before stage 1
+        sub_dir = run_dir / STAGES_DIR / f"{index + 1}-{_slug(stage.name)}"
+        console.rule(f"stage {index + 1}/{count}: {stage.name} ({sub.method.name})")
+        metrics = _run_stage(sub, sub_dir, resume, target)
+        model_name = str(handoff(sub_dir, sub.model.name))
+        last = index == count - 1
+        on_target = metrics["tuned"] if last else target.evaluate(model_name)
+        if not last:
+            console.print(f"after {stage.name}, on the target: {target.headline(on_target)}")
+        entries.append({"name": stage.name, "method": sub.method.name, "task": metrics.get("task"),
+                        "dir": str(sub_dir.relative_to(run_dir)), "own": _headline_metrics(metrics),
+                        "target": _headline_metrics({"tuned": on_target})["tuned"],
+                        "target_kind": "final model" if last else target.probe_kind})
+    result = {**metrics, "model": recipe.model.name, "base": base, "stages": entries, "target_eval": target.description}
+    _copy_outputs(sub_dir, run_dir)
+    if compare_direct:
+        result["direct"] = _direct(final, run_dir / DIRECT_DIR, resume)
+    runs.write_json(run_dir / runs.METRICS_FILE, result)
+    from .stage_report import write_stage_report
+    write_stage_report(run_dir, result)
+    return result
+
+
+def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
+    if resume and runs.read_status(sub_dir) == "finished":
+        console.print(f"{sub_dir.name}: finished earlier, kept (--resume)")
+        return runs.read_json(sub_dir / runs.METRICS_FILE)
+    if sub.method.name == "domain_adaptation":
+        from ..methods.domain_adaptation import run_domain_adaptation
+        texts = target.train_texts() if sub.method.task_texts else None
+        return run_domain_adaptation(sub, sub_dir, True, task_texts=texts, resume=runs.resumable(sub_dir) and resume)[1]
+    from ..pipeline import run
+    return run(sub, sub_dir, overwrite=True, resume=runs.resumable(sub_dir) and resume).metrics
+
+
+def handoff(sub_dir: Path, model_name: str) -> Path:
+    """The weights the next stage starts from: the stage's full model (a LoRA adapter is merged first),
+    marked with the registry model it derives from so the next stage keeps that model's defaults."""
+    from ..models.loading import mark_base
+    folder = sub_dir / runs.MODEL_DIR
+    if (sub_dir / runs.ADAPTER_DIR).is_dir():
+        folder = sub_dir / runs.MERGED_DIR
+        if not (folder / "config.json").is_file():
+            from ..tasks.generation.predictor import export_merged
+            export_merged(sub_dir, folder)
+    mark_base(folder, model_name)
+    return folder
+
+
+def _direct(final, direct_dir: Path, resume: bool) -> dict:
+    """The control: the target stage alone, from the base model, same seed and budget."""
+    console.rule("control: the target stage alone from the base model (--compare-direct)")
+    final = final.model_copy(deep=True)
+    final.eval.baseline = "none"
+    final.train.data_check = "off"
+    from ..pipeline import run
+    if resume and runs.read_status(direct_dir) == "finished":
+        return runs.read_json(direct_dir / runs.METRICS_FILE)["tuned"]
+    return run(final, direct_dir, overwrite=True, resume=runs.resumable(direct_dir) and resume).metrics["tuned"]
+
+
+def _copy_outputs(stage_dir: Path, run_dir: Path) -> None:
+    """The final stage's model (and head, generations) at the top of the run: predict/eval/chat use it there."""
+    for item in stage_dir.iterdir():
+        if item.name in _KEEP or item.suffix == ".json" and item.name not in (runs.RUN_FILE, runs.METRICS_FILE):
+            dest = run_dir / item.name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+
+
+_HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "perplexity", "exact_match", "rouge_l")
+
+
+def _headline_metrics(metrics: dict) -> dict:
+    return {key: {k: v for k, v in (metrics.get(key) or {}).items() if k in _HEADLINE} for key in ("base", "tuned")}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "stage"

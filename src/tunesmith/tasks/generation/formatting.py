@@ -1,0 +1,170 @@
+"""Conversations -> token ids and labels, done the way inference will see them.
+
+- The model's own chat template renders every sample; a model without one gets DEFAULT_TEMPLATE,
+  which is stored in the saved tokenizer so inference renders prompts the same way.
+- Labels are -100 except on assistant turns, which include the end-of-turn token: the tuned
+  model learns to stop. Spans come from rendering the conversation prefix by prefix and mapping
+  characters to tokens, so any template works as long as it renders prefixes consistently.
+- Packing concatenates samples into rows of max_length with position ids restarting at each
+  sample, and `packed_attention_mask` gives each row a block-diagonal causal mask, so samples never
+  see each other. (transformers 5 only remaps causal positions for packed rows, which still lets a
+  token see earlier samples' tokens at lower positions; we pass the explicit 4D mask instead.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...errors import TunesmithError
+
+# ChatML markers, but turns end with the tokenizer's own EOS so `generate` stops without extra config.
+DEFAULT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Give a template-less (base) tokenizer the default one. True when it did."""
+    if getattr(tokenizer, "chat_template", None):
+        return False
+    if tokenizer.eos_token is None:
+        raise TunesmithError("The tokenizer has neither a chat template nor an EOS token, so a tuned model could never stop.")
+    tokenizer.chat_template = DEFAULT_TEMPLATE
+    return True
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus the end-of-turn marker of ChatML-style templates, when the vocabulary has one."""
+    ids = {tokenizer.eos_token_id}
+    for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(marker)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid is not None:
+            ids.add(tid)
+    return sorted(i for i in ids if i is not None)
+
+
+@dataclass
+class Encoded:
+    rows: list[dict]                        # input_ids, attention_mask, labels
+    truncated: list[int] = field(default_factory=list)     # sample indices cut at max_length
+    fully_masked: list[int] = field(default_factory=list)  # samples left with no token to learn from
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    from jinja2 import TemplateError
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError as err:
+        roles = [m["role"] for m in messages]
+        raise TunesmithError(
+            f"The model's chat template rejected a conversation with roles {roles}: {err}. Some templates accept no "
+            "system message (drop data.system_prompt) or need strictly alternating user/assistant turns.") from None
+
+
+def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns (end-of-turn included)."""
+    full = render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = render(tokenizer, messages[:i], add_generation_prompt=True)
+        upto = render(tokenizer, messages[:i + 1])
+        if not (full.startswith(upto) and upto.startswith(prefix)):
+            raise TunesmithError(
+                "The model's chat template renders a conversation differently from its prefixes, so assistant turns "
+                "cannot be located for loss masking. Set method.loss_on=all to train on every token.")
+        spans.append((len(prefix), len(upto)))
+    return full, spans
+
+
+def encode_sample(tokenizer, messages: list[dict], max_length: int, loss_on: str) -> tuple[dict, bool]:
+    """One sample -> row with labels; also whether it was cut at max_length."""
+    if messages[0]["role"] == "text":  # plain text: no template, learn every token and EOS
+        ids = tokenizer(messages[0]["content"])["input_ids"] + [tokenizer.eos_token_id]
+        labels = list(ids)
+    else:
+        text, spans = assistant_spans(tokenizer, messages)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        if loss_on == "all":
+            labels = list(ids)
+        else:
+            labels = [tid if any(a <= start < b for a, b in spans) else -100
+                      for tid, (start, _) in zip(ids, enc["offset_mapping"])]
+    cut = len(ids) > max_length
+    ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}, cut
+
+
+def encode(tokenizer, samples: list[list[dict]], max_length: int, loss_on: str) -> Encoded:
+    out = Encoded(rows=[])
+    for i, messages in enumerate(samples):
+        row, cut = encode_sample(tokenizer, messages, max_length, loss_on)
+        out.rows.append(row)
+        if cut:
+            out.truncated.append(i)
+        # position 0 is never a target (nothing predicts it), so it does not count as learnable
+        if all(label == -100 for label in row["labels"][1:]):
+            out.fully_masked.append(i)
+    return out
+
+
+def check_learnable(enc: Encoded, role: str, max_length: int) -> list[str]:
+    """Warnings for cut/masked samples; an error when no sample has a token to learn."""
+    n = len(enc.rows)
+    if n and len(enc.fully_masked) == n:
+        raise TunesmithError(
+            f"{role}: all {n} samples have no response token left to learn from (responses empty, or cut off by "
+            f"train.max_length={max_length}). Raise train.max_length, check the response column, or set method.loss_on=all.")
+    warnings = []
+    if enc.truncated:
+        warnings.append(f"{role}: {len(enc.truncated)} of {n} samples exceed train.max_length={max_length} tokens and were cut.")
+    if enc.fully_masked:
+        warnings.append(f"{role}: {len(enc.fully_masked)} of {n} samples have no response token within max_length; "
+                        "they teach nothing and are dropped.")
+    return warnings
+
+
+def learnable(enc: Encoded) -> list[dict]:
+    dropped = set(enc.fully_masked)
+    return [row for i, row in enumerate(enc.rows) if i not in dropped]
+
+
+def pack(rows: list[dict], max_length: int) -> list[dict]:
+    """Greedy packing in the given order into rows of at most max_length tokens.
+
+    Each sample keeps its own position ids (0..len-1); its first label is masked because in a packed
+    row it would be predicted from the previous sample's last token.
+    """
+    packed, current = [], None
+    for row in rows:
+        n = len(row["input_ids"])
+        if current is None or len(current["input_ids"]) + n > max_length:
+            current = {"input_ids": [], "labels": [], "position_ids": []}
+            packed.append(current)
+        current["input_ids"] += row["input_ids"]
+        current["labels"] += [-100] + row["labels"][1:]
+        current["position_ids"] += list(range(n))
+    return packed
+
+
+def packed_attention_mask(position_ids: torch.Tensor, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, 1, T, T) mask: a token sees earlier tokens of its own sample only.
+
+    A sample starts wherever the position id does not continue the previous one (padding = 0s,
+    each pad its own one-token sample). sdpa and flex take a boolean "may attend" mask; eager
+    attention adds the mask to its scores, so it gets 0 / -inf floats.
+    """
+    first = position_ids[:, :1] - 1
+    sample = (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
+    length = position_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=position_ids.device).tril()
+    allowed = (sample[:, :, None] == sample[:, None, :]) & causal
+    allowed = allowed[:, None]
+    if attn_implementation in ("sdpa", "flex_attention"):
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -1,0 +1,122 @@
+"""Batched generation from chat prompts, and the loss a causal LM is trained and validated with."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...engine.batching import collate
+from .formatting import packed_attention_mask, render, stop_token_ids
+
+
+def split_prompt(messages: list[dict]) -> tuple[list[dict], str]:
+    """A conversation -> (everything before the last assistant turn, that turn's text as the reference)."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]["content"]
+
+
+def as_messages(prompt) -> list[dict]:
+    """A plain string prompt becomes one user turn; message lists pass through."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: list, max_new_tokens: int = 256, batch_size: int = 16,
+             temperature: float = 0.0, top_p: float = 1.0, streamer=None) -> list[str]:
+    """Answers to chat prompts (strings or message lists), greedy unless temperature > 0."""
+    texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids = _fit_context(ids, getattr(model.config, "max_position_embeddings", None), max_new_tokens)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
+    answers: list[str] = [""] * len(ids)
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = {k: v.to(model.device) for k, v in _left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
+                             pad_token_id=tokenizer.pad_token_id, streamer=streamer, **_sampling(temperature, top_p))
+        new = out[:, enc["input_ids"].shape[1]:]
+        for i, tokens in zip(idx, new):
+            answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    return answers
+
+
+def _fit_context(ids: list[list[int]], context: int | None, max_new_tokens: int) -> list[list[int]]:
+    """Prompts longer than the model's context (less room for the answer) keep their end, where the question
+    is: one huge prompt must not make every answer fail (its attention matrix alone can need hundreds of GB)."""
+    if not context:
+        return ids
+    room = max(context - max_new_tokens, context // 2)
+    long = [i for i, row in enumerate(ids) if len(row) > room]
+    if long:
+        from rich.console import Console
+        Console(stderr=True).print(f"[yellow]warning:[/] {len(long)} prompt(s) longer than the model's context ({context} tokens, "
+                                   f"{max_new_tokens} kept for the answer) were cut to their last {room} tokens (the longest had "
+                                   f"{max(len(ids[i]) for i in long):,}).")
+    return [row[-room:] if len(row) > room else row for row in ids]
+
+
+def _left_padded(rows: list[list[int]], pad_id: int) -> dict:
+    """Decoder prompts must end where generation starts: pad on the left."""
+    width = max(len(r) for r in rows)
+    return {"input_ids": torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)}
+
+
+def _sampling(temperature: float, top_p: float) -> dict:
+    if temperature > 0:
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    # greedy; None overrides sampling defaults in the model's generation_config (no warnings)
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+def causal_lm_loss(model, batch: dict) -> torch.Tensor:
+    """Mean next-token loss over labeled positions, projecting only those positions to the vocabulary.
+
+    The LM head (vocabulary x hidden) is a fifth of a small model's compute; prompts and padding
+    carry no loss, so skipping their logits is free speed. Falls back to the model's own loss.
+    """
+    labels = batch["labels"]
+    core = _causal_lm(model)
+    inputs = with_packing_mask({k: v for k, v in batch.items() if k != "labels"}, core)
+    decoder, head = getattr(core, "get_decoder", lambda: None)(), core.get_output_embeddings()
+    if decoder is None or head is None or getattr(core.config, "final_logit_softcapping", None):
+        return model(**inputs, labels=labels, use_cache=False).loss
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, targets[keep])
+
+
+def with_packing_mask(inputs: dict, core) -> dict:
+    """Packed rows come with position ids and no attention mask: give them the block-diagonal one."""
+    if "position_ids" in inputs and "attention_mask" not in inputs:
+        impl = getattr(core.config, "_attn_implementation", "eager")
+        dtype = core.get_input_embeddings().weight.dtype
+        inputs = {**inputs, "attention_mask": packed_attention_mask(inputs["position_ids"], impl, dtype)}
+    return inputs
+
+
+def _causal_lm(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@torch.inference_mode()
+def validation_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn=causal_lm_loss, shifted: bool = True) -> dict:
+    """Token-weighted mean loss and perplexity over labeled tokens. `shifted`: position i is scored
+    on token i+1 (causal LM); masked-LM losses score the labeled positions themselves."""
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    for start in range(0, len(order), batch_size):
+        batch = collate([rows[i] for i in order[start:start + batch_size]], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        n = int(((batch["labels"][:, 1:] if shifted else batch["labels"]) != -100).sum())
+        if n:
+            total += float(loss_fn(model, batch)) * n
+            count += n
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50))}

@@ -1,0 +1,84 @@
+"""Use a finished generation run: load (adapter merged in memory), generate, stream a chat, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...runs import rundir as runs
+from ...errors import TunesmithError
+from .generate import generate
+
+
+def load_generation_model(run_dir: Path):
+    """(model, tokenizer) from a run: merged/ or model/ when present, else base weights + adapter/."""
+    from ...models.loading import load_causal_lm, load_tokenizer
+    for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
+        if (run_dir / folder / "config.json").is_file():
+            return (runs.load_saved_model(run_dir / folder, load_causal_lm),
+                    runs.load_saved_model(run_dir / folder, load_tokenizer))
+    adapter = run_dir / runs.ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise TunesmithError(f"{run_dir}: no model/, merged/ or adapter/ folder with weights; was the run completed?")
+    try:
+        return _merge(run_dir, adapter), load_tokenizer(str(adapter))
+    except TunesmithError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise TunesmithError(f"{adapter}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
+                             "damaged or was changed after training. Train the run again, or restore it from a copy.") from None
+
+
+def _merge(run_dir: Path, adapter: Path):
+    import yaml
+    from peft import PeftModel
+    from ...models.loading import load_causal_lm, resolve_weights
+    recipe = yaml.safe_load((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+    base = load_causal_lm(resolve_weights(recipe["model"]["name"]))
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+
+
+class GenerativePredictor:
+    """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def generate(self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0,
+                 top_p: float = 1.0) -> list[str]:
+        single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict))
+        batch = [prompts] if single else list(prompts)
+        answers = generate(self.model, self.tokenizer, batch, max_new_tokens or self.max_new_tokens, self.batch_size,
+                           temperature, top_p)
+        return answers[0] if single else answers
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0):
+        """Yield the answer to one conversation piece by piece as it is generated."""
+        from threading import Thread
+        from transformers import TextIteratorStreamer
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failed: list[BaseException] = []
+
+        def work():
+            try:
+                generate(self.model, self.tokenizer, [messages], max_new_tokens or self.max_new_tokens, 1, temperature,
+                         top_p, streamer)
+            except BaseException as exc:  # noqa: BLE001  (reported below, in the caller's thread)
+                failed.append(exc)
+                streamer.end()  # the reader waits for this: without it a failed generation hangs the chat forever
+
+        worker = Thread(target=work, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+        if failed:
+            raise TunesmithError(f"generation failed ({type(failed[0]).__name__}: {failed[0]}); the turn was dropped.")
+
+
+def export_merged(run_dir: Path, target: Path | None) -> Path:
+    """A plain Hugging Face model folder (adapter merged) that loads without tunesmith or peft."""
+    target = target or run_dir / runs.MERGED_DIR
+    model, tokenizer = load_generation_model(run_dir)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
