@@ -44,6 +44,12 @@ def _damage(d: Path, relative: str, content: str | bytes | None) -> Path:
     return run
 
 
+def _as_few_shot(run: Path) -> None:
+    """The run's metrics say few_shot trained it: its predictor reads model/head.json."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "method": "few_shot", "model_kind": "encoder"}))
+
+
 def _fifo(d: Path) -> Path:
     os.mkfifo(d / "pipe.csv")
     return d / "pipe.csv"
@@ -110,8 +116,8 @@ CASES = {
                                       ["cannot be loaded"]),
     "predict: model/ deleted": (lambda d: ["predict", _damage(d, "model", None), d / "x.csv", "-o", d / "p.csv"],
                                 ["saved model is missing", "config.json"]),
-    "predict: head.json damaged": (lambda d: ((_finished(d) / "model" / "head.json").write_text("[1, 2]"),
-                                              ["predict", d / "run", d / "x.csv", "-o", d / "p.csv"])[1], ["head.json", "damaged"]),
+    "predict: few-shot head.json damaged": (lambda d: (_as_few_shot(_finished(d)), (d / "run" / "model" / "head.json").write_text("[1, 2]"),
+                                                       ["predict", d / "run", d / "x.csv", "-o", d / "p.csv"])[2], ["head.json", "damaged"]),
     "predict: run.json truncated": (lambda d: ["predict", _damage(d, "run.json", '{"status": "fini'), d / "x.csv", "-o", d / "p.csv"],
                                     ["run.json is damaged"]),
     "predict: recipe.yaml is a list": (lambda d: ["predict", _damage(d, "recipe.yaml", "- a\n- b\n"), d / "x.csv", "-o", d / "p.csv"],

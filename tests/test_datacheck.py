@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import tunesmith
 from tests.conftest import sentiment_rows
 from tunesmith.cli import app
-from tunesmith.check.classification import check_recipe
+from tunesmith.check import check_recipe
 
 runner = CliRunner()
 

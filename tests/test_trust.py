@@ -68,7 +68,7 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(tmp_path):
 
 def test_planted_pickles_are_refused_and_never_run(tmp_path):
     from tunesmith.engine.checkpoint import load_tensors_file
-    from tunesmith.flows.continual import _load_ewc
+    from tunesmith.methods.continual import _load_ewc
     from tunesmith.errors import TunesmithError
     marker = tmp_path / "pwned"
     with pytest.raises(TunesmithError, match="never loads"):

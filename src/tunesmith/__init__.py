@@ -10,7 +10,8 @@ from .errors import TunesmithError
 from .pipeline import RunResult, run
 from .predict import Predictor
 from .recipe import Recipe, load_recipe
-from .models.registry import METHODS, MODELS
+from .methods import METHODS
+from .models.registry import MODELS
 
 __all__ = ["load_recipe", "run", "Predictor", "Recipe", "RunResult", "MODELS", "METHODS", "TunesmithError"]
 __version__ = "0.1.0"

@@ -119,7 +119,7 @@ class DomainAdaptationMethod(Strict):
     objective: Literal["auto", "mlm", "clm"] = Field(
         "auto", description="'auto' = masked-LM for encoders, causal LM for decoders. Text is packed into train.max_length blocks.")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="Masked-LM: share of tokens masked (80% [MASK], 10% random, 10% kept).")
-    tuning: Literal["auto", "full", "lora"] = Field("auto", description="'auto' = full for encoders, LoRA for decoders.")
+    tuning: Literal["auto", "full", "lora"] = Field("auto", description="'auto' = LoRA for decoders (or when a lora section is given), full for encoders.")
     lora: LoraSection | None = Field(None, description="LoRA settings when tuning is lora (decoders by default).")
     heldout_fraction: float = Field(
         0.05, ge=0, lt=0.5, description="Share of the domain documents held out to measure perplexity before and after.")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .classification import LENGTH_SAMPLE, Report, _length_warning, length_stats, normalise, read_splits
+from .common import LENGTH_SAMPLE, Report, length_stats, length_warning, normalise, read_splits
 from ..errors import TunesmithError
 
 ROUND_TRIP_SAMPLES = 200  # rendering is slow-ish; the template behaves the same on every sample of one layout
@@ -100,7 +100,7 @@ def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
         masked += all(label == -100 for label in row["labels"][1:max_length])
     entry["lengths"] = length_stats(np.array(lengths), max_length, len(picked) < len(samples))
     entry["fully_masked"] = masked
-    _length_warning(entry["lengths"], name, report)
+    length_warning(entry["lengths"], name, report)
     if masked == len(picked):
         report.errors.append(f"{name}: all {masked} training samples have no response token within train.max_length="
                              f"{max_length}: nothing to learn. Raise train.max_length, check the response column, or set "

@@ -1,103 +1,19 @@
-"""Pre-flight data check: everything about the data that would make a run fail or learn nothing,
-found before a single step is paid for, and reported all at once rather than one error per attempt.
-
-`check_recipe` looks at every dataset a recipe trains on (its data, each stage's, each experience's,
-a domain corpus) and returns a report: errors (training would fail or learn nothing) and warnings
-(it would train, but look at this), with the figures behind them. `tunesmith data check` prints it;
-`tunesmith train` runs it first, stops on errors and saves it in the run directory.
-"""
+"""The data check for classification data: columns, empty cells, labels and their balance, duplicates,
+conflicting labels, train/evaluation overlap, token lengths and truncation."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import TunesmithError, did_you_mean
 from ..data.classification import label_text, look_alike_labels
 from ..data.readers import read_table
+from ..errors import did_you_mean
+from .common import Report, length_warning, normalise, read_splits, token_lengths
 
-LENGTH_SAMPLE = 20_000   # token lengths are measured on at most this many rows (seeded sample)
 IMBALANCE = 10.0         # warn when the largest class has this many times the examples of the smallest
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class Report:
-    datasets: list[dict] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings, "datasets": self.datasets}
-
-
-def check_recipe(recipe) -> Report:
-    """The report for every dataset the (validated) recipe would train and evaluate on."""
-    from ..recipe import stage_recipe
-    report = Report()
-    if recipe.stages:
-        for i, stage in enumerate(recipe.stages):
-            _check_one(stage_recipe(recipe, i), f"stage {i + 1} ({stage.name})", report)
-    elif recipe.experiences:
-        for exp in recipe.experiences:
-            _check_one(recipe.model_copy(update={"data": exp.data}), f"experience {exp.name}", report)
-    else:
-        _check_one(recipe, "data", report)
-    return report
-
-
-def _check_one(recipe, name: str, report: Report) -> None:
-    if recipe.method.name == "domain_adaptation":
-        _check_corpus(recipe, name, report)  # its data (task texts) is the target's, checked with the target stage
-        return
-    if recipe.data is None:
-        return
-    tokenizer = _tokenizer(recipe.model.name, name, report)
-    if recipe.task == "generation":
-        from .chat import check_generation
-        check_generation(recipe, name, tokenizer, report)
-    else:
-        check_classification(recipe, name, tokenizer, report)
-
-
-def _tokenizer(model_name: str, name: str, report: Report):
-    from ..models.loading import load_tokenizer, resolve_weights
-    try:
-        return load_tokenizer(resolve_weights(model_name))
-    except TunesmithError as err:
-        report.errors.append(f"{name}: model: {err}")
-        return None
-
-
-def _check_corpus(recipe, name: str, report: Report) -> None:
-    from ..data.corpus import read_corpus
-    method = recipe.method
-    entry = {"name": f"{name}: corpus", "task": "domain_adaptation"}
-    if not method.corpus:
-        report.datasets.append({**entry, "documents": 0, "note": "task texts only (method.task_texts)"})
-        return
-    try:
-        docs = read_corpus(method.corpus, method.text_column, "method.corpus")
-    except TunesmithError as err:
-        report.errors.append(f"{name}: {err}")
-        return
-    entry.update(documents=len(docs), characters=sum(map(len, docs)), empty=0)
-    if len(docs) < 2 and not method.task_texts:
-        report.errors.append(f"{name}: method.corpus holds fewer than 2 documents ({len(docs)}); at least 2 are needed "
-                             "(one is held out to measure perplexity). Separate documents in .txt files with a blank line.")
-    dupes = len(docs) - len(set(docs))
-    if dupes:
-        report.warnings.append(f"{name}: {dupes} duplicate document(s) in the corpus (they are trained on more than once).")
-    entry["duplicates"] = dupes
-    report.datasets.append(entry)
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -131,26 +47,11 @@ def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
     _overlap_checks(entry, texts, usable, name, report)
     if tokenizer is not None:
         entry["lengths"] = token_lengths(tokenizer, texts, recipe.train.max_length, recipe.train.seed)
-        _length_warning(entry["lengths"], name, report)
+        length_warning(entry["lengths"], name, report)
         if entry["lengths"].get("unknown_only"):
             report.warnings.append(f"{name}: {entry['lengths']['unknown_only']} training text(s) hold no token the model's "
                                    "vocabulary knows (all pieces are the unknown token: emoji, or a script the tokenizer "
                                    "lacks); the model sees them all as the same input.")
-
-
-def read_splits(data, name: str, report: Report, read) -> dict:
-    """split -> read(path, split) for every split the data section names; what cannot be read becomes
-    an error in the report (and the split is left out) instead of stopping the check."""
-    out = {}
-    for split in SPLITS:
-        path = getattr(data, split)
-        if path is None:
-            continue
-        try:
-            out[split] = read(path, split)
-        except TunesmithError as err:
-            report.errors.append(f"{name}: {err}")
-    return out
 
 
 def _read(path: str, split: str, data) -> tuple[pd.DataFrame, dict]:
@@ -230,11 +131,6 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
                                f"{sorted(frame[frame.text == example].label.unique())}). The model cannot fit both.")
 
 
-def normalise(text: str) -> str:
-    """Case and spacing do not make a different example."""
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
 def _overlap_checks(entry, train_texts, usable, name, report) -> None:
     exact, loose = set(train_texts), {normalise(t) for t in train_texts}
     entry["overlap_with_train"] = {}
@@ -250,38 +146,3 @@ def _overlap_checks(entry, train_texts, usable, name, report) -> None:
                                    f"them overstate what the model learned.")
 
 
-# ----------------------------------------------------------------------------------- token lengths
-
-def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> dict:
-    """Histogram and truncation of the texts' token counts (special tokens included), on a seeded sample."""
-    sampled = len(texts) > LENGTH_SAMPLE
-    if sampled:
-        rng = np.random.default_rng(seed)
-        texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
-    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    from ..engine.batching import unknown_only
-    return {**length_stats(np.array([len(row) for row in ids]), max_length, sampled),
-            "unknown_only": unknown_only(tokenizer, [{"input_ids": row} for row in ids])}
-
-
-def length_stats(lengths: np.ndarray, max_length: int, sampled: bool = False) -> dict:
-    edges = [e for e in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if e < lengths.max()] + [int(lengths.max())]
-    edges = sorted(set(edges + ([max_length] if max_length < lengths.max() else [])))
-    hist, low = [], 0
-    for edge in edges:
-        hist.append([f"{low + 1}-{edge}", int(((lengths > low) & (lengths <= edge)).sum())])
-        low = edge
-    over = lengths[lengths > max_length]
-    return {"count": int(len(lengths)), "sampled": sampled, "mean": round(float(lengths.mean()), 1),
-            "p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max()),
-            "max_length": max_length, "truncated": int(len(over)),
-            "truncated_share": round(len(over) / len(lengths), 4),
-            "tokens_cut_mean": round(float((over - max_length).mean()), 1) if len(over) else 0.0, "histogram": hist}
-
-
-def _length_warning(stats: dict, name: str, report: Report) -> None:
-    if stats["truncated"]:
-        report.warnings.append(
-            f"{name}: {stats['truncated']} of {stats['count']} training texts ({stats['truncated_share']:.1%}) exceed "
-            f"train.max_length={stats['max_length']} tokens and lose {stats['tokens_cut_mean']:.0f} tokens on average "
-            f"(longest {stats['max']}). Raise train.max_length if the end of a text matters.")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+import json
 from pathlib import Path
 
-from .classification import Report
+from .common import Report
 
 MD_FILE, JSON_FILE = "data_check.md", "data_check.json"
-# The report of the run about to start: the run directory writes it when it is created (runs.create).
-PENDING: ContextVar[Report | None] = ContextVar("pending_data_check", default=None)
 
 
 def to_markdown(report: Report) -> str:
@@ -73,7 +71,11 @@ def _lengths(s: dict) -> list[str]:
     return lines
 
 
-def write(run_dir: Path, report: Report) -> None:
-    from ..runs.rundir import write_json
-    (run_dir / MD_FILE).write_text(to_markdown(report), encoding="utf-8")
-    write_json(run_dir / JSON_FILE, report.as_dict())
+def as_files(report: Report) -> dict[str, str]:
+    """The report as the two files a run directory (or `data check -o`) keeps: name -> text."""
+    return {MD_FILE: to_markdown(report), JSON_FILE: json.dumps(report.as_dict(), indent=2)}
+
+
+def write(folder: Path, report: Report) -> None:
+    for name, text in as_files(report).items():
+        (folder / name).write_text(text, encoding="utf-8")

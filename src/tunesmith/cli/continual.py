@@ -20,7 +20,7 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
            max_forgetting: Annotated[Optional[float], typer.Option(
                "--max-forgetting", help="Refuse the update if old-data accuracy drops by more than this (e.g. 0.02).")] = None):
     """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
-    from ..flows.continual import update_run
+    from ..methods.continual import update_run
     from ..recipe import DataSection, Experience, load_recipe
     from ..runs.rundir import RECIPE_FILE, read_yaml
     saved = load_recipe(read_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None

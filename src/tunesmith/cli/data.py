@@ -26,7 +26,7 @@ def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data 
           set_: Sets = None):
     """Columns, row counts, labels, duplicates, train/eval overlap, conflicting labels, token lengths and
     truncation, chat-template masking. Exit code 1 when training would fail or learn nothing."""
-    from ..check.classification import check_recipe
+    from ..check import check_recipe
     from ..check.report import to_markdown, write
     from ..errors import TunesmithError
     from ..recipe import load_recipe

@@ -17,9 +17,8 @@ MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Answer length lim
 
 
 def _generator(run_dir: Path):
-    from ..predict import Predictor, is_generation_run
-    from ..runs.rundir import open_finished
-    if not is_generation_run(open_finished(run_dir)):
+    from ..predict import Predictor, run_task
+    if run_task(run_dir) != "generation":
         raise TunesmithError(f"{run_dir} is a classification run; use `tunesmith predict` with it.")
     return Predictor.load(run_dir)
 
@@ -116,9 +115,9 @@ def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation r
     """Write a plain Hugging Face model folder that loads with transformers alone (no tunesmith, no peft)."""
     from ..tasks.generation.predictor import export_merged
     from ..runs.rundir import ADAPTER_DIR, open_finished
-    from ..predict import is_generation_run
+    from ..predict import run_task
     run_dir = open_finished(run_dir)
-    if not is_generation_run(run_dir):
+    if run_task(run_dir) != "generation":
         raise TunesmithError(f"{run_dir} is a classification run; `tunesmith export` writes decoder (generation) models. Its "
                              f"model is already a plain Hugging Face folder: {run_dir / 'model'} (AutoModelForSequenceClassification, "
                              "or AutoModel plus model/head.json for few-shot runs).")
@@ -126,28 +125,3 @@ def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation r
         raise TunesmithError(f"{run_dir} holds a LoRA adapter; pass --merge to build a full model from it.")
     target = export_merged(run_dir, output)
     out.print(f"Merged model written to {target} (AutoModelForCausalLM.from_pretrained('{target}'))")
-
-
-def evaluate_generation_run(run_dir: Path, data: Path, max_samples: int | None = None) -> dict:
-    """Loss/perplexity on every sample of `data`, generation metrics on its prompts (the run's eval settings)."""
-    import yaml
-    from ..data.conversations import read_conversations
-    from ..tasks.generation.formatting import encode, learnable
-    from ..tasks.generation.generate import split_prompt, validation_loss
-    from ..tasks.generation.metrics import generation_metrics
-    from ..methods.supervised_generation import answer_settings
-    from ..recipe import load_recipe
-    from ..runs.rundir import RECIPE_FILE
-    recipe = load_recipe(yaml.safe_load((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")))
-    generator = _generator(run_dir)
-    conv = read_conversations(str(data), recipe.data, "--data")
-    err.print(conv.describe())
-    rows = learnable(encode(generator.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
-    metrics = validation_loss(generator.model, rows, recipe.eval.batch_size, generator.tokenizer.pad_token_id)
-    if conv.format == "text":
-        return metrics
-    pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
-    references = [r for _, r in pairs]
-    kind, max_new = answer_settings(recipe.eval, references)
-    answers = generator.generate([p for p, _ in pairs], max_new)
-    return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}

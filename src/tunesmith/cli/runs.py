@@ -33,21 +33,19 @@ def list_runs(folder: Annotated[Path, typer.Argument(help="A folder of run direc
 
 def _row(run_dir: Path) -> tuple[str, ...]:
     """One run's line; a run whose files are damaged is listed as such, never stops the listing."""
-    from ..runs import rundir as runs
+    from ..engine.metrics import headline
     from ..errors import TunesmithError
+    from ..runs import rundir as runs
     status = runs.read_status(run_dir)
     try:
         recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     except TunesmithError:
         return run_dir.name, "[red]damaged[/]", "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
-    tuned = runs.read_json(run_dir / runs.METRICS_FILE).get("tuned") if status == "finished" else {}
-    tuned = tuned if isinstance(tuned, dict) else {}
-    headline = next((f"{k} {tuned[k]:.4f}" for k in ("f1_macro", "rouge_l", "exact_match", "perplexity", "loss")
-                     if isinstance(tuned.get(k), (int, float))), "")
+    shown = headline(runs.read_json(run_dir / runs.METRICS_FILE)) if status == "finished" else ""
     note = {"interrupted": f"tunesmith train --resume {run_dir}", "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", ""),
             "damaged": f"{runs.RUN_FILE} {runs.json_problem(run_dir / runs.RUN_FILE)}"}
     return (run_dir.name, f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]", _name(recipe.get("method"), "supervised"),
-            _name(recipe.get("model"), ""), headline, str(note.get(status, ""))[:80])
+            _name(recipe.get("model"), ""), shown, str(note.get(status, ""))[:80])
 
 
 def _name(section, default: str) -> str:
@@ -62,7 +60,7 @@ def _name(section, default: str) -> str:
 def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
              rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None):
     """List a continual run's versions with their accuracies; --rollback N makes version N current."""
-    from ..flows.continual import list_versions, rollback as do_rollback
+    from ..methods.continual import list_versions, rollback as do_rollback
     if rollback is not None:
         do_rollback(run_dir, rollback)
         out.print(f"version {rollback} is current again ({run_dir}/model).")

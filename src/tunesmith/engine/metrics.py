@@ -11,7 +11,22 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from .batching import iterate, length_grouped_batches
 
-HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+# Metric names, defined once: what tables, reports, the stage table and `runs list` show, per task.
+HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")             # classification
+GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")    # generation (answers scored)
+HELDOUT_KEYS = ("loss", "perplexity")                                             # domain adaptation (held-out text)
+HEADLINE_ALL = tuple(dict.fromkeys(HEADLINE + GENERATION_KEYS))
+
+
+def shown_keys(*metrics: dict) -> list[str]:
+    """The headline keys present in the given metric dicts, in the order tables show them."""
+    return [k for k in HEADLINE_ALL if any(isinstance(m.get(k), (int, float)) for m in metrics)]
+
+
+def headline(metrics: dict) -> str:
+    """The one figure a listing shows for a run: its task's headline metric."""
+    tuned = metrics.get("tuned") if isinstance(metrics.get("tuned"), dict) else {}
+    return next((f"{k} {tuned[k]:.4f}" for k, _ in HEADLINE_METRIC if isinstance(tuned.get(k), (int, float))), "")
 
 
 def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str], detail: bool = True) -> dict:
@@ -81,7 +96,7 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.
-HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("loss", False))
+HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("perplexity", False), ("loss", False))
 
 
 def outcome_warnings(metrics: dict) -> list[str]:

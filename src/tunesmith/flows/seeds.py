@@ -10,23 +10,26 @@ import statistics
 from pathlib import Path
 
 from ..runs import rundir as runs
+from .single import run_single
+from .stages import run_stages
 
 SEED_DIR = "seed-{}"
 
 
-def run_seeds(recipe, output_dir, overwrite: bool, run_one) -> tuple[Path, dict]:
-    """`run_one(recipe, dir, overwrite)` runs one seed; each seed gets a full run directory inside."""
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _all_seeds(recipe, run_dir, run_one))
+def run_seeds(recipe, output_dir, overwrite: bool, files: dict | None = None) -> tuple[Path, dict]:
+    """Each seed gets a full run directory inside (a single run, or the recipe's stages)."""
+    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _all_seeds(recipe, run_dir), files=files)
 
 
-def _all_seeds(recipe, run_dir: Path, run_one) -> dict:
+def _all_seeds(recipe, run_dir: Path) -> dict:
     seeds = [recipe.train.seed + i for i in range(recipe.train.seeds)]
     per_seed = []
     for seed in seeds:
         one = recipe.model_copy(deep=True)
         one.train.seed, one.train.seeds = seed, 1
         one.train.data_check = "off"  # checked once for the whole run (few-shot draws differ by seed, files do not)
-        metrics = run_one(one, run_dir / SEED_DIR.format(seed), True).metrics
+        seed_dir = run_dir / SEED_DIR.format(seed)
+        metrics = (run_stages(one, seed_dir, True) if one.stages else run_single(one, seed_dir, True))[1]
         per_seed.append({"seed": seed, "base": _numbers(metrics["base"]), "tuned": _numbers(metrics["tuned"]),
                          "runtime_s": metrics["train"]["runtime_s"]})
     summary = {"task": metrics["task"], "method": metrics["method"], "model": metrics["model"],
@@ -35,7 +38,7 @@ def _all_seeds(recipe, run_dir: Path, run_one) -> dict:
                "base_std": _std(per_seed, "base"), "tuned_std": _std(per_seed, "tuned"),
                "train": {"runtime_s": sum(s["runtime_s"] for s in per_seed)}, "per_seed": per_seed,
                "model_dir": SEED_DIR.format(seeds[0])}
-    runs.write_json(run_dir / runs.METRICS_FILE, summary)
+    runs.write_metrics(run_dir, summary)
     (run_dir / "report.md").write_text(_report(summary), encoding="utf-8")
     return summary
 

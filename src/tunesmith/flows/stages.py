@@ -14,8 +14,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..runs import rundir as runs
+from ..engine.metrics import HEADLINE_ALL
 from ..recipe import stage_recipe
+from ..runs import rundir as runs
+from .single import run_single
+from .target import Target
 
 console = Console(stderr=True)
 STAGES_DIR = "stages"
@@ -23,13 +26,14 @@ DIRECT_DIR = "direct"
 _KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval/chat read from a run
 
 
-def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False) -> tuple[Path, dict]:
+def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False,
+               files: dict | None = None) -> tuple[Path, dict]:
     run_dir = Path(output_dir or recipe.output.dir or runs.default_dir("stages"))
-    return runs.run_in(recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume)
+    return runs.run_in(recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume,
+                       files=files)
 
 
 def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
-    from .target import Target
     count = len(recipe.stages)
     final = stage_recipe(recipe, count - 1)
     target = Target(final)
@@ -57,7 +61,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
     _copy_outputs(sub_dir, run_dir)
     if compare_direct:
         result["direct"] = _direct(final, run_dir / DIRECT_DIR, resume)
-    runs.write_json(run_dir / runs.METRICS_FILE, result)
+    runs.write_metrics(run_dir, result)
     from .stage_report import write_stage_report
     write_stage_report(run_dir, result)
     return result
@@ -67,12 +71,9 @@ def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
     if resume and runs.read_status(sub_dir) == "finished":
         console.print(f"{sub_dir.name}: finished earlier, kept (--resume)")
         return runs.read_json(sub_dir / runs.METRICS_FILE)
-    if sub.method.name == "domain_adaptation":
-        from ..methods.domain_adaptation import run_domain_adaptation
-        texts = target.train_texts() if sub.method.task_texts else None
-        return run_domain_adaptation(sub, sub_dir, True, task_texts=texts, resume=runs.resumable(sub_dir) and resume)[1]
-    from ..pipeline import run
-    return run(sub, sub_dir, overwrite=True, resume=runs.resumable(sub_dir) and resume).metrics
+    # a pre-training stage with task_texts learns from the target's training inputs (TAPT)
+    options = {"task_texts": target.train_texts()} if getattr(sub.method, "task_texts", False) else {}
+    return run_single(sub, sub_dir, True, resume=runs.resumable(sub_dir) and resume, **options)[1]
 
 
 def handoff(sub_dir: Path, model_name: str) -> Path:
@@ -95,10 +96,9 @@ def _direct(final, direct_dir: Path, resume: bool) -> dict:
     final = final.model_copy(deep=True)
     final.eval.baseline = "none"
     final.train.data_check = "off"
-    from ..pipeline import run
     if resume and runs.read_status(direct_dir) == "finished":
         return runs.read_json(direct_dir / runs.METRICS_FILE)["tuned"]
-    return run(final, direct_dir, overwrite=True, resume=runs.resumable(direct_dir) and resume).metrics["tuned"]
+    return run_single(final, direct_dir, True, resume=runs.resumable(direct_dir) and resume)[1]["tuned"]
 
 
 def _copy_outputs(stage_dir: Path, run_dir: Path) -> None:
@@ -111,11 +111,8 @@ def _copy_outputs(stage_dir: Path, run_dir: Path) -> None:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
 
 
-_HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss", "perplexity", "exact_match", "rouge_l")
-
-
 def _headline_metrics(metrics: dict) -> dict:
-    return {key: {k: v for k, v in (metrics.get(key) or {}).items() if k in _HEADLINE} for key in ("base", "tuned")}
+    return {key: {k: v for k, v in (metrics.get(key) or {}).items() if k in HEADLINE_ALL} for key in ("base", "tuned")}
 
 
 def _slug(name: str) -> str:

@@ -1,1 +1,41 @@
-"""Methods are small strategies for the shared loop: each builds its model and its hooks."""
+"""The only place a recipe's names map to code: method name -> task -> (model kind ->) the method.
+
+Adding a method or a task kind: its module here, its schema class in recipe.py, and its line below.
+"""
+
+from __future__ import annotations
+
+from .continual import Continual
+from .domain_adaptation import DomainAdaptation
+from .few_shot import FewShotContrastive
+from .few_shot_prompted import FewShotPrompted
+from .supervised import SupervisedClassifier
+from .supervised_generation import SupervisedGeneration
+
+METHODS: dict[str, dict] = {
+    "supervised": {"classification": SupervisedClassifier, "generation": SupervisedGeneration},
+    "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}},
+    "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
+                          "domain_adaptation": DomainAdaptation},
+    "continual": {"classification": Continual},
+}
+
+
+def method_class(name: str, task: str, kind: str | None = None):
+    """The class registered for (method, task[, model kind]); a clear error for a pair that does not exist."""
+    from ..errors import TunesmithError
+    by_task = METHODS.get(name, {})
+    entry = by_task.get(task)
+    if entry is None:
+        raise TunesmithError(f"method {name!r} does not do task {task!r}; it does: {', '.join(by_task) or 'nothing'}.")
+    if isinstance(entry, dict):
+        entry = entry[kind or "encoder"]
+    return entry
+
+
+def method_for(recipe, **options):
+    """The method object that runs this (single, unstaged) recipe."""
+    from ..models.loading import model_kind, model_spec, resolve_weights
+    by_task = METHODS.get(recipe.method.name, {}).get(recipe.task)
+    kind = model_kind(resolve_weights(recipe.model.name), model_spec(recipe.model.name)) if isinstance(by_task, dict) else None
+    return method_class(recipe.method.name, recipe.task, kind)(**options)

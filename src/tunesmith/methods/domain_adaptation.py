@@ -14,38 +14,101 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ..runs import rundir as runs
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
-from ..errors import TunesmithError
-from ..engine.hardware import make_accelerator, resolve_precision
-from ..models.loading import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
-from ..recipe import LoraSection
-from ..models.registry import default_lr
-from ..engine.checkpoint import CHECKPOINT_FILE
 from ..engine.loop import Hooks, run_loop
-from .vocab import candidate_words, extend_vocabulary
+from ..errors import TunesmithError
+from ..models.loading import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.registry import default_lr
+from ..recipe import LoraSection
+from ..runs import rundir as runs
+from .base import Context, Plan, tuning_mode
+from .vocab import add_words, candidate_words, extend_vocabulary
 
 console = Console(stderr=True)
 
 
-def run_domain_adaptation(recipe, output_dir, overwrite: bool, task_texts: list[str] | None = None,
-                          resume: bool = False) -> tuple[Path, dict]:
-    """`task_texts`: the target task's training texts for TAPT (a staged run passes the final stage's)."""
-    method, cfg = recipe.method, recipe.train
-    weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
-    kind = model_kind(weights, spec)
-    objective = method.objective if method.objective != "auto" else ("mlm" if kind == "encoder" else "clm")
-    docs = read_corpus(method.corpus, method.text_column, "method.corpus") if method.corpus else []
-    if method.task_texts:
-        docs += task_texts if task_texts is not None else _recipe_task_texts(recipe)
-    if len(docs) < 2:
-        raise TunesmithError("method.corpus (with method.task_texts) holds fewer than 2 documents; domain adaptation needs "
-                             "some text to train on and at least one document held out to measure perplexity. "
-                             "Separate documents in .txt files with a blank line.")
-    train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
-    tokenizer = load_tokenizer(weights)
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train_and_evaluate(
-        recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir), resume=resume)
+class DomainAdaptation:
+    """Continued pre-training on domain text: masked-LM (encoders) or next-token (decoders) loss, held-out
+    perplexity before and after. `task_texts`: the target task's training texts for TAPT (a staged run
+    passes the final stage's)."""
+
+    def __init__(self, task_texts: list[str] | None = None):
+        self.task_texts = task_texts
+
+    def prepare(self, recipe) -> Plan:
+        method, cfg = recipe.method, recipe.train
+        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
+        kind = model_kind(weights, spec)
+        objective = method.objective if method.objective != "auto" else ("mlm" if kind == "encoder" else "clm")
+        docs = read_corpus(method.corpus, method.text_column, "method.corpus") if method.corpus else []
+        if method.task_texts:
+            docs += self.task_texts if self.task_texts is not None else _recipe_task_texts(recipe)
+        if len(docs) < 2:
+            raise TunesmithError("method.corpus (with method.task_texts) holds fewer than 2 documents; domain adaptation needs "
+                                 "some text to train on and at least one document held out to measure perplexity. "
+                                 "Separate documents in .txt files with a blank line.")
+        train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
+        tokenizer = load_tokenizer(weights)
+        words = []
+        if method.vocab_extension:  # before the text is tokenized: the new words must be whole tokens in it
+            words = candidate_words(tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count)
+            add_words(tokenizer, words)
+        rows, corpus_stats = _training_rows(recipe, tokenizer, train_docs, objective)
+        held = pack_blocks(tokenizer, held_docs, cfg.max_length, objective == "mlm")
+        held = _rows(random.Random(cfg.seed).sample(held, min(len(held), method.heldout_max_blocks)), objective)
+        loss_fn, eval_loss, eval_rows = _objective(objective, tokenizer, method.mlm_probability, cfg.seed, held)
+        mode = tuning_mode(method, kind)
+        return Plan(recipe, "domain_adaptation", tokenizer, weights, spec, kind, cfg.lr or default_lr(spec, kind, mode), rows,
+                    info={"objective": objective, "tuning": mode, "eval_set": "held-out domain text",
+                          "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)}},
+                    warnings=None, extra={"words": words, "loss": loss_fn, "eval_loss": eval_loss, "eval_rows": eval_rows})
+
+    def build(self, plan: Plan, ctx: Context):
+        model, plan.extra["fresh_head"] = _load_lm(plan.weights, plan.info["objective"])
+        added = extend_vocabulary(model, plan.tokenizer, plan.extra["words"])
+        if plan.recipe.method.vocab_extension:
+            console.print(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
+        plan.info["vocabulary"] = {"added": len(added), "words": added}
+        return model
+
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        base = self._heldout(plan, model)
+        console.print(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} "
+                      f"({plan.info['corpus']['heldout_blocks']} blocks)")
+        return base
+
+    def adapt(self, plan: Plan, ctx: Context, model):
+        objective, method = plan.info["objective"], plan.recipe.method
+        if plan.info["tuning"] == "lora":
+            model = apply_lora(model, method.lora or LoraSection(), plan.spec, task_type="CAUSAL_LM" if objective == "clm" else None)
+        if plan.extra["fresh_head"] and plan.info["tuning"] == "full" and method.head_warmup:
+            _warm_up_head(model, ctx.accelerator, plan.rows, plan.recipe.train, plan.lr, self.hooks(plan, ctx), method.head_warmup,
+                          plan.pad_id, ctx.run_dir)
+        return model
+
+    def hooks(self, plan: Plan, ctx: Context) -> Hooks:
+        return Hooks(evaluate=lambda m: self._heldout(plan, m), compute_loss=plan.extra["loss"], default_metric="loss")
+
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
+        tuned = self._heldout(plan, model)
+        console.print(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")
+        return tuned
+
+    def save(self, plan: Plan, ctx: Context, model) -> None:
+        save_lm(ctx.run_dir, model, plan.tokenizer)
+
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
+        _write_report(ctx.run_dir, metrics)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        raise TunesmithError(f"{run_dir} is a domain-adaptation run: its model/ is a language model adapted to your domain, "
+                             "not a classifier or a chat model. Use it as the next stage's start (a staged recipe), or as "
+                             f"model.name: {run_dir / runs.MODEL_DIR} in a new recipe.")
+
+    @staticmethod
+    def _heldout(plan: Plan, model) -> dict:
+        return heldout_loss(model, plan.extra["eval_rows"], plan.recipe.eval.batch_size, plan.pad_id, plan.extra["eval_loss"])
 
 
 def _recipe_task_texts(recipe) -> list[str]:
@@ -53,55 +116,6 @@ def _recipe_task_texts(recipe) -> list[str]:
         raise TunesmithError("method.task_texts is on, but the recipe has no data section whose training texts to use.")
     from ..data.classification import read_split
     return read_split(recipe.data.train, recipe.data.text_column, None, role="data.train").texts
-
-
-def _train_and_evaluate(recipe, weights, spec, kind, objective, tokenizer, train_docs, held_docs, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
-    method, cfg = recipe.method, recipe.train
-    precision = resolve_precision(cfg.precision)
-    accelerator = make_accelerator(cfg, precision)
-    set_seed(cfg.seed)
-    model, fresh_head = _load_lm(weights, objective)
-    added = []
-    if method.vocab_extension:
-        words = candidate_words(tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count)
-        added = extend_vocabulary(model, tokenizer, words)
-        console.print(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
-    rows, corpus_stats = _training_rows(recipe, tokenizer, train_docs, objective)
-    held = pack_blocks(tokenizer, held_docs, cfg.max_length, objective == "mlm")
-    held = _rows(random.Random(cfg.seed).sample(held, min(len(held), method.heldout_max_blocks)), objective)
-    loss_fn, eval_loss, eval_rows = _objective(objective, tokenizer, method.mlm_probability, cfg.seed, held)
-    evaluate = lambda m: heldout_loss(m, eval_rows, recipe.eval.batch_size, tokenizer.pad_token_id, eval_loss)  # noqa: E731
-    base = evaluate(model)
-    console.print(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} ({len(held)} blocks)")
-    mode = method.tuning if method.tuning != "auto" else ("full" if kind == "encoder" else "lora")
-    if mode == "lora":
-        model = apply_lora(model, method.lora or LoraSection(), spec, task_type="CAUSAL_LM" if objective == "clm" else None)
-    lr = cfg.lr or default_lr(spec, kind, mode)
-    hooks = Hooks(evaluate=evaluate, compute_loss=loss_fn, default_metric="loss")
-    if fresh_head and mode == "full" and method.head_warmup:
-        _warm_up_head(model, accelerator, rows, cfg, lr, hooks, method.head_warmup, tokenizer.pad_token_id, run_dir)
-    result = run_loop(model, accelerator, rows, None, cfg, lr, hooks, tokenizer.pad_token_id, run_dir / runs.LOG_FILE,
-                      checkpoint=run_dir / CHECKPOINT_FILE)
-    model = accelerator.unwrap_model(model)
-    tuned = evaluate(model)
-    console.print(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")
-    metrics = {
-        "task": "domain_adaptation", "method": "domain_adaptation", "model": recipe.model.name, "objective": objective,
-        "tuning": mode, "eval_set": "held-out domain text", "base": base, "tuned": tuned,
-        "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)},
-        "vocabulary": {"added": len(added), "words": added},
-        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
-                  **result.scale,
-                  "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
-                  "history": result.history},
-    }
-    if accelerator.is_main_process:
-        save_lm(run_dir, model, tokenizer)
-        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-        _write_report(run_dir, metrics)
-    return metrics
 
 
 def _load_lm(weights: str, objective: str):

@@ -1,25 +1,24 @@
-"""The few_shot flow for encoders: K examples per class -> pairs -> contrastive body -> logistic head.
+"""few_shot for encoders: K examples per class -> pairs -> contrastive body -> logistic head (the SetFit recipe).
 
 Base = the same logistic head on the untouched body's embeddings of the same K examples, so the
-comparison isolates what the contrastive step adds.
+comparison isolates what the contrastive step adds. Decoders take the prompt-based route instead
+(few_shot_prompted.py); the registry picks by model kind.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from ..runs import rundir as runs
-from ..data.classification import load_classification
-from ..engine.metrics import classification_metrics, forward_batches, mean_pooled, outcome_warnings
-from ..engine.hardware import make_accelerator, resolve_precision
-from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..engine.metrics import classification_metrics, forward_batches, mean_pooled
+from ..errors import TunesmithError
+from ..models.loading import load_encoder
+from ..runs import rundir
 from ..runs.report import write_report
-from ..engine.checkpoint import CHECKPOINT_FILE
-from ..engine.loop import run_loop
+from ..tasks import classification
+from .base import Context, Plan
 from .pairs import fit_head, make_hooks, make_pairs, normalize, pair_rows
 
 console = Console(stderr=True)
@@ -30,117 +29,95 @@ HEAD_FILE = "head.json"
 BODY_LR = 4e-5
 
 
-def run_few_shot(recipe, output_dir, overwrite: bool, resume: bool = False) -> tuple[Path, dict]:
-    from ..pipeline import encode_classification
-    data = load_classification(recipe.data, recipe.train.seed)
-    for warning in data.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    weights = resolve_weights(recipe.model.name)
-    if model_kind(weights, model_spec(recipe.model.name)) == "decoder":
-        from .few_shot_prompted import run_prompted
-        return run_prompted(recipe, data, output_dir, overwrite, resume)
-    if "epochs" not in recipe.train.model_fields_set:
-        recipe.train.epochs = 1  # one pass over the pairs, as SetFit does; more overfits K examples
-    if "batch_size" not in recipe.train.model_fields_set:
-        recipe.train.batch_size = 16  # pairs per step, as SetFit: twice the updates of 32 for the same pairs
-    tokenizer = load_tokenizer(weights)
-    enc = encode_classification(data, tokenizer, recipe.train.max_length)
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _train(recipe, data, enc, weights, tokenizer, run_dir),
-                       resume=resume)
+class FewShotContrastive:
+    def prepare(self, recipe) -> Plan:
+        train = recipe.train.model_fields_set
+        # one pass over the pairs, 16 pairs per step, as SetFit does: more overfits K examples. A copy: the
+        # caller's recipe is not changed, and the saved recipe says what ran.
+        recipe = recipe.model_copy(deep=True)
+        if "epochs" not in train:
+            recipe.train.epochs = 1
+        if "batch_size" not in train:
+            recipe.train.batch_size = 16
+        p = classification.prepare(recipe)
+        data, enc, cfg = p["data"], p["enc"], recipe.train
+        pairs = make_pairs(data.train.labels, recipe.method.pairs_per_example * len(data.train), cfg.seed)
+        console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
+        rows, targets = pair_rows(enc["train"], pairs)
+        return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], p["kind"], cfg.lr or BODY_LR, rows, targets,
+                    info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc, "heads": {}},
+                    train_info={"train_size": len(data.train), "pairs": len(pairs)})
 
+    def build(self, plan: Plan, ctx: Context):
+        return load_encoder(plan.weights)
 
-def _train(recipe, data, enc, weights, tokenizer, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
-    cfg, method = recipe.train, recipe.method
-    precision = resolve_precision(cfg.precision)
-    accelerator = make_accelerator(cfg, precision)
-    set_seed(cfg.seed)
-    pad_id, bs = tokenizer.pad_token_id, recipe.eval.batch_size
-    embed = lambda model, rows: forward_batches(model, rows, bs, pad_id, precision, mean_pooled)  # noqa: E731
-    body = load_encoder(weights)
-    base = {}
-    if recipe.eval.baseline != "none":
-        base, _ = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=False)
-        base["kind"] = f"logistic-regression head on the untuned body's embeddings of the same {len(data.train)} examples"
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        if plan.recipe.eval.baseline == "none":
+            return {}
+        base, _ = _head_metrics(plan, ctx, model, "evaluation", detail=False)
         console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-    pairs = make_pairs(data.train.labels, method.pairs_per_example * len(data.train), cfg.seed)
-    console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
-    rows, targets = pair_rows(enc["train"], pairs)
-    heads = {}  # epoch -> (validation metrics, head): when validation is also the evaluation set, reuse the best
+        return {"kind": f"logistic-regression head on the untuned body's embeddings of the same {len(plan.data.train)} examples",
+                **base}
 
-    def evaluate(model):
-        metrics, head = _head_metrics(embed, model, enc, "validation", data.labels, cfg.seed)
-        heads[len(heads) + 1] = (metrics, head)
-        return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")}
+    def adapt(self, plan: Plan, ctx: Context, model):
+        return model
 
-    lr = cfg.lr or BODY_LR
-    result = run_loop(body, accelerator, rows, targets, cfg, lr, make_hooks(evaluate), pad_id, run_dir / runs.LOG_FILE,
-                      checkpoint=run_dir / CHECKPOINT_FILE)
-    body = accelerator.unwrap_model(body)
-    if data.eval_name == "validation":
-        tuned, head = heads[result.best_epoch]
-    else:
-        tuned, head = _head_metrics(embed, body, enc, "evaluation", data.labels, cfg.seed, detail=True)
-    metrics = {
-        "task": "classification", "method": "few_shot", "model": recipe.model.name,
-        "eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
-        "base": base, "tuned": tuned,
-        "train": {"runtime_s": result.runtime_s, "samples_per_s": result.samples_per_s, "tokens_per_s": result.tokens_per_s,
-                  **result.scale,
-                  "epochs": result.epochs_run, "best_epoch": result.best_epoch, "lr": lr, "precision": precision,
-                  "train_size": len(data.train), "pairs": len(pairs), "history": result.history},
-        "warnings": data.warnings,
-    }
-    metrics["outcome_warnings"] = outcome_warnings(metrics)
-    for warning in metrics["outcome_warnings"]:
-        console.print(f"[bold yellow]warning:[/] {warning}")
-    if accelerator.is_main_process:
-        save(run_dir, body, tokenizer, head, data.labels)
-        runs.write_json(run_dir / runs.METRICS_FILE, metrics)
-        write_report(run_dir, metrics, data.labels)
-    console.print(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({data.eval_name} set)")
-    return metrics
+    def hooks(self, plan: Plan, ctx: Context):
+        heads = plan.extra["heads"]  # epoch -> (validation metrics, head): when validation is also the evaluation set, reuse the best
+
+        def evaluate(model):
+            metrics, head = _head_metrics(plan, ctx, model, "validation")
+            heads[len(heads) + 1] = (metrics, head)
+            return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")}
+        return make_hooks(evaluate)
+
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
+        if plan.data.eval_name == "validation":
+            tuned, head = plan.extra["heads"][result.best_epoch]
+        else:
+            tuned, head = _head_metrics(plan, ctx, model, "evaluation", detail=True)
+        plan.extra["head"] = head
+        classification.announce(tuned, plan.data.eval_name)
+        return tuned
+
+    def save(self, plan: Plan, ctx: Context, model) -> None:
+        """The body in plain Hugging Face format (AutoModel), the head as JSON numbers (no pickle)."""
+        target, head, labels = ctx.run_dir / rundir.MODEL_DIR, plan.extra["head"], plan.data.labels
+        model.save_pretrained(target)
+        plan.tokenizer.save_pretrained(target)
+        rundir.write_json(target / "labels.json", {"labels": labels})
+        rundir.write_json(target / HEAD_FILE, {"pooling": "mean", "normalize": True, "labels": labels,
+                                               "coef": head.coef_.tolist(), "intercept": head.intercept_.tolist()})
+
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
+        write_report(ctx.run_dir, metrics, plan.data.labels)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        from ..models.loading import load_tokenizer
+        model_dir = run_dir / rundir.MODEL_DIR
+        head = load_head(model_dir)
+        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
+        return classification.ClassifierPredictor(rundir.load_saved_model(model_dir, load_encoder), tokenizer, head=head,
+                                                  columns=columns, **kwargs)
 
 
-def _head_metrics(embed, model, enc, split: str, labels, seed: int, detail=True) -> tuple[dict, object]:
+def _head_metrics(plan: Plan, ctx: Context, model, split: str, detail=True) -> tuple[dict, object]:
     """Fit the head on the training examples' embeddings; score it on `split`."""
-    head = fit_head(embed(model, enc["train"]), enc["train_ids"], seed)
-    probs = head.predict_proba(normalize(embed(model, enc[split])))
+    enc, bs, seed = plan.extra["enc"], plan.recipe.eval.batch_size, plan.recipe.train.seed
+    embed = lambda rows: forward_batches(model, rows, bs, plan.pad_id, ctx.precision, mean_pooled)  # noqa: E731
+    head = fit_head(embed(enc["train"]), enc["train_ids"], seed)
+    probs = head.predict_proba(normalize(embed(enc[split])))
     y = enc[f"{split}_ids"]
-    metrics = classification_metrics(y, probs.argmax(-1).tolist(), labels, detail)
+    metrics = classification_metrics(y, probs.argmax(-1).tolist(), plan.data.labels, detail)
     metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
     return metrics, head
 
 
-def save(run_dir: Path, body, tokenizer, head, labels: list[str]) -> None:
-    """The body in plain Hugging Face format (AutoModel), the head as JSON numbers (no pickle)."""
-    target = run_dir / runs.MODEL_DIR
-    body.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    runs.write_json(target / "labels.json", {"labels": labels})
-    runs.write_json(target / HEAD_FILE, {"pooling": "mean", "normalize": True, "labels": labels,
-                                         "coef": head.coef_.tolist(), "intercept": head.intercept_.tolist()})
-
-
-def load_head(model_dir: Path) -> dict | None:
+def load_head(model_dir: Path) -> dict:
     path = model_dir / HEAD_FILE
-    if not path.is_file():
-        return None
-    head = runs.read_json(path)
+    head = rundir.read_json(path)
     if not {"labels", "coef", "intercept"} <= set(head):
-        from ..errors import TunesmithError
-        raise TunesmithError(f"{path} is damaged ({runs.json_problem(path) or 'labels, coef or intercept missing'}); "
+        raise TunesmithError(f"{path} is {rundir.json_problem(path) or 'damaged (labels, coef or intercept missing)'}; "
                              "train the run again, or restore the file from a copy.")
     return head
-
-
-def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
-    """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights)."""
-    coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
-    scores = normalize(x) @ coef.T + intercept
-    if coef.shape[0] == 1:
-        p = 1 / (1 + np.exp(-scores[:, 0]))
-        return np.stack([1 - p, p], axis=1)
-    scores = np.exp(scores - scores.max(1, keepdims=True))
-    return scores / scores.sum(1, keepdims=True)

@@ -4,9 +4,15 @@ answering the same prompt zero-shot (the options are listed in the system prompt
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from ..data.conversations import Conversations, GenerationData
 from ..errors import TunesmithError
 from ..recipe import EvalSection, SupervisedMethod
+from .base import Plan
+from .supervised_generation import SupervisedGeneration
+
+console = Console(stderr=True)
 
 
 def verbalizers(method, labels: list[str]) -> dict[str, str]:
@@ -27,18 +33,24 @@ def to_conversations(split, words: dict[str, str], system: str, source: str) -> 
     return Conversations(samples, "prompt_response", source)
 
 
-def run_prompted(recipe, data, output_dir, overwrite: bool, resume: bool = False):
-    from .supervised_generation import run_generation
-    train_set = recipe.train.model_fields_set
-    # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
-    updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}
-    words = verbalizers(recipe.method, data.labels)
-    system = ("Classify the text into exactly one of these categories: " + ", ".join(words.values())
-              + ". Answer with the category only.")
-    gen = GenerationData(*(to_conversations(getattr(data, name), words, system, getattr(data, name).source)
-                           for name in ("train", "validation", "evaluation")), eval_name=data.eval_name)
-    as_generation = recipe.model_copy(update={
-        "task": "generation", "method": SupervisedMethod(tuning="lora"), "train": recipe.train.model_copy(update=updates),
-        "eval": EvalSection(batch_size=recipe.eval.batch_size, max_samples=None, generation_metric="exact_match",
-                            max_new_tokens=16)})
-    return run_generation(as_generation, output_dir, overwrite, data=gen, resume=resume)
+class FewShotPrompted(SupervisedGeneration):
+    """The generation method on the K examples turned into chat turns; a finished run is a generation run."""
+
+    def prepare(self, recipe, data=None) -> Plan:
+        from ..data.classification import load_classification
+        data = load_classification(recipe.data, recipe.train.seed)
+        for warning in data.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        train_set = recipe.train.model_fields_set
+        # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
+        updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}
+        words = verbalizers(recipe.method, data.labels)
+        system = ("Classify the text into exactly one of these categories: " + ", ".join(words.values())
+                  + ". Answer with the category only.")
+        gen = GenerationData(*(to_conversations(getattr(data, name), words, system, getattr(data, name).source)
+                               for name in ("train", "validation", "evaluation")), eval_name=data.eval_name)
+        as_generation = recipe.model_copy(update={
+            "task": "generation", "method": SupervisedMethod(tuning="lora"), "train": recipe.train.model_copy(update=updates),
+            "eval": EvalSection(batch_size=recipe.eval.batch_size, max_samples=None, generation_metric="exact_match",
+                                max_new_tokens=16)})
+        return super().prepare(as_generation, data=gen)

@@ -2,32 +2,100 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from pathlib import Path
 
 import torch
+from rich.console import Console
 
-from ..models.loading import apply_lora, freeze_bottom, load_classifier, set_dropout
-from ..recipe import LoraSection
 from ..engine.loop import Hooks
+from ..engine.metrics import evaluate_classifier
+from ..models.loading import apply_lora, freeze_bottom, head_is_fresh, load_classifier, set_dropout
+from ..models.registry import default_lr
+from ..recipe import LoraSection
+from ..runs import rundir
+from ..runs.report import write_report
+from ..tasks import classification
+from .base import Context, Plan, tuning_mode
+from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
+
+console = Console(stderr=True)
+
+
+class SupervisedClassifier:
+    """text (or text pair) -> one label: cross-entropy on a classification head, optionally class-weighted."""
+
+    def prepare(self, recipe) -> Plan:
+        p = classification.prepare(recipe)
+        data, enc, kind = p["data"], p["enc"], p["kind"]
+        lr = recipe.train.lr or default_lr(p["spec"], kind, tuning_mode(recipe.method, kind))
+        return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], kind, lr, enc["train"], enc["train_ids"],
+                    info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc},
+                    train_info={"train_size": len(data.train), "truncated": len(enc["truncated"])})
+
+    def build(self, plan: Plan, ctx: Context):
+        return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)
+
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        return classification.probe_baseline(plan.recipe, plan.weights, plan.extra["enc"], plan.data, plan.pad_id, ctx.precision)
+
+    def adapt(self, plan: Plan, ctx: Context, model):
+        """LP-FT: a new encoder head starts from a probe on the body's features (see head_init); a head carried
+        over from a previous stage with the same labels is already trained and is kept; decoder heads score
+        every position, so no probe fits them."""
+        method, labels = plan.recipe.method, plan.data.labels
+        wanted = method.head_init == "probe" or (method.head_init == "auto" and len(labels) >= PROBE_FROM_CLASSES)
+        ctx.train_info["head_init_s"] = 0.0
+        if not wanted or plan.kind == "decoder" or not head_is_fresh(plan.weights, labels):
+            return model
+        start, enc = time.perf_counter(), plan.extra["enc"]
+        fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), plan.recipe.eval.batch_size, plan.pad_id,
+                                   ctx.precision, plan.recipe.train.seed)
+        if fit is not None:
+            console.print(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
+        ctx.train_info["head_init_s"] = time.perf_counter() - start
+        return model
+
+    def hooks(self, plan: Plan, ctx: Context) -> Hooks:
+        enc, recipe = plan.extra["enc"], plan.recipe
+        evaluate = lambda m: evaluate_classifier(  # noqa: E731
+            m, enc["validation"], enc["validation_ids"], plan.data.labels, recipe.eval.batch_size, plan.pad_id, ctx.precision)
+        return make_hooks(recipe, plan.data.labels, plan.data.train.labels, evaluate)
+
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
+        enc = plan.extra["enc"]
+        tuned = evaluate_classifier(model, enc["evaluation"], enc["evaluation_ids"], plan.data.labels, plan.recipe.eval.batch_size,
+                                    plan.pad_id, ctx.precision, detail=True)
+        classification.announce(tuned, plan.data.eval_name)
+        return tuned
+
+    def save(self, plan: Plan, ctx: Context, model) -> None:
+        rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
+        write_report(ctx.run_dir, metrics, plan.data.labels)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        from transformers import AutoModelForSequenceClassification
+
+        from ..models.loading import load_tokenizer
+        model_dir = run_dir / rundir.MODEL_DIR
+        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
+        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=True))  # a run writes safetensors; a .bin there is not ours
+        return classification.ClassifierPredictor(model, tokenizer, columns=columns, **kwargs)
 
 
 def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str):
     model = load_classifier(weights, labels)
     if recipe.train.dropout is not None:
         set_dropout(model, recipe.train.dropout)
-    if training_mode(recipe, kind) == "lora":
+    if tuning_mode(recipe.method, kind) == "lora":
         return apply_lora(model, recipe.method.lora or LoraSection(), spec)
     freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
     return model
-
-
-def training_mode(recipe, kind: str) -> str:
-    """full | lora. 'auto': LoRA for decoders (a few MB of adapters instead of the whole model) or when a
-    lora section is given; full fine-tuning for encoders, which are small enough to train whole."""
-    tuning = recipe.method.tuning
-    if tuning != "auto":
-        return tuning
-    return "lora" if recipe.method.lora is not None or kind == "decoder" else "full"
 
 
 def class_weight_tensor(setting, labels: list[str], train_labels: list[str]) -> torch.Tensor | None:

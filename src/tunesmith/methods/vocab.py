@@ -39,14 +39,13 @@ def candidate_words(tokenizer, docs: list[str], limit: int, min_pieces: int, min
 
 def extend_vocabulary(model, tokenizer, words: list[tuple[str, list[int]]]) -> list[str]:
     """Add the words as whole-word tokens; each new input (and tied output) embedding = mean of its old pieces."""
-    from tokenizers import AddedToken
     if not words:
         return []
     if not _is_wordpiece(tokenizer):
         raise TunesmithError(
             "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of decoder LLMs "
             "would lose the space before each added word. Set method.vocab_extension: 0 for this model.")
-    tokenizer.add_tokens([AddedToken(word, single_word=True, normalized=True) for word, _ in words])
+    add_words(tokenizer, words)
     # Never shrink: some checkpoints carry more embedding rows than their tokenizer can reach.
     model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().num_embeddings), mean_resizing=False)
     embeddings = model.get_input_embeddings().weight
@@ -59,3 +58,14 @@ def extend_vocabulary(model, tokenizer, words: list[tuple[str, list[int]]]) -> l
 def _is_wordpiece(tokenizer) -> bool:
     model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
     return type(model).__name__ == "WordPiece"
+
+
+def add_words(tokenizer, words: list[tuple[str, list[int]]]) -> None:
+    """The tokenizer side alone (training text is tokenized with it before the model exists); adding a word
+    twice is a no-op, so extend_vocabulary may follow."""
+    from tokenizers import AddedToken
+    if words and not _is_wordpiece(tokenizer):
+        raise TunesmithError(
+            "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of decoder LLMs "
+            "would lose the space before each added word. Set method.vocab_extension: 0 for this model.")
+    tokenizer.add_tokens([AddedToken(word, single_word=True, normalized=True) for word, _ in words])

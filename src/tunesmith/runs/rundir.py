@@ -31,11 +31,12 @@ RUN_ENTRIES = (RUN_FILE, METRICS_FILE, LOG_FILE, RECIPE_FILE, MODEL_DIR, ADAPTER
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these
 
 
-def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
+def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool, files: dict[str, str] | None = None) -> Path:
     """A new run directory: a new or empty folder, or (with overwrite) a finished or dead run's folder.
 
     A folder holding anything else is refused: tunesmith never replaces a file it did not write (a
-    recipe received from someone else may name any folder in output.dir)."""
+    recipe received from someone else may name any folder in output.dir). `files`: name -> text written
+    beside the recipe (the data check's report)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise TunesmithError(f"{run_dir} exists and is not a folder.")
@@ -59,7 +60,8 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool) -> Path:
         _clear_run(run_dir)  # an overwritten run's files (and checkpoint) must never mix with this one's
         (run_dir / LOG_FILE).write_text("", encoding="utf-8")
         (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
-        _write_data_check(run_dir)
+        for name, text in (files or {}).items():
+            (run_dir / name).write_text(text, encoding="utf-8")
     except OSError as err:
         raise TunesmithError(f"Cannot write the run directory {run_dir}: {err.strerror}.") from None
     set_status(run_dir, "running")
@@ -71,14 +73,6 @@ def _clear_run(run_dir: Path) -> None:
     for entry in run_dir.iterdir():
         if entry.name in RUN_ENTRIES or entry.name.startswith("seed-") or entry.name.startswith(".checkpoint.pt."):
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-
-
-def _write_data_check(run_dir: Path) -> None:
-    from ..check import report as datacheck_report
-    report = datacheck_report.PENDING.get()
-    if report is not None:
-        datacheck_report.write(run_dir, report)
-        datacheck_report.PENDING.set(None)  # the run's own file; stage and seed runs inside it do not repeat it
 
 
 def reopen(run_dir: str | Path, recipe_yaml: str) -> Path:
@@ -116,7 +110,7 @@ def resumable(run_dir: Path) -> bool:
     return read_status(run_dir) in ("interrupted", "failed") and (Path(run_dir) / CHECKPOINT_FILE).is_file()
 
 
-def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False) -> tuple[Path, dict]:
+def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False, files: dict[str, str] | None = None) -> tuple[Path, dict]:
     """Create (or, resuming, reopen) the run directory, call `work(run_dir)` -> metrics, and record
     finished or failed (with why). A finished run keeps no checkpoint: its model folder is the result."""
     from accelerate.utils import broadcast_object_list
@@ -130,7 +124,8 @@ def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False) -> t
         broadcast_object_list(target)  # rank 0's choice (a default name holds the time, which ranks may disagree on)
     run_dir = target[0]
     if state.is_main_process:
-        reopen(run_dir, dump_recipe(recipe)) if resume else create(run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite)
+        reopen(run_dir, dump_recipe(recipe)) if resume else create(run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite,
+                                                                   files)
     state.wait_for_everyone()
     try:
         with own_accelerate_state():
@@ -146,13 +141,15 @@ def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False) -> t
     state.wait_for_everyone()
     if not state.is_main_process:
         return run_dir, metrics
-    if isinstance(metrics, dict):
-        metrics["memory"] = peak_memory()
-        if (run_dir / METRICS_FILE).is_file():
-            write_json(run_dir / METRICS_FILE, {**read_json(run_dir / METRICS_FILE), "memory": metrics["memory"]})
     set_status(run_dir, "finished")
     checkpoint.clear(run_dir)
     return run_dir, metrics
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    """metrics.json, with the process's peak memory so far (every run reports it)."""
+    metrics["memory"] = peak_memory()
+    write_json(run_dir / METRICS_FILE, metrics)
 
 
 def peak_memory() -> dict:

@@ -62,3 +62,14 @@ def generation_metrics(generations: list[str], references: list[str], kind: str)
     if kind == "exact_match":
         metrics.update(exact_match(generations, references))
     return metrics
+
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def answer_settings(ev, references: list[str]) -> tuple[str, int]:
+    """The generation metric (exact_match for label-like references) and the answer-length limit."""
+    kind = ev.generation_metric
+    if kind == "auto":
+        kind = "exact_match" if is_label_like(references) else "rouge_l"
+    return kind, ev.max_new_tokens or (32 if kind == "exact_match" else DEFAULT_MAX_NEW_TOKENS)

@@ -29,10 +29,9 @@ def load_generation_model(run_dir: Path):
 
 
 def _merge(run_dir: Path, adapter: Path):
-    import yaml
     from peft import PeftModel
     from ...models.loading import load_causal_lm, resolve_weights
-    recipe = yaml.safe_load((run_dir / runs.RECIPE_FILE).read_text(encoding="utf-8"))
+    recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     base = load_causal_lm(resolve_weights(recipe["model"]["name"]))
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
@@ -40,9 +39,28 @@ def _merge(run_dir: Path, adapter: Path):
 class GenerativePredictor:
     """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16, recipe=None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
+
+    def evaluate(self, path: str | Path, max_samples: int | None = None) -> dict:
+        """Loss/perplexity on every sample of the file, generation metrics on its prompts (the run's eval settings)."""
+        from ...data.conversations import read_conversations
+        from .formatting import encode, learnable
+        from .generate import split_prompt, validation_loss
+        from .metrics import answer_settings, generation_metrics
+        recipe = self.recipe
+        conv = read_conversations(str(path), recipe.data, "--data")
+        rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
+        metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
+        if conv.format == "text":
+            return metrics
+        pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
+        references = [r for _, r in pairs]
+        kind, max_new = answer_settings(recipe.eval, references)
+        answers = self.generate([p for p, _ in pairs], max_new)
+        return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}
 
     def generate(self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_p: float = 1.0) -> list[str]:

@@ -20,13 +20,14 @@ from ..engine.batching import tokenize
 from ..data.classification import load_classification
 from ..engine.metrics import evaluate_classifier, predict_proba
 from ..engine.hardware import make_accelerator, own_accelerate_state, resolve_precision
-from ..methods import supervised
-from ..methods.continual_strategies import (Reservoir, continual_metrics, distillation_loss, ewc_penalty, fisher_diagonal,
+from . import supervised
+from .continual_strategies import (Reservoir, continual_metrics, distillation_loss, ewc_penalty, fisher_diagonal,
                                 grow_head)
 from ..models.loading import load_classifier, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..recipe import Experience
 from ..models.registry import default_lr
 from ..engine.loop import Hooks, run_loop
+from .base import tuning_mode
 
 console = Console(stderr=True)
 VERSIONS_DIR, STATE_FILE = "versions", "continual.json"
@@ -37,13 +38,25 @@ def experiences_of(recipe) -> list[Experience]:
     return list(recipe.experiences or [Experience(name="initial", data=recipe.data)])
 
 
-def run_continual(recipe, output_dir, overwrite: bool) -> tuple[Path, dict]:
-    exps = experiences_of(recipe)
-    datas = [load_classification(e.data, recipe.train.seed) for e in exps]
-    for exp, data in zip(exps, datas):
-        for warning in data.warnings:
-            console.print(f"[yellow]warning:[/] {exp.name}: {warning}")
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(recipe, exps, datas, run_dir))
+class Continual:
+    """Not one training run but a model carried across experiences: `run` replaces the session's steps."""
+
+    def run(self, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None) -> tuple[Path, dict]:
+        from ..errors import TunesmithError
+        if resume:
+            raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
+                                 "(continual runs grow by versions instead: `tunesmith update`).")
+        exps = experiences_of(recipe)
+        datas = [load_classification(e.data, recipe.train.seed) for e in exps]
+        for exp, data in zip(exps, datas):
+            for warning in data.warnings:
+                console.print(f"[yellow]warning:[/] {exp.name}: {warning}")
+        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(recipe, exps, datas, run_dir), files=files)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        """The current version's classifier, which the run keeps in its model/ folder."""
+        return supervised.SupervisedClassifier.load_predictor(run_dir, columns, **kwargs)
 
 
 def _run(recipe, exps, datas, run_dir: Path) -> dict:
@@ -78,7 +91,7 @@ def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dic
                       "initial": state["initial"], "strategy": state["strategy"], "version": state["current"]},
         "train": {**learner.train_stats, "lr": learner.lr},
     }
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    runs.write_metrics(run_dir, metrics)
     from .continual_report import write_continual_report
     write_continual_report(run_dir, metrics)
     c = metrics["continual"]
@@ -95,7 +108,7 @@ class Learner:
         self.weights = str(model_dir) if model_dir else resolve_weights(recipe.model.name)
         self.spec = spec = model_spec(recipe.model.name)
         self.kind = model_kind(resolve_weights(recipe.model.name), spec)
-        if supervised.training_mode(recipe, self.kind) != "full":
+        if tuning_mode(recipe.method, self.kind) != "full":
             from ..errors import TunesmithError
             raise TunesmithError("method continual trains the whole model (the head grows with new classes); "
                                  "remove method.lora / set method.tuning: full.")

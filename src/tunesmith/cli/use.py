@@ -1,0 +1,65 @@
+"""`tunesmith eval` and `tunesmith predict`: a finished run on new files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import TunesmithError
+from .app import app, friendly, out
+from .tables import print_metrics
+
+
+@app.command("eval")
+@friendly
+def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+          data: Annotated[Path, typer.Option("--data", help="Labeled file to evaluate on.")],
+          text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+          label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None):
+    """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
+    (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
+    from ..predict import Predictor
+    from ..runs.rundir import write_json
+    predictor = Predictor.load(run_dir)
+    if hasattr(predictor, "generate"):
+        metrics = predictor.evaluate(data)
+    else:
+        metrics = predictor.evaluate(data, text_column, label_column)
+    print_metrics({data.name: metrics})
+    if output:
+        write_json(output, metrics)
+        out.print(f"Metrics written to {output}")
+
+
+@app.command()
+@friendly
+def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+            input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
+            output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")],
+            text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None):
+    """Add `predicted_label` and `probability` columns to every row of INPUT."""
+    from ..data.classification import text_cells  # same checks as training data
+    from ..data.readers import read_table
+    from ..data.writers import write_table
+    from ..errors import did_you_mean
+    predictor = classifier(run_dir)
+    column = text_column or predictor.columns["text"]
+    frame = read_table(input, "input")
+    if column not in frame.columns:
+        raise TunesmithError(f"{input}: no column '{column}'. Columns found: {', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
+                             "Pass --text-column NAME.")
+    probs = predictor.predict_proba(text_cells(frame, column, str(input)))
+    frame["predicted_label"] = [predictor.classes_[i] for i in probs.argmax(-1)]
+    frame["probability"] = probs.max(-1).round(6)
+    write_table(frame, output)
+    out.print(f"{len(frame)} predictions written to {output}")
+
+
+def classifier(run_dir: Path):
+    from ..predict import Predictor, run_task
+    if run_task(run_dir) == "generation":
+        raise TunesmithError(f"{run_dir} is a generation run; use `tunesmith generate` or `tunesmith chat` with it.")
+    return Predictor.load(run_dir)

@@ -1,0 +1,46 @@
+"""What every method provides. A method is a small object of this shape; `runs/session.py` runs any of them
+through the one run skeleton, and `methods/__init__.py` is the only place a recipe's names map to one.
+
+    prepare(recipe) -> Plan                 read and check the data, load the tokenizer, encode (before the
+                                            run directory exists: bad data fails before anything is written)
+    build(plan, ctx) -> model               the model as loaded, before any adaptation
+    baseline(plan, ctx, model) -> dict      the base model's metrics on the evaluation set ({} when off)
+    adapt(plan, ctx, model) -> model        what changes the model before training (LoRA, frozen layers, a
+                                            head started from a probe, a warmed-up MLM head)
+    hooks(plan, ctx) -> Hooks               loss, regulariser and validation for the shared loop
+    evaluate(plan, ctx, model, result)      the tuned model's metrics on the evaluation set
+    save(plan, ctx, model)                  the run's model, in a form that loads without tunesmith
+    report(plan, ctx, metrics)              report.md and plots
+    load_predictor(run_dir, **kw)           (static) a finished run of this method, ready to predict
+
+A method that is not one training run (continual: a model carried across experiences) provides
+`run(recipe, output_dir, overwrite, resume, files)` instead of the steps above.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..runs.session import Context, Plan
+
+__all__ = ["Context", "Method", "Plan", "tuning_mode"]
+
+
+class Method(Protocol):
+    def prepare(self, recipe) -> Plan: ...
+    def build(self, plan: Plan, ctx: Context): ...
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict: ...
+    def adapt(self, plan: Plan, ctx: Context, model): ...
+    def hooks(self, plan: Plan, ctx: Context): ...
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict: ...
+    def save(self, plan: Plan, ctx: Context, model) -> None: ...
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None: ...
+
+
+def tuning_mode(method, kind: str) -> str:
+    """full | lora. 'auto': LoRA for decoders (a few MB of adapters instead of the whole model) or when a
+    lora section is given; full fine-tuning for encoders, which are small enough to train whole."""
+    tuning = getattr(method, "tuning", "auto")
+    if tuning != "auto":
+        return tuning
+    return "lora" if getattr(method, "lora", None) is not None or kind == "decoder" else "full"

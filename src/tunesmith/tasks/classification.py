@@ -1,0 +1,117 @@
+"""What every classification method shares: data read and encoded once, the linear-probe base line,
+and the predictor a finished run hands out (scikit-learn shaped: classes_, predict, predict_proba)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from ..data.classification import load_classification, read_split
+from ..engine.batching import tokenize, unknown_only
+from ..engine.hardware import resolve_precision
+from ..engine.metrics import classification_metrics, forward_batches, linear_probe, mean_pooled, predict_proba
+from ..errors import TunesmithError
+from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+
+console = Console(stderr=True)
+
+
+def prepare(recipe) -> dict:
+    """The recipe's data read, checked and encoded, with the model's weights, registry entry and kind."""
+    data = load_classification(recipe.data, recipe.train.seed)
+    for warning in data.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
+    tokenizer = load_tokenizer(weights)
+    return {"data": data, "weights": weights, "spec": spec, "kind": model_kind(weights, spec), "tokenizer": tokenizer,
+            "enc": encode(data, tokenizer, recipe.train.max_length)}
+
+
+def encode(data, tokenizer, max_length: int) -> dict:
+    """Tokenize every split once; labels to ids; report truncation instead of cutting silently."""
+    label_index = {label: i for i, label in enumerate(data.labels)}
+    enc = {}
+    for name in ("train", "validation", "evaluation"):
+        split = getattr(data, name)
+        enc[name], cut = tokenize(tokenizer, split.texts, split.pairs, max_length)
+        enc[f"{name}_ids"] = [label_index[label] for label in split.labels]
+        if name == "train":
+            enc["truncated"] = cut
+        unknown = unknown_only(tokenizer, enc[name])
+        if unknown:
+            console.print(f"[yellow]warning:[/] {unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
+                          "knows (every piece is the unknown token, e.g. emoji or a script the tokenizer lacks); the model "
+                          "sees them all as the same input.")
+    if enc["truncated"]:
+        cut = enc["truncated"]
+        console.print(f"[yellow]warning:[/] {len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
+                      f"tokens and were truncated (longest {max(cut)} tokens). Raise train.max_length to keep more.")
+    return enc
+
+
+def info(data) -> dict:
+    """The top-level metrics.json keys every classification run has."""
+    return {"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels}
+
+
+def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision: str) -> dict:
+    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
+    if recipe.eval.baseline == "none":
+        return {}
+    base = linear_probe(load_encoder(weights), enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"],
+                        data.labels, recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
+    console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
+
+
+def announce(tuned: dict, eval_name: str) -> None:
+    console.print(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({eval_name} set)")
+
+
+class ClassifierPredictor:
+    """A finished classification run: `classes_`, `predict`, `predict_proba` (your label names), `evaluate`.
+
+    `head`: few-shot runs keep an embedding body and a logistic head saved as numbers (`head_proba`)."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto",
+                 head: dict | None = None, columns: dict | None = None):
+        self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
+        self.classes_ = head["labels"] if head else [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.max_length, self.batch_size = max_length, batch_size
+        self.precision = resolve_precision(precision)
+        self.columns = columns or {"text": "text", "label": "label", "pair": None}
+
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
+        if self.head:
+            x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
+            return head_proba(self.head, x)
+        return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
+        return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
+
+    def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
+        """Accuracy, macro F1/precision/recall, per class and the confusion matrix on a labeled file."""
+        split = read_split(str(path), text_column or self.columns["text"], label_column or self.columns["label"],
+                           self.columns["pair"], "--data", options={"text_column": "--text-column", "label_column": "--label-column"})
+        unknown = sorted(set(split.labels) - set(self.classes_))
+        if unknown:
+            raise TunesmithError(f"{path}: label(s) {unknown[:10]} are not among the model's labels {self.classes_}.")
+        index = {label: i for i, label in enumerate(self.classes_)}
+        probs = self.predict_proba(split.texts, split.pairs)
+        return classification_metrics([index[y] for y in split.labels], probs.argmax(-1).tolist(), self.classes_)
+
+
+def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
+    """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights)."""
+    coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
+    x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)  # the head was fit on L2-normalised embeddings
+    scores = x @ coef.T + intercept
+    if coef.shape[0] == 1:
+        p = 1 / (1 + np.exp(-scores[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    scores = np.exp(scores - scores.max(1, keepdims=True))
+    return scores / scores.sum(1, keepdims=True)
