@@ -94,6 +94,9 @@ class SupervisedMethod(Strict):
         "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
     # 'auto' follows what benchmarks/README.md measured: the probe start lifted 5- and 35-class tasks by
     # 3-23 macro-F1 points, but cost 2- and 3-class ones (sst2 -0.6 accuracy, FPB-200 -9.5 F1 on seed 42).
+    normalize_targets: bool = Field(
+        True, description="Regression: train on standardised targets (mean 0, std 1); the saved model still outputs "
+                          "scores in the labels' own units.")
     head_init: Literal["auto", "probe", "random"] = Field(
         "auto", description="Classification: start a new head from a logistic regression on the frozen body's features "
                             "(linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ classes.")
@@ -245,7 +248,7 @@ class Stage(Strict):
         return raw
 
     name: str = Field(description="Short stage name (folder name under stages/ and row name in the report).")
-    task: Literal["classification", "generation"] | None = Field(None, description="Default: the recipe's task.")
+    task: Literal["classification", "generation", "regression"] | None = Field(None, description="Default: the recipe's task.")
     data: DataSection | None = Field(None, description="This stage's data (default: the recipe's data section, the target task).")
     method: Method | None = Field(None, description="This stage's method section (default: supervised).")
     train: StageTrain | None = Field(None, description="Train keys that differ from the recipe's train section for this stage.")
@@ -258,8 +261,9 @@ class Experience(Strict):
 
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
-    task: Literal["classification", "generation"] = Field(
-        "classification", description="classification (text -> label) or generation (chat/instruction/text -> text).")
+    task: Literal["classification", "generation", "regression"] = Field(
+        "classification", description="classification (text -> label), regression (text -> number) or generation "
+                                      "(chat/instruction/text -> text).")
     model: ModelSection
     data: DataSection | None = Field(None, description="The task's data; required unless every stage brings its own or method is domain_adaptation.")
     method: Method = Field(default_factory=SupervisedMethod)
@@ -290,6 +294,13 @@ class Recipe(Strict):
                                   else e for e in exps]
             raw.pop("data")
         return raw
+
+    @model_validator(mode="after")
+    def _regression_metric(self):
+        if self.task == "regression" and self.train.early_stopping.metric not in (None, "loss"):
+            raise ValueError(f"train.early_stopping.metric: {self.train.early_stopping.metric} is a classification metric; "
+                             "regression runs pick the best epoch by validation loss (leave it unset, or loss)")
+        return self
 
     @model_validator(mode="after")
     def _data_present(self):

@@ -19,13 +19,25 @@ IMBALANCE = 10.0         # warn when the largest class has this many times the e
 # ----------------------------------------------------------------------------------- classification
 
 def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
+    entry, usable = read_usable(recipe, name, "classification", report)
+    if usable is None:
+        return
+    texts, labels = usable["train"]
+    data = recipe.data
+    _label_checks(entry, texts, labels, usable, data, name, report)
+    _overlap_checks(entry, texts, usable, name, report)
+    text_checks(entry, recipe, texts, tokenizer, name, report)
+
+
+def read_usable(recipe, name: str, task: str, report: Report) -> tuple[dict, dict | None]:
+    """The report entry, and split -> (texts, labels) of the usable rows (None when training could not start)."""
     data = recipe.data
     read = read_splits(data, name, report, lambda path, split: _read(path, split, data))
-    entry: dict = {"name": name, "task": "classification", "splits": {s: info for s, (_, info) in read.items()}}
+    entry: dict = {"name": name, "task": task, "splits": {s: info for s, (_, info) in read.items()}}
     report.datasets.append(entry)
     frames = {s: frame for s, (frame, _) in read.items()}
     if "train" not in frames:
-        return
+        return entry, None
     needed = [(data.text_column, "text_column"), (data.label_column, "label_column")]
     if data.text_pair_column:
         needed.append((data.text_pair_column, "text_pair_column"))
@@ -38,20 +50,46 @@ def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
         if not missing:
             usable[split] = _cells(frame, data, entry["splits"][split], f"{name}: {getattr(data, split)}", report)
     if "train" not in usable:
+        return entry, None
+    if not usable["train"][0]:
+        report.errors.append(f"{name}: no usable training rows: every row of {data.train} lacks a usable text or label "
+                             "(see the problems above).")
+        return entry, None
+    return entry, usable
+
+
+def text_checks(entry: dict, recipe, texts: list[str], tokenizer, name: str, report: Report) -> None:
+    """Token lengths (and truncation at train.max_length), and texts the vocabulary cannot read."""
+    if tokenizer is None:
         return
-    texts, labels = usable["train"]
-    if not texts:
-        report.errors.append(f"{name}: no usable training rows: every row of {data.train} lacks a usable text or label (see the problems above).")
+    entry["lengths"] = token_lengths(tokenizer, texts, recipe.train.max_length, recipe.train.seed)
+    length_warning(entry["lengths"], name, report)
+    if entry["lengths"].get("unknown_only"):
+        report.warnings.append(f"{name}: {entry['lengths']['unknown_only']} training text(s) hold no token the model's "
+                               "vocabulary knows (all pieces are the unknown token: emoji, or a script the tokenizer "
+                               "lacks); the model sees them all as the same input.")
+
+
+def check_regression(recipe, name: str, tokenizer, report: Report) -> None:
+    """Numeric targets (the rows that are not), their range per split, and the texts as for classification."""
+    entry, usable = read_usable(recipe, name, "regression", report)
+    if usable is None:
         return
-    _label_checks(entry, texts, labels, usable, data, name, report)
+    entry["targets"] = {}
+    for split, (_, labels) in usable.items():
+        values = pd.to_numeric(pd.Series(labels), errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
+        if len(bad):
+            report.errors.append(f"{name}: {getattr(recipe.data, split)}: {len(bad)} target(s) in column '{recipe.data.label_column}' "
+                                 f"are not numbers (data rows {', '.join(str(i + 1) for i in bad[:10])}; e.g. {labels[bad[0]]!r}).")
+        good = values[np.isfinite(values.to_numpy(dtype=float))]
+        entry["targets"][split] = {k: round(float(v), 4) for k, v in (("min", good.min()), ("max", good.max()),
+                                                                        ("mean", good.mean()), ("std", good.std()))} if len(good) else {}
+    if entry["targets"].get("train", {}).get("std") == 0:
+        report.errors.append(f"{name}: every training target is the same number; there is nothing to learn.")
+    texts = usable["train"][0]
     _overlap_checks(entry, texts, usable, name, report)
-    if tokenizer is not None:
-        entry["lengths"] = token_lengths(tokenizer, texts, recipe.train.max_length, recipe.train.seed)
-        length_warning(entry["lengths"], name, report)
-        if entry["lengths"].get("unknown_only"):
-            report.warnings.append(f"{name}: {entry['lengths']['unknown_only']} training text(s) hold no token the model's "
-                                   "vocabulary knows (all pieces are the unknown token: emoji, or a script the tokenizer "
-                                   "lacks); the model sees them all as the same input.")
+    text_checks(entry, recipe, texts, tokenizer, name, report)
 
 
 def _read(path: str, split: str, data) -> tuple[pd.DataFrame, dict]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ..errors import TunesmithError
 from .chat import check_generation
-from .classification import check_classification
+from .classification import check_classification, check_regression
 from .common import Report
+
+CHECKS = {"classification": check_classification, "generation": check_generation, "regression": check_regression}
 
 
 def check_recipe(recipe) -> Report:
@@ -30,10 +32,7 @@ def _check_one(recipe, name: str, report: Report) -> None:
     if recipe.data is None:
         return
     tokenizer = _tokenizer(recipe.model.name, name, report)
-    if recipe.task == "generation":
-        check_generation(recipe, name, tokenizer, report)
-    else:
-        check_classification(recipe, name, tokenizer, report)
+    CHECKS[recipe.task](recipe, name, tokenizer, report)
 
 
 def _tokenizer(model_name: str, name: str, report: Report):

@@ -14,13 +14,13 @@ from .app import Sets, app, err, friendly, out
 data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
 app.add_typer(data_app, name="data")
 
-DEFAULT_MODEL = {"classification": "minilm-l6", "generation": "smollm2-135m-instruct"}
+DEFAULT_MODEL = {"classification": "minilm-l6", "regression": "minilm-l6", "generation": "smollm2-135m-instruct"}
 
 
 @data_app.command("check")
 @friendly
 def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data file (then --task says what it is for).")],
-          task: Annotated[Optional[str], typer.Option(help="With a data file: classification or generation.")] = None,
+          task: Annotated[Optional[str], typer.Option(help="With a data file: classification, regression or generation.")] = None,
           model: Annotated[Optional[str], typer.Option(help="With a data file: the model whose tokenizer measures lengths.")] = None,
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Also write the report here (.md and .json).")] = None,
           set_: Sets = None):
@@ -37,7 +37,7 @@ def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data 
     else:
         task = task or "classification"
         if task not in DEFAULT_MODEL:
-            raise TunesmithError(f"--task must be classification or generation, not {task!r}.")
+            raise TunesmithError(f"--task must be one of {', '.join(DEFAULT_MODEL)}, not {task!r}.")
         recipe = load_recipe({"task": task, "model": {"name": model or DEFAULT_MODEL[task]},
                               "data": {"train": os.path.abspath(source)}}, set_ or [])
     report = check_recipe(recipe)

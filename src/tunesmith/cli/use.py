@@ -40,7 +40,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
             input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
             output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")],
             text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None):
-    """Add `predicted_label` and `probability` columns to every row of INPUT."""
+    """Add `predicted_label` and `probability` columns to every row of INPUT (regression runs: `predicted_score`)."""
     from ..data.classification import text_cells  # same checks as training data
     from ..data.readers import read_table
     from ..data.writers import write_table
@@ -51,9 +51,10 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
     if column not in frame.columns:
         raise TunesmithError(f"{input}: no column '{column}'. Columns found: {', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
                              "Pass --text-column NAME.")
-    probs = predictor.predict_proba(text_cells(frame, column, str(input)))
-    frame["predicted_label"] = [predictor.classes_[i] for i in probs.argmax(-1)]
-    frame["probability"] = probs.max(-1).round(6)
+    pair = predictor.columns.get("pair")
+    pairs = text_cells(frame, pair, str(input)) if pair and pair in frame.columns else None
+    for name, values in predictor.annotate(text_cells(frame, column, str(input)), pairs).items():
+        frame[name] = values
     write_table(frame, output)
     out.print(f"{len(frame)} predictions written to {output}")
 

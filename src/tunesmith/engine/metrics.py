@@ -15,7 +15,8 @@ from .batching import iterate, length_grouped_batches
 HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")             # classification
 GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")    # generation (answers scored)
 HELDOUT_KEYS = ("loss", "perplexity")                                             # domain adaptation (held-out text)
-HEADLINE_ALL = tuple(dict.fromkeys(HEADLINE + GENERATION_KEYS))
+REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")                           # regression
+HEADLINE_ALL = tuple(dict.fromkeys(HEADLINE + GENERATION_KEYS + REGRESSION_KEYS))
 
 
 def shown_keys(*metrics: dict) -> list[str]:
@@ -96,7 +97,8 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.
-HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("perplexity", False), ("loss", False))
+HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
+                   ("loss", False))
 
 
 def outcome_warnings(metrics: dict) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from ..engine.metrics import shown_keys
 from ..runs import rundir as runs
 from .single import run_single
 from .stages import run_stages
@@ -58,8 +59,7 @@ def _std(per_seed: list[dict], side: str) -> dict:
 
 
 def _report(m: dict) -> str:
-    keys = [k for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "exact_match", "rouge_l", "loss")
-            if k in m["tuned"]]
+    keys = shown_keys(m["tuned"])
     head = "| metric | base (mean ± std) | tuned (mean ± std) |\n|---|---|---|\n"
     rows = "\n".join(f"| {k} | {m['base'][k]:.4f} ± {m['base_std'][k]:.4f} | {m['tuned'][k]:.4f} ± {m['tuned_std'][k]:.4f} |"
                      for k in keys)

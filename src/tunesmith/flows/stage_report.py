@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..engine.metrics import HEADLINE_METRIC, shown_keys
 from ..runs.report import plt
-
-_TARGET_KEYS = ("accuracy", "f1_macro", "loss", "perplexity", "exact_match", "rouge_l")
 
 
 def write_stage_report(run_dir: Path, m: dict) -> Path:
-    keys = [k for k in _TARGET_KEYS if k in m["tuned"] and any(k in s["target"] for s in m["stages"])]
+    keys = [k for k in shown_keys(*(s["target"] for s in m["stages"])) if k in m["tuned"]]
     header = "| after | method | own data (base -> tuned) | " + " | ".join(f"target {k}" for k in keys) + " | on the target: |"
     rows = [header, "|" + "---|" * (len(keys) + 4)]
     if m["base"]:
@@ -43,7 +42,7 @@ The final model (stage `{final['name']}`) is in this folder: `tunesmith predict`
 
 def _own(own: dict) -> str:
     tuned = own.get("tuned", {})
-    key = next((k for k in ("f1_macro", "perplexity", "rouge_l", "exact_match", "loss") if k in tuned), None)
+    key = next((k for k, _ in HEADLINE_METRIC if k in tuned), None)
     if key is None:
         return "-"
     base = own.get("base", {}).get(key)

@@ -16,7 +16,8 @@ from ..models.loading import load_tokenizer, resolve_weights
 class Target:
     def __init__(self, recipe):
         self.recipe = recipe
-        self.task = recipe.task if recipe.method.name != "domain_adaptation" else None
+        # a regression target is scored by its own stage only (no probe of intermediate stages yet)
+        self.task = recipe.task if recipe.method.name != "domain_adaptation" and recipe.task in ("classification", "generation") else None
         self.probe_kind = {"classification": "linear probe", "generation": "answer-token loss", None: "none"}[self.task]
         self.description = {
             "classification": "a linear probe on the stage's frozen body (logistic regression, target train -> target eval)",

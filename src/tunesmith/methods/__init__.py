@@ -9,11 +9,12 @@ from .continual import Continual
 from .domain_adaptation import DomainAdaptation
 from .few_shot import FewShotContrastive
 from .few_shot_prompted import FewShotPrompted
+from .regression import SupervisedRegressor
 from .supervised import SupervisedClassifier
 from .supervised_generation import SupervisedGeneration
 
 METHODS: dict[str, dict] = {
-    "supervised": {"classification": SupervisedClassifier, "generation": SupervisedGeneration},
+    "supervised": {"classification": SupervisedClassifier, "generation": SupervisedGeneration, "regression": SupervisedRegressor},
     "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}},
     "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
                           "domain_adaptation": DomainAdaptation},

@@ -93,6 +93,11 @@ class ClassifierPredictor:
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
 
+    def annotate(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
+        """The columns `tunesmith predict` adds to a file."""
+        probs = self.predict_proba(texts, pairs)
+        return {"predicted_label": [self.classes_[i] for i in probs.argmax(-1)], "probability": probs.max(-1).round(6).tolist()}
+
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
         """Accuracy, macro F1/precision/recall, per class and the confusion matrix on a labeled file."""
         split = read_split(str(path), text_column or self.columns["text"], label_column or self.columns["label"],

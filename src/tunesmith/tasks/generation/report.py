@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...engine.metrics import GENERATION_KEYS
 from ...runs.report import loss_plot, read_log, warnings_section
 
 SHOWN_SAMPLES = 8
-METRICS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")
 
 
 def write_generation_report(run_dir: Path, metrics: dict, samples: list[dict]) -> Path:
@@ -31,7 +31,7 @@ def _prompt_text(prompt) -> str:
 
 def _markdown(m: dict, samples: list[dict]) -> str:
     rows = "\n".join(f"| {k} | {m['base'][k]:.4f} | {m['tuned'][k]:.4f} | {m['tuned'][k] - m['base'][k]:+.4f} |"
-                     for k in METRICS if k in m["tuned"] and k in m["base"])
+                     for k in GENERATION_KEYS if k in m["tuned"] and k in m["base"])
     table = "\n".join(f"| {_cell(_prompt_text(s['prompt']))} | {_cell(s['reference'])} | {_cell(s['base'])} | {_cell(s['tuned'])} |"
                       for s in samples[:SHOWN_SAMPLES])
     t, d = m["train"], m["data"]

@@ -1,0 +1,108 @@
+"""What regression methods share: metrics (MSE, MAE, Pearson, Spearman), the ridge base line on frozen
+embeddings, the report, and the predictor a finished run hands out (numbers, in the labels' own units)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from ..data.classification import read_split
+from ..data.regression import numeric
+from ..engine.batching import tokenize
+from ..engine.hardware import resolve_precision
+from ..engine.metrics import forward_batches, mean_pooled
+from ..models.loading import load_encoder
+
+console = Console(stderr=True)
+KEYS = ("mse", "mae", "pearson", "spearman")
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    err = y_pred - y_true
+    constant = np.ptp(y_pred) == 0  # correlation is undefined for constant predictions: report 0, not NaN
+    return {"mse": float((err ** 2).mean()), "mae": float(np.abs(err).mean()),
+            "pearson": 0.0 if constant else float(pearsonr(y_true, y_pred)[0]),
+            "spearman": 0.0 if constant else float(spearmanr(y_true, y_pred)[0]), "size": int(len(y_true))}
+
+
+def predict_scores(model, rows, batch_size: int, pad_id: int, precision: str) -> np.ndarray:
+    """The model's one output per row (the head is folded to the labels' units when the run is saved)."""
+    return forward_batches(model, rows, batch_size, pad_id, precision, lambda out, b: out.logits.float()[:, 0].cpu().numpy())
+
+
+def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval, pad_id: int, precision: str) -> dict:
+    """The base model as the honest baseline: ridge regression on its frozen mean-pooled embeddings."""
+    if recipe.eval.baseline == "none":
+        return {}
+    from sklearn.linear_model import RidgeCV
+    encoder, bs = load_encoder(weights), recipe.eval.batch_size
+    x_train = forward_batches(encoder, train_rows, bs, pad_id, precision, mean_pooled)
+    x_eval = forward_batches(encoder, eval_rows, bs, pad_id, precision, mean_pooled)
+    ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x_train, y_train)
+    base = regression_metrics(y_eval, ridge.predict(x_eval))
+    console.print(f"base: Spearman {base['spearman']:.4f}, Pearson {base['pearson']:.4f}, MSE {base['mse']:.4f}")
+    return {"kind": "ridge regression on the frozen base model's mean-pooled embeddings", **base}
+
+
+def write_report(run_dir: Path, metrics: dict, truth, predicted) -> None:
+    from ..runs.report import loss_plot, plt, read_log, save_figure, warnings_section
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    loss_plot(read_log(run_dir), plots / "loss.png", metric="spearman")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(truth, predicted, s=6, alpha=0.5)
+    low, high = min(min(truth), min(predicted)), max(max(truth), max(predicted))
+    ax.plot([low, high], [low, high], color="grey", linestyle=":")
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    save_figure(fig, plots / "predicted_vs_true.png")
+    base, tuned, t = metrics["base"], metrics["tuned"], metrics["train"]
+    rows = "\n".join(f"| {k} | {base[k]:.4f} | {tuned[k]:.4f} | {tuned[k] - base[k]:+.4f} |" if k in base else
+                     f"| {k} | n/a | {tuned[k]:.4f} | n/a |" for k in KEYS)
+    (run_dir / "report.md").write_text(f"""# tunesmith run report
+
+Model `{metrics['model']}`, task regression; evaluated on the {metrics['eval_set']} set ({metrics['eval_size']} examples).
+Base = {base.get('kind', 'none')}.
+{warnings_section(metrics)}
+## Base vs tuned
+
+| metric | base | tuned | change |
+|---|---|---|---|
+{rows}
+
+![predicted vs true](plots/predicted_vs_true.png)
+
+## Training
+
+{t['epochs']} epoch(s), best epoch {t['best_epoch']}, {t['runtime_s']:.1f} s, {t['samples_per_s']:.1f} samples/s, precision {t['precision']}, lr {t['lr']}; targets {'standardised for training' if t.get('target_mean') is not None else 'as given'}.
+
+![loss](plots/loss.png)
+""", encoding="utf-8")
+
+
+class RegressorPredictor:
+    """A finished regression run: `predict(texts[, pairs])` -> numbers in the labels' units; `evaluate(file)`."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto",
+                 columns: dict | None = None):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
+        self.columns = columns or {"text": "text", "label": "label", "pair": None}
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
+        return predict_scores(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+
+    def annotate(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
+        """The columns `tunesmith predict` adds to a file."""
+        return {"predicted_score": np.round(self.predict(texts, pairs), 6).tolist()}
+
+    def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
+        split = numeric(read_split(str(path), text_column or self.columns["text"], label_column or self.columns["label"],
+                                   self.columns["pair"], "--data", options={"text_column": "--text-column", "label_column": "--label-column"}),
+                        label_column or self.columns["label"])
+        return regression_metrics(split.labels, self.predict(split.texts, split.pairs))
