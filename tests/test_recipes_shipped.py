@@ -39,6 +39,9 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     if generation:
         assert metrics["tuned"]["loss"] > 0 and 0.0 <= metrics["tuned"]["rouge_l"] <= 1.0
         assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    elif shipped.task == "regression":
+        assert -1.0 <= metrics["tuned"]["spearman"] <= 1.0 and metrics["tuned"]["mse"] >= 0
+        assert (tmp_path / "run" / "model" / "config.json").is_file()
     else:
         assert 0.0 <= metrics["tuned"]["accuracy"] <= 1.0
         assert (tmp_path / "run" / "model" / "config.json").is_file()

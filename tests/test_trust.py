@@ -178,6 +178,9 @@ def test_recipe_shorthands_and_shared_experience_columns(tmp_path):
     from tunesmith.recipe import load_recipe
     recipe = load_recipe({"model": "tiny-bert", "method": "few_shot", "data": {"train": "x.csv"}})
     assert recipe.model.name == "tiny-bert" and recipe.method.name == "few_shot"
+    overridden = load_recipe({"model": "tiny-bert", "method": "few_shot", "data": {"train": "x.csv"}},
+                             ["model.name=tiny-llama", "method.pairs_per_example=4"])
+    assert overridden.model.name == "tiny-llama" and overridden.method.pairs_per_example == 4
     continual = load_recipe({"model": "tiny-bert", "method": {"name": "continual"},
                              "data": {"text_column": "body", "label_column": "intent"},
                              "experiences": [{"name": "a", "data": {"train": "a.csv"}},

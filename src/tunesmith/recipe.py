@@ -374,6 +374,9 @@ def _apply_override(raw: dict, item: str) -> None:
         raise TunesmithError(f"Override '{item}' must look like section.key=value, e.g. train.lr=3e-5.")
     dotted, value = item.split("=", 1)
     keys = dotted.strip().split(".")
+    for section in ("model", "method"):  # `model: minilm-l6` shorthand: --set model.name=... still applies
+        if len(keys) > 1 and keys[0] == section and isinstance(raw.get(section), str):
+            raw[section] = {"name": raw[section]}
     node = raw
     for key in keys[:-1]:
         node = node.setdefault(key, {})
