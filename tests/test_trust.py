@@ -313,3 +313,17 @@ def test_disk_full_names_the_file_and_leaves_no_empty_temp_file(tmp_path, monkey
     (tmp_path / "run.json").write_bytes(b'{"status": "running"}')
     runs.set_status(tmp_path, "failed", error="disk full")  # rewritten in place when no new file fits
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_checkpoint_written_before_weights_only_still_resumes(tmp_path):
+    """Earlier versions pickled NumPy's RNG state (an array): it loads weights-only and restores the same stream."""
+    import random
+
+    import torch
+    from tunesmith.engine import checkpoint
+    np.random.seed(7)
+    torch.save({"rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                        "cuda": None}}, tmp_path / "old.pt")
+    expected = np.random.rand()
+    checkpoint.set_rng_state(checkpoint.load(tmp_path / "old.pt")["rng"])
+    assert np.random.rand() == expected

@@ -21,6 +21,18 @@ from ..errors import TunesmithError
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+def _numpy_array_globals() -> list:
+    """What rebuilding a NumPy array from a pickle needs: data, no code (torch's documented allowlist)."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype("uint32"))]
+
+
+_NUMPY_ARRAYS = _numpy_array_globals()
+
+
 def rng_state() -> dict:
     """Every RNG as tensors, lists and numbers: what `torch.load(weights_only=True)` reads back without pickle."""
     version, internal, gauss = random.getstate()
@@ -88,7 +100,8 @@ def load_tensors_file(path: Path, remedy: str):
     containers only. A planted pickle (or a damaged file) is refused with a message, never executed."""
     import pickle
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # checkpoints of earlier versions hold NumPy RNG arrays
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" not in str(err) and "global" not in str(err):  # no Python object named: bytes that are no pickle
             raise TunesmithError(f"{path} cannot be read (not a checkpoint); it is damaged. {remedy}") from None
