@@ -146,7 +146,11 @@ def test_the_corpus_is_large():
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_gets_a_clear_message(tmp_path, case):
-    make, words = CASES[case]
+    assert_clear_message(tmp_path, *CASES[case])
+
+
+def assert_clear_message(tmp_path, make, words) -> None:
+    """Run the case's command: exit 1 or 2, an error naming the key words, no traceback, no planted pickle run."""
     args = make(tmp_path)
     result = runner.invoke(app, [str(a) for a in args])
     text = " ".join(result.output.split())
@@ -154,6 +158,7 @@ def test_bad_input_gets_a_clear_message(tmp_path, case):
     assert "error" in text.lower() and "Traceback" not in text
     for word in words:
         assert word in text, f"{word!r} not in: {text}"
+    assert not (tmp_path / "pwned").exists(), "a planted pickle ran"
 
 
 @pytest.mark.parametrize("problem", [errno.ENOSPC, errno.EACCES])
