@@ -126,6 +126,8 @@ def _cells(frame: pd.DataFrame, data, info: dict, where: str, report: Report) ->
                              "train yet). Give each row one label.")
     keep = ~(text_blank | label_blank | listed)
     texts = frame.loc[keep, data.text_column].tolist()
+    if data.text_pair_column:  # a pair is one input: duplicates, overlap and lengths are of both texts
+        texts = [f"{t}\n{p}" for t, p in zip(texts, frame.loc[keep, data.text_pair_column].astype(str).tolist())]
     labels = [label_text(v) for v in frame.loc[keep, data.label_column].tolist()]
     return texts, labels
 

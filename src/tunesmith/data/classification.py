@@ -201,13 +201,16 @@ def look_alike_labels(labels: list[str], path: str) -> list[str]:
 
 
 def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
+    """Repeated training rows, and evaluation inputs also in training (a pair counts as one input: both texts)."""
+    inputs = lambda split: list(zip(split.texts, split.pairs)) if split.pairs is not None else split.texts  # noqa: E731
     out = []
-    dupes = len(train) - len(set(zip(train.texts, train.labels)))
+    dupes = len(train) - len(set(zip(inputs(train), train.labels)))
     if dupes:
-        out.append(f"{train.source}: {dupes} duplicate row(s) (same text and label) in training data.")
-    seen = set(train.texts)
+        out.append(f"{train.source}: {dupes} duplicate row(s) (same {'pair' if train.pairs else 'text'} and label) in training data.")
+    seen = set(inputs(train))
     for split in others:
-        shared = sum(t in seen for t in split.texts)
+        shared = sum(t in seen for t in inputs(split))
         if shared:
-            out.append(f"{split.source}: {shared} text(s) also appear in the training data; evaluation on them overstates accuracy.")
+            what = "text pair(s)" if split.pairs is not None else "text(s)"
+            out.append(f"{split.source}: {shared} {what} also appear in the training data; evaluation on them overstates accuracy.")
     return out
