@@ -16,6 +16,13 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb_regression"
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def main() -> None:
     import tunesmith
     parser = argparse.ArgumentParser()
@@ -36,7 +43,7 @@ def main() -> None:
                          "epochs": m["train"]["epochs"], "samples_per_s": m["train"]["samples_per_s"]})
     summary = {side: {k: statistics.median(r[side][k] for r in runs) for k in ("pearson", "spearman", "mse")}
                for side in ("base", "tuned")}
-    summary.update(cpu=platform.processor() or platform.machine(), seeds=args.seeds, overrides=args.overrides,
+    summary.update(cpu=cpu_name(), seeds=args.seeds, overrides=args.overrides,
                    train_s=statistics.median(r["train_s"] for r in runs))
     print(json.dumps(summary, indent=2))
     if args.json:

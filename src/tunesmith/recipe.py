@@ -52,6 +52,11 @@ class DataSection(Strict):
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (e.g. sentence pairs).")
     label_column: str = Field("label", description="Column holding the label (any strings; kept as-is in outputs).")
+    multi_label: bool = Field(
+        False, description="Several labels per text: the label column holds lists (JSONL/Parquet) or strings split on "
+                           "label_separator; an empty cell means no label. A sigmoid head with thresholds chosen on validation.")
+    label_separator: str | None = Field(
+        None, description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.")
     validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
     max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
     samples_per_class: int | None = Field(None, gt=0, description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).")
@@ -67,6 +72,13 @@ class DataSection(Strict):
     prompt_column: str | None = Field(None, description="Prompt column for prompt/response data (auto: prompt, question, input, query).")
     response_column: str | None = Field(None, description="Response column for prompt/response data (auto: response, answer, output, completion).")
     system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _separator_means_multi_label(cls, raw):
+        if isinstance(raw, dict) and raw.get("label_separator") and "multi_label" not in raw:
+            raw = {**raw, "multi_label": True}
+        return raw
 
 
 class LoraSection(Strict):
@@ -316,6 +328,13 @@ class Recipe(Strict):
         elif self.data is None and not isinstance(self.method, DomainAdaptationMethod):
             raise ValueError("missing required key 'data' (the training file and its columns)")
         return self
+
+
+def task_kind(recipe) -> str:
+    """What the registry and the data check dispatch on: the task, with classification on data.multi_label as
+    its own kind (sigmoid head, thresholds)."""
+    multi = recipe.task == "classification" and recipe.data is not None and recipe.data.multi_label
+    return "multi_label" if multi else recipe.task
 
 
 # ---------------------------------------------------------------- loading

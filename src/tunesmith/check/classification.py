@@ -122,8 +122,8 @@ def _cells(frame: pd.DataFrame, data, info: dict, where: str, report: Report) ->
     listed = frame[data.label_column].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray)))
     if listed.any():
         report.errors.append(f"{where}: {int(listed.sum())} label cell(s) in column '{data.label_column}' hold lists or "
-                             "objects (several labels per text: multi-label classification, which tunesmith does not "
-                             "train yet). Give each row one label.")
+                             "objects (several labels per text: multi-label classification). Set data.multi_label: true "
+                             "(or data.label_separator for strings like 'a|b'), or give each row one label.")
     keep = ~(text_blank | label_blank | listed)
     texts = frame.loc[keep, data.text_column].tolist()
     if data.text_pair_column:  # a pair is one input: duplicates, overlap and lengths are of both texts

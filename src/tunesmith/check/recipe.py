@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from ..errors import TunesmithError
 from .chat import check_generation
+from ..recipe import task_kind
 from .classification import check_classification, check_regression
 from .common import Report
+from .multilabel import check_multilabel
 
-CHECKS = {"classification": check_classification, "generation": check_generation, "regression": check_regression}
+CHECKS = {"classification": check_classification, "multi_label": check_multilabel, "regression": check_regression,
+          "generation": check_generation}
 
 
 def check_recipe(recipe) -> Report:
@@ -32,7 +35,7 @@ def _check_one(recipe, name: str, report: Report) -> None:
     if recipe.data is None:
         return
     tokenizer = _tokenizer(recipe.model.name, name, report)
-    CHECKS[recipe.task](recipe, name, tokenizer, report)
+    CHECKS[task_kind(recipe)](recipe, name, tokenizer, report)
 
 
 def _tokenizer(model_name: str, name: str, report: Report):

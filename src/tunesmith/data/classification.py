@@ -84,8 +84,8 @@ def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
     if listed:
         shown = ", ".join(map(str, listed[:10])) + (" ..." if len(listed) > 10 else "")
         raise TunesmithError(f"{path}: column '{col}' holds lists (or objects), not one label per row, at data row(s) {shown}. "
-                             "Several labels per text is multi-label classification, which tunesmith does not train yet; "
-                             "give each row one label (or one row per label).")
+                             "Several labels per text is multi-label classification: set data.multi_label: true (or "
+                             "data.label_separator for strings like 'a|b'), or give each row one label.")
     bad = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""]
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")

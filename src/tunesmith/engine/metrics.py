@@ -16,7 +16,8 @@ HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")          
 GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")    # generation (answers scored)
 HELDOUT_KEYS = ("loss", "perplexity")                                             # domain adaptation (held-out text)
 REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")                           # regression
-HEADLINE_ALL = tuple(dict.fromkeys(HEADLINE + GENERATION_KEYS + REGRESSION_KEYS))
+MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")     # multi-label classification
+HEADLINE_ALL = tuple(dict.fromkeys(MULTI_LABEL_KEYS[:1] + HEADLINE + GENERATION_KEYS + REGRESSION_KEYS + MULTI_LABEL_KEYS))
 
 
 def shown_keys(*metrics: dict) -> list[str]:
@@ -97,7 +98,7 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.
-HEADLINE_METRIC = (("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
+HEADLINE_METRIC = (("f1_micro", True), ("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
                    ("loss", False))
 
 

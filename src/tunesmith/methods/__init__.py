@@ -5,16 +5,19 @@ Adding a method or a task kind: its module here, its schema class in recipe.py, 
 
 from __future__ import annotations
 
+from ..recipe import task_kind
 from .continual import Continual
 from .domain_adaptation import DomainAdaptation
 from .few_shot import FewShotContrastive
 from .few_shot_prompted import FewShotPrompted
+from .multilabel import SupervisedMultiLabel
 from .regression import SupervisedRegressor
 from .supervised import SupervisedClassifier
 from .supervised_generation import SupervisedGeneration
 
 METHODS: dict[str, dict] = {
-    "supervised": {"classification": SupervisedClassifier, "generation": SupervisedGeneration, "regression": SupervisedRegressor},
+    "supervised": {"classification": SupervisedClassifier, "multi_label": SupervisedMultiLabel, "regression": SupervisedRegressor,
+                   "generation": SupervisedGeneration},
     "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}},
     "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
                           "domain_adaptation": DomainAdaptation},
@@ -37,6 +40,7 @@ def method_class(name: str, task: str, kind: str | None = None):
 def method_for(recipe, **options):
     """The method object that runs this (single, unstaged) recipe."""
     from ..models.loading import model_kind, model_spec, resolve_weights
-    by_task = METHODS.get(recipe.method.name, {}).get(recipe.task)
+    task = task_kind(recipe)
+    by_task = METHODS.get(recipe.method.name, {}).get(task)
     kind = model_kind(resolve_weights(recipe.model.name), model_spec(recipe.model.name)) if isinstance(by_task, dict) else None
-    return method_class(recipe.method.name, recipe.task, kind)(**options)
+    return method_class(recipe.method.name, task, kind)(**options)

@@ -1,0 +1,39 @@
+"""The data check for multi-label data: label sets per split, rows without a label, rare and unseen labels,
+label cardinality, overlap with training, token lengths."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..data.multilabel import read_multilabel
+from .classification import _overlap_checks, text_checks
+from .common import Report, read_splits
+
+
+def check_multilabel(recipe, name: str, tokenizer, report: Report) -> None:
+    data = recipe.data
+    splits = read_splits(data, name, report, lambda path, split: read_multilabel(path, data, f"data.{split}"))
+    entry: dict = {"name": name, "task": "multi_label", "splits": {
+        s: {"file": sp.source, "format": sp.source.rsplit(".", 1)[-1].lower(), "rows": len(sp)} for s, sp in splits.items()}}
+    report.datasets.append(entry)
+    if "train" not in splits:
+        return
+    counts = {s: Counter(label for row in sp.labels for label in row) for s, sp in splits.items()}
+    entry["labels"] = {s: dict(c.most_common()) for s, c in counts.items()}
+    entry["label_cardinality"] = {s: round(sum(map(len, sp.labels)) / max(len(sp), 1), 3) for s, sp in splits.items()}
+    entry["rows_without_label"] = {s: sum(1 for row in sp.labels if not row) for s, sp in splits.items()}
+    train = counts["train"]
+    if len(train) < 2:
+        report.errors.append(f"{name}: the training data has {len(train)} label(s); multi-label classification needs at least "
+                             f"two. Check data.label_separator ({data.label_separator!r}) against the label column.")
+        return
+    rare = sorted(label for label, n in train.items() if n < data.min_examples_per_class)
+    if rare:
+        report.warnings.append(f"{name}: label(s) with fewer than {data.min_examples_per_class} training rows: {rare[:10]}.")
+    for split, c in counts.items():
+        unseen = sorted(set(c) - set(train))
+        if split != "train" and unseen:
+            report.errors.append(f"{name}: {split} label(s) {unseen[:10]} never appear in training data, so the model cannot learn them.")
+    texts = {s: [t if p is None else f"{t}\n{p}" for t, p in zip(sp.texts, sp.pairs or [None] * len(sp))] for s, sp in splits.items()}
+    _overlap_checks(entry, texts["train"], {s: (t, None) for s, t in texts.items()}, name, report)
+    text_checks(entry, recipe, texts["train"], tokenizer, name, report)

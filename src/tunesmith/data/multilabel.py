@@ -1,0 +1,116 @@
+"""Texts with a set of labels each (a clause that is both a liability cap and a unilateral change; a comment
+with two emotions): lists in JSONL/Parquet cells, or strings split on data.label_separator."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import TunesmithError, did_you_mean
+from .classification import filter_rows, label_text, text_cells
+from .readers import read_table
+
+
+@dataclass
+class MultiLabelSplit:
+    texts: list[str]
+    labels: list[list[str]]   # each row's label set (may be empty: "no label")
+    pairs: list[str] | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class MultiLabelData:
+    train: MultiLabelSplit
+    validation: MultiLabelSplit
+    evaluation: MultiLabelSplit   # test if given, else validation
+    labels: list[str]
+    eval_name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_multilabel(path: str, data, role: str) -> MultiLabelSplit:
+    frame = read_table(path, role)
+    if data.filter:
+        frame = filter_rows(frame, data.filter, path)
+    for col, key in ((data.text_column, "text_column"), (data.text_pair_column, "text_pair_column"), (data.label_column, "label_column")):
+        if col is not None and col not in frame.columns:
+            raise TunesmithError(f"{path}: no column '{col}' (data.{key}). Columns found: {', '.join(map(str, frame.columns))}."
+                                 f"{did_you_mean(col, frame.columns)} Set data.{key} to the right column name.")
+    pairs = text_cells(frame, data.text_pair_column, path) if data.text_pair_column else None
+    return MultiLabelSplit(text_cells(frame, data.text_column, path), label_sets(frame[data.label_column].tolist(), data.label_separator),
+                           pairs, source=path)
+
+
+def label_sets(values: list, separator: str | None) -> list[list[str]]:
+    """One label set per cell: a list cell as it is, a string split on `separator`, an empty cell = no label."""
+    out = []
+    for value in values:
+        if isinstance(value, (list, tuple, set, np.ndarray)):
+            items = [label_text(v) for v in value]
+        elif value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+            items = []
+        elif separator and isinstance(value, str):
+            items = [part.strip() for part in value.split(separator)]
+        else:
+            items = [label_text(value)]
+        out.append(sorted({item for item in items if item}))
+    return out
+
+
+def load_multilabel(data, seed: int) -> MultiLabelData:
+    train = read_multilabel(data.train, data, "data.train")
+    if data.validation:
+        validation = read_multilabel(data.validation, data, "data.validation")
+    else:
+        train, validation = _random_split(train, data.validation_split, seed)
+    if data.max_train_samples and data.max_train_samples < len(train):
+        train = _take(train, sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples)))
+    counts = Counter(label for row in train.labels for label in row)
+    if len(counts) < 2:
+        raise TunesmithError(f"{data.train}: multi-label classification needs at least two labels in the training data; "
+                             f"found {sorted(counts) or 'none'}. Check data.label_separator ({data.label_separator!r}).")
+    labels = sorted(counts)
+    test = read_multilabel(data.test, data, "data.test") if data.test else None
+    for split in (validation, test):
+        unseen = sorted({label for row in (split.labels if split else []) for label in row} - set(labels))
+        if unseen:
+            raise TunesmithError(f"{split.source}: label(s) {unseen[:10]} never appear in the training data, so the model "
+                                 f"cannot learn them.{did_you_mean(unseen[0], labels)}")
+    rare = sorted(label for label, n in counts.items() if n < data.min_examples_per_class)
+    warnings = [f"{data.train}: label(s) {rare[:10]} have fewer than {data.min_examples_per_class} training examples."] if rare else []
+    evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
+    return MultiLabelData(train, validation, evaluation, labels, eval_name, warnings)
+
+
+def multi_hot(rows: list[list[str]], labels: list[str]) -> list[list[float]]:
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for row in rows:
+        vector = [0.0] * len(labels)
+        for label in row:
+            vector[index[label]] = 1.0
+        out.append(vector)
+    return out
+
+
+def _take(split: MultiLabelSplit, idx: list[int], source: str | None = None) -> MultiLabelSplit:
+    pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+    return MultiLabelSplit(pick(split.texts), pick(split.labels), pick(split.pairs), source or split.source)
+
+
+def _random_split(train: MultiLabelSplit, fraction: float, seed: int):
+    idx = list(range(len(train)))
+    random.Random(seed).shuffle(idx)
+    cut = max(1, math.ceil(fraction * len(idx)))
+    return _take(train, sorted(idx[cut:])), _take(train, sorted(idx[:cut]), f"{train.source} (validation split)")
+
+
+__all__ = ["MultiLabelData", "MultiLabelSplit", "label_sets", "load_multilabel", "multi_hot", "read_multilabel"]

@@ -1,0 +1,107 @@
+"""Multi-label classification: a sigmoid output per label trained with binary cross-entropy; the label
+thresholds are chosen on the validation set (one global, one per label) and saved with the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ..data.multilabel import load_multilabel, multi_hot
+from ..engine.batching import tokenize
+from ..engine.loop import Hooks
+from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.registry import default_lr
+from ..runs import rundir
+from ..tasks import multilabel
+from .base import Context, Plan, tuning_mode
+from .supervised import build_model
+
+console = Console(stderr=True)
+THRESHOLDS_FILE = "thresholds.json"
+
+
+class SupervisedMultiLabel:
+    def prepare(self, recipe) -> Plan:
+        data = load_multilabel(recipe.data, recipe.train.seed)
+        for warning in data.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
+        kind, tokenizer, cfg = model_kind(weights, spec), load_tokenizer(weights), recipe.train
+        names = ("train", "validation", "evaluation")
+        rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
+        targets = {name: multi_hot(getattr(data, name).labels, data.labels) for name in names}
+        lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
+        return Plan(recipe, "multi_label", tokenizer, weights, spec, kind, lr, rows["train"], targets["train"],
+                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
+                          "label_cardinality": round(float(np.mean([len(r) for r in data.train.labels])), 3)},
+                    warnings=data.warnings, data=data, train_info={"train_size": len(data.train)},
+                    extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}})
+
+    def build(self, plan: Plan, ctx: Context):
+        model = build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)
+        model.config.problem_type = "multi_label_classification"  # transformers' pipeline then applies a sigmoid
+        return model
+
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        return multilabel.ovr_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["targets"], plan.data.labels,
+                                       plan.pad_id, ctx.precision)
+
+    def adapt(self, plan: Plan, ctx: Context, model):
+        return model
+
+    def hooks(self, plan: Plan, ctx: Context) -> Hooks:
+        def evaluate(model):  # the best epoch by validation loss: F1 at a fixed 0.5 stays 0 until probabilities cross it
+            probs = self._probs(plan, ctx, model, "validation")
+            y = plan.extra["targets"]["validation"]
+            metrics = multilabel.multilabel_metrics(y, probs >= 0.5, plan.data.labels, detail=False)
+            return {**metrics, "loss": _bce(probs, y)}
+        return Hooks(evaluate=evaluate, compute_loss=_bce_loss, default_metric="loss")
+
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
+        thresholds = multilabel.choose_thresholds(plan.extra["targets"]["validation"], self._probs(plan, ctx, model, "validation"))
+        plan.info["thresholds"] = plan.extra["thresholds"] = thresholds
+        chosen = self._probs(plan, ctx, model, "evaluation") >= np.asarray(thresholds["per_label"])
+        tuned = multilabel.multilabel_metrics(plan.extra["targets"]["evaluation"], chosen, plan.data.labels)
+        console.print(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
+                      f"thresholds chosen on validation)")
+        return tuned
+
+    def save(self, plan: Plan, ctx: Context, model) -> None:
+        target = rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+        rundir.write_json(target / THRESHOLDS_FILE, {"labels": plan.data.labels, **plan.extra["thresholds"],
+                                                     "separator": plan.recipe.data.label_separator})
+
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
+        multilabel.write_report(ctx.run_dir, metrics)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        from transformers import AutoModelForSequenceClassification
+        model_dir = run_dir / rundir.MODEL_DIR
+        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
+        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=True))
+        thresholds = rundir.read_json(model_dir / THRESHOLDS_FILE)
+        if len(thresholds.get("per_label") or []) != model.config.num_labels:
+            from ..errors import TunesmithError
+            raise TunesmithError(f"{model_dir / THRESHOLDS_FILE} is {rundir.json_problem(model_dir / THRESHOLDS_FILE) or 'damaged'}: "
+                                 "it must hold one threshold per label. Train the run again, or restore the file.")
+        return multilabel.MultiLabelPredictor(model, tokenizer, thresholds, columns=columns, separator=thresholds.get("separator"),
+                                              **kwargs)
+
+    @staticmethod
+    def _probs(plan: Plan, ctx: Context, model, split: str) -> np.ndarray:
+        return multilabel.sigmoid_probs(model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision)
+
+
+def _bce_loss(model, batch: dict) -> torch.Tensor:
+    targets = batch.pop("labels").float()
+    return torch.nn.functional.binary_cross_entropy_with_logits(model(**batch).logits.float(), targets)
+
+
+def _bce(probs: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())

@@ -1,0 +1,124 @@
+"""Multi-label classification: label sets from lists or a separator, a sigmoid head with BCE, thresholds
+chosen on validation and saved with the model, micro/macro F1 base vs tuned, label sets from predict."""
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import tunesmith
+from tunesmith.cli import app
+
+runner = CliRunner()
+# in the tiny model's vocabulary, so each topic is one learnable token
+TOPICS = {"praise": ["good", "great"], "complaint": ["bad", "terrible"], "item": ["movie", "product"]}
+
+
+def tagged_rows(n: int, seed: int) -> pd.DataFrame:
+    """Each text mentions the words of one or two topics (or none); its labels are those topics."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        topics = rng.sample(sorted(TOPICS), rng.choice([0, 1, 1, 2]))
+        words = [rng.choice(TOPICS[t]) for t in topics]
+        # every text has 5 words: batches grouped by length must not also be grouped by how many labels they carry
+        words += rng.sample(["the", "a", "and", "is", "it", "not"], 5 - len(words))
+        rng.shuffle(words)
+        out.append({"text": " ".join(words), "labels": "|".join(sorted(topics))})
+    return pd.DataFrame(out)
+
+
+def write_sets(folder, as_lists: bool = False) -> dict:
+    paths = {}
+    for name, n, seed in (("train", 240, 0), ("validation", 60, 1), ("test", 60, 2)):
+        frame = tagged_rows(n, seed)
+        if as_lists:
+            frame["labels"] = frame["labels"].map(lambda s: s.split("|") if s else [])
+            paths[name] = str(folder / f"{name}.jsonl")
+            frame.to_json(paths[name], orient="records", lines=True)
+        else:
+            paths[name] = str(folder / f"{name}.csv")
+            frame.to_csv(paths[name], index=False)
+    return paths
+
+
+def recipe(paths: dict, **data) -> dict:
+    return {"model": "tiny-bert", "data": {**paths, "label_column": "labels", **data},
+            "method": {"freeze_embeddings": False},
+            "train": {"epochs": 12, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
+
+
+@pytest.fixture(scope="module")
+def multilabel_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multilabel")
+    paths = write_sets(folder)
+    return tunesmith.run(recipe(paths, label_separator="|"), output_dir=folder / "run"), paths
+
+
+def test_tuned_model_learns_label_sets_and_beats_nothing_learned(multilabel_run):
+    result, _ = multilabel_run
+    m = result.metrics
+    assert m["task"] == "multi_label" and m["labels"] == ["complaint", "item", "praise"]
+    # the tiny random model learns slowly; predicting every label would score ~0.5 micro-F1 here
+    assert m["tuned"]["f1_micro"] > 0.7 and m["tuned"]["subset_accuracy"] > 0.3
+    assert set(m["tuned"]) >= {"f1_macro", "precision_micro", "recall_micro", "hamming_loss", "per_label"}
+    assert "one-vs-rest" in m["base"]["kind"] and "f1_micro" in m["base"]
+    assert len(m["thresholds"]["per_label"]) == 3 and 0 < m["thresholds"]["global"] < 1
+    assert "| praise |" in (result.run_dir / "report.md").read_text()
+
+
+def test_predictions_are_label_sets_with_the_saved_thresholds(multilabel_run):
+    result, paths = multilabel_run
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    assert predictor.classes_ == ["complaint", "item", "praise"]
+    sets = predictor.predict(["the great and the product", "the a is"])
+    assert "praise" in sets[0] and "item" in sets[0]
+    assert predictor.predict(["the a is"], threshold=0.0) == [["complaint", "item", "praise"]]  # threshold overrides
+    assert predictor.predict_proba(["good"]).shape == (1, 3)
+    assert predictor.evaluate(paths["test"])["f1_micro"] == pytest.approx(result.metrics["tuned"]["f1_micro"], abs=1e-6)
+    saved = json.loads((result.run_dir / "model" / "thresholds.json").read_text())
+    assert saved["per_label"] == result.metrics["thresholds"]["per_label"]
+
+
+def test_predict_writes_label_sets_and_probabilities(multilabel_run, tmp_path):
+    result, paths = multilabel_run
+    done = runner.invoke(app, ["predict", str(result.run_dir), paths["test"], "-o", str(tmp_path / "out.csv")])
+    assert done.exit_code == 0, done.output
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert {"predicted_labels", "probabilities"} <= set(out.columns)
+    assert set(json.loads(out["probabilities"][0])) == {"complaint", "item", "praise"}
+
+
+def test_list_labels_in_jsonl_train_with_multi_label_on(tmp_path):
+    paths = write_sets(tmp_path, as_lists=True)
+    result = tunesmith.run(recipe(paths, multi_label=True), output_dir=tmp_path / "run")
+    assert result.metrics["tuned"]["f1_micro"] > 0.65
+
+
+def test_without_multi_label_list_labels_are_refused_with_the_way_out(tmp_path):
+    paths = write_sets(tmp_path, as_lists=True)
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe(paths)))
+    done = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "run")])
+    assert done.exit_code == 2 and "multi-label" in " ".join(done.output.split())
+
+
+def test_metrics_average_over_labels_in_play():
+    from tunesmith.tasks.multilabel import choose_thresholds, multilabel_metrics
+    y = np.array([[1, 0, 0], [0, 1, 0]])
+    m = multilabel_metrics(y, y, ["a", "b", "c"])  # label c absent from both: not an F1 of 0
+    assert m["f1_micro"] == m["f1_macro"] == m["subset_accuracy"] == 1.0 and m["hamming_loss"] == 0.0
+    probs = np.array([[0.9, 0.2, 0.1], [0.3, 0.35, 0.1]])
+    chosen = choose_thresholds(y, probs)
+    assert chosen["per_label"][1] <= 0.35 and chosen["per_label"][0] > 0.3
+
+
+def test_data_check_reports_label_sets(tmp_path):
+    paths = write_sets(tmp_path)
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe(paths, label_separator="|")))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
+    assert done.exit_code == 0, done.output
+    entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
+    assert entry["task"] == "multi_label" and set(entry["labels"]["train"]) == {"complaint", "item", "praise"}
+    assert entry["rows_without_label"]["train"] > 0
