@@ -1,0 +1,36 @@
+"""`tunesmith serve`: finished runs behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app, err, friendly
+
+
+@app.command()
+@friendly
+def serve(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories; each is served under its folder name.")],
+          host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          api_key: Annotated[Optional[str], typer.Option(
+              "--api-key", envvar="TUNESMITH_API_KEY", help="Require Authorization: Bearer KEY on every route.")] = None,
+          max_tokens: Annotated[int, typer.Option(help="Most new tokens per completion.")] = 1024,
+          max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted, in tokens.")] = 4096,
+          max_inputs: Annotated[int, typer.Option(help="Most texts per /v1/classify request.")] = 256):
+    """Serve runs over HTTP: /v1/chat/completions and /v1/completions (generation runs, streaming too),
+    /v1/classify (classification, multi-label and regression runs), /v1/models, /health."""
+    import uvicorn
+
+    from ..errors import TunesmithError
+    from ..serve import Limits, create_app
+    names = [p.name for p in run_dirs]
+    if len(set(names)) < len(names):
+        raise TunesmithError(f"Two run directories share a folder name ({', '.join(sorted(names))}); each model is addressed "
+                             "by its folder name, so rename or copy one.")
+    application = create_app(run_dirs, api_key, Limits(max_inputs=max_inputs, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens))
+    err.print(f"Serving {', '.join(names)} on http://{host}:{port} (OpenAI-compatible: /v1/models, /v1/chat/completions, "
+              f"/v1/classify){' with an API key' if api_key else ''}. Ctrl-C stops (requests in flight finish).")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,147 @@
+"""A live server on 127.0.0.1 (uvicorn in a thread, a free port) queried with the official `openai` client and
+plain HTTP: chat completions and streaming on a tiny decoder run, /v1/classify on a tiny classifier run (the same
+answers as Predictor), the API key, limits and malformed requests as 4xx, unknown models as 404, concurrency."""
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+import tunesmith
+from tests.conftest import sentiment_rows
+
+KEY = "test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    from tunesmith.serve import Limits, create_app
+    folder = tmp_path_factory.mktemp("serve")
+    for name, n, seed in (("train", 120, 0), ("test", 30, 2)):
+        sentiment_rows(n, seed).to_csv(folder / f"{name}.csv", index=False)
+    tunesmith.run({"model": "tiny-bert", "data": {"train": str(folder / "train.csv")}, "method": {"freeze_embeddings": False},
+                   "train": {"epochs": 2, "lr": 3e-3, "batch_size": 16}, "eval": {"baseline": "none"}}, output_dir=folder / "classifier")
+    rows = [{"prompt": f"where is my order {i}", "response": "track_order"} for i in range(24)]
+    (folder / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    tunesmith.run({"task": "generation", "model": "tiny-llama", "data": {"train": str(folder / "chat.jsonl")},
+                   "method": {"tuning": "full"}, "train": {"epochs": 1, "batch_size": 8}, "eval": {"max_samples": 2, "max_new_tokens": 4}},
+                  output_dir=folder / "chat")
+    app = create_app([folder / "classifier", folder / "chat"], api_key=KEY,
+                     limits=Limits(max_inputs=8, max_prompt_tokens=200, max_tokens=64, max_body_bytes=20_000))
+    port = _free_port()
+    live = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=live.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if live.started:
+            break
+        time.sleep(0.1)
+    yield {"url": f"http://127.0.0.1:{port}", "folder": folder}
+    live.should_exit = True
+    thread.join(timeout=10)
+
+
+def _post(server, path, payload, key=KEY, raw: bytes | None = None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if raw is not None:
+        return httpx.post(server["url"] + path, content=raw, headers={**headers, "content-type": "application/json"}, timeout=60)
+    return httpx.post(server["url"] + path, json=payload, headers=headers, timeout=60)
+
+
+def test_models_health_and_the_api_key(server):
+    from openai import AuthenticationError, OpenAI
+    client = OpenAI(base_url=server["url"] + "/v1", api_key=KEY)
+    cards = {m.id: m for m in client.models.list().data}
+    assert set(cards) == {"classifier", "chat"}
+    assert cards["chat"].model_extra["task"] == "generation" and cards["classifier"].model_extra["task"] == "classification"
+    assert httpx.get(server["url"] + "/health", headers={"Authorization": f"Bearer {KEY}"}).json()["status"] == "ok"
+    assert httpx.get(server["url"] + "/health").status_code == 401
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=server["url"] + "/v1", api_key="wrong").models.list()
+
+
+def test_chat_completion_and_streaming_with_the_openai_client(server):
+    from openai import OpenAI
+    client = OpenAI(base_url=server["url"] + "/v1", api_key=KEY)
+    reply = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "where is my order 3"}], max_tokens=4)
+    assert reply.object == "chat.completion" and reply.choices[0].message.role == "assistant"
+    assert isinstance(reply.choices[0].message.content, str) and reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage.prompt_tokens > 0 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    greedy = tunesmith.Predictor.load(server["folder"] / "chat").generate("where is my order 3", max_new_tokens=4)
+    assert reply.choices[0].message.content == greedy  # temperature 0: the same answer as in Python
+    pieces = list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "where is my order 3"}],
+                                                 max_tokens=4, stream=True))
+    assert pieces[0].choices[0].delta.role == "assistant" and pieces[-1].choices[0].finish_reason in ("stop", "length")
+    assert "".join(p.choices[0].delta.content or "" for p in pieces).strip() == greedy
+    text = client.completions.create(model="chat", prompt="where is my order 5", max_tokens=4)
+    assert text.object == "text_completion" and isinstance(text.choices[0].text, str)
+
+
+def test_classify_matches_the_predictor(server):
+    texts = ["the movie is good 1", "a terrible product 2", "great it is 3"]
+    answer = _post(server, "/v1/classify", {"model": "classifier", "input": texts, "top_k": 2}).json()
+    probs = tunesmith.Predictor.load(server["folder"] / "classifier").predict_proba(texts)
+    classes = tunesmith.Predictor.load(server["folder"] / "classifier").classes_
+    for row, expected in zip(answer["data"], probs):
+        assert row["label"] == classes[expected.argmax()] and row["score"] == pytest.approx(float(expected.max()), abs=1e-6)
+        assert len(row["top"]) == 2
+    single = _post(server, "/v1/classify", {"model": "classifier", "input": "good"}).json()
+    assert len(single["data"]) == 1
+
+
+@pytest.mark.parametrize("payload, raw, status, words", [
+    ({"model": "nope", "input": "x"}, None, 404, ["Unknown model 'nope'", "classifier"]),
+    ({"model": "classifier", "input": ["x"] * 9}, None, 400, ["9 texts", "1 to 8"]),
+    ({"model": "classifier"}, None, 400, ["input"]),
+    ({"model": "classifier", "input": 5}, None, 400, ["input"]),
+    (None, b"{not json", 400, ["not valid JSON"]),
+    (None, b"[1, 2]", 400, ["JSON object"]),
+    ({"model": "classifier", "input": "x" * 30_000}, None, 413, ["over the limit"]),
+    ({"model": "chat", "input": "x"}, None, 400, ["use /v1/chat/completions"]),
+])
+def test_bad_classify_requests_are_4xx_in_openai_shape(server, payload, raw, status, words):
+    response = _post(server, "/v1/classify", payload, raw=raw)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    for word in words:
+        assert word in error["message"]
+    assert set(error) >= {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"max_tokens": 65}, ["max_tokens 65", "limit of 64"]),
+    ({"messages": [{"role": "user", "content": "order " * 400}]}, ["prompt has", "limit is 200"]),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, ["role"]),
+    ({"messages": []}, ["messages"]),
+    ({"temperature": 5}, ["temperature"]),
+    ({"n": 2}, ["n"]),
+    ({"model": "classifier"}, ["use /v1/classify"]),
+])
+def test_bad_chat_requests_are_4xx(server, change, words):
+    payload = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, **change}
+    response = _post(server, "/v1/chat/completions", payload)
+    assert response.status_code == 400, response.text
+    for word in words:
+        assert word in response.json()["error"]["message"]
+
+
+def test_concurrent_requests_are_all_answered(server):
+    texts = [f"the movie is good {i}" for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: _post(server, "/v1/classify", {"model": "classifier", "input": t}), texts))
+        chats = list(pool.map(lambda i: _post(server, "/v1/chat/completions", {
+            "model": "chat", "messages": [{"role": "user", "content": f"where is my order {i}"}], "max_tokens": 3}), range(8)))
+    assert all(a.status_code == 200 and len(a.json()["data"]) == 1 for a in answers)
+    assert all(c.status_code == 200 and c.json()["choices"][0]["message"]["role"] == "assistant" for c in chats)
