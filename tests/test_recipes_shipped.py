@@ -39,6 +39,10 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     if generation:
         assert metrics["tuned"]["loss"] > 0 and 0.0 <= metrics["tuned"]["rouge_l"] <= 1.0
         assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    elif shipped.task == "token_classification":
+        assert 0.0 <= metrics["tuned"]["f1"] <= 1.0 and metrics["entity_types"]
+    elif shipped.data.multi_label:
+        assert 0.0 <= metrics["tuned"]["f1_micro"] <= 1.0 and len(metrics["thresholds"]["per_label"]) == len(metrics["labels"])
     elif shipped.task == "regression":
         assert -1.0 <= metrics["tuned"]["spearman"] <= 1.0 and metrics["tuned"]["mse"] >= 0
         assert (tmp_path / "run" / "model" / "config.json").is_file()

@@ -110,5 +110,5 @@ def test_methods_that_do_not_do_regression_say_so(tmp_path):
     paths = write_sets(tmp_path)
     with pytest.raises(tunesmith.TunesmithError, match="does not do task 'regression'"):
         tunesmith.run({**recipe(paths), "method": {"name": "few_shot"}, "train": {"data_check": "off"}}, output_dir=tmp_path / "r")
-    with pytest.raises(tunesmith.TunesmithError, match="regression runs pick the best epoch by validation loss"):
+    with pytest.raises(tunesmith.TunesmithError, match="regression runs pick the best epoch by their own"):
         tunesmith.load_recipe({**recipe(paths), "train": {"early_stopping": {"metric": "f1_macro"}}})

@@ -57,6 +57,11 @@ class DataSection(Strict):
                            "label_separator; an empty cell means no label. A sigmoid head with thresholds chosen on validation.")
     label_separator: str | None = Field(
         None, description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.")
+    tokens_column: str = Field("tokens", description="Token classification: column holding each sentence's words (a list).")
+    tags_column: str = Field("tags", description="Token classification: column holding one IOB2 tag per word (B-TYPE, I-TYPE, O).")
+    entities_column: str = Field(
+        "entities", description="Token classification, span form: column holding [{start, end, label}] character spans of "
+                                "text_column (used when the tokens/tags columns are absent).")
     validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
     max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
     samples_per_class: int | None = Field(None, gt=0, description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).")
@@ -106,6 +111,9 @@ class SupervisedMethod(Strict):
         "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
     # 'auto' follows what benchmarks/README.md measured: the probe start lifted 5- and 35-class tasks by
     # 3-23 macro-F1 points, but cost 2- and 3-class ones (sst2 -0.6 accuracy, FPB-200 -9.5 F1 on seed 42).
+    label_all_subtokens: bool = Field(
+        False, description="Token classification: a word split into several sub-tokens trains on every piece (True) or "
+                           "on its first piece only, the rest ignored in the loss (False, the usual choice).")
     normalize_targets: bool = Field(
         True, description="Regression: train on standardised targets (mean 0, std 1); the saved model still outputs "
                           "scores in the labels' own units.")
@@ -260,7 +268,7 @@ class Stage(Strict):
         return raw
 
     name: str = Field(description="Short stage name (folder name under stages/ and row name in the report).")
-    task: Literal["classification", "generation", "regression"] | None = Field(None, description="Default: the recipe's task.")
+    task: Literal["classification", "generation", "regression", "token_classification"] | None = Field(None, description="Default: the recipe's task.")
     data: DataSection | None = Field(None, description="This stage's data (default: the recipe's data section, the target task).")
     method: Method | None = Field(None, description="This stage's method section (default: supervised).")
     train: StageTrain | None = Field(None, description="Train keys that differ from the recipe's train section for this stage.")
@@ -273,9 +281,9 @@ class Experience(Strict):
 
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
-    task: Literal["classification", "generation", "regression"] = Field(
-        "classification", description="classification (text -> label), regression (text -> number) or generation "
-                                      "(chat/instruction/text -> text).")
+    task: Literal["classification", "generation", "regression", "token_classification"] = Field(
+        "classification", description="classification (text -> label), regression (text -> number), token_classification "
+                                      "(word -> entity tag: named entities) or generation (chat/instruction/text -> text).")
     model: ModelSection
     data: DataSection | None = Field(None, description="The task's data; required unless every stage brings its own or method is domain_adaptation.")
     method: Method = Field(default_factory=SupervisedMethod)
@@ -309,9 +317,9 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _regression_metric(self):
-        if self.task == "regression" and self.train.early_stopping.metric not in (None, "loss"):
-            raise ValueError(f"train.early_stopping.metric: {self.train.early_stopping.metric} is a classification metric; "
-                             "regression runs pick the best epoch by validation loss (leave it unset, or loss)")
+        if self.task in ("regression", "token_classification") and self.train.early_stopping.metric not in (None, "loss"):
+            raise ValueError(f"train.early_stopping.metric: {self.train.early_stopping.metric} is a sentence-classification "
+                             f"metric; {self.task} runs pick the best epoch by their own (leave it unset, or loss)")
         return self
 
     @model_validator(mode="after")

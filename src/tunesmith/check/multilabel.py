@@ -33,7 +33,8 @@ def check_multilabel(recipe, name: str, tokenizer, report: Report) -> None:
     for split, c in counts.items():
         unseen = sorted(set(c) - set(train))
         if split != "train" and unseen:
-            report.errors.append(f"{name}: {split} label(s) {unseen[:10]} never appear in training data, so the model cannot learn them.")
+            report.warnings.append(f"{name}: {split} label(s) {unseen[:10]} never appear in training data: the model cannot "
+                                   "learn them, and they are left out of its scores.")
     texts = {s: [t if p is None else f"{t}\n{p}" for t, p in zip(sp.texts, sp.pairs or [None] * len(sp))] for s, sp in splits.items()}
     _overlap_checks(entry, texts["train"], {s: (t, None) for s, t in texts.items()}, name, report)
     text_checks(entry, recipe, texts["train"], tokenizer, name, report)

@@ -8,9 +8,10 @@ from ..recipe import task_kind
 from .classification import check_classification, check_regression
 from .common import Report
 from .multilabel import check_multilabel
+from .tokens import check_tokens
 
 CHECKS = {"classification": check_classification, "multi_label": check_multilabel, "regression": check_regression,
-          "generation": check_generation}
+          "token_classification": check_tokens, "generation": check_generation}
 
 
 def check_recipe(recipe) -> Report:

@@ -14,7 +14,8 @@ from .app import Sets, app, err, friendly, out
 data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
 app.add_typer(data_app, name="data")
 
-DEFAULT_MODEL = {"classification": "minilm-l6", "regression": "minilm-l6", "generation": "smollm2-135m-instruct"}
+DEFAULT_MODEL = {"classification": "minilm-l6", "regression": "minilm-l6", "token_classification": "minilm-l6",
+                 "generation": "smollm2-135m-instruct"}
 
 
 @data_app.command("check")

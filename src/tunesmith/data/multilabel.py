@@ -79,13 +79,14 @@ def load_multilabel(data, seed: int) -> MultiLabelData:
                              f"found {sorted(counts) or 'none'}. Check data.label_separator ({data.label_separator!r}).")
     labels = sorted(counts)
     test = read_multilabel(data.test, data, "data.test") if data.test else None
-    for split in (validation, test):
-        unseen = sorted({label for row in (split.labels if split else []) for label in row} - set(labels))
-        if unseen:
-            raise TunesmithError(f"{split.source}: label(s) {unseen[:10]} never appear in the training data, so the model "
-                                 f"cannot learn them.{did_you_mean(unseen[0], labels)}")
     rare = sorted(label for label, n in counts.items() if n < data.min_examples_per_class)
     warnings = [f"{data.train}: label(s) {rare[:10]} have fewer than {data.min_examples_per_class} training examples."] if rare else []
+    for split in (validation, test):
+        unseen = sorted({label for row in (split.labels if split else []) for label in row} - set(labels))
+        if unseen:  # one rare label must not stop a 28-label run: it is left out of the scores, and said so
+            warnings.append(f"{split.source}: label(s) {unseen[:10]} never appear in the training data; the model cannot "
+                            f"predict them, so they are left out of its scores.{did_you_mean(unseen[0], labels)}")
+            split.labels = [[label for label in row if label in labels] for row in split.labels]
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     return MultiLabelData(train, validation, evaluation, labels, eval_name, warnings)
 

@@ -17,7 +17,9 @@ GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")  
 HELDOUT_KEYS = ("loss", "perplexity")                                             # domain adaptation (held-out text)
 REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")                           # regression
 MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")     # multi-label classification
-HEADLINE_ALL = tuple(dict.fromkeys(MULTI_LABEL_KEYS[:1] + HEADLINE + GENERATION_KEYS + REGRESSION_KEYS + MULTI_LABEL_KEYS))
+ENTITY_KEYS = ("f1", "precision", "recall", "token_accuracy")                      # token classification (entities)
+HEADLINE_ALL = tuple(dict.fromkeys(ENTITY_KEYS + MULTI_LABEL_KEYS[:1] + HEADLINE + GENERATION_KEYS + REGRESSION_KEYS
+                                   + MULTI_LABEL_KEYS))
 
 
 def shown_keys(*metrics: dict) -> list[str]:
@@ -98,7 +100,7 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.
-HEADLINE_METRIC = (("f1_micro", True), ("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
+HEADLINE_METRIC = (("f1", True), ("f1_micro", True), ("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
                    ("loss", False))
 
 

@@ -14,10 +14,11 @@ from .multilabel import SupervisedMultiLabel
 from .regression import SupervisedRegressor
 from .supervised import SupervisedClassifier
 from .supervised_generation import SupervisedGeneration
+from .token_classification import SupervisedTokenClassifier
 
 METHODS: dict[str, dict] = {
     "supervised": {"classification": SupervisedClassifier, "multi_label": SupervisedMultiLabel, "regression": SupervisedRegressor,
-                   "generation": SupervisedGeneration},
+                   "token_classification": SupervisedTokenClassifier, "generation": SupervisedGeneration},
     "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}},
     "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
                           "domain_adaptation": DomainAdaptation},

@@ -12,11 +12,11 @@ from ..data.classification import read_split
 from ..data.regression import numeric
 from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
+from ..engine.metrics import REGRESSION_KEYS as KEYS
 from ..engine.metrics import forward_batches, mean_pooled
 from ..models.loading import load_encoder
 
 console = Console(stderr=True)
-KEYS = ("mse", "mae", "pearson", "spearman")
 
 
 def regression_metrics(y_true, y_pred) -> dict:

@@ -1,0 +1,41 @@
+"""The data check for token classification: readable tokens/tags (or spans), entity counts per type and split,
+tags that break IOB2 (I- without its B-), types only validation/test hold, sentences max_length would cut."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..data.tokens import read_tagged
+from .common import Report, length_stats, length_warning, read_splits
+
+
+def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
+    data = recipe.data
+    splits = read_splits(data, name, report, lambda path, split: read_tagged(path, data, f"data.{split}"))
+    entry: dict = {"name": name, "task": "token_classification",
+                   "splits": {s: {"file": sp.source, "format": sp.source.rsplit(".", 1)[-1].lower(), "rows": len(sp)}
+                              for s, sp in splits.items()}}
+    report.datasets.append(entry)
+    if "train" not in splits:
+        return
+    entry["labels"] = {s: dict(Counter(t[2:] for row in sp.tags for t in row if t.startswith("B-")).most_common())
+                       for s, sp in splits.items()}
+    broken = {s: sum(1 for row in sp.tags for i, t in enumerate(row)
+                     if t.startswith("I-") and (i == 0 or row[i - 1][2:] != t[2:] or row[i - 1] == "O")) for s, sp in splits.items()}
+    entry["i_without_b"] = broken
+    for split, n in broken.items():
+        if n:
+            report.warnings.append(f"{name}: {split}: {n} I- tag(s) follow neither a B- nor an I- of their type (not IOB2); "
+                                   "strict scoring does not count them as entities.")
+    if not entry["labels"]["train"]:
+        report.errors.append(f"{name}: no entity (B- tag) in the training data; there is nothing to learn.")
+    for split, counts in entry["labels"].items():
+        unseen = sorted(set(counts) - set(entry["labels"]["train"]))
+        if split != "train" and unseen:
+            report.errors.append(f"{name}: {split} entity type(s) {unseen[:10]} never appear in training data.")
+    if tokenizer is not None:
+        lengths = [len(ids) for ids in tokenizer(splits["train"].tokens, is_split_into_words=True)["input_ids"]]
+        entry["lengths"] = length_stats(np.array(lengths), recipe.train.max_length)
+        length_warning(entry["lengths"], f"{name} (entities past the cut are lost)", report)

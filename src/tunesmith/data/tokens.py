@@ -1,0 +1,118 @@
+"""Tagged words for token classification (named entities, information extraction): JSONL/Parquet rows with
+`tokens` + `tags` (IOB2: B-TYPE, I-TYPE, O), or `text` + `entities` ([{start, end, label}] character spans)."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import TunesmithError, did_you_mean
+from .classification import filter_rows
+from .readers import read_table
+
+WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
+
+
+@dataclass
+class TaggedSplit:
+    tokens: list[list[str]]
+    tags: list[list[str]]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class TokenData:
+    train: TaggedSplit
+    validation: TaggedSplit
+    evaluation: TaggedSplit
+    labels: list[str]          # every tag, "O" first
+    eval_name: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
+
+
+def spans_to_tags(text: str, entities: list[dict]) -> tuple[list[str], list[str]]:
+    """Words of `text` and their IOB2 tags from character spans (a word inside a span takes its type)."""
+    words = words_with_offsets(text)
+    tags = ["O"] * len(words)
+    for entity in sorted(entities, key=lambda e: e["start"]):
+        inside = [i for i, (_, start, end) in enumerate(words) if start < entity["end"] and end > entity["start"]]
+        for n, i in enumerate(inside):
+            tags[i] = ("B-" if n == 0 else "I-") + str(entity["label"])
+    return [w for w, _, _ in words], tags
+
+
+def read_tagged(path: str, data, role: str) -> TaggedSplit:
+    frame = read_table(path, role)
+    if data.filter:
+        frame = filter_rows(frame, data.filter, path)
+    if data.tokens_column in frame.columns and data.tags_column in frame.columns:
+        tokens, tags = _lists(frame[data.tokens_column], path, data.tokens_column), _lists(frame[data.tags_column], path, data.tags_column)
+        uneven = [i + 1 for i, (a, b) in enumerate(zip(tokens, tags)) if len(a) != len(b)]
+        if uneven:
+            raise TunesmithError(f"{path}: rows {uneven[:10]} have a different number of {data.tokens_column} and "
+                                 f"{data.tags_column}; each word needs exactly one tag.")
+    elif data.text_column in frame.columns and data.entities_column in frame.columns:
+        pairs = [spans_to_tags(str(text), _entities(value, path, row))
+                 for row, (text, value) in enumerate(zip(frame[data.text_column], frame[data.entities_column]), start=1)]
+        tokens, tags = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        wanted = f"'{data.tokens_column}' + '{data.tags_column}' (or '{data.text_column}' + '{data.entities_column}')"
+        raise TunesmithError(f"{path}: token classification needs columns {wanted}. Columns found: "
+                             f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
+                             "Set data.tokens_column / data.tags_column (or data.entities_column).")
+    bad = sorted({t for row in tags for t in row if t != "O" and not re.match(r"^[BI]-.+", t)})
+    if bad:
+        raise TunesmithError(f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O).")
+    return TaggedSplit(tokens, tags, source=path)
+
+
+def _lists(column, path: str, name: str) -> list[list[str]]:
+    out = []
+    for row, value in enumerate(column, start=1):
+        if not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
+            raise TunesmithError(f"{path}: data row {row}: '{name}' must be a non-empty list (a JSON array), got {type(value).__name__}.")
+        out.append([str(v) for v in value])
+    return out
+
+
+def _entities(value, path: str, row: int) -> list[dict]:
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+    if items is None or not all(isinstance(e, dict) and {"start", "end", "label"} <= set(e) for e in items):
+        raise TunesmithError(f"{path}: data row {row}: entities must be a list of {{\"start\", \"end\", \"label\"}} objects.")
+    return items
+
+
+def load_tokens(data, seed: int) -> TokenData:
+    train = read_tagged(data.train, data, "data.train")
+    if data.validation:
+        validation = read_tagged(data.validation, data, "data.validation")
+    else:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        cut = max(1, round(data.validation_split * len(order)))
+        pick = lambda idx, source: TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], source)  # noqa: E731
+        train, validation = pick(sorted(order[cut:]), train.source), pick(sorted(order[:cut]), f"{train.source} (validation split)")
+    if data.max_train_samples and data.max_train_samples < len(train):
+        idx = sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples))
+        train = TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], train.source)
+    labels = ["O"] + sorted({t for row in train.tags for t in row} - {"O"})
+    if len(labels) < 2:
+        raise TunesmithError(f"{data.train}: no entity tags in the training data (every tag is O); nothing to learn.")
+    test = read_tagged(data.test, data, "data.test") if data.test else None
+    for split in (validation, test):
+        unseen = sorted({t for row in (split.tags if split else []) for t in row} - set(labels))
+        if unseen:
+            raise TunesmithError(f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
+                                 f"cannot learn them.{did_you_mean(unseen[0], labels)}")
+    evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
+    return TokenData(train, validation, evaluation, labels, eval_name)

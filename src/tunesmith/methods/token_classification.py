@@ -1,0 +1,101 @@
+"""Token classification (named entities, information extraction): a tag per word from a head on every
+token, trained on each word's first sub-token; entity-level F1 with seqeval, base vs tuned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from ..data.tokens import load_tokens
+from ..engine.loop import Hooks
+from ..models.loading import apply_lora, freeze_bottom, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
+from ..models.registry import default_lr
+from ..recipe import LoraSection
+from ..runs import rundir
+from ..tasks import token_classification as tc
+from .base import Context, Plan, tuning_mode
+
+console = Console(stderr=True)
+
+
+class SupervisedTokenClassifier:
+    def prepare(self, recipe) -> Plan:
+        data = load_tokens(recipe.data, recipe.train.seed)
+        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
+        kind, tokenizer, cfg = model_kind(weights, spec), load_tokenizer(weights), recipe.train
+        rows, firsts, cut = {}, {}, {}
+        for name in ("train", "validation", "evaluation"):
+            split = getattr(data, name)
+            rows[name], firsts[name], cut[name] = tc.encode(tokenizer, split.tokens, split.tags, data.labels, cfg.max_length,
+                                                            recipe.method.label_all_subtokens)
+        if cut["train"]:
+            console.print(f"[yellow]warning:[/] {cut['train']} of {len(data.train)} training sentences exceed "
+                          f"train.max_length={cfg.max_length} sub-tokens; their last words (and any entities there) are cut.")
+        lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
+        types = sorted({t[2:] for t in data.labels if t != "O"})
+        return Plan(recipe, "token_classification", tokenizer, weights, spec, kind, lr, rows["train"],
+                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels, "entity_types": types},
+                    warnings=data.warnings, data=data, train_info={"train_size": len(data.train), "truncated": cut["train"]},
+                    extra={"rows": rows, "firsts": firsts})
+
+    def build(self, plan: Plan, ctx: Context):
+        from transformers import AutoModelForTokenClassification
+        from transformers.utils import logging as hf_logging
+        labels = plan.data.labels
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the new token head is expected
+        try:
+            model = AutoModelForTokenClassification.from_pretrained(
+                plan.weights, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                ignore_mismatched_sizes=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if plan.recipe.train.dropout is not None:
+            set_dropout(model, plan.recipe.train.dropout)
+        return model
+
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        return tc.probe_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["firsts"], plan.data, plan.data.labels,
+                                 plan.pad_id, ctx.precision)
+
+    def adapt(self, plan: Plan, ctx: Context, model):
+        method = plan.recipe.method
+        if tuning_mode(method, plan.kind) == "lora":
+            return apply_lora(model, method.lora or LoraSection(), plan.spec, task_type="TOKEN_CLS")
+        freeze_bottom(model, method.freeze_embeddings, method.freeze_layers)
+        return model
+
+    def hooks(self, plan: Plan, ctx: Context) -> Hooks:
+        return Hooks(evaluate=lambda m: self._score(plan, ctx, m, "validation", detail=False), default_metric="f1")
+
+    def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
+        tuned = self._score(plan, ctx, model, "evaluation", detail=True)
+        console.print(f"tuned: entity F1 {tuned['f1']:.4f} (precision {tuned['precision']:.4f}, recall {tuned['recall']:.4f}; "
+                      f"{plan.data.eval_name} set)")
+        return tuned
+
+    def save(self, plan: Plan, ctx: Context, model) -> None:
+        rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+
+    def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
+        from ..tasks.token_report import write_report
+        write_report(ctx.run_dir, metrics)
+
+    @staticmethod
+    def load_predictor(run_dir: Path, columns: dict, **kwargs):
+        from transformers import AutoModelForTokenClassification
+
+        from ..recipe import load_recipe
+        model_dir = run_dir / rundir.MODEL_DIR
+        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
+        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForTokenClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=True))
+        data = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)).data
+        return tc.TokenPredictor(model, tokenizer, columns=columns, data=data, **kwargs)
+
+    @staticmethod
+    def _score(plan: Plan, ctx: Context, model, split: str, detail: bool) -> dict:
+        probs = tc.word_scores(model, plan.extra["rows"][split], plan.extra["firsts"][split], plan.recipe.eval.batch_size,
+                               plan.pad_id, ctx.precision)
+        return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)

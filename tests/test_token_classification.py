@@ -1,0 +1,138 @@
+"""task: token_classification (named entities): IOB2 tokens/tags or character spans, a tag per word trained on
+its first sub-token, entity F1 with seqeval base vs tuned, entities with offsets from predict."""
+
+import json
+import random
+
+import pytest
+from typer.testing import CliRunner
+
+import tunesmith
+from tunesmith.cli import app
+
+runner = CliRunner()
+# in the tiny model's vocabulary: "movie"/"product" are ITEM entities, "good great" a two-word PRAISE entity
+FILLER = ["the", "a", "and", "is", "it", "not", "bad"]
+
+
+def sentence(rng) -> tuple[list[str], list[str]]:
+    words, tags = [], []
+    for _ in range(rng.randint(3, 7)):
+        roll = rng.random()
+        if roll < 0.2:
+            words += [rng.choice(["movie", "product"])]
+            tags += ["B-ITEM"]
+        elif roll < 0.3:
+            words += ["good", "great"]
+            tags += ["B-PRAISE", "I-PRAISE"]
+        else:
+            words.append(rng.choice(FILLER))
+            tags.append("O")
+    return words, tags
+
+
+def write_sets(folder, spans: bool = False) -> dict:
+    paths = {}
+    for name, n, seed in (("train", 240, 0), ("validation", 50, 1), ("test", 50, 2)):
+        rng, lines = random.Random(seed), []
+        for _ in range(n):
+            words, tags = sentence(rng)
+            if spans:
+                text, entities, pos = " ".join(words), [], 0
+                starts = []
+                for w in words:
+                    starts.append(pos)
+                    pos += len(w) + 1
+                for i, tag in enumerate(tags):
+                    if tag.startswith("B-"):
+                        j = i
+                        while j + 1 < len(tags) and tags[j + 1] == "I-" + tag[2:]:
+                            j += 1
+                        entities.append({"start": starts[i], "end": starts[j] + len(words[j]), "label": tag[2:]})
+                lines.append(json.dumps({"text": text, "entities": entities}))
+            else:
+                lines.append(json.dumps({"tokens": words, "tags": tags}))
+        paths[name] = str(folder / f"{name}.jsonl")
+        (folder / f"{name}.jsonl").write_text("\n".join(lines))
+    return paths
+
+
+def recipe(paths: dict) -> dict:
+    return {"task": "token_classification", "model": "tiny-bert", "data": paths, "method": {"freeze_embeddings": False},
+            "train": {"epochs": 8, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ner")
+    paths = write_sets(folder)
+    return tunesmith.run(recipe(paths), output_dir=folder / "run"), paths
+
+
+def test_tuned_model_finds_entities_and_reports_base_vs_tuned(ner_run):
+    result, _ = ner_run
+    m = result.metrics
+    assert m["task"] == "token_classification" and m["entity_types"] == ["ITEM", "PRAISE"]
+    assert m["labels"][0] == "O" and set(m["labels"]) == {"O", "B-ITEM", "B-PRAISE", "I-PRAISE"}
+    assert m["tuned"]["f1"] > 0.8 and m["tuned"]["token_accuracy"] > 0.9
+    assert set(m["tuned"]["per_type"]) == {"ITEM", "PRAISE"}
+    assert "per token" in m["base"]["kind"] and 0 <= m["base"]["f1"] <= 1
+    assert "| PRAISE |" in (result.run_dir / "report.md").read_text()
+
+
+def test_predict_returns_entities_with_offsets(ner_run, tmp_path):
+    result, paths = ner_run
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    text = "the movie is good great and it is not bad"
+    found = predictor.predict([text])[0]
+    kinds = {(e["type"], e["text"]) for e in found}
+    assert ("ITEM", "movie") in kinds and ("PRAISE", "good great") in kinds
+    for e in found:
+        assert text[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1
+    assert predictor.evaluate(paths["test"])["f1"] == pytest.approx(result.metrics["tuned"]["f1"], abs=1e-6)
+    (tmp_path / "in.csv").write_text("text\nthe product is good great\n")
+    done = runner.invoke(app, ["predict", str(result.run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.jsonl")])
+    assert done.exit_code == 0, done.output
+    row = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert {"type": "ITEM", "text": "product"}.items() <= json.loads(row["entities"])[0].items()
+
+
+def test_character_spans_train_as_well(tmp_path):
+    paths = write_sets(tmp_path, spans=True)
+    result = tunesmith.run(recipe(paths), output_dir=tmp_path / "run")
+    assert result.metrics["tuned"]["f1"] > 0.8
+
+
+def test_first_sub_token_carries_the_tag():
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.tasks.token_classification import encode
+    tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
+    labels = ["O", "B-X"]
+    rows, firsts, cut = encode(tokenizer, [["zzq", "the"]], [["B-X", "O"]], labels, 64)  # zzq: three pieces
+    tagged = [label for label in rows[0]["labels"] if label != -100]
+    assert tagged == [1, 0] and cut == 0 and firsts[0][0] == 1
+    rows_all, _, _ = encode(tokenizer, [["zzq", "the"]], [["B-X", "O"]], labels, 64, label_all=True)
+    assert sum(label == 1 for label in rows_all[0]["labels"]) == 3  # every piece of the word when asked
+    _, _, cut = encode(tokenizer, [["the"] * 20], [["O"] * 20], labels, 8)
+    assert cut == 1
+
+
+def test_bad_tags_and_uneven_rows_are_refused(tmp_path):
+    from tunesmith.errors import TunesmithError
+    (tmp_path / "t.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["B-X", "E-X"]}))
+    with pytest.raises(TunesmithError, match="not IOB2"):
+        tunesmith.run({**recipe({"train": str(tmp_path / "t.jsonl")}), "train": {"data_check": "off"}}, output_dir=tmp_path / "r1")
+    (tmp_path / "u.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "u.jsonl"), "--task", "token_classification", "--model", "tiny-bert"])
+    assert done.exit_code == 1 and "exactly one tag" in " ".join(done.output.split())
+
+
+def test_data_check_counts_entities_and_broken_iob(tmp_path):
+    paths = write_sets(tmp_path)
+    with open(paths["train"], "a") as handle:
+        handle.write("\n" + json.dumps({"tokens": ["the", "movie"], "tags": ["O", "I-ITEM"]}))
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe(paths)))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
+    assert done.exit_code == 0, done.output
+    entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
+    assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["i_without_b"]["train"] == 1
