@@ -136,3 +136,14 @@ def test_data_check_counts_entities_and_broken_iob(tmp_path):
     assert done.exit_code == 0, done.output
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
     assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["i_without_b"]["train"] == 1
+
+
+def test_the_server_returns_entities(ner_run):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.serve import create_app
+    result, _ = ner_run
+    client = TestClient(create_app([result.run_dir]))
+    answer = client.post("/v1/classify", json={"model": result.run_dir.name, "input": ["the movie is good great"]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"][0]["entities"] == tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]

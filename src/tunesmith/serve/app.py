@@ -1,6 +1,6 @@
 """`tunesmith serve`: finished runs behind an OpenAI-compatible HTTP API (FastAPI). Generation runs answer
-/v1/chat/completions and /v1/completions (streaming as server-sent events); classification, multi-label and
-regression runs answer /v1/classify. Every error is a 4xx in OpenAI's error shape, never a traceback."""
+/v1/chat/completions and /v1/completions (streaming as server-sent events); classification, multi-label, regression and
+token-classification runs answer /v1/classify. Every error is a 4xx in OpenAI's error shape, never a traceback."""
 
 from __future__ import annotations
 
@@ -174,6 +174,8 @@ def _model(served: dict, name: str, generative: bool) -> Served:
 
 def _classify(predictor, texts: list[str]) -> list[dict]:
     """Per text: label scores (classifier, multi-label: each label's probability) or a value (regression)."""
+    if hasattr(predictor, "predict_tags"):  # token classification: the entities found in each text
+        return [{"entities": found} for found in predictor.predict(texts)]
     if not hasattr(predictor, "predict_proba"):
         return [{"value": float(v)} for v in predictor.predict(texts)]
     probs = predictor.predict_proba(texts)
@@ -184,7 +186,7 @@ def _classify(predictor, texts: list[str]) -> list[dict]:
 
 
 def _top(row: dict, k: int) -> dict:
-    if "value" in row:
+    if "value" in row or "entities" in row:
         return row
     ranked = sorted(row["probs"].items(), key=lambda item: -item[1])
     out = {"label": ranked[0][0], "score": ranked[0][1], "top": [{"label": label, "score": p} for label, p in ranked[:k]]}
