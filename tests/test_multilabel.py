@@ -46,7 +46,8 @@ def write_sets(folder, as_lists: bool = False) -> dict:
 
 def recipe(paths: dict, **data) -> dict:
     return {"model": "tiny-bert", "data": {**paths, "label_column": "labels", **data},
-            "method": {"freeze_embeddings": False},
+            # the tiny random model's pooled features are too poor to start a head from: keep it random here
+            "method": {"freeze_embeddings": False, "head_init": "random"},
             "train": {"epochs": 12, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
 
 
@@ -122,3 +123,27 @@ def test_data_check_reports_label_sets(tmp_path):
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
     assert entry["task"] == "multi_label" and set(entry["labels"]["train"]) == {"complaint", "item", "praise"}
     assert entry["rows_without_label"]["train"] > 0
+
+
+def test_the_head_starts_from_a_probe_per_label():
+    """head_init auto: each label's sigmoid starts as a logistic regression on the features the head sees."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from tunesmith.engine.batching import tokenize
+    from tunesmith.methods.head_init import head_features, init_multilabel_head, output_layers
+    from tunesmith.models.loading import load_classifier, load_tokenizer, resolve_weights
+    weights = resolve_weights("tiny-bert")
+    frame = tagged_rows(80, 0)
+    labels = ["complaint", "item", "praise"]
+    targets = np.array([[float(label in row.split("|")) for label in labels] for row in frame["labels"]])
+    targets[:, 2] = 0  # a label never on in the sample: weight 0, bias at the (clipped) prior
+    model = load_classifier(weights, labels)
+    rows, _ = tokenize(load_tokenizer(weights), frame["text"].tolist(), None, 32)
+    assert init_multilabel_head(model, rows, targets, 16, 0, "fp32", 0)
+    x = head_features(model, output_layers(model, 3), rows, 16, 0, "fp32")
+    probe = LogisticRegression(max_iter=1000, random_state=0).fit(x, targets[:, 0])
+    with torch.no_grad():
+        logits = output_layers(model, 3)[0](torch.as_tensor(x)).numpy()
+    assert np.allclose(logits[:, 0], probe.decision_function(x), atol=1e-4)
+    assert np.allclose(logits[:, 2], np.log(1e-3 / (1 - 1e-3)), atol=1e-4)

@@ -74,3 +74,34 @@ def _per_class(probe, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
         w, b = probe.coef_[0] / 2, probe.intercept_[0] / 2  # softmax over (-z/2, z/2) == sigmoid(z)
         return np.stack([-w, w]), np.array([-b, b])
     return probe.coef_, probe.intercept_
+
+
+def init_multilabel_head(model, rows, targets: np.ndarray, batch_size: int, pad_id: int, precision: str, seed: int) -> bool:
+    """The multi-label head (one sigmoid per label) starts as one logistic regression per label on the features
+    it sees. With rare positives, a random head spends the first hundreds of steps learning the label priors and
+    a short run ends below the frozen probe (GoEmotions, 3,000 rows, 2 epochs: micro-F1 0.18 vs the probe's 0.41).
+    A label that is always (or never) on in the sample gets a constant: weight 0, bias at its prior."""
+    n_labels = targets.shape[1]
+    layers = output_layers(model, n_labels)
+    if not layers:
+        return False
+    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
+    x = head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+    if x is None:
+        return False
+    y = targets[picked]
+    weight, bias = np.zeros((n_labels, x.shape[1])), np.zeros(n_labels)
+    for j in range(n_labels):
+        if 0 < y[:, j].sum() < len(y):
+            probe = LogisticRegression(max_iter=1000, random_state=seed).fit(x, y[:, j])
+            weight[j], bias[j] = probe.coef_[0], probe.intercept_[0]
+        else:
+            prior = np.clip(y[:, j].mean(), 1e-3, 1 - 1e-3)
+            bias[j] = np.log(prior / (1 - prior))
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+            if layer.bias is not None:
+                layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    model.train()
+    return True

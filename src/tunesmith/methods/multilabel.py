@@ -3,6 +3,7 @@ thresholds are chosen on the validation set (one global, one per label) and save
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..models.registry import default_lr
 from ..runs import rundir
 from ..tasks import multilabel
 from .base import Context, Plan, tuning_mode
+from .head_init import init_multilabel_head
 from .supervised import build_model
 
 console = Console(stderr=True)
@@ -50,6 +52,15 @@ class SupervisedMultiLabel:
                                        plan.pad_id, ctx.precision)
 
     def adapt(self, plan: Plan, ctx: Context, model):
+        """The head starts from a probe per label (method.head_init: auto or probe; random keeps it random)."""
+        ctx.train_info["head_init_s"] = 0.0
+        if plan.recipe.method.head_init == "random" or plan.kind == "decoder":
+            return model
+        start = time.perf_counter()
+        if init_multilabel_head(model, plan.rows, np.asarray(plan.label_ids), plan.recipe.eval.batch_size, plan.pad_id,
+                                ctx.precision, plan.recipe.train.seed):
+            console.print("head: started from a logistic regression per label on the body's features")
+        ctx.train_info["head_init_s"] = time.perf_counter() - start
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
@@ -98,10 +109,15 @@ class SupervisedMultiLabel:
 
 
 def _bce_loss(model, batch: dict) -> torch.Tensor:
+    """Binary cross-entropy summed over labels, averaged over examples. The plain mean over every (example,
+    label) cell divides each logit's gradient by the number of labels: with 28 labels the head barely moved
+    in 2 epochs and the model answered the label priors (GoEmotions, 3,000 rows: micro-F1 0.18)."""
     targets = batch.pop("labels").float()
-    return torch.nn.functional.binary_cross_entropy_with_logits(model(**batch).logits.float(), targets)
+    logits = model(**batch).logits.float()
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(targets)
 
 
 def _bce(probs: np.ndarray, y: np.ndarray) -> float:
+    """The validation loss in the training loss's units (summed over labels, averaged over examples)."""
     p = np.clip(probs, 1e-7, 1 - 1e-7)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(1).mean())
