@@ -59,11 +59,7 @@ def init_head_from_probe(model, rows, label_ids, n_labels: int, batch_size: int,
         return None  # a class missing from the sample would get no row of weights
     probe = LogisticRegression(max_iter=2000, random_state=seed).fit(x, y)
     weight, bias = _per_class(probe, n_labels)
-    with torch.no_grad():
-        for layer in layers:
-            layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
-            if layer.bias is not None:
-                layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    _copy_into(layers, weight, bias)
     model.train()
     return float(probe.score(x, y))
 
@@ -98,10 +94,14 @@ def init_multilabel_head(model, rows, targets: np.ndarray, batch_size: int, pad_
         else:
             prior = np.clip(y[:, j].mean(), 1e-3, 1 - 1e-3)
             bias[j] = np.log(prior / (1 - prior))
-    with torch.no_grad():
-        for layer in layers:
-            layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
-            if layer.bias is not None:
-                layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    _copy_into(layers, weight, bias)
     model.train()
     return True
+
+
+@torch.no_grad()
+def _copy_into(layers, weight: np.ndarray, bias: np.ndarray) -> None:
+    for layer in layers:
+        layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+        if layer.bias is not None:
+            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))

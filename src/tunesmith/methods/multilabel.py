@@ -13,11 +13,10 @@ from rich.console import Console
 from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
-from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
 from ..models.registry import default_lr
 from ..runs import rundir
 from ..tasks import multilabel
-from .base import Context, Plan, tuning_mode
+from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import init_multilabel_head
 from .supervised import build_model
 
@@ -30,8 +29,7 @@ class SupervisedMultiLabel:
         data = load_multilabel(recipe.data, recipe.train.seed)
         for warning in data.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
-        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
-        kind, tokenizer, cfg = model_kind(weights, spec), load_tokenizer(weights), recipe.train
+        (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         names = ("train", "validation", "evaluation")
         rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
         targets = {name: multi_hot(getattr(data, name).labels, data.labels) for name in names}
@@ -91,10 +89,8 @@ class SupervisedMultiLabel:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
+        model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)
         model_dir = run_dir / rundir.MODEL_DIR
-        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=True))
         thresholds = rundir.read_json(model_dir / THRESHOLDS_FILE)
         if len(thresholds.get("per_label") or []) != model.config.num_labels:
             from ..errors import TunesmithError

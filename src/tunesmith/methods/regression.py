@@ -16,12 +16,12 @@ from rich.console import Console
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
-from ..models.loading import apply_lora, freeze_bottom, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
+from ..models.loading import apply_lora, freeze_bottom, set_dropout
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import regression
-from .base import Context, Plan, tuning_mode
+from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import output_layers
 
 console = Console(stderr=True)
@@ -32,8 +32,7 @@ class SupervisedRegressor:
         data = load_regression(recipe.data, recipe.train.seed)
         for warning in data.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
-        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
-        kind, tokenizer, cfg = model_kind(weights, spec), load_tokenizer(weights), recipe.train
+        (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
                 for name in ("train", "validation", "evaluation")}
         y = np.asarray(data.train.labels)
@@ -100,10 +99,7 @@ class SupervisedRegressor:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
-        model_dir = run_dir / rundir.MODEL_DIR
-        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=True))
+        model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)
         return regression.RegressorPredictor(model, tokenizer, columns=columns, **kwargs)
 
     @staticmethod

@@ -17,7 +17,7 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
-from .base import Context, Plan, tuning_mode
+from .base import Context, Plan, load_run_model, tuning_mode
 from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
 
 console = Console(stderr=True)
@@ -79,12 +79,7 @@ class SupervisedClassifier:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
-
-        from ..models.loading import load_tokenizer
-        model_dir = run_dir / rundir.MODEL_DIR
-        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=True))  # a run writes safetensors; a .bin there is not ours
+        model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)  # safetensors only: a .bin is not ours
         return classification.ClassifierPredictor(model, tokenizer, columns=columns, **kwargs)
 
 

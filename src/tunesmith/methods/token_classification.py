@@ -9,12 +9,12 @@ from rich.console import Console
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
-from ..models.loading import apply_lora, freeze_bottom, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
+from ..models.loading import apply_lora, freeze_bottom, set_dropout
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import token_classification as tc
-from .base import Context, Plan, tuning_mode
+from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 
 console = Console(stderr=True)
 
@@ -22,8 +22,7 @@ console = Console(stderr=True)
 class SupervisedTokenClassifier:
     def prepare(self, recipe) -> Plan:
         data = load_tokens(recipe.data, recipe.train.seed)
-        weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
-        kind, tokenizer, cfg = model_kind(weights, spec), load_tokenizer(weights), recipe.train
+        (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         rows, firsts, cut = {}, {}, {}
         for name in ("train", "validation", "evaluation"):
             split = getattr(data, name)
@@ -87,10 +86,7 @@ class SupervisedTokenClassifier:
         from transformers import AutoModelForTokenClassification
 
         from ..recipe import load_recipe
-        model_dir = run_dir / rundir.MODEL_DIR
-        tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        model = rundir.load_saved_model(model_dir, lambda path: AutoModelForTokenClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=True))
+        model, tokenizer = load_run_model(run_dir, AutoModelForTokenClassification)
         data = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)).data
         return tc.TokenPredictor(model, tokenizer, columns=columns, data=data, **kwargs)
 
