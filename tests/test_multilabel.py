@@ -147,3 +147,14 @@ def test_the_head_starts_from_a_probe_per_label():
         logits = output_layers(model, 3)[0](torch.as_tensor(x)).numpy()
     assert np.allclose(logits[:, 0], probe.decision_function(x), atol=1e-4)
     assert np.allclose(logits[:, 2], np.log(1e-3 / (1 - 1e-3)), atol=1e-4)
+
+
+def test_the_server_returns_the_predictors_label_sets(multilabel_run):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.serve import create_app
+    result, _ = multilabel_run
+    texts = ["the great and the product", "bad terrible it is", "the a is"]
+    answer = TestClient(create_app([result.run_dir])).post("/v1/classify", json={"model": result.run_dir.name, "input": texts})
+    assert answer.status_code == 200, answer.text
+    assert [row["labels"] for row in answer.json()["data"]] == tunesmith.Predictor.load(result.run_dir).predict(texts)

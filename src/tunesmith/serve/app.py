@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -180,7 +181,8 @@ def _classify(predictor, texts: list[str]) -> list[dict]:
         return [{"value": float(v)} for v in predictor.predict(texts)]
     probs = predictor.predict_proba(texts)
     if hasattr(predictor, "thresholds"):
-        chosen = [predictor.predict(texts[i:i + 1])[0] for i in range(len(texts))]
+        on = probs >= np.asarray(predictor.thresholds["per_label"])  # the saved per-label thresholds, on the batch's probabilities
+        chosen = [[label for label, hit in zip(predictor.classes_, row) if hit] for row in on]
         return [{"labels": labels, "probs": dict(zip(predictor.classes_, map(float, row)))} for labels, row in zip(chosen, probs)]
     return [{"probs": dict(zip(predictor.classes_, map(float, row)))} for row in probs]
 
