@@ -107,10 +107,9 @@ def test_lora_packed_run_saves_adapter_and_exports_a_plain_model(gen_data, tmp_p
     assert m["tuning"] == "lora" and m["train"]["packing"] and m["data"]["packed_rows"] < m["data"]["train_samples"]
     assert 1 <= m["data"]["rows_per_batch"] < 8  # a packed row holds several samples: fewer rows per step
     assert (result.run_dir / "adapter" / "adapter_config.json").is_file() and not (result.run_dir / "model").exists()
-    refused = runner.invoke(app, ["export", str(result.run_dir)])
-    assert refused.exit_code == 2 and "--merge" in refused.output
-    merged = tmp_path / "merged"
-    assert runner.invoke(app, ["export", str(result.run_dir), "--merge", "-o", str(merged)]).exit_code == 0
+    # --format hf (the default) merges the adapter; the folder lands in the run unless -o says otherwise
+    assert runner.invoke(app, ["export", str(result.run_dir)]).exit_code == 0
+    merged = result.run_dir / "exports" / "hf"
     from transformers import AutoModelForCausalLM, AutoTokenizer
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert not hasattr(model, "peft_config") and AutoTokenizer.from_pretrained(merged).chat_template

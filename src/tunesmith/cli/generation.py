@@ -109,19 +109,20 @@ def _message_cells(values: list, path: Path) -> list[list[dict]]:
 
 @app.command()
 @friendly
-def export(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
-           merge: Annotated[bool, typer.Option("--merge", help="Merge the LoRA adapter into the base weights.")] = False,
-           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Target folder (default RUN_DIR/merged).")] = None):
-    """Write a plain Hugging Face model folder that loads with transformers alone (no tunesmith, no peft)."""
-    from ..tasks.generation.predictor import export_merged
-    from ..runs.rundir import ADAPTER_DIR, open_finished
-    from ..predict import run_task
-    run_dir = open_finished(run_dir)
-    if run_task(run_dir) != "generation":
-        raise TunesmithError(f"{run_dir} is a classification run; `tunesmith export` writes decoder (generation) models. Its "
-                             f"model is already a plain Hugging Face folder: {run_dir / 'model'} (AutoModelForSequenceClassification, "
-                             "or AutoModel plus model/head.json for few-shot runs).")
-    if (run_dir / ADAPTER_DIR).is_dir() and not merge:
-        raise TunesmithError(f"{run_dir} holds a LoRA adapter; pass --merge to build a full model from it.")
-    target = export_merged(run_dir, output)
-    out.print(f"Merged model written to {target} (AutoModelForCausalLM.from_pretrained('{target}'))")
+def export(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+           fmt: Annotated[str, typer.Option("--format", "-f", help="hf | onnx (classifiers) | gguf (decoders).")] = "hf",
+           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Target folder (default RUN_DIR/exports/FORMAT).")] = None,
+           gguf_type: Annotated[str, typer.Option("--gguf-type", help="GGUF weights: f16 | f32 | q8_0.")] = "f16",
+           merge: Annotated[bool, typer.Option("--merge", hidden=True, help="Kept for old scripts: hf exports always merge.")] = False):
+    """Write a finished run's model for deployment: a plain Hugging Face folder, ONNX, or GGUF + Ollama Modelfile."""
+    from ..export import export_run
+    record = export_run(run_dir, fmt.lower(), output, gguf_type=gguf_type)
+    out.print(f"{fmt} export written to {record['path']}")
+    if "parity" in record:
+        out.print(f"parity: onnxruntime vs PyTorch on {record['parity']['texts']} texts, max difference "
+                  f"{record['parity']['max_abs_difference']:.2e}")
+    if "round_trip" in record:
+        trip = record["round_trip"]
+        out.print(f"round trip: GGUF read back vs the merged model on {trip['prompts']} prompts, max logit difference "
+                  f"{trip['max_abs_logit_difference']:.3g}, same next token on {trip['same_next_token']}/{trip['prompts']}")
+    out.print(f"loads with: {record['loads_with']}")

@@ -27,7 +27,7 @@ def default_dir(recipe_name: str) -> Path:
 # put beside them stays. seed-<n>/ folders are matched by prefix.
 RUN_ENTRIES = (RUN_FILE, METRICS_FILE, LOG_FILE, RECIPE_FILE, MODEL_DIR, ADAPTER_DIR, MERGED_DIR, "report.md", "plots",
                "data_check.md", "data_check.json", "checkpoint.pt", "stages", "direct", "versions", "continual.json",
-               "generations.jsonl")
+               "generations.jsonl", "exports")
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these
 
 
