@@ -145,3 +145,22 @@ def test_concurrent_requests_are_all_answered(server):
             "model": "chat", "messages": [{"role": "user", "content": f"where is my order {i}"}], "max_tokens": 3}), range(8)))
     assert all(a.status_code == 200 and len(a.json()["data"]) == 1 for a in answers)
     assert all(c.status_code == 200 and c.json()["choices"][0]["message"]["role"] == "assistant" for c in chats)
+
+
+def test_concurrent_streams_share_a_batch_and_report_usage(server):
+    """8 streaming clients at once: each gets its own answer (the greedy one) and, when asked, the usage chunk."""
+    from openai import OpenAI
+    client = OpenAI(base_url=server["url"] + "/v1", api_key=KEY)
+    prompts = [f"where is my order {i}" for i in range(8)]
+
+    def stream(prompt):
+        chunks = list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": prompt}], max_tokens=6,
+                                                     stream=True, stream_options={"include_usage": True}))
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks[-1]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(stream, prompts))
+    predictor = tunesmith.Predictor.load(server["folder"] / "chat")
+    for prompt, (text, last) in zip(prompts, results):
+        assert text.strip() == predictor.generate(prompt, max_new_tokens=6)
+        assert last.choices == [] and 0 < last.usage.completion_tokens <= 6 and last.usage.prompt_tokens > 0

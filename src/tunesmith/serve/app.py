@@ -55,6 +55,7 @@ class ChatRequest(_Request):
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
+    stream_options: dict | None = None  # {"include_usage": true}: a last chunk with the token counts
 
 
 class CompletionRequest(ChatRequest):
@@ -76,7 +77,9 @@ class Served:
 
     def batcher(self, key, work) -> Batcher:
         if key not in self.batchers:
-            self.batchers[key] = Batcher(work, self.limits.max_batch, self.limits.max_wait_s)
+            # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
+            wait = max(self.limits.max_wait_s, 0.05) if self.generative else self.limits.max_wait_s
+            self.batchers[key] = Batcher(work, self.limits.max_batch, wait)
         return self.batchers[key]
 
     def card(self) -> dict:
@@ -214,7 +217,7 @@ async def _complete(served: dict, body, messages: list[dict], kind: str, limits:
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if body.stream:
-        return streaming_response(stream_chunks(run, messages, max_new, body, stops, ident, kind), media_type="text/event-stream")
+        return streaming_response(stream_chunks(run, messages, max_new, body, stops, ident, kind, used), media_type="text/event-stream")
     answer, finish, completion = await complete(run, messages, max_new, body, stops)
     choice = ({"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
               if kind == "chat.completion" else {"index": 0, "text": answer, "finish_reason": finish, "logprobs": None})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 
@@ -29,25 +28,25 @@ async def complete(run, messages: list[dict], max_new: int, body, stops: list[st
     return answer, "length" if used >= max_new and not stopped else "stop", used
 
 
-async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str):
-    """`data: {chunk}` lines as the model writes, then the finish reason, then `data: [DONE]`."""
+async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str, prompt_used: int):
+    """`data: {chunk}` lines as the model writes, then the finish reason, usage if asked, then `data: [DONE]`.
+
+    Streams that arrive together share one batched generation (tasks/generation/streams.py); each gets its
+    row's text through its own queue, and the event loop never waits on the model."""
+    from ..tasks.generation.streams import generate_streams
     loop, queue, done = asyncio.get_running_loop(), asyncio.Queue(), object()
+    push = lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece)  # noqa: E731  (called from the worker thread)
+    predictor = run.predictor
 
-    def produce():  # the model runs in its own thread: the event loop keeps serving other requests
-        try:
-            for piece in run.predictor.stream(messages, max_new, body.temperature, body.top_p):
-                loop.call_soon_threadsafe(queue.put_nowait, piece)
-        except Exception as exc:  # noqa: BLE001  (ends the stream with an error event instead of hanging it)
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        loop.call_soon_threadsafe(queue.put_nowait, done)
+    def work(items):
+        return generate_streams(predictor.model, predictor.tokenizer, [m for m, _ in items], lambda row, text: items[row][1](text),
+                                max_new, body.temperature, body.top_p)
 
-    threading.Thread(target=produce, daemon=True).start()
-    created, text, finish = int(time.time()), "", "length"
+    job = asyncio.ensure_future(run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push)]))
+    job.add_done_callback(lambda _: queue.put_nowait(done))  # after every piece the worker pushed
+    created, text, finish = int(time.time()), "", None
     yield _event(ident, kind, created, run.name, {"role": "assistant", "content": ""}, None)
     while (piece := await queue.get()) is not done:
-        if isinstance(piece, Exception):
-            yield f"data: {json.dumps({'error': {'message': f'generation failed: {piece}', 'type': 'server_error'}})}\n\n"
-            break
         cut, stopped = cut_at_stop(text + piece, stops)
         if cut[len(text):]:
             yield _event(ident, kind, created, run.name, {"content": cut[len(text):]}, None)
@@ -55,11 +54,24 @@ async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: li
         if stopped:
             finish = "stop"
             break
-    else:
-        used = len(run.predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
-        finish = "length" if used >= max_new else "stop"
+    if finish is None and job.exception() is not None:
+        yield f"data: {json.dumps({'error': {'message': f'generation failed: {job.exception()}', 'type': 'server_error'}})}\n\n"
+        yield "data: [DONE]\n\n"
+        return
+    used = job.result()[0] if finish is None else len(predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    finish = finish or ("length" if used >= max_new else "stop")
     yield _event(ident, kind, created, run.name, {}, finish)
+    if (body.stream_options or {}).get("include_usage"):
+        yield _usage_event(ident, kind, created, run.name, prompt_used, used)
     yield "data: [DONE]\n\n"
+
+
+def _usage_event(ident: str, kind: str, created: int, model: str, prompt: int, completion: int) -> str:
+    """OpenAI's last chunk when stream_options.include_usage is set: no choices, the token counts."""
+    chunk = {"id": ident, "object": "chat.completion.chunk" if kind == "chat.completion" else "text_completion",
+             "created": created, "model": model, "choices": [],
+             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+    return f"data: {json.dumps(chunk)}\n\n"
 
 
 def _event(ident: str, kind: str, created: int, model: str, delta: dict, finish: str | None) -> str:

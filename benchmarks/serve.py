@@ -1,0 +1,242 @@
+"""Serving and exports, local only: `tunesmith serve` under concurrent clients vs the plain ways of answering the
+same requests in one process, and the fidelity/speed of the ONNX and GGUF exports.
+
+    python benchmarks/serve.py [--classifier RUN] [--chat RUN] [--json out.json]
+
+Without --classifier/--chat it first trains the runs it needs (MiniLM on 2,000 sst2 rows, 1 epoch; SmolLM2-135M
+LoRA on 300 support-intent rows, 1 epoch). Then:
+- classify: 16 concurrent clients x 50 requests (one text each) against /v1/classify; the same 800 texts one by
+  one through a transformers `pipeline("text-classification")` in this process. Requests/s, p50/p95 latency.
+- chat: 8 concurrent streaming clients, 64 new tokens each (greedy, no early stop is forced: answers end at EOS
+  or 64 tokens); the same 8 prompts through sequential `model.generate`. Tokens/s, time to first token.
+- exports: ONNX max probability difference and onnxruntime vs PyTorch samples/s on 1,000 texts (batch 32);
+  GGUF (f16) max logit difference vs the merged model on 5 prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def train_runs(tmp: Path) -> tuple[Path, Path]:
+    import tunesmith
+    sst2 = pd.read_csv(SHARED / "sst2" / "train.csv").sample(2000, random_state=0)
+    sst2.to_csv(tmp / "sst2.csv", index=False)
+    tunesmith.run({"model": "minilm-l6", "data": {"train": str(tmp / "sst2.csv"), "test": str(SHARED / "sst2" / "validation.csv")},
+                   "train": {"epochs": 1}, "eval": {"baseline": "none"}}, output_dir=tmp / "classifier")
+    tunesmith.run({"task": "generation", "model": "smollm2-135m-instruct",
+                   "data": {"train": str(SHARED / "bitext_customer_support_intent" / "train.csv"), "prompt_column": "text",
+                            "response_column": "label", "max_train_samples": 300, "max_eval_samples": 8},
+                   "train": {"epochs": 1, "lr": 1e-3}, "eval": {"baseline": "none", "max_new_tokens": 16}},
+                  output_dir=tmp / "chat")
+    return tmp / "classifier", tmp / "chat"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(runs: list[Path]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", *map(str, runs), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
+    raise SystemExit("server did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bench_classify(url: str, model: str, texts: list[str], clients: int = 16, per_client: int = 50) -> dict:
+    latencies, errors = [], []
+
+    def client(c: int) -> None:
+        with httpx.Client(timeout=120) as http:
+            for i in range(per_client):
+                start = time.perf_counter()
+                r = http.post(url + "/v1/classify", json={"model": model, "input": texts[c * per_client + i]})
+                latencies.append(time.perf_counter() - start)
+                if r.status_code != 200 or "label" not in r.json()["data"][0]:
+                    errors.append(r.status_code)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    wall = time.perf_counter() - start
+    return {"requests": clients * per_client, "errors": len(errors), "requests_per_s": clients * per_client / wall,
+            "p50_ms": 1000 * pct(latencies, 0.5), "p95_ms": 1000 * pct(latencies, 0.95)}
+
+
+def bench_pipeline(run: Path, texts: list[str]) -> dict:
+    from transformers import pipeline
+    clf = pipeline("text-classification", model=str(run / "model"), device="cpu")
+    clf(texts[0])  # warm-up
+    latencies = []
+    start = time.perf_counter()
+    for text in texts:
+        t = time.perf_counter()
+        clf(text)
+        latencies.append(time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    return {"requests": len(texts), "requests_per_s": len(texts) / wall, "p50_ms": 1000 * pct(latencies, 0.5),
+            "p95_ms": 1000 * pct(latencies, 0.95)}
+
+
+def bench_chat(url: str, model: str, prompts: list[str], max_tokens: int = 64) -> dict:
+    ttft, tokens, errors = [], [], []
+
+    def client(prompt: str) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": True,
+                "stream_options": {"include_usage": True}}
+        start, first, count = time.perf_counter(), None, 0
+        try:
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as r:
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        count = chunk["usage"]["completion_tokens"]
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content") and first is None:
+                        first = time.perf_counter() - start
+        except httpx.HTTPError as exc:
+            errors.append(repr(exc))
+            return
+        ttft.append(first if first is not None else float("nan"))
+        tokens.append(count)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        list(pool.map(client, prompts))
+    wall = time.perf_counter() - start
+    return {"clients": len(prompts), "errors": len(errors), "tokens": sum(tokens), "tokens_per_s": sum(tokens) / wall,
+            "ttft_p50_s": pct(ttft, 0.5) if ttft else None, "ttft_p95_s": pct(ttft, 0.95) if ttft else None}
+
+
+def bench_sequential_generate(run: Path, prompts: list[str], max_tokens: int = 64) -> dict:
+    import torch
+    import tunesmith
+    predictor = tunesmith.Predictor.load(run)
+    model, tok = predictor.model, predictor.tokenizer
+    count = 0
+    start = time.perf_counter()
+    for prompt in prompts:
+        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
+        count += out.shape[1] - ids["input_ids"].shape[1]
+    wall = time.perf_counter() - start
+    return {"prompts": len(prompts), "tokens": count, "tokens_per_s": count / wall}
+
+
+def bench_onnx(run: Path, texts: list[str], tmp: Path) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+    import tunesmith
+    from tunesmith.export import export_run
+    record = export_run(run, "onnx", tmp / "onnx")
+    predictor = tunesmith.Predictor.load(run, precision="fp32")
+    session = ort.InferenceSession(str(tmp / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    tok = predictor.tokenizer
+
+    def ort_probs(batch):
+        enc = tok(batch, padding=True, truncation=True, max_length=record["max_length"], return_tensors="np")
+        return session.run(None, {k: enc[k].astype(np.int64) for k in record["inputs"]})[0]
+
+    start = time.perf_counter()
+    got = np.concatenate([ort_probs(texts[i:i + 32]) for i in range(0, len(texts), 32)])
+    ort_s = time.perf_counter() - start
+    start = time.perf_counter()
+    want = predictor.predict_proba(texts)  # tunesmith's PyTorch path (length-sorted batches of 64)
+    torch_s = time.perf_counter() - start
+    return {"texts": len(texts), "parity_check_max_diff": record["parity"]["max_abs_difference"],
+            "max_probability_difference": float(np.abs(got - want).max()),
+            "same_label": float((got.argmax(1) == want.argmax(1)).mean()), "onnxruntime_samples_per_s": len(texts) / ort_s,
+            "pytorch_samples_per_s": len(texts) / torch_s, "ratio": torch_s / ort_s}
+
+
+def bench_gguf(run: Path, tmp: Path) -> dict:
+    from tunesmith.export import export_run
+    record = export_run(run, "gguf", tmp / "gguf", gguf_type="f16")
+    size = (tmp / "gguf" / "model.gguf").stat().st_size
+    return {**record["round_trip"], "gguf_type": "f16", "size_mb": size / 2**20, "stop": record["stop"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--classifier", type=Path)
+    parser.add_argument("--chat", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = {"cpu": cpu_name(), "cores": os.cpu_count()}
+    texts = pd.read_csv(SHARED / "sst2" / "validation.csv")["text"].tolist()
+    texts = (texts * 2)[:1000]
+    prompts = pd.read_csv(SHARED / "bitext_customer_support_intent" / "test.csv")["text"].tolist()[:8]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        classifier, chat = (args.classifier, args.chat) if args.classifier and args.chat else train_runs(tmp)
+        proc, url = start_server([classifier, chat])
+        try:
+            bench_classify(url, classifier.name, texts, clients=4, per_client=5)  # warm-up
+            results["serve_classify"] = bench_classify(url, classifier.name, texts[:800])
+            print("serve classify", json.dumps(results["serve_classify"]), flush=True)
+            results["serve_chat"] = bench_chat(url, chat.name, prompts)
+            print("serve chat", json.dumps(results["serve_chat"]), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        results["pipeline_classify"] = bench_pipeline(classifier, texts[:800])
+        results["classify_ratio"] = results["serve_classify"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
+        print("pipeline", json.dumps(results["pipeline_classify"]), "ratio", round(results["classify_ratio"], 2), flush=True)
+        results["sequential_generate"] = bench_sequential_generate(chat, prompts)
+        results["chat_ratio"] = results["serve_chat"]["tokens_per_s"] / results["sequential_generate"]["tokens_per_s"]
+        print("sequential generate", json.dumps(results["sequential_generate"]), "ratio", round(results["chat_ratio"], 2), flush=True)
+        results["onnx"] = bench_onnx(classifier, texts, tmp)
+        print("onnx", json.dumps(results["onnx"]), flush=True)
+        results["gguf"] = bench_gguf(chat, tmp)
+        print("gguf", json.dumps(results["gguf"]), flush=True)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
