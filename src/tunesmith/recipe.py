@@ -207,10 +207,30 @@ class EarlyStopping(Strict):
     patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
 
 
+AUTO_KEYS = ("lr", "batch_size", "epochs")
+
+
+def _auto_means_unset(raw):
+    """`lr: auto` (and batch_size, epochs) is the same as leaving the key out: tunesmith chooses from the data."""
+    if isinstance(raw, dict):
+        return {k: v for k, v in raw.items() if not (k in AUTO_KEYS and isinstance(v, str) and v.strip().lower() == "auto")}
+    return raw
+
+
 class TrainSection(Strict):
-    lr: float | None = Field(None, gt=0, description="Peak learning rate; default depends on model kind and method.")
-    batch_size: int = Field(32, gt=0, description="Examples per optimizer step per process (before accumulation).")
-    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    _auto = model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))
+    lr: float | None = Field(None, gt=0, description="Peak learning rate; unset or 'auto' = chosen from the method, model size "
+                                                     "and batch (printed at the start of the run, saved in recipe.yaml).")
+    batch_size: int = Field(32, gt=0, description="Examples per optimizer step per process, before accumulation; unset or "
+                                                  "'auto' = 32, or 16/8 for small training sets.")
+    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
+                                               "for small sets (at least 250 optimizer steps), fewer for very large ones.")
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="Memory the run may use; None = 70% of what is available at start. Batches that would not fit "
+                                "are split into micro-batches with gradient accumulation; a run that cannot fit is refused.")
+    gradient_checkpointing: Literal["auto"] | bool = Field(
+        "auto", description="Recompute activations in the backward pass (decoders): 'auto' = only when the batch would not "
+                            "fit the memory budget otherwise.")
     head_lr: float | None = Field(
         None, gt=0, description="Classification: learning rate of the new, randomly initialised head (None = train.lr). "
                                 "Many classes and few epochs want a higher one.")
@@ -254,7 +274,8 @@ class OutputSection(Strict):
 
 
 # A stage overrides only the train keys it names; the rest come from the recipe's train section.
-StageTrain = create_model("StageTrain", __base__=Strict, **{
+StageTrain = create_model("StageTrain", __base__=Strict, __validators__={
+    "_auto": model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))}, **{
     name: (field.annotation | None, Field(None, description=field.description))
     for name, field in TrainSection.model_fields.items()})
 

@@ -202,7 +202,12 @@ def read_status(run_dir: Path) -> str | None:
 
 
 def _resume_hint(run_dir: Path, status: str | None) -> str:
-    return f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
+    hint = f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
+    if status == "interrupted" and not read_json(run_dir / RUN_FILE).get("error"):
+        # no Ctrl-C and no error recorded: the process was killed, most often by the system running out of memory
+        hint += (" If the system stopped it (out of memory: 'Killed', exit 137), lower train.batch_size or train.max_length, or "
+                 "set train.memory_budget_gb to what the machine can spare.")
+    return hint
 
 
 def _process_start(pid: int) -> int | None:

@@ -54,7 +54,8 @@ class Context:
 
 def run_method(method, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None):
     """Plan first (bad data fails before a folder is made), then the session inside a run directory."""
-    plan = method.prepare(recipe)
+    from .auto import resolve
+    plan = resolve(method.prepare(recipe))  # auto settings and the memory fit, printed before any folder is made
     return rundir.run_in(plan.recipe, output_dir, overwrite, lambda run_dir: session(method, plan, run_dir),
                          resume=resume, files=files)
 
@@ -66,6 +67,9 @@ def session(method, plan: Plan, run_dir: Path) -> dict:
     ctx = Context(make_accelerator(cfg, precision), precision, run_dir)
     set_seed(cfg.seed)
     model = method.build(plan, ctx)
+    if (plan.loop_cfg or cfg).gradient_checkpointing is True and hasattr(model, "gradient_checkpointing_enable"):
+        # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     base = method.baseline(plan, ctx, model)
     model = method.adapt(plan, ctx, model)
     result = run_loop(model, ctx.accelerator, plan.rows, plan.label_ids, plan.loop_cfg or cfg, plan.lr,

@@ -1,0 +1,157 @@
+"""`auto` training settings: epochs, batch size and learning rate from the data, and a micro-batch that fits memory.
+
+Most users never set a hyperparameter, so the defaults decide their result. The rules (each explicit recipe value
+wins over them):
+- batch: 32 examples per step; 16 under 3,200 training examples, 8 under 400 (small sets need more steps).
+- epochs: 3, raised until the run has MIN_STEPS optimizer steps (at most MAX_EPOCHS; early stopping guards
+  against overfitting), lowered when 3 passes would exceed MAX_EXAMPLES (CPU time).
+- lr: the method's rate for batch 32, scaled by sqrt(batch / 32) (Adam's square-root rule). LoRA on decoders
+  starts from a rate by model size: small models need a higher one (SmolLM2-135M learned the answer format
+  but not the labels at 2e-4 in 47 steps; 1e-3 learned both).
+- memory: the peak is estimated from the model's dimensions and the longest training row (calibrated on
+  SmolLM2-135M LoRA, where a token of a training batch holds ~2.7 MB of activations in fp32); when the batch
+  does not fit the budget, decoders first turn on activation checkpointing (about half the activations), then
+  the micro-batch halves and gradient accumulation keeps the effective batch. When one example does not fit,
+  the run is refused before it starts, with what would make it fit."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from rich.console import Console
+
+from ..errors import TunesmithError
+
+console = Console(stderr=True)
+MIN_STEPS = 250
+MAX_EPOCHS = 10
+MAX_EXAMPLES = {"encoder": 100_000, "decoder": 20_000}
+BUDGET_SHARE = 0.7          # of the memory available at start; the rest is for the OS, data and evaluation
+METHODS = ("supervised", "domain_adaptation")  # few_shot and continual keep their own budgets (pairs, experiences)
+
+
+def lora_rate(params: float) -> float:
+    """LoRA learning rate for a decoder of `params` parameters at batch 32."""
+    return 1e-3 if params < 5e8 else 5e-4 if params < 3e9 else 2e-4
+
+
+def resolve(plan):
+    """Fill the train settings the recipe left unset; shrink the micro-batch to fit memory. Returns the plan."""
+    recipe = plan.recipe = plan.recipe.model_copy(deep=True)  # seeds and stages reuse the caller's recipe
+    cfg, given = recipe.train, set(recipe.train.model_fields_set)
+    dims, original = model_dims(plan.weights), cfg.batch_size
+    n = (plan.info.get("data") or {}).get("train_samples") or len(plan.rows)
+    reasons = []
+    if recipe.method.name in METHODS:
+        if "batch_size" not in given:
+            cfg.batch_size = 32 if n >= 3200 else 16 if n >= 400 else 8
+        if "epochs" not in given:
+            cfg.epochs = choose_epochs(n, cfg.batch_size * cfg.grad_accum, plan.kind)
+        if "lr" not in given and cfg.lr is None:
+            base = lora_rate(dims["params"]) if plan.kind == "decoder" and plan.info.get("tuning") == "lora" else plan.lr
+            plan.lr = cfg.lr = float(f"{base * math.sqrt(cfg.batch_size * cfg.grad_accum / 32):.3g}")
+        chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
+        if chosen:
+            reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
+    fit = fit_memory(plan, cfg, dims)
+    if fit:
+        reasons.append(fit)
+    if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
+        per = plan.loop_cfg.batch_size / original
+        plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,
+                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing})
+    else:
+        plan.loop_cfg = cfg
+    for reason in reasons:
+        console.print(f"auto: {reason}")
+    plan.train_info["auto"] = reasons
+    return plan
+
+
+def choose_epochs(n: int, batch: int, kind: str) -> float:
+    steps = math.ceil(n / batch)
+    if steps * 3 < MIN_STEPS:
+        return float(min(MAX_EPOCHS, math.ceil(MIN_STEPS / steps)))
+    if n * 3 > MAX_EXAMPLES[kind]:
+        return max(1.0, round(MAX_EXAMPLES[kind] / n * 2) / 2)  # whole or half passes
+    return 3.0
+
+
+def _classes(plan) -> str:
+    return f", {len(set(plan.label_ids))} labels" if plan.label_ids and isinstance(plan.label_ids[0], int) else ""
+
+
+def _name(key: str) -> str:
+    return {"batch_size": "batch", "epochs": "epochs", "lr": "lr"}[key]
+
+
+def model_dims(weights: str) -> dict:
+    from transformers import AutoConfig
+    c = AutoConfig.from_pretrained(weights)
+    c = getattr(c, "text_config", None) or c
+    layers, hidden = c.num_hidden_layers, c.hidden_size
+    inter = getattr(c, "intermediate_size", None) or 4 * hidden
+    vocab = c.vocab_size
+    kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    attn = hidden * hidden * 2 + 2 * hidden * (hidden * kv // c.num_attention_heads)
+    params = vocab * hidden + layers * (attn + 3 * inter * hidden)
+    return {"layers": layers, "hidden": hidden, "inter": inter, "vocab": vocab, "params": params}
+
+
+def estimate_mb(dims: dict, tokens: int, trainable: float, decoder: bool, checkpointing: bool) -> float:
+    """Peak training memory (MB) for a micro-batch of `tokens` tokens, fp32 weights and AdamW states."""
+    per_token = dims["layers"] * 4 * (16 * dims["hidden"] + 9 * dims["inter"])  # activations kept for backward
+    if checkpointing:
+        per_token /= 2
+    if decoder:
+        per_token += 0.5 * 16 * dims["vocab"]  # logits, softmax and their gradient over labelled positions
+    static = dims["params"] * 4 + trainable * 12  # weights; gradients and two Adam moments of what trains
+    return (static + tokens * per_token) / 2**20
+
+
+def available_mb() -> float:
+    """Memory this run may use: free accelerator memory on a GPU, else the system's MemAvailable."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0] / 2**20
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20
+
+
+def fit_memory(plan, cfg, dims: dict) -> str | None:
+    """Shrink the micro-batch (and turn on checkpointing for decoders) until the estimate fits; refuse if one example does not."""
+    budget = cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb else BUDGET_SHARE * available_mb()
+    longest = cfg.max_length if cfg.packing else max((len(r["input_ids"]) for r in plan.rows), default=cfg.max_length)
+    decoder = plan.kind == "decoder"
+    trainable = dims["params"] * (0.02 if plan.info.get("tuning") == "lora" else 1.0)
+    ckpt = cfg.gradient_checkpointing if isinstance(cfg.gradient_checkpointing, bool) else False
+    est = lambda micro, c: estimate_mb(dims, micro * longest, trainable, decoder, c)  # noqa: E731
+    micro = cfg.batch_size
+    if est(micro, ckpt) > budget and decoder and cfg.gradient_checkpointing == "auto":
+        ckpt = True  # recomputing activations costs ~30% time; a batch that fits costs nothing
+    while micro > 1 and est(micro, ckpt) > budget:
+        micro //= 2
+    cfg.gradient_checkpointing = ckpt
+    plan.train_info["memory_estimate_mb"] = round(est(micro, ckpt))
+    if est(micro, ckpt) > budget:
+        raise TunesmithError(
+            f"This run will not fit in memory: one example of {longest} tokens needs about {est(1, ckpt) / 1024:.1f} GB "
+            f"to train ({dims['params'] / 1e6:.0f}M parameters), and the budget is {budget / 1024:.1f} GB "
+            f"({'train.memory_budget_gb' if cfg.memory_budget_gb else f'{BUDGET_SHARE:.0%} of the memory available now'}). "
+            "Lower train.max_length, use method.tuning: lora, choose a smaller model, or raise train.memory_budget_gb.")
+    if micro == cfg.batch_size:
+        return f"memory: about {est(micro, ckpt) / 1024:.1f} GB estimated{' with activation checkpointing' if ckpt else ''}, " \
+               f"budget {budget / 1024:.1f} GB" if ckpt or cfg.memory_budget_gb else None
+    accum = math.ceil(cfg.batch_size / micro)
+    message = (f"memory: batch {cfg.batch_size} of up to {longest} tokens would need about {est(cfg.batch_size, ckpt) / 1024:.1f} GB "
+               f"(budget {budget / 1024:.1f} GB): micro-batch {micro} x {accum * cfg.grad_accum} accumulation steps"
+               f"{', activation checkpointing on' if ckpt else ''} ({est(micro, ckpt) / 1024:.1f} GB), same effective batch")
+    cfg.batch_size, cfg.grad_accum = micro, accum * cfg.grad_accum
+    return message
