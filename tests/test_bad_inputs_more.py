@@ -80,7 +80,7 @@ CASES = {
     "loss becomes nan": (lambda d: _train(d, _recipe(d, train__lr=1e30, train__precision="fp32")),
                          ["training loss became", "step", "Lower train.lr"]),
     # ------------------------------------------------------------------ silent wrong results
-    "export a classification run": (lambda d: ["export", fake_run(d)], ["classification run", "AutoModelForSequenceClassification"]),
+    "export a classification run as GGUF": (lambda d: ["export", fake_run(d), "--format", "gguf"], ["classification run", "onnx"]),
     "list labels in jsonl": (lambda d: _train_on(d, "x.jsonl", "\n".join(json.dumps({"text": f"t {i}", "label": ["a", "b"]})
                                                                           for i in range(6))), ["lists", "multi-label"]),
     "list labels in parquet": (lambda d: (pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [["x"], ["y"], ["x", "y"], ["y"]]})

@@ -38,14 +38,46 @@ def lora_rate(params: float) -> float:
     return 1e-3 if params < 5e8 else 5e-4 if params < 3e9 else 2e-4
 
 
-def resolve(plan):
-    """Fill the train settings the recipe left unset; shrink the micro-batch to fit memory. Returns the plan."""
+RESOLVED = ("epochs", "batch_size", "lr", "grad_accum", "gradient_checkpointing")
+
+
+def resolve(plan, saved: dict | None = None):
+    """Fill the train settings the recipe left unset; shrink the micro-batch to fit memory. Returns the plan.
+
+    `saved`: a resumed run's train section; it continues with the settings it started with, whatever the
+    memory or the rules say today (its checkpoint's optimizer state and step count depend on them)."""
     recipe = plan.recipe = plan.recipe.model_copy(deep=True)  # seeds and stages reuse the caller's recipe
     cfg, given = recipe.train, set(recipe.train.model_fields_set)
-    dims, original = model_dims(plan.weights), cfg.batch_size
+    original = cfg.batch_size
+    reasons = []
+    if saved is not None:
+        keep = {k: saved[k] for k in RESOLVED if isinstance(saved, dict) and k in saved and k not in given}
+        try:  # the saved recipe is a file like any other: its values pass the schema before they are used
+            checked = type(cfg).model_validate(keep)
+        except ValueError:
+            raise TunesmithError("--resume: the run's recipe.yaml has invalid train settings; it is damaged.") from None
+        for key in keep:
+            setattr(cfg, key, getattr(checked, key))
+        plan.lr = cfg.lr or plan.lr
+    else:
+        reasons = _choose(plan, cfg, given)
+    if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
+        per = plan.loop_cfg.batch_size / original
+        plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,
+                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing})
+    else:
+        plan.loop_cfg = cfg
+    for reason in reasons:
+        console.print(f"auto: {reason}")
+    plan.train_info["auto"] = reasons
+    return plan
+
+
+def _choose(plan, cfg, given: set) -> list[str]:
+    dims = model_dims(plan.weights)
     n = (plan.info.get("data") or {}).get("train_samples") or len(plan.rows)
     reasons = []
-    if recipe.method.name in METHODS:
+    if plan.recipe.method.name in METHODS:
         if "batch_size" not in given:
             cfg.batch_size = 32 if n >= 3200 else 16 if n >= 400 else 8
         if "epochs" not in given:
@@ -57,18 +89,7 @@ def resolve(plan):
         if chosen:
             reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
     fit = fit_memory(plan, cfg, dims)
-    if fit:
-        reasons.append(fit)
-    if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
-        per = plan.loop_cfg.batch_size / original
-        plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,
-                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing})
-    else:
-        plan.loop_cfg = cfg
-    for reason in reasons:
-        console.print(f"auto: {reason}")
-    plan.train_info["auto"] = reasons
-    return plan
+    return reasons + ([fit] if fit else [])
 
 
 def choose_epochs(n: int, batch: int, kind: str) -> float:

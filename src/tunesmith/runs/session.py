@@ -55,7 +55,10 @@ class Context:
 def run_method(method, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None):
     """Plan first (bad data fails before a folder is made), then the session inside a run directory."""
     from .auto import resolve
-    plan = resolve(method.prepare(recipe))  # auto settings and the memory fit, printed before any folder is made
+    saved = None
+    if resume:  # a resumed run keeps the settings it started with
+        saved = rundir.read_yaml(Path(output_dir or recipe.output.dir) / rundir.RECIPE_FILE).get("train") or {}
+    plan = resolve(method.prepare(recipe), saved)  # auto settings and the memory fit, printed before any folder is made
     return rundir.run_in(plan.recipe, output_dir, overwrite, lambda run_dir: session(method, plan, run_dir),
                          resume=resume, files=files)
 
