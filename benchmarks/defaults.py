@@ -38,6 +38,13 @@ CHOSEN_ON = {"cls:sst2", "gen:intents"}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def prepare(row: str, tmp: Path, max_train: int, max_test: int, seed: int) -> dict:
     """Seeded, capped copies of the row's files, the same for both sides."""
     kind, name = row.split(":")
@@ -202,7 +209,7 @@ def main() -> None:
     if args.child:
         side, row, files, out, seed = args.child
         return child(side, row, json.loads(files), Path(out), int(seed))
-    print(f"CPU: {platform.processor() or platform.machine()}; training files capped at {args.max_train} rows, test at {args.max_test}")
+    print(f"CPU: {cpu_name()}; training files capped at {args.max_train} rows, test at {args.max_test}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
