@@ -61,9 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: list[Path]) -> tuple[subprocess.Popen, str]:
+def start_server(runs: list[Path], extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", *map(str, runs), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", *map(str, runs), "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):

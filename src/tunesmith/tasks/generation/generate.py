@@ -86,6 +86,11 @@ def causal_lm_loss(model, batch: dict) -> torch.Tensor:
     hidden = decoder(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != -100
+    if not torch.is_grad_enabled():  # evaluation: vocabulary-wide logits a chunk at a time (64 x 1,024 tokens would be GBs)
+        picked, wanted = hidden[:, :-1][keep], targets[keep]
+        total = sum(torch.nn.functional.cross_entropy(head(picked[i:i + EVAL_CHUNK]).float(), wanted[i:i + EVAL_CHUNK], reduction="sum")
+                    for i in range(0, len(wanted), EVAL_CHUNK))
+        return total / max(len(wanted), 1)
     logits = head(hidden[:, :-1][keep]).float()
     return torch.nn.functional.cross_entropy(logits, targets[keep])
 
@@ -97,6 +102,22 @@ def with_packing_mask(inputs: dict, core) -> dict:
         dtype = core.get_input_embeddings().weight.dtype
         inputs = {**inputs, "attention_mask": packed_attention_mask(inputs["position_ids"], impl, dtype)}
     return inputs
+
+
+EVAL_CHUNK = 2048          # labelled positions projected to the vocabulary at once in evaluation
+EVAL_TOKENS = 16384        # padded tokens per evaluation batch: long rows come in fewer per batch
+
+
+def _token_bounded(order: list[int], rows: list[dict], batch_size: int):
+    """Length-sorted batches of at most batch_size rows and EVAL_TOKENS padded tokens."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= batch_size or (len(batch) + 1) * len(rows[i]["input_ids"]) > EVAL_TOKENS):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _causal_lm(model):
@@ -111,8 +132,8 @@ def validation_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_
     total, count = 0.0, 0
     device = next(model.parameters()).device
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-    for start in range(0, len(order), batch_size):
-        batch = collate([rows[i] for i in order[start:start + batch_size]], pad_id)
+    for chunk in _token_bounded(order, rows, batch_size):
+        batch = collate([rows[i] for i in chunk], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         n = int(((batch["labels"][:, 1:] if shifted else batch["labels"]) != -100).sum())
         if n:
