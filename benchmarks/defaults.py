@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=2000)
     parser.add_argument("--max-test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--sides", nargs="*", default=["tunesmith", "baseline"], help="run only one side (e.g. tunesmith)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,8 +216,9 @@ def main() -> None:
         tmp = Path(tmp)
         for row in args.rows:
             files = prepare(row, tmp, args.max_train, args.max_test, args.seed)
-            results[row] = {"tunesmith": run_side("tunesmith", row, files, tmp / f"{row.replace(':', '_')}-ts", args.seed),
-                            "baseline": run_side("baseline", row, files, tmp / f"{row.replace(':', '_')}-bl", args.seed)}
+            skipped = {"error": "not run (--sides)"}
+            results[row] = {side: run_side(side, row, files, tmp / f"{row.replace(':', '_')}-{side}", args.seed) if side in args.sides
+                            else skipped for side in ("tunesmith", "baseline")}
             print(row, json.dumps(results[row]), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))

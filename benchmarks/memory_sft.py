@@ -5,7 +5,8 @@ max_length, each in its own process: metrics.json's memory.peak_rss_mb beside th
         [--epochs 0.05] [--json out.json]
 
 Training is cut to a fraction of an epoch (the peak comes with the first full micro-batches; the batch and
-memory settings are the defaults for the full training file), and 5 prompts are generated for base and tuned.
+memory settings are the defaults for the full training file), the validation loss is taken on 20 samples and 5
+prompts are generated for base and tuned.
 The issue's bar: below 6 GB (a plain TRL SFTTrainer at max_length 1,024 peaked at 6.3 GB)."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def child(name: str, length: int, epochs: float, out: Path) -> None:
     import tunesmith
     recipe = {"task": "generation", "model": "smollm2-135m-instruct",
-              "data": {"train": str(SHARED / name / "train.jsonl"), "validation": str(SHARED / name / "validation.jsonl")},
+              "data": {"train": str(SHARED / name / "train.jsonl"), "validation": str(SHARED / name / "validation.jsonl"),
+                       "max_eval_samples": 20},
               "train": {"max_length": length, "epochs": epochs}, "eval": {"max_samples": 5, "baseline": "none"}}
     m = tunesmith.run(recipe, output_dir=out).metrics
     saved = tunesmith.recipe.load_recipe(str(out / "recipe.yaml")).train
