@@ -101,11 +101,13 @@ def _vocabulary(writer, tokenizer, vocab_size: int, source: Path) -> None:
 
 def _pre_tokenizer(source: Path) -> str:
     """llama.cpp names pre-tokenizers by model family; the packaged base GGUF records its own, others get 'default'."""
-    from ..models.loading import package_file
+    from ..models.loading import model_spec, package_file
     from ..models.registry import MODELS
     from ..runs.rundir import RECIPE_FILE, read_yaml
-    model = (read_yaml(source / RECIPE_FILE).get("model") or {})
-    spec = MODELS.get(model.get("name") if isinstance(model, dict) else model) or {}
+    model = read_yaml(source / RECIPE_FILE).get("model") or {}
+    name = model.get("name") if isinstance(model, dict) else model
+    # model_spec follows a folder tunesmith saved (a stage's model) back to its registry alias
+    spec = MODELS.get(model_spec(str(name))["alias"]) or {} if name else {}
     path = package_file(spec["source"]) if str(spec.get("source", "")).startswith("pypi:") else None
     if path is None or path.suffix != ".gguf":
         return "default"
