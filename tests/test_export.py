@@ -66,7 +66,7 @@ def test_onnx_gives_the_predictors_probabilities(runs, kind, tmp_path):
     record = export_run(runs[kind], "onnx", tmp_path / "onnx")
     assert record["parity"]["max_abs_difference"] < 1e-4 and (tmp_path / "onnx" / "model.onnx").is_file()
     probs, saved, _ = _onnx(tmp_path / "onnx", TEXTS)
-    predictor = tunesmith.Predictor.load(runs[kind])
+    predictor = tunesmith.Predictor.load(runs[kind], precision="fp32")  # the export is fp32; "auto" is bf16 on AMX CPUs
     assert saved["labels"] == list(predictor.classes_)
     np.testing.assert_allclose(probs, predictor.predict_proba(TEXTS), atol=1e-4)
     if kind == "multi_label":
@@ -79,13 +79,13 @@ def test_onnx_regression_scores_are_in_the_labels_units(runs, tmp_path):
     export_run(runs["regression"], "onnx", tmp_path / "onnx")
     scores, saved, _ = _onnx(tmp_path / "onnx", TEXTS)
     assert saved["output"] == "scores" and scores.shape == (len(TEXTS),)
-    np.testing.assert_allclose(scores, tunesmith.Predictor.load(runs["regression"]).predict(TEXTS), atol=1e-3)
+    np.testing.assert_allclose(scores, tunesmith.Predictor.load(runs["regression"], precision="fp32").predict(TEXTS), atol=1e-3)
 
 
 def test_onnx_token_classification_gives_per_token_tag_probabilities(runs, tmp_path):
     export_run(runs["tokens"], "onnx", tmp_path / "onnx")
     probs, saved, enc = _onnx(tmp_path / "onnx", ["good great movie", "the bad"])
-    predictor = tunesmith.Predictor.load(runs["tokens"])
+    predictor = tunesmith.Predictor.load(runs["tokens"], precision="fp32")
     assert saved["labels"] == predictor.labels and probs.shape[:2] == enc["input_ids"].shape
     tags = predictor.predict_tags([["good", "great", "movie"]])[0]
     words = enc.word_ids(0)
