@@ -42,6 +42,8 @@ def runs(tmp_path_factory):
         "few_shot": _run(folder, "few_shot", {"model": "tiny-bert", "data": {**data, "samples_per_class": 4},
                                               "method": {"name": "few_shot", "pairs_per_example": 2}}),
         "multi_label": _run(folder, "multi_label", test_multilabel.recipe(test_multilabel.write_sets(folder / "ml"), label_separator="|")),
+        "few_shot_multi_label": _run(folder, "few_shot_multi_label", {**test_multilabel.few_shot_recipe(folder / "ml"),
+                                                                      "method": {"name": "few_shot", "pairs_per_example": 2}}),
         "regression": _run(folder, "regression", test_regression.recipe(test_regression.write_sets(folder / "rg"))),
         "tokens": _run(folder, "tokens", test_token_classification.recipe(test_token_classification.write_sets(folder / "tk"))),
         "chat": _run(folder, "chat", {"task": "generation", "model": "tiny-llama", "data": {"train": str(chat)},
@@ -61,7 +63,7 @@ def _onnx(path, texts, pairs=None):
     return session.run(None, {k: enc[k].astype(np.int64) for k in record["inputs"]})[0], record, enc
 
 
-@pytest.mark.parametrize("kind", ["classifier", "few_shot", "multi_label"])
+@pytest.mark.parametrize("kind", ["classifier", "few_shot", "multi_label", "few_shot_multi_label"])
 def test_onnx_gives_the_predictors_probabilities(runs, kind, tmp_path):
     record = export_run(runs[kind], "onnx", tmp_path / "onnx")
     assert record["parity"]["max_abs_difference"] < 1e-4 and (tmp_path / "onnx" / "model.onnx").is_file()
@@ -69,7 +71,7 @@ def test_onnx_gives_the_predictors_probabilities(runs, kind, tmp_path):
     predictor = tunesmith.Predictor.load(runs[kind], precision="fp32")  # the export is fp32; "auto" is bf16 on AMX CPUs
     assert saved["labels"] == list(predictor.classes_)
     np.testing.assert_allclose(probs, predictor.predict_proba(TEXTS), atol=1e-4)
-    if kind == "multi_label":
+    if kind.endswith("multi_label"):
         assert saved["thresholds"] == predictor.thresholds["per_label"]
     else:
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)

@@ -51,6 +51,15 @@ def recipe(paths: dict, **data) -> dict:
             "train": {"epochs": 12, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
 
 
+def few_shot_recipe(folder) -> dict:
+    """8 texts per label combination seen (a few-shot budget), full validation and test sets, label strings."""
+    frame = pd.read_csv(folder / "train.csv", keep_default_na=False)
+    few = frame.groupby("labels", group_keys=False).head(8)
+    few.to_csv(folder / "few.csv", index=False)
+    return {"model": "tiny-bert", "data": {"train": str(folder / "few.csv"), "validation": str(folder / "validation.csv"),
+                                           "test": str(folder / "test.csv"), "label_column": "labels", "label_separator": "|"}}
+
+
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("multilabel")
@@ -158,3 +167,32 @@ def test_the_server_returns_the_predictors_label_sets(multilabel_run):
     answer = TestClient(create_app([result.run_dir])).post("/v1/classify", json={"model": result.run_dir.name, "input": texts})
     assert answer.status_code == 200, answer.text
     assert [row["labels"] for row in answer.json()["data"]] == tunesmith.Predictor.load(result.run_dir).predict(texts)
+
+
+def test_set_pairs_share_a_label_or_none_and_are_balanced():
+    from tunesmith.methods.pairs import make_set_pairs
+    sets = [["a"], ["a", "b"], ["b"], ["c"], [], []]
+    pairs = make_set_pairs(sets, 40, seed=0)
+    assert len(pairs) == 40 and sum(t for *_, t in pairs) == 20
+    for i, j, t in pairs:
+        assert i < j and (sets[i] or sets[j])  # two rows without labels say nothing about each other
+        assert (t == 1.0) == bool(set(sets[i]) & set(sets[j]))
+    assert {(i, j) for i, j, t in pairs if t == 1.0} == {(0, 1), (1, 2)}
+    assert make_set_pairs(sets, 40, seed=0) == pairs
+
+
+def test_few_shot_multi_label_trains_heads_per_label_and_predicts_label_sets(tmp_path):
+    paths = write_sets(tmp_path)
+    recipe = {**few_shot_recipe(tmp_path), "method": {"name": "few_shot", "pairs_per_example": 10}, "train": {"lr": 1e-3}}
+    result = tunesmith.run(tunesmith.load_recipe(recipe), output_dir=tmp_path / "run")
+    m = result.metrics
+    assert m["task"] == "multi_label" and m["method"] == "few_shot" and m["labels"] == ["complaint", "item", "praise"]
+    assert m["train"]["epochs"] == 1 and m["train"]["pairs"] == 10 * m["train"]["train_size"]
+    assert "logistic regression per label" in m["base"]["kind"] and set(m["tuned"]) >= {"f1_micro", "f1_macro", "per_label"}
+    head = json.loads((result.run_dir / "model" / "head.json").read_text())
+    assert head["multi_label"] and len(head["coef"]) == 3 and len(head["intercept"]) == 3
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    probs = predictor.predict_proba(["good movie", "the a is"])
+    assert probs.shape == (2, 3) and ((probs > 0) & (probs < 1)).all()  # independent sigmoids, not a softmax
+    assert predictor.predict(["the a is"], threshold=0.0) == [["complaint", "item", "praise"]]
+    assert predictor.evaluate(paths["test"])["f1_micro"] == pytest.approx(m["tuned"]["f1_micro"], abs=1e-6)

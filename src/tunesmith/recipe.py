@@ -362,7 +362,9 @@ class Recipe(Strict):
 def task_kind(recipe) -> str:
     """What the registry and the data check dispatch on: the task, with classification on data.multi_label as
     its own kind (sigmoid head, thresholds)."""
-    multi = recipe.task == "classification" and recipe.data is not None and recipe.data.multi_label
+    data = recipe.data if recipe.data is not None else (recipe.experiences or [None])[0]
+    data = getattr(data, "data", data)  # a continual recipe without top-level data: its first experience's
+    multi = recipe.task == "classification" and data is not None and data.multi_label
     return "multi_label" if multi else recipe.task
 
 

@@ -18,7 +18,7 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
            test: Annotated[Optional[Path], typer.Option(help="Test file for the new data (default: the validation set).")] = None,
            name: Annotated[Optional[str], typer.Option(help="Name of this experience (default: the file name).")] = None,
            max_forgetting: Annotated[Optional[float], typer.Option(
-               "--max-forgetting", help="Refuse the update if old-data accuracy drops by more than this (e.g. 0.02).")] = None):
+               "--max-forgetting", help="Refuse the update if the old experiences' score (accuracy; micro-F1 or entity F1 for those tasks) drops by more than this (e.g. 0.02).")] = None):
     """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
     from ..methods.continual import update_run
     from ..recipe import DataSection, Experience, load_recipe
@@ -30,4 +30,4 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
                                           "test": os.path.abspath(test) if test else None})
     metrics = update_run(run_dir, Experience(name=name or data.stem, data=section), max_forgetting)
     c = metrics["continual"]
-    out.print(f"version {c['version']} is current: average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
+    out.print(f"version {c['version']} is current: average {c.get('metric', 'accuracy')} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")

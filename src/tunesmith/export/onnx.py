@@ -35,6 +35,7 @@ class Graph(torch.nn.Module):
         if head is not None:
             self.register_buffer("coef", torch.tensor(np.asarray(head["coef"]), dtype=torch.float32))
             self.register_buffer("intercept", torch.tensor(np.asarray(head["intercept"]), dtype=torch.float32))
+            self.multi_label = bool(head.get("multi_label"))
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         kw = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -55,6 +56,8 @@ class Graph(torch.nn.Module):
         x = (hidden * mask).sum(1) / mask.sum(1)
         x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
         scores = x @ self.coef.T + self.intercept
+        if self.multi_label:
+            return scores.sigmoid()
         if self.coef.shape[0] == 1:
             p = scores[:, 0].sigmoid()
             return torch.stack([1 - p, p], dim=1)
@@ -65,7 +68,7 @@ def output_of(predictor) -> tuple[str, str, dict]:
     """(graph output step, output name, what export.json says about reading it) for a loaded predictor."""
     name = type(predictor).__name__
     if name == "MultiLabelPredictor":
-        return "sigmoid", "probabilities", {"labels": predictor.classes_, "thresholds": predictor.thresholds.get("per_label"),
+        return "head" if predictor.head else "sigmoid", "probabilities", {"labels": predictor.classes_, "thresholds": predictor.thresholds.get("per_label"),
                                             "reading": "one probability per label; a label applies at or above its threshold"}
     if name == "RegressorPredictor":
         return "score", "scores", {"reading": "one number per text, in the training labels' units"}

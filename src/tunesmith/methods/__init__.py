@@ -9,6 +9,7 @@ from ..recipe import task_kind
 from .continual import Continual
 from .domain_adaptation import DomainAdaptation
 from .few_shot import FewShotContrastive
+from .few_shot_multilabel import FewShotMultiLabel
 from .few_shot_prompted import FewShotPrompted
 from .multilabel import SupervisedMultiLabel
 from .regression import SupervisedRegressor
@@ -19,10 +20,10 @@ from .token_classification import SupervisedTokenClassifier
 METHODS: dict[str, dict] = {
     "supervised": {"classification": SupervisedClassifier, "multi_label": SupervisedMultiLabel, "regression": SupervisedRegressor,
                    "token_classification": SupervisedTokenClassifier, "generation": SupervisedGeneration},
-    "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}},
+    "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}, "multi_label": FewShotMultiLabel},
     "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
                           "domain_adaptation": DomainAdaptation},
-    "continual": {"classification": Continual},
+    "continual": {"classification": Continual, "multi_label": Continual, "token_classification": Continual},
 }
 
 

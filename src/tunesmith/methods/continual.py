@@ -1,4 +1,4 @@
-"""Continual learning runs: experiences in order, one model, the accuracy matrix, versions on disk.
+"""Continual learning runs: experiences in order, one model, the score matrix, versions on disk.
 
 Each experience trains the current model with the shared loop; the strategies plug in through its
 hooks (EWC as a loss term, LwF in the loss, replay as extra rows). After every experience the model is
@@ -16,15 +16,12 @@ import torch
 from rich.console import Console
 
 from ..runs import rundir as runs
-from ..engine.batching import tokenize
-from ..data.classification import load_classification
-from ..engine.metrics import evaluate_classifier, predict_proba
 from ..engine.hardware import make_accelerator, own_accelerate_state, resolve_precision
 from . import supervised
-from .continual_strategies import (Reservoir, continual_metrics, distillation_loss, ewc_penalty, fisher_diagonal,
-                                grow_head)
-from ..models.loading import load_classifier, load_tokenizer, model_kind, model_spec, resolve_weights
-from ..recipe import Experience
+from .continual_strategies import Reservoir, continual_metrics, ewc_penalty, fisher_diagonal, grow_head
+from .continual_tasks import TASKS
+from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
+from ..recipe import Experience, task_kind
 from ..models.registry import default_lr
 from ..engine.loop import Hooks, run_loop
 from .base import tuning_mode
@@ -39,40 +36,51 @@ def experiences_of(recipe) -> list[Experience]:
 
 
 class Continual:
-    """Not one training run but a model carried across experiences: `run` replaces the session's steps."""
+    """Not one training run but a model carried across experiences: `run` replaces the session's steps. The task
+    kind (single-label, multi-label, entity tags) is a strategy from continual_tasks; the registry names it."""
 
     def run(self, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None) -> tuple[Path, dict]:
         from ..errors import TunesmithError
         if resume:
             raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
                                  "(continual runs grow by versions instead: `tunesmith update`).")
+        task = TASKS[task_kind(recipe)]()
         exps = experiences_of(recipe)
-        datas = [load_classification(e.data, recipe.train.seed) for e in exps]
+        datas = [task.load(e.data, recipe.train.seed) for e in exps]
         for exp, data in zip(exps, datas):
             for warning in data.warnings:
                 console.print(f"[yellow]warning:[/] {exp.name}: {warning}")
-        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(recipe, exps, datas, run_dir), files=files)
+        learner = Learner(recipe, task)  # refuses what the task cannot do before the run directory exists
+        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(learner, exps, datas, run_dir), files=files)
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
-        """The current version's classifier, which the run keeps in its model/ folder."""
-        return supervised.SupervisedClassifier.load_predictor(run_dir, columns, **kwargs)
+        """The current version's model, which the run keeps in its model/ folder, read as its task's predictor."""
+        recipe = _saved_recipe(run_dir)
+        return TASKS[task_kind(recipe)]().predictor()(run_dir, columns, **kwargs)
 
 
-def _run(recipe, exps, datas, run_dir: Path) -> dict:
-    learner = Learner(recipe)
-    union = sorted({label for d in datas for label in d.labels})
-    initial = learner.scores_of(load_classifier(learner.weights, union), union, datas)  # b_j: an untrained head
+def _saved_recipe(run_dir: Path):
+    from ..recipe import load_recipe
+    return load_recipe(runs.read_yaml(Path(run_dir) / runs.RECIPE_FILE))
+
+
+def _run(learner: "Learner", exps, datas, run_dir: Path) -> dict:
+    union = sorted({label for d in datas for label in d.labels}, key=lambda label: (label != "O", label))  # "O" first for tags
+    untrained = learner.task.build(learner.recipe, learner.weights, learner.spec, union, learner.kind)
+    initial = [learner.task.score_model(learner, untrained, union, d.evaluation) for d in datas]  # b_j: an untrained head
+    del untrained
     matrix = []
     for index, (exp, data) in enumerate(zip(exps, datas)):
-        console.rule(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, labels {data.labels})")
-        learner.learn(data, run_dir / runs.LOG_FILE)
+        console.rule(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
+                     f"{learner.task.label_word} {data.labels})")
+        learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
         matrix.append(learner.scores(datas))
-        console.print(f"after {exp.name}: " + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1])))
+        console.print(f"after {exp.name} ({learner.task.metric}): " + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1])))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{index + 1}", exp.name, matrix[-1])
     state = {"current": len(exps), "experiences": [e.model_dump(mode="json") for e in exps], "matrix": matrix,
-             "initial": initial, "strategy": recipe.method.strategy, "lineage": list(range(1, len(exps) + 1))}
-    return finish(run_dir, recipe, learner, datas, state)
+             "initial": initial, "strategy": learner.method.strategy, "lineage": list(range(1, len(exps) + 1))}
+    return finish(run_dir, learner.recipe, learner, datas, state)
 
 
 def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dict:
@@ -84,10 +92,10 @@ def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dic
     shutil.copytree(current / runs.MODEL_DIR, run_dir / runs.MODEL_DIR)
     names = [e["name"] for e in state["experiences"]]
     metrics = {
-        "task": "classification", "method": "continual", "model": recipe.model.name, "labels": learner.labels,
+        "task": learner.task.name, "method": "continual", "model": recipe.model.name, "labels": learner.labels,
         "eval_set": "all experiences' evaluation sets", "eval_size": sum(len(d.evaluation) for d in datas),
         "base": {}, "tuned": learner.overall(datas),
-        "continual": {**continual_metrics(state["matrix"], state["initial"]), "experiences": names,
+        "continual": {**continual_metrics(state["matrix"], state["initial"]), "metric": learner.task.metric, "experiences": names,
                       "initial": state["initial"], "strategy": state["strategy"], "version": state["current"]},
         "train": {**learner.train_stats, "lr": learner.lr},
     }
@@ -95,7 +103,7 @@ def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dic
     from .continual_report import write_continual_report
     write_continual_report(run_dir, metrics)
     c = metrics["continual"]
-    console.print(f"average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
+    console.print(f"average {c['metric']} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
                   + (f", FWT {c['fwt']:+.4f}" if c["fwt"] is not None else ""))
     return metrics
 
@@ -103,97 +111,101 @@ def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dic
 class Learner:
     """The model and what the strategies carry from one experience to the next."""
 
-    def __init__(self, recipe, model_dir: Path | None = None):
-        self.recipe, self.method, self.cfg = recipe, recipe.method, recipe.train
+    def __init__(self, recipe, task, model_dir: Path | None = None):
+        from ..errors import TunesmithError
+        self.recipe, self.method, self.cfg, self.task = recipe, recipe.method, recipe.train, task
         self.weights = str(model_dir) if model_dir else resolve_weights(recipe.model.name)
         self.spec = spec = model_spec(recipe.model.name)
         self.kind = model_kind(resolve_weights(recipe.model.name), spec)
         if tuning_mode(recipe.method, self.kind) != "full":
-            from ..errors import TunesmithError
             raise TunesmithError("method continual trains the whole model (the head grows with new classes); "
                                  "remove method.lora / set method.tuning: full.")
+        if task.name == "token_classification" and "lwf" in self.method.strategy:
+            raise TunesmithError("method.strategy lwf is for classification and multi-label: on new sentences whose old "
+                                 "entities are tagged O, distilling old tags fights the new labels. Use replay (and ewc).")
+        if task.name != "classification" and self.method.class_weights != "none":
+            raise TunesmithError(f"method.class_weights is for single-label classification; remove it for {task.name}.")
+        self.data_sections = [recipe.data] + [e.data for e in recipe.experiences or []]
         self.tokenizer = load_tokenizer(self.weights)
         self.precision = resolve_precision(self.cfg.precision)
         self.lr = self.cfg.lr or default_lr(spec, self.kind, "full")
-        self.model, self.labels = None, []
+        self.model, self.labels, self.files = None, [], {}
         self.buffer = Reservoir(self.method.replay_size, self.cfg.seed)
-        self.fisher, self.anchor, self.train_stats, self._rows = None, None, {"runtime_s": 0.0, "experiences": 0}, {}
+        self.fisher, self.anchor, self.train_stats = None, None, {"runtime_s": 0.0, "experiences": 0}
         if model_dir:  # an earlier version: its labels and head, frozen layers as the recipe says
             self.labels = self._saved_labels(model_dir)
-            self.model = supervised.build_model(recipe, str(model_dir), spec, self.labels, self.kind)
+            self.model = task.build(recipe, str(model_dir), spec, self.labels, self.kind)
+            task.restore(Path(model_dir))
 
     # ------------------------------------------------------------------ training
 
-    def learn(self, data, log_path: Path) -> None:
+    def learn(self, data, log_path: Path, earlier: list = ()) -> None:
+        """Train on one experience (`earlier`: the experiences learned before, for what is chosen on all of them)."""
         from accelerate.utils import set_seed
         set_seed(self.cfg.seed + self.train_stats["experiences"])
         n_old = len(self.labels)
-        self.labels = self.labels + [label for label in data.labels if label not in self.labels]
+        fresh = self.task.examples(data.train)
+        if "naive" not in self.method.strategy:  # naive stays plain sequential fine-tuning, the reference
+            fresh = self.task.relabel(self, fresh, data)  # by the old model, before the head grows
+        new_labels = [label for label in data.labels if label not in self.labels]
+        self.labels = self.labels + new_labels
         if self.model is None:
-            self.model = supervised.build_model(self.recipe, self.weights, self.spec, self.labels, self.kind)
+            self.model = self.task.build(self.recipe, self.weights, self.spec, self.labels, self.kind)
         else:
             grow_head(self.model, self.labels)
-        texts, labels = list(data.train.texts), list(data.train.labels)
+        examples = list(fresh)
         if "replay" in self.method.strategy and len(self.buffer):
-            replayed = self.buffer.sample(round(self.method.replay_ratio * len(texts)))
-            texts += [t for t, _ in replayed]
-            labels += [label for _, label in replayed]
+            replayed = self.buffer.sample(round(self.method.replay_ratio * len(examples)))
+            examples += self.task.replayed(replayed, new_labels if n_old else [])
             console.print(f"replay: {len(replayed)} past examples mixed in ({len(self.buffer)} in the buffer)")
-        rows, _ = tokenize(self.tokenizer, texts, None, self.cfg.max_length)
-        index = {label: i for i, label in enumerate(self.labels)}
-        ids = [index[label] for label in labels]
-        hooks = self._hooks(data, rows, labels, n_old)
+        rows, ids = self.task.encode(self.tokenizer, examples, self.labels, self.cfg, self.method)
+        hooks = self._hooks(data, rows, [key for _, key in examples], n_old)
         accelerator = make_accelerator(self.cfg, self.precision)
         result = run_loop(self.model, accelerator, rows, ids, self.cfg, self.lr, hooks, self.tokenizer.pad_token_id, log_path)
         self.model = accelerator.unwrap_model(self.model)
         self.train_stats["runtime_s"] += result.runtime_s
         self.train_stats["experiences"] += 1
         if "replay" in self.method.strategy:
-            for text, label in zip(data.train.texts, data.train.labels):
-                self.buffer.add(text, label)
+            for example, key in fresh:
+                self.buffer.add(example, key)
         if "ewc" in self.method.strategy:
             self._consolidate(data)
+        self.files = self.task.after_learning(self, [d.validation for d in earlier] + [data.validation])
 
-    def _hooks(self, data, rows: list[dict], labels: list[str], n_old: int) -> Hooks:
-        weights = supervised.class_weight_tensor(self.method.class_weights, self.labels, labels)
-        val_rows, _ = tokenize(self.tokenizer, data.validation.texts, None, self.cfg.max_length)
-        index = {label: i for i, label in enumerate(self.labels)}
-        evaluate = lambda m: evaluate_classifier(  # noqa: E731
-            m, val_rows, [index[y] for y in data.validation.labels], self.labels, self.recipe.eval.batch_size,
-            self.tokenizer.pad_token_id, self.precision)
+    def _hooks(self, data, rows: list[dict], keys: list[str], n_old: int) -> Hooks:
+        weights = supervised.class_weight_tensor(self.method.class_weights, self.labels, keys) if self.task.name == "classification" else None
+        evaluate = lambda m: self.task.validation(self, m, data.validation)  # noqa: E731
         old_logits = self._old_logits(rows, n_old) if "lwf" in self.method.strategy and n_old else None
 
         def loss(model, batch):
             row_index = batch.pop("row_index", None)
             targets = batch.pop("labels")
             logits = model(**batch).logits.float()
-            value = torch.nn.functional.cross_entropy(logits, targets, weight=None if weights is None else weights.to(logits.device))
+            value = self.task.loss(logits, targets, weights)
             if old_logits is not None:
-                value = value + self.method.lwf_alpha * distillation_loss(
+                value = value + self.method.lwf_alpha * self.task.distill(
                     logits, old_logits[row_index[:, 0]].to(logits.device), self.method.lwf_temperature)
             return value
 
         penalty = None
         if self.fisher is not None and self.method.ewc_lambda:
             penalty = lambda value: value + ewc_penalty(self.model, self.fisher, self.anchor, self.method.ewc_lambda)  # noqa: E731
-        return Hooks(evaluate=evaluate, compute_loss=loss, before_backward=penalty)
+        return Hooks(evaluate=evaluate, compute_loss=loss, before_backward=penalty, default_metric=self.task.default_metric)
 
     def _old_logits(self, rows: list[dict], n_old: int) -> torch.Tensor:
         """LwF: the model's outputs on this experience's rows before it learns them, on the old classes
         (the grown head copied their rows, so these are the previous model's outputs)."""
-        probs = predict_proba(self.model, rows, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision)
+        old = self.task.old_outputs(self.model, rows, n_old, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision)
         for i, row in enumerate(rows):
             row["row_index"] = [i]
-        return torch.log(torch.as_tensor(probs[:, :n_old]).clamp_min(1e-9))  # log-probs work as logits
+        return old
 
     def _consolidate(self, data) -> None:
         """EWC: add this experience's Fisher information; the anchor becomes the current weights."""
         from ..engine.batching import collate
         n = min(self.method.ewc_samples, len(data.train))
-        rows, _ = tokenize(self.tokenizer, data.train.texts[:n], None, self.cfg.max_length)
-        index = {label: i for i, label in enumerate(self.labels)}
-        batches = [collate(rows[i:i + 8], self.tokenizer.pad_token_id, [index[y] for y in data.train.labels[i:i + 8]])
-                   for i in range(0, n, 8)]
+        rows, ids = self.task.encode(self.tokenizer, self.task.examples(data.train)[:n], self.labels, self.cfg, self.method)
+        batches = [collate(rows[i:i + 8], self.tokenizer.pad_token_id, None if ids is None else ids[i:i + 8]) for i in range(0, n, 8)]
         start = time.perf_counter()
         fresh = fisher_diagonal(self.model, batches)
         console.print(f"ewc: Fisher information from {n} examples in {time.perf_counter() - start:.1f} s")
@@ -206,36 +218,23 @@ class Learner:
     # ------------------------------------------------------------------ scoring
 
     def scores(self, datas) -> list[float]:
-        return self.scores_of(self.model, self.labels, datas)
-
-    def scores_of(self, model, labels: list[str], datas) -> list[float]:
-        """Accuracy on each experience's evaluation set; labels the model does not know count as wrong."""
-        out = []
-        for data in datas:
-            key = id(data.evaluation)
-            if key not in self._rows:
-                self._rows[key] = tokenize(self.tokenizer, data.evaluation.texts, None, self.cfg.max_length)[0]
-            probs = predict_proba(model, self._rows[key], self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision)
-            predicted = [labels[i] for i in probs.argmax(-1)]
-            out.append(sum(p == y for p, y in zip(predicted, data.evaluation.labels)) / len(predicted))
-        return out
+        """The task's metric on each experience's evaluation set."""
+        return [self.task.score_model(self, self.model, self.labels, d.evaluation) for d in datas]
 
     def overall(self, datas) -> dict:
         """The current model's metrics over all evaluation sets together (labels it never saw count as errors)."""
-        texts = [t for d in datas for t in d.evaluation.texts]
-        gold = [y for d in datas for y in d.evaluation.labels]
-        labels = self.labels + sorted(set(gold) - set(self.labels))
-        rows, _ = tokenize(self.tokenizer, texts, None, self.cfg.max_length)
-        index = {label: i for i, label in enumerate(labels)}
-        from ..engine.metrics import classification_metrics
-        probs = predict_proba(self.model, rows, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision)
-        return classification_metrics([index[y] for y in gold], probs.argmax(-1).tolist(), labels)
+        splits = [d.evaluation for d in datas]
+        predicted = [p for s in splits for p in self.task.predictions(self.model, self.labels, self.tokenizer, s, self.cfg,
+                                                                       self.recipe.eval.batch_size, self.precision)]
+        return self.task.overall(predicted, splits, self.labels)
 
     # ------------------------------------------------------------------ versions on disk
 
     def save_version(self, folder: Path, experience: str, row: list[float]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         runs.save_model(folder, self.model, self.tokenizer)
+        for name, content in self.files.items():  # what the task's predictor reads beside the model (thresholds)
+            runs.write_json(folder / runs.MODEL_DIR / name, content)
         runs.write_json(folder / "replay.json", {"items": self.buffer.items, "seen": self.buffer.seen})
         if self.fisher is not None:  # safetensors: loading it can never run code
             from safetensors.torch import save_file
@@ -246,7 +245,7 @@ class Learner:
 
     @classmethod
     def load(cls, recipe, folder: Path) -> "Learner":
-        learner = cls(recipe, folder / runs.MODEL_DIR)
+        learner = cls(recipe, TASKS[task_kind(recipe)](), folder / runs.MODEL_DIR)
         saved = runs.read_json(folder / "replay.json")
         learner.buffer = Reservoir(recipe.method.replay_size, recipe.train.seed + 1000, saved.get("items"), saved.get("seen"))
         learner.fisher, learner.anchor = _load_ewc(folder)
@@ -309,20 +308,20 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     state = read_state(run_dir, "`tunesmith update` needs method: continual.")
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
-    datas = [load_classification(e.data, recipe.train.seed) for e in exps]
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
+    datas = [learner.task.load(e.data, recipe.train.seed) for e in exps]
     before = learner.scores(datas[:-1])
     runs.set_status(run_dir, "running")  # an interrupted update must not pass for a finished run
     try:
         with own_accelerate_state():
-            learner.learn(datas[-1], run_dir / runs.LOG_FILE)
+            learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
         row = learner.scores(datas)
         drop = sum(before) / len(before) - sum(row[:-1]) / len(before)
-        console.print(f"old experiences: accuracy {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
+        console.print(f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
                       f"new ({experience.name}): {row[-1]:.4f}")
         if max_forgetting is not None and drop > max_forgetting:
             raise TunesmithError(
-                f"update refused: accuracy on the earlier experiences fell by {drop:.4f} (> --max-forgetting {max_forgetting}). "
+                f"update refused: {learner.task.metric} on the earlier experiences fell by {drop:.4f} (> --max-forgetting {max_forgetting}). "
                 f"Version {state['current']} stays current; try more replay (method.replay_ratio) or a stronger method.ewc_lambda.")
         version = 1 + max(int(p.name[1:]) for p in (run_dir / VERSIONS_DIR).glob("v*"))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{version}", experience.name, row)

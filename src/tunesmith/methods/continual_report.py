@@ -1,4 +1,4 @@
-"""report.md of a continual run: the accuracy matrix as a heat map and as lines, and the forgetting figures."""
+"""report.md of a continual run: the score matrix (accuracy, micro-F1 or entity F1) as a heat map and as lines, and the forgetting figures."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from ..runs.report import plt
 
 def write_continual_report(run_dir: Path, m: dict) -> Path:
     c = m["continual"]
-    names, matrix = c["experiences"], c["matrix"]
+    names, matrix, metric = c["experiences"], c["matrix"], c.get("metric", "accuracy")
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     _heatmap(matrix, names, plots / "accuracy_matrix.png")
-    _lines(matrix, names, plots / "accuracy_over_time.png")
+    _lines(matrix, names, plots / "accuracy_over_time.png", metric)
     cell = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     header = "| after \\ on | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 1)
     rows = "\n".join(f"| {names[i]} | " + " | ".join(cell(v) for v in row) + " |" for i, row in enumerate(matrix))
@@ -23,14 +23,14 @@ def write_continual_report(run_dir: Path, m: dict) -> Path:
 
 Model `{m['model']}`, strategy {' + '.join(c['strategy'])}, version {c['version']}; labels {', '.join(m['labels'])}.
 
-| average accuracy (last row) | backward transfer (BWT) | forward transfer (FWT) |
+| average {metric} (last row) | backward transfer (BWT) | forward transfer (FWT) |
 |---|---|---|
 | {c['average_accuracy']:.4f} | {c['bwt']:+.4f} | {fwt} |
 
 BWT is the mean change on earlier experiences' sets between just after learning them and now (negative =
 forgotten); FWT the mean gain on an experience's set from the experiences before it, against an untrained head.
 
-## Accuracy matrix (row: after training on; column: evaluated on)
+## {metric} matrix (row: after training on; column: evaluated on)
 
 {header}
 {initial}
@@ -40,11 +40,16 @@ forgotten); FWT the mean gain on an experience's set from the experiences before
 
 ![accuracy over time](plots/accuracy_over_time.png)
 
-Over all evaluation sets together, the current model: accuracy {m['tuned']['accuracy']:.4f}, macro-F1 {m['tuned']['f1_macro']:.4f}.
+Over all evaluation sets together, the current model: {_overall(m['tuned'])}.
 """
     path = run_dir / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _overall(tuned: dict) -> str:
+    names = {"accuracy": "accuracy", "f1_macro": "macro-F1", "f1_micro": "micro-F1", "f1": "entity F1"}
+    return ", ".join(f"{label} {tuned[key]:.4f}" for key, label in names.items() if key in tuned)
 
 
 def _heatmap(matrix, names, path: Path) -> None:
@@ -66,7 +71,7 @@ def _heatmap(matrix, names, path: Path) -> None:
     plt.close(fig)
 
 
-def _lines(matrix, names, path: Path) -> None:
+def _lines(matrix, names, path: Path, metric: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for j, name in enumerate(names):
         points = [(i, row[j]) for i, row in enumerate(matrix) if j < len(row) and row[j] is not None and i >= j]
@@ -74,7 +79,7 @@ def _lines(matrix, names, path: Path) -> None:
             ax.plot([p[0] + 1 for p in points], [p[1] for p in points], marker="o", label=name)
     ax.set_xticks(range(1, len(matrix) + 1))
     ax.set_xlabel("after experience")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(metric)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -144,3 +144,34 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 def make_hooks(evaluate) -> Hooks:
     return Hooks(evaluate=evaluate, compute_loss=cosine_pair_loss)
+
+
+def make_set_pairs(label_sets: list[list[str]], budget: int, seed: int) -> list[tuple[int, int, float]]:
+    """Multi-label pairs: target 1.0 when two texts share a label, 0.0 when their label sets are disjoint; half
+    of each. Two rows without any label say nothing about each other and are never paired."""
+    rng, sets = random.Random(seed), [frozenset(s) for s in label_sets]
+
+    def target(i: int, j: int) -> float | None:
+        return 1.0 if sets[i] & sets[j] else (0.0 if sets[i] or sets[j] else None)
+
+    n, n_pos = len(sets), budget // 2
+    pools: dict[float, list[tuple[int, int]]] = {1.0: [], 0.0: []}
+    if math.comb(n, 2) <= ENUMERATE_LIMIT:
+        for i, j in combinations(range(n), 2):
+            t = target(i, j)
+            if t is not None:
+                pools[t].append((i, j))
+    else:  # many rows: a random sample of pairs holds both kinds in their natural proportion
+        for _ in range(20 * budget):
+            i, j = sorted(rng.sample(range(n), 2))
+            t = target(i, j)
+            if t is not None:
+                pools[t].append((i, j))
+    pairs = []
+    for t, want in ((1.0, n_pos), (0.0, budget - n_pos)):
+        pool = pools[t]
+        if pool:
+            chosen = rng.sample(pool, want) if want <= len(pool) else pool + [rng.choice(pool) for _ in range(want - len(pool))]
+            pairs += [(i, j, t) for i, j in chosen]
+    rng.shuffle(pairs)
+    return pairs

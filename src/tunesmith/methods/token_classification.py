@@ -39,20 +39,7 @@ class SupervisedTokenClassifier:
                     extra={"rows": rows, "firsts": firsts})
 
     def build(self, plan: Plan, ctx: Context):
-        from transformers import AutoModelForTokenClassification
-        from transformers.utils import logging as hf_logging
-        labels = plan.data.labels
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the new token head is expected
-        try:
-            model = AutoModelForTokenClassification.from_pretrained(
-                plan.weights, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-                ignore_mismatched_sizes=True)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        if plan.recipe.train.dropout is not None:
-            set_dropout(model, plan.recipe.train.dropout)
-        return model
+        return load_token_model(plan.weights, plan.data.labels, plan.recipe.train.dropout)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         return tc.probe_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["firsts"], plan.data, plan.data.labels,
@@ -87,7 +74,8 @@ class SupervisedTokenClassifier:
 
         from ..recipe import load_recipe
         model, tokenizer = load_run_model(run_dir, AutoModelForTokenClassification)
-        data = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)).data
+        recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
+        data = recipe.data if recipe.data is not None else recipe.experiences[0].data  # a continual run: its first experience's columns
         return tc.TokenPredictor(model, tokenizer, columns=columns, data=data, **kwargs)
 
     @staticmethod
@@ -95,3 +83,20 @@ class SupervisedTokenClassifier:
         probs = tc.word_scores(model, plan.extra["rows"][split], plan.extra["firsts"][split], plan.recipe.eval.batch_size,
                                plan.pad_id, ctx.precision)
         return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)
+
+
+def load_token_model(weights: str, labels: list[str], dropout: float | None):
+    """The body with a token head for `labels` (a new head, or a saved run's own when the labels match)."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new token head is expected
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            weights, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+            ignore_mismatched_sizes=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if dropout is not None:
+        set_dropout(model, dropout)
+    return model

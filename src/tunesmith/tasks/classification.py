@@ -111,10 +111,13 @@ class ClassifierPredictor:
 
 
 def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
-    """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights)."""
+    """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights; multi-label
+    heads one row per label, each read through its own sigmoid)."""
     coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
     x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)  # the head was fit on L2-normalised embeddings
     scores = x @ coef.T + intercept
+    if head.get("multi_label"):  # one independent logistic regression per label
+        return 1 / (1 + np.exp(-scores))
     if coef.shape[0] == 1:
         p = 1 / (1 + np.exp(-scores[:, 0]))
         return np.stack([1 - p, p], axis=1)

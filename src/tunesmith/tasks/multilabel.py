@@ -13,6 +13,7 @@ from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import forward_batches, mean_pooled
 from ..models.loading import load_encoder
+from .classification import head_proba
 
 console = Console(stderr=True)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -107,17 +108,22 @@ Base = {base.get('kind', 'none')}.
 
 class MultiLabelPredictor:
     """A finished multi-label run: `predict` -> a label set per text, `predict_proba` -> one probability per
-    label (columns in `classes_` order), `evaluate(file)`. `threshold` overrides the per-label thresholds."""
+    label (columns in `classes_` order), `evaluate(file)`. `threshold` overrides the per-label thresholds.
+
+    `head`: few-shot runs keep an embedding body and one logistic regression per label saved as numbers."""
 
     def __init__(self, model, tokenizer, thresholds: dict, max_length: int = 256, batch_size: int = 64, precision: str = "auto",
-                 columns: dict | None = None, separator: str | None = None):
-        self.model, self.tokenizer, self.thresholds = model.eval(), tokenizer, thresholds
-        self.classes_ = [model.config.id2label[i] for i in range(model.config.num_labels)]
+                 columns: dict | None = None, separator: str | None = None, head: dict | None = None):
+        self.model, self.tokenizer, self.thresholds, self.head = model.eval(), tokenizer, thresholds, head
+        self.classes_ = head["labels"] if head else [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
         self.columns, self.separator = columns or {"text": "text", "label": "label", "pair": None}, separator or "|"
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
+        if self.head:
+            x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
+            return head_proba(self.head, x)
         return sigmoid_probs(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, threshold: float | None = None) -> list[list[str]]:

@@ -31,7 +31,8 @@ def encode(tokenizer, sentences: list[list[str]], tags: list[list[str]] | None, 
             if w is not None and first[w] < 0:
                 first[w] = pos
             keep = w is not None and (first[w] == pos or label_all)
-            row_labels.append(index[tags[n][w]] if keep and tags is not None else -100)
+            tag = tags[n][w] if keep and tags is not None else None
+            row_labels.append(-100 if tag is None else index[tag])  # None: a word that carries no loss
         cut += any(f < 0 for f in first)
         row = {"input_ids": enc["input_ids"][n], "attention_mask": enc["attention_mask"][n]}
         if tags is not None:

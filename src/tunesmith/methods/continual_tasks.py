@@ -1,0 +1,289 @@
+"""What continual learning needs to know about a task kind: how to read an experience's data, encode it against the
+labels seen so far, the loss and the LwF distillation on its outputs, and the one score per experience that fills the
+matrix (accuracy, micro-F1, entity F1). The learner (continual.py) is the same for all three; each kind is a class
+here and a line in TASKS.
+
+Labels only ever grow: a new experience's labels are appended after the old ones, so the grown head keeps every old
+output unchanged (continual_strategies.grow_head).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ..engine.batching import tokenize
+from ..engine.metrics import classification_metrics, predict_proba
+
+console = Console(stderr=True)
+
+
+class SingleLabel:
+    """One label per text: cross-entropy, softmax distillation, accuracy."""
+    name, metric, label_word = "classification", "accuracy", "labels"
+
+    def load(self, data, seed: int):
+        from ..data.classification import load_classification
+        return load_classification(data, seed)
+
+    def build(self, recipe, weights: str, spec: dict, labels: list[str], kind: str):
+        from .supervised import build_model
+        return build_model(recipe, weights, spec, labels, kind)
+
+    def examples(self, split) -> list[tuple]:
+        """(example, reservoir key) per training row: replay keeps the same share per key."""
+        return [(text, label) for text, label in zip(split.texts, split.labels)]
+
+    def encode(self, tokenizer, examples: list, labels: list[str], cfg, method) -> tuple[list[dict], list | None]:
+        index = {label: i for i, label in enumerate(labels)}
+        rows, _ = tokenize(tokenizer, [text for text, _ in examples], None, cfg.max_length)
+        return rows, [index[label] for _, label in examples]
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, targets, weight=None if weights is None else weights.to(logits.device))
+
+    def old_outputs(self, model, rows: list[dict], n_old: int, batch_size: int, pad_id: int, precision: str) -> torch.Tensor:
+        probs = predict_proba(model, rows, batch_size, pad_id, precision)
+        return torch.log(torch.as_tensor(probs[:, :n_old]).clamp_min(1e-9))  # log-probs work as logits
+
+    def distill(self, new_logits: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
+        from .continual_strategies import distillation_loss
+        return distillation_loss(new_logits, old, temperature)
+
+    def validation(self, learner, model, split) -> dict:
+        """The metrics the loop picks the best epoch by (default_metric among them)."""
+        from ..engine.metrics import evaluate_classifier
+        index = {label: i for i, label in enumerate(learner.labels)}
+        rows, _ = tokenize(learner.tokenizer, split.texts, None, learner.cfg.max_length)
+        return evaluate_classifier(model, rows, [index[y] for y in split.labels], learner.labels, learner.recipe.eval.batch_size,
+                                   learner.tokenizer.pad_token_id, learner.precision)
+
+    default_metric = "f1_macro"
+
+    def predictions(self, model, labels: list[str], tokenizer, split, cfg, batch_size: int, precision: str) -> list:
+        rows, _ = tokenize(tokenizer, split.texts, None, cfg.max_length)
+        probs = predict_proba(model, rows, batch_size, tokenizer.pad_token_id, precision)
+        return [labels[i] for i in probs.argmax(-1)]
+
+    def score(self, predicted: list, split) -> float:
+        """Labels the model does not know count as wrong."""
+        return sum(p == y for p, y in zip(predicted, split.labels)) / len(predicted)
+
+    def overall(self, predicted: list, gold_splits: list, labels: list[str]) -> dict:
+        gold = [y for s in gold_splits for y in s.labels]
+        every = labels + sorted(set(gold) - set(labels))
+        index = {label: i for i, label in enumerate(every)}
+        return classification_metrics([index[y] for y in gold], [index[p] for p in predicted], every)
+
+    def relabel(self, learner, examples: list, data) -> list:
+        """The new experience's examples as training sees them (before the head grows; the model is the old one)."""
+        return examples
+
+    def replayed(self, examples: list, new_labels: list[str]) -> list:
+        """Past examples as this experience trains on them (`new_labels`: labels no earlier experience had)."""
+        return examples
+
+    def after_learning(self, learner, validations: list) -> dict:
+        """Files the predictor needs beside the model (name -> JSON), once an experience is learned."""
+        return {}
+
+    def restore(self, model_dir) -> None:
+        """Read back what after_learning wrote, when an update starts from a saved version."""
+
+    def score_model(self, learner, model, labels: list[str], split) -> float:
+        bs = learner.recipe.eval.batch_size
+        return self.score(self.predictions(model, labels, learner.tokenizer, split, learner.cfg, bs, learner.precision), split)
+
+    def predictor(self):
+        from .supervised import SupervisedClassifier
+        return SupervisedClassifier.load_predictor
+
+
+class _Scored(SingleLabel):
+    def validation(self, learner, model, split) -> dict:
+        return {self.metric: self.score_model(learner, model, learner.labels, split)}
+
+
+class MultiLabel(_Scored):
+    """A label set per text: BCE summed over labels, sigmoid distillation, micro-F1 at thresholds chosen on the
+    validation sets of every experience so far (saved with each version)."""
+    name, metric = "multi_label", "f1_micro"
+    default_metric = metric
+
+    def __init__(self):
+        self.thresholds: dict | None = None  # chosen after each experience; 0.5 before any
+
+    def load(self, data, seed: int):
+        from ..data.multilabel import load_multilabel
+        return load_multilabel(data, seed)
+
+    def build(self, recipe, weights: str, spec: dict, labels: list[str], kind: str):
+        model = super().build(recipe, weights, spec, labels, kind)
+        model.config.problem_type = "multi_label_classification"  # its own loss (EWC's Fisher) is then BCE
+        return model
+
+    def examples(self, split) -> list[tuple]:
+        return [((text, tuple(labels)), "|".join(labels) or "(no label)") for text, labels in zip(split.texts, split.labels)]
+
+    def encode(self, tokenizer, examples: list, labels: list[str], cfg, method) -> tuple[list[dict], list]:
+        from ..data.multilabel import multi_hot
+        rows, _ = tokenize(tokenizer, [text for (text, _), _ in examples], None, cfg.max_length)
+        return rows, multi_hot([list(sets) for (_, sets), _ in examples], labels)
+
+    def loss(self, logits, targets, weights) -> torch.Tensor:
+        """Summed over labels, averaged over texts, as supervised multi-label training (multilabel._bce_loss)."""
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float(), reduction="sum") / len(targets)
+
+    def old_outputs(self, model, rows, n_old, batch_size, pad_id, precision) -> torch.Tensor:
+        probs = np.clip(_sigmoid_probs(model, rows, batch_size, pad_id, precision)[:, :n_old], 1e-6, 1 - 1e-6)
+        return torch.as_tensor(np.log(probs / (1 - probs)), dtype=torch.float32)  # the old logits
+
+    def distill(self, new_logits, old, temperature: float) -> torch.Tensor:
+        """Each old label's softened probability is the target of the new one (summed over labels, T^2-scaled)."""
+        t = temperature
+        new = new_logits[:, : old.shape[1]].float() / t
+        return torch.nn.functional.binary_cross_entropy_with_logits(new, (old.float() / t).sigmoid(), reduction="sum") / len(new) * t * t
+
+    def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
+        rows, _ = tokenize(tokenizer, split.texts, None, cfg.max_length)
+        probs = _sigmoid_probs(model, rows, batch_size, tokenizer.pad_token_id, precision)
+        known = list(self.thresholds["per_label"]) if self.thresholds else []
+        cut = np.asarray(known[: len(labels)] + [0.5] * (len(labels) - len(known)))  # labels new since the last choice: 0.5
+        return [[label for label, on in zip(labels, row) if on] for row in probs >= cut]
+
+    def score(self, predicted, split) -> float:
+        """Micro-F1 over label assignments; labels the model does not know count as missed."""
+        tp = sum(len(set(p) & set(g)) for p, g in zip(predicted, split.labels))
+        wrong = sum(len(set(p) ^ set(g)) for p, g in zip(predicted, split.labels))
+        return 2 * tp / (2 * tp + wrong) if tp + wrong else 0.0
+
+    def overall(self, predicted, gold_splits, labels) -> dict:
+        from ..data.multilabel import multi_hot
+        from ..tasks.multilabel import multilabel_metrics
+        gold = [row for s in gold_splits for row in s.labels]
+        every = labels + sorted({label for row in gold for label in row} - set(labels))
+        return multilabel_metrics(np.asarray(multi_hot(gold, every)), np.asarray(multi_hot(predicted, every)), every)
+
+    def after_learning(self, learner, validations: list) -> dict:
+        """Thresholds chosen on the validation sets of every experience learned so far (old labels' positives are in
+        old data); returned as the file the predictor reads beside the model."""
+        from ..data.multilabel import multi_hot
+        from ..tasks.multilabel import choose_thresholds
+        rows, _ = tokenize(learner.tokenizer, [t for s in validations for t in s.texts], None, learner.cfg.max_length)
+        probs = _sigmoid_probs(learner.model, rows, learner.recipe.eval.batch_size, learner.tokenizer.pad_token_id, learner.precision)
+        gold = multi_hot([[y for y in row if y in learner.labels] for s in validations for row in s.labels], learner.labels)
+        self.thresholds = choose_thresholds(np.asarray(gold), probs)
+        separator = next((d.label_separator for d in learner.data_sections if d is not None), None)
+        return {"thresholds.json": {"labels": learner.labels, **self.thresholds, "separator": separator}}
+
+    def restore(self, model_dir) -> None:
+        from ..runs import rundir
+        self.thresholds = rundir.read_json(model_dir / "thresholds.json")
+
+    def predictor(self):
+        from .multilabel import SupervisedMultiLabel
+        return SupervisedMultiLabel.load_predictor
+
+
+def _sigmoid_probs(model, rows, batch_size, pad_id, precision) -> np.ndarray:
+    from ..tasks.multilabel import sigmoid_probs
+    return sigmoid_probs(model, rows, batch_size, pad_id, precision)
+
+
+class TokenTags(_Scored):
+    """Entity tags per word: new entity types arriving are new tags (class-incremental). Cross-entropy on each
+    word's first piece; entity F1 (seqeval). LwF is not offered: it would distil every token's old-tag
+    distribution, and on new data whose old entities are tagged O it teaches the model to forget them."""
+    name, metric, label_word = "token_classification", "f1", "tags"
+    default_metric = metric
+
+    def load(self, data, seed: int):
+        from ..data.tokens import load_tokens
+        return load_tokens(data, seed)
+
+    def build(self, recipe, weights, spec, labels, kind):
+        from ..models.loading import freeze_bottom
+        from .token_classification import load_token_model
+        model = load_token_model(weights, labels, recipe.train.dropout)
+        freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
+        return model
+
+    def examples(self, split) -> list[tuple]:
+        return [((tuple(words), tuple(tags)), _type_key(tags)) for words, tags in zip(split.tokens, split.tags)]
+
+    def encode(self, tokenizer, examples, labels, cfg, method) -> tuple[list[dict], None]:
+        from ..tasks.token_classification import encode
+        rows, _, _ = encode(tokenizer, [list(w) for (w, _), _ in examples], [list(t) for (_, t), _ in examples], labels,
+                            cfg.max_length, method.label_all_subtokens)
+        return rows, None  # the tags live in the rows
+
+    def loss(self, logits, targets, weights) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def relabel(self, learner, examples: list, data) -> list:
+        """New data annotated for new entity types tags the old types' mentions O; trained as they are, they teach
+        the model to forget those types (the background shift of class-incremental NER). Where the new data does
+        not annotate an old type at all, the old model's tags for that type replace O (pseudo-labels, as in
+        Zhang et al. 2023, CPFD / Monaikul et al. 2021). Types the new data does annotate keep their gold O."""
+        from ..data.tokens import TaggedSplit
+        old_types = {t[2:] for t in learner.labels if t != "O"}
+        missing = old_types - {t[2:] for t in data.labels if t != "O"}
+        if learner.model is None or not missing:
+            return examples
+        split = TaggedSplit([list(w) for (w, _), _ in examples], [list(t) for (_, t), _ in examples])
+        predicted = self.predictions(learner.model, learner.labels, learner.tokenizer, split, learner.cfg,
+                                     learner.recipe.eval.batch_size, learner.precision)
+        out, added = [], 0
+        for ((words, tags), _), guess in zip(examples, predicted):
+            new = [p if g == "O" and p != "O" and p[2:] in missing else g for g, p in zip(tags, guess)]
+            added += sum(n.startswith("B-") and g == "O" for n, g in zip(new, tags))
+            out.append(((tuple(words), tuple(new)), _type_key(new)))
+        console.print(f"pseudo-labels: {added} mention(s) of {sorted(missing)} found by the previous model in the new data")
+        return out
+
+    def old_outputs(self, *args) -> torch.Tensor:
+        raise AssertionError("LwF is refused for token classification before training starts")
+
+    def replayed(self, examples: list, new_labels: list[str]) -> list:
+        """Past sentences were never annotated for the entity types new in this experience: their O words say
+        nothing about those, so they carry no loss (None); their old entities are trained as they are."""
+        if not [t for t in new_labels if t != "O"]:
+            return examples
+        return [((words, tuple(None if t == "O" else t for t in tags)), key) for (words, tags), key in examples]
+
+    def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
+        from ..tasks.token_classification import encode, tags_of, word_scores
+        rows, firsts, _ = encode(tokenizer, split.tokens, None, labels, cfg.max_length)
+        return tags_of(word_scores(model, rows, firsts, batch_size, tokenizer.pad_token_id, precision), labels)
+
+    def score(self, predicted, split) -> float:
+        from ..tasks.token_classification import ner_metrics
+        return ner_metrics(split.tags, _annotated_only(predicted, split), detail=False)["f1"]
+
+    def overall(self, predicted, gold_splits, labels) -> dict:
+        from ..tasks.token_classification import ner_metrics
+        restricted, start = [], 0
+        for split in gold_splits:
+            restricted += _annotated_only(predicted[start:start + len(split)], split)
+            start += len(split)
+        return ner_metrics([row for s in gold_splits for row in s.tags], restricted)
+
+    def predictor(self):
+        from .token_classification import SupervisedTokenClassifier
+        return SupervisedTokenClassifier.load_predictor
+
+
+def _annotated_only(predicted: list, split) -> list:
+    """Each experience's set is scored on the entity types it annotates: a set labelled for PRAISE tags the
+    movies in it O, and a model that has also learned ITEM must not lose precision for finding them."""
+    types = {t[2:] for row in split.tags for t in row if t != "O"}
+    return [[t if t == "O" or t[2:] in types else "O" for t in row] for row in predicted]
+
+
+def _type_key(tags) -> str:
+    """The replay reservoir's class of a sentence: the entity types it holds."""
+    return "|".join(sorted({t[2:] for t in tags if t != "O"})) or "O"
+
+
+TASKS = {"classification": SingleLabel, "multi_label": MultiLabel, "token_classification": TokenTags}

@@ -1,0 +1,113 @@
+"""Continual learning beyond single labels: a multi-label model that meets new labels, and an entity tagger that
+meets new entity types (class-incremental), each with its matrix, versions, update and predictor."""
+
+import json
+import random
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import tunesmith
+from tests.test_multilabel import TOPICS
+from tunesmith.cli import app
+
+runner = CliRunner()
+TRAIN = {"epochs": 6, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": None}}
+METHOD = {"name": "continual", "freeze_embeddings": False, "freeze_layers": 0}
+
+
+def topic_rows(topics: list[str], n: int, seed: int) -> pd.DataFrame:
+    """Texts mentioning zero to two of `topics` (their words), labelled with those topics."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        chosen = rng.sample(topics, rng.choice([0, 1, 1, 2]))
+        words = [rng.choice(TOPICS[t]) for t in chosen] + rng.sample(["the", "a", "and", "is", "it", "not"], 5 - len(chosen))
+        rng.shuffle(words)
+        out.append({"text": " ".join(words), "labels": "|".join(sorted(chosen))})
+    return pd.DataFrame(out)
+
+
+def multilabel_files(folder) -> dict:
+    files = {}
+    for name, topics, seed in (("reviews", ["praise", "complaint"], 0), ("products", ["praise", "item"], 10)):
+        for split, n, offset in (("train", 200, 0), ("validation", 50, 1)):
+            files[(name, split)] = folder / f"{name}_{split}.csv"
+            topic_rows(topics, n, seed + offset).to_csv(files[(name, split)], index=False)
+    return files
+
+
+def test_multi_label_continual_grows_labels_keeps_thresholds_and_updates(tmp_path):
+    files = multilabel_files(tmp_path)
+    exp = lambda name: {"name": name, "data": {"train": str(files[(name, "train")]), "validation": str(files[(name, "validation")])}}  # noqa: E731
+    recipe = {"model": "tiny-bert", "eval": {"baseline": "none"}, "method": {**METHOD, "strategy": ["replay", "lwf"]},
+              "train": TRAIN, "data": {"label_column": "labels", "label_separator": "|"},  # shared by every experience
+              "experiences": [exp("reviews")]}
+    result = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    m = result.metrics
+    assert m["task"] == "multi_label" and m["labels"] == ["complaint", "praise"] and m["continual"]["metric"] == "f1_micro"
+    assert m["continual"]["matrix"][0][0] > 0.8 and "f1_micro" in m["tuned"]
+    done = runner.invoke(app, ["update", str(result.run_dir), "--data", str(files[("products", "train")]),
+                               "--validation", str(files[("products", "validation")])])
+    assert done.exit_code == 0, done.output
+    assert "average f1_micro" in done.output
+    m = json.loads((result.run_dir / "metrics.json").read_text())
+    assert m["labels"] == ["complaint", "praise", "item"] and len(m["continual"]["matrix"]) == 2
+    assert m["continual"]["matrix"][1][1] > 0.7  # it learned the new label
+    assert m["continual"]["matrix"][1][0] > 0.6  # and still tags complaints and praise on old data
+    thresholds = json.loads((result.run_dir / "model" / "thresholds.json").read_text())
+    assert thresholds["labels"] == m["labels"] and len(thresholds["per_label"]) == 3 and thresholds["separator"] == "|"
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    assert predictor.classes_ == ["complaint", "praise", "item"]
+    sets = predictor.predict(["the great and the product", "bad it is not a"])
+    assert sets[0] == ["praise", "item"] and "complaint" in sets[1] and "item" not in sets[1]
+    assert "f1_micro matrix" in (result.run_dir / "report.md").read_text()
+
+
+def tagged(types: list[str], n: int, seed: int) -> list[dict]:
+    """Sentences holding ITEM ("movie", "product") and PRAISE ("good great") mentions; only `types` are annotated,
+    the others are tagged O, as data labelled for one entity type is."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 7)):
+            roll = rng.random()
+            if roll < 0.2:
+                words += [rng.choice(["movie", "product"])]
+                tags += ["B-ITEM" if "ITEM" in types else "O"]
+            elif roll < 0.3:
+                words += ["good", "great"]
+                tags += ["B-PRAISE", "I-PRAISE"] if "PRAISE" in types else ["O", "O"]
+            else:
+                words.append(rng.choice(["the", "a", "and", "is", "it", "not", "bad"]))
+                tags.append("O")
+        out.append({"tokens": words, "tags": tags})
+    return out
+
+
+def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
+    exps = []
+    for name, types, seed in (("items", ["ITEM"], 0), ("praise", ["PRAISE"], 10)):
+        data = {}
+        for split, n, offset in (("train", 200, 0), ("validation", 50, 1)):
+            path = tmp_path / f"{name}_{split}.jsonl"
+            path.write_text("\n".join(json.dumps(r) for r in tagged(types, n, seed + offset)))
+            data[split] = str(path)
+        exps.append({"name": name, "data": data})
+    recipe = {"task": "token_classification", "model": "tiny-bert", "eval": {"baseline": "none"},
+              "method": {**METHOD, "strategy": "replay", "replay_ratio": 1.0}, "train": TRAIN, "experiences": exps}
+    result = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    m = result.metrics
+    c = m["continual"]
+    assert m["task"] == "token_classification" and c["metric"] == "f1"
+    assert m["labels"] == ["O", "B-ITEM", "B-PRAISE", "I-PRAISE"]
+    assert c["matrix"][0][0] > 0.9 and c["matrix"][0][1] == 0.0  # PRAISE unknown after the first experience
+    assert c["matrix"][1][1] > 0.8  # learned the new type
+    assert c["matrix"][1][0] > 0.8  # replay kept ITEM, though the new data tags items O
+    naive = tunesmith.run({**recipe, "method": {**METHOD, "strategy": "naive"}}, output_dir=tmp_path / "naive").metrics["continual"]
+    assert naive["matrix"][1][0] < c["matrix"][1][0] - 0.3  # trained on items tagged O, plain fine-tuning forgets them
+    found = tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]
+    assert [(e["type"], e["text"]) for e in found] == [("ITEM", "movie"), ("PRAISE", "good great")]
+    with pytest.raises(tunesmith.TunesmithError, match="lwf is for classification"):
+        tunesmith.run({**recipe, "method": {**METHOD, "strategy": ["replay", "lwf"]}}, output_dir=tmp_path / "lwf")
+    assert not (tmp_path / "lwf").exists()  # refused before anything is written
