@@ -196,3 +196,16 @@ def test_few_shot_multi_label_trains_heads_per_label_and_predicts_label_sets(tmp
     assert probs.shape == (2, 3) and ((probs > 0) & (probs < 1)).all()  # independent sigmoids, not a softmax
     assert predictor.predict(["the a is"], threshold=0.0) == [["complaint", "item", "praise"]]
     assert predictor.evaluate(paths["test"])["f1_micro"] == pytest.approx(m["tuned"]["f1_micro"], abs=1e-6)
+
+
+def test_samples_per_class_draws_k_rows_per_label_rarest_first():
+    from tunesmith.data.multilabel import MultiLabelSplit, sample_per_label
+    labels = [["a"]] * 30 + [["a", "b"]] * 5 + [["c"]] * 4 + [[]] * 10
+    split = MultiLabelSplit([f"t{i}" for i in range(len(labels))], labels, source="train.csv")
+    few = sample_per_label(split, 3, seed=0)
+    counts = {x: sum(x in row for row in few.labels) for x in "abc"}
+    assert min(counts.values()) >= 3 and counts["c"] == 3 and counts["b"] == 3
+    assert counts["a"] == 3  # the rows drawn for b already carry a: no extra a rows
+    assert [] not in few.labels and sample_per_label(split, 3, seed=0).texts == few.texts
+    with pytest.raises(tunesmith.TunesmithError, match="label\\(s\\) \\['b', 'c'\\] have fewer rows"):
+        sample_per_label(split, 6, seed=0)

@@ -128,3 +128,25 @@ def test_decoder_pretraining_stage_feeds_a_chat_stage(tmp_path):
     m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
     assert m["stages"][0]["method"] == "domain_adaptation" and "loss" in m["stages"][0]["target"]  # answer loss on target
     assert (tmp_path / "run/stages/1-cpt/model/config.json").is_file() and (tmp_path / "run/adapter").is_dir()
+
+
+@pytest.mark.parametrize("kind", ["multi_label", "token_classification"])
+def test_stages_toward_new_task_kinds_score_each_stage_with_the_tasks_own_probe(kind, tmp_path):
+    """A DAPT stage before a multi-label or entity target: the intermediate model is scored with that task's own
+    probe (one-vs-rest / per-word), as the base model is, and TAPT takes the target's texts."""
+    from tests import test_multilabel, test_token_classification
+    if kind == "multi_label":
+        target = test_multilabel.recipe(test_multilabel.write_sets(tmp_path), label_separator="|")
+        figure = "f1_micro"
+    else:
+        target = test_token_classification.recipe(test_token_classification.write_sets(tmp_path))
+        figure = "f1"
+    (tmp_path / "corpus.txt").write_text("\n\n".join(f"the product is good {i}" for i in range(30)), encoding="utf-8")
+    target["train"] = {**target["train"], "epochs": 2, "early_stopping": {"patience": None}}
+    recipe = {**target, "stages": [{"name": "dapt", "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "corpus.txt")],
+                                                               "task_texts": True}, "train": {"epochs": 1, "max_length": 32}},
+                                   {"name": "target"}]}
+    m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
+    assert 0.0 <= m["base"][figure] <= 1.0 and 0.0 <= m["stages"][0]["target"][figure] <= 1.0
+    assert m["stages"][0]["target_kind"] in ("one-vs-rest probe", "per-word probe")
+    assert m["stages"][-1]["target"][figure] == m["tuned"][figure]

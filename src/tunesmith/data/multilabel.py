@@ -73,6 +73,8 @@ def load_multilabel(data, seed: int) -> MultiLabelData:
         train, validation = _random_split(train, data.validation_split, seed)
     if data.max_train_samples and data.max_train_samples < len(train):
         train = _take(train, sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples)))
+    if data.samples_per_class:
+        train = sample_per_label(train, data.samples_per_class, seed)
     counts = Counter(label for row in train.labels for label in row)
     if len(counts) < 2:
         raise TunesmithError(f"{data.train}: multi-label classification needs at least two labels in the training data; "
@@ -89,6 +91,26 @@ def load_multilabel(data, seed: int) -> MultiLabelData:
             split.labels = [[label for label in row if label in labels] for row in split.labels]
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     return MultiLabelData(train, validation, evaluation, labels, eval_name, warnings)
+
+
+def sample_per_label(split: MultiLabelSplit, k: int, seed: int) -> MultiLabelSplit:
+    """At least K seeded rows per label (few-shot): labels are filled rarest first, and a row drawn for one label
+    counts for every label it carries, so common labels need few extra rows. Rows without a label are not drawn."""
+    rng = random.Random(seed)
+    counts = Counter(label for row in split.labels for label in row)
+    short = sorted(label for label, n in counts.items() if n < k)
+    if short:
+        raise TunesmithError(f"{split.source}: data.samples_per_class={k}, but label(s) {short[:10]} have fewer rows. "
+                             "Lower data.samples_per_class or add examples.")
+    chosen: set[int] = set()
+    have = Counter()
+    for label in sorted(counts, key=lambda name: (counts[name], name)):
+        rows = [i for i, row in enumerate(split.labels) if label in row and i not in chosen]
+        rng.shuffle(rows)
+        for i in rows[: max(0, k - have[label])]:
+            chosen.add(i)
+            have.update(split.labels[i])
+    return _take(split, sorted(chosen))
 
 
 def multi_hot(rows: list[list[str]], labels: list[str]) -> list[list[float]]:
@@ -114,4 +136,4 @@ def _random_split(train: MultiLabelSplit, fraction: float, seed: int):
     return _take(train, sorted(idx[cut:])), _take(train, sorted(idx[:cut]), f"{train.source} (validation split)")
 
 
-__all__ = ["MultiLabelData", "MultiLabelSplit", "label_sets", "load_multilabel", "multi_hot", "read_multilabel"]
+__all__ = ["MultiLabelData", "MultiLabelSplit", "label_sets", "load_multilabel", "multi_hot", "read_multilabel", "sample_per_label"]

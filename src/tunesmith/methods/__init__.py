@@ -21,8 +21,9 @@ METHODS: dict[str, dict] = {
     "supervised": {"classification": SupervisedClassifier, "multi_label": SupervisedMultiLabel, "regression": SupervisedRegressor,
                    "token_classification": SupervisedTokenClassifier, "generation": SupervisedGeneration},
     "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}, "multi_label": FewShotMultiLabel},
-    "domain_adaptation": {"classification": DomainAdaptation, "generation": DomainAdaptation,
-                          "domain_adaptation": DomainAdaptation},
+    # continued pre-training does not depend on the task that follows it
+    "domain_adaptation": {task: DomainAdaptation for task in ("classification", "multi_label", "regression", "token_classification",
+                                                              "generation", "domain_adaptation")},
     "continual": {"classification": Continual, "multi_label": Continual, "token_classification": Continual},
 }
 

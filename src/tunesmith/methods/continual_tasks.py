@@ -204,9 +204,9 @@ class TokenTags(_Scored):
 
     def build(self, recipe, weights, spec, labels, kind):
         from ..models.loading import freeze_bottom
-        from .token_classification import load_token_model
+        from .token_classification import load_token_model, token_freezing
         model = load_token_model(weights, labels, recipe.train.dropout)
-        freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
+        freeze_bottom(model, *token_freezing(recipe.method))
         return model
 
     def examples(self, split) -> list[tuple]:
