@@ -22,7 +22,7 @@ from ..tasks import multilabel
 from ..tasks.classification import head_proba
 from .base import Context, Plan, model_parts
 from .few_shot import BODY_LR, HEAD_FILE, load_head
-from .multilabel import THRESHOLDS_FILE, _bce
+from .multilabel import THRESHOLDS_FILE, _bce, save_thresholds
 from .pairs import make_hooks, make_set_pairs, normalize, pair_rows
 
 console = Console(stderr=True)
@@ -93,8 +93,7 @@ class FewShotMultiLabel:
         model.save_pretrained(target)
         plan.tokenizer.save_pretrained(target)
         rundir.write_json(target / HEAD_FILE, plan.extra["head"])
-        rundir.write_json(target / THRESHOLDS_FILE, {"labels": plan.data.labels, **plan.extra["thresholds"],
-                                                     "separator": plan.recipe.data.label_separator})
+        save_thresholds(target, plan)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         multilabel.write_report(ctx.run_dir, metrics)

@@ -79,9 +79,7 @@ class SupervisedMultiLabel:
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
-        target = rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        rundir.write_json(target / THRESHOLDS_FILE, {"labels": plan.data.labels, **plan.extra["thresholds"],
-                                                     "separator": plan.recipe.data.label_separator})
+        save_thresholds(rundir.save_model(ctx.run_dir, model, plan.tokenizer), plan)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         multilabel.write_report(ctx.run_dir, metrics)
@@ -102,6 +100,12 @@ class SupervisedMultiLabel:
     @staticmethod
     def _probs(plan: Plan, ctx: Context, model, split: str) -> np.ndarray:
         return multilabel.sigmoid_probs(model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision)
+
+
+def save_thresholds(model_dir: Path, plan: Plan) -> None:
+    """The label thresholds chosen on validation, beside the model (the predictor applies them)."""
+    rundir.write_json(model_dir / THRESHOLDS_FILE, {"labels": plan.data.labels, **plan.extra["thresholds"],
+                                                    "separator": plan.recipe.data.label_separator})
 
 
 def _bce_loss(model, batch: dict) -> torch.Tensor:
