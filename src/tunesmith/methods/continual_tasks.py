@@ -15,6 +15,7 @@ from rich.console import Console
 
 from ..engine.batching import tokenize
 from ..engine.metrics import classification_metrics, predict_proba
+from ..tasks.multilabel import sigmoid_probs
 
 console = Console(stderr=True)
 
@@ -132,11 +133,12 @@ class MultiLabel(_Scored):
         return rows, multi_hot([list(sets) for (_, sets), _ in examples], labels)
 
     def loss(self, logits, targets, weights) -> torch.Tensor:
-        """Summed over labels, averaged over texts, as supervised multi-label training (multilabel._bce_loss)."""
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float(), reduction="sum") / len(targets)
+        """Summed over labels, averaged over texts, as supervised multi-label training."""
+        from .multilabel import bce_sum
+        return bce_sum(logits, targets)
 
     def old_outputs(self, model, rows, n_old, batch_size, pad_id, precision) -> torch.Tensor:
-        probs = np.clip(_sigmoid_probs(model, rows, batch_size, pad_id, precision)[:, :n_old], 1e-6, 1 - 1e-6)
+        probs = np.clip(sigmoid_probs(model, rows, batch_size, pad_id, precision)[:, :n_old], 1e-6, 1 - 1e-6)
         return torch.as_tensor(np.log(probs / (1 - probs)), dtype=torch.float32)  # the old logits
 
     def distill(self, new_logits, old, temperature: float) -> torch.Tensor:
@@ -147,7 +149,7 @@ class MultiLabel(_Scored):
 
     def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
         rows, _ = tokenize(tokenizer, split.texts, None, cfg.max_length)
-        probs = _sigmoid_probs(model, rows, batch_size, tokenizer.pad_token_id, precision)
+        probs = sigmoid_probs(model, rows, batch_size, tokenizer.pad_token_id, precision)
         known = list(self.thresholds["per_label"]) if self.thresholds else []
         cut = np.asarray(known[: len(labels)] + [0.5] * (len(labels) - len(known)))  # labels new since the last choice: 0.5
         return [[label for label, on in zip(labels, row) if on] for row in probs >= cut]
@@ -171,7 +173,7 @@ class MultiLabel(_Scored):
         from ..data.multilabel import multi_hot
         from ..tasks.multilabel import choose_thresholds
         rows, _ = tokenize(learner.tokenizer, [t for s in validations for t in s.texts], None, learner.cfg.max_length)
-        probs = _sigmoid_probs(learner.model, rows, learner.recipe.eval.batch_size, learner.tokenizer.pad_token_id, learner.precision)
+        probs = sigmoid_probs(learner.model, rows, learner.recipe.eval.batch_size, learner.tokenizer.pad_token_id, learner.precision)
         gold = multi_hot([[y for y in row if y in learner.labels] for s in validations for row in s.labels], learner.labels)
         self.thresholds = choose_thresholds(np.asarray(gold), probs)
         separator = next((d.label_separator for d in learner.data_sections if d is not None), None)
@@ -184,11 +186,6 @@ class MultiLabel(_Scored):
     def predictor(self):
         from .multilabel import SupervisedMultiLabel
         return SupervisedMultiLabel.load_predictor
-
-
-def _sigmoid_probs(model, rows, batch_size, pad_id, precision) -> np.ndarray:
-    from ..tasks.multilabel import sigmoid_probs
-    return sigmoid_probs(model, rows, batch_size, pad_id, precision)
 
 
 class TokenTags(_Scored):
