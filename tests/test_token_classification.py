@@ -147,3 +147,35 @@ def test_the_server_returns_entities(ner_run):
     answer = client.post("/v1/classify", json={"model": result.run_dir.name, "input": ["the movie is good great"]})
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"][0]["entities"] == tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]
+
+
+def _dropouts(model) -> tuple[set, set]:
+    """(attention-probability dropout rates, every other dropout rate) in a BERT-family model."""
+    import torch
+    attention = {m.dropout.p for m in model.modules() if type(m).__name__.endswith("SelfAttention")}
+    other = {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and not name.endswith("attention.self.dropout")}
+    return attention, other
+
+
+@pytest.mark.parametrize("setting, expected", [("auto", 0.0), (0.2, 0.2), (None, 0.1)])
+def test_tag_models_train_without_attention_dropout_unless_the_recipe_says(setting, expected):
+    from tunesmith.methods.token_classification import load_token_model
+    from tunesmith.models.loading import resolve_weights
+    from tunesmith.recipe import TrainSection
+    model = load_token_model(resolve_weights("tiny-bert"), ["O", "B-ITEM"], TrainSection(attention_dropout=setting))
+    attention, other = _dropouts(model)
+    assert model.config.attention_probs_dropout_prob == 0.1  # the saved config keeps the model's own
+    assert attention == {expected} and other == {0.1}  # hidden and classifier dropout untouched
+
+
+def test_sentence_classifiers_keep_the_models_attention_dropout_by_default():
+    from tunesmith.methods.supervised import build_model
+    from tunesmith.models.loading import resolve_weights, set_attention_dropout
+    from tunesmith.recipe import load_recipe
+    weights = resolve_weights("tiny-bert")
+    model = build_model(load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}), weights, {}, ["a", "b"], "encoder")
+    assert _dropouts(model)[0] == {0.1}
+    from tunesmith.models.loading import load_causal_lm
+    llama = load_causal_lm(resolve_weights("tiny-llama"))
+    assert set_attention_dropout(llama, 0.3) == llama.config.num_hidden_layers  # Llama keeps a float per attention module
+    assert {m.attention_dropout for m in llama.modules() if type(m).__name__.endswith("Attention")} == {0.3}

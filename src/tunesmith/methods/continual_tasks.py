@@ -202,7 +202,7 @@ class TokenTags(_Scored):
     def build(self, recipe, weights, spec, labels, kind):
         from ..models.loading import freeze_bottom
         from .token_classification import load_token_model, token_freezing
-        model = load_token_model(weights, labels, recipe.train.dropout)
+        model = load_token_model(weights, labels, recipe.train)
         freeze_bottom(model, *token_freezing(recipe.method))
         return model
 

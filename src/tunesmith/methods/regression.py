@@ -16,7 +16,7 @@ from rich.console import Console
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
-from ..models.loading import apply_lora, freeze_bottom, set_dropout
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -55,8 +55,7 @@ class SupervisedRegressor:
             hf_logging.set_verbosity(verbosity)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = model.config.eos_token_id
-        if plan.recipe.train.dropout is not None:
-            set_dropout(model, plan.recipe.train.dropout)
+        apply_dropout(model, plan.recipe.train)
         if any(layer.bias is None for layer in output_layers(model, 1)):  # decoder heads have no bias to hold the mean
             y, std = np.asarray(plan.data.train.labels), plan.extra["std"]
             plan.extra["mean"], plan.label_ids = 0.0, [v / std for v in y]

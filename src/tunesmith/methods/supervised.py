@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..engine.loop import Hooks
 from ..engine.metrics import evaluate_classifier
-from ..models.loading import apply_lora, freeze_bottom, head_is_fresh, load_classifier, set_dropout
+from ..models.loading import apply_lora, apply_dropout, freeze_bottom, head_is_fresh, load_classifier
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -85,8 +85,7 @@ class SupervisedClassifier:
 
 def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str):
     model = load_classifier(weights, labels)
-    if recipe.train.dropout is not None:
-        set_dropout(model, recipe.train.dropout)
+    apply_dropout(model, recipe.train)
     if tuning_mode(recipe.method, kind) == "lora":
         return apply_lora(model, recipe.method.lora or LoraSection(), spec)
     freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)

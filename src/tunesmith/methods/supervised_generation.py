@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ..data.conversations import load_generation
 from ..engine.loop import Hooks
-from ..models.loading import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights, set_dropout
+from ..models.loading import apply_dropout, apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -50,8 +50,7 @@ class SupervisedGeneration:
 
     def build(self, plan: Plan, ctx: Context):
         model = load_causal_lm(plan.weights)
-        if plan.recipe.train.dropout is not None:
-            set_dropout(model, plan.recipe.train.dropout)
+        apply_dropout(model, plan.recipe.train)
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:

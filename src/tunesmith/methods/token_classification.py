@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
-from ..models.loading import apply_lora, freeze_bottom, set_dropout
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -39,7 +39,7 @@ class SupervisedTokenClassifier:
                     extra={"rows": rows, "firsts": firsts})
 
     def build(self, plan: Plan, ctx: Context):
-        return load_token_model(plan.weights, plan.data.labels, plan.recipe.train.dropout)
+        return load_token_model(plan.weights, plan.data.labels, plan.recipe.train)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         return tc.probe_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["firsts"], plan.data, plan.data.labels,
@@ -85,8 +85,9 @@ class SupervisedTokenClassifier:
         return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)
 
 
-def load_token_model(weights: str, labels: list[str], dropout: float | None):
-    """The body with a token head for `labels` (a new head, or a saved run's own when the labels match)."""
+def load_token_model(weights: str, labels: list[str], train_cfg):
+    """The body with a token head for `labels` (a new head, or a saved run's own when the labels match), with the
+    recipe's dropout; attention dropout off unless the recipe sets it (see train.attention_dropout)."""
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
     verbosity = hf_logging.get_verbosity()
@@ -97,8 +98,7 @@ def load_token_model(weights: str, labels: list[str], dropout: float | None):
             ignore_mismatched_sizes=True)
     finally:
         hf_logging.set_verbosity(verbosity)
-    if dropout is not None:
-        set_dropout(model, dropout)
+    apply_dropout(model, train_cfg, attention_auto=0.0)
     return model
 
 

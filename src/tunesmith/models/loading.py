@@ -241,3 +241,31 @@ def set_dropout(model, rate: float) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = rate
+
+
+def apply_dropout(model, cfg, attention_auto: float | None = None) -> None:
+    """train.dropout on every dropout layer, then train.attention_dropout on the attention probabilities only
+    ('auto' = `attention_auto`, the task's default; None = the model's own rate)."""
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
+    rate = attention_auto if cfg.attention_dropout == "auto" else cfg.attention_dropout
+    if rate is not None:
+        set_attention_dropout(model, rate)
+
+
+def set_attention_dropout(model, rate: float) -> int:
+    """Dropout on the attention probabilities of every attention module (BERT-family `*SelfAttention.dropout`,
+    DistilBERT's, and the float `attention_dropout` of Llama-style and ModernBERT attention). Returns how many were set.
+    Without it PyTorch's scaled-dot-product attention can use its fused kernel in training as well."""
+    import torch
+    changed = 0
+    for module in model.modules():
+        if not type(module).__name__.endswith("Attention"):
+            continue
+        if isinstance(getattr(module, "dropout", None), torch.nn.Dropout):
+            module.dropout.p = rate
+            changed += 1
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = rate
+            changed += 1
+    return changed
