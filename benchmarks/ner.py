@@ -4,7 +4,7 @@ sub-token), the same epochs, side by side; entity F1 (seqeval, strict IOB2) on e
 and training samples/s of both.
 
     python benchmarks/ner.py [--sets medical_ner_ncbi_disease medical_ner_bc5cdr financial_ner_finer_ord]
-        [--epochs 3] [--samples N] [--json out.json]
+        [--epochs 3] [--samples N] [--seeds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -73,12 +74,22 @@ def run_hf_trainer(name: str, rows: list[dict], epochs: int, seed: int, out: Pat
             "samples_per_s": result.metrics["train_samples_per_second"], "train_s": result.metrics["train_runtime"]}
 
 
+def medians(runs: list[dict]) -> dict:
+    """Median F1 and samples/s of each side over the seeds, and the ratio of the median speeds."""
+    mid = lambda side, key: statistics.median(r[side][key] for r in runs)  # noqa: E731
+    out = {side: {key: mid(side, key) for key in ("f1", "samples_per_s")} for side in ("tunesmith", "hf_trainer")}
+    out["tunesmith"]["base_f1"] = mid("tunesmith", "base_f1")
+    out["speed_ratio"] = out["tunesmith"]["samples_per_s"] / out["hf_trainer"]["samples_per_s"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", nargs="*", default=["medical_ner_ncbi_disease", "medical_ner_bc5cdr", "financial_ner_finer_ord"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=None, help="seeded sample of each training file")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, default=1, help="repeats with seeds seed, seed+1, ...; medians reported")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {}
@@ -90,10 +101,13 @@ def main() -> None:
                 rows = random.Random(args.seed).sample(rows, args.samples)
             train = tmp / f"{name}.jsonl"
             train.write_text("\n".join(json.dumps({"tokens": r["tokens"], "tags": r["tags"]}) for r in rows))
-            ours = run_tunesmith(name, train, args.epochs, args.seed, tmp / f"ts-{name}")
-            theirs = run_hf_trainer(name, rows, args.epochs, args.seed, tmp / f"hf-{name}")
-            results[name] = {"sentences": len(rows), "tunesmith": ours, "hf_trainer": theirs,
-                             "speed_ratio": ours["samples_per_s"] / theirs["samples_per_s"]}
+            runs = []
+            for seed in range(args.seed, args.seed + args.seeds):  # each seed: both sides, one after the other
+                ours = run_tunesmith(name, train, args.epochs, seed, tmp / f"ts-{name}-{seed}")
+                theirs = run_hf_trainer(name, rows, args.epochs, seed, tmp / f"hf-{name}-{seed}")
+                runs.append({"seed": seed, "tunesmith": ours, "hf_trainer": theirs})
+                print(name, json.dumps(runs[-1]), flush=True)
+            results[name] = {"sentences": len(rows), "runs": runs, **medians(runs)}
             print(name, json.dumps(results[name]), flush=True)
     print(json.dumps(results, indent=2))
     if args.json:
