@@ -170,12 +170,11 @@ def test_tag_models_train_without_attention_dropout_unless_the_recipe_says(setti
 
 def test_sentence_classifiers_keep_the_models_attention_dropout_by_default():
     from tunesmith.methods.supervised import build_model
-    from tunesmith.models.loading import resolve_weights, set_attention_dropout
+    from tunesmith.models.loading import load_causal_lm, resolve_weights, set_attention_dropout
     from tunesmith.recipe import load_recipe
     weights = resolve_weights("tiny-bert")
     model = build_model(load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}), weights, {}, ["a", "b"], "encoder")
     assert _dropouts(model)[0] == {0.1}
-    from tunesmith.models.loading import load_causal_lm
     llama = load_causal_lm(resolve_weights("tiny-llama"))
     assert set_attention_dropout(llama, 0.3) == llama.config.num_hidden_layers  # Llama keeps a float per attention module
     assert {m.attention_dropout for m in llama.modules() if type(m).__name__.endswith("Attention")} == {0.3}

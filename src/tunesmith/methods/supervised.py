@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..engine.loop import Hooks
 from ..engine.metrics import evaluate_classifier
-from ..models.loading import apply_lora, apply_dropout, freeze_bottom, head_is_fresh, load_classifier
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom, head_is_fresh, load_classifier
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
