@@ -178,3 +178,23 @@ def test_sentence_classifiers_keep_the_models_attention_dropout_by_default():
     llama = load_causal_lm(resolve_weights("tiny-llama"))
     assert set_attention_dropout(llama, 0.3) == llama.config.num_hidden_layers  # Llama keeps a float per attention module
     assert {m.attention_dropout for m in llama.modules() if type(m).__name__.endswith("Attention")} == {0.3}
+
+
+@pytest.mark.parametrize("method", ["few_shot", "few_shot_multilabel", "domain_adaptation"])
+def test_every_method_applies_the_recipes_dropout(method):
+    """train.dropout and attention_dropout used to be dropped silently by the few-shot and domain-adaptation bodies."""
+    from types import SimpleNamespace
+
+    from tunesmith.methods.domain_adaptation import DomainAdaptation
+    from tunesmith.methods.few_shot import FewShotContrastive
+    from tunesmith.methods.few_shot_multilabel import FewShotMultiLabel
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.recipe import load_recipe
+    weights = resolve_weights("tiny-bert")
+    recipe = load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}, "method": {"name": method.replace("_multilabel", "")},
+                          "train": {"dropout": 0.3, "attention_dropout": 0.05}})
+    plan = SimpleNamespace(recipe=recipe, weights=weights, info={"objective": "mlm"}, tokenizer=load_tokenizer(weights),
+                           extra={"words": []})
+    strategy = {"few_shot": FewShotContrastive, "few_shot_multilabel": FewShotMultiLabel, "domain_adaptation": DomainAdaptation}[method]
+    attention, other = _dropouts(strategy().build(plan, None))
+    assert attention == {0.05} and other == {0.3}

@@ -17,7 +17,7 @@ from rich.console import Console
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
 from ..engine.loop import Hooks, run_loop
 from ..errors import TunesmithError
-from ..models.loading import apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.loading import apply_dropout, apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir as runs
@@ -65,6 +65,7 @@ class DomainAdaptation:
 
     def build(self, plan: Plan, ctx: Context):
         model, plan.extra["fresh_head"] = _load_lm(plan.weights, plan.info["objective"])
+        apply_dropout(model, plan.recipe.train)  # train.dropout / attention_dropout hold for every method
         added = extend_vocabulary(model, plan.tokenizer, plan.extra["words"])
         if plan.recipe.method.vocab_extension:
             console.print(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))

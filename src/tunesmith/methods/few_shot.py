@@ -14,7 +14,7 @@ from rich.console import Console
 
 from ..engine.metrics import classification_metrics, forward_batches, mean_pooled
 from ..errors import TunesmithError
-from ..models.loading import load_encoder
+from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
@@ -49,7 +49,9 @@ class FewShotContrastive:
                     train_info={"train_size": len(data.train), "pairs": len(pairs)})
 
     def build(self, plan: Plan, ctx: Context):
-        return load_encoder(plan.weights)
+        model = load_encoder(plan.weights)
+        apply_dropout(model, plan.recipe.train)  # train.dropout / attention_dropout hold for every method
+        return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         if plan.recipe.eval.baseline == "none":

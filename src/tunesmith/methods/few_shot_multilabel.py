@@ -16,7 +16,7 @@ from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
 from ..engine.metrics import forward_batches, mean_pooled
 from ..errors import TunesmithError
-from ..models.loading import load_encoder
+from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..tasks import multilabel
 from ..tasks.classification import head_proba
@@ -58,7 +58,9 @@ class FewShotMultiLabel:
                     extra={"enc": enc, "targets": targets, "heads": {}})
 
     def build(self, plan: Plan, ctx: Context):
-        return load_encoder(plan.weights)
+        model = load_encoder(plan.weights)
+        apply_dropout(model, plan.recipe.train)  # train.dropout / attention_dropout hold for every method
+        return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         if plan.recipe.eval.baseline == "none":
