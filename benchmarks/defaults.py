@@ -56,11 +56,22 @@ def prepare(row: str, tmp: Path, max_train: int, max_test: int, seed: int) -> di
         if kind == "fewshot" and split == "train":
             frame = frame.groupby("label", group_keys=False).apply(lambda g: g.sample(n=min(8, len(g)), random_state=seed))
         elif cap and len(frame) > cap:
-            frame = frame.sample(n=cap, random_state=seed)
+            frame = capped(frame, cap, seed)
         path = tmp / f"{row.replace(':', '_')}-{split}.{ext}"
         frame.to_csv(path, index=False) if ext == "csv" else frame.to_json(path, orient="records", lines=True)
         files[split] = str(path)
     return files
+
+
+def capped(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of `cap` rows that keeps two rows of every label (when there is a label column): a rare class
+    cut to fewer than two training rows fails tunesmith's data check (min_examples_per_class), and one dropped
+    altogether leaves the baseline a test class it can never predict."""
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    if "label" not in frame.columns:
+        return shuffled.head(cap)
+    first = shuffled.groupby("label", sort=False).head(2)
+    return pd.concat([first, shuffled.drop(first.index).head(max(0, cap - len(first)))]).sort_index()
 
 
 def tunesmith_side(row: str, files: dict, out: Path, seed: int) -> dict:
