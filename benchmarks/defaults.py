@@ -159,7 +159,10 @@ def trl_side(row: str, files: dict, out: Path, seed: int) -> dict:
                                "completion": [{"role": "assistant", "content": str(r[response])}]} for _, r in train.iterrows()])
     path = resolve_weights("smollm2-135m-instruct")
     tokenizer = load_tokenizer(path)
-    args = SFTConfig(output_dir=str(out), learning_rate=2e-4, seed=seed, use_cpu=True, bf16=False, report_to=[], save_strategy="no")
+    # SFTConfig's own bf16 default is True; keep it where bf16 is native (AMX), not where it is emulated (~100x slower)
+    from tunesmith.engine.hardware import cpu_has_fast_bf16
+    args = SFTConfig(output_dir=str(out), learning_rate=2e-4, seed=seed, use_cpu=True, bf16=cpu_has_fast_bf16(), report_to=[],
+                     save_strategy="no")
     trainer = SFTTrainer(model=load_causal_lm(path), args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
     start = time.perf_counter()
