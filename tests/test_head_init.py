@@ -115,7 +115,7 @@ def test_recipes_run_with_either_start(toy_data, tmp_path):
     assert accuracy["probe"] >= 0.9 and accuracy["random"] >= 0.9
 
 
-def test_auto_starts_from_the_probe_for_four_classes_or_more(toy_data, tmp_path):
+def test_auto_starts_from_the_probe_for_four_classes_with_few_steps_each(toy_data, tmp_path):
     import pandas as pd
 
     import tunesmith
@@ -132,3 +132,16 @@ def test_auto_starts_from_the_probe_for_four_classes_or_more(toy_data, tmp_path)
             recipe["data"] = data
         spent[classes] = tunesmith.run(recipe, output_dir=tmp_path / f"auto{classes}").metrics["train"]["head_init_s"]
     assert spent[2] == 0.0 and spent[4] > 0.0
+
+
+def test_auto_probes_only_many_classes_with_few_steps_each():
+    """The rule read off benchmarks/head_init.py: 4+ classes and under 25 optimizer steps per class."""
+    from types import SimpleNamespace
+
+    from tunesmith.methods.head_init import probe_wanted
+    cfg = SimpleNamespace(batch_size=16, grad_accum=1, epochs=4)  # what auto picks for 1,000 rows: 252 steps
+    assert probe_wanted("auto", 35, 1000, cfg)        # ~7 steps per clause type
+    assert not probe_wanted("auto", 5, 1000, cfg)     # ~50 steps per class: a random head catches up
+    assert probe_wanted("auto", 5, 1000, SimpleNamespace(batch_size=32, grad_accum=2, epochs=1))  # 16 steps: 3 per class
+    assert not probe_wanted("auto", 3, 200, SimpleNamespace(batch_size=32, grad_accum=1, epochs=1))  # 2-3 classes: never
+    assert probe_wanted("probe", 2, 10_000, cfg) and not probe_wanted("random", 35, 10, cfg)

@@ -9,6 +9,8 @@ at the probe's accuracy and distorts the pretrained features less.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -16,8 +18,21 @@ from sklearn.linear_model import LogisticRegression
 from ..engine.metrics import forward_batches
 from ..models.loading import HEAD_MODULES
 
-PROBE_FROM_CLASSES = 4  # head_init 'auto': a random head is under-trained mostly when it has many classes to learn
+# head_init 'auto' (benchmarks/head_init.py): a random head is under-trained when it has many classes and few optimizer
+# steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at ~50 steps
+# per class: the random head caught up and ended ahead; 2-3 classes: the random head won at every step count measured.
+PROBE_FROM_CLASSES = 4
+PROBE_BELOW_STEPS_PER_CLASS = 25
 PROBE_ROWS = 2000  # enough for a good start; the probe's forward pass stays a small fraction of one epoch
+
+
+def probe_wanted(head_init: str, n_labels: int, n_rows: int, cfg) -> bool:
+    """head_init 'probe'/'random' as set; 'auto': probe for 4+ classes when the run has fewer than
+    PROBE_BELOW_STEPS_PER_CLASS optimizer steps per class (`cfg`: the resolved train settings)."""
+    if head_init != "auto":
+        return head_init == "probe"
+    steps = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
+    return n_labels >= PROBE_FROM_CLASSES and steps / n_labels < PROBE_BELOW_STEPS_PER_CLASS
 
 
 def output_layers(model, n_labels: int) -> list[torch.nn.Linear]:

@@ -18,7 +18,7 @@ from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
 from .base import Context, Plan, load_run_model, tuning_mode
-from .head_init import PROBE_FROM_CLASSES, init_head_from_probe
+from .head_init import init_head_from_probe, probe_wanted
 
 console = Console(stderr=True)
 
@@ -45,7 +45,7 @@ class SupervisedClassifier:
         over from a previous stage with the same labels is already trained and is kept; decoder heads score
         every position, so no probe fits them."""
         method, labels = plan.recipe.method, plan.data.labels
-        wanted = method.head_init == "probe" or (method.head_init == "auto" and len(labels) >= PROBE_FROM_CLASSES)
+        wanted = probe_wanted(method.head_init, len(labels), len(plan.rows), plan.loop_cfg or plan.recipe.train)
         ctx.train_info["head_init_s"] = 0.0
         if not wanted or plan.kind == "decoder" or not head_is_fresh(plan.weights, labels):
             return model
