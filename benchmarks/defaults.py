@@ -54,9 +54,7 @@ def prepare(row: str, tmp: Path, max_train: int, max_test: int, seed: int) -> di
     for split, cap in (("train", max_train), ("validation", max_test // 2), ("test", max_test)):
         frame = read(SHARED / folder / f"{split}.{ext}")
         if kind == "fewshot" and split == "train":
-            # K=8 per class; groupby().apply would drop the label column under pandas 2.2+ (include_groups)
-            shuffled = frame.sample(frac=1.0, random_state=seed)
-            frame = shuffled[shuffled.groupby("label").cumcount() < 8].sort_index()
+            frame = frame.sample(frac=1.0, random_state=seed).groupby("label", sort=False).head(8).sort_index()  # K=8 per class
         elif cap and len(frame) > cap:
             frame = capped(frame, cap, seed)
         path = tmp / f"{row.replace(':', '_')}-{split}.{ext}"

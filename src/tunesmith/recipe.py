@@ -115,8 +115,7 @@ class SupervisedMethod(Strict):
     normalize_targets: bool = Field(
         True, description="Regression: train on standardised targets (mean 0, std 1); the saved model still outputs "
                           "scores in the labels' own units.")
-    # 'auto' follows what benchmarks/head_init.py measured: the probe start lifted many-class tasks with few steps
-    # per class (35 clause types at ~7: +13 accuracy points) but cost 5 classes at ~50 (sst5 -6) and 2-3 classes.
+    # 'auto': the rule and the figures behind it are in methods/head_init.py (probe_wanted).
     head_init: Literal["auto", "probe", "random"] = Field(
         "auto", description="Classification: start a new head from a logistic regression on the frozen body's features "
                             "(linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ classes with "
