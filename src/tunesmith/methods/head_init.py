@@ -16,7 +16,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ..engine.metrics import forward_batches
-from ..models.loading import HEAD_MODULES
+from ..models.loading import output_layers
 
 # head_init 'auto' (benchmarks/head_init.py): a random head is under-trained when it has many classes and few optimizer
 # steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at ~50 steps
@@ -33,13 +33,6 @@ def probe_wanted(head_init: str, n_labels: int, n_rows: int, cfg) -> bool:
         return head_init == "probe"
     steps = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
     return n_labels >= PROBE_FROM_CLASSES and steps / n_labels < PROBE_BELOW_STEPS_PER_CLASS
-
-
-def output_layers(model, n_labels: int) -> list[torch.nn.Linear]:
-    """The head's last linear layer(s) (a LoRA-wrapped head holds an original and a trainable copy)."""
-    return [m for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and m.out_features == n_labels
-            and any(part in HEAD_MODULES or part == "out_proj" for part in name.split("."))]
 
 
 def head_features(model, layers, rows, batch_size: int, pad_id: int, precision: str) -> np.ndarray | None:

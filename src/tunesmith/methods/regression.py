@@ -16,13 +16,12 @@ from rich.console import Console
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
-from ..models.loading import apply_dropout, apply_lora, freeze_bottom
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_layers
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import regression
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
-from .head_init import output_layers
 
 console = Console(stderr=True)
 

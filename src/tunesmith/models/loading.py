@@ -106,6 +106,14 @@ def detect_kind(config) -> str:
 
 HEAD_MODULES = ("classifier", "score", "pre_classifier")  # the freshly initialised heads of HF classifiers
 
+
+def output_layers(model, n_labels: int) -> list:
+    """The head's last linear layer(s) (a LoRA-wrapped head holds an original and a trainable copy)."""
+    import torch
+    return [m for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and m.out_features == n_labels
+            and any(part in HEAD_MODULES or part == "out_proj" for part in name.split("."))]
+
 _DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "smollm3", "olmo", "olmo2"}
 
 

@@ -3,9 +3,11 @@ embeddings, the report, and the predictor a finished run hands out (numbers, in 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from ..data.classification import read_split
@@ -14,7 +16,7 @@ from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import REGRESSION_KEYS as KEYS
 from ..engine.metrics import forward_batches, mean_pooled
-from ..models.loading import load_encoder
+from ..models.loading import load_encoder, output_layers
 
 console = Console(stderr=True)
 
@@ -31,7 +33,25 @@ def regression_metrics(y_true, y_pred) -> dict:
 
 def predict_scores(model, rows, batch_size: int, pad_id: int, precision: str) -> np.ndarray:
     """The model's one output per row (the head is folded to the labels' units when the run is saved)."""
-    return forward_batches(model, rows, batch_size, pad_id, precision, lambda out, b: out.logits.float()[:, 0].cpu().numpy())
+    with fp32_head(output_layers(model, 1)):
+        return forward_batches(model, rows, batch_size, pad_id, precision, lambda out, b: out.logits.float()[:, 0].cpu().numpy())
+
+
+@contextmanager
+def fp32_head(layers):
+    """The head's last layer in fp32 even under bf16 autocast. Its output is the score itself, in the labels'
+    units once the head is folded: bf16 keeps 8 bits of mantissa, so a score near 16 would come out in steps
+    of 0.125 (ties and shifted ranks; the saved model disagreed with the run's own Spearman on an AMX CPU)."""
+    def full(layer, args, _out):
+        with torch.autocast(args[0].device.type, enabled=False):
+            return torch.nn.functional.linear(args[0].float(), layer.weight.float(),
+                                              None if layer.bias is None else layer.bias.float())
+    handles = [layer.register_forward_hook(full) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval, pad_id: int, precision: str) -> dict:
