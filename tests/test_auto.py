@@ -55,6 +55,44 @@ def test_explicit_values_win(toy_data, tmp_path):
     assert not any("examples" in r for r in result.metrics["train"]["auto"])
 
 
+def lengthen(paths: dict, share: float) -> None:
+    """Make `share` of each split's texts ~300 tokens long (the label words stay at the start)."""
+    import pandas as pd
+    for path in paths.values():
+        frame = pd.read_csv(path)
+        long = frame.index[: int(len(frame) * share)]
+        frame.loc[long, "text"] = frame.loc[long, "text"] + " and then" * 100
+        frame.to_csv(path, index=False)
+
+
+def test_max_length_rises_for_long_texts_is_printed_saved_and_predicted_with(toy_data, tmp_path, capfd):
+    lengthen(toy_data["paths"], 0.2)  # 20% of texts past 256 tokens: their 95th percentile, in steps of 64, up to 512
+    result = tunesmith.run(toy_data["recipe"], output_dir=tmp_path / "run")
+    chosen = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["max_length"]
+    assert 256 < chosen < 512 and chosen % 64 == 0 and result.metrics["train"]["truncated"] == 0  # nothing cut
+    printed = " ".join(capfd.readouterr().err.split())
+    assert f"auto: max_length {chosen}: 20% of the training texts are longer than 256 tokens" in printed
+    assert "exceed train.max_length" not in printed  # the data check measured against what training uses
+    assert tunesmith.Predictor.load(result.run_dir).max_length == chosen
+
+
+def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.recipe import load_recipe
+    from tunesmith.runs.auto_length import auto_max_length
+    tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
+    short, long = ["good film"] * 100, ["good film"] * 90 + ["word " * 1000] * 10
+    unset = load_recipe(toy_data["recipe"])
+    assert auto_max_length(unset, tokenizer, short) == (unset, None) and unset.train.max_length == 256
+    chosen, reason = auto_max_length(unset, tokenizer, long)
+    assert chosen.train.max_length == 512 and "10% of the training texts" in reason  # capped at the model's 512
+    assert unset.train.max_length == 256  # a copy: seeds and stages reuse the caller's recipe
+    for given in (128, 256):
+        explicit = load_recipe({**toy_data["recipe"], "train": {"max_length": given}})
+        assert auto_max_length(explicit, tokenizer, long) == (explicit, None)
+    assert load_recipe({**toy_data["recipe"], "train": {"max_length": "auto"}}).train.max_length == 256
+
+
 def test_a_batch_that_does_not_fit_is_split_into_micro_batches(toy_data, tmp_path, capfd):
     one = auto.estimate_mb(auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert")), 16 * 12, 1e5, False, False)
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "memory_budget_gb": one / 1024 * 0.6}}

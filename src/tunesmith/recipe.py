@@ -207,7 +207,7 @@ class EarlyStopping(Strict):
     patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
 
 
-AUTO_KEYS = ("lr", "batch_size", "epochs")
+AUTO_KEYS = ("lr", "batch_size", "epochs", "max_length")
 
 
 def _auto_means_unset(raw):
@@ -236,7 +236,9 @@ class TrainSection(Strict):
                                 "Many classes and few epochs want a higher one.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted.")
+    max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted. Unset or "
+                            "'auto': 256, raised for classification, multi-label and regression data when over 5% of the "
+                            "training texts are longer (to their 95th percentile, up to the model's limit and 512).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     seed: int = Field(42, ge=0, le=2**32 - 1000, description="Seed for sampling, splits, initialisation and data order (0 to 2^32 - 1000; NumPy's range).")
     seeds: int = Field(1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std.")

@@ -11,6 +11,7 @@ import pandas as pd
 from ..data.classification import label_text, look_alike_labels
 from ..data.readers import read_table
 from ..errors import did_you_mean
+from ..runs.auto_length import auto_max_length
 from .common import Report, length_warning, normalise, read_splits, token_lengths
 
 IMBALANCE = 10.0         # warn when the largest class has this many times the examples of the smallest
@@ -62,7 +63,8 @@ def text_checks(entry: dict, recipe, texts: list[str], tokenizer, name: str, rep
     """Token lengths (and truncation at train.max_length), and texts the vocabulary cannot read."""
     if tokenizer is None:
         return
-    entry["lengths"] = token_lengths(tokenizer, texts, recipe.train.max_length, recipe.train.seed)
+    max_length = auto_max_length(recipe, tokenizer, texts)[0].train.max_length  # what training will use
+    entry["lengths"] = token_lengths(tokenizer, texts, max_length, recipe.train.seed)
     length_warning(entry["lengths"], name, report)
     if entry["lengths"].get("unknown_only"):
         report.warnings.append(f"{name}: {entry['lengths']['unknown_only']} training text(s) hold no token the model's "

@@ -40,13 +40,14 @@ class FewShotContrastive:
         if "batch_size" not in train:
             recipe.train.batch_size = 16
         p = classification.prepare(recipe)
-        data, enc, cfg = p["data"], p["enc"], recipe.train
+        recipe, data, enc = p["recipe"], p["data"], p["enc"]
+        cfg = recipe.train
         pairs = make_pairs(data.train.labels, recipe.method.pairs_per_example * len(data.train), cfg.seed)
         console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
         rows, targets = pair_rows(enc["train"], pairs)
         return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], p["kind"], cfg.lr or BODY_LR, rows, targets,
                     info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc, "heads": {}},
-                    train_info={"train_size": len(data.train), "pairs": len(pairs)})
+                    train_info={"train_size": len(data.train), "pairs": len(pairs), "auto": p["auto"]})
 
     def build(self, plan: Plan, ctx: Context):
         model = load_encoder(plan.weights)

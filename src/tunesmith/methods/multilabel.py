@@ -15,6 +15,7 @@ from ..engine.batching import tokenize
 from ..engine.loop import Hooks
 from ..models.registry import default_lr
 from ..runs import rundir
+from ..runs.auto_length import auto_max_length
 from ..tasks import multilabel
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import init_multilabel_head
@@ -29,7 +30,9 @@ class SupervisedMultiLabel:
         data = load_multilabel(recipe.data, recipe.train.seed)
         for warning in data.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
-        (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
+        weights, spec, kind, tokenizer = model_parts(recipe)
+        recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
+        cfg = recipe.train
         names = ("train", "validation", "evaluation")
         rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
         targets = {name: multi_hot(getattr(data, name).labels, data.labels) for name in names}
@@ -37,7 +40,7 @@ class SupervisedMultiLabel:
         return Plan(recipe, "multi_label", tokenizer, weights, spec, kind, lr, rows["train"], targets["train"],
                     info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
                           "label_cardinality": round(float(np.mean([len(r) for r in data.train.labels])), 3)},
-                    warnings=data.warnings, data=data, train_info={"train_size": len(data.train)},
+                    warnings=data.warnings, data=data, train_info={"auto": [reason] if reason else [], "train_size": len(data.train)},
                     extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}})
 
     def build(self, plan: Plan, ctx: Context):

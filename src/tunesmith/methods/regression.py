@@ -20,6 +20,7 @@ from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_la
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
+from ..runs.auto_length import auto_max_length
 from ..tasks import regression
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 
@@ -31,7 +32,9 @@ class SupervisedRegressor:
         data = load_regression(recipe.data, recipe.train.seed)
         for warning in data.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
-        (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
+        weights, spec, kind, tokenizer = model_parts(recipe)
+        recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
+        cfg = recipe.train
         rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
                 for name in ("train", "validation", "evaluation")}
         y = np.asarray(data.train.labels)
@@ -39,7 +42,8 @@ class SupervisedRegressor:
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
         return Plan(recipe, "regression", tokenizer, weights, spec, kind, lr, rows["train"], [(v - mean) / std for v in y],
                     info={"eval_set": data.eval_name, "eval_size": len(data.evaluation)}, warnings=data.warnings, data=data,
-                    train_info={"train_size": len(data.train), "target_mean": mean if recipe.method.normalize_targets else None,
+                    train_info={"auto": [reason] if reason else [], "train_size": len(data.train),
+                                "target_mean": mean if recipe.method.normalize_targets else None,
                                 "target_std": std if recipe.method.normalize_targets else None},
                     extra={"rows": rows, "mean": mean, "std": std})
 

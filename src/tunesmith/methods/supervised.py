@@ -28,11 +28,11 @@ class SupervisedClassifier:
 
     def prepare(self, recipe) -> Plan:
         p = classification.prepare(recipe)
-        data, enc, kind = p["data"], p["enc"], p["kind"]
+        recipe, data, enc, kind = p["recipe"], p["data"], p["enc"], p["kind"]
         lr = recipe.train.lr or default_lr(p["spec"], kind, tuning_mode(recipe.method, kind))
         return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], kind, lr, enc["train"], enc["train_ids"],
                     info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc},
-                    train_info={"train_size": len(data.train), "truncated": len(enc["truncated"])})
+                    train_info={"train_size": len(data.train), "truncated": len(enc["truncated"]), "auto": p["auto"]})
 
     def build(self, plan: Plan, ctx: Context):
         return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)

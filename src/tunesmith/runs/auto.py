@@ -60,7 +60,7 @@ def resolve(plan, saved: dict | None = None):
             setattr(cfg, key, getattr(checked, key))
         plan.lr = cfg.lr or plan.lr
     else:
-        reasons = _choose(plan, cfg, given)
+        reasons = plan.train_info.get("auto", []) + _choose(plan, cfg, given)  # prepare may have chosen max_length
     if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
         per = plan.loop_cfg.batch_size / original
         plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,

@@ -13,20 +13,23 @@ from ..engine.batching import tokenize, unknown_only
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import classification_metrics, forward_batches, linear_probe, mean_pooled, predict_proba
 from ..errors import TunesmithError
+from ..runs.auto_length import auto_max_length
 from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 
 console = Console(stderr=True)
 
 
 def prepare(recipe) -> dict:
-    """The recipe's data read, checked and encoded, with the model's weights, registry entry and kind."""
+    """The recipe's data read, checked and encoded, with the model's weights, registry entry and kind; "recipe":
+    the recipe with train.max_length chosen from the data when it was unset ("auto": why)."""
     data = load_classification(recipe.data, recipe.train.seed)
     for warning in data.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
     tokenizer = load_tokenizer(weights)
+    recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
     return {"data": data, "weights": weights, "spec": spec, "kind": model_kind(weights, spec), "tokenizer": tokenizer,
-            "enc": encode(data, tokenizer, recipe.train.max_length)}
+            "enc": encode(data, tokenizer, recipe.train.max_length), "recipe": recipe, "auto": [reason] if reason else []}
 
 
 def encode(data, tokenizer, max_length: int) -> dict:
