@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import tunesmith
 from tunesmith.methods.pairs import make_pairs
@@ -53,6 +54,24 @@ def test_few_shot_run_end_to_end(toy_data, tmp_path):
     probs = clf.predict_proba(["the movie is good 1", "it is terrible 2"])
     assert probs.shape == (2, 2) and abs(probs.sum(1) - 1).max() < 1e-6
     assert clf.predict(["great"])[0] in clf.classes_
+
+
+def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp_path, capfd):
+    recipe = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 0.05}}  # far too high: wrecks the body
+    recipe["data"] = {**recipe["data"], "samples_per_class": 8}
+    result = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    m = result.metrics
+    assert m["train"]["kept_base_body"] is True and "keeping the base body" in " ".join(capfd.readouterr().err.split())
+    assert m["tuned"]["f1_macro"] == pytest.approx(m["base"]["f1_macro"])  # the base body and its head, not the wreck
+    texts = [line.split(",")[0] for line in open(toy_data["paths"]["test"]).read().splitlines()[1:6]]
+    from tunesmith.models.loading import load_encoder, resolve_weights
+    from tunesmith.runs.rundir import load_saved_model
+    saved = load_saved_model(result.run_dir / "model", load_encoder).state_dict()
+    base = load_encoder(resolve_weights("tiny-bert")).state_dict()
+    assert all(torch.equal(saved[k], base[k]) for k in base)  # what was saved is the untouched body
+    assert len(tunesmith.Predictor.load(result.run_dir).predict(texts)) == 5
+    sane = tunesmith.run({**recipe, "train": {"lr": 1e-3}}, output_dir=tmp_path / "sane").metrics
+    assert sane["train"]["kept_base_body"] is False  # a sane rate: the trained body is kept
 
 
 def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):

@@ -27,6 +27,7 @@ HEAD_FILE = "head.json"
 # 2e-5. Chosen on sst2 / CR / AG News (5 seeds: +0.2 / +1.5 / +0.4 points vs 2e-5; 6e-5 was no better)
 # and confirmed on two sets not used to choose it (financial_phrasebank +1.7, sst5 +0.6).
 BODY_LR = 4e-5
+GUARD_PER_CLASS = 5
 
 
 class FewShotContrastive:
@@ -55,6 +56,8 @@ class FewShotContrastive:
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        if guarded(plan):  # the untuned body's validation score: the bar the tuned body must clear to be kept
+            plan.extra["base_validation"] = _head_metrics(plan, ctx, model, "validation", detail=False)[0]
         if plan.recipe.eval.baseline == "none":
             return {}
         base, _ = _head_metrics(plan, ctx, model, "evaluation", detail=False)
@@ -75,7 +78,10 @@ class FewShotContrastive:
         return make_hooks(evaluate)
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
-        if plan.data.eval_name == "validation":
+        if keep_base_body(plan, ctx, result):
+            plan.extra["body"] = model = load_encoder(plan.weights).to(next(model.parameters()).device)
+            tuned, head = _head_metrics(plan, ctx, model, "evaluation", detail=True)
+        elif plan.data.eval_name == "validation":
             tuned, head = plan.extra["heads"][result.best_epoch]
         else:
             tuned, head = _head_metrics(plan, ctx, model, "evaluation", detail=True)
@@ -86,7 +92,7 @@ class FewShotContrastive:
     def save(self, plan: Plan, ctx: Context, model) -> None:
         """The body in plain Hugging Face format (AutoModel), the head as JSON numbers (no pickle)."""
         target, head, labels = ctx.run_dir / rundir.MODEL_DIR, plan.extra["head"], plan.data.labels
-        model.save_pretrained(target)
+        plan.extra.get("body", model).save_pretrained(target)
         plan.tokenizer.save_pretrained(target)
         rundir.write_json(target / "labels.json", {"labels": labels})
         rundir.write_json(target / HEAD_FILE, {"pooling": "mean", "normalize": True, "labels": labels,
@@ -103,6 +109,25 @@ class FewShotContrastive:
         tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
         return classification.ClassifierPredictor(rundir.load_saved_model(model_dir, load_encoder), tokenizer, head=head,
                                                   columns=columns, **kwargs)
+
+
+def guarded(plan: Plan) -> bool:
+    """A validation file of its own with 5+ examples per class (on a few carved out of K it would be noise)."""
+    return bool(plan.recipe.data.validation) and len(plan.data.validation) >= GUARD_PER_CLASS * len(plan.data.labels)
+
+
+def keep_base_body(plan: Plan, ctx: Context, result) -> bool:
+    """True when contrastive training left the body worse on validation than it started (the head refitted on the
+    K examples either way): at 8 examples per class one unlucky draw of pairs can pull the classes together."""
+    base = plan.extra.get("base_validation")
+    metric = plan.recipe.train.early_stopping.metric or "f1_macro"
+    if base is None or metric not in result.best_metrics or base[metric] <= result.best_metrics[metric]:
+        ctx.train_info["kept_base_body"] = False
+        return False
+    console.print(f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
+                  f"{result.best_metrics[metric]:.4f}; keeping the base body (head fitted on the same examples).")
+    ctx.train_info["kept_base_body"] = True
+    return True
 
 
 def _head_metrics(plan: Plan, ctx: Context, model, split: str, detail=True) -> tuple[dict, object]:
