@@ -7,6 +7,8 @@ Without --classifier/--chat it first trains the runs it needs (MiniLM on 2,000 s
 LoRA on 200 support answers, 1 epoch). Then:
 - classify: 16 concurrent clients x 50 requests (one text each) against /v1/classify; the same 800 texts one by
   one through a transformers `pipeline("text-classification")` in this process. Requests/s, p50/p95 latency.
+- classify, int8 (`--quantize int8`, opt-in): the same 800 requests against a second server; and how far its answers
+  move: same label and largest probability change vs the fp32 predictor on 1,000 texts.
 - chat: 8 concurrent streaming clients, 64 new tokens each (greedy; support answers run longer, so each stream
   writes 64), the same 8 prompts through sequential `model.generate`. Tokens/s, time to first token.
 - exports: ONNX max probability difference and onnxruntime vs PyTorch samples/s on 1,000 texts (length-sorted batches of 64);
@@ -41,12 +43,14 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def train_runs(tmp: Path) -> tuple[Path, Path]:
+def train_runs(tmp: Path, chat: bool = True) -> tuple[Path, Path | None]:
     import tunesmith
     sst2 = pd.read_csv(SHARED / "sst2" / "train.csv").sample(2000, random_state=0)
     sst2.to_csv(tmp / "sst2.csv", index=False)
     tunesmith.run({"model": "minilm-l6", "data": {"train": str(tmp / "sst2.csv"), "test": str(SHARED / "sst2" / "validation.csv")},
                    "train": {"epochs": 1}, "eval": {"baseline": "none"}}, output_dir=tmp / "classifier")
+    if not chat:
+        return tmp / "classifier", None
     tunesmith.run({"task": "generation", "model": "smollm2-135m-instruct",
                    "data": {"train": str(SHARED / "bitext_customer_support_sft" / "train.jsonl"), "max_train_samples": 200,
                             "max_eval_samples": 8},
@@ -119,6 +123,16 @@ def bench_pipeline(run: Path, texts: list[str]) -> dict:
     wall = time.perf_counter() - start
     return {"requests": len(texts), "requests_per_s": len(texts) / wall, "p50_ms": 1000 * pct(latencies, 0.5),
             "p95_ms": 1000 * pct(latencies, 0.95)}
+
+
+def int8_agreement(run: Path, texts: list[str]) -> dict:
+    import tunesmith
+    from tunesmith.serve.quantize import quantize_predictor
+    exact, quantized = tunesmith.Predictor.load(run), tunesmith.Predictor.load(run)
+    quantize_predictor(quantized, "int8")
+    p, q = exact.predict_proba(texts), quantized.predict_proba(texts)
+    return {"texts": len(texts), "same_label": int((p.argmax(1) == q.argmax(1)).sum()),
+            "max_prob_diff": float(abs(p - q).max())}
 
 
 def bench_chat(url: str, model: str, prompts: list[str], max_tokens: int = 64) -> dict:
@@ -210,6 +224,7 @@ def main() -> None:
     parser.add_argument("--classifier", type=Path)
     parser.add_argument("--chat", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--classify-only", action="store_true", help="the classify rows only (no chat, no exports)")
     args = parser.parse_args()
     results = {"cpu": cpu_name(), "cores": os.cpu_count()}
     texts = pd.read_csv(SHARED / "sst2" / "validation.csv")["text"].tolist()
@@ -218,20 +233,41 @@ def main() -> None:
     prompts = pd.read_json(SHARED / "bitext_customer_support_sft" / "test.jsonl", lines=True)["prompt"].tolist()[:8]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        classifier, chat = (args.classifier, args.chat) if args.classifier and args.chat else train_runs(tmp)
-        proc, url = start_server([classifier, chat])
+        if args.classifier and (args.chat or args.classify_only):
+            classifier, chat = args.classifier, args.chat
+        else:
+            classifier, chat = train_runs(tmp, chat=not args.classify_only)
+        proc, url = start_server([classifier] + ([] if args.classify_only else [chat]))
         try:
             bench_classify(url, classifier.name, texts, clients=4, per_client=5)  # warm-up
             results["serve_classify"] = bench_classify(url, classifier.name, texts[:800])
             print("serve classify", json.dumps(results["serve_classify"]), flush=True)
-            results["serve_chat"] = bench_chat(url, chat.name, prompts)
-            print("serve chat", json.dumps(results["serve_chat"]), flush=True)
+            if not args.classify_only:
+                results["serve_chat"] = bench_chat(url, chat.name, prompts)
+                print("serve chat", json.dumps(results["serve_chat"]), flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+        proc, url = start_server([classifier], ["--quantize", "int8"])
+        try:
+            bench_classify(url, classifier.name, texts, clients=4, per_client=5)  # warm-up
+            results["serve_classify_int8"] = bench_classify(url, classifier.name, texts[:800])
+            print("serve classify int8", json.dumps(results["serve_classify_int8"]), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        results["int8_agreement"] = int8_agreement(classifier, texts)
+        print("int8 agreement", json.dumps(results["int8_agreement"]), flush=True)
         results["pipeline_classify"] = bench_pipeline(classifier, texts[:800])
+        results["classify_int8_ratio"] = results["serve_classify_int8"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
         results["classify_ratio"] = results["serve_classify"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
-        print("pipeline", json.dumps(results["pipeline_classify"]), "ratio", round(results["classify_ratio"], 2), flush=True)
+        print("pipeline", json.dumps(results["pipeline_classify"]), "ratio", round(results["classify_ratio"], 2),
+              "int8 ratio", round(results["classify_int8_ratio"], 2), flush=True)
+        if args.classify_only:
+            print(json.dumps(results, indent=2))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+            return
         results["sequential_generate"] = bench_sequential_generate(chat, prompts)
         results["chat_ratio"] = results["serve_chat"]["tokens_per_s"] / results["sequential_generate"]["tokens_per_s"]
         print("sequential generate", json.dumps(results["sequential_generate"]), "ratio", round(results["chat_ratio"], 2), flush=True)

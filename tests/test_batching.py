@@ -30,3 +30,18 @@ def test_tokenize_truncates_and_reports_original_lengths():
     rows, cut = tokenize(tok, ["short", "a much longer text than allowed"], None, max_length=8)
     assert len(rows[1]["input_ids"]) == 8 and len(rows[0]["input_ids"]) < 8
     assert len(cut) == 1 and cut[0] > 8
+
+
+def test_inference_batches_cut_where_padding_would_cost_on_a_cpu():
+    from tunesmith.engine.batching import inference_batches
+    lengths = [40, 9, 12, 30, 10, 11, 8, 35, 10, 9, 13, 12, 9, 11, 28, 10]  # 16 sst2-like requests
+    for cpu in (True, False):
+        batches = inference_batches(lengths, 64, cpu)
+        assert sorted(i for b in batches for i in b) == list(range(16))  # every row once
+        assert all(lengths[b[0]] == max(lengths[i] for i in b) for b in batches)  # longest first: it sets the padding
+    assert len(inference_batches(lengths, 64, cpu=False)) == 1  # a GPU pads for free: one batch
+    split = inference_batches(lengths, 64, cpu=True)
+    padded = sum(lengths[b[0]] * len(b) for b in split)
+    assert 2 <= len(split) <= 4 and padded < 0.6 * 40 * 16  # far fewer tokens than one batch padded to 40
+    assert all(len(b) <= 3 for b in inference_batches(lengths, 3, cpu=True))
+    assert inference_batches([5] * 10, 4, cpu=True) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # equal lengths: by size only

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pandas as pd
 import pytest
 
 import tunesmith
@@ -164,3 +165,24 @@ def test_concurrent_streams_share_a_batch_and_report_usage(server):
     for prompt, (text, last) in zip(prompts, results):
         assert text.strip() == predictor.generate(prompt, max_new_tokens=6)
         assert last.choices == [] and 0 < last.usage.completion_tokens <= 6 and last.usage.prompt_tokens > 0
+
+
+def test_quantize_int8_serves_classifiers_from_int8_weights(server):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.serve import create_app
+    folder = server["folder"]
+    with pytest.raises(TunesmithError, match="choose one of int8"):
+        create_app([folder / "classifier"], quantize="int4")
+    with TestClient(create_app([folder / "classifier", folder / "chat"], quantize="int8")) as client:
+        cards = {card["id"]: card for card in client.get("/v1/models").json()["data"]}
+        assert cards["classifier"]["quantized"] == "int8" and cards["chat"]["quantized"] is None  # generation keeps its weights
+        texts = pd.read_csv(folder / "test.csv")["text"].tolist()
+        served = client.post("/v1/classify", json={"model": "classifier", "input": texts}).json()["data"]
+    exact = tunesmith.Predictor.load(folder / "classifier")
+    probs = exact.predict_proba(texts)
+    same = sum(row["label"] == exact.classes_[p.argmax()] for row, p in zip(served, probs))
+    assert same >= 0.9 * len(texts)  # int8 moves probabilities a little, rarely a label
+    drift = max(abs(row["score"] - p.max()) for row, p in zip(served, probs) if row["label"] == exact.classes_[p.argmax()])
+    assert 0 < drift < 0.1  # not the fp32 model (0 would mean nothing was quantized), and close to it

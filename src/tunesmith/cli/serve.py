@@ -20,7 +20,10 @@ def serve(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run dire
           max_tokens: Annotated[int, typer.Option(help="Most new tokens per completion.")] = 1024,
           max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted, in tokens.")] = 4096,
           max_inputs: Annotated[int, typer.Option(help="Most texts per /v1/classify request.")] = 256,
-          threads: Annotated[Optional[int], typer.Option(help="Threads for model work (default: torch's, all cores).")] = None):
+          threads: Annotated[Optional[int], typer.Option(help="Threads for model work (default: torch's, all cores).")] = None,
+          quantize: Annotated[Optional[str], typer.Option(
+              help="int8: classification-type runs answer from int8 weights on a CPU (~2x faster; answers move "
+                   "slightly, see benchmarks/serve.py). Generation runs keep their weights.")] = None):
     """Serve runs over HTTP: /v1/chat/completions and /v1/completions (generation runs, streaming too),
     /v1/classify (classification, multi-label and regression runs), /v1/models, /health."""
     import torch
@@ -34,7 +37,8 @@ def serve(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run dire
     if len(set(names)) < len(names):
         raise TunesmithError(f"Two run directories share a folder name ({', '.join(sorted(names))}); each model is addressed "
                              "by its folder name, so rename or copy one.")
-    application = create_app(run_dirs, api_key, Limits(max_inputs=max_inputs, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens))
+    limits = Limits(max_inputs=max_inputs, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens)
+    application = create_app(run_dirs, api_key, limits, quantize)
     err.print(f"Serving {', '.join(names)} on http://{host}:{port} (OpenAI-compatible: /v1/models, /v1/chat/completions, "
-              f"/v1/classify){' with an API key' if api_key else ''}. Ctrl-C stops (requests in flight finish).")
+              f"/v1/classify){' with an API key' if api_key else ''}{', classifiers in ' + quantize if quantize else ''}. Ctrl-C stops (requests in flight finish).")
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -9,7 +9,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
-from .batching import iterate, length_grouped_batches
+from .batching import inference_batches, iterate
 
 # Metric names, defined once: what tables, reports, the stage table and `runs list` show, per task.
 HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")             # classification
@@ -58,7 +58,7 @@ def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, preci
     """Run the model over rows in length-sorted batches; `fn(output, batch)` -> array; results in input order."""
     device = next(model.parameters()).device
     lengths = [len(r["input_ids"]) for r in rows]
-    batches = length_grouped_batches(lengths, batch_size, seed=0, shuffle=False)
+    batches = inference_batches(lengths, batch_size, cpu=device.type == "cpu")
     out, order = [], []
     model.eval()
     for idx, batch in zip(batches, iterate(rows, batches, pad_id)):

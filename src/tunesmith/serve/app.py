@@ -66,12 +66,16 @@ class CompletionRequest(ChatRequest):
 class Served:
     """One run behind the API: its predictor, what it does, and the batcher that groups its requests."""
 
-    def __init__(self, name: str, run_dir: Path, limits: Limits):
+    def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None):
         run_dir, method, task, _, recipe = identify(run_dir)
         self.name, self.task, self.method = name, task, method
         self.base_model = (recipe.get("model") or {}).get("name") if isinstance(recipe.get("model"), dict) else recipe.get("model")
         self.predictor = Predictor.load(run_dir)
         self.generative = hasattr(self.predictor, "generate")
+        self.quantized = quantize if quantize and not self.generative else None  # generation keeps its weights
+        if self.quantized:
+            from .quantize import quantize_predictor
+            quantize_predictor(self.predictor, quantize)
         self.batchers: dict = {}
         self.limits = limits
 
@@ -84,7 +88,7 @@ class Served:
 
     def card(self) -> dict:
         return {"id": self.name, "object": "model", "created": 0, "owned_by": "tunesmith", "task": self.task,
-                "method": self.method, "base_model": self.base_model}
+                "method": self.method, "base_model": self.base_model, "quantized": self.quantized}
 
 
 class Guard:
@@ -108,11 +112,15 @@ class Guard:
         await self.app(scope, receive, send)
 
 
-def create_app(runs, api_key: str | None = None, limits: Limits | None = None):
-    """The ASGI app serving `runs` (run directories, or {name: run directory}); mount it in your own stack."""
+def create_app(runs, api_key: str | None = None, limits: Limits | None = None, quantize: str | None = None):
+    """The ASGI app serving `runs` (run directories, or {name: run directory}); mount it in your own stack.
+    `quantize="int8"`: /v1/classify runs answer from int8 weights (CPU; faster, answers move slightly)."""
     limits = limits or Limits()
+    if quantize:
+        from .quantize import check_mode
+        check_mode(quantize)  # before any model loads
     named = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
-    served = {name: Served(name, Path(path), limits) for name, path in named.items()}
+    served = {name: Served(name, Path(path), limits, quantize) for name, path in named.items()}
     @asynccontextmanager
     async def lifespan(_app):
         yield
