@@ -8,7 +8,7 @@ LoRA on 200 support answers, 1 epoch). Then:
 - classify: 16 concurrent clients x 50 requests (one text each) against /v1/classify; the same 800 texts one by
   one through a transformers `pipeline("text-classification")` in this process. Requests/s, p50/p95 latency.
 - classify, int8 (`--quantize int8`, opt-in): the same 800 requests against a second server; and how far its answers
-  move: same label and largest probability change vs the fp32 predictor on 1,000 texts.
+  move: accuracy of both, labels kept and largest probability change on sst2's 872 validation texts.
 - chat: 8 concurrent streaming clients, 64 new tokens each (greedy; support answers run longer, so each stream
   writes 64), the same 8 prompts through sequential `model.generate`. Tokens/s, time to first token.
 - exports: ONNX max probability difference and onnxruntime vs PyTorch samples/s on 1,000 texts (length-sorted batches of 64);
@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,14 +126,18 @@ def bench_pipeline(run: Path, texts: list[str]) -> dict:
             "p95_ms": 1000 * pct(latencies, 0.95)}
 
 
-def int8_agreement(run: Path, texts: list[str]) -> dict:
+def int8_agreement(run: Path) -> dict:
+    """fp32 vs int8 answers on sst2's validation set: accuracy of each, labels kept, largest probability change."""
     import tunesmith
     from tunesmith.serve.quantize import quantize_predictor
+    val = pd.read_csv(SHARED / "sst2" / "validation.csv")
+    texts, gold = val["text"].tolist(), val["label"].astype(str).to_numpy()
     exact, quantized = tunesmith.Predictor.load(run), tunesmith.Predictor.load(run)
     quantize_predictor(quantized, "int8")
     p, q = exact.predict_proba(texts), quantized.predict_proba(texts)
-    return {"texts": len(texts), "same_label": int((p.argmax(1) == q.argmax(1)).sum()),
-            "max_prob_diff": float(abs(p - q).max())}
+    accuracy = lambda probs: float((np.asarray(exact.classes_)[probs.argmax(1)] == gold).mean())  # noqa: E731
+    return {"texts": len(texts), "same_label": int((p.argmax(1) == q.argmax(1)).sum()), "max_prob_diff": float(abs(p - q).max()),
+            "accuracy_fp32": accuracy(p), "accuracy_int8": accuracy(q)}
 
 
 def bench_chat(url: str, model: str, prompts: list[str], max_tokens: int = 64) -> dict:
@@ -256,7 +261,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        results["int8_agreement"] = int8_agreement(classifier, texts)
+        results["int8_agreement"] = int8_agreement(classifier)
         print("int8 agreement", json.dumps(results["int8_agreement"]), flush=True)
         results["pipeline_classify"] = bench_pipeline(classifier, texts[:800])
         results["classify_int8_ratio"] = results["serve_classify_int8"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
