@@ -72,6 +72,8 @@ def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp
     assert len(tunesmith.Predictor.load(result.run_dir).predict(texts)) == 5
     sane = tunesmith.run({**recipe, "train": {"lr": 1e-3}}, output_dir=tmp_path / "sane").metrics
     assert sane["train"]["kept_base_body"] is False  # a sane rate: the trained body is kept
+    by_loss = {**recipe, "train": {"lr": 0.05, "early_stopping": {"metric": "loss"}}}  # lower is better there
+    assert tunesmith.run(by_loss, output_dir=tmp_path / "loss").metrics["train"]["kept_base_body"] is True
 
 
 def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):

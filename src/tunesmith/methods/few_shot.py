@@ -121,7 +121,8 @@ def keep_base_body(plan: Plan, ctx: Context, result) -> bool:
     K examples either way): at 8 examples per class one unlucky draw of pairs can pull the classes together."""
     base = plan.extra.get("base_validation")
     metric = plan.recipe.train.early_stopping.metric or "f1_macro"
-    if base is None or metric not in result.best_metrics or base[metric] <= result.best_metrics[metric]:
+    sign = -1 if metric == "loss" else 1  # lower is better for the loss
+    if base is None or metric not in result.best_metrics or sign * base[metric] <= sign * result.best_metrics[metric]:
         ctx.train_info["kept_base_body"] = False
         return False
     console.print(f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
