@@ -27,6 +27,8 @@ def auto_max_length(recipe, tokenizer, texts: list[str], pairs: list[str] | None
         return recipe, None
     lengths = token_lengths(tokenizer, texts, pairs, recipe.train.seed)
     p95 = int(np.percentile(lengths, COVER))
+    if p95 <= DEFAULT:  # most sets: decided without reading the model's config
+        return recipe, None
     chosen = min(model_limit(tokenizer, recipe.model.name), math.ceil(p95 / 64) * 64)
     if chosen <= DEFAULT:
         return recipe, None
