@@ -13,6 +13,11 @@ LoRA on 200 support answers, 1 epoch). Then:
   writes 64), the same 8 prompts through sequential `model.generate`. Tokens/s, time to first token.
 - exports: ONNX max probability difference and onnxruntime vs PyTorch samples/s on 1,000 texts (length-sorted batches of 64);
   GGUF (f16) max logit difference vs the merged model on 5 prompts.
+
+`--server-cpus 1 --client-cpus 0` pins the server and the pipeline to the same cores (and as many torch threads),
+and the load generator to the others, as a load test from another machine would: the 16 clients' HTTP work
+is not charged to the server, and the server gets exactly the compute the pipeline gets. Without them all
+three share the whole machine.
 """
 
 from __future__ import annotations
@@ -66,10 +71,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(runs: list[Path], extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
+def pinned(cpus: set[int] | None) -> dict:
+    """Popen arguments that run a child on `cpus` with as many torch threads (nothing when unpinned)."""
+    if not cpus:
+        return {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(len(cpus))}
+    return {"env": env, "preexec_fn": lambda: os.sched_setaffinity(0, cpus)}
+
+
+def start_server(runs: list[Path], extra: list[str] = (), cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", *map(str, runs), "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **pinned(cpus))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -124,6 +137,14 @@ def bench_pipeline(run: Path, texts: list[str]) -> dict:
     wall = time.perf_counter() - start
     return {"requests": len(texts), "requests_per_s": len(texts) / wall, "p50_ms": 1000 * pct(latencies, 0.5),
             "p95_ms": 1000 * pct(latencies, 0.95)}
+
+
+def pipeline_in_child(run: Path, texts: list[str], cpus: set[int] | None, tmp: Path) -> dict:
+    """bench_pipeline in a child process on the server's cores (this process keeps the clients' cores)."""
+    (tmp / "texts.json").write_text(json.dumps(texts))
+    out = subprocess.run([sys.executable, __file__, "--pipeline-only", str(run), "--texts", str(tmp / "texts.json")],
+                         capture_output=True, text=True, check=True, **pinned(cpus))
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def int8_agreement(run: Path) -> dict:
@@ -230,8 +251,18 @@ def main() -> None:
     parser.add_argument("--chat", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--classify-only", action="store_true", help="the classify rows only (no chat, no exports)")
+    parser.add_argument("--server-cpus", type=lambda v: {int(c) for c in v.split(",")}, help="e.g. 1: the server's and the pipeline's cores")
+    parser.add_argument("--client-cpus", type=lambda v: {int(c) for c in v.split(",")}, help="e.g. 0: the load generator's cores")
+    parser.add_argument("--pipeline-only", type=Path, help=argparse.SUPPRESS)  # the child of pipeline_in_child
+    parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results = {"cpu": cpu_name(), "cores": os.cpu_count()}
+    if args.pipeline_only:
+        print(json.dumps(bench_pipeline(args.pipeline_only, json.loads(args.texts.read_text()))))
+        return
+    if args.client_cpus:
+        os.sched_setaffinity(0, args.client_cpus)
+    cpus = args.server_cpus
+    results = {"cpu": cpu_name(), "cores": os.cpu_count(), "server_cpus": sorted(cpus or []), "client_cpus": sorted(args.client_cpus or [])}
     texts = pd.read_csv(SHARED / "sst2" / "validation.csv")["text"].tolist()
     texts = (texts * 2)[:1000]
     # support questions whose answers run past 64 tokens: every stream writes its full 64
@@ -242,7 +273,7 @@ def main() -> None:
             classifier, chat = args.classifier, args.chat
         else:
             classifier, chat = train_runs(tmp, chat=not args.classify_only)
-        proc, url = start_server([classifier] + ([] if args.classify_only else [chat]))
+        proc, url = start_server([classifier] + ([] if args.classify_only else [chat]), cpus=cpus)
         try:
             bench_classify(url, classifier.name, texts, clients=4, per_client=5)  # warm-up
             results["serve_classify"] = bench_classify(url, classifier.name, texts[:800])
@@ -253,7 +284,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        proc, url = start_server([classifier], ["--quantize", "int8"])
+        proc, url = start_server([classifier], ["--quantize", "int8"], cpus=cpus)
         try:
             bench_classify(url, classifier.name, texts, clients=4, per_client=5)  # warm-up
             results["serve_classify_int8"] = bench_classify(url, classifier.name, texts[:800])
@@ -263,7 +294,7 @@ def main() -> None:
             proc.wait(timeout=60)
         results["int8_agreement"] = int8_agreement(classifier)
         print("int8 agreement", json.dumps(results["int8_agreement"]), flush=True)
-        results["pipeline_classify"] = bench_pipeline(classifier, texts[:800])
+        results["pipeline_classify"] = pipeline_in_child(classifier, texts[:800], cpus, tmp)
         results["classify_int8_ratio"] = results["serve_classify_int8"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
         results["classify_ratio"] = results["serve_classify"]["requests_per_s"] / results["pipeline_classify"]["requests_per_s"]
         print("pipeline", json.dumps(results["pipeline_classify"]), "ratio", round(results["classify_ratio"], 2),

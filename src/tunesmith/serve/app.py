@@ -27,7 +27,8 @@ class Limits:
     max_prompt_tokens: int = 4096
     max_tokens: int = 1024          # new tokens per completion
     max_batch: int = 32
-    max_wait_s: float = 0.01
+    max_wait_s: float = 0.02        # the longest a request waits for companions
+    max_gap_s: float = 0.002        # ...or until none has come for this long (classify; see Batcher)
 
 
 class ApiError(Exception):
@@ -83,7 +84,8 @@ class Served:
         if key not in self.batchers:
             # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
             wait = max(self.limits.max_wait_s, 0.05) if self.generative else self.limits.max_wait_s
-            self.batchers[key] = Batcher(work, self.limits.max_batch, wait)
+            gap = None if self.generative else self.limits.max_gap_s
+            self.batchers[key] = Batcher(work, self.limits.max_batch, wait, gap)
         return self.batchers[key]
 
     def card(self) -> dict:

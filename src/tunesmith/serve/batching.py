@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 class Batcher:
     """`await batcher.submit(items)` -> one result per item. Items that arrive within `max_wait_s` of each other
     (up to `max_batch`) go through `work(all_items)` together, in a worker thread: the event loop never waits on
-    the model, and 16 clients cost about one batched call, not 16."""
+    the model, and 16 clients cost about one batched call, not 16. The wait also ends when no request has come
+    for `max_gap_s`: clients answered by one batch send their next requests in a burst, and once the burst is
+    over, waiting longer only leaves the model idle (on a CPU, where a batch of 10 costs nearly 10 times one,
+    that idle time was a quarter of the wall time at 16 clients)."""
     work: callable
     max_batch: int = 32
     max_wait_s: float = 0.01
+    max_gap_s: float | None = None
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
 
@@ -31,6 +35,8 @@ class Batcher:
             deadline = asyncio.get_running_loop().time() + self.max_wait_s
             while sum(len(items) for items, _ in pending) < self.max_batch:
                 timeout = deadline - asyncio.get_running_loop().time()
+                if self.max_gap_s is not None:
+                    timeout = min(timeout, self.max_gap_s)
                 if timeout <= 0:
                     break
                 try:
