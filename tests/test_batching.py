@@ -1,10 +1,10 @@
-from tunesmith.engine.batching import collate, length_grouped_batches, tokenize
+from tunesmith.engine.batching import PAD_BUDGET, WINDOWS, collate, grouping_window, length_grouped_batches, tokenize
 from tunesmith.models.loading import load_tokenizer, resolve_weights
 
 
 def test_length_grouped_batches_cover_every_index_once_and_group_lengths():
     lengths = [(i * 37) % 101 for i in range(1000)]
-    batches = length_grouped_batches(lengths, batch_size=10, seed=0)
+    batches = length_grouped_batches(lengths, batch_size=10, seed=0, window=50)
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(1000))
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
@@ -15,6 +15,40 @@ def test_batches_depend_on_seed_and_are_repeatable():
     lengths = list(range(200))
     assert length_grouped_batches(lengths, 8, seed=1) == length_grouped_batches(lengths, 8, seed=1)
     assert length_grouped_batches(lengths, 8, seed=1) != length_grouped_batches(lengths, 8, seed=2)
+
+
+def padding(lengths, batches) -> float:
+    """Tokens the batches compute (each padded to its longest) over the real ones."""
+    return sum(max(lengths[i] for i in b) * len(b) for b in batches) / sum(lengths)
+
+
+def test_a_window_of_one_batch_is_plain_shuffling_and_wider_windows_pad_less():
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    plain, small, wide = (length_grouped_batches(lengths, 8, seed=3, window=w) for w in (1, 4, 50))
+    assert sorted(i for b in plain for i in b) == sorted(i for b in small for i in b) == list(range(1000))
+    assert padding(lengths, plain) > 1.5 > padding(lengths, small) > padding(lengths, wide)  # uniform 1-101: random batches waste ~70%
+
+
+def test_the_window_is_the_most_random_one_within_the_padding_budget():
+    assert grouping_window([20] * 500, 8, seed=0) == 1  # equal lengths: shuffling costs no padding
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    window = grouping_window(lengths, 8, seed=0)
+    assert 1 < window < 50 and padding(lengths, length_grouped_batches(lengths, 8, 0, window=window)) <= PAD_BUDGET
+    smaller = WINDOWS[WINDOWS.index(window) - 1]
+    assert padding(lengths, length_grouped_batches(lengths, 8, 0, window=smaller)) > PAD_BUDGET
+
+
+def test_group_by_length_false_trains_on_plain_shuffled_batches(toy_data, tmp_path, monkeypatch):
+    import tunesmith
+    import tunesmith.engine.loop as loop
+    windows = []
+    real = loop.length_grouped_batches
+    monkeypatch.setattr(loop, "grouping_window", lambda *a: 7)
+    monkeypatch.setattr(loop, "length_grouped_batches", lambda *a, **k: windows.append(k["window"]) or real(*a, **k))
+    recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
+    tunesmith.run(recipe, output_dir=tmp_path / "grouped")
+    tunesmith.run({**recipe, "train": {**recipe["train"], "group_by_length": False}}, output_dir=tmp_path / "plain")
+    assert windows == [7, 1]
 
 
 def test_collate_pads_to_longest_and_masks_padding():

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from . import checkpoint as ckpt
 from ..models.loading import HEAD_MODULES
-from .batching import iterate, length_grouped_batches
+from .batching import grouping_window, iterate, length_grouped_batches
 
 
 @dataclass
@@ -63,6 +63,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     """
     lengths = [len(r["input_ids"]) for r in rows]
     procs = accelerator.num_processes
+    window = grouping_window(lengths, cfg.batch_size * procs, cfg.seed) if getattr(cfg, "group_by_length", True) else 1
     steps_per_epoch = math.ceil(math.ceil(len(rows) / (cfg.batch_size * procs)) / cfg.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
@@ -85,7 +86,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
         for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
             model.train()
-            batches = _my_share(length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch), accelerator)
+            batches = _my_share(length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch, window=window), accelerator)
             skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
             for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids), start=skip + 1):

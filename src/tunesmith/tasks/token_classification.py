@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from ..engine.batching import length_grouped_batches, iterate
+from ..engine.batching import inference_batches, iterate
 from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
 
@@ -48,7 +48,7 @@ def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: st
     from ..engine.metrics import autocast
     device = next(model.parameters()).device
     out: list = [None] * len(rows)
-    batches = length_grouped_batches([len(r["input_ids"]) for r in rows], batch_size, seed=0, shuffle=False)
+    batches = inference_batches([len(r["input_ids"]) for r in rows], batch_size, cpu=device.type == "cpu")
     plain = [{k: v for k, v in r.items() if k != "labels"} for r in rows]
     model.eval()
     with torch.inference_mode():
