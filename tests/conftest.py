@@ -42,6 +42,6 @@ def toy_data(tmp_path) -> dict:
         "data": {k: str(v) for k, v in paths.items()},
         # The tiny model's embeddings are random: they must train for the toy task to be learnable.
         "method": {"name": "supervised", "freeze_embeddings": False},
-        "train": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+        "train": {"epochs": 5, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
     }
     return {"paths": paths, "recipe": recipe, "dir": tmp_path}

@@ -49,9 +49,9 @@ def test_unset_keys_are_chosen_from_the_data_printed_and_saved(toy_data, tmp_pat
 
 
 def test_explicit_values_win(toy_data, tmp_path):
-    result = tunesmith.run(toy_data["recipe"], output_dir=tmp_path / "run")  # epochs 3, lr 3e-3, batch 16
+    result = tunesmith.run(toy_data["recipe"], output_dir=tmp_path / "run")  # epochs 5, lr 3e-3, batch 16
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
-    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (3, 16, 3e-3) and result.metrics["train"]["lr"] == 3e-3
+    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (5, 16, 3e-3) and result.metrics["train"]["lr"] == 3e-3
     assert not any("examples" in r for r in result.metrics["train"]["auto"])
 
 

@@ -29,7 +29,7 @@ def finished_run(tmp_path_factory):
     for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
         sentiment_rows(n, seed).to_csv(tmp / f"{name}.csv", index=False)
     recipe = {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv", "test": "test.csv"},
-              "method": {"freeze_embeddings": False}, "train": {"epochs": 3, "lr": 3e-3, "batch_size": 16}}
+              "method": {"freeze_embeddings": False}, "train": {"epochs": 5, "lr": 3e-3, "batch_size": 16}}
     result = invoke("train", write_recipe(tmp, recipe), "-o", tmp / "run")
     assert result.exit_code == 0, result.output
     return {"dir": tmp, "run": tmp / "run", "output": result.output}

@@ -96,7 +96,7 @@ def _stream(tmp_path, seed=0):
 def _recipe(files, strategy, **method):
     return {"model": {"name": "tiny-bert"}, "eval": {"baseline": "none"},
             "method": {"name": "continual", "strategy": strategy, "freeze_embeddings": False, "freeze_layers": 0, **method},
-            "train": {"epochs": 4, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": None}},
+            "train": {"epochs": 8, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": None}},
             "experiences": [{"name": n, "data": {"train": str(files[(n, "train")]), "validation": str(files[(n, "validation")])}}
                             for n in ("first", "second")]}
 

@@ -18,8 +18,9 @@ def _recipe(toy_data, batch_size: int, precision: str) -> dict:
 
 
 # Precision is pinned, never `auto`: on CPUs with native bf16, auto picks bf16, whose rounding differs with the
-# summation order. fp32 must match to float noise; bf16 (both paths run on every machine) within its precision.
-TOLERANCE = {"fp32": {"weights": 1e-5, "loss": 1e-4}, "bf16": {"weights": 3e-2, "loss": 3e-2}}
+# summation order. fp32 must match to float noise (each process pads its half of a batch to its own longest row, so
+# the matmul shapes differ too: up to 4e-5 measured); bf16 (both paths run on every machine) within its precision.
+TOLERANCE = {"fp32": {"weights": 1e-4, "loss": 1e-4}, "bf16": {"weights": 3e-2, "loss": 3e-2}}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -57,7 +57,7 @@ def test_few_shot_run_end_to_end(toy_data, tmp_path):
 
 
 def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp_path, capfd):
-    recipe = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 0.05}}  # far too high: wrecks the body
+    recipe = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 0.2}}  # far too high: wrecks the body
     recipe["data"] = {**recipe["data"], "samples_per_class": 8}
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics

@@ -24,7 +24,7 @@ runner = CliRunner()
 
 
 def _recipe(toy_data, **train):
-    base = {**toy_data["recipe"]["train"], "log_every": 1, "save_steps": 4,
+    base = {**toy_data["recipe"]["train"], "epochs": 3, "log_every": 1, "save_steps": 4,
             "early_stopping": {"patience": None}, **train}
     return {**toy_data["recipe"], "train": base, "eval": {"baseline": "none"}}
 
