@@ -42,8 +42,7 @@ def grouping_window(lengths: list[int], batch_size: int, seed: int) -> int:
     return WINDOWS[-1]
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True,
-                           window: int = 50) -> list[list[int]]:
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, window: int = 50) -> list[list[int]]:
     """Shuffle, sort by length inside windows of `window` batches, then shuffle batch order.
 
     Keeps the randomness of SGD while batches hold examples of similar length (HF's group_by_length idea);
@@ -51,15 +50,13 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, shuff
     """
     idx = list(range(len(lengths)))
     rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(idx)
+    rng.shuffle(idx)
     size = batch_size * window
     ordered = []
     for start in range(0, len(idx), size):
         ordered += sorted(idx[start:start + size], key=lambda i: lengths[i], reverse=True)
     batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
+    rng.shuffle(batches)
     return batches
 
 
