@@ -93,6 +93,35 @@ def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
     assert torch.equal(model[1].weight, best) and state.best_epoch == 1
 
 
+def test_a_later_epoch_within_the_validation_noise_is_kept_a_real_drop_is_not():
+    import torch
+    from tunesmith.engine.loop import _State
+    model = torch.nn.Linear(2, 1)
+    state = _State(stop_metric="accuracy", patience=None, rows=250)  # one standard error at 0.6: 0.031
+    assert state.update(1, {"accuracy": 0.60}, model)
+    assert state.update(2, {"accuracy": 0.58}, model) and state.best_epoch == 2  # 2 points under the top: noise
+    assert not state.update(3, {"accuracy": 0.55}, model) and state.best_epoch == 2  # 5 points under: overfitting
+    assert state.bad_epochs == 2  # patience still counts epochs without a new top
+    assert state.update(4, {"accuracy": 0.61}, model) and state.best_epoch == 4 and state.bad_epochs == 0
+
+
+def test_without_validation_rows_or_for_loss_only_a_strictly_better_epoch_is_kept():
+    import torch
+    from tunesmith.engine.loop import _State
+    model = torch.nn.Linear(2, 1)
+    shares = _State(stop_metric="accuracy", patience=None)
+    assert shares.update(1, {"accuracy": 0.60}, model) and not shares.update(2, {"accuracy": 0.59}, model)
+    loss = _State(stop_metric="loss", patience=None, rows=250)
+    assert loss.update(1, {"loss": 0.50}, model) and not loss.update(2, {"loss": 0.51}, model) and loss.best_epoch == 1
+
+
+def test_classification_hooks_carry_the_validation_size():
+    from tunesmith.methods.supervised import make_hooks
+    from types import SimpleNamespace
+    recipe = SimpleNamespace(method=SimpleNamespace(class_weights="none"))
+    assert make_hooks(recipe, ["a", "b"], ["a", "b"], lambda m: {}, 250).validation_rows == 250
+
+
 def test_head_lr_applies_to_the_new_head_only():
     from transformers import BertConfig, BertForSequenceClassification
     from tunesmith.engine.loop import optimizer_for

@@ -203,7 +203,8 @@ Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotat
 
 class EarlyStopping(Strict):
     metric: Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"] | None = Field(
-        None, description="Validation metric that picks the best checkpoint (None = f1_macro for classification, loss for generation).")
+        None, description="Validation metric that picks the epoch to keep (None = f1_macro for classification, loss for generation). "
+                    "Classification keeps the latest epoch unless an earlier one beat it by more than one standard error.")
     patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
 
 

@@ -61,7 +61,7 @@ class SupervisedClassifier:
         enc, recipe = plan.extra["enc"], plan.recipe
         evaluate = lambda m: evaluate_classifier(  # noqa: E731
             m, enc["validation"], enc["validation_ids"], plan.data.labels, recipe.eval.batch_size, plan.pad_id, ctx.precision)
-        return make_hooks(recipe, plan.data.labels, plan.data.train.labels, evaluate)
+        return make_hooks(recipe, plan.data.labels, plan.data.train.labels, evaluate, len(enc["validation"]))
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         enc = plan.extra["enc"]
@@ -107,14 +107,14 @@ def class_weight_tensor(setting, labels: list[str], train_labels: list[str]) -> 
     return torch.tensor([float(setting.get(label, 1.0)) for label in labels], dtype=torch.float32)
 
 
-def make_hooks(recipe, labels: list[str], train_labels: list[str], evaluate) -> Hooks:
+def make_hooks(recipe, labels: list[str], train_labels: list[str], evaluate, validation_rows: int = 0) -> Hooks:
     weights = class_weight_tensor(recipe.method.class_weights, labels, train_labels)
     if weights is None:
-        return Hooks(evaluate=evaluate)
+        return Hooks(evaluate=evaluate, validation_rows=validation_rows)
 
     def weighted_loss(model, batch):
         targets = batch.pop("labels")
         logits = model(**batch).logits.float()
         return torch.nn.functional.cross_entropy(logits, targets, weight=weights.to(logits.device))
 
-    return Hooks(evaluate=evaluate, compute_loss=weighted_loss)
+    return Hooks(evaluate=evaluate, compute_loss=weighted_loss, validation_rows=validation_rows)
