@@ -34,7 +34,10 @@ FEW_SHOT = ["sst2", "customer_reviews_cr", "ag_news_subset", "financial_phraseba
 GENERATION = {"intents": ("bitext_customer_support_intent", "csv"), "bitext_sft": ("bitext_customer_support_sft", "jsonl"),
               "alpaca": ("instruct_alpaca_libre", "jsonl")}
 ROWS = [f"cls:{s}" for s in CLASSIFICATION] + [f"fewshot:{s}" for s in FEW_SHOT] + [f"gen:{g}" for g in GENERATION]
-CHOSEN_ON = {"cls:sst2", "gen:intents"}
+# sst2 and the intents set the first rules; three held-out rows that missed later shaped rules of their own, so they
+# check nothing since: amazon (max_length auto), medical_abstracts (length-grouping window, which epoch to keep) and
+# fewshot:sst2 (keep the base body when the pairs lower validation accuracy).
+CHOSEN_ON = {"cls:sst2", "gen:intents", "cls:amazon_reviews_multidomain", "cls:medical_abstracts_subset", "fewshot:sst2"}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
