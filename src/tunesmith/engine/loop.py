@@ -200,28 +200,28 @@ class _State:
 
     def __init__(self, stop_metric: str, patience: int | None, rows: int = 0):
         self.metric, self.patience, self.rows = stop_metric, patience, rows
-        self.best_value, self.best_epoch, self.best_metrics, self.best_weights = None, 0, {}, None
-        self.top_value, self.bad_epochs, self.history = None, 0, []
+        self.best_value = None  # the top validation value so far; patience counts epochs without a new one
+        self.best_epoch, self.best_metrics, self.best_weights = 0, {}, None  # the epoch kept
+        self.bad_epochs, self.history = 0, []
 
     def noise(self) -> float:
-        if not self.rows or self.metric not in SHARES or self.top_value is None:
+        if not self.rows or self.metric not in SHARES or self.best_value is None:
             return 0.0
-        p = min(max(self.top_value, 0.0), 1.0)
+        p = min(max(self.best_value, 0.0), 1.0)
         return math.sqrt(p * (1 - p) / self.rows)
 
     def update(self, epoch: int, metrics: dict, model) -> bool:
         """Record an epoch; True when its weights are now the ones kept. Patience counts epochs without a new top."""
         self.history.append({"epoch": epoch, **metrics})
-        value, lower = metrics[self.metric], self.metric == "loss"
-        top = self.top_value if self.top_value is not None else self.best_value  # a checkpoint from before top_value
+        value, lower, top = metrics[self.metric], self.metric == "loss", self.best_value
         new_top = top is None or (value < top if lower else value > top)
         keep = new_top or (not lower and value >= top - self.noise())
         if new_top:
-            self.top_value, self.bad_epochs = value, 0
+            self.best_value, self.bad_epochs = value, 0
         else:
             self.bad_epochs += 1
         if keep:
-            self.best_value, self.best_epoch, self.best_metrics = value, epoch, metrics
+            self.best_epoch, self.best_metrics = epoch, metrics
             # Only trainable tensors can change: with LoRA or frozen layers this is a small copy.
             trainable = {name for name, p in model.named_parameters() if p.requires_grad}
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k in trainable}
