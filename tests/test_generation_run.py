@@ -124,3 +124,34 @@ def test_generation_recipe_errors_are_clear(gen_data, tmp_path):
     path.write_text(yaml.safe_dump(r))
     result = runner.invoke(app, ["train", str(path), "-o", str(tmp_path / "run")])
     assert result.exit_code == 2 and "Cannot tell the data layout" in result.output
+
+
+def test_long_prompts_raise_max_length_so_their_answers_are_learned(gen_data, tmp_path, capfd):
+    # Summaries and long questions: a prompt cut at 256 tokens loses its answer, and the sample is dropped.
+    rows = intent_rows(40, 3)
+    for row in rows[:12]:  # 30% of prompts run to ~350 tokens (tiny tokenizer), the answer after them
+        row["prompt"] = "please read this " * 25 + row["prompt"]
+    data = {**gen_data, "train": write_jsonl(tmp_path / "train.jsonl", rows)}
+    result = tunesmith.run(recipe(data, epochs=1), output_dir=tmp_path / "run")
+    chosen = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["max_length"]
+    assert 256 < chosen <= 1024 and chosen % 64 == 0
+    assert result.metrics["data"]["truncated"] == 0 and result.metrics["data"]["train_samples"] == 40  # none dropped
+    assert any(f"max_length {chosen}: 30% of the training samples" in r for r in result.metrics["train"]["auto"])
+    assert "exceed train.max_length" not in " ".join(capfd.readouterr().err.split())
+
+
+def test_generation_max_length_keeps_short_data_a_set_value_and_the_cap(gen_data):
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.recipe import load_recipe
+    from tunesmith.tasks.generation.formatting import auto_length, ensure_chat_template
+    tokenizer = load_tokenizer(resolve_weights("tiny-llama"))
+    ensure_chat_template(tokenizer)
+    turn = lambda prompt: [{"role": "user", "content": prompt}, {"role": "assistant", "content": "ok"}]  # noqa: E731
+    short, huge = [turn("hi")] * 20, [turn("hi")] * 10 + [turn("word " * 3000)] * 10
+    unset = load_recipe(recipe(gen_data))
+    assert auto_length(unset, tokenizer, short) == (unset, None)
+    chosen, reason = auto_length(unset, tokenizer, huge)
+    assert chosen.train.max_length == 1024 and "50% of the training samples" in reason  # GEN_CAP and the model's 1024
+    assert unset.train.max_length == 256  # a copy
+    explicit = load_recipe(recipe(gen_data, max_length=128))
+    assert auto_length(explicit, tokenizer, huge) == (explicit, None)

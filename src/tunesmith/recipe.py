@@ -238,8 +238,9 @@ class TrainSection(Strict):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted. Unset or "
-                            "'auto': 256, raised for classification, multi-label and regression data when over 5% of the "
-                            "training texts are longer (to their 95th percentile, up to the model's limit and 512).")
+                            "'auto': 256, raised when over 5% of the training examples are longer, to their 95th percentile: "
+                            "texts for classification, multi-label and regression (up to the model's limit and 512); whole "
+                            "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     group_by_length: bool = Field(True, description="Batch training examples of similar length (sorted inside small shuffled windows: "
                                   "less padding, faster); false = plain shuffled batches (HF Trainer's default).")

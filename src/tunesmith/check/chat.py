@@ -83,8 +83,13 @@ def _round_trip(entry, tokenizer, samples, name, report) -> None:
 
 
 def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
-    from ..tasks.generation.formatting import encode_sample
-    max_length, loss_on = recipe.train.max_length, recipe.method.loss_on
+    from ..tasks.generation.formatting import auto_length, encode_sample
+    loss_on = recipe.method.loss_on
+    try:
+        max_length = auto_length(recipe, tokenizer, samples)[0].train.max_length  # what training will use
+    except TunesmithError as err:
+        report.errors.append(f"{name}: {err}")
+        return
     picked = samples
     if len(samples) > LENGTH_SAMPLE:
         rng = np.random.default_rng(recipe.train.seed)

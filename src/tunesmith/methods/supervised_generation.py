@@ -13,7 +13,7 @@ from ..models.loading import apply_dropout, apply_lora, load_causal_lm, load_tok
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
-from ..tasks.generation.formatting import check_learnable, encode, ensure_chat_template, learnable, pack
+from ..tasks.generation.formatting import auto_length, check_learnable, encode, ensure_chat_template, learnable, pack
 from ..tasks.generation.generate import causal_lm_loss, generate, split_prompt, validation_loss
 from ..tasks.generation.metrics import answer_settings, generation_metrics
 from .base import Context, Plan, tuning_mode
@@ -36,6 +36,7 @@ class SupervisedGeneration:
         tokenizer = load_tokenizer(weights)
         if ensure_chat_template(tokenizer):
             console.print("The model has no chat template; using tunesmith's default (saved with the tuned model).")
+        recipe, reason = auto_length(recipe, tokenizer, data.train.samples)
         rows, stats, warnings = _encode(recipe, data, tokenizer)
         for warning in warnings:
             console.print(f"[yellow]warning:[/] {warning}")
@@ -45,7 +46,7 @@ class SupervisedGeneration:
                     loop_cfg=cfg.model_copy(update={"batch_size": stats["rows_per_batch"]}) if cfg.packing else cfg,
                     info={"tuning": mode, "eval_set": data.eval_name, "eval_size": len(rows["evaluation"]), "generated": len(prompts),
                           "generation_metric": metric_kind, "data": stats},
-                    train_info={"packing": cfg.packing}, warnings=warnings, data=data,
+                    train_info={"packing": cfg.packing, "auto": [reason] if reason else []}, warnings=warnings, data=data,
                     extra={"rows": rows, "prompts": prompts, "references": references, "max_new": max_new, "answers": {}})
 
     def build(self, plan: Plan, ctx: Context):

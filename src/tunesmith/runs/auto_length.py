@@ -1,4 +1,4 @@
-"""`train.max_length` from the data: 256 tokens unless the training texts run longer.
+"""`train.max_length` from the data: 256 tokens unless the training examples run longer.
 
 256 covers short texts (reviews, support messages, headlines) and keeps padding cheap. Long documents lose
 their ends at 256: on amazon_reviews_multidomain (19% of reviews past 256 tokens) tunesmith at 256 ended 1.2
@@ -16,6 +16,7 @@ import numpy as np
 
 DEFAULT = 256
 CAP = 512
+GEN_CAP = 1024
 COVER = 95      # percent of training texts kept whole
 SAMPLE = 2000   # texts measured; the percentile of a seeded sample is stable to a few tokens
 
@@ -26,34 +27,44 @@ def auto_max_length(recipe, tokenizer, texts: list[str], pairs: list[str] | None
     if "max_length" in recipe.train.model_fields_set or not texts:
         return recipe, None
     lengths = token_lengths(tokenizer, texts, pairs, recipe.train.seed)
+    return from_lengths(recipe, lengths, lambda: model_limit(tokenizer, recipe.model.name), "training texts")
+
+
+def from_lengths(recipe, lengths: np.ndarray, limit, what: str, cap: int = CAP):
+    """(recipe, reason) from measured token lengths; `limit()` reads the model's own limit only when needed."""
+    if "max_length" in recipe.train.model_fields_set or not len(lengths):
+        return recipe, None
     p95 = int(np.percentile(lengths, COVER))
     if p95 <= DEFAULT:  # most sets: decided without reading the model's config
         return recipe, None
-    chosen = min(model_limit(tokenizer, recipe.model.name), math.ceil(p95 / 64) * 64)
+    chosen = min(limit(), cap, math.ceil(p95 / 64) * 64)
     if chosen <= DEFAULT:
         return recipe, None
     recipe = recipe.model_copy(deep=True)
     recipe.train.max_length = chosen
     longer = float((lengths > DEFAULT).mean())
-    return recipe, (f"max_length {chosen}: {longer:.0%} of the training texts are longer than {DEFAULT} tokens "
+    return recipe, (f"max_length {chosen}: {longer:.0%} of the {what} are longer than {DEFAULT} tokens "
                     f"({COVER}th percentile {p95})")
 
 
+def sample_indices(n: int, seed: int) -> range | np.ndarray:
+    """Which of n examples are measured: all, or a seeded sample of SAMPLE."""
+    return np.random.default_rng(seed).choice(n, SAMPLE, replace=False) if n > SAMPLE else range(n)
+
+
 def token_lengths(tokenizer, texts: list[str], pairs: list[str] | None, seed: int) -> np.ndarray:
-    picked = range(len(texts))
-    if len(texts) > SAMPLE:
-        picked = np.random.default_rng(seed).choice(len(texts), SAMPLE, replace=False)
+    picked = sample_indices(len(texts), seed)
     args = ([texts[i] for i in picked],) + (([pairs[i] for i in picked],) if pairs else ())
     return np.array([len(ids) for ids in tokenizer(*args, truncation=False, verbose=False)["input_ids"]])
 
 
-def model_limit(tokenizer, model_name: str) -> int:
+def model_limit(tokenizer, model_name: str, cap: int = CAP) -> int:
     """The smaller of the tokenizer's stated limit (transformers writes a huge sentinel when there is none) and the
-    model's position table, at most CAP."""
+    model's position table, at most `cap`."""
     from transformers import AutoConfig
     from ..models.loading import resolve_weights
-    limits = [CAP, getattr(tokenizer, "model_max_length", None) or CAP]
+    limits = [cap, getattr(tokenizer, "model_max_length", None) or cap]
     config = AutoConfig.from_pretrained(resolve_weights(model_name))
     config = getattr(config, "text_config", None) or config
-    limits.append(getattr(config, "max_position_embeddings", None) or CAP)
+    limits.append(getattr(config, "max_position_embeddings", None) or cap)
     return int(min(limits))

@@ -168,3 +168,16 @@ def packed_attention_mask(position_ids: torch.Tensor, attn_implementation: str, 
     if attn_implementation in ("sdpa", "flex_attention"):
         return allowed
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def auto_length(recipe, tokenizer, samples: list[list[dict]]):
+    """(recipe, reason): train.max_length chosen from the rendered training samples when the recipe leaves it unset
+    (the rule and why decoders may go to GEN_CAP: runs/auto_length.py); else the recipe itself and None."""
+    import numpy as np
+    from ...runs.auto_length import GEN_CAP, from_lengths, model_limit, sample_indices
+    if "max_length" in recipe.train.model_fields_set or not samples:
+        return recipe, None
+    loss_on = getattr(recipe.method, "loss_on", "responses")
+    lengths = np.array([len(encode_sample(tokenizer, samples[i], 10**9, loss_on)[0]["input_ids"])
+                        for i in sample_indices(len(samples), recipe.train.seed)])
+    return from_lengths(recipe, lengths, lambda: model_limit(tokenizer, recipe.model.name, GEN_CAP), "training samples", GEN_CAP)
