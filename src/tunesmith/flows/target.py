@@ -78,12 +78,13 @@ class Target:
         return method.baseline(plan, Context(None, resolve_precision(self.recipe.train.precision), None), None)
 
     def _answer_loss(self, model_name: str) -> dict:
-        from ..tasks.generation.formatting import encode, ensure_chat_template, learnable
+        from ..tasks.generation.formatting import auto_length, encode, ensure_chat_template, learnable
         from ..tasks.generation.generate import validation_loss
         from ..models.loading import load_causal_lm
-        weights, cfg = resolve_weights(model_name), self.recipe.train
+        weights = resolve_weights(model_name)
         tokenizer = load_tokenizer(weights)
         ensure_chat_template(tokenizer)
+        cfg = auto_length(self.recipe, tokenizer, self.data.train.samples)[0].train  # the limit the target's training uses
         rows = learnable(encode(tokenizer, self.data.evaluation.samples, cfg.max_length, getattr(self.recipe.method, "loss_on", "responses")))
         return validation_loss(load_causal_lm(weights), rows, self.recipe.eval.batch_size, tokenizer.pad_token_id)
 
