@@ -31,8 +31,9 @@ def auto_max_length(recipe, tokenizer, texts: list[str], pairs: list[str] | None
 
 
 def from_lengths(recipe, lengths: np.ndarray, limit, what: str, cap: int = CAP):
-    """(recipe, reason) from measured token lengths; `limit()` reads the model's own limit only when needed."""
-    if "max_length" in recipe.train.model_fields_set or not len(lengths):
+    """(recipe, reason) from measured token lengths; `limit()` reads the model's own limit only when needed. Callers
+    check first that the recipe leaves max_length unset (before measuring anything)."""
+    if not len(lengths):
         return recipe, None
     p95 = int(np.percentile(lengths, COVER))
     if p95 <= DEFAULT:  # most sets: decided without reading the model's config
