@@ -26,6 +26,13 @@ def test_epochs_give_small_sets_enough_steps_and_large_sets_fewer_passes():
     assert auto.choose_epochs(50000, 32, "decoder") == 1.0
 
 
+def test_free_text_generation_keeps_three_passes_unless_the_set_is_tiny():
+    # label-like answers are raised toward MIN_STEPS like classification; free text only to MIN_FREE_TEXT_EXAMPLES
+    assert auto.choose_epochs(100, 8, "decoder") == 10 and auto.choose_epochs(100, 8, "decoder", free_text=True) == 3
+    assert auto.choose_epochs(60, 8, "decoder", free_text=True) == 5 and auto.choose_epochs(20, 8, "decoder", free_text=True) == 10
+    assert auto.choose_epochs(50000, 32, "decoder", free_text=True) == 1.0
+
+
 def test_lora_rate_falls_with_model_size():
     assert auto.lora_rate(135e6) > auto.lora_rate(1.7e9) > auto.lora_rate(7e9) == 2e-4
 

@@ -140,6 +140,21 @@ def test_long_prompts_raise_max_length_so_their_answers_are_learned(gen_data, tm
     assert "exceed train.max_length" not in " ".join(capfd.readouterr().err.split())
 
 
+def test_free_text_answers_get_fewer_auto_epochs_than_labels(gen_data, tmp_path):
+    # free text (ROUGE-L-scored) takes 3 passes, more only below MIN_FREE_TEXT_EXAMPLES: 60 rows -> 5 epochs, where
+    # label-like answers of the same count would get 10 (MIN_STEPS)
+    rng = random.Random(0)
+    words = "the order ships soon and we refund any late parcel within five days of your request".split()
+    rows = [{"prompt": f"question {i}", "response": " ".join(rng.choices(words, k=8))} for i in range(60)]
+    data = {**gen_data, "train": write_jsonl(tmp_path / "train.jsonl", rows), "test": write_jsonl(tmp_path / "test.jsonl", rows[:4])}
+    r = recipe(data, max_length=64)
+    del r["train"]["epochs"], r["train"]["batch_size"]
+    result = tunesmith.run(r, output_dir=tmp_path / "run")
+    assert result.metrics["generation_metric"] == "rouge_l"
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["epochs"] == 5
+    assert any("60 examples -> epochs 5, batch 8" in reason for reason in result.metrics["train"]["auto"])
+
+
 def test_generation_max_length_keeps_short_data_a_set_value_and_the_cap(gen_data):
     from tunesmith.models.loading import load_tokenizer, resolve_weights
     from tunesmith.recipe import load_recipe
