@@ -58,6 +58,7 @@ def test_full_run_lowers_validation_loss_and_writes_run_dir(full_run):
         assert 0.0 <= m["tuned"][key] <= 1.0 and key in m["base"]
     assert m["train"]["tokens_per_s"] > 0 and m["data"]["format"] == "prompt_response"
     run_dir = full_run.run_dir
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["group_by_length"] is True  # label-like: grouped
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["tuned"]["loss"] == pytest.approx(m["tuned"]["loss"])
     samples = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
@@ -153,6 +154,13 @@ def test_free_text_answers_get_fewer_auto_epochs_than_labels(gen_data, tmp_path)
     assert result.metrics["generation_metric"] == "rouge_l"
     assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["epochs"] == 5
     assert any("60 examples -> epochs 5, batch 8" in reason for reason in result.metrics["train"]["auto"])
+    # and plain shuffled batches, saved so a resumed run keeps them; an explicit value wins
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["group_by_length"] is False
+    assert any("plain shuffled batches" in reason for reason in result.metrics["train"]["auto"])
+    r["train"]["group_by_length"] = True
+    result = tunesmith.run(r, output_dir=tmp_path / "grouped")
+    assert yaml.safe_load((tmp_path / "grouped" / "recipe.yaml").read_text())["train"]["group_by_length"] is True
+    assert not any("shuffled" in reason for reason in result.metrics["train"]["auto"])
 
 
 def test_generation_max_length_keeps_short_data_a_set_value_and_the_cap(gen_data):

@@ -243,7 +243,8 @@ class TrainSection(Strict):
                             "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     group_by_length: bool = Field(True, description="Batch training examples of similar length (sorted inside small shuffled windows: "
-                                  "less padding, faster); false = plain shuffled batches (HF Trainer's default).")
+                                  "less padding, faster); false = plain shuffled batches (HF Trainer's default). Unset: "
+                                  "true, except generation with free-text answers (false).")
     seed: int = Field(42, ge=0, le=2**32 - 1000, description="Seed for sampling, splits, initialisation and data order (0 to 2^32 - 1000; NumPy's range).")
     seeds: int = Field(1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(

@@ -10,6 +10,10 @@ wins over them):
   rows (SmolLM2 LoRA, lr 5e-4, 100 test prompts): 3 epochs ROUGE-L 0.262, median answer 12 words; 10 epochs
   with early stopping on validation loss (kept epoch 3 of the longer schedule) 0.248, 10 words; references 20.
   Label-like answers still get MIN_STEPS: the model must learn a label vocabulary (the intents set).
+- batch order: free-text generation trains on plain shuffled batches, not length-grouped ones (TRL's and HF
+  Trainer's default). alpaca, 100 rows, two seeds (same setup, ROUGE-L vs TRL's 0.270 / 0.308): grouped 0.262 /
+  0.291, plain 0.275 / 0.302, at ~1.4x the CPU time (still under TRL's). Grouped batches hold similar examples
+  (all short answers, or all long essays), so each of a small set's few steps pulls one way.
 - lr: the method's rate for batch 32, scaled by sqrt(batch / 32) (Adam's square-root rule). LoRA on decoders
   starts from a rate by model size: small models need a higher one (SmolLM2-135M learned the answer format
   but not the labels at 2e-4 in 47 steps; 1e-3 learned both).
@@ -44,7 +48,7 @@ def lora_rate(params: float) -> float:
     return 1e-3 if params < 5e8 else 5e-4 if params < 3e9 else 2e-4
 
 
-RESOLVED = ("epochs", "batch_size", "lr", "grad_accum", "gradient_checkpointing")
+RESOLVED = ("epochs", "batch_size", "lr", "grad_accum", "gradient_checkpointing", "group_by_length")
 
 
 def resolve(plan, saved: dict | None = None):
@@ -70,7 +74,8 @@ def resolve(plan, saved: dict | None = None):
     if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
         per = plan.loop_cfg.batch_size / original
         plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,
-                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing})
+                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing,
+                                                         "group_by_length": cfg.group_by_length})
     else:
         plan.loop_cfg = cfg
     for reason in reasons:
@@ -86,8 +91,8 @@ def _choose(plan, cfg, given: set) -> list[str]:
     if plan.recipe.method.name in METHODS:
         if "batch_size" not in given:
             cfg.batch_size = 32 if n >= 3200 else 16 if n >= 400 else 8
+        free_text = plan.task == "generation" and plan.info.get("generation_metric") == "rouge_l"
         if "epochs" not in given:
-            free_text = plan.task == "generation" and plan.info.get("generation_metric") == "rouge_l"
             cfg.epochs = choose_epochs(n, cfg.batch_size * cfg.grad_accum, plan.kind, free_text)
         if "lr" not in given and cfg.lr is None:
             base = lora_rate(dims["params"]) if plan.kind == "decoder" and plan.info.get("tuning") == "lora" else plan.lr
@@ -95,6 +100,9 @@ def _choose(plan, cfg, given: set) -> list[str]:
         chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
         if chosen:
             reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
+        if free_text and "group_by_length" not in given and cfg.group_by_length:
+            cfg.group_by_length = False
+            reasons.append("free-text answers -> plain shuffled batches (group_by_length false)")
     fit = fit_memory(plan, cfg, dims)
     return reasons + ([fit] if fit else [])
 
