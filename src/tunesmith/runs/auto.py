@@ -12,7 +12,7 @@ wins over them):
   Label-like answers still get MIN_STEPS: the model must learn a label vocabulary (the intents set).
 - batch order: free-text generation trains on plain shuffled batches, not length-grouped ones (TRL's and HF
   Trainer's default). alpaca, 100 rows, two seeds (same setup, ROUGE-L vs TRL's 0.270 / 0.308): grouped 0.262 /
-  0.291, plain 0.275 / 0.302, at ~1.4x the CPU time (still under TRL's). Grouped batches hold similar examples
+  0.291, plain 0.275 / 0.302, at 1.1-1.5x the training time (still under TRL's). Grouped batches hold similar examples
   (all short answers, or all long essays), so each of a small set's few steps pulls one way.
 - lr: the method's rate for batch 32, scaled by sqrt(batch / 32) (Adam's square-root rule). LoRA on decoders
   starts from a rate by model size: small models need a higher one (SmolLM2-135M learned the answer format
@@ -100,7 +100,7 @@ def _choose(plan, cfg, given: set) -> list[str]:
         chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
         if chosen:
             reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
-        if free_text and "group_by_length" not in given and cfg.group_by_length:
+        if free_text and "group_by_length" not in given:
             cfg.group_by_length = False
             reasons.append("free-text answers -> plain shuffled batches (group_by_length false)")
     fit = fit_memory(plan, cfg, dims)
