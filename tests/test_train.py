@@ -29,10 +29,12 @@ def test_same_seed_same_result(toy_data, tmp_path):
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
 
 
-def test_early_stopping_stops_when_metric_stalls(toy_data, tmp_path):
-    train = {**toy_data["recipe"]["train"], "lr": 1e-9, "epochs": 10, "early_stopping": {"metric": "loss", "patience": 1}}
+@pytest.mark.parametrize("min_epochs, least", [("auto", 5), (1, 2), (7, 7)])
+def test_early_stopping_stops_when_metric_stalls_but_not_before_min_epochs(toy_data, tmp_path, min_epochs, least):
+    stopping = {"metric": "loss", "patience": 1, "min_epochs": min_epochs}  # 'auto': half of the 10 planned epochs
+    train = {**toy_data["recipe"]["train"], "lr": 1e-9, "epochs": 10, "early_stopping": stopping}
     metrics = run({**toy_data["recipe"], "train": train}, output_dir=tmp_path / "r").metrics
-    assert metrics["train"]["epochs"] < 10
+    assert least <= metrics["train"]["epochs"] < 10
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -87,10 +89,20 @@ def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
     best = model[1].weight.detach().clone()
     with torch.no_grad():
         model[1].weight.add_(1.0)
-    assert not state.update(2, {"loss": 0.9}, model) and state.should_stop()
+    assert not state.update(2, {"loss": 0.9}, model) and state.should_stop(2)
     assert set(state.best_weights) == {"1.weight", "1.bias"}
     state.restore(model)
     assert torch.equal(model[1].weight, best) and state.best_epoch == 1
+
+
+def test_patience_does_not_end_a_run_before_min_epochs():
+    import torch
+    from tunesmith.engine.loop import _State
+    model = torch.nn.Linear(2, 1)
+    state = _State(stop_metric="accuracy", patience=1, min_epochs=3)
+    for epoch, value in enumerate([0.62, 0.55, 0.52], start=1):  # a small set's new head, still at chance
+        state.update(epoch, {"accuracy": value}, model)
+        assert state.should_stop(epoch) == (epoch == 3)
 
 
 def test_a_later_epoch_within_the_validation_noise_is_kept_a_real_drop_is_not():

@@ -73,8 +73,9 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     # The scheduler stays outside prepare(): Accelerate would step it once per process per step (it
     # assumes each process's data shrank), but total_steps above already counts global batches.
     model, optimizer = accelerator.prepare(model, optimizer)
-    state = _State(stop_metric=cfg.early_stopping.metric or hooks.default_metric, patience=cfg.early_stopping.patience,
-                   rows=hooks.validation_rows)
+    stopping = cfg.early_stopping
+    state = _State(stop_metric=stopping.metric or hooks.default_metric, patience=stopping.patience, rows=hooks.validation_rows,
+                   min_epochs=math.ceil(cfg.epochs / 2) if stopping.min_epochs == "auto" else stopping.min_epochs)
     pos = {"epoch": 1, "batch": 0, "step": 0, "seen": 0, "tokens": 0, "train_time": 0.0}
     saved = ckpt.load(checkpoint) if checkpoint else None
     if saved:
@@ -125,7 +126,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                 _write(log, {"step": step, "epoch": epoch, "eval": metrics, "best": kept})
             if hooks.after_epoch:
                 hooks.after_epoch(epoch, metrics)
-            if state.should_stop() or step >= total_steps:
+            if state.should_stop(epoch) or step >= total_steps:
                 break
             save(epoch + 1, 0, step, pos["train_time"])
     if log:
@@ -198,8 +199,8 @@ class _State:
     epochs, two training samples) the top macro-F1 epoch scored 0.667 / 0.644 on the test set and the last one
     0.667 / 0.674, while a validation drop larger than the noise still marks real overfitting."""
 
-    def __init__(self, stop_metric: str, patience: int | None, rows: int = 0):
-        self.metric, self.patience, self.rows = stop_metric, patience, rows
+    def __init__(self, stop_metric: str, patience: int | None, rows: int = 0, min_epochs: int = 1):
+        self.metric, self.patience, self.rows, self.min_epochs = stop_metric, patience, rows, min_epochs
         self.best_value = None  # the top validation value so far; patience counts epochs without a new one
         self.best_epoch, self.best_metrics, self.best_weights = 0, {}, None  # the epoch kept
         self.bad_epochs, self.history = 0, []
@@ -227,8 +228,8 @@ class _State:
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k in trainable}
         return keep
 
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.bad_epochs >= self.patience
+    def should_stop(self, epoch: int) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience and epoch >= self.min_epochs
 
     def restore(self, model) -> None:
         if self.best_weights is not None:
