@@ -33,6 +33,11 @@ def test_free_text_generation_keeps_three_passes_unless_the_set_is_tiny():
     assert auto.choose_epochs(50000, 32, "decoder", free_text=True) == 1.0
 
 
+def test_small_sets_per_class_get_the_few_shot_hint_larger_ones_do_not():
+    assert "method: few_shot" in auto.few_shot_hint(64, 3)[0] and "21 examples per class" in auto.few_shot_hint(64, 3)[0]
+    assert auto.few_shot_hint(160, 2) == [] and auto.few_shot_hint(33 * 5, 5) == [] and auto.few_shot_hint(32 * 5, 5) != []
+
+
 def test_lora_rate_falls_with_model_size():
     assert auto.lora_rate(135e6) > auto.lora_rate(1.7e9) > auto.lora_rate(7e9) == 2e-4
 
