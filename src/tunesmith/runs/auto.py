@@ -17,7 +17,7 @@ wins over them):
 - lr: the method's rate for batch 32, scaled by sqrt(batch / 32) (Adam's square-root rule). LoRA on decoders
   starts from a rate by model size: small models need a higher one (SmolLM2-135M learned the answer format
   but not the labels at 2e-4 in 47 steps; 1e-3 learned both).
-- hint: supervised classification with FEW_SHOT_HINT_PER_CLASS or fewer examples per class is pointed to
+- hint: supervised classification on an encoder with FEW_SHOT_HINT_PER_CLASS or fewer examples per class is pointed to
   `method: few_shot` (it did better on every 64- and 200-row sample measured); the method itself is kept.
 - memory: the peak is estimated from the model's dimensions and the longest training row (calibrated on
   SmolLM2-135M LoRA, where a token of a training batch holds ~2.7 MB of activations in fp32); when the batch
@@ -103,7 +103,7 @@ def _choose(plan, cfg, given: set) -> list[str]:
         chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
         if chosen:
             reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
-        if plan.recipe.method.name == "supervised" and _classes(plan):
+        if plan.recipe.method.name == "supervised" and plan.kind == "encoder" and _classes(plan):  # measured on encoders only
             reasons += few_shot_hint(n, len(set(plan.label_ids)))
         if free_text and "group_by_length" not in given:
             cfg.group_by_length = False
@@ -125,7 +125,7 @@ def choose_epochs(n: int, batch: int, kind: str, free_text: bool = False) -> flo
 
 def few_shot_hint(n: int, labels: int) -> list[str]:
     """A pointer to `method: few_shot` for sets with few examples per class, where it did better than supervised
-    fine-tuning with these defaults (minilm-l6, 5 seeds of 64-row sst2 and financial_phrasebank samples:
+    fine-tuning with these defaults (minilm-l6, seeds 1-2 of 64- and 200-row sst2 and financial_phrasebank samples:
     benchmarks/README, session 20). Only a hint: the user's method is kept."""
     if n / labels > FEW_SHOT_HINT_PER_CLASS:
         return []
