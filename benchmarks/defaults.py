@@ -1,7 +1,7 @@
 """tunesmith with defaults only (the recipe names model, data and task; no train keys) vs a strong plain baseline
 written from each library's docs, same model, same rows, seeded, side by side; one table.
 
-    python benchmarks/defaults.py [--rows sst2 intents ...] [--max-train 2000] [--max-test 1000] [--json out.json]
+    python benchmarks/defaults.py [--rows sst2 intents ...] [--max-train 2000] [--max-test 1000] [--train-seeds 42 44] [--json out.json]
 
 Rows (ROWS below): every classification set (HF Trainer, default TrainingArguments: 3 epochs, batch 8, lr 5e-5),
 few-shot K=8 on four sets (SetFit with its README's defaults), generation on the intents (exact match of the
