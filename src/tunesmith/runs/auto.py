@@ -90,6 +90,7 @@ def resolve(plan, saved: dict | None = None):
 def _choose(plan, cfg, given: set) -> list[str]:
     dims = model_dims(plan.weights)
     n = (plan.info.get("data") or {}).get("train_samples") or len(plan.rows)
+    labels = _n_labels(plan)
     reasons = []
     if plan.recipe.method.name in METHODS:
         if "batch_size" not in given:
@@ -102,9 +103,9 @@ def _choose(plan, cfg, given: set) -> list[str]:
             plan.lr = cfg.lr = float(f"{base * math.sqrt(cfg.batch_size * cfg.grad_accum / 32):.3g}")
         chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
         if chosen:
-            reasons.append(f"{n:,} examples{_classes(plan)} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
-        if plan.recipe.method.name == "supervised" and plan.kind == "encoder" and _classes(plan):  # measured on encoders only
-            reasons += few_shot_hint(n, len(set(plan.label_ids)))
+            reasons.append(f"{n:,} examples{f', {labels} labels' if labels else ''} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
+        if plan.recipe.method.name == "supervised" and plan.kind == "encoder" and labels:  # measured on encoders only
+            reasons += few_shot_hint(n, labels)
         if free_text and "group_by_length" not in given:
             cfg.group_by_length = False
             reasons.append("free-text answers -> plain shuffled batches (group_by_length false)")
@@ -133,8 +134,10 @@ def few_shot_hint(n: int, labels: int) -> list[str]:
             "(contrastive pairs, then a logistic head; README 'Few-shot')"]
 
 
-def _classes(plan) -> str:
-    return f", {len(set(plan.label_ids))} labels" if plan.label_ids and isinstance(plan.label_ids[0], int) else ""
+def _n_labels(plan) -> int:
+    """Single-label classes in the training data; 0 for other tasks (texts, label lists, scores)."""
+    return len(set(plan.label_ids)) if plan.label_ids and isinstance(plan.label_ids[0], int) else 0
+
 
 
 def _name(key: str) -> str:
