@@ -96,7 +96,8 @@ def tunesmith_side(row: str, files: dict, out: Path, seed: int) -> dict:
     m = tunesmith.run(recipe, output_dir=out).metrics
     key = metric_key(m["tuned"])
     return {"metric": key, "value": m["tuned"][key], "base": m["base"].get(key), "train_s": m["train"]["runtime_s"],
-            "auto": m["train"].get("auto"), "collapsed": any("collapsed" in w for w in m.get("outcome_warnings", []))}
+            "auto": m["train"].get("auto"), "epochs_run": m["train"].get("epochs"), "best_epoch": m["train"].get("best_epoch"),
+            "collapsed": any("collapsed" in w for w in m.get("outcome_warnings", []))}
 
 
 def metric_key(tuned: dict) -> str:
@@ -213,12 +214,18 @@ def run_seeds(side: str, row: str, files: dict, out: Path, seeds: list[int]) -> 
     bases = [r["base"] for r in runs if r.get("base") is not None]
     return {**runs[0], "value": statistics.mean(r["value"] for r in runs), "values": [r["value"] for r in runs],
             "base": statistics.mean(bases) if bases else None, "wall_s": statistics.median(r["wall_s"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "seeds": seeds}
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "seeds": seeds,
+            **{k: "/".join(str(r[k]) for r in runs) for k in ("epochs_run", "best_epoch") if runs[0].get(k)}}
 
 
 def shown(side: dict) -> str:
     values = side.get("values")
     return f"{side['value']:.4f}" + (f" (mean of {', '.join(f'{v:.3f}' for v in values)})" if values else "")
+
+
+def ran(side: dict) -> str:
+    """Where patience ended the run and which epoch was kept: the small-set floor is only visible here."""
+    return f"; ran {side['epochs_run']} epoch(s), kept {side['best_epoch']}" if side.get("epochs_run") else ""
 
 
 def table(results: dict, rows: list[str]) -> str:
@@ -232,7 +239,7 @@ def table(results: dict, rows: list[str]) -> str:
         t, b = r["tunesmith"], r["baseline"]
         out.append(f"| {row} | {BASELINES[row.split(':')[0]][0]} | {b['metric']} {shown(b)} | {shown(t)} | "
                    f"{100 * (t['value'] - b['value']):+.1f} pt | {t['base'] if t['base'] is None else round(t['base'], 4)} | "
-                   f"{b['wall_s']:.0f} / {t['wall_s']:.0f} | {'; '.join(t.get('auto') or [])} |")
+                   f"{b['wall_s']:.0f} / {t['wall_s']:.0f} | {'; '.join(t.get('auto') or [])}{ran(t)} |")
     return "\n".join(out)
 
 
