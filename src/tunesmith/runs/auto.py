@@ -139,7 +139,6 @@ def _n_labels(plan) -> int:
     return len(set(plan.label_ids)) if plan.label_ids and isinstance(plan.label_ids[0], int) else 0
 
 
-
 def _name(key: str) -> str:
     return {"batch_size": "batch", "epochs": "epochs", "lr": "lr"}[key]
 
