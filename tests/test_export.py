@@ -161,12 +161,14 @@ def test_export_never_writes_over_files_it_did_not_write(runs, tmp_path):
     assert (tmp_path / "ours" / "NOTES.txt").read_text() == "deployed 2026-11-30" and "NOTES.txt" not in record["files"]
 
 
-def test_an_hf_export_leaves_a_users_file_of_the_same_name_alone(runs, tmp_path):
-    export_run(runs["classifier"], "hf", tmp_path / "c")
+@pytest.mark.parametrize("fmt, name", [("hf", "labels.json"), ("onnx", "tokenizer.json")])
+def test_an_export_leaves_a_users_file_of_the_same_name_alone(runs, fmt, name, tmp_path):
+    export_run(runs["classifier"], fmt, tmp_path / "c")
     record = json.loads((tmp_path / "c" / "export.json").read_text())
-    record["files"].remove("labels.json")  # as if the user had put it there: not in the export's record
+    record["files"].remove(name)  # as if the user had put it there: not in the export's record
     (tmp_path / "c" / "export.json").write_text(json.dumps(record))
-    (tmp_path / "c" / "labels.json").write_text("mine")
-    done = runner.invoke(app, ["export", str(runs["classifier"]), "--format", "hf", "-o", str(tmp_path / "c")])
+    (tmp_path / "c" / name).write_text("mine")
+    done = runner.invoke(app, ["export", str(runs["classifier"]), "--format", fmt, "-o", str(tmp_path / "c")])
     assert done.exit_code == 2 and "never writes over" in done.output
-    assert (tmp_path / "c" / "labels.json").read_text() == "mine"
+    assert (tmp_path / "c" / name).read_text() == "mine"
+    assert not any(p.name.startswith(".tunesmith-export-") for p in (tmp_path / "c").iterdir())  # no staging left behind

@@ -1,10 +1,14 @@
 """`tunesmith export RUN_DIR --format hf|onnx|gguf`: a finished run as a file a deployment runtime loads.
 
 Which formats fit which runs is data (FITS); each format is one module with a `write(predictor, run_dir,
-target, **options) -> dict` that returns what it measured (the parity of the written file)."""
+target, **options) -> dict` that returns what it measured (the parity of the written file). Writers write into a
+fresh folder; export_run moves the files into place only when none would replace a file the user kept there."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..errors import TunesmithError
@@ -39,10 +43,29 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
     # exports hold full-precision weights (decoders load in fp32 already)
     predictor = Predictor.load(source, **({} if task == "generation" else {"precision": "fp32"}))
     record = {"format": fmt, "task": task, "method": method, "run": str(Path(run_dir).resolve())}
-    record.update(_writer(fmt)(predictor, source, target, **options))
+    record.update(_write_beside(target, kept, lambda out: _writer(fmt)(predictor, source, out, **options)))
     record["files"] = sorted(p.name for p in target.iterdir() if p.name not in kept | {"export.json"})
     rundir.write_json(target / "export.json", record)
     return {**record, "path": str(target)}
+
+
+def _write_beside(target: Path, kept: set[str], write) -> dict:
+    """Run a writer into a fresh folder inside `target`, then move its files in. A name the user kept there (a file
+    an earlier export did not record) stops the export before anything of theirs is replaced, whatever the format."""
+    staging = Path(tempfile.mkdtemp(prefix=".tunesmith-export-", dir=target))
+    try:
+        record = write(staging)
+        taken = sorted(p.name for p in staging.iterdir() if p.name in kept)
+        if taken:
+            raise TunesmithError(f"{target} holds {', '.join(taken)}, not from an earlier tunesmith export; tunesmith never "
+                                 "writes over files it did not create. Move them, or choose a new folder with -o.")
+        for entry in staging.iterdir():
+            os.replace(entry, target / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if "loads_with" in record:  # the writer named the folder it wrote into
+        record["loads_with"] = record["loads_with"].replace(str(staging), str(target))
+    return record
 
 
 def _writer(fmt: str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import TunesmithError
 from ..runs import rundir
 
 
@@ -16,10 +15,6 @@ def write(predictor, source: Path, target: Path, **_) -> dict:
         return {"loads_with": f"AutoModelForCausalLM.from_pretrained('{target}')"}
     # Classifier runs keep a plain folder already (plus head.json / thresholds.json where the method needs them).
     for entry in (source / rundir.MODEL_DIR).iterdir():
-        if not entry.is_file() or entry.is_symlink():
-            continue
-        if (target / entry.name).exists() or (target / entry.name).is_symlink():  # the user's own, kept by prepare_target
-            raise TunesmithError(f"{target / entry.name} is not from an earlier tunesmith export; tunesmith never writes over "
-                                 "files it did not create. Move it, or choose a new folder with -o.")
-        shutil.copy2(entry, target / entry.name)
+        if entry.is_file() and not entry.is_symlink():
+            shutil.copy2(entry, target / entry.name)
     return {"loads_with": f"tunesmith.Predictor.load or transformers' Auto classes on '{target}' (see its config.json)"}
