@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 from ..errors import TunesmithError
 from ..runs import rundir
+from ..runs.exports import EXPORTS_DIR, MARKER, STAGING, remove_entries
 from .target import prepare_target
 
 # format -> the tasks whose runs it can hold, and what to say when it cannot.
@@ -38,34 +39,64 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
         task = "generation" if fmt != "onnx" else "prompted"
     if task not in FITS[fmt]["tasks"]:
         raise TunesmithError(f"{run_dir} is a {task.replace('_', '-')} run ({method}); {FITS[fmt]['otherwise']}.")
-    target = prepare_target(Path(output) if output else Path(run_dir) / "exports" / fmt)
-    kept = {p.name for p in target.iterdir()}  # the user's own files, left where they are and never recorded as ours
+    target = Path(output) if output else _default_target(Path(run_dir), fmt)
+    run_id = rundir.run_identity(Path(run_dir))
+    earlier, marker = prepare_target(target, run_id)
+    kept = {p.name for p in target.iterdir()} - set(earlier) - {MARKER}  # the user's own files: left alone, never recorded
     # exports hold full-precision weights (decoders load in fp32 already)
     predictor = Predictor.load(source, **({} if task == "generation" else {"precision": "fp32"}))
-    record = {"format": fmt, "task": task, "method": method, "run": str(Path(run_dir).resolve())}
-    record.update(_write_beside(target, kept, lambda out: _writer(fmt)(predictor, source, out, **options)))
-    record["files"] = sorted(p.name for p in target.iterdir() if p.name not in kept | {"export.json"})
-    rundir.write_json(target / "export.json", record)
+    record = {"written_by": "tunesmith", "run_id": run_id, "format": fmt, "task": task, "method": method,
+              "run": str(Path(run_dir).resolve())}
+    record.update(_write_beside(target, kept, earlier, marker or {**record, "files": []},
+                                lambda out: _writer(fmt)(predictor, source, out, **options)))
+    record["files"] = sorted(p.name for p in target.iterdir() if p.name not in kept | {MARKER})
+    rundir.write_json(target / MARKER, record)
     return {**record, "path": str(target)}
 
 
-def _write_beside(target: Path, kept: set[str], write) -> dict:
-    """Run a writer into a fresh folder inside `target`, then move its files in. A name the user kept there (a file
-    an earlier export did not record) stops the export before anything of theirs is replaced, whatever the format."""
-    staging = Path(tempfile.mkdtemp(prefix=".tunesmith-export-", dir=target))
+def _default_target(run_dir: Path, fmt: str) -> Path:
+    exports = run_dir / EXPORTS_DIR
+    if exports.is_symlink():  # a link planted in a run folder must not send files somewhere else
+        raise TunesmithError(f"{exports} is a link (to {exports.resolve()}), not the run's own folder; tunesmith does not follow it. "
+                             "Choose where the export goes with -o.")
+    return exports / fmt
+
+
+def _write_beside(target: Path, kept: set[str], earlier: list[str], marker: dict, write) -> dict:
+    """Run a writer into a fresh folder inside `target`, then move its files in. A name the user kept there stops the
+    export before anything of theirs is replaced. The marker names the staging folder and every file of ours before
+    anything moves, so an export killed at any point leaves a folder the next export of this run can clean."""
+    staging = target / f"{STAGING}{uuid.uuid4().hex[:12]}"
+    rundir.write_json(target / MARKER, {**marker, "files": earlier, "staging": staging.name})
+    staging.mkdir()
     try:
         record = write(staging)
-        taken = sorted(p.name for p in staging.iterdir() if p.name in kept)
+        new = sorted(p.name for p in staging.iterdir())
+        taken = [name for name in new if name in kept]
         if taken:
             raise TunesmithError(f"{target} holds {', '.join(taken)}, not from an earlier tunesmith export; tunesmith never "
                                  "writes over files it did not create. Move them, or choose a new folder with -o.")
-        for entry in staging.iterdir():
-            os.replace(entry, target / entry.name)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _restore(target, marker, earlier)
+        raise
+    rundir.write_json(target / MARKER, {**marker, "files": sorted(set(earlier) | set(new)), "staging": staging.name})
+    for name in new:
+        remove_entries(target, [name] if name in earlier else [])  # a folder of ours cannot be replaced in one move
+        os.replace(staging / name, target / name)
+    remove_entries(target, sorted(set(earlier) - set(new)))
+    shutil.rmtree(staging, ignore_errors=True)
     if "loads_with" in record:  # the writer named the folder it wrote into
         record["loads_with"] = record["loads_with"].replace(str(staging), str(target))
     return record
+
+
+def _restore(target: Path, marker: dict, earlier: list[str]) -> None:
+    """A failed export leaves the earlier export's record as it was, or (a first export) no marker at all."""
+    if earlier:
+        rundir.write_json(target / MARKER, {k: v for k, v in marker.items() if k != "staging"})
+    else:
+        (target / MARKER).unlink(missing_ok=True)
 
 
 def _writer(fmt: str):

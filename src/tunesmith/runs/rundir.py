@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 
 from ..errors import TunesmithError
@@ -27,7 +28,7 @@ def default_dir(recipe_name: str) -> Path:
 # put beside them stays. seed-<n>/ folders are matched by prefix.
 RUN_ENTRIES = (RUN_FILE, METRICS_FILE, LOG_FILE, RECIPE_FILE, MODEL_DIR, ADAPTER_DIR, MERGED_DIR, "report.md", "plots",
                "data_check.md", "data_check.json", "checkpoint.pt", "stages", "direct", "versions", "continual.json",
-               "generations.jsonl", "exports")
+               "generations.jsonl")  # exports/: only the exports this run wrote (runs/exports.py)
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these
 
 
@@ -57,19 +58,28 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool, files: dict[s
                                  "writes over files it did not create. Choose a new or empty folder with -o (or output.dir).")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _clear_run(run_dir)  # an overwritten run's files (and checkpoint) must never mix with this one's
+        _clear_run(run_dir, run_identity(run_dir))  # an overwritten run's files (and checkpoint) must never mix with this one's
         (run_dir / LOG_FILE).write_text("", encoding="utf-8")
         (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
         for name, text in (files or {}).items():
             (run_dir / name).write_text(text, encoding="utf-8")
     except OSError as err:
         raise TunesmithError(f"Cannot write the run directory {run_dir}: {err.strerror}.") from None
-    set_status(run_dir, "running")
+    set_status(run_dir, "running", run_id=uuid.uuid4().hex)
     return run_dir
 
 
-def _clear_run(run_dir: Path) -> None:
+def run_identity(run_dir: Path) -> str:
+    """The id that proves a file was written for this run (exports carry it); older runs have none: their path."""
+    run_id = read_json(Path(run_dir) / RUN_FILE).get("run_id")
+    return run_id if isinstance(run_id, str) and run_id else f"path:{Path(run_dir).resolve()}"
+
+
+def _clear_run(run_dir: Path, run_id: str) -> None:
     import shutil
+
+    from .exports import clear_exports
+    clear_exports(run_dir, run_id)
     for entry in run_dir.iterdir():
         if entry.name in RUN_ENTRIES or entry.name.startswith("seed-") or entry.name.startswith(".checkpoint.pt."):
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
@@ -167,6 +177,8 @@ def peak_memory() -> dict:
 def set_status(run_dir: Path, status: str, **extra) -> None:
     """run.json: the status, and while running the process (pid and start time), so a killed run reads as interrupted."""
     payload = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+    if "run_id" not in payload and isinstance(run_id := read_json(run_dir / RUN_FILE).get("run_id"), str):
+        payload["run_id"] = run_id  # the run keeps its identity through every status
     if status == "running":
         payload.update(pid=os.getpid(), host=socket.gethostname(), started=_process_start(os.getpid()))
     try:
