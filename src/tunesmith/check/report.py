@@ -76,6 +76,12 @@ def as_files(report: Report) -> dict[str, str]:
     return {MD_FILE: to_markdown(report), JSON_FILE: json.dumps(report.as_dict(), indent=2)}
 
 
-def write(folder: Path, report: Report) -> None:
-    for name, text in as_files(report).items():
-        (folder / name).write_text(text, encoding="utf-8")
+def write(folder: Path, report: Report, overwrite: bool = False) -> None:
+    """The report's files in `folder`; an existing file of the same name stays unless `overwrite`."""
+    from ..data.writers import claim_output, written_whole
+    files = {folder / name: text for name, text in as_files(report).items()}
+    for path in files:
+        claim_output(path, overwrite)
+    for path, text in files.items():
+        with written_whole(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")

@@ -15,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune pr
 out = Console()
 err = Console(stderr=True)
 
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the -o file if it exists (never the input file).")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field, e.g. --set train.lr=3e-5 (repeatable).")]
 
 

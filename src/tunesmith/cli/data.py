@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markdown import Markdown
 
-from .app import Sets, app, err, friendly, out
+from .app import Overwrite, Sets, app, err, friendly, out
 
 data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
 app.add_typer(data_app, name="data")
@@ -24,7 +24,7 @@ def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data 
           task: Annotated[Optional[str], typer.Option(help="With a data file: classification, regression or generation.")] = None,
           model: Annotated[Optional[str], typer.Option(help="With a data file: the model whose tokenizer measures lengths.")] = None,
           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Also write the report here (.md and .json).")] = None,
-          set_: Sets = None):
+          overwrite: Overwrite = False, set_: Sets = None):
     """Columns, row counts, labels, duplicates, train/eval overlap, conflicting labels, token lengths and
     truncation, chat-template masking. Exit code 1 when training would fail or learn nothing."""
     from ..check import check_recipe
@@ -44,8 +44,10 @@ def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data 
     report = check_recipe(recipe)
     out.print(Markdown(to_markdown(report)))
     if output:
+        if output.exists() and not output.is_dir():
+            raise TunesmithError(f"-o {output} is a file; data check writes a folder (data_check.md and .json).")
         output.mkdir(parents=True, exist_ok=True)
-        write(output, report)
+        write(output, report, overwrite)
     if not report.ok:
         err.print(f"[bold red]{len(report.errors)} error(s):[/] training would fail or learn nothing.")
         raise typer.Exit(1)

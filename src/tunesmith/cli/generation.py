@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, err, friendly, out
+from .app import Overwrite, app, err, friendly, out
 from ..errors import TunesmithError
 
 Temperature = Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy (deterministic).")]
@@ -75,11 +75,13 @@ def generate_(run_dir: Annotated[Path, typer.Argument(help="A finished generatio
               output: Annotated[Path, typer.Option("-o", "--output", help="Where to write (format from its extension).")],
               prompt_column: Annotated[Optional[str], typer.Option(help="Prompt column (default: prompt, or messages).")] = None,
               temperature: Temperature = 0.0, top_p: TopP = 1.0, max_new_tokens: MaxNew = 256,
-              batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16):
+              batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+              overwrite: Overwrite = False):
     """Add a `generated` column to every row of INPUT (batched)."""
     from ..data.classification import text_cells
     from ..data.readers import read_table
-    from ..data.writers import write_table
+    from ..data.writers import claim_output, write_table
+    claim_output(output, overwrite, inputs=[input], table=True)
     generator = _generator(run_dir)
     generator.batch_size = batch_size
     frame = read_table(input, "input")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import TunesmithError
-from .app import app, friendly, out
+from .app import Overwrite, app, friendly, out
 from .tables import print_metrics
 
 
@@ -18,11 +18,15 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           data: Annotated[Path, typer.Option("--data", help="Labeled file to evaluate on.")],
           text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
           label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
-          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None):
+          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None,
+          overwrite: Overwrite = False):
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
+    from ..data.writers import claim_output, written_whole
     from ..predict import Predictor
     from ..runs.rundir import write_json
+    if output:
+        claim_output(output, overwrite, inputs=[data])
     predictor = Predictor.load(run_dir)
     if hasattr(predictor, "generate"):
         metrics = predictor.evaluate(data)
@@ -30,7 +34,8 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
         metrics = predictor.evaluate(data, text_column, label_column)
     print_metrics({data.name: metrics})
     if output:
-        write_json(output, metrics)
+        with written_whole(output) as tmp:
+            write_json(tmp, metrics)
         out.print(f"Metrics written to {output}")
 
 
@@ -39,12 +44,14 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
 def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
             input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
             output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")],
-            text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None):
+            text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+            overwrite: Overwrite = False):
     """Add `predicted_label` and `probability` columns to every row of INPUT (regression runs: `predicted_score`)."""
     from ..data.classification import text_cells  # same checks as training data
     from ..data.readers import read_table
-    from ..data.writers import write_table
+    from ..data.writers import claim_output, write_table
     from ..errors import did_you_mean
+    claim_output(output, overwrite, inputs=[input], table=True)
     predictor = classifier(run_dir)
     column = text_column or predictor.columns["text"]
     frame = read_table(input, "input")
