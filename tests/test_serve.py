@@ -49,7 +49,7 @@ def server(tmp_path_factory):
         if live.started:
             break
         time.sleep(0.1)
-    yield {"url": f"http://127.0.0.1:{port}", "folder": folder}
+    yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "app": app}
     live.should_exit = True
     thread.join(timeout=10)
 

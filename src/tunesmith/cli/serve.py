@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,13 +15,13 @@ from .app import app, err, friendly
 @friendly
 def serve(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories; each is served under its folder name.")],
           host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port.")] = 8000,
+          port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8000,
           api_key: Annotated[Optional[str], typer.Option(
               "--api-key", envvar="TUNESMITH_API_KEY", help="Require Authorization: Bearer KEY on every route.")] = None,
-          max_tokens: Annotated[int, typer.Option(help="Most new tokens per completion.")] = 1024,
-          max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted, in tokens.")] = 4096,
-          max_inputs: Annotated[int, typer.Option(help="Most texts per /v1/classify request.")] = 256,
-          threads: Annotated[Optional[int], typer.Option(help="Threads for model work (default: torch's, all cores).")] = None,
+          max_tokens: Annotated[int, typer.Option(help="Most new tokens per completion.", min=1)] = 1024,
+          max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt accepted, in tokens.", min=1)] = 4096,
+          max_inputs: Annotated[int, typer.Option(help="Most texts per /v1/classify request.", min=1)] = 256,
+          threads: Annotated[Optional[int], typer.Option(help="Threads for model work (default: torch's, all cores).", min=1)] = None,
           quantize: Annotated[Optional[str], typer.Option(
               help="int8: classification-type runs answer from int8 weights on a CPU (~2x faster; answers move "
                    "slightly, see benchmarks/serve.py). Generation runs keep their weights.")] = None):
@@ -30,6 +31,11 @@ def serve(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run dire
     import uvicorn
 
     from ..errors import TunesmithError
+    if api_key is None and "TUNESMITH_API_KEY" in os.environ:  # set but empty: click reads it as absent
+        api_key = os.environ["TUNESMITH_API_KEY"]
+    if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] serving on {host} without an API key: anyone who reaches this port can use the models "
+                  "(set TUNESMITH_API_KEY or --api-key).")
     if threads:  # e.g. several servers on one machine; measured on 2 cores, 16 clients: 2 threads 106 req/s, 1 thread 80
         torch.set_num_threads(threads)
     from ..serve import Limits, create_app

@@ -4,20 +4,24 @@ token-classification runs answer /v1/classify. Every error is a 4xx in OpenAI's 
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
 
+from ..errors import TunesmithError
 from ..predict import Predictor, identify
 from .batching import Batcher
+from .errors import ApiError
+from .guard import Guard
+from .requests import ChatRequest, ClassifyRequest, CompletionRequest, parse
 
 
 @dataclass
@@ -29,39 +33,6 @@ class Limits:
     max_batch: int = 32
     max_wait_s: float = 0.02        # the longest a request waits for companions
     max_gap_s: float = 0.002        # ...or until none has come for this long (classify; see Batcher)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.body = status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    model: str
-
-
-class ClassifyRequest(_Request):
-    input: str | list[str]
-    top_k: int = Field(3, ge=1)
-
-
-class ChatRequest(_Request):
-    messages: list[dict] = Field(min_length=1)
-    temperature: float = Field(0.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
-    stream_options: dict | None = None  # {"include_usage": true}: a last chunk with the token counts
-
-
-class CompletionRequest(ChatRequest):
-    messages: list[dict] | None = None
-    prompt: str
 
 
 class Served:
@@ -85,7 +56,7 @@ class Served:
             # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
             wait = max(self.limits.max_wait_s, 0.05) if self.generative else self.limits.max_wait_s
             gap = None if self.generative else self.limits.max_gap_s
-            self.batchers[key] = Batcher(work, self.limits.max_batch, wait, gap)
+            self.batchers[key] = Batcher(work, self.limits.max_batch, wait, gap, retry_alone=key[0] != "stream")
         return self.batchers[key]
 
     def card(self) -> dict:
@@ -93,31 +64,11 @@ class Served:
                 "method": self.method, "base_model": self.base_model, "quantized": self.quantized}
 
 
-class Guard:
-    """The API key and the body-size limit, checked before a request reaches a route. A plain ASGI middleware:
-    Starlette's @app.middleware("http") wraps every request and response in extra tasks and queues, which
-    cost more than a batched classification of one text."""
-
-    def __init__(self, app, api_key: str | None, max_body_bytes: int):
-        self.app, self.expected, self.max_body = app, f"Bearer {api_key}".encode() if api_key else None, max_body_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            if self.expected and headers.get(b"authorization") != self.expected:
-                return await JSONResponse(ApiError(401, "Missing or wrong API key: send Authorization: Bearer <key>.",
-                                                   "authentication_error", code="invalid_api_key").body, status_code=401)(scope, receive, send)
-            size = headers.get(b"content-length", b"").decode("latin-1")
-            if size.isdigit() and int(size) > self.max_body:
-                return await JSONResponse(ApiError(413, f"Request body of {size} bytes is over the limit of {self.max_body}.",
-                                                   code="max_body_bytes").body, status_code=413)(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
 def create_app(runs, api_key: str | None = None, limits: Limits | None = None, quantize: str | None = None):
     """The ASGI app serving `runs` (run directories, or {name: run directory}); mount it in your own stack.
     `quantize="int8"`: /v1/classify runs answer from int8 weights (CPU; faster, answers move slightly)."""
     limits = limits or Limits()
+    _check_settings(api_key, limits)
     if quantize:
         from .quantize import check_mode
         check_mode(quantize)  # before any model loads
@@ -131,10 +82,23 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
                 await batcher.close()
 
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.served = served  # name -> Served: what the app holds, for code that mounts or inspects it
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
         return JSONResponse(exc.body, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)  # unknown routes and methods: OpenAI's shape too
+    async def _http_error(_request, exc: HTTPException):
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return JSONResponse(ApiError(exc.status_code, f"{_request.method} {_request.url.path}: {exc.detail}.", code=kind).body,
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _server_error(_request, exc: Exception):
+        error = ApiError(500, f"The server failed on this request ({type(exc).__name__}); other requests are unaffected.",
+                         "server_error", code="internal_error")
+        return JSONResponse(error.body, status_code=500)
 
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
 
@@ -148,44 +112,58 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
 
     @app.post("/v1/classify")
     async def classify(request: Request):
-        body = await _parse(request, ClassifyRequest, limits)
+        body = parse(await request.body(), ClassifyRequest)
         run = _model(served, body.model, generative=False)
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        if not texts or len(texts) > limits.max_inputs:
-            raise ApiError(400, f"input holds {len(texts)} texts; send 1 to {limits.max_inputs}.", param="input", code="max_inputs")
-        rows = await run.batcher("classify", lambda items: _classify(run.predictor, items)).submit(texts)
+        texts = _inputs(run, body.input, limits)
+        rows = await _answer(run.batcher("classify", lambda items: _classify(run.predictor, items)), texts)
         data = [{"index": i, **_top(row, body.top_k)} for i, row in enumerate(rows)]
         return {"object": "list", "model": run.name, "data": data}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        body = await _parse(request, ChatRequest, limits)
+        body = parse(await request.body(), ChatRequest)
         return await _complete(served, body, body.messages, "chat.completion", limits, StreamingResponse)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = await _parse(request, CompletionRequest, limits)
+        body = parse(await request.body(), CompletionRequest)
         return await _complete(served, body, [{"role": "user", "content": body.prompt}], "text_completion", limits, StreamingResponse)
 
     return app
 
 
-async def _parse(request, schema, limits: Limits):
-    body = await request.body()
-    if len(body) > limits.max_body_bytes:
-        raise ApiError(413, f"Request body over the limit of {limits.max_body_bytes} bytes.", code="max_body_bytes")
+def _check_settings(api_key: str | None, limits: Limits) -> None:
+    """Settings that would serve something other than what was asked: refused before any model loads."""
+    if api_key is not None and not api_key.strip():
+        raise TunesmithError("The API key is empty (was --api-key given an unset variable?); an empty key would serve without "
+                             "authentication. Give a real key, or leave --api-key out to serve without one.")
+    for field in fields(limits):
+        value = getattr(limits, field.name)
+        if field.name != "max_gap_s" and not value > 0 or field.name == "max_gap_s" and value < 0:
+            raise TunesmithError(f"{field.name.replace('_', '-')} must be a positive number, not {value}.")
+
+
+def _inputs(run, given, limits: Limits) -> list:
+    """The texts (or [text, text_pair] pairs) of a /v1/classify request, checked against what the run reads."""
+    texts = [given] if isinstance(given, str) else list(given)
+    if not texts or len(texts) > limits.max_inputs:
+        raise ApiError(400, f"input holds {len(texts)} texts; send 1 to {limits.max_inputs}.", param="input", code="max_inputs")
+    pairs = (getattr(run.predictor, "columns", None) or {}).get("pair")
+    if pairs and not all(isinstance(t, list) for t in texts):
+        raise ApiError(400, f"Model '{run.name}' reads text pairs ('{pairs}' beside the text); send input as "
+                            "[[text, text_pair], ...].", param="input", code="invalid_value")
+    if not pairs and any(isinstance(t, list) for t in texts):
+        raise ApiError(400, f"Model '{run.name}' reads single texts; send input as a string or a list of strings.",
+                       param="input", code="invalid_value")
+    return [tuple(t) for t in texts] if pairs else texts
+
+
+async def _answer(batcher: Batcher, items: list) -> list:
+    """The batch's answer for these items; what fails on the request's own input is a 400, not a 500."""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    try:
-        return schema.model_validate(payload)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise ApiError(400, f"{where}: {first['msg']}.", param=where, code="invalid_value") from None
+        return await batcher.submit(items)
+    except (TunesmithError, ValueError) as err:
+        raise ApiError(400, f"input: {err}", param="input", code="invalid_value") from None
 
 
 def _model(served: dict, name: str, generative: bool) -> Served:
@@ -198,8 +176,14 @@ def _model(served: dict, name: str, generative: bool) -> Served:
     return run
 
 
-def _classify(predictor, texts: list[str]) -> list[dict]:
+def _classify(predictor, items: list) -> list[dict]:
     """Per text: label scores (classifier, multi-label: each label's probability) or a value (regression)."""
+    if items and isinstance(items[0], tuple):  # a run trained on text pairs
+        texts, pairs = [a for a, _ in items], [b for _, b in items]
+        if not hasattr(predictor, "predict_proba"):
+            return [{"value": float(v)} for v in predictor.predict(texts, pairs)]
+        return [{"probs": dict(zip(predictor.classes_, map(float, row)))} for row in predictor.predict_proba(texts, pairs)]
+    texts = items
     if hasattr(predictor, "predict_tags"):  # token classification: the entities found in each text
         return [{"entities": found} for found in predictor.predict(texts)]
     if not hasattr(predictor, "predict_proba"):
@@ -225,14 +209,11 @@ def _top(row: dict, k: int) -> dict:
 async def _complete(served: dict, body, messages: list[dict], kind: str, limits: Limits, streaming_response):
     from .chat import complete, prompt_tokens, stream_chunks
     run = _model(served, body.model, generative=True)
-    if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
-               for m in messages):
-        raise ApiError(400, "messages: each message needs a role (system, user or assistant) and a string content.",
-                       param="messages", code="invalid_value")
-    max_new = body.max_tokens or min(256, limits.max_tokens)
+    messages = [_message(m, i) for i, m in enumerate(messages)]
+    max_new = body.max_tokens or body.max_completion_tokens or min(256, limits.max_tokens)
     if max_new > limits.max_tokens:
         raise ApiError(400, f"max_tokens {max_new} is over the limit of {limits.max_tokens}.", param="max_tokens", code="max_tokens")
-    used = prompt_tokens(run.predictor, messages)
+    used = await asyncio.to_thread(prompt_tokens, run.predictor, messages)  # a long prompt must not hold up /health
     if used > limits.max_prompt_tokens:
         raise ApiError(400, f"The prompt has {used} tokens; the limit is {limits.max_prompt_tokens}.", param="messages",
                        code="max_prompt_tokens")
@@ -240,8 +221,26 @@ async def _complete(served: dict, body, messages: list[dict], kind: str, limits:
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if body.stream:
         return streaming_response(stream_chunks(run, messages, max_new, body, stops, ident, kind, used), media_type="text/event-stream")
-    answer, finish, completion = await complete(run, messages, max_new, body, stops)
+    try:
+        answer, finish, completion = await complete(run, messages, max_new, body, stops)
+    except (TunesmithError, ValueError) as err:
+        raise ApiError(400, f"messages: {err}", param="messages", code="invalid_value") from None
     choice = ({"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
               if kind == "chat.completion" else {"index": 0, "text": answer, "finish_reason": finish, "logprobs": None})
     return {"id": ident, "object": kind, "created": int(time.time()), "model": run.name, "choices": [choice],
             "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
+
+
+def _message(message, index: int) -> dict:
+    """A chat message as {role, content: str}; OpenAI's content parts are accepted when they are all text."""
+    if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
+        raise ApiError(400, f"messages.{index}: each message needs a role (system, user or assistant) and a string content.",
+                       param=f"messages.{index}", code="invalid_value")
+    content = message.get("content")
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                                         for p in content):
+        content = "".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        raise ApiError(400, f"messages.{index}.content: send a string, or a list of {{\"type\": \"text\", \"text\": ...}} parts "
+                            "(this server answers text only).", param=f"messages.{index}.content", code="invalid_value")
+    return {"role": message["role"], "content": content}

@@ -19,6 +19,7 @@ class Batcher:
     max_batch: int = 32
     max_wait_s: float = 0.01
     max_gap_s: float | None = None
+    retry_alone: bool = True  # False where work has side effects (streams already sent text: a rerun would repeat it)
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
 
@@ -44,19 +45,27 @@ class Batcher:
                     pending.append(await asyncio.wait_for(self._queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
-            flat = [item for items, _ in pending for item in items]
-            try:
-                results = await asyncio.to_thread(self.work, flat)
-            except Exception as exc:  # noqa: BLE001  (each waiting request gets the error, the worker lives on)
-                for _, future in pending:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for items, future in pending:
+            await self._answer(pending)
+
+    async def _answer(self, pending: list) -> None:
+        """One batched call; when it fails, each request alone, so one client's bad input fails only its own request."""
+        flat = [item for items, _ in pending for item in items]
+        try:
+            results = await asyncio.to_thread(self.work, flat)
+        except Exception as exc:  # noqa: BLE001  (each waiting request gets an answer or its own error; the worker lives on)
+            if len(pending) > 1 and self.retry_alone:
+                for one in pending:
+                    await self._answer([one])
+                return
+            for _, future in pending:
                 if not future.done():
-                    future.set_result(results[start:start + len(items)])
-                start += len(items)
+                    future.set_exception(exc)
+            return
+        start = 0
+        for items, future in pending:
+            if not future.done():
+                future.set_result(results[start:start + len(items)])
+            start += len(items)
 
     async def close(self) -> None:
         if self._task is not None:

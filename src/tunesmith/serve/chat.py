@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 
@@ -36,14 +37,23 @@ async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: li
     from ..tasks.generation.streams import generate_streams
     loop, queue, done = asyncio.get_running_loop(), asyncio.Queue(), object()
     push = lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece)  # noqa: E731  (called from the worker thread)
+    cancel = threading.Event()  # set when the client leaves or a stop sequence matches: the model stops this row
     predictor = run.predictor
 
     def work(items):
-        return generate_streams(predictor.model, predictor.tokenizer, [m for m, _ in items], lambda row, text: items[row][1](text),
-                                max_new, body.temperature, body.top_p)
+        return generate_streams(predictor.model, predictor.tokenizer, [m for m, _, _ in items], lambda row, text: items[row][1](text),
+                                max_new, body.temperature, body.top_p, [c.is_set for _, _, c in items])
 
-    job = asyncio.ensure_future(run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push)]))
+    job = asyncio.ensure_future(run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push, cancel)]))
     job.add_done_callback(lambda _: queue.put_nowait(done))  # after every piece the worker pushed
+    try:
+        async for event in _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new):
+            yield event
+    finally:  # also when the client disconnects: Starlette cancels this generator
+        cancel.set()
+
+
+async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new):
     created, text, finish = int(time.time()), "", None
     yield _event(ident, kind, created, run.name, {"role": "assistant", "content": ""}, None)
     while (piece := await queue.get()) is not done:
@@ -58,7 +68,7 @@ async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: li
         yield f"data: {json.dumps({'error': {'message': f'generation failed: {job.exception()}', 'type': 'server_error'}})}\n\n"
         yield "data: [DONE]\n\n"
         return
-    used = job.result()[0] if finish is None else len(predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    used = job.result()[0] if finish is None else len(run.predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
     finish = finish or ("length" if used >= max_new else "stop")
     yield _event(ident, kind, created, run.name, {}, finish)
     if (body.stream_options or {}).get("include_usage"):

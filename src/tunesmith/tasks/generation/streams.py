@@ -7,6 +7,7 @@ batch's new tokens at every step and hands each row's new text to that row's sin
 from __future__ import annotations
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .formatting import render, stop_token_ids
@@ -49,16 +50,30 @@ class RowStreamer(BaseStreamer):
             self.sent[row] = text
 
 
+class RowsCancelled(StoppingCriteria):
+    """Ends a row once its `cancelled()` says so (its client left, or a stop sequence matched); the batch ends when
+    every row has, instead of running on to max_new_tokens for nobody."""
+
+    def __init__(self, cancelled: list):
+        self.cancelled = cancelled
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        return torch.tensor([bool(done()) for done in self.cancelled], dtype=torch.bool, device=input_ids.device)
+
+
 @torch.inference_mode()
 def generate_streams(model, tokenizer, prompts: list, sink, max_new_tokens: int, temperature: float = 0.0,
-                     top_p: float = 1.0) -> list[int]:
-    """One left-padded batch; `sink(row, text)` as text appears. Returns each row's count of new tokens."""
+                     top_p: float = 1.0, cancelled: list | None = None) -> list[int]:
+    """One left-padded batch; `sink(row, text)` as text appears; `cancelled[row]()` true ends that row early.
+    Returns each row's count of new tokens."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     ids = _fit_context(ids, getattr(model.config, "max_position_embeddings", None), max_new_tokens)
     enc = {k: v.to(model.device) for k, v in _left_padded(ids, tokenizer.pad_token_id).items()}
     streamer = RowStreamer(tokenizer, len(ids), sink)
     model.eval()
+    stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled else None
     model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
-                   pad_token_id=tokenizer.pad_token_id, streamer=streamer, **_sampling(temperature, top_p))
+                   pad_token_id=tokenizer.pad_token_id, streamer=streamer, stopping_criteria=stopping,
+                   **_sampling(temperature, top_p))
     return [len(t) for t in streamer.tokens]
