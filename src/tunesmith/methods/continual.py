@@ -8,6 +8,7 @@ update needs (replay buffer, Fisher information and anchor weights), so `tunesmi
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -40,10 +41,6 @@ class Continual:
     kind (single-label, multi-label, entity tags) is a strategy from continual_tasks; the registry names it."""
 
     def run(self, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None) -> tuple[Path, dict]:
-        from ..errors import TunesmithError
-        if resume:
-            raise TunesmithError("--resume continues single runs and staged runs; a multi-seed or continual run restarts "
-                                 "(continual runs grow by versions instead: `tunesmith update`).")
         task = TASKS[task_kind(recipe)]()
         exps = experiences_of(recipe)
         datas = [task.load(e.data, recipe.train.seed) for e in exps]
@@ -51,7 +48,8 @@ class Continual:
             for warning in data.warnings:
                 console.print(f"[yellow]warning:[/] {exp.name}: {warning}")
         learner = Learner(recipe, task)  # refuses what the task cannot do before the run directory exists
-        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(learner, exps, datas, run_dir), files=files)
+        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(learner, exps, datas, run_dir, resume),
+                           resume=resume, files=files)
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
@@ -65,13 +63,16 @@ def _saved_recipe(run_dir: Path):
     return load_recipe(runs.read_yaml(Path(run_dir) / runs.RECIPE_FILE))
 
 
-def _run(learner: "Learner", exps, datas, run_dir: Path) -> dict:
+def _run(learner: "Learner", exps, datas, run_dir: Path, resume: bool = False) -> dict:
     union = sorted({label for d in datas for label in d.labels}, key=lambda label: (label != "O", label))  # "O" first for tags
     untrained = learner.task.build(learner.recipe, learner.weights, learner.spec, union, learner.kind)
     initial = [learner.task.score_model(learner, untrained, union, d.evaluation) for d in datas]  # b_j: an untrained head
     del untrained
-    matrix = []
-    for index, (exp, data) in enumerate(zip(exps, datas)):
+    matrix = _versions_done(run_dir, exps) if resume else []
+    if matrix:  # --resume: the experiences whose versions were saved are kept; the interrupted one starts again
+        console.print(f"--resume: {len(matrix)} of {len(exps)} experiences finished earlier, kept (version v{len(matrix)})")
+        learner = Learner.load(learner.recipe, run_dir / VERSIONS_DIR / f"v{len(matrix)}")
+    for index, (exp, data) in list(enumerate(zip(exps, datas)))[len(matrix):]:
         console.rule(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
                      f"{learner.task.label_word} {data.labels})")
         learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
@@ -83,13 +84,30 @@ def _run(learner: "Learner", exps, datas, run_dir: Path) -> dict:
     return finish(run_dir, learner.recipe, learner, datas, state)
 
 
+def _make_current(run_dir: Path, version: Path) -> None:
+    """The version's model at the top of the run, copied beside and swapped in: a failed copy leaves the old one."""
+    staged = run_dir / f".{runs.MODEL_DIR}.partial"
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(version / runs.MODEL_DIR, staged)
+    shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
+    os.replace(staged, run_dir / runs.MODEL_DIR)
+
+
+def _versions_done(run_dir: Path, exps) -> list[list[float]]:
+    """The score rows of the versions an interrupted run saved, in order, while they match its experiences."""
+    rows = []
+    for index, exp in enumerate(exps):
+        info = runs.read_json(run_dir / VERSIONS_DIR / f"v{index + 1}" / "version.json")
+        if info.get("experience") != exp.name or not isinstance(info.get("accuracies"), list):
+            break
+        rows.append(info["accuracies"])
+    return rows
+
+
 def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dict:
     """metrics.json, report and top-level model for the current version."""
+    _make_current(run_dir, run_dir / VERSIONS_DIR / f"v{state['current']}")
     runs.write_json(run_dir / STATE_FILE, state)
-    current = run_dir / VERSIONS_DIR / f"v{state['current']}"
-    if (run_dir / runs.MODEL_DIR).exists():
-        shutil.rmtree(run_dir / runs.MODEL_DIR)
-    shutil.copytree(current / runs.MODEL_DIR, run_dir / runs.MODEL_DIR)
     names = [e["name"] for e in state["experiences"]]
     metrics = {
         "task": learner.task.name, "method": "continual", "model": recipe.model.name, "labels": learner.labels,
@@ -230,8 +248,20 @@ class Learner:
 
     # ------------------------------------------------------------------ versions on disk
 
-    def save_version(self, folder: Path, experience: str, row: list[float]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def save_version(self, final: Path, experience: str, row: list[float]) -> None:
+        """Written beside, then renamed: a version folder is whole or absent (a kill or a full disk midway)."""
+        folder = final.with_name(f".{final.name}.partial")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)  # an interrupted run's version of the same number, never made current
+        folder.mkdir(parents=True)
+        try:
+            self._write_version(folder, experience, row)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        os.replace(folder, final)
+
+    def _write_version(self, folder: Path, experience: str, row: list[float]) -> None:
         runs.save_model(folder, self.model, self.tokenizer)
         for name, content in self.files.items():  # what the task's predictor reads beside the model (thresholds)
             runs.write_json(folder / runs.MODEL_DIR / name, content)
@@ -311,7 +341,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
     datas = [learner.task.load(e.data, recipe.train.seed) for e in exps]
     before = learner.scores(datas[:-1])
-    runs.set_status(run_dir, "running")  # an interrupted update must not pass for a finished run
+    _claim_update(run_dir)
     try:
         with own_accelerate_state():
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
@@ -323,7 +353,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
             raise TunesmithError(
                 f"update refused: {learner.task.metric} on the earlier experiences fell by {drop:.4f} (> --max-forgetting {max_forgetting}). "
                 f"Version {state['current']} stays current; try more replay (method.replay_ratio) or a stronger method.ewc_lambda.")
-        version = 1 + max(int(p.name[1:]) for p in (run_dir / VERSIONS_DIR).glob("v*"))
+        version = 1 + max(int(p.name[1:]) for p in _version_folders(run_dir))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{version}", experience.name, row)
         matrix = [r + [None] for r in state["matrix"]] + [row]
         state.update(current=version, experiences=[e.model_dump(mode="json") for e in exps], matrix=matrix,
@@ -334,15 +364,31 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     return metrics
 
 
+def _claim_update(run_dir: Path) -> None:
+    """One update at a time. The run stays finished meanwhile: its current version is untouched until the new one is
+    whole (saved beside, then renamed), so serving and predict go on, and a killed update leaves nothing to repair."""
+    from ..errors import TunesmithError
+    other = runs.read_json(run_dir / runs.RUN_FILE).get("updating")
+    if runs.process_alive(other):
+        raise TunesmithError(f"{run_dir}: another `tunesmith update` is running (process {other.get('pid')}); wait for it to end.")
+    runs.set_status(run_dir, "finished", updating=runs.this_process())
+
+
 def list_versions(run_dir: Path) -> tuple[int, list[dict]]:
     state = read_state(Path(run_dir), "versions exist for method: continual runs.")
     out = []
-    for folder in sorted((Path(run_dir) / VERSIONS_DIR).glob("v*"), key=lambda p: int(p.name[1:])):
+    for folder in _version_folders(Path(run_dir)):
         info = runs.read_json(folder / "version.json")
         acc = info.get("accuracies", [])
         out.append({"version": int(folder.name[1:]), "experience": info.get("experience"), "labels": len(info.get("labels", [])),
                     "mean_accuracy": sum(acc) / len(acc) if acc else None, "accuracies": acc})
     return state["current"], out
+
+
+def _version_folders(run_dir: Path) -> list[Path]:
+    """The saved versions, in order: v<number> folders with their version.json (never a partial or foreign folder)."""
+    found = [p for p in (run_dir / VERSIONS_DIR).glob("v*") if p.name[1:].isdigit() and (p / "version.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[1:]))
 
 
 def rollback(run_dir: Path, version: int) -> None:
@@ -359,6 +405,5 @@ def rollback(run_dir: Path, version: int) -> None:
     keep = state["lineage"].index(version) + 1  # the history of that version: its rows and experiences
     state.update(current=version, lineage=state["lineage"][:keep], experiences=state["experiences"][:keep],
                  initial=state["initial"][:keep], matrix=[row[:keep] for row in state["matrix"][:keep]])
-    shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
-    shutil.copytree(folder / runs.MODEL_DIR, run_dir / runs.MODEL_DIR)
+    _make_current(run_dir, folder)
     runs.write_json(run_dir / STATE_FILE, state)

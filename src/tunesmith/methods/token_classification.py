@@ -21,6 +21,9 @@ console = Console(stderr=True)
 
 class SupervisedTokenClassifier:
     def prepare(self, recipe) -> Plan:
+        recipe = recipe.model_copy(deep=True)
+        # the saved recipe records what was frozen: a resumed run reads every field as set, and must freeze the same
+        recipe.method.freeze_embeddings, recipe.method.freeze_layers = token_freezing(recipe.method)
         data = load_tokens(recipe.data, recipe.train.seed)
         (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         rows, firsts, cut = {}, {}, {}

@@ -64,7 +64,9 @@ def resolve(plan, saved: dict | None = None):
     original = cfg.batch_size
     reasons = []
     if saved is not None:
-        keep = {k: saved[k] for k in RESOLVED if isinstance(saved, dict) and k in saved and k not in given}
+        # a value left to auto (unset, None or "auto": a stage's recipe sets every field) takes what was chosen then
+        keep = {k: saved[k] for k in RESOLVED if isinstance(saved, dict) and k in saved
+                and (k not in given or getattr(cfg, k) in (None, "auto"))}
         try:  # the saved recipe is a file like any other: its values pass the schema before they are used
             checked = type(cfg).model_validate(keep)
         except ValueError:

@@ -28,7 +28,7 @@ def default_dir(recipe_name: str) -> Path:
 # put beside them stays. seed-<n>/ folders are matched by prefix.
 RUN_ENTRIES = (RUN_FILE, METRICS_FILE, LOG_FILE, RECIPE_FILE, MODEL_DIR, ADAPTER_DIR, MERGED_DIR, "report.md", "plots",
                "data_check.md", "data_check.json", "checkpoint.pt", "stages", "direct", "versions", "continual.json",
-               "generations.jsonl")  # exports/: only the exports this run wrote (runs/exports.py)
+               "generations.jsonl", f".{MODEL_DIR}.partial")  # exports/: only the exports this run wrote (runs/exports.py)
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these
 
 
@@ -222,6 +222,18 @@ def _resume_hint(run_dir: Path, status: str | None) -> str:
     return hint
 
 
+def this_process() -> dict:
+    """Who is writing now: with the start time, the pid names one process even after it is reused."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid())}
+
+
+def process_alive(info) -> bool:
+    """Whether the process `this_process()` described is still running (one on another machine is taken as alive)."""
+    if not isinstance(info, dict):
+        return False
+    return info.get("host") != socket.gethostname() or _alive(info.get("pid"), info.get("started"))
+
+
 def _process_start(pid: int) -> int | None:
     """When the process started (clock ticks since boot, Linux): with the pid it names one process, even
     after the pid has been reused by another."""
@@ -325,15 +337,31 @@ def open_finished(run_dir: str | Path) -> Path:
 
 
 def save_model(run_dir: Path, model, tokenizer) -> Path:
-    """Plain Hugging Face format: LoRA adapters are merged so transformers alone can load it."""
+    """Plain Hugging Face format: LoRA adapters are merged so transformers alone can load it. Written beside, then
+    moved into place: a full disk leaves no half-written model that later commands would take for the result."""
+    import shutil
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    target = run_dir / MODEL_DIR
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    write_json(target / "labels.json", {"labels": labels})
+    target, partial = run_dir / MODEL_DIR, run_dir / f".{MODEL_DIR}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        write_json(partial / "labels.json", {"labels": labels})
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+    except Exception as err:  # noqa: BLE001  (OSError, or safetensors' own error type for the same full disk)
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
+        raise TunesmithError(f"Cannot save the model to {target}: {reason}. Free some disk space (a model needs about "
+                             f"{_size_mb(model)} MB) and train again.") from None
     return target
+
+
+def _size_mb(model) -> int:
+    return round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20)
 
 
 def load_saved_model(folder: Path, load):
