@@ -150,3 +150,24 @@ def test_stages_toward_new_task_kinds_score_each_stage_with_the_tasks_own_probe(
     assert 0.0 <= m["base"][figure] <= 1.0 and 0.0 <= m["stages"][0]["target"][figure] <= 1.0
     assert m["stages"][0]["target_kind"] in ("one-vs-rest probe", "per-word probe")
     assert m["stages"][-1]["target"][figure] == m["tuned"][figure]
+
+
+@pytest.mark.parametrize("first, second", [("multi_label", "regression"), ("classification", "regression"),
+                                           ("multi_label", "classification"), ("regression", "classification")])
+def test_stages_may_change_the_task_kind(first, second, tmp_path):
+    """Each stage gets the head its own task needs (shape and loss), whatever the previous stage trained."""
+    from tests import test_multilabel, test_regression
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "rg").mkdir()
+    sentiment_rows(60, 0).to_csv(tmp_path / "cls.csv", index=False)
+    data = {"multi_label": {**test_multilabel.write_sets(tmp_path / "ml"), "label_column": "labels", "label_separator": "|"},
+            "regression": test_regression.write_sets(tmp_path / "rg"), "classification": {"train": str(tmp_path / "cls.csv")}}
+    task = {"multi_label": "classification", "regression": "regression", "classification": "classification"}
+    recipe = {"model": "tiny-bert", "train": {"epochs": 1}, "eval": {"baseline": "none"},
+              "stages": [{"name": "a", "task": task[first], "data": data[first]}, {"name": "b", "task": task[second], "data": data[second]}]}
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    answer = tunesmith.Predictor.load(run_dir).predict(["the movie is good", "bad product"])
+    if second == "regression":
+        assert len(answer) == 2 and all(isinstance(float(v), float) for v in answer)
+    else:
+        assert set(answer) <= {"positive", "negative"}

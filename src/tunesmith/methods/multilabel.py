@@ -21,6 +21,8 @@ from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import init_multilabel_head
 from .supervised import build_model
 
+MULTI = "multi_label_classification"
+
 console = Console(stderr=True)
 THRESHOLDS_FILE = "thresholds.json"
 
@@ -44,9 +46,8 @@ class SupervisedMultiLabel:
                     extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}})
 
     def build(self, plan: Plan, ctx: Context):
-        model = build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)
-        model.config.problem_type = "multi_label_classification"  # transformers' pipeline then applies a sigmoid
-        return model
+        # transformers' pipeline then applies a sigmoid; a previous stage's head is kept only if it was multi-label too
+        return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind, MULTI)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         return multilabel.ovr_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["targets"], plan.data.labels,

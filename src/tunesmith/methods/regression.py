@@ -16,7 +16,7 @@ from rich.console import Console
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
-from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_layers
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_layers, reset_head, saved_head
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -53,9 +53,13 @@ class SupervisedRegressor:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(plan.weights, num_labels=1, problem_type="regression")
+            model = AutoModelForSequenceClassification.from_pretrained(plan.weights, num_labels=1, problem_type="regression",
+                                                                       ignore_mismatched_sizes=True)
         finally:
             hf_logging.set_verbosity(verbosity)
+        if saved_head(plan.weights) not in (None, (["LABEL_0"], "regression")):  # a previous stage's classifier head
+            reset_head(model)
+        model.config.id2label, model.config.label2id = {0: "LABEL_0"}, {"LABEL_0": 0}
         if model.config.pad_token_id is None:
             model.config.pad_token_id = model.config.eos_token_id
         apply_dropout(model, plan.recipe.train)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..engine.loop import Hooks
 from ..engine.metrics import evaluate_classifier
-from ..models.loading import apply_dropout, apply_lora, freeze_bottom, head_is_fresh, load_classifier
+from ..models.loading import SINGLE, apply_dropout, apply_lora, freeze_bottom, head_is_fresh, load_classifier
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -83,8 +83,8 @@ class SupervisedClassifier:
         return classification.ClassifierPredictor(model, tokenizer, columns=columns, **kwargs)
 
 
-def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str):
-    model = load_classifier(weights, labels)
+def build_model(recipe, weights: str, spec: dict, labels: list[str], kind: str, problem_type: str = SINGLE):
+    model = load_classifier(weights, labels, problem_type)
     apply_dropout(model, recipe.train)
     if tuning_mode(recipe.method, kind) == "lora":
         return apply_lora(model, recipe.method.lora or LoraSection(), spec)

@@ -126,12 +126,16 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_classifier(path: str, labels: list[str]):
-    """Encoder/decoder body plus a fresh classification head for `labels`."""
+SINGLE = "single_label_classification"
+
+
+def load_classifier(path: str, labels: list[str], problem_type: str = SINGLE):
+    """Encoder/decoder body plus a classification head for `labels`: a fresh one unless `path` is a classifier saved
+    for the same labels and the same kind of task (a previous stage's multi-label head is no single-label head)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    relabeled = _saved_labels(path) not in (None, list(labels))
+    relabeled = saved_head(path) not in (None, (list(labels), problem_type))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     try:
@@ -144,18 +148,19 @@ def load_classifier(path: str, labels: list[str]):
         hf_logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
+    model.config.problem_type = problem_type  # the loss transformers picks: never the previous stage's
     if relabeled:
         reset_head(model)
     return model
 
 
-def head_is_fresh(path: str, labels: list[str]) -> bool:
+def head_is_fresh(path: str, labels: list[str], problem_type: str = SINGLE) -> bool:
     """Whether load_classifier gives `path` a new head for `labels` (anything but a classifier saved for them)."""
-    return _saved_labels(path) != list(labels)
+    return saved_head(path) != (list(labels), problem_type)
 
 
-def _saved_labels(path: str) -> list[str] | None:
-    """The label names of a saved classifier (a previous stage), None for any other checkpoint."""
+def saved_head(path: str) -> tuple[list[str], str] | None:
+    """(label names, problem type) of a saved classifier or regressor (a previous stage), None for any other checkpoint."""
     from transformers import AutoConfig
     try:
         config = AutoConfig.from_pretrained(path)
@@ -163,7 +168,7 @@ def _saved_labels(path: str) -> list[str] | None:
         return None
     if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
         return None
-    return [config.id2label[i] for i in range(config.num_labels)]
+    return [config.id2label[i] for i in range(config.num_labels)], config.problem_type or SINGLE
 
 
 def reset_head(model) -> None:
