@@ -127,7 +127,7 @@ def test_bad_tags_and_uneven_rows_are_refused(tmp_path):
     assert done.exit_code == 1 and "exactly one tag" in " ".join(done.output.split())
 
 
-def test_data_check_counts_entities_and_broken_iob(tmp_path):
+def test_data_check_counts_entities_and_reads_iob1_as_iob2(tmp_path):
     paths = write_sets(tmp_path)
     with open(paths["train"], "a") as handle:
         handle.write("\n" + json.dumps({"tokens": ["the", "movie"], "tags": ["O", "I-ITEM"]}))
@@ -135,7 +135,8 @@ def test_data_check_counts_entities_and_broken_iob(tmp_path):
     done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
     assert done.exit_code == 0, done.output
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
-    assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["i_without_b"]["train"] == 1
+    assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["iob1_rows"]["train"] == 1
+    assert "read as IOB2" in " ".join(done.output.split())
 
 
 def test_the_server_returns_entities(ner_run):
@@ -198,3 +199,39 @@ def test_every_method_applies_the_recipes_dropout(method):
     strategy = {"few_shot": FewShotContrastive, "few_shot_multilabel": FewShotMultiLabel, "domain_adaptation": DomainAdaptation}[method]
     attention, other = _dropouts(strategy().build(plan, None))
     assert attention == {0.05} and other == {0.3}
+
+
+def test_iob1_files_are_read_as_iob2_and_their_entities_counted():
+    from tunesmith.data.tokens import to_iob2
+    assert to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == (["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG"], True)
+    assert to_iob2(["B-PER", "I-PER", "O"]) == (["B-PER", "I-PER", "O"], False)
+
+
+@pytest.mark.parametrize("entity, words", [
+    ({"start": "0", "end": 4, "label": "X"}, "whole-number start and end"),
+    ({"start": None, "end": 4, "label": "X"}, "whole-number start and end"),
+    ({"start": 5, "end": 2, "label": "X"}, "outside its text or reversed"),
+    ({"start": 0, "end": 400, "label": "X"}, "outside its text or reversed"),
+    ({"start": 0, "end": 4, "label": ""}, "needs a label"),
+    ({"start": 4, "end": 5, "label": "X"}, "covers no word"),
+])
+def test_bad_entity_spans_are_refused_with_their_row(tmp_path, entity, words):
+    from tunesmith.data.tokens import read_tagged
+    from tunesmith.errors import TunesmithError
+    from tunesmith.recipe import load_recipe
+    (tmp_path / "s.jsonl").write_text(json.dumps({"text": "good movie here", "entities": [entity]}))
+    data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}).data
+    with pytest.raises(TunesmithError, match=words) as err:
+        read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
+    assert "data row 1" in str(err.value)
+
+
+def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
+    from tunesmith.data.tokens import read_tagged
+    from tunesmith.errors import TunesmithError
+    from tunesmith.recipe import load_recipe
+    spans = [{"start": 0, "end": 10, "label": "A"}, {"start": 5, "end": 15, "label": "B"}]
+    (tmp_path / "s.jsonl").write_text(json.dumps({"text": "good movie here", "entities": spans}))
+    data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}).data
+    with pytest.raises(TunesmithError, match="overlaps another entity"):
+        read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")

@@ -1,5 +1,5 @@
 """The data check for token classification: readable tokens/tags (or spans), entity counts per type and split,
-tags that break IOB2 (I- without its B-), types only validation/test hold, sentences max_length would cut."""
+IOB1 files (read as IOB2), types only validation/test hold, sentences max_length would cut."""
 
 from __future__ import annotations
 
@@ -22,13 +22,8 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
         return
     entry["labels"] = {s: dict(Counter(t[2:] for row in sp.tags for t in row if t.startswith("B-")).most_common())
                        for s, sp in splits.items()}
-    broken = {s: sum(1 for row in sp.tags for i, t in enumerate(row)
-                     if t.startswith("I-") and (i == 0 or row[i - 1][2:] != t[2:] or row[i - 1] == "O")) for s, sp in splits.items()}
-    entry["i_without_b"] = broken
-    for split, n in broken.items():
-        if n:
-            report.warnings.append(f"{name}: {split}: {n} I- tag(s) follow neither a B- nor an I- of their type (not IOB2); "
-                                   "strict scoring does not count them as entities.")
+    entry["iob1_rows"] = {s: sp.iob1_rows for s, sp in splits.items()}
+    report.warnings += [f"{name}: {w}" for sp in splits.values() for w in sp.warnings]  # IOB1 files, read as IOB2
     if not entry["labels"]["train"]:
         report.errors.append(f"{name}: no entity (B- tag) in the training data; there is nothing to learn.")
     for split, counts in entry["labels"].items():

@@ -21,6 +21,8 @@ class TaggedSplit:
     tokens: list[list[str]]
     tags: list[list[str]]
     source: str = ""
+    warnings: list[str] = field(default_factory=list)
+    iob1_rows: int = 0         # rows whose entities opened with I- (IOB1), read as IOB2
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -40,12 +42,19 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
 
 
-def spans_to_tags(text: str, entities: list[dict]) -> tuple[list[str], list[str]]:
-    """Words of `text` and their IOB2 tags from character spans (a word inside a span takes its type)."""
+def spans_to_tags(text: str, entities: list[dict], where: str = "text") -> tuple[list[str], list[str]]:
+    """Words of `text` and their IOB2 tags from character spans (a word inside a span takes its type). A span that
+    covers no word, or shares a word with another span, cannot be tagged: an error, never a silent drop."""
     words = words_with_offsets(text)
     tags = ["O"] * len(words)
     for entity in sorted(entities, key=lambda e: e["start"]):
         inside = [i for i, (_, start, end) in enumerate(words) if start < entity["end"] and end > entity["start"]]
+        shown = f"{entity['label']} [{entity['start']}, {entity['end']}) {text[entity['start']:entity['end']]!r}"
+        if not inside:
+            raise TunesmithError(f"{where}: the entity {shown} covers no word; fix its offsets (they count characters from 0).")
+        if any(tags[i] != "O" for i in inside):
+            raise TunesmithError(f"{where}: the entity {shown} overlaps another entity; tags give each word one entity, so "
+                                 "nested or overlapping spans cannot be learned. Keep one of them.")
         for n, i in enumerate(inside):
             tags[i] = ("B-" if n == 0 else "I-") + str(entity["label"])
     return [w for w, _, _ in words], tags
@@ -62,7 +71,7 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
             raise TunesmithError(f"{path}: rows {uneven[:10]} have a different number of {data.tokens_column} and "
                                  f"{data.tags_column}; each word needs exactly one tag.")
     elif data.text_column in frame.columns and data.entities_column in frame.columns:
-        pairs = [spans_to_tags(str(text), _entities(value, path, row))
+        pairs = [spans_to_tags(str(text), _entities(value, str(text), path, row), f"{path}: data row {row}")
                  for row, (text, value) in enumerate(zip(frame[data.text_column], frame[data.entities_column]), start=1)]
         tokens, tags = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
@@ -73,7 +82,20 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
     bad = sorted({t for row in tags for t in row if t != "O" and not re.match(r"^[BI]-.+", t)})
     if bad:
         raise TunesmithError(f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O).")
-    return TaggedSplit(tokens, tags, source=path)
+    tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
+    warnings = [f"{path}: {sum(changed)} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each entity's first "
+                "word now B-."] if any(changed) else []
+    return TaggedSplit(tokens, list(tags), source=path, warnings=warnings, iob1_rows=sum(changed))
+
+
+def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
+    """IOB1 (I- opens an entity; B- only between two of the same type) as IOB2, where every entity opens with B-;
+    scored as IOB2, an IOB1 file would count no entity at all."""
+    out = list(tags)
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-") and (i == 0 or tags[i - 1] == "O" or tags[i - 1][2:] != tag[2:]):
+            out[i] = "B-" + tag[2:]
+    return out, out != tags
 
 
 def _lists(column, path: str, name: str) -> list[list[str]]:
@@ -85,15 +107,33 @@ def _lists(column, path: str, name: str) -> list[list[str]]:
     return out
 
 
-def _entities(value, path: str, row: int) -> list[dict]:
+def _entities(value, text: str, path: str, row: int) -> list[dict]:
     items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
     if items is None or not all(isinstance(e, dict) and {"start", "end", "label"} <= set(e) for e in items):
         raise TunesmithError(f"{path}: data row {row}: entities must be a list of {{\"start\", \"end\", \"label\"}} objects.")
+    for entity in items:
+        start, end = _offset(entity["start"]), _offset(entity["end"])
+        if start is None or end is None:
+            raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} needs whole-number start and end offsets "
+                                 "(characters from 0), not text or null.")
+        if not 0 <= start < end <= len(text):
+            raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} is outside its text or reversed; offsets need "
+                                 f"0 <= start < end <= {len(text)} (the text's length).")
+        if not isinstance(entity["label"], str) or not entity["label"].strip():
+            raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} needs a label (a non-empty string).")
+        entity.update(start=start, end=end)
     return items
+
+
+def _offset(value) -> int | None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return int(value) if float(value).is_integer() else None
 
 
 def load_tokens(data, seed: int) -> TokenData:
     train = read_tagged(data.train, data, "data.train")
+    warnings = list(train.warnings)  # the split below makes new TaggedSplits
     if data.validation:
         validation = read_tagged(data.validation, data, "data.validation")
     else:
@@ -115,4 +155,5 @@ def load_tokens(data, seed: int) -> TokenData:
             raise TunesmithError(f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
                                  f"cannot learn them.{did_you_mean(unseen[0], labels)}")
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
-    return TokenData(train, validation, evaluation, labels, eval_name)
+    warnings += [w for split in (validation, test) if split for w in split.warnings if w not in warnings]
+    return TokenData(train, validation, evaluation, labels, eval_name, warnings)

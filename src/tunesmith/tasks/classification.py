@@ -15,6 +15,7 @@ from ..engine.metrics import classification_metrics, forward_batches, linear_pro
 from ..errors import TunesmithError
 from ..runs.auto_length import auto_max_length
 from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..data.inputs import one_or_many
 
 console = Console(stderr=True)
 
@@ -86,13 +87,17 @@ class ClassifierPredictor:
         self.precision = resolve_precision(precision)
         self.columns = columns or {"text": "text", "label": "label", "pair": None}
 
+    @one_or_many
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(self.classes_)))
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
         if self.head:
             x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
             return head_proba(self.head, x)
         return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
+    @one_or_many
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
 

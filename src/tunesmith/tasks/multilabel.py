@@ -14,6 +14,7 @@ from ..engine.hardware import resolve_precision
 from ..engine.metrics import forward_batches, mean_pooled
 from ..models.loading import load_encoder
 from .classification import head_proba
+from ..data.inputs import one_or_many
 
 console = Console(stderr=True)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -114,18 +115,24 @@ class MultiLabelPredictor:
 
     def __init__(self, model, tokenizer, thresholds: dict, max_length: int = 256, batch_size: int = 64, precision: str = "auto",
                  columns: dict | None = None, separator: str | None = None, head: dict | None = None):
-        self.model, self.tokenizer, self.thresholds, self.head = model.eval(), tokenizer, thresholds, head
+        self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
         self.classes_ = head["labels"] if head else [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.thresholds = checked_thresholds(thresholds, len(self.classes_))
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
-        self.columns, self.separator = columns or {"text": "text", "label": "label", "pair": None}, separator or "|"
+        self.columns = columns or {"text": "text", "label": "label", "pair": None}
+        self.separator = separator if isinstance(separator, str) and separator else "|"
 
+    @one_or_many
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(self.classes_)))
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
         if self.head:
             x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
             return head_proba(self.head, x)
         return sigmoid_probs(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
+    @one_or_many
     def predict(self, texts: list[str], pairs: list[str] | None = None, threshold: float | None = None) -> list[list[str]]:
         cut = np.asarray(self.thresholds["per_label"]) if threshold is None else threshold
         return [[label for label, on in zip(self.classes_, row) if on] for row in self.predict_proba(texts, pairs) >= cut]
@@ -149,3 +156,14 @@ class MultiLabelPredictor:
             raise TunesmithError(f"{path}: label(s) {unknown[:10]} are not among the model's labels {self.classes_}.")
         chosen = self.predict_proba(split.texts, split.pairs) >= np.asarray(self.thresholds["per_label"])
         return multilabel_metrics(np.asarray(multi_hot(split.labels, self.classes_)), chosen, self.classes_)
+
+
+def checked_thresholds(thresholds, labels: int) -> dict:
+    """A run's saved thresholds.json, or a clear error: one number from 0 to 1 per label (the file may be edited)."""
+    from ..errors import TunesmithError
+    cuts = thresholds.get("per_label") if isinstance(thresholds, dict) else None
+    numbers = isinstance(cuts, list) and all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1 for c in cuts)
+    if not numbers or len(cuts) != labels:
+        raise TunesmithError(f"The run's model/thresholds.json is damaged: it must hold per_label, one threshold from 0 to 1 for "
+                             f"each of the {labels} labels. Train the run again, or restore the file.")
+    return thresholds

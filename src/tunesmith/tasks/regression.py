@@ -17,6 +17,7 @@ from ..engine.hardware import resolve_precision
 from ..engine.metrics import REGRESSION_KEYS as KEYS
 from ..engine.metrics import forward_batches, mean_pooled
 from ..models.loading import load_encoder, output_layers
+from ..data.inputs import one_or_many
 
 console = Console(stderr=True)
 
@@ -113,7 +114,10 @@ class RegressorPredictor:
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
         self.columns = columns or {"text": "text", "label": "label", "pair": None}
 
+    @one_or_many
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
         return predict_scores(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 

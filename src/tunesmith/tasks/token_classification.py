@@ -12,6 +12,7 @@ from rich.console import Console
 from ..engine.batching import inference_batches, iterate
 from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
+from ..data.inputs import one_or_many
 
 console = Console(stderr=True)
 
@@ -148,8 +149,11 @@ class TokenPredictor:
     def predict_tags(self, sentences: list[list[str]]) -> list[list[str]]:
         return tags_of(self._scores(sentences), self.labels)
 
+    @one_or_many
     def predict(self, texts: list[str]) -> list[list[dict]]:
         from ..data.tokens import words_with_offsets
+        if not texts:
+            return []
         words = [words_with_offsets(t) for t in texts]
         scores = self._scores([[w for w, _, _ in ws] or [""] for ws in words])
         return [entities(ws, tags, p, text) for ws, tags, p, text in zip(words, tags_of(scores, self.labels), scores, texts)]

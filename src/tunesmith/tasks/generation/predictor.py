@@ -64,16 +64,22 @@ class GenerativePredictor:
 
     def generate(self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_p: float = 1.0) -> list[str]:
-        single = isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict))
-        batch = [prompts] if single else list(prompts)
-        answers = generate(self.model, self.tokenizer, batch, max_new_tokens or self.max_new_tokens, self.batch_size,
-                           temperature, top_p)
+        single = isinstance(prompts, str) or (isinstance(prompts, list) and bool(prompts) and isinstance(prompts[0], dict))
+        batch = [prompts] if single else checked_prompts(prompts)
+        if single:
+            checked_prompts(batch)
+        max_new = checked_settings(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                                   temperature, top_p)
+        answers = generate(self.model, self.tokenizer, batch, max_new, self.batch_size, temperature, top_p) if batch else []
         return answers[0] if single else answers
 
     def stream(self, messages: list[dict], max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0):
         """Yield the answer to one conversation piece by piece as it is generated."""
         from threading import Thread
         from transformers import TextIteratorStreamer
+        checked_prompts([messages])
+        max_new_tokens = checked_settings(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                                          temperature, top_p)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
 
@@ -91,6 +97,35 @@ class GenerativePredictor:
         worker.join()
         if failed:
             raise TunesmithError(f"generation failed ({type(failed[0]).__name__}: {failed[0]}); the turn was dropped.")
+
+
+def checked_prompts(prompts) -> list:
+    """Prompts as strings or OpenAI-style message lists; anything else is a message naming the item."""
+    from ...data.inputs import text_list
+    if prompts is None or isinstance(prompts, (dict, bytes)) or not hasattr(prompts, "__iter__"):
+        raise TunesmithError(f"prompts: give a string, a list of messages, or a list of those; not {type(prompts).__name__}.")
+    prompts = list(prompts)
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, str):
+            text_list(prompt, f"prompts[{i}]")
+            continue
+        if not isinstance(prompt, list) or not prompt or not all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                for m in prompt):
+            raise TunesmithError(f"prompts[{i}]: give a string, or a list of {{'role': 'system'|'user'|'assistant', 'content': str}} "
+                                 f"messages; got {str(prompt)[:60]!r}.")
+        text_list([m["content"] for m in prompt], f"prompts[{i}] contents")
+    return prompts
+
+
+def checked_settings(max_new_tokens, temperature, top_p) -> int:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise TunesmithError(f"max_new_tokens must be a whole number of at least 1, not {max_new_tokens!r}.")
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        raise TunesmithError(f"temperature must be between 0 (greedy) and 2, not {temperature!r}.")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise TunesmithError(f"top_p must be above 0 and at most 1, not {top_p!r}.")
+    return max_new_tokens
 
 
 def export_merged(run_dir: Path, target: Path | None) -> Path:
