@@ -128,3 +128,13 @@ def test_a_full_disk_while_saving_a_version_leaves_no_partial_version(tmp_path, 
     versions = runner.invoke(app, ["runs", "versions", str(run_dir)])
     assert versions.exit_code == 0 and "None" not in versions.output
     assert read_status(run_dir) == "finished"
+
+
+def test_update_refuses_a_file_that_train_refuses(tmp_path):
+    recipe, files = _continual(tmp_path, epochs=1)
+    recipe["experiences"] = recipe["experiences"][:1]
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    (tmp_path / "one_class.csv").write_text("text,label\n" + "".join(f"movie {i} good,positive\n" for i in range(30)))
+    done = runner.invoke(app, ["update", str(run_dir), "--data", str(tmp_path / "one_class.csv")])
+    assert done.exit_code == 2 and "data check" in done.output, done.output
+    assert json.loads((run_dir / "continual.json").read_text())["current"] == 1

@@ -56,7 +56,7 @@ class DataSection(Strict):
         False, description="Several labels per text: the label column holds lists (JSONL/Parquet) or strings split on "
                            "label_separator; an empty cell means no label. A sigmoid head with thresholds chosen on validation.")
     label_separator: str | None = Field(
-        None, description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.")
+        None, min_length=1, description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.")
     tokens_column: str = Field("tokens", description="Token classification: column holding each sentence's words (a list).")
     tags_column: str = Field("tags", description="Token classification: column holding one IOB2 tag per word (B-TYPE, I-TYPE, O).")
     entities_column: str = Field(
@@ -450,7 +450,9 @@ def _apply_override(raw: dict, item: str) -> None:
         if not isinstance(node, dict):
             raise TunesmithError(f"Override '{item}': '{key}' is not a section.")
     try:
-        node[keys[-1]] = yaml.safe_load(value) if value.strip() else None
+        parsed = yaml.safe_load(value) if value.strip() else None
+        # '|' and '>' open YAML block scalars and read as '': on a command line they mean the characters themselves
+        node[keys[-1]] = value.strip() if parsed == "" and value.strip() else parsed
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or type(err).__name__
         raise TunesmithError(f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "

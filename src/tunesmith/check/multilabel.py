@@ -27,6 +27,11 @@ def check_multilabel(recipe, name: str, tokenizer, report: Report) -> None:
         report.errors.append(f"{name}: the training data has {len(train)} label(s); multi-label classification needs at least "
                              f"two. Check data.label_separator ({data.label_separator!r}) against the label column.")
         return
+    everywhere = sorted(label for label, n in train.items() if n == len(splits["train"]))
+    if everywhere:
+        report.warnings.append(f"{name}: label(s) {everywhere[:10]} are on every training row: they tell the model nothing, "
+                               "and it will predict them for every text. Drop them, or check data.label_separator "
+                               f"({data.label_separator!r}).")
     rare = sorted(label for label, n in train.items() if n < data.min_examples_per_class)
     if rare:
         report.warnings.append(f"{name}: label(s) with fewer than {data.min_examples_per_class} training rows: {rare[:10]}.")

@@ -43,7 +43,7 @@ def _dataset(entry: dict) -> list[str]:
         split_names = list(entry["labels"])
         lines += ["### Labels", "", "| label | " + " | ".join(split_names) + " |", "|---|" + "---:|" * len(split_names)]
         lines += [f"| {name} | " + " | ".join(str(entry["labels"][s].get(name, 0)) for s in split_names) + " |" for name in names]
-        lines += ["", f"Imbalance (largest / smallest class): {entry.get('imbalance', 'n/a')}x. Duplicate rows: "
+        lines += ["", f"Imbalance (largest / smallest class): {str(entry['imbalance']) + 'x' if entry.get('imbalance') else 'n/a'}. Duplicate rows: "
                   f"{entry.get('duplicates', 0)}. Texts with conflicting labels: {entry.get('conflicting_texts', 0)}.", ""]
     elif "duplicates" in entry:
         lines += [f"Duplicate conversations: {entry['duplicates']}.", ""]

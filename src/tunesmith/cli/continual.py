@@ -28,6 +28,10 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
     section = DataSection.model_validate({**base, "train": os.path.abspath(data), "filter": None, "max_train_samples": None,
                                           "validation": os.path.abspath(validation) if validation else None,
                                           "test": os.path.abspath(test) if test else None})
-    metrics = update_run(run_dir, Experience(name=name or data.stem, data=section), max_forgetting)
+    experience = Experience(name=name or data.stem, data=section)
+    if saved:  # the same data check as `train`: a file train would refuse is refused here, before any training
+        from ..pipeline import preflight
+        preflight(saved.model_copy(update={"experiences": [experience], "data": None}))
+    metrics = update_run(run_dir, experience, max_forgetting)
     c = metrics["continual"]
     out.print(f"version {c['version']} is current: average {c.get('metric', 'accuracy')} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")

@@ -38,6 +38,9 @@ def load_regression(data, seed: int) -> RegressionData:
     return RegressionData(train, validation, evaluation, eval_name, warnings)
 
 
+MAX_TARGET = 1e15  # still exact to the unit in float64; its square stays well inside float32's range after scaling
+
+
 def numeric(split: Split, column: str) -> Split:
     """The split with float labels; cells that are not finite numbers are an error naming their rows."""
     values, bad = [], []
@@ -53,6 +56,11 @@ def numeric(split: Split, column: str) -> Split:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
         raise TunesmithError(f"{split.source}: task regression needs a number in column '{column}'; data row(s) {shown} hold "
                              f"something else (e.g. {split.labels[bad[0] - 1]!r}). For classes, use task: classification.")
+    huge = [row for row, value in enumerate(values, start=1) if abs(value) > MAX_TARGET]
+    if huge:  # a model computes in 32 (or 16) bits: squared errors of such numbers overflow, and the run ends in NaN
+        raise TunesmithError(f"{split.source}: data row(s) {', '.join(map(str, huge[:10]))} hold targets beyond +-{MAX_TARGET:.0e} "
+                             f"(e.g. {values[huge[0] - 1]:.3g}) in column '{column}'. Rescale them first (divide by a unit, or "
+                             "take the log) and scale the predictions back.")
     return Split(split.texts, values, split.pairs, split.source)
 
 
