@@ -20,9 +20,10 @@ def update(run_dir: Annotated[Path, typer.Argument(help="A finished continual ru
            max_forgetting: Annotated[Optional[float], typer.Option(
                "--max-forgetting", help="Refuse the update if the old experiences' score (accuracy; micro-F1 or entity F1 for those tasks) drops by more than this (e.g. 0.02).")] = None):
     """Train version N+1 from the current version on new data, keeping what it knew (the run's strategy)."""
-    from ..methods.continual import update_run
+    from ..methods.continual import updatable, update_run
     from ..recipe import DataSection, Experience, load_recipe
     from ..runs.rundir import RECIPE_FILE, read_yaml
+    updatable(run_dir)  # a run that cannot be updated says so before its new data is read
     saved = load_recipe(read_yaml(run_dir / RECIPE_FILE)) if (run_dir / RECIPE_FILE).is_file() else None
     base = (saved.data or saved.experiences[-1].data).model_dump() if saved else {}
     section = DataSection.model_validate({**base, "train": os.path.abspath(data), "filter": None, "max_train_samples": None,

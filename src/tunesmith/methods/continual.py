@@ -329,13 +329,18 @@ def read_state(run_dir: Path, why: str) -> dict:
     return state
 
 
+def updatable(run_dir: Path) -> tuple[Path, dict]:
+    """(run directory, its version state) of a finished continual run, or the error that says why not."""
+    run_dir = runs.open_finished(run_dir)
+    return run_dir, read_state(run_dir, "`tunesmith update` needs method: continual.")
+
+
 def update_run(run_dir: Path, experience: Experience, max_forgetting: float | None = None) -> dict:
     """Train version N+1 from the current version on a new experience, with the run's strategy and saved
     state; refuse it (nothing written) when old-data accuracy drops by more than `max_forgetting`."""
     from ..errors import TunesmithError
     from ..recipe import load_recipe
-    run_dir = runs.open_finished(run_dir)
-    state = read_state(run_dir, "`tunesmith update` needs method: continual.")
+    run_dir, state = updatable(run_dir)
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")

@@ -5,6 +5,7 @@ tunesmith wrote it for this very run (the run id in run.json) makes its listed f
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,11 @@ EXPORTS_DIR = "exports"
 
 def read_marker(folder: Path) -> dict | None:
     """The folder's marker when tunesmith wrote it, else None (absent, damaged, or another tool's export.json)."""
-    from .rundir import read_json
-    marker = read_json(folder / MARKER)
-    if marker.get("written_by") != "tunesmith" or not isinstance(marker.get("run_id"), str):
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, a folder, unreadable, not JSON
+        return None
+    if not isinstance(marker, dict) or marker.get("written_by") != "tunesmith" or not isinstance(marker.get("run_id"), str):
         return None
     return marker
 

@@ -16,13 +16,13 @@ from .errors import ApiError
 class Guard:
     def __init__(self, app, api_key: str | None, max_body_bytes: int):
         self.app, self.max_body = app, max_body_bytes
-        self.expected = f"Bearer {api_key}".encode() if api_key is not None else None
+        self.expected = api_key.encode() if api_key is not None else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        if self.expected is not None and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+        if self.expected is not None and not _authorized(headers.get(b"authorization", b""), self.expected):
             return await _refuse(ApiError(401, "Missing or wrong API key: send Authorization: Bearer <key>.",
                                           "authentication_error", code="invalid_api_key"), scope, receive, send)
         size = headers.get(b"content-length", b"").decode("latin-1")
@@ -43,6 +43,12 @@ class Guard:
         async def replay():
             return messages.pop(0) if messages else await receive()  # then the live channel: disconnects reach the route
         await self.app(scope, replay, send)
+
+
+def _authorized(header: bytes, key: bytes) -> bool:
+    """`Bearer KEY`; the scheme's case does not matter (RFC 7235), the key is compared in constant time."""
+    scheme, _, token = header.strip().partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key)
 
 
 def _too_big(message: str) -> ApiError:
