@@ -345,8 +345,9 @@ def regression_text_targets(): return _train_on([{"text": f"t {i}", "label": "hi
 def csv_with_nul_bytes():
     folder = W.scratch("nul")
     (folder / "d.csv").write_bytes(b"text,label\n" + b"good\x00 movie,positive\nbad,negative\n" * 10)
-    return api(lambda: tunesmith.run({"model": "tiny-bert", "data": {"train": str(folder / "d.csv")}, "train": {"epochs": 1},
-                                      "eval": {"baseline": "none"}}, output_dir=folder / "run"), refuse=False)
+    verdict = api(lambda: tunesmith.run({"model": "tiny-bert", "data": {"train": str(folder / "d.csv")}, "train": {"epochs": 1},
+                                         "eval": {"baseline": "none"}}, output_dir=folder / "run"))
+    return "well" if verdict in ("well", "unclear") else verdict  # trained, or refused with a message: both clear
 
 
 @case("data")

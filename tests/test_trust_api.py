@@ -72,3 +72,9 @@ def test_a_damaged_thresholds_file_is_a_message(runs, tmp_path, content):
     (run / "model" / "thresholds.json").write_text(content)
     with pytest.raises(TunesmithError, match="thresholds.json is damaged"):
         tunesmith.Predictor.load(run).predict(["a text"])
+
+
+@pytest.mark.parametrize("source", [None, 42, ["model: tiny-bert"]])
+def test_a_recipe_of_the_wrong_type_is_a_message(source):
+    with pytest.raises(TunesmithError, match="give a YAML file's path, a dict or a tunesmith.Recipe"):
+        tunesmith.run(source)

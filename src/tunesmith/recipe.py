@@ -395,6 +395,8 @@ def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple
         raw, base_dir, where = source.model_dump(mode="json", exclude_unset=True), Path.cwd(), "recipe"
     elif isinstance(source, dict):
         raw, base_dir, where = source, Path.cwd(), "recipe"
+    elif not isinstance(source, (str, Path)):
+        raise TunesmithError(f"recipe: give a YAML file's path, a dict or a tunesmith.Recipe, not {type(source).__name__}.")
     else:
         path = Path(source)
         raw, base_dir, where = _read_yaml(path), path.resolve().parent, str(path)
