@@ -108,14 +108,18 @@ def _client(url: str, classifier: str, until: float, seed: int) -> list[dict]:
     return out
 
 
-def _health(url: str, until: float) -> list[float]:
-    times = []
+def _health(url: str, until: float, pid: int) -> tuple[list[float], list[float]]:
+    """/health latency every half second, and the server's RSS every 10 s (does it level off?)."""
+    times, rss, next_rss = [], [], 0.0
     while time.time() < until:
         start = time.perf_counter()
         httpx.get(url + "/health", headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
         times.append(time.perf_counter() - start)
+        if time.time() >= next_rss:
+            rss.append(round(_rss_mb(pid), 1))
+            next_rss = time.time() + 10
         time.sleep(0.5)
-    return times
+    return times, rss
 
 
 def main() -> None:
@@ -149,11 +153,11 @@ def main() -> None:
         rss_start = _rss_mb(server.pid)
         until = time.time() + args.seconds
         with ThreadPoolExecutor(args.clients + 1) as pool:
-            health = pool.submit(_health, url, until)
+            health = pool.submit(_health, url, until, server.pid)
             results = [r for f in [pool.submit(_client, url, name, until, i + 1) for i in range(args.clients)] for r in f.result()]
         time.sleep(1)
         rss_end = _rss_mb(server.pid)
-        report(results, health.result(), rss_start, rss_end, args)
+        report(results, *health.result(), rss_start, rss_end, args)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -166,7 +170,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def report(results: list[dict], health: list[float], rss_start: float, rss_end: float, args) -> None:
+def report(results: list[dict], health: list[float], rss: list[float], rss_start: float, rss_end: float, args) -> None:
     by = Counter((r["kind"], r["status"]) for r in results)
     good = [r["seconds"] for r in results if not r["kind"].startswith("hostile") and r["status"] == 200]
     wrong = [r for r in results if r["status"] >= 500 or (r["kind"].startswith("hostile") and not 400 <= r["status"] < 500)
@@ -177,8 +181,10 @@ def report(results: list[dict], health: list[float], rss_start: float, rss_end: 
         "server_errors_5xx": sum(1 for r in results if r["status"] >= 500), "unexpected": len(wrong),
         "well_formed_p50_s": round(float(np.percentile(good, 50)), 3) if good else None,
         "well_formed_p95_s": round(float(np.percentile(good, 95)), 3) if good else None,
+        "p50_p95_s_by_kind": {kind: [round(float(np.percentile(t, q)), 3) for q in (50, 95)] for kind in ("classify", "chat", "stream")
+                              if (t := [r["seconds"] for r in results if r["kind"] == kind and r["status"] == 200])},
         "health_max_s": round(max(health), 3) if health else None,
-        "server_rss_mb_start": round(rss_start, 1), "server_rss_mb_end": round(rss_end, 1),
+        "server_rss_mb_start": round(rss_start, 1), "server_rss_mb_end": round(rss_end, 1), "server_rss_mb_every_10s": rss,
     }
     print(json.dumps(summary, indent=1))
     if args.json:

@@ -45,3 +45,10 @@ def toy_data(tmp_path) -> dict:
         "train": {"epochs": 5, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
     }
     return {"paths": paths, "recipe": recipe, "dir": tmp_path}
+
+
+@pytest.fixture
+def finished(tmp_path, tmp_path_factory):
+    """A real finished tiny-bert run in tmp_path/run (trained once per session), and tmp_path/x.csv, a labeled file."""
+    from tests.hostile import finished_run
+    return finished_run(tmp_path, tmp_path_factory.getbasetemp() / "finished-cache")

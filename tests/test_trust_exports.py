@@ -11,37 +11,27 @@ import pytest
 from typer.testing import CliRunner
 
 import tunesmith
-from tests.hostile import finished_run, toy_recipe
+from tests.hostile import toy_recipe
 from tunesmith.cli import app
 from tunesmith.export import export_run
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("finished")
-
-
-@pytest.fixture
-def run(tmp_path, cache):
-    return finished_run(tmp_path, cache)
-
-
-def test_a_folder_with_another_tools_export_json_keeps_every_file(run, tmp_path):
+def test_a_folder_with_another_tools_export_json_keeps_every_file(finished, tmp_path):
     other = tmp_path / "deliverables"
     other.mkdir()
     (other / "export.json").write_text(json.dumps({"files": ["report.pdf", "data.csv"], "exported_at": "2026-01-02"}))
     (other / "report.pdf").write_bytes(b"%PDF-1.4 quarterly")
     (other / "data.csv").write_text("a,b\n1,2\n")
-    done = runner.invoke(app, ["export", str(run), "--format", "hf", "-o", str(other)])
+    done = runner.invoke(app, ["export", str(finished), "--format", "hf", "-o", str(other)])
     assert done.exit_code == 2 and "not a tunesmith export" in done.output
     assert (other / "report.pdf").read_bytes() == b"%PDF-1.4 quarterly" and (other / "data.csv").read_text() == "a,b\n1,2\n"
     assert sorted(p.name for p in other.iterdir()) == ["data.csv", "export.json", "report.pdf"]
 
 
-def test_an_export_of_another_run_is_not_replaced(run, tmp_path, cache):
-    export_run(run, "hf", tmp_path / "shared")
+def test_an_export_of_another_run_is_not_replaced(finished, tmp_path):
+    export_run(finished, "hf", tmp_path / "shared")
     before = {p.name: p.read_bytes() for p in (tmp_path / "shared").iterdir() if p.is_file()}
     other = tmp_path / "other"
     other.mkdir()
@@ -64,11 +54,11 @@ def test_train_overwrite_keeps_what_the_user_put_in_exports(tmp_path):
     assert sorted(p.name for p in (first / "exports" / "hf").iterdir()) == ["DEPLOYED.txt"]  # the old model's files went
 
 
-def test_a_link_planted_as_exports_is_not_followed(run, tmp_path):
+def test_a_link_planted_as_exports_is_not_followed(finished, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (run / "exports").symlink_to(elsewhere)
-    done = runner.invoke(app, ["export", str(run), "--format", "hf"])
+    (finished / "exports").symlink_to(elsewhere)
+    done = runner.invoke(app, ["export", str(finished), "--format", "hf"])
     assert done.exit_code == 2 and "is a link" in done.output
     assert list(elsewhere.iterdir()) == []
 
@@ -97,16 +87,16 @@ KILL = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("when", ["writing", "moving"])
-def test_an_export_killed_midway_keeps_the_earlier_export_and_the_next_one_works(run, when):
-    export_run(run, "hf")
-    folder = run / "exports" / "hf"
+def test_an_export_killed_midway_keeps_the_earlier_export_and_the_next_one_works(finished, when):
+    export_run(finished, "hf")
+    folder = finished / "exports" / "hf"
     (folder / "README-ops.txt").write_text("ours, not tunesmith's")
     model = (folder / "model.safetensors").read_bytes()
-    killed = subprocess.run([sys.executable, "-c", KILL, str(run), when], capture_output=True, text=True, timeout=300)
+    killed = subprocess.run([sys.executable, "-c", KILL, str(finished), when], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     if when == "writing":  # killed before anything moved: the earlier export is whole
         assert (folder / "model.safetensors").read_bytes() == model
-    record = export_run(run, "hf")
+    record = export_run(finished, "hf")
     names = sorted(p.name for p in folder.iterdir())
     assert not any(n.startswith(".tunesmith-export-") for n in names)
     assert (folder / "README-ops.txt").read_text() == "ours, not tunesmith's" and "README-ops.txt" not in record["files"]

@@ -29,11 +29,19 @@ def _classification(d):
     return {"model": "tiny-bert", "data": {"train": str(d / "train.csv"), "validation": str(d / "validation.csv")}}
 
 
+def _chat(d):
+    (d / "chat.jsonl").write_text("\n".join(json.dumps({"prompt": f"where is my order {i}", "response": "track_order"})
+                                            for i in range(60)))
+    return {"task": "generation", "model": "tiny-llama", "data": {"train": str(d / "chat.jsonl")},
+            "eval": {"max_samples": 2, "max_new_tokens": 4}}
+
+
 RECIPES = {
     "multi_label": lambda d: test_multilabel.recipe(test_multilabel.write_sets(d), label_separator="|"),
     "regression": lambda d: test_regression.recipe(test_regression.write_sets(d)),
     # the method's own defaults (nothing frozen for tags) must survive the saved recipe's round trip
     "token_classification": lambda d: {**test_token_classification.recipe(test_token_classification.write_sets(d)), "method": {}},
+    "generation": lambda d: _chat(d),
     # auto-chosen settings (lr, gradient checkpointing) are saved resolved in each stage's folder
     "staged": lambda d: {**_classification(d), "stages": [{"name": "first", "train": {"epochs": 2}}, {"name": "second"}]},
 }
@@ -56,7 +64,7 @@ def _start(args):
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_end(kind, tmp_path):
     recipe = RECIPES[kind](tmp_path)
     recipe["train"] = {**recipe.get("train", {}), **LONG}
-    recipe["eval"] = {"baseline": "none"}
+    recipe["eval"] = {**recipe.get("eval", {}), "baseline": "none"}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
     _kill_when(_start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]), lambda: any(run_dir.rglob("checkpoint.pt")))

@@ -197,3 +197,12 @@ def test_a_pair_regression_run_is_served_with_text_pairs(tmp_path):
     assert good.status_code == 200
     assert [row["value"] for row in good.json()["data"]] == pytest.approx(list(expected), abs=1e-5)
     assert single.status_code == 400 and "text pairs" in single.json()["error"]["message"]
+
+
+def test_distinct_sampling_settings_do_not_grow_the_server_without_bound(server):
+    run = server["app"].state.served["chat"]
+    for i in range(60):
+        answer = _post(server, "/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "hi"}],
+                                                        "max_tokens": 1, "temperature": 0.01 * (i + 1)})
+        assert answer.status_code == 200
+    assert len(run.batchers) <= 33

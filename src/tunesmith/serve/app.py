@@ -35,6 +35,9 @@ class Limits:
     max_gap_s: float = 0.002        # ...or until none has come for this long (classify; see Batcher)
 
 
+MAX_BATCHERS = 32  # request settings with a queue of their own, per model
+
+
 class Served:
     """One run behind the API: its predictor, what it does, and the batcher that groups its requests."""
 
@@ -53,6 +56,9 @@ class Served:
 
     def batcher(self, key, work) -> Batcher:
         if key not in self.batchers:
+            if len(self.batchers) >= MAX_BATCHERS:  # every distinct temperature/top_p/max_tokens makes one: never unbounded
+                for old in [k for k, b in self.batchers.items() if b.idle()]:
+                    self.batchers.pop(old).stop()
             # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
             wait = max(self.limits.max_wait_s, 0.05) if self.generative else self.limits.max_wait_s
             gap = None if self.generative else self.limits.max_gap_s

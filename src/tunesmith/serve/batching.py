@@ -22,6 +22,11 @@ class Batcher:
     retry_alone: bool = True  # False where work has side effects (streams already sent text: a rerun would repeat it)
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
+    _busy: bool = field(default=False, init=False)
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing being computed: it can be closed without failing a request."""
+        return not self._busy and (self._queue is None or self._queue.empty())
 
     async def submit(self, items: list) -> list:
         if self._task is None:
@@ -33,7 +38,9 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
+            self._busy = False
             pending = [await self._queue.get()]
+            self._busy = True
             deadline = asyncio.get_running_loop().time() + self.max_wait_s
             while sum(len(items) for items, _ in pending) < self.max_batch:
                 timeout = deadline - asyncio.get_running_loop().time()
@@ -67,6 +74,9 @@ class Batcher:
                 future.set_result(results[start:start + len(items)])
             start += len(items)
 
-    async def close(self) -> None:
+    def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+    async def close(self) -> None:
+        self.stop()
