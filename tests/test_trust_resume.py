@@ -20,7 +20,7 @@ from tunesmith.cli import app
 from tunesmith.runs.rundir import read_status
 
 runner = CliRunner()
-LONG = {"epochs": 8, "batch_size": 4, "save_steps": 6, "early_stopping": {"patience": None}}
+LONG = {"epochs": 4, "batch_size": 4, "save_steps": 6, "early_stopping": {"patience": None}}
 
 
 def _classification(d):
@@ -85,7 +85,7 @@ def _continual(tmp_path, **train):
 
 
 def test_a_continual_run_killed_after_its_first_version_resumes_from_it(tmp_path):
-    recipe, _ = _continual(tmp_path, epochs=30, batch_size=4)
+    recipe, _ = _continual(tmp_path, epochs=8, batch_size=4)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
     _kill_when(_start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]),
