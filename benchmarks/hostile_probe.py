@@ -217,6 +217,24 @@ def empty_api_key():
     return api(lambda: create_app([W.classifier], api_key=""))
 
 
+@case("serve")
+def chat_message_without_role(): return chat({"messages": [{"content": "hi"}]})
+@case("serve")
+def form_encoded_body(): return http(*W.post("/v1/classify", raw=b"model=classifier&input=x"))
+@case("serve")
+def classify_top_k_huge(): return http(*W.post("/v1/classify", {"model": "classifier", "input": "x", "top_k": 10**9}), want=200)
+@case("serve")
+def stream_zero_tokens(): return chat({"stream": True, "max_tokens": 0})
+@case("serve")
+def completions_with_messages_only(): return http(*W.post("/v1/completions", {"model": "chat", "messages": [{"role": "user", "content": "x"}]}))
+@case("serve")
+def model_is_a_number(): return http(*W.post("/v1/classify", {"model": 7, "input": "x"}))
+@case("serve")
+def temperature_nan(): return http(*W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}'))
+@case("serve")
+def max_tokens_infinity(): return http(*W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": Infinity}'))
+
+
 # ------------------------------------------------------------------ export
 
 @case("export")
@@ -342,6 +360,12 @@ def regression_text_targets(): return _train_on([{"text": f"t {i}", "label": "hi
 
 
 @case("data")
+def tokens_and_tags_differ_in_length(): return _train_on([{"tokens": ["a", "b", "c"], "tags": ["B-X", "O"]}] + TOKENS, "token_classification", "tok_len")
+@case("data")
+def multilabel_column_missing(): return _train_on([{"text": f"t {i}", "label": "x"} for i in range(20)], "classification", "ml_missing", label_column="tags", multi_label=True)
+
+
+@case("data")
 def csv_with_nul_bytes():
     folder = W.scratch("nul")
     (folder / "d.csv").write_bytes(b"text,label\n" + b"good\x00 movie,positive\nbad,negative\n" * 10)
@@ -446,6 +470,25 @@ def generate_a_dict_prompt(): return api(lambda: tunesmith.Predictor.load(W.chat
 def run_a_none_recipe(): return api(lambda: tunesmith.run(None))
 @case("api")
 def override_an_unknown_key(): return api(lambda: tunesmith.load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}, ["train.learning_rate=1"]))
+
+
+@case("api")
+def pairs_of_another_length(): return api(lambda: tunesmith.Predictor.load(W.classifier).predict(["a", "b"], ["c"]))
+
+
+@case("api")
+def predict_a_pandas_series():
+    return api(lambda: tunesmith.Predictor.load(W.classifier).predict(pd.Series(["good", "bad"])), refuse=False)
+
+
+@case("api")
+def predict_a_numpy_array_of_strings():
+    import numpy as np
+    return api(lambda: tunesmith.Predictor.load(W.classifier).predict(np.array(["good", "bad"])), refuse=False)
+
+
+@case("runs")
+def resume_a_finished_run(): return cli(["train", "--resume", str(W.classifier)])
 
 
 def main() -> None:
