@@ -173,3 +173,14 @@ def test_predict_on_unfinished_or_foreign_directory(tmp_path):
     (tmp_path / "run.json").write_text('{"status": "running"}')
     result = invoke("predict", tmp_path, tmp_path / "in.csv", "-o", tmp_path / "out.csv")
     assert result.exit_code == 2 and "has not finished" in " ".join(result.output.split())
+
+
+def test_version_and_env_print_what_a_bug_report_needs():
+    from importlib import metadata
+    done = runner.invoke(app, ["--version"])
+    assert done.exit_code == 0 and done.output.strip() == f"tunesmith {metadata.version('tunesmith')}"
+    done = runner.invoke(app, ["env"])
+    assert done.exit_code == 0
+    for key in ("torch", "transformers", "cpu flags", "precision auto"):
+        assert key in done.output
+    assert done.output.split("precision auto", 1)[1].split()[0] in ("fp32", "bf16", "fp16")

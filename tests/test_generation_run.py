@@ -90,7 +90,9 @@ def test_eval_cli_scores_a_generation_run_on_any_file(full_run, gen_data, tmp_pa
     result = runner.invoke(app, ["eval", str(full_run.run_dir), "--data", gen_data["test"], "-o", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
-    assert metrics["loss"] == pytest.approx(full_run.metrics["tuned"]["loss"], rel=1e-4)
+    # the run scored itself under its training precision; eval runs in fp32: bf16 rounding moves the 4th digit
+    rel = 1e-4 if full_run.metrics["train"]["precision"] == "fp32" else 2e-3
+    assert metrics["loss"] == pytest.approx(full_run.metrics["tuned"]["loss"], rel=rel)
     assert metrics["exact_match"] == pytest.approx(full_run.metrics["tuned"]["exact_match"])
 
 

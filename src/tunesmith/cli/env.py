@@ -1,0 +1,61 @@
+"""`tunesmith env` and `tunesmith --version`: what a bug report needs, printed without loading a model."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import typer
+
+from .app import app, out
+
+PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu() -> tuple[str, list[str]]:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return name, [f for f in CPU_FLAGS if f in flags]
+
+
+@app.command("env")
+def env():
+    """Versions, the CPU and its vector extensions, the GPU, and the precision `train.precision: auto` picks here."""
+    import os
+
+    import torch
+
+    from ..engine.hardware import resolve_precision
+    name, flags = _cpu()
+    rows = {f"{p}": _version(p) for p in PACKAGES}
+    rows.update({"python": platform.python_version(), "platform": platform.platform(), "cpu": f"{name} ({os.cpu_count()} cores)",
+                 "cpu flags": ", ".join(flags) or "none of " + ", ".join(CPU_FLAGS),
+                 "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+                 "precision auto": resolve_precision("auto")})
+    for key, value in rows.items():
+        out.print(f"{key:15} {value}", highlight=False)
+
+
+def show_version(value: bool):
+    if value:
+        out.print(f"tunesmith {_version('tunesmith')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                      help="Print tunesmith's version and exit.")):
+    """Fine-tune pre-trained language models on your own data."""
