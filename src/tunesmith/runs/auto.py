@@ -133,7 +133,7 @@ def few_shot_hint(n: int, labels: int) -> list[str]:
     if n / labels > FEW_SHOT_HINT_PER_CLASS:
         return []
     return [f"{n / labels:.0f} examples per class: `method: few_shot` usually does better on a set this small "
-            "(contrastive pairs, then a logistic head; README 'Few-shot')"]
+            "(contrastive pairs, then a logistic head; docs/few-shot.md)"]
 
 
 def _n_labels(plan) -> int:
