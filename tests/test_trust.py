@@ -1,5 +1,5 @@
 """What a hostile or careless input must never do: run code, replace the user's files, pass a broken model
-off as finished, or give a quietly wrong answer (issue 16's cases that are not error messages)."""
+off as finished, or give a quietly wrong answer (the cases that are not error messages)."""
 
 import json
 import os

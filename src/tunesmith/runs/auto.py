@@ -129,7 +129,7 @@ def choose_epochs(n: int, batch: int, kind: str, free_text: bool = False) -> flo
 def few_shot_hint(n: int, labels: int) -> list[str]:
     """A pointer to `method: few_shot` for sets with few examples per class, where it did better than supervised
     fine-tuning with these defaults (minilm-l6, seeds 1-2 of 64- and 200-row sst2 and financial_phrasebank samples:
-    benchmarks/README, session 20). Only a hint: the user's method is kept."""
+    measured with benchmarks/defaults.py). Only a hint: the user's method is kept."""
     if n / labels > FEW_SHOT_HINT_PER_CLASS:
         return []
     return [f"{n / labels:.0f} examples per class: `method: few_shot` usually does better on a set this small "
