@@ -22,7 +22,7 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           overwrite: Overwrite = False):
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
-    from ..data.writers import claim_output, written_whole
+    from ..data.writers import claim_output
     from ..predict import Predictor
     from ..runs.rundir import write_json
     if output:
@@ -34,8 +34,7 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
         metrics = predictor.evaluate(data, text_column, label_column)
     print_metrics({data.name: metrics})
     if output:
-        with written_whole(output) as tmp:
-            write_json(tmp, metrics)
+        write_json(output, metrics)  # written beside and renamed: never half a file
         out.print(f"Metrics written to {output}")
 
 

@@ -43,7 +43,10 @@ def one_or_many(method):
             pairs, _ = text_list([pairs] if single and isinstance(pairs, str) else pairs, "pairs")
             if len(pairs) != len(texts):
                 raise TunesmithError(f"pairs holds {len(pairs)} texts for {len(texts)} texts; give one pair text per text.")
-            args, kwargs = (pairs, *args[1:]) if args else (), {**kwargs, **({} if args else {"pairs": pairs})}
+            if args:
+                args = (pairs, *args[1:])
+            else:
+                kwargs["pairs"] = pairs
         answer = method(self, texts, *args, **kwargs)
         return answer[0] if single else answer
     return checked

@@ -21,11 +21,15 @@ class TaggedSplit:
     tokens: list[list[str]]
     tags: list[list[str]]
     source: str = ""
-    warnings: list[str] = field(default_factory=list)
     iob1_rows: int = 0         # rows whose entities opened with I- (IOB1), read as IOB2
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{self.source}: {self.iob1_rows} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each "
+                "entity's first word now B-."] if self.iob1_rows else []
 
 
 @dataclass
@@ -83,9 +87,7 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
     if bad:
         raise TunesmithError(f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O).")
     tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
-    warnings = [f"{path}: {sum(changed)} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each entity's first "
-                "word now B-."] if any(changed) else []
-    return TaggedSplit(tokens, list(tags), source=path, warnings=warnings, iob1_rows=sum(changed))
+    return TaggedSplit(tokens, list(tags), source=path, iob1_rows=sum(changed))
 
 
 def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
@@ -155,5 +157,5 @@ def load_tokens(data, seed: int) -> TokenData:
             raise TunesmithError(f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
                                  f"cannot learn them.{did_you_mean(unseen[0], labels)}")
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
-    warnings += [w for split in (validation, test) if split for w in split.warnings if w not in warnings]
+    warnings += [w for split in (validation, test) if split for w in split.warnings]
     return TokenData(train, validation, evaluation, labels, eval_name, warnings)

@@ -8,7 +8,6 @@ update needs (replay buffer, Fisher information and anchor weights), so `tunesmi
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -86,11 +85,7 @@ def _run(learner: "Learner", exps, datas, run_dir: Path, resume: bool = False) -
 
 def _make_current(run_dir: Path, version: Path) -> None:
     """The version's model at the top of the run, copied beside and swapped in: a failed copy leaves the old one."""
-    staged = run_dir / f".{runs.MODEL_DIR}.partial"
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(version / runs.MODEL_DIR, staged)
-    shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
-    os.replace(staged, run_dir / runs.MODEL_DIR)
+    runs.swap_in(run_dir / runs.MODEL_DIR, lambda folder: shutil.copytree(version / runs.MODEL_DIR, folder))
 
 
 def _versions_done(run_dir: Path, exps) -> list[list[float]]:
@@ -248,20 +243,12 @@ class Learner:
 
     # ------------------------------------------------------------------ versions on disk
 
-    def save_version(self, final: Path, experience: str, row: list[float]) -> None:
+    def save_version(self, folder: Path, experience: str, row: list[float]) -> None:
         """Written beside, then renamed: a version folder is whole or absent (a kill or a full disk midway)."""
-        folder = final.with_name(f".{final.name}.partial")
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)  # an interrupted run's version of the same number, never made current
-        folder.mkdir(parents=True)
-        try:
-            self._write_version(folder, experience, row)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        os.replace(folder, final)
+        runs.swap_in(folder, lambda partial: self._write_version(partial, experience, row))
 
     def _write_version(self, folder: Path, experience: str, row: list[float]) -> None:
+        folder.mkdir(parents=True)
         runs.save_model(folder, self.model, self.tokenizer)
         for name, content in self.files.items():  # what the task's predictor reads beside the model (thresholds)
             runs.write_json(folder / runs.MODEL_DIR / name, content)

@@ -337,27 +337,40 @@ def open_finished(run_dir: str | Path) -> Path:
 
 
 def save_model(run_dir: Path, model, tokenizer) -> Path:
-    """Plain Hugging Face format: LoRA adapters are merged so transformers alone can load it. Written beside, then
-    moved into place: a full disk leaves no half-written model that later commands would take for the result."""
-    import shutil
+    """Plain Hugging Face format: LoRA adapters are merged so transformers alone can load it. A full disk leaves no
+    half-written model that later commands would take for the result."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    target, partial = run_dir / MODEL_DIR, run_dir / f".{MODEL_DIR}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
+    target = run_dir / MODEL_DIR
+
+    def fill(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        write_json(partial / "labels.json", {"labels": labels})
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(partial, target)
+        write_json(folder / "labels.json", {"labels": labels})
+    try:
+        swap_in(target, fill)
     except Exception as err:  # noqa: BLE001  (OSError, or safetensors' own error type for the same full disk)
-        shutil.rmtree(partial, ignore_errors=True)
         reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
         raise TunesmithError(f"Cannot save the model to {target}: {reason}. Free some disk space (a model needs about "
                              f"{_size_mb(model)} MB) and train again.") from None
     return target
+
+
+def swap_in(target: Path, fill) -> None:
+    """`fill(folder)` builds a folder beside `target`, which then replaces it: readers find the old folder or the new
+    one, never half of one (a kill or a full disk midway leaves only the partial folder, removed next time)."""
+    import shutil
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        fill(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(partial, target)
 
 
 def _size_mb(model) -> int:
