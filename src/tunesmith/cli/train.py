@@ -53,7 +53,7 @@ def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML fil
 @app.command()
 @friendly
 def quickstart(output: Annotated[Path, typer.Option("-o", "--output", help="Run directory to write.")] = Path("runs/quickstart")):
-    """Fine-tune MiniLM on a small shipped sample (customer-support intents) and print base vs tuned."""
+    """Fine-tune MiniLM on a small shipped sample (comment sentiment) and print base vs tuned."""
     recipe = resources.files("tunesmith") / "samples" / "quickstart.yaml"
     out.print(f"Recipe: {recipe}")
     train(Path(str(recipe)), output=output, overwrite=True, set_=[])
