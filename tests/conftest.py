@@ -1,3 +1,4 @@
+import logging
 import random
 from pathlib import Path
 
@@ -15,6 +16,18 @@ def _isolated_cache(tmp_path_factory):
     mp.setenv("HF_HUB_OFFLINE", "1")
     yield
     mp.undo()
+
+
+@pytest.fixture
+def logged(caplog):
+    """What the library logged during the test, as one line (it logs through `logging`; it never prints)."""
+    logger = logging.getLogger("tunesmith")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield lambda: " ".join(caplog.text.split())
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
 
 
 def sentiment_rows(n: int, seed: int) -> pd.DataFrame:

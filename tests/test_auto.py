@@ -50,13 +50,13 @@ def test_the_estimate_matches_a_measured_peak():
     assert 6200 * 0.9 <= plain <= 6200 * 1.5 and 3400 * 0.9 <= ckpt <= 3400 * 1.5 and ckpt < plain
 
 
-def test_unset_keys_are_chosen_from_the_data_printed_and_saved(toy_data, tmp_path, capfd):
+def test_unset_keys_are_chosen_from_the_data_printed_and_saved(toy_data, tmp_path, logged):
     recipe = {**toy_data["recipe"], "train": {"lr": "auto", "warmup_ratio": 0.0}}  # 160 rows, 2 labels
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
     assert saved["batch_size"] == 8 and saved["epochs"] == 10  # 20 steps a pass: 10 passes for >= 250 steps
     assert result.metrics["train"]["lr"] == pytest.approx(saved["lr"]) and saved["lr"] < 2e-4  # sqrt(8/32) of the rate
-    assert "auto: 160 examples, 2 labels -> epochs 10, batch 8, lr" in capfd.readouterr().err.replace("\n", " ")
+    assert "auto: 160 examples, 2 labels -> epochs 10, batch 8, lr" in logged()
     assert any("160 examples" in r for r in result.metrics["train"]["auto"])
 
 
@@ -77,12 +77,12 @@ def lengthen(paths: dict, share: float) -> None:
         frame.to_csv(path, index=False)
 
 
-def test_max_length_rises_for_long_texts_is_printed_saved_and_predicted_with(toy_data, tmp_path, capfd):
+def test_max_length_rises_for_long_texts_is_printed_saved_and_predicted_with(toy_data, tmp_path, logged):
     lengthen(toy_data["paths"], 0.2)  # 20% of texts past 256 tokens: their 95th percentile, in steps of 64, up to 512
     result = tunesmith.run(toy_data["recipe"], output_dir=tmp_path / "run")
     chosen = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["max_length"]
     assert 256 < chosen < 512 and chosen % 64 == 0 and result.metrics["train"]["truncated"] == 0  # nothing cut
-    printed = " ".join(capfd.readouterr().err.split())
+    printed = logged()
     assert f"auto: max_length {chosen}: 20% of the training texts are longer than 256 tokens" in printed
     assert "exceed train.max_length" not in printed  # the data check measured against what training uses
     assert tunesmith.Predictor.load(result.run_dir).max_length == chosen
@@ -105,14 +105,14 @@ def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
     assert load_recipe({**toy_data["recipe"], "train": {"max_length": "auto"}}).train.max_length == 256
 
 
-def test_a_batch_that_does_not_fit_is_split_into_micro_batches(toy_data, tmp_path, capfd):
+def test_a_batch_that_does_not_fit_is_split_into_micro_batches(toy_data, tmp_path, logged):
     one = auto.estimate_mb(auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert")), 16 * 12, 1e5, False, False)
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "memory_budget_gb": one / 1024 * 0.6}}
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
     assert saved["batch_size"] < 16 and saved["batch_size"] * saved["grad_accum"] >= 16
     assert result.metrics["train"]["effective_batch_size"] == saved["batch_size"] * saved["grad_accum"]
-    assert "same effective batch" in capfd.readouterr().err.replace("\n", " ")
+    assert "same effective batch" in logged()
 
 
 def test_an_impossible_setting_is_refused_before_the_run_starts(toy_data, tmp_path):

@@ -6,6 +6,7 @@
     predictor.predict(["Profit rose 20% on strong demand."])
 """
 
+from . import log
 from .errors import TunesmithError
 from .pipeline import RunResult, run
 from .predict import Predictor
@@ -13,5 +14,5 @@ from .recipe import Recipe, load_recipe
 from .methods import METHODS
 from .models.registry import MODELS
 
-__all__ = ["load_recipe", "run", "Predictor", "Recipe", "RunResult", "MODELS", "METHODS", "TunesmithError"]
+__all__ = ["log", "load_recipe", "run", "Predictor", "Recipe", "RunResult", "MODELS", "METHODS", "TunesmithError"]
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
+import logging
 
 from .check import check_recipe
 from .check.report import as_files
@@ -16,7 +16,7 @@ from .flows.stages import run_stages
 from .recipe import Recipe, load_recipe
 from .runs import rundir
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,11 +54,11 @@ def preflight(recipe) -> dict[str, str]:
         return {}
     report = check_recipe(recipe)
     for warning in report.warnings:
-        console.print(f"[yellow]data check:[/] {warning}")
+        log.warning(f"data check: {warning}")
     if report.errors and recipe.train.data_check == "stop":
         listed = "\n".join(f"  - {e}" for e in report.errors)
         raise TunesmithError(f"The data check found {len(report.errors)} problem(s); training would fail or learn nothing:\n"
                              f"{listed}\nFix the data (`tunesmith data check RECIPE` prints the full report), or set "
                              "train.data_check: warn to train anyway.")
-    console.print(f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)")
+    log.info(f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)")
     return as_files(report)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from .app import app, out
+from .output import configure
 
 PACKAGES = ("tunesmith", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -57,5 +58,10 @@ def show_version(value: bool):
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
-                                      help="Print tunesmith's version and exit.")):
+                                      help="Print tunesmith's version and exit."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print debug messages."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors (no progress).")):
     """Fine-tune pre-trained language models on your own data."""
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet contradict each other; give one.")
+    configure("verbose" if verbose else "quiet" if quiet else "normal")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from rich.table import Table
 
 from ..engine.metrics import HELDOUT_KEYS, shown_keys
@@ -29,8 +31,11 @@ def print_comparison(metrics: dict) -> None:
         size = f"{metrics['generated']} prompts" if metrics["task"] == "generation" else f"{metrics['eval_size']} examples"
         print_metrics({"base": metrics["base"], "tuned": metrics["tuned"]}, keys=shown_keys(metrics["tuned"]),
                       title=f"{metrics['model']} on the {metrics['eval_set']} set ({size})")
-    for warning in metrics.get("outcome_warnings") or []:
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    kind = (metrics.get("base") or {}).get("kind")
+    if kind:
+        err.print(f"base = the model before fine-tuning, scored as a {kind}.", highlight=False)
+    for warning in metrics.get("outcome_warnings") or []:  # the run logged them already: the filter says each once
+        logging.getLogger("tunesmith").warning(warning)
 
 
 def _print_matrix(metrics: dict) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import checkpoint as ckpt
+from ..log import progress
 from ..models.loading import HEAD_MODULES
 from .batching import grouping_window, iterate, length_grouped_batches
 
@@ -83,8 +83,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     log = log_path.open("a", encoding="utf-8") if accelerator.is_main_process else None
     save = _saver(checkpoint, accelerator, model, optimizer, scheduler, state, pos, log)
     start, step = time.perf_counter(), pos["step"]
-    with _progress(accelerator) as bar:
-        task = bar.add_task("train", total=total_steps, completed=step, loss=float("nan"), sps=0.0)
+    with progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar:
         if saved:
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
         for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
@@ -114,7 +113,7 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                     value = loss.item()
                     _check_finite(value, step, epoch, scheduler.get_last_lr()[0], lr)
                     sps = pos["seen"] / (pos["train_time"] + time.perf_counter() - t0)
-                    bar.update(task, advance=1, loss=value, sps=sps)
+                    bar.update(step, value, sps)
                     if log and step % cfg.log_every == 0:
                         _write(log, {"step": step, "epoch": epoch, "loss": value, "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
@@ -239,11 +238,3 @@ class _State:
 def _write(handle, record: dict) -> None:
     handle.write(json.dumps(record) + "\n")
     handle.flush()
-
-
-def _progress(accelerator) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.0f} samples/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        disable=not accelerator.is_main_process, transient=False)

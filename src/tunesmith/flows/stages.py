@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from rich.console import Console
+import logging
 
 from ..engine.metrics import HEADLINE_ALL
 from ..recipe import stage_recipe
@@ -20,7 +20,7 @@ from ..runs import rundir as runs
 from .single import run_single
 from .target import Target
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 STAGES_DIR = "stages"
 DIRECT_DIR = "direct"
 _KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval/chat read from a run
@@ -40,19 +40,19 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
     model_name, entries = recipe.model.name, []
     base = target.evaluate(model_name) if recipe.eval.baseline != "none" else {}
     if base:
-        console.print(f"[bold]base[/] on the target: {target.headline(base)}")
+        log.info(f"base on the target: {target.headline(base)}")
     for index, stage in enumerate(recipe.stages):
         sub = stage_recipe(recipe, index, model_name)
         sub.eval.baseline = "none"  # the stage table carries the comparison; no probe per stage run
         sub.train.data_check = "off"  # the whole staged recipe was checked before stage 1
         sub_dir = run_dir / STAGES_DIR / f"{index + 1}-{_slug(stage.name)}"
-        console.rule(f"stage {index + 1}/{count}: {stage.name} ({sub.method.name})")
+        log.info(f"stage {index + 1}/{count}: {stage.name} ({sub.method.name})", extra={"rule": True})
         metrics = _run_stage(sub, sub_dir, resume, target)
         model_name = str(handoff(sub_dir, sub.model.name))
         last = index == count - 1
         on_target = metrics["tuned"] if last else target.evaluate(model_name)
         if not last:
-            console.print(f"after {stage.name}, on the target: {target.headline(on_target)}")
+            log.info(f"after {stage.name}, on the target: {target.headline(on_target)}")
         entries.append({"name": stage.name, "method": sub.method.name, "task": metrics.get("task"),
                         "dir": str(sub_dir.relative_to(run_dir)), "own": _headline_metrics(metrics),
                         "target": _headline_metrics({"tuned": on_target})["tuned"],
@@ -69,7 +69,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
 
 def _run_stage(sub, sub_dir: Path, resume: bool, target) -> dict:
     if resume and runs.read_status(sub_dir) == "finished":
-        console.print(f"{sub_dir.name}: finished earlier, kept (--resume)")
+        log.info(f"{sub_dir.name}: finished earlier, kept (--resume)")
         return runs.read_json(sub_dir / runs.METRICS_FILE)
     # a pre-training stage with task_texts learns from the target's training inputs (TAPT)
     options = {"task_texts": target.train_texts()} if getattr(sub.method, "task_texts", False) else {}
@@ -92,7 +92,7 @@ def handoff(sub_dir: Path, model_name: str) -> Path:
 
 def _direct(final, direct_dir: Path, resume: bool) -> dict:
     """The control: the target stage alone, from the base model, same seed and budget."""
-    console.rule("control: the target stage alone from the base model (--compare-direct)")
+    log.info("control: the target stage alone from the base model (--compare-direct)", extra={"rule": True})
     final = final.model_copy(deep=True)
     final.eval.baseline = "none"
     final.train.data_check = "off"

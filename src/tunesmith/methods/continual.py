@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
+import logging
 
 from ..runs import rundir as runs
 from ..engine.hardware import make_accelerator, own_accelerate_state, resolve_precision
@@ -26,7 +26,7 @@ from ..models.registry import default_lr
 from ..engine.loop import Hooks, run_loop
 from .base import tuning_mode
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 VERSIONS_DIR, STATE_FILE = "versions", "continual.json"
 
 
@@ -45,7 +45,7 @@ class Continual:
         datas = [task.load(e.data, recipe.train.seed) for e in exps]
         for exp, data in zip(exps, datas):
             for warning in data.warnings:
-                console.print(f"[yellow]warning:[/] {exp.name}: {warning}")
+                log.warning(f"{exp.name}: {warning}")
         learner = Learner(recipe, task)  # refuses what the task cannot do before the run directory exists
         return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(learner, exps, datas, run_dir, resume),
                            resume=resume, files=files)
@@ -69,14 +69,14 @@ def _run(learner: "Learner", exps, datas, run_dir: Path, resume: bool = False) -
     del untrained
     matrix = _versions_done(run_dir, exps) if resume else []
     if matrix:  # --resume: the experiences whose versions were saved are kept; the interrupted one starts again
-        console.print(f"--resume: {len(matrix)} of {len(exps)} experiences finished earlier, kept (version v{len(matrix)})")
+        log.info(f"--resume: {len(matrix)} of {len(exps)} experiences finished earlier, kept (version v{len(matrix)})")
         learner = Learner.load(learner.recipe, run_dir / VERSIONS_DIR / f"v{len(matrix)}")
     for index, (exp, data) in list(enumerate(zip(exps, datas)))[len(matrix):]:
-        console.rule(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
-                     f"{learner.task.label_word} {data.labels})")
+        log.info(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
+                     f"{learner.task.label_word} {data.labels})", extra={"rule": True})
         learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
         matrix.append(learner.scores(datas))
-        console.print(f"after {exp.name} ({learner.task.metric}): " + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1])))
+        log.info(f"after {exp.name} ({learner.task.metric}): " + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1])))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{index + 1}", exp.name, matrix[-1])
     state = {"current": len(exps), "experiences": [e.model_dump(mode="json") for e in exps], "matrix": matrix,
              "initial": initial, "strategy": learner.method.strategy, "lineage": list(range(1, len(exps) + 1))}
@@ -116,7 +116,7 @@ def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dic
     from .continual_report import write_continual_report
     write_continual_report(run_dir, metrics)
     c = metrics["continual"]
-    console.print(f"average {c['metric']} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
+    log.info(f"average {c['metric']} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
                   + (f", FWT {c['fwt']:+.4f}" if c["fwt"] is not None else ""))
     return metrics
 
@@ -170,7 +170,7 @@ class Learner:
         if "replay" in self.method.strategy and len(self.buffer):
             replayed = self.buffer.sample(round(self.method.replay_ratio * len(examples)))
             examples += self.task.replayed(replayed, new_labels if n_old else [])
-            console.print(f"replay: {len(replayed)} past examples mixed in ({len(self.buffer)} in the buffer)")
+            log.info(f"replay: {len(replayed)} past examples mixed in ({len(self.buffer)} in the buffer)")
         rows, ids = self.task.encode(self.tokenizer, examples, self.labels, self.cfg, self.method)
         hooks = self._hooks(data, rows, [key for _, key in examples], n_old)
         accelerator = make_accelerator(self.cfg, self.precision)
@@ -221,7 +221,7 @@ class Learner:
         batches = [collate(rows[i:i + 8], self.tokenizer.pad_token_id, None if ids is None else ids[i:i + 8]) for i in range(0, n, 8)]
         start = time.perf_counter()
         fresh = fisher_diagonal(self.model, batches)
-        console.print(f"ewc: Fisher information from {n} examples in {time.perf_counter() - start:.1f} s")
+        log.info(f"ewc: Fisher information from {n} examples in {time.perf_counter() - start:.1f} s")
         if self.fisher:
             for name, old in self.fisher.items():
                 fresh[name][: old.shape[0]] += old
@@ -339,7 +339,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
         row = learner.scores(datas)
         drop = sum(before) / len(before) - sum(row[:-1]) / len(before)
-        console.print(f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
+        log.info(f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
                       f"new ({experience.name}): {row[-1]:.4f}")
         if max_forgetting is not None and drop > max_forgetting:
             raise TunesmithError(

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from rich.console import Console
+import logging
 
 from ..engine.batching import tokenize
 from ..engine.metrics import classification_metrics, predict_proba
 from ..tasks.multilabel import sigmoid_probs
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class SingleLabel:
@@ -236,7 +236,7 @@ class TokenTags(_Scored):
             new = [p if g == "O" and p != "O" and p[2:] in missing else g for g, p in zip(tags, guess)]
             added += sum(n.startswith("B-") and g == "O" for n, g in zip(new, tags))
             out.append(((tuple(words), tuple(new)), _type_key(new)))
-        console.print(f"pseudo-labels: {added} mention(s) of {sorted(missing)} found by the previous model in the new data")
+        log.info(f"pseudo-labels: {added} mention(s) of {sorted(missing)} found by the previous model in the new data")
         return out
 
     def old_outputs(self, *args) -> torch.Tensor:

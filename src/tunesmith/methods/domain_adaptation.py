@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import torch
-from rich.console import Console
+import logging
 
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
 from ..engine.loop import Hooks, run_loop
@@ -24,7 +24,7 @@ from ..runs import rundir as runs
 from .base import Context, Plan, tuning_mode
 from .vocab import add_words, candidate_words, extend_vocabulary
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class DomainAdaptation:
@@ -68,13 +68,13 @@ class DomainAdaptation:
         apply_dropout(model, plan.recipe.train)  # train.dropout / attention_dropout hold for every method
         added = extend_vocabulary(model, plan.tokenizer, plan.extra["words"])
         if plan.recipe.method.vocab_extension:
-            console.print(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
+            log.info(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
         plan.info["vocabulary"] = {"added": len(added), "words": added}
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         base = self._heldout(plan, model)
-        console.print(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} "
+        log.info(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} "
                       f"({plan.info['corpus']['heldout_blocks']} blocks)")
         return base
 
@@ -92,7 +92,7 @@ class DomainAdaptation:
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = self._heldout(plan, model)
-        console.print(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")
+        log.info(f"tuned: held-out loss {tuned['loss']:.4f}, perplexity {tuned['perplexity']:.2f}")
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -147,7 +147,7 @@ def _warm_up_head(model, accelerator, rows, cfg, lr, hooks, share: float, pad_id
     body = getattr(model, model.base_model_prefix)
     body.requires_grad_(False)
     warm = random.Random(cfg.seed).sample(rows, max(1, round(share * len(rows))))
-    console.print(f"head warm-up: the new MLM head alone on {len(warm)} blocks")
+    log.info(f"head warm-up: the new MLM head alone on {len(warm)} blocks")
     warm_cfg = cfg.model_copy(update={"epochs": 1, "warmup_ratio": 0.0, "early_stopping": EarlyStopping(patience=None)})
     run_loop(model, accelerator, warm, None, warm_cfg, 10 * lr, hooks, pad_id, run_dir / runs.LOG_FILE)
     body.requires_grad_(True)
@@ -174,7 +174,7 @@ def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[
         keep = max(1, method.max_tokens // cfg.max_length)
         blocks = rng.sample(blocks, min(keep, len(blocks)))
     stats["blocks"], stats["tokens"] = len(blocks), sum(map(len, blocks))
-    console.print(f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
+    log.info(f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
                   f"({stats['tokens']:,} tokens, {stats['general_blocks']} general-text blocks)")
     return _rows(blocks, objective), stats
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import logging
 
 from ..engine.metrics import classification_metrics, forward_batches, mean_pooled
 from ..errors import TunesmithError
@@ -21,7 +21,7 @@ from ..tasks import classification
 from .base import Context, Plan
 from .pairs import fit_head, make_hooks, make_pairs, normalize, pair_rows
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 HEAD_FILE = "head.json"
 # Twice SetFit's 2e-5: one short epoch of pairs (40 steps for 4 classes x 8) moves the body too little at
 # 2e-5. Chosen on sst2 / CR / AG News (5 seeds: +0.2 / +1.5 / +0.4 points vs 2e-5; 6e-5 was no better)
@@ -44,7 +44,7 @@ class FewShotContrastive:
         recipe, data, enc = p["recipe"], p["data"], p["enc"]
         cfg = recipe.train
         pairs = make_pairs(data.train.labels, recipe.method.pairs_per_example * len(data.train), cfg.seed)
-        console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
+        log.info(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
         rows, targets = pair_rows(enc["train"], pairs)
         return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], p["kind"], cfg.lr or BODY_LR, rows, targets,
                     info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc, "heads": {}},
@@ -61,7 +61,7 @@ class FewShotContrastive:
         if plan.recipe.eval.baseline == "none":
             return {}
         base, _ = _head_metrics(plan, ctx, model, "evaluation", detail=False)
-        console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+        log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
         return {"kind": f"logistic-regression head on the untuned body's embeddings of the same {len(plan.data.train)} examples",
                 **base}
 
@@ -125,7 +125,7 @@ def keep_base_body(plan: Plan, ctx: Context, result) -> bool:
     if base is None or metric not in result.best_metrics or sign * base[metric] <= sign * result.best_metrics[metric]:
         ctx.train_info["kept_base_body"] = False
         return False
-    console.print(f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
+    log.info(f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
                   f"{result.best_metrics[metric]:.4f}; keeping the base body (head fitted on the same examples).")
     ctx.train_info["kept_base_body"] = True
     return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import logging
 
 from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
@@ -24,8 +24,9 @@ from .base import Context, Plan, model_parts
 from .few_shot import BODY_LR, HEAD_FILE, load_head
 from .multilabel import THRESHOLDS_FILE, _bce, save_thresholds
 from .pairs import make_hooks, make_set_pairs, normalize, pair_rows
+from ..log import reader_warnings
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class FewShotMultiLabel:
@@ -41,8 +42,7 @@ class FewShotMultiLabel:
             raise TunesmithError("few_shot multi-label needs an encoder (e.g. minilm-l6): its embeddings carry the per-label "
                                  "heads. For a decoder use method: supervised with a label per line.")
         data = load_multilabel(recipe.data, cfg.seed)
-        for warning in data.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+        reader_warnings(data.warnings, recipe.train.data_check)
         names = ("train", "validation", "evaluation")
         enc = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
         targets = {name: np.asarray(multi_hot(getattr(data, name).labels, data.labels)) for name in names}
@@ -50,7 +50,7 @@ class FewShotMultiLabel:
         if not any(t for _, _, t in pairs) or all(t for _, _, t in pairs):
             raise TunesmithError(f"{recipe.data.train}: few-shot needs both texts that share a label and texts that share none; "
                                  "add examples of more labels.")
-        console.print(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half sharing a label)")
+        log.info(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half sharing a label)")
         rows, pair_targets = pair_rows(enc["train"], pairs)
         return Plan(recipe, "multi_label", tokenizer, weights, spec, kind, cfg.lr or BODY_LR, rows, pair_targets,
                     info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels},
@@ -66,7 +66,7 @@ class FewShotMultiLabel:
         if plan.recipe.eval.baseline == "none":
             return {}
         base, _ = _scored(plan, ctx, model)
-        console.print(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+        log.info(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
         return {"kind": f"a logistic regression per label on the untuned body's embeddings of the same {len(plan.data.train)} "
                         "examples", **base}
 
@@ -85,7 +85,7 @@ class FewShotMultiLabel:
         tuned, head = _scored(plan, ctx, model)
         plan.extra["head"] = head
         plan.info["thresholds"] = plan.extra["thresholds"] = head.pop("thresholds")
-        console.print(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
+        log.info(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
                       "thresholds chosen on validation)")
         return tuned
 

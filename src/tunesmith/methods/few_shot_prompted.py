@@ -4,15 +4,14 @@ answering the same prompt zero-shot (the options are listed in the system prompt
 
 from __future__ import annotations
 
-from rich.console import Console
 
 from ..data.conversations import Conversations, GenerationData
 from ..errors import TunesmithError
 from ..recipe import EvalSection, SupervisedMethod
 from .base import Plan
 from .supervised_generation import SupervisedGeneration
+from ..log import reader_warnings
 
-console = Console(stderr=True)
 
 
 def verbalizers(method, labels: list[str]) -> dict[str, str]:
@@ -39,8 +38,7 @@ class FewShotPrompted(SupervisedGeneration):
     def prepare(self, recipe, data=None) -> Plan:
         from ..data.classification import load_classification
         data = load_classification(recipe.data, recipe.train.seed)
-        for warning in data.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+        reader_warnings(data.warnings, recipe.train.data_check)
         train_set = recipe.train.model_fields_set
         # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
         updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}

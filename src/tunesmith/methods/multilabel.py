@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
+import logging
 
 from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
@@ -20,18 +20,18 @@ from ..tasks import multilabel
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import init_multilabel_head
 from .supervised import build_model
+from ..log import reader_warnings
 
 MULTI = "multi_label_classification"
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
 
 
 class SupervisedMultiLabel:
     def prepare(self, recipe) -> Plan:
         data = load_multilabel(recipe.data, recipe.train.seed)
-        for warning in data.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+        reader_warnings(data.warnings, recipe.train.data_check)
         weights, spec, kind, tokenizer = model_parts(recipe)
         recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
         cfg = recipe.train
@@ -61,7 +61,7 @@ class SupervisedMultiLabel:
         start = time.perf_counter()
         if init_multilabel_head(model, plan.rows, np.asarray(plan.label_ids), plan.recipe.eval.batch_size, plan.pad_id,
                                 ctx.precision, plan.recipe.train.seed):
-            console.print("head: started from a logistic regression per label on the body's features")
+            log.info("head: started from a logistic regression per label on the body's features")
         ctx.train_info["head_init_s"] = time.perf_counter() - start
         return model
 
@@ -78,7 +78,7 @@ class SupervisedMultiLabel:
         plan.info["thresholds"] = plan.extra["thresholds"] = thresholds
         chosen = self._probs(plan, ctx, model, "evaluation") >= np.asarray(thresholds["per_label"])
         tuned = multilabel.multilabel_metrics(plan.extra["targets"]["evaluation"], chosen, plan.data.labels)
-        console.print(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
+        log.info(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
                       f"thresholds chosen on validation)")
         return tuned
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
+import logging
 
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
@@ -23,15 +23,15 @@ from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 from ..tasks import regression
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
+from ..log import reader_warnings
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class SupervisedRegressor:
     def prepare(self, recipe) -> Plan:
         data = load_regression(recipe.data, recipe.train.seed)
-        for warning in data.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+        reader_warnings(data.warnings, recipe.train.data_check)
         weights, spec, kind, tokenizer = model_parts(recipe)
         recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
         cfg = recipe.train
@@ -89,7 +89,7 @@ class SupervisedRegressor:
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = self._score(plan, ctx, model, "evaluation")
-        console.print(f"tuned: Spearman {tuned['spearman']:.4f}, Pearson {tuned['pearson']:.4f}, MSE {tuned['mse']:.4f} "
+        log.info(f"tuned: Spearman {tuned['spearman']:.4f}, Pearson {tuned['pearson']:.4f}, MSE {tuned['mse']:.4f} "
                       f"({plan.data.eval_name} set)")
         return tuned
 

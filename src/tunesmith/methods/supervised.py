@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from rich.console import Console
+import logging
 
 from ..engine.loop import Hooks
 from ..engine.metrics import evaluate_classifier
@@ -20,7 +20,7 @@ from ..tasks import classification
 from .base import Context, Plan, load_run_model, tuning_mode
 from .head_init import init_head_from_probe, probe_wanted
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class SupervisedClassifier:
@@ -53,7 +53,7 @@ class SupervisedClassifier:
         fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), plan.recipe.eval.batch_size, plan.pad_id,
                                    ctx.precision, plan.recipe.train.seed)
         if fit is not None:
-            console.print(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
+            log.info(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
         ctx.train_info["head_init_s"] = time.perf_counter() - start
         return model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from rich.console import Console
+import logging
 
 from ..data.conversations import load_generation
 from ..engine.loop import Hooks
@@ -18,7 +18,7 @@ from ..tasks.generation.generate import causal_lm_loss, generate, split_prompt, 
 from ..tasks.generation.metrics import answer_settings, generation_metrics
 from .base import Context, Plan, tuning_mode
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class SupervisedGeneration:
@@ -29,17 +29,17 @@ class SupervisedGeneration:
         """`data`: already-built GenerationData (few_shot's prompts); else read per the recipe."""
         data = data or load_generation(recipe.data, recipe.train.seed)
         for split in (data.train, data.validation, data.evaluation):
-            console.print(split.describe())
+            log.info(split.describe())
         weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
         kind = model_kind(weights, spec)
         mode = tuning_mode(recipe.method, kind)
         tokenizer = load_tokenizer(weights)
         if ensure_chat_template(tokenizer):
-            console.print("The model has no chat template; using tunesmith's default (saved with the tuned model).")
+            log.info("The model has no chat template; using tunesmith's default (saved with the tuned model).")
         recipe, reason = auto_length(recipe, tokenizer, data.train.samples)
         rows, stats, warnings = _encode(recipe, data, tokenizer)
         for warning in warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            log.warning(f"{warning}")
         prompts, references, metric_kind, max_new = _eval_prompts(recipe, data)
         cfg = recipe.train
         return Plan(recipe, "generation", tokenizer, weights, spec, kind, cfg.lr or default_lr(spec, "decoder", mode), rows["train"],
@@ -55,9 +55,9 @@ class SupervisedGeneration:
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        console.print(f"base: generating {len(plan.extra['prompts'])} answers ...")
+        log.info(f"base: generating {len(plan.extra['prompts'])} answers ...")
         base = _evaluate(plan, ctx, model, "base")
-        console.print(f"base: {_headline(base)}")
+        log.info(f"base: {_headline(base)}")
         return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
@@ -72,7 +72,7 @@ class SupervisedGeneration:
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = _evaluate(plan, ctx, model, "tuned")
-        console.print(f"tuned: {_headline(tuned)} ({plan.data.eval_name} set)")
+        log.info(f"tuned: {_headline(tuned)} ({plan.data.eval_name} set)")
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -116,7 +116,7 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
         # of steps) close to unpacked batches of train.batch_size samples.
         stats["packed_rows"] = len(rows["train"])
         stats["rows_per_batch"] = max(1, round(cfg.batch_size * tokens / len(shuffled) / cfg.max_length))
-        console.print(f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens, "
+        log.info(f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens, "
                       f"{stats['rows_per_batch']} row(s) per batch")
     return rows, stats, warnings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
+import logging
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
@@ -16,7 +16,7 @@ from ..runs import rundir
 from ..tasks import token_classification as tc
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 class SupervisedTokenClassifier:
@@ -32,7 +32,7 @@ class SupervisedTokenClassifier:
             rows[name], firsts[name], cut[name] = tc.encode(tokenizer, split.tokens, split.tags, data.labels, cfg.max_length,
                                                             recipe.method.label_all_subtokens)
         if cut["train"]:
-            console.print(f"[yellow]warning:[/] {cut['train']} of {len(data.train)} training sentences exceed "
+            log.warning(f"{cut['train']} of {len(data.train)} training sentences exceed "
                           f"train.max_length={cfg.max_length} sub-tokens; their last words (and any entities there) are cut.")
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
         types = sorted({t[2:] for t in data.labels if t != "O"})
@@ -60,7 +60,7 @@ class SupervisedTokenClassifier:
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = self._score(plan, ctx, model, "evaluation", detail=True)
-        console.print(f"tuned: entity F1 {tuned['f1']:.4f} (precision {tuned['precision']:.4f}, recall {tuned['recall']:.4f}; "
+        log.info(f"tuned: entity F1 {tuned['f1']:.4f} (precision {tuned['precision']:.4f}, recall {tuned['recall']:.4f}; "
                       f"{plan.data.eval_name} set)")
         return tuned
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -11,10 +12,9 @@ from pathlib import Path
 def converted_folder(alias: str, gguf_path: Path, target: Path) -> Path:
     if (target / "config.json").is_file():
         return target
-    from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    Console(stderr=True).print(f"Converting {gguf_path.name} to safetensors (once; cached in {target})...")
+    logging.getLogger(__name__).info(f"Converting {gguf_path.name} to safetensors (once; cached in {target})...")
     folder, name = str(gguf_path.parent), gguf_path.name
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own tqdm bar; we printed our line

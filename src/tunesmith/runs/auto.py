@@ -31,11 +31,11 @@ from __future__ import annotations
 import math
 import os
 
-from rich.console import Console
+import logging
 
 from ..errors import TunesmithError
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 MIN_STEPS = 250
 MIN_FREE_TEXT_EXAMPLES = 300  # 3 passes over 100 answers; 20 brand-voice examples get 10 epochs
 MAX_EPOCHS = 10
@@ -84,7 +84,7 @@ def resolve(plan, saved: dict | None = None):
     else:
         plan.loop_cfg = cfg
     for reason in reasons:
-        console.print(f"auto: {reason}")
+        log.info(f"auto: {reason}")
     plan.train_info["auto"] = reasons
     return plan
 

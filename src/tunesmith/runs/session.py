@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+import logging
 
 from ..engine.checkpoint import CHECKPOINT_FILE
 from ..engine.hardware import make_accelerator, resolve_precision
@@ -16,7 +16,7 @@ from ..engine.loop import run_loop
 from ..engine.metrics import outcome_warnings
 from . import rundir
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,7 +85,7 @@ def session(method, plan: Plan, run_dir: Path) -> dict:
         metrics["warnings"] = plan.warnings
     metrics["outcome_warnings"] = outcome_warnings(metrics)
     for warning in metrics["outcome_warnings"]:
-        console.print(f"[bold yellow]warning:[/] {warning}")
+        log.warning(f"{warning}")
     if ctx.accelerator.is_main_process:
         method.save(plan, ctx, model)
         rundir.write_metrics(run_dir, metrics)

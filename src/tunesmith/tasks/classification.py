@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import logging
 
 from ..data.classification import load_classification, read_split
 from ..engine.batching import tokenize, unknown_only
@@ -16,16 +16,16 @@ from ..errors import TunesmithError
 from ..runs.auto_length import auto_max_length
 from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
 from ..data.inputs import one_or_many
+from ..log import reader_warnings
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def prepare(recipe) -> dict:
     """The recipe's data read, checked and encoded, with the model's weights, registry entry and kind; "recipe":
     the recipe with train.max_length chosen from the data when it was unset ("auto": why)."""
     data = load_classification(recipe.data, recipe.train.seed)
-    for warning in data.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+    reader_warnings(data.warnings, recipe.train.data_check)
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
     tokenizer = load_tokenizer(weights)
     recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
@@ -45,12 +45,12 @@ def encode(data, tokenizer, max_length: int) -> dict:
             enc["truncated"] = cut
         unknown = unknown_only(tokenizer, enc[name])
         if unknown:
-            console.print(f"[yellow]warning:[/] {unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
+            log.warning(f"{unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
                           "knows (every piece is the unknown token, e.g. emoji or a script the tokenizer lacks); the model "
                           "sees them all as the same input.")
     if enc["truncated"]:
         cut = enc["truncated"]
-        console.print(f"[yellow]warning:[/] {len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
+        log.warning(f"{len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
                       f"tokens and were truncated (longest {max(cut)} tokens). Raise train.max_length to keep more.")
     return enc
 
@@ -66,12 +66,12 @@ def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision
         return {}
     base = linear_probe(load_encoder(weights), enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"],
                         data.labels, recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
-    console.print(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
 
 
 def announce(tuned: dict, eval_name: str) -> None:
-    console.print(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({eval_name} set)")
+    log.info(f"tuned: accuracy {tuned['accuracy']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({eval_name} set)")
 
 
 class ClassifierPredictor:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import logging
 
 from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
@@ -16,7 +16,7 @@ from ..models.loading import load_encoder
 from .classification import head_proba
 from ..data.inputs import one_or_many
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 KEYS = ("f1_micro", "f1_macro", "precision_micro", "recall_micro", "subset_accuracy", "hamming_loss")
 
@@ -68,7 +68,7 @@ def ovr_baseline(recipe, weights: str, rows: dict, targets: dict, labels: list[s
             probs[name][:, keep] = clf.predict_proba(x[name])
     thresholds = choose_thresholds(np.asarray(targets["validation"]), probs["validation"])
     base = multilabel_metrics(np.asarray(targets["evaluation"]), probs["evaluation"] >= np.asarray(thresholds["per_label"]), labels)
-    console.print(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
+    log.info(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     return {"kind": "one-vs-rest logistic regression on the frozen base model's mean-pooled embeddings", **base}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
+import logging
 
 from ..data.classification import read_split
 from ..data.regression import numeric
@@ -19,7 +19,7 @@ from ..engine.metrics import forward_batches, mean_pooled
 from ..models.loading import load_encoder, output_layers
 from ..data.inputs import one_or_many
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def regression_metrics(y_true, y_pred) -> dict:
@@ -65,7 +65,7 @@ def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval,
     x_eval = forward_batches(encoder, eval_rows, bs, pad_id, precision, mean_pooled)
     ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x_train, y_train)
     base = regression_metrics(y_eval, ridge.predict(x_eval))
-    console.print(f"base: Spearman {base['spearman']:.4f}, Pearson {base['pearson']:.4f}, MSE {base['mse']:.4f}")
+    log.info(f"base: Spearman {base['spearman']:.4f}, Pearson {base['pearson']:.4f}, MSE {base['mse']:.4f}")
     return {"kind": "ridge regression on the frozen base model's mean-pooled embeddings", **base}
 
 

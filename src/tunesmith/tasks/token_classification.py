@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import logging
 
 from ..engine.batching import inference_batches, iterate
 from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
 from ..data.inputs import one_or_many
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def encode(tokenizer, sentences: list[list[str]], tags: list[list[str]] | None, labels: list[str], max_length: int,
@@ -109,7 +109,7 @@ def probe_baseline(recipe, weights: str, rows: dict, firsts: dict, data, labels:
         np.stack([pairs[i][0] for i in pick]), [pairs[i][1] for i in pick])
     predicted = [[labels[clf.classes_[k]] for k in clf.predict_proba(sent).argmax(-1)] for sent in features("evaluation")]
     base = ner_metrics(data.evaluation.tags, predicted)
-    console.print(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
+    log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
     return {"kind": "logistic regression per token on the frozen base model's token embeddings", **base}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import math
 
 import torch
@@ -50,10 +52,9 @@ def _fit_context(ids: list[list[int]], context: int | None, max_new_tokens: int)
     room = max(context - max_new_tokens, context // 2)
     long = [i for i, row in enumerate(ids) if len(row) > room]
     if long:
-        from rich.console import Console
-        Console(stderr=True).print(f"[yellow]warning:[/] {len(long)} prompt(s) longer than the model's context ({context} tokens, "
-                                   f"{max_new_tokens} kept for the answer) were cut to their last {room} tokens (the longest had "
-                                   f"{max(len(ids[i]) for i in long):,}).")
+        logging.getLogger(__name__).warning(f"{len(long)} prompt(s) longer than the model's context ({context} tokens, "
+            f"{max_new_tokens} kept for the answer) were cut to their last {room} tokens (the longest had "
+            f"{max(len(ids[i]) for i in long):,}).")
     return [row[-room:] if len(row) > room else row for row in ids]
 
 
