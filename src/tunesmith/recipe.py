@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from .errors import TunesmithError, did_you_mean
 
@@ -213,6 +214,7 @@ class EarlyStopping(Strict):
 
 
 AUTO_KEYS = ("lr", "batch_size", "epochs", "max_length")
+AUTO = {"default": "auto"}  # what the schema shows for them: unset means chosen from the data, not the Python default
 
 
 def _auto_means_unset(raw):
@@ -224,11 +226,11 @@ def _auto_means_unset(raw):
 
 class TrainSection(Strict):
     _auto = model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))
-    lr: float | None = Field(None, gt=0, description="Peak learning rate; unset or 'auto' = chosen from the method, model size "
+    lr: float | None = Field(None, gt=0, json_schema_extra=AUTO, description="Peak learning rate; unset or 'auto' = chosen from the method, model size "
                                                      "and batch (printed at the start of the run, saved in recipe.yaml).")
-    batch_size: int = Field(32, gt=0, description="Examples per optimizer step per process, before accumulation; unset or "
+    batch_size: int = Field(32, gt=0, json_schema_extra=AUTO, description="Examples per optimizer step per process, before accumulation; unset or "
                                                   "'auto' = 32, or 16/8 for small training sets.")
-    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
+    epochs: float = Field(3, gt=0, json_schema_extra=AUTO, description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
                                                "for small sets (at least 250 optimizer steps), fewer for very large ones.")
     memory_budget_gb: float | None = Field(
         None, gt=0, description="Memory the run may use; None = 70% of what is available at start. Batches that would not fit "
@@ -241,7 +243,7 @@ class TrainSection(Strict):
                                 "Many classes and few epochs want a higher one.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    max_length: int = Field(256, gt=1, description="Token limit per example; longer inputs are truncated and counted. Unset or "
+    max_length: int = Field(256, gt=1, json_schema_extra=AUTO, description="Token limit per example; longer inputs are truncated and counted. Unset or "
                             "'auto': 256, raised when over 5% of the training examples are longer, to their 95th percentile: "
                             "texts for classification, multi-label and regression (up to the model's limit and 512); whole "
                             "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).")
@@ -273,6 +275,12 @@ class TrainSection(Strict):
         500, ge=1, description="Write a resumable checkpoint every N optimizer steps (and at every epoch end); "
                                "None = at epoch ends only. `tunesmith train --resume RUN_DIR` continues from it.")
     packing: bool = Field(False, description="Generation: pack short samples into rows of max_length (no attention across samples).")
+
+    @field_validator("data_check", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        """YAML 1.1 reads a bare `off` as false; the user meant the word."""
+        return "off" if value is False else value
 
 
 class EvalSection(Strict):

@@ -1,4 +1,4 @@
-"""`tunesmith recipe validate|schema` and `tunesmith models list|pull`."""
+"""`tunesmith recipe validate|schema|reference` and `tunesmith models list|pull`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def recipe_schema():
     """Print the recipe JSON Schema (every key, type, default and help text)."""
     from ..recipe import json_schema
     print(json.dumps(json_schema(), indent=2))
+
+
+@recipe_app.command("reference")
+def recipe_reference():
+    """Print the recipe reference as Markdown (every key, type, default and meaning; docs/recipe-reference.md)."""
+    from ..recipe import json_schema
+    from .reference import reference_markdown
+    print(reference_markdown(json_schema()), end="")
 
 
 @models_app.command("list")
