@@ -1,5 +1,6 @@
 """What the hardware runs fast: picks the precision for `train.precision: auto`."""
 
+import os
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -11,12 +12,17 @@ import torch
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX tiles for bf16 (Intel Sapphire Rapids and later). AVX512-BF16 alone is not enough:
     on such a Xeon (no AMX) a MiniLM training step under bf16 autocast ran at 0.65x its fp32 speed (the casts
-    cost more than the dot products save), and without either, bf16 matmuls are emulated (~100x slower)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+    cost more than the dot products save), and without either, bf16 matmuls are emulated (~100x slower).
+
+    TUNESMITH_ASSUME_CPU_FLAGS (space-separated flags) replaces what the CPU reports: the test suite's bf16
+    lane sets `amx_bf16` so that `auto` takes the bf16 path on machines without AMX."""
+    flags = os.environ.get("TUNESMITH_ASSUME_CPU_FLAGS")
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "amx_bf16" in flags.split()
 
 
 def resolve_precision(requested: str) -> str:
