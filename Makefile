@@ -5,9 +5,13 @@ quickstart:
 	bash scripts/setup.sh
 	.venv/bin/tunesmith quickstart
 
+# lint and format check, the suite on both cores, then the bf16 lane (precision auto as on an AMX CPU)
 test:
 	bash scripts/setup.sh test
-	.venv/bin/python -m pytest
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts
+	.venv/bin/python -m pytest -n 2 --dist loadfile
+	TUNESMITH_ASSUME_CPU_FLAGS=amx_bf16 .venv/bin/python -m pytest -n 2 --dist loadfile -m bf16_lane
 
 bench:
 	bash scripts/setup.sh bench

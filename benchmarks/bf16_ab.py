@@ -17,7 +17,11 @@ import torch
 
 
 def steps_per_s(model, opt, batch, labels, bf16: bool, steps: int) -> float:
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+    ctx = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if bf16
+        else (lambda: torch.autocast("cpu", enabled=False))
+    )
     for i in range(steps + 2):  # the first two warm up
         if i == 2:
             start = time.perf_counter()
@@ -33,6 +37,7 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification
 
     from tunesmith.models.loading import resolve_weights
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)

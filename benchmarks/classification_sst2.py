@@ -28,6 +28,7 @@ def sample_rows(n: int, seed: int) -> pd.DataFrame:
 
 def run_tunesmith(train_csv: Path, seed: int, out: Path, overrides: list[str]) -> dict:
     import tunesmith
+
     recipe = {
         "model": {"name": "minilm-l6"},
         "data": {"train": str(train_csv), "validation": str(DATA / "validation.csv")},
@@ -38,15 +39,24 @@ def run_tunesmith(train_csv: Path, seed: int, out: Path, overrides: list[str]) -
     train = metrics["train"]
     # the probe that starts the head (method.head_init) is training work the Trainer does not do: count it
     seconds = train["runtime_s"] + train.get("head_init_s", 0.0)
-    return {"accuracy": metrics["tuned"]["accuracy"], "samples_per_s": train["samples_per_s"] * train["runtime_s"] / seconds}
+    return {
+        "accuracy": metrics["tuned"]["accuracy"],
+        "samples_per_s": train["samples_per_s"] * train["runtime_s"] / seconds,
+    }
 
 
 def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path, **training_args) -> dict:
     """What a user writes from the HF docs: default TrainingArguments (fp32, batch 8) unless `training_args`."""
     import numpy as np
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
     from tunesmith.models.loading import resolve_weights
 
     path = resolve_weights("minilm-l6")
@@ -54,15 +64,26 @@ def run_hf_trainer(train_rows: pd.DataFrame, seed: int, out: Path, **training_ar
     to_id = {l: i for i, l in enumerate(labels)}
     tok = AutoTokenizer.from_pretrained(path)
     enc = lambda frame: Dataset.from_dict({"text": frame.text.tolist(), "label": [to_id[l] for l in frame.label]}).map(  # noqa: E731
-        lambda b: tok(b["text"], truncation=True), batched=True)
+        lambda b: tok(b["text"], truncation=True), batched=True
+    )
     train_ds, val_ds = enc(train_rows), enc(pd.read_csv(DATA / "validation.csv"))
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-    args = TrainingArguments(output_dir=str(out), num_train_epochs=1, seed=seed, report_to=[], save_strategy="no", **training_args)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      data_collator=DataCollatorWithPadding(tok),
-                      compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())})
+    args = TrainingArguments(
+        output_dir=str(out), num_train_epochs=1, seed=seed, report_to=[], save_strategy="no", **training_args
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())},
+    )
     result = trainer.train()
-    return {"accuracy": trainer.evaluate()["eval_accuracy"], "samples_per_s": result.metrics["train_samples_per_second"]}
+    return {
+        "accuracy": trainer.evaluate()["eval_accuracy"],
+        "samples_per_s": result.metrics["train_samples_per_second"],
+    }
 
 
 def main() -> None:
@@ -71,8 +92,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--defaults-only", action="store_true", help="skip the all-layers variant")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE,...",
-                        help="extra tunesmith run with --set overrides, e.g. head=train.head_lr=1e-3")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE,...",
+        help="extra tunesmith run with --set overrides, e.g. head=train.head_lr=1e-3",
+    )
     parser.add_argument("--variants-only", action="store_true", help="run only the --variant runs (and the baseline)")
     parser.add_argument("--first-seed", type=int, default=42)
     parser.add_argument("--json", type=Path)
@@ -98,8 +124,11 @@ def main() -> None:
             if not args.skip_baseline:
                 results["hf_trainer"].append(run_hf_trainer(rows, seed, tmp / "hf"))
                 print("hf_trainer", results["hf_trainer"][-1], file=sys.stderr)
-    summary = {name: {k: statistics.median(r[k] for r in runs) for k in ("accuracy", "samples_per_s")}
-               for name, runs in results.items() if runs}
+    summary = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("accuracy", "samples_per_s")}
+        for name, runs in results.items()
+        if runs
+    }
     if "hf_trainer" in summary:
         base = summary["hf_trainer"]
         for name in variants:

@@ -30,11 +30,14 @@ def recipe(stream: str, strategy: list[str], seed: int, n_train: int, method: di
     folder, column, groups = STREAMS[stream]
     files = {split: str(DATA / folder / f"{split}.csv") for split in ("train", "validation", "test")}
     return {
-        "model": {"name": "minilm-l6"}, "eval": {"baseline": "none"},
+        "model": {"name": "minilm-l6"},
+        "eval": {"baseline": "none"},
         "method": {"name": "continual", "strategy": strategy, **(method or {})},  # the method's defaults
         "train": {"seed": seed, "epochs": 1, "batch_size": 32, "max_length": 128},
-        "experiences": [{"name": "+".join(g), "data": {**files, "filter": {column: g}, "max_train_samples": n_train}}
-                        for g in groups],
+        "experiences": [
+            {"name": "+".join(g), "data": {**files, "filter": {column: g}, "max_train_samples": n_train}}
+            for g in groups
+        ],
     }
 
 
@@ -46,12 +49,18 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--train-per-experience", type=int, default=400)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--method", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="method overrides for every strategy, e.g. ewc_lambda=1e6 replay_ratio=0.5")
+    parser.add_argument(
+        "--method",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method overrides for every strategy, e.g. ewc_lambda=1e6 replay_ratio=0.5",
+    )
     args = parser.parse_args()
     import yaml
 
     import tunesmith
+
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.method)}
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,33 +68,51 @@ def main() -> None:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for name in args.strategies:
                     start = time.perf_counter()
-                    m = tunesmith.run(recipe(stream, STRATEGIES[name], seed, args.train_per_experience, overrides),
-                                      output_dir=Path(tmp) / f"{stream}-{name}-{seed}", overwrite=True).metrics["continual"]
-                    row = {"seed": seed, "average_accuracy": m["average_accuracy"], "bwt": m["bwt"], "matrix": m["matrix"],
-                           "wall_s": time.perf_counter() - start}
+                    m = tunesmith.run(
+                        recipe(stream, STRATEGIES[name], seed, args.train_per_experience, overrides),
+                        output_dir=Path(tmp) / f"{stream}-{name}-{seed}",
+                        overwrite=True,
+                    ).metrics["continual"]
+                    row = {
+                        "seed": seed,
+                        "average_accuracy": m["average_accuracy"],
+                        "bwt": m["bwt"],
+                        "matrix": m["matrix"],
+                        "wall_s": time.perf_counter() - start,
+                    }
                     results.setdefault(stream, {}).setdefault(name, []).append(row)
                     print(stream, name, json.dumps({k: v for k, v in row.items() if k != "matrix"}), flush=True)
     summary = {}
     for stream, by_name in results.items():
         summary[stream] = {}
         for name, rows in by_name.items():
-            stat = lambda key: (statistics.fmean(r[key] for r in rows),  # noqa: E731
-                                statistics.stdev([r[key] for r in rows]) if len(rows) > 1 else 0.0)
+            stat = lambda key: (
+                statistics.fmean(r[key] for r in rows),  # noqa: E731
+                statistics.stdev([r[key] for r in rows]) if len(rows) > 1 else 0.0,
+            )
             summary[stream][name] = {k: stat(k) for k in ("average_accuracy", "bwt", "wall_s")}
         naive = summary[stream].get("naive")
         for name, s in summary[stream].items():
             if naive:
                 s["forgetting_vs_naive"] = abs(s["bwt"][0]) / max(abs(naive["bwt"][0]), 1e-9)
                 s["wall_vs_naive"] = s["wall_s"][0] / naive["wall_s"][0]
-    print(f"{'stream':8} {'strategy':11} {'avg accuracy':>17} {'BWT':>17} {'wall s':>12} {'|BWT| / naive':>13} {'time / naive':>12}")
+    print(
+        f"{'stream':8} {'strategy':11} {'avg accuracy':>17} {'BWT':>17} {'wall s':>12} {'|BWT| / naive':>13} "
+        f"{'time / naive':>12}"
+    )
     for stream, by_name in summary.items():
         for name, s in by_name.items():
-            print(f"{stream:8} {name:11} {s['average_accuracy'][0]:.4f} ± {s['average_accuracy'][1]:.4f} "
-                  f"{s['bwt'][0]:+.4f} ± {s['bwt'][1]:.4f} {s['wall_s'][0]:6.1f} ± {s['wall_s'][1]:4.1f} "
-                  f"{s.get('forgetting_vs_naive', float('nan')):13.2f} {s.get('wall_vs_naive', float('nan')):12.2f}")
+            print(
+                f"{stream:8} {name:11} {s['average_accuracy'][0]:.4f} ± {s['average_accuracy'][1]:.4f} "
+                f"{s['bwt'][0]:+.4f} ± {s['bwt'][1]:.4f} {s['wall_s'][0]:6.1f} ± {s['wall_s'][1]:4.1f} "
+                f"{s.get('forgetting_vs_naive', float('nan')):13.2f} {s.get('wall_vs_naive', float('nan')):12.2f}"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
-                                         "runs": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": results}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

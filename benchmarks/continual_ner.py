@@ -26,7 +26,9 @@ def read(path: Path) -> list[dict]:
 
 
 def only(rows: list[dict], kind: str) -> list[dict]:
-    return [{"tokens": r["tokens"], "tags": [t if t != "O" and t[2:] == kind else "O" for t in r["tags"]]} for r in rows]
+    return [
+        {"tokens": r["tokens"], "tags": [t if t != "O" and t[2:] == kind else "O" for t in r["tags"]]} for r in rows
+    ]
 
 
 def write(path: Path, rows: list[dict]) -> str:
@@ -36,6 +38,7 @@ def write(path: Path, rows: list[dict]) -> str:
 
 def main() -> None:
     import tunesmith
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
@@ -50,23 +53,55 @@ def main() -> None:
         full_test = write(tmp / "test.jsonl", test)
         exps = []
         for k, kind in enumerate(ORDER):
-            part = train[k::len(ORDER)]
-            exps.append({"name": kind, "data": {"train": write(tmp / f"{kind}-train.jsonl", only(part, kind)),
-                                                "validation": write(tmp / f"{kind}-val.jsonl", only(validation, kind)),
-                                                "test": write(tmp / f"{kind}-test.jsonl", only(test, kind))}})
+            part = train[k :: len(ORDER)]
+            exps.append(
+                {
+                    "name": kind,
+                    "data": {
+                        "train": write(tmp / f"{kind}-train.jsonl", only(part, kind)),
+                        "validation": write(tmp / f"{kind}-val.jsonl", only(validation, kind)),
+                        "test": write(tmp / f"{kind}-test.jsonl", only(test, kind)),
+                    },
+                }
+            )
         for strategy in ("naive", "replay"):
-            recipe = {"task": "token_classification", "model": "minilm-l6", "train": train_cfg, "eval": {"baseline": "none"},
-                      "method": {"name": "continual", "strategy": strategy}, "experiences": exps}
+            recipe = {
+                "task": "token_classification",
+                "model": "minilm-l6",
+                "train": train_cfg,
+                "eval": {"baseline": "none"},
+                "method": {"name": "continual", "strategy": strategy},
+                "experiences": exps,
+            }
             result = tunesmith.run(recipe, output_dir=tmp / strategy)
             c = result.metrics["continual"]
             final = tunesmith.Predictor.load(result.run_dir).evaluate(full_test)
-            results[strategy] = {"matrix": c["matrix"], "average_f1": c["average_accuracy"], "bwt": c["bwt"],
-                                 "final_f1_all_types": final["f1"], "train_s": result.metrics["train"]["runtime_s"]}
+            results[strategy] = {
+                "matrix": c["matrix"],
+                "average_f1": c["average_accuracy"],
+                "bwt": c["bwt"],
+                "final_f1_all_types": final["f1"],
+                "train_s": result.metrics["train"]["runtime_s"],
+            }
             print(strategy, json.dumps(results[strategy]), flush=True)
-        joint = tunesmith.run({"task": "token_classification", "model": "minilm-l6", "train": train_cfg, "eval": {"baseline": "none"},
-                               "data": {"train": write(tmp / "all.jsonl", train), "validation": write(tmp / "val.jsonl", validation),
-                                        "test": full_test}}, output_dir=tmp / "joint")
-        results["joint"] = {"final_f1_all_types": joint.metrics["tuned"]["f1"], "train_s": joint.metrics["train"]["runtime_s"]}
+        joint = tunesmith.run(
+            {
+                "task": "token_classification",
+                "model": "minilm-l6",
+                "train": train_cfg,
+                "eval": {"baseline": "none"},
+                "data": {
+                    "train": write(tmp / "all.jsonl", train),
+                    "validation": write(tmp / "val.jsonl", validation),
+                    "test": full_test,
+                },
+            },
+            output_dir=tmp / "joint",
+        )
+        results["joint"] = {
+            "final_f1_all_types": joint.metrics["tuned"]["f1"],
+            "train_s": joint.metrics["train"]["runtime_s"],
+        }
         print("joint", json.dumps(results["joint"]), flush=True)
     print(json.dumps(results, indent=2))
     if args.json:

@@ -25,15 +25,33 @@ VARIANTS = ("random", "probe")
 
 def child(files: dict, head_init: str, seed: int, out: Path) -> None:
     import tunesmith
-    recipe = {"model": "minilm-l6", "data": files, "method": {"name": "supervised", "head_init": head_init}, "train": {"seed": seed}}
+
+    recipe = {
+        "model": "minilm-l6",
+        "data": files,
+        "method": {"name": "supervised", "head_init": head_init},
+        "train": {"seed": seed},
+    }
     m = tunesmith.run(recipe, output_dir=out).metrics
-    print("RESULT " + json.dumps({"accuracy": m["tuned"]["accuracy"], "f1_macro": m["tuned"]["f1_macro"],
-                                  "base_accuracy": m["base"].get("accuracy"), "auto": m["train"].get("auto")}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "accuracy": m["tuned"]["accuracy"],
+                "f1_macro": m["tuned"]["f1_macro"],
+                "base_accuracy": m["base"].get("accuracy"),
+                "auto": m["train"].get("auto"),
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", nargs="*", default=["sst5", "legal_cuad_clause_types", "medical_abstracts_subset", "ag_news_subset"])
+    parser.add_argument(
+        "--sets", nargs="*", default=["sst5", "legal_cuad_clause_types", "medical_abstracts_subset", "ag_news_subset"]
+    )
     parser.add_argument("--max-train", type=int, default=1000)
     parser.add_argument("--max-test", type=int, default=1000)
     parser.add_argument("--seeds", nargs="*", type=int, default=[42])
@@ -51,8 +69,11 @@ def main() -> None:
                 files = prepare(f"cls:{name}", Path(tmp), args.max_train, args.max_test, seed)
                 for variant in VARIANTS:
                     out = Path(tmp) / f"{name}-{variant}-{seed}"
-                    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(files), variant, str(seed), str(out)],
-                                          capture_output=True, text=True)
+                    proc = subprocess.run(
+                        [sys.executable, __file__, "--child", json.dumps(files), variant, str(seed), str(out)],
+                        capture_output=True,
+                        text=True,
+                    )
                     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                     row = json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-800:]}
                     results.setdefault(name, {}).setdefault(variant, {})[seed] = row
@@ -66,7 +87,9 @@ def main() -> None:
             if ok:
                 acc = statistics.median(r["accuracy"] for r in ok)
                 f1 = statistics.median(r["f1_macro"] for r in ok)
-                print(f"| {name} | {variant} | {acc:.4f} | {f1:.4f} | {' / '.join('%.4f' % r['accuracy'] for r in ok)} |")
+                print(
+                    f"| {name} | {variant} | {acc:.4f} | {f1:.4f} | {' / '.join('%.4f' % r['accuracy'] for r in ok)} |"
+                )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,12 @@ def case(surface: str):
     def add(fn):
         CASES.append((surface, fn.__name__, fn))
         return fn
+
     return add
 
 
 # ------------------------------------------------------------------ verdict helpers
+
 
 def cli(args: list[str], refuse: bool = True) -> str:
     done = runner.invoke(app, args)
@@ -84,18 +86,35 @@ def same_bytes(paths: dict[Path, bytes]) -> bool:
 
 # ------------------------------------------------------------------ fixtures: runs and a live server
 
+
 class World:
     def __init__(self, root: Path):
         self.root = root
         sentiment_rows(60, 0).to_csv(root / "train.csv", index=False)
         sentiment_rows(20, 3).to_csv(root / "x.csv", index=False)
         short = {"epochs": 1}
-        self.classifier = tunesmith.run({"model": "tiny-bert", "data": {"train": str(root / "train.csv")}, "train": short,
-                                         "eval": {"baseline": "none"}}, output_dir=root / "classifier").run_dir
-        (root / "chat.jsonl").write_text("\n".join(json.dumps({"prompt": f"order {i}", "response": "track"}) for i in range(8)))
-        self.chat = tunesmith.run({"task": "generation", "model": "tiny-llama", "data": {"train": str(root / "chat.jsonl")},
-                                   "train": short, "eval": {"baseline": "none", "max_samples": 1, "max_new_tokens": 2}},
-                                  output_dir=root / "chat").run_dir
+        self.classifier = tunesmith.run(
+            {
+                "model": "tiny-bert",
+                "data": {"train": str(root / "train.csv")},
+                "train": short,
+                "eval": {"baseline": "none"},
+            },
+            output_dir=root / "classifier",
+        ).run_dir
+        (root / "chat.jsonl").write_text(
+            "\n".join(json.dumps({"prompt": f"order {i}", "response": "track"}) for i in range(8))
+        )
+        self.chat = tunesmith.run(
+            {
+                "task": "generation",
+                "model": "tiny-llama",
+                "data": {"train": str(root / "chat.jsonl")},
+                "train": short,
+                "eval": {"baseline": "none", "max_samples": 1, "max_new_tokens": 2},
+            },
+            output_dir=root / "chat",
+        ).run_dir
         files = test_continual._stream(root)
         recipe = test_continual._recipe(files, "replay", replay_ratio=1.0)
         recipe["experiences"], recipe["train"] = recipe["experiences"][:1], {**recipe["train"], "epochs": 1}
@@ -107,8 +126,12 @@ class World:
         import uvicorn
 
         from tunesmith.serve import Limits, create_app
-        application = create_app([self.classifier, self.chat], api_key=KEY,
-                                 limits=Limits(max_inputs=8, max_prompt_tokens=200, max_tokens=64, max_body_bytes=50_000))
+
+        application = create_app(
+            [self.classifier, self.chat],
+            api_key=KEY,
+            limits=Limits(max_inputs=8, max_prompt_tokens=200, max_tokens=64, max_body_bytes=50_000),
+        )
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -118,9 +141,19 @@ class World:
             time.sleep(0.05)
         return f"http://127.0.0.1:{port}"
 
-    def post(self, path: str, payload=None, raw: bytes | None = None, key: str | None = KEY, method: str = "POST") -> str:
-        headers = {"content-type": "application/json", **({"Authorization": key} if key and key.startswith(("Bearer", "bearer")) else
-                                                          {"Authorization": f"Bearer {key}"} if key else {})}
+    def post(
+        self, path: str, payload=None, raw: bytes | None = None, key: str | None = KEY, method: str = "POST"
+    ) -> str:
+        headers = {
+            "content-type": "application/json",
+            **(
+                {"Authorization": key}
+                if key and key.startswith(("Bearer", "bearer"))
+                else {"Authorization": f"Bearer {key}"}
+                if key
+                else {}
+            ),
+        }
         body = raw if raw is not None else json.dumps(payload).encode()
         answer = httpx.request(method, self.url + path, content=body, headers=headers, timeout=60)
         try:
@@ -142,100 +175,237 @@ def classify(payload) -> str:
 
 
 def chat(payload, path="/v1/chat/completions") -> str:
-    return http(*W.post(path, {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **payload}))
+    return http(
+        *W.post(path, {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **payload})
+    )
 
 
 # ------------------------------------------------------------------ serve
 
+
 @case("serve")
-def classify_too_many_inputs(): return classify({"input": ["a"] * 300})
+def classify_too_many_inputs():
+    return classify({"input": ["a"] * 300})
+
+
 @case("serve")
-def classify_empty_list(): return classify({"input": []})
+def classify_empty_list():
+    return classify({"input": []})
+
+
 @case("serve")
-def classify_numbers(): return classify({"input": [1, 2]})
+def classify_numbers():
+    return classify({"input": [1, 2]})
+
+
 @case("serve")
-def classify_nested_lists(): return classify({"input": [[["x"]]]})
+def classify_nested_lists():
+    return classify({"input": [[["x"]]]})
+
+
 @case("serve")
-def classify_top_k_zero(): return classify({"input": "x", "top_k": 0})
+def classify_top_k_zero():
+    return classify({"input": "x", "top_k": 0})
+
+
 @case("serve")
-def classify_model_null(): return http(*W.post("/v1/classify", {"model": None, "input": "x"}))
+def classify_model_null():
+    return http(*W.post("/v1/classify", {"model": None, "input": "x"}))
+
+
 @case("serve")
-def classify_no_model(): return http(*W.post("/v1/classify", {"input": "x"}))
+def classify_no_model():
+    return http(*W.post("/v1/classify", {"input": "x"}))
+
+
 @case("serve")
-def body_is_a_list(): return http(*W.post("/v1/classify", raw=b'["x"]'))
+def body_is_a_list():
+    return http(*W.post("/v1/classify", raw=b'["x"]'))
+
+
 @case("serve")
-def body_is_a_number(): return http(*W.post("/v1/classify", raw=b"42"))
+def body_is_a_number():
+    return http(*W.post("/v1/classify", raw=b"42"))
+
+
 @case("serve")
-def deeply_nested_json(): return http(*W.post("/v1/classify", raw=b'{"model": "classifier", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}"))
+def deeply_nested_json():
+    return http(*W.post("/v1/classify", raw=b'{"model": "classifier", "input": ' + b"[" * 5000 + b"]" * 5000 + b"}"))
+
+
 @case("serve")
-def lone_surrogate_in_a_classify_text(): return http(*W.post("/v1/classify", raw=b'{"model": "classifier", "input": "a \\udc80"}'))
+def lone_surrogate_in_a_classify_text():
+    return http(*W.post("/v1/classify", raw=b'{"model": "classifier", "input": "a \\udc80"}'))
+
+
 @case("serve")
-def lone_surrogate_in_a_chat_message(): return http(*W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "\\ud800"}]}'))
+def lone_surrogate_in_a_chat_message():
+    return http(
+        *W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "\\ud800"}]}')
+    )
+
+
 @case("serve")
-def chat_no_messages(): return chat({"messages": []})
+def chat_no_messages():
+    return chat({"messages": []})
+
+
 @case("serve")
-def chat_tool_role(): return chat({"messages": [{"role": "tool", "content": "x"}]})
+def chat_tool_role():
+    return chat({"messages": [{"role": "tool", "content": "x"}]})
+
+
 @case("serve")
-def chat_null_content(): return chat({"messages": [{"role": "user", "content": None}]})
+def chat_null_content():
+    return chat({"messages": [{"role": "user", "content": None}]})
+
+
 @case("serve")
-def chat_temperature_5(): return chat({"temperature": 5})
+def chat_temperature_5():
+    return chat({"temperature": 5})
+
+
 @case("serve")
-def chat_huge_max_tokens(): return chat({"max_tokens": 10**9})
+def chat_huge_max_tokens():
+    return chat({"max_tokens": 10**9})
+
+
 @case("serve")
-def chat_n_2(): return chat({"n": 2})
+def chat_n_2():
+    return chat({"n": 2})
+
+
 @case("serve")
-def chat_many_stops(): return chat({"stop": [f"s{i}" for i in range(50)]})
+def chat_many_stops():
+    return chat({"stop": [f"s{i}" for i in range(50)]})
+
+
 @case("serve")
-def chat_prompt_over_the_limit(): return chat({"messages": [{"role": "user", "content": "word " * 2000}]})
+def chat_prompt_over_the_limit():
+    return chat({"messages": [{"role": "user", "content": "word " * 2000}]})
+
+
 @case("serve")
-def completion_prompt_list(): return http(*W.post("/v1/completions", {"model": "chat", "prompt": ["a", "b"]}))
+def completion_prompt_list():
+    return http(*W.post("/v1/completions", {"model": "chat", "prompt": ["a", "b"]}))
+
+
 @case("serve")
-def chat_to_a_classifier(): return http(*W.post("/v1/chat/completions", {"model": "classifier", "messages": [{"role": "user", "content": "x"}]}))
+def chat_to_a_classifier():
+    return http(
+        *W.post("/v1/chat/completions", {"model": "classifier", "messages": [{"role": "user", "content": "x"}]})
+    )
+
+
 @case("serve")
-def classify_to_a_chat_model(): return http(*W.post("/v1/classify", {"model": "chat", "input": "x"}))
+def classify_to_a_chat_model():
+    return http(*W.post("/v1/classify", {"model": "chat", "input": "x"}))
+
+
 @case("serve")
-def get_on_a_post_route(): return http(*W.post("/v1/chat/completions", method="GET", raw=b""))
+def get_on_a_post_route():
+    return http(*W.post("/v1/chat/completions", method="GET", raw=b""))
+
+
 @case("serve")
-def unknown_route(): return http(*W.post("/v1/embeddings", {"model": "classifier", "input": "x"}))
+def unknown_route():
+    return http(*W.post("/v1/embeddings", {"model": "classifier", "input": "x"}))
+
+
 @case("serve")
-def tools_are_asked_for(): return chat({"tools": [{"type": "function", "function": {"name": "f"}}]})
+def tools_are_asked_for():
+    return chat({"tools": [{"type": "function", "function": {"name": "f"}}]})
+
+
 @case("serve")
-def json_response_format(): return chat({"response_format": {"type": "json_object"}})
+def json_response_format():
+    return chat({"response_format": {"type": "json_object"}})
+
+
 @case("serve")
-def logit_bias_given(): return chat({"logit_bias": {"50": 100}})
+def logit_bias_given():
+    return chat({"logit_bias": {"50": 100}})
+
+
 @case("serve")
-def misspelt_field(): return chat({"max_token": 5})
+def misspelt_field():
+    return chat({"max_token": 5})
+
+
 @case("serve")
-def wrong_key(): return http(*W.post("/v1/classify", {"model": "classifier", "input": "x"}, key="nope"))
+def wrong_key():
+    return http(*W.post("/v1/classify", {"model": "classifier", "input": "x"}, key="nope"))
+
+
 @case("serve")
-def lowercase_bearer_scheme(): return http(*W.post("/v1/classify", {"model": "classifier", "input": "x"}, key=f"bearer {KEY}"), want=200)
+def lowercase_bearer_scheme():
+    return http(*W.post("/v1/classify", {"model": "classifier", "input": "x"}, key=f"bearer {KEY}"), want=200)
+
+
 @case("serve")
-def body_over_the_limit(): return http(*W.post("/v1/classify", {"model": "classifier", "input": "x" * 60_000}))
+def body_over_the_limit():
+    return http(*W.post("/v1/classify", {"model": "classifier", "input": "x" * 60_000}))
+
+
 @case("serve")
 def empty_api_key():
     from tunesmith.serve import create_app
+
     return api(lambda: create_app([W.classifier], api_key=""))
 
 
 @case("serve")
-def chat_message_without_role(): return chat({"messages": [{"content": "hi"}]})
+def chat_message_without_role():
+    return chat({"messages": [{"content": "hi"}]})
+
+
 @case("serve")
-def form_encoded_body(): return http(*W.post("/v1/classify", raw=b"model=classifier&input=x"))
+def form_encoded_body():
+    return http(*W.post("/v1/classify", raw=b"model=classifier&input=x"))
+
+
 @case("serve")
-def classify_top_k_huge(): return http(*W.post("/v1/classify", {"model": "classifier", "input": "x", "top_k": 10**9}), want=200)
+def classify_top_k_huge():
+    return http(*W.post("/v1/classify", {"model": "classifier", "input": "x", "top_k": 10**9}), want=200)
+
+
 @case("serve")
-def stream_zero_tokens(): return chat({"stream": True, "max_tokens": 0})
+def stream_zero_tokens():
+    return chat({"stream": True, "max_tokens": 0})
+
+
 @case("serve")
-def completions_with_messages_only(): return http(*W.post("/v1/completions", {"model": "chat", "messages": [{"role": "user", "content": "x"}]}))
+def completions_with_messages_only():
+    return http(*W.post("/v1/completions", {"model": "chat", "messages": [{"role": "user", "content": "x"}]}))
+
+
 @case("serve")
-def model_is_a_number(): return http(*W.post("/v1/classify", {"model": 7, "input": "x"}))
+def model_is_a_number():
+    return http(*W.post("/v1/classify", {"model": 7, "input": "x"}))
+
+
 @case("serve")
-def temperature_nan(): return http(*W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}'))
+def temperature_nan():
+    return http(
+        *W.post(
+            "/v1/chat/completions",
+            raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+        )
+    )
+
+
 @case("serve")
-def max_tokens_infinity(): return http(*W.post("/v1/chat/completions", raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": Infinity}'))
+def max_tokens_infinity():
+    return http(
+        *W.post(
+            "/v1/chat/completions",
+            raw=b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": Infinity}',
+        )
+    )
 
 
 # ------------------------------------------------------------------ export
+
 
 @case("export")
 def export_onto_a_file():
@@ -269,7 +439,9 @@ def export_marker_naming_files_outside():
     folder = W.scratch("escape")
     outside = folder.parent / "outside.txt"
     outside.write_text("outside")
-    (folder / "export.json").write_text(json.dumps({"written_by": "tunesmith", "run_id": "x", "files": ["../outside.txt"]}))
+    (folder / "export.json").write_text(
+        json.dumps({"written_by": "tunesmith", "run_id": "x", "files": ["../outside.txt"]})
+    )
     cli(["export", str(W.classifier), "--format", "hf", "-o", str(folder)])
     return "well" if same_bytes({outside: b"outside"}) else "data_loss"
 
@@ -282,9 +454,13 @@ def export_marker_is_a_folder():
 
 
 @case("export")
-def export_uppercase_format(): return cli(["export", str(W.classifier), "--format", "HF", "-o", str(W.scratch("upper") / "x")], refuse=False)
+def export_uppercase_format():
+    return cli(["export", str(W.classifier), "--format", "HF", "-o", str(W.scratch("upper") / "x")], refuse=False)
+
+
 @case("export")
-def export_a_folder_that_is_not_a_run(): return cli(["export", str(W.scratch("norun")), "--format", "hf"])
+def export_a_folder_that_is_not_a_run():
+    return cli(["export", str(W.scratch("norun")), "--format", "hf"])
 
 
 @case("export")
@@ -296,6 +472,7 @@ def export_an_interrupted_run():
 
 
 # ------------------------------------------------------------------ predict / eval / generate outputs
+
 
 @case("outputs")
 def predict_over_its_input():
@@ -314,71 +491,179 @@ def eval_over_an_existing_file():
 
 
 @case("outputs")
-def predict_to_an_unknown_extension(): return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.xlsx")])
+def predict_to_an_unknown_extension():
+    return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.xlsx")])
 
 
 # ------------------------------------------------------------------ data for the new task kinds
+
 
 def _train_on(rows: list[dict], task: str, name: str, **data) -> str:
     folder = W.scratch(name)
     path = folder / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    return api(lambda: tunesmith.run({"task": task, "model": "tiny-bert", "data": {"train": str(path), **data},
-                                      "train": {"epochs": 1}, "eval": {"baseline": "none"}}, output_dir=folder / "run"))
+    return api(
+        lambda: tunesmith.run(
+            {
+                "task": task,
+                "model": "tiny-bert",
+                "data": {"train": str(path), **data},
+                "train": {"epochs": 1},
+                "eval": {"baseline": "none"},
+            },
+            output_dir=folder / "run",
+        )
+    )
 
 
 TOKENS = [{"tokens": ["good", "movie"], "tags": ["B-X", "O"]}] * 12
 
 
 @case("data")
-def tokens_cell_is_a_string(): return _train_on([{"tokens": "good movie", "tags": ["B-X", "O"]}] + TOKENS, "token_classification", "tok_str")
+def tokens_cell_is_a_string():
+    return _train_on([{"tokens": "good movie", "tags": ["B-X", "O"]}] + TOKENS, "token_classification", "tok_str")
+
+
 @case("data")
-def bioes_tags(): return _train_on([{"tokens": ["a", "b"], "tags": ["S-X", "E-X"]}] + TOKENS, "token_classification", "bioes")
+def bioes_tags():
+    return _train_on([{"tokens": ["a", "b"], "tags": ["S-X", "E-X"]}] + TOKENS, "token_classification", "bioes")
+
+
 @case("data")
-def entity_label_is_a_number(): return _train_on([{"text": "good movie", "entities": [{"start": 0, "end": 4, "label": 7}]}] * 12, "token_classification", "ent_int")
+def entity_label_is_a_number():
+    return _train_on(
+        [{"text": "good movie", "entities": [{"start": 0, "end": 4, "label": 7}]}] * 12,
+        "token_classification",
+        "ent_int",
+    )
+
+
 @case("data")
-def entity_offsets_are_text(): return _train_on([{"text": "good movie", "entities": [{"start": "0", "end": "4", "label": "X"}]}] * 12, "token_classification", "ent_str")
+def entity_offsets_are_text():
+    return _train_on(
+        [{"text": "good movie", "entities": [{"start": "0", "end": "4", "label": "X"}]}] * 12,
+        "token_classification",
+        "ent_str",
+    )
+
+
 @case("data")
-def entity_offsets_reversed(): return _train_on([{"text": "good movie", "entities": [{"start": 4, "end": 0, "label": "X"}]}] * 12, "token_classification", "ent_rev")
+def entity_offsets_reversed():
+    return _train_on(
+        [{"text": "good movie", "entities": [{"start": 4, "end": 0, "label": "X"}]}] * 12,
+        "token_classification",
+        "ent_rev",
+    )
+
+
 @case("data")
-def entities_overlap(): return _train_on([{"text": "good movie", "entities": [{"start": 0, "end": 10, "label": "X"}, {"start": 5, "end": 10, "label": "Y"}]}] * 12, "token_classification", "ent_overlap")
+def entities_overlap():
+    return _train_on(
+        [
+            {
+                "text": "good movie",
+                "entities": [{"start": 0, "end": 10, "label": "X"}, {"start": 5, "end": 10, "label": "Y"}],
+            }
+        ]
+        * 12,
+        "token_classification",
+        "ent_overlap",
+    )
+
+
 @case("data")
-def entities_null_cell(): return _train_on([{"text": "good movie", "entities": None}] + [{"text": "a b", "entities": [{"start": 0, "end": 1, "label": "X"}]}] * 12, "token_classification", "ent_null")
+def entities_null_cell():
+    return _train_on(
+        [{"text": "good movie", "entities": None}]
+        + [{"text": "a b", "entities": [{"start": 0, "end": 1, "label": "X"}]}] * 12,
+        "token_classification",
+        "ent_null",
+    )
+
+
 @case("data")
-def multilabel_every_row_empty(): return _train_on([{"text": f"t {i}", "labels": []} for i in range(20)], "classification", "ml_empty", label_column="labels", multi_label=True)
+def multilabel_every_row_empty():
+    return _train_on(
+        [{"text": f"t {i}", "labels": []} for i in range(20)],
+        "classification",
+        "ml_empty",
+        label_column="labels",
+        multi_label=True,
+    )
+
+
 @case("data")
 def multilabel_numbers_as_labels():  # trained (numbers read as label names) or refused with a message: both are clear
-    verdict = _train_on([{"text": f"t {i}", "labels": [i % 2, 2]} for i in range(20)], "classification", "ml_nums",
-                        label_column="labels", multi_label=True)
+    verdict = _train_on(
+        [{"text": f"t {i}", "labels": [i % 2, 2]} for i in range(20)],
+        "classification",
+        "ml_nums",
+        label_column="labels",
+        multi_label=True,
+    )
     return "well" if verdict in ("well", "unclear") else verdict
-@case("data")
-def regression_nan_targets(): return _train_on([{"text": f"t {i}", "label": None if i == 3 else i} for i in range(20)], "regression", "rg_nan")
-@case("data")
-def regression_huge_targets(): return _train_on([{"text": f"t {i}", "label": i * 1e300} for i in range(20)], "regression", "rg_huge")
-@case("data")
-def regression_text_targets(): return _train_on([{"text": f"t {i}", "label": "high"} for i in range(20)], "regression", "rg_text")
 
 
 @case("data")
-def tokens_and_tags_differ_in_length(): return _train_on([{"tokens": ["a", "b", "c"], "tags": ["B-X", "O"]}] + TOKENS, "token_classification", "tok_len")
+def regression_nan_targets():
+    return _train_on([{"text": f"t {i}", "label": None if i == 3 else i} for i in range(20)], "regression", "rg_nan")
+
+
 @case("data")
-def multilabel_column_missing(): return _train_on([{"text": f"t {i}", "label": "x"} for i in range(20)], "classification", "ml_missing", label_column="tags", multi_label=True)
+def regression_huge_targets():
+    return _train_on([{"text": f"t {i}", "label": i * 1e300} for i in range(20)], "regression", "rg_huge")
+
+
+@case("data")
+def regression_text_targets():
+    return _train_on([{"text": f"t {i}", "label": "high"} for i in range(20)], "regression", "rg_text")
+
+
+@case("data")
+def tokens_and_tags_differ_in_length():
+    return _train_on([{"tokens": ["a", "b", "c"], "tags": ["B-X", "O"]}] + TOKENS, "token_classification", "tok_len")
+
+
+@case("data")
+def multilabel_column_missing():
+    return _train_on(
+        [{"text": f"t {i}", "label": "x"} for i in range(20)],
+        "classification",
+        "ml_missing",
+        label_column="tags",
+        multi_label=True,
+    )
 
 
 @case("data")
 def csv_with_nul_bytes():
     folder = W.scratch("nul")
     (folder / "d.csv").write_bytes(b"text,label\n" + b"good\x00 movie,positive\nbad,negative\n" * 10)
-    verdict = api(lambda: tunesmith.run({"model": "tiny-bert", "data": {"train": str(folder / "d.csv")}, "train": {"epochs": 1},
-                                         "eval": {"baseline": "none"}}, output_dir=folder / "run"))
+    verdict = api(
+        lambda: tunesmith.run(
+            {
+                "model": "tiny-bert",
+                "data": {"train": str(folder / "d.csv")},
+                "train": {"epochs": 1},
+                "eval": {"baseline": "none"},
+            },
+            output_dir=folder / "run",
+        )
+    )
     return "well" if verdict in ("well", "unclear") else verdict  # trained, or refused with a message: both clear
 
 
 @case("data")
 def jsonl_with_a_broken_line():
     folder = W.scratch("broken_jsonl")
-    (folder / "d.jsonl").write_text("\n".join([json.dumps({"text": "a", "label": "x"})] * 10 + ['{"text": "b", "label"']))
-    return api(lambda: tunesmith.run({"model": "tiny-bert", "data": {"train": str(folder / "d.jsonl")}}, output_dir=folder / "run"))
+    (folder / "d.jsonl").write_text(
+        "\n".join([json.dumps({"text": "a", "label": "x"})] * 10 + ['{"text": "b", "label"'])
+    )
+    return api(
+        lambda: tunesmith.run(
+            {"model": "tiny-bert", "data": {"train": str(folder / "d.jsonl")}}, output_dir=folder / "run"
+        )
+    )
 
 
 @case("data")
@@ -389,6 +674,7 @@ def separator_pipe_from_the_command_line():
 
 # ------------------------------------------------------------------ runs: staged, continual, resume
 
+
 @case("runs")
 def resume_with_another_recipe():
     folder = W.scratch("resume_other")
@@ -396,17 +682,31 @@ def resume_with_another_recipe():
     shutil.copytree(W.classifier, run)
     (run / "run.json").write_text(json.dumps({"status": "interrupted"}))
     (run / "checkpoint.pt").write_bytes(b"")
-    return api(lambda: tunesmith.run({"model": "tiny-bert", "data": {"train": str(W.root / "x.csv")}}, output_dir=run, resume=True))
+    return api(
+        lambda: tunesmith.run(
+            {"model": "tiny-bert", "data": {"train": str(W.root / "x.csv")}}, output_dir=run, resume=True
+        )
+    )
 
 
 @case("runs")
-def rollback_to_a_missing_version(): return cli(["runs", "rollback", str(W.continual), "9"])
+def rollback_to_a_missing_version():
+    return cli(["runs", "rollback", str(W.continual), "9"])
+
+
 @case("runs")
-def versions_of_a_plain_run(): return cli(["runs", "versions", str(W.classifier)])
+def versions_of_a_plain_run():
+    return cli(["runs", "versions", str(W.classifier)])
+
+
 @case("runs")
-def update_a_plain_run(): return cli(["update", str(W.classifier), "--data", str(W.root / "x.csv")])
+def update_a_plain_run():
+    return cli(["update", str(W.classifier), "--data", str(W.root / "x.csv")])
+
+
 @case("runs")
-def update_with_a_missing_file(): return cli(["update", str(W.continual), "--data", str(W.root / "missing.csv")])
+def update_with_a_missing_file():
+    return cli(["update", str(W.continual), "--data", str(W.root / "missing.csv")])
 
 
 @case("runs")
@@ -429,25 +729,44 @@ def damaged_continual_state():
 @case("runs")
 def staged_multilabel_to_regression():
     from tests import test_regression
+
     folder = W.scratch("stage_kinds")
     (folder / "ml").mkdir()
     (folder / "rg").mkdir()
     ml = {**test_multilabel.write_sets(folder / "ml"), "label_column": "labels", "label_separator": "|"}
-    recipe = {"model": "tiny-bert", "train": {"epochs": 1}, "eval": {"baseline": "none"},
-              "stages": [{"name": "a", "data": ml}, {"name": "b", "task": "regression", "data": test_regression.write_sets(folder / "rg")}]}
+    recipe = {
+        "model": "tiny-bert",
+        "train": {"epochs": 1},
+        "eval": {"baseline": "none"},
+        "stages": [
+            {"name": "a", "data": ml},
+            {"name": "b", "task": "regression", "data": test_regression.write_sets(folder / "rg")},
+        ],
+    }
     return api(lambda: tunesmith.run(recipe, output_dir=folder / "run"), refuse=False)
 
 
 # ------------------------------------------------------------------ Python API
 
+
 @case("api")
-def load_a_missing_run(): return api(lambda: tunesmith.Predictor.load(W.root / "nope"))
+def load_a_missing_run():
+    return api(lambda: tunesmith.Predictor.load(W.root / "nope"))
+
+
 @case("api")
-def load_a_file(): return api(lambda: tunesmith.Predictor.load(W.root / "x.csv"))
+def load_a_file():
+    return api(lambda: tunesmith.Predictor.load(W.root / "x.csv"))
+
+
 @case("api")
-def predict_none(): return api(lambda: tunesmith.Predictor.load(W.classifier).predict(None))
+def predict_none():
+    return api(lambda: tunesmith.Predictor.load(W.classifier).predict(None))
+
+
 @case("api")
-def predict_numbers(): return api(lambda: tunesmith.Predictor.load(W.classifier).predict([1, 2]))
+def predict_numbers():
+    return api(lambda: tunesmith.Predictor.load(W.classifier).predict([1, 2]))
 
 
 @case("api")
@@ -463,17 +782,30 @@ def predict_one_string():
 
 
 @case("api")
-def generate_negative_tokens(): return api(lambda: tunesmith.Predictor.load(W.chat).generate(["hi"], max_new_tokens=-3))
-@case("api")
-def generate_a_dict_prompt(): return api(lambda: tunesmith.Predictor.load(W.chat).generate([{"role": "bot", "content": "x"}]))
-@case("api")
-def run_a_none_recipe(): return api(lambda: tunesmith.run(None))
-@case("api")
-def override_an_unknown_key(): return api(lambda: tunesmith.load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}, ["train.learning_rate=1"]))
+def generate_negative_tokens():
+    return api(lambda: tunesmith.Predictor.load(W.chat).generate(["hi"], max_new_tokens=-3))
 
 
 @case("api")
-def pairs_of_another_length(): return api(lambda: tunesmith.Predictor.load(W.classifier).predict(["a", "b"], ["c"]))
+def generate_a_dict_prompt():
+    return api(lambda: tunesmith.Predictor.load(W.chat).generate([{"role": "bot", "content": "x"}]))
+
+
+@case("api")
+def run_a_none_recipe():
+    return api(lambda: tunesmith.run(None))
+
+
+@case("api")
+def override_an_unknown_key():
+    return api(
+        lambda: tunesmith.load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}, ["train.learning_rate=1"])
+    )
+
+
+@case("api")
+def pairs_of_another_length():
+    return api(lambda: tunesmith.Predictor.load(W.classifier).predict(["a", "b"], ["c"]))
 
 
 @case("api")
@@ -484,11 +816,13 @@ def predict_a_pandas_series():
 @case("api")
 def predict_a_numpy_array_of_strings():
     import numpy as np
+
     return api(lambda: tunesmith.Predictor.load(W.classifier).predict(np.array(["good", "bad"])), refuse=False)
 
 
 @case("runs")
-def resume_a_finished_run(): return cli(["train", "--resume", str(W.classifier)])
+def resume_a_finished_run():
+    return cli(["train", "--resume", str(W.classifier)])
 
 
 def main() -> None:

@@ -23,16 +23,35 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def child(name: str, length: int, epochs: float, out: Path) -> None:
     import tunesmith
-    recipe = {"task": "generation", "model": "smollm2-135m-instruct",
-              "data": {"train": str(SHARED / name / "train.jsonl"), "validation": str(SHARED / name / "validation.jsonl"),
-                       "max_eval_samples": 20},
-              "train": {"max_length": length, "epochs": epochs}, "eval": {"max_samples": 5, "baseline": "none"}}
+
+    recipe = {
+        "task": "generation",
+        "model": "smollm2-135m-instruct",
+        "data": {
+            "train": str(SHARED / name / "train.jsonl"),
+            "validation": str(SHARED / name / "validation.jsonl"),
+            "max_eval_samples": 20,
+        },
+        "train": {"max_length": length, "epochs": epochs},
+        "eval": {"max_samples": 5, "baseline": "none"},
+    }
     m = tunesmith.run(recipe, output_dir=out).metrics
     saved = tunesmith.recipe.load_recipe(str(out / "recipe.yaml")).train
-    print("RESULT " + json.dumps({"peak_rss_mb": m["memory"]["peak_rss_mb"], "estimate_mb": m["train"].get("memory_estimate_mb"),
-                                  "batch_size": saved.batch_size, "grad_accum": saved.grad_accum,
-                                  "checkpointing": saved.gradient_checkpointing, "auto": m["train"].get("auto"),
-                                  "tokens_per_s": m["train"]["tokens_per_s"]}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "peak_rss_mb": m["memory"]["peak_rss_mb"],
+                "estimate_mb": m["train"].get("memory_estimate_mb"),
+                "batch_size": saved.batch_size,
+                "grad_accum": saved.grad_accum,
+                "checkpointing": saved.gradient_checkpointing,
+                "auto": m["train"].get("auto"),
+                "tokens_per_s": m["train"]["tokens_per_s"],
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -49,19 +68,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             for length in args.lengths:
-                proc = subprocess.run([sys.executable, __file__, "--child", name, str(length), str(args.epochs), f"{tmp}/{name}-{length}"],
-                                      capture_output=True, text=True)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        name,
+                        str(length),
+                        str(args.epochs),
+                        f"{tmp}/{name}-{length}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-                results[f"{name}@{length}"] = json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:], "rc": proc.returncode}
+                results[f"{name}@{length}"] = (
+                    json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:], "rc": proc.returncode}
+                )
                 print(name, length, json.dumps(results[f"{name}@{length}"]), flush=True)
-    print("| data | max_length | batch x accumulation | checkpointing | estimate | peak RSS |\n|---|---:|---|---|---:|---:|")
+    print(
+        "| data | max_length | batch x accumulation | checkpointing | estimate | peak RSS "
+        "|\n|---|---:|---|---|---:|---:|"
+    )
     for key, r in results.items():
         name, length = key.split("@")
         if "error" in r:
             print(f"| {name} | {length} | failed (rc {r['rc']}) | | | |")
             continue
-        print(f"| {name} | {length} | {r['batch_size']} x {r['grad_accum']} | {r['checkpointing']} | {r['estimate_mb'] / 1024:.1f} GB | "
-              f"**{r['peak_rss_mb'] / 1024:.1f} GB** |")
+        print(
+            f"| {name} | {length} | {r['batch_size']} x {r['grad_accum']} | {r['checkpointing']} | "
+            f"{r['estimate_mb'] / 1024:.1f} GB | "
+            f"**{r['peak_rss_mb'] / 1024:.1f} GB** |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

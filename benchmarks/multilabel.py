@@ -26,23 +26,43 @@ def split_labels(cell) -> list[str]:
 
 def run_tunesmith(train: Path, name: str, epochs: int, seed: int, out: Path) -> dict:
     import tunesmith
-    recipe = {"model": "minilm-l6", "train": {"epochs": epochs, "seed": seed},
-              "data": {"train": str(train), "validation": str(SHARED / name / "validation.csv"), "test": str(SHARED / name / "test.csv"),
-                       "label_column": "labels", "label_separator": "|"}}
+
+    recipe = {
+        "model": "minilm-l6",
+        "train": {"epochs": epochs, "seed": seed},
+        "data": {
+            "train": str(train),
+            "validation": str(SHARED / name / "validation.csv"),
+            "test": str(SHARED / name / "test.csv"),
+            "label_column": "labels",
+            "label_separator": "|",
+        },
+    }
     m = tunesmith.run(recipe, output_dir=out).metrics
     keys = ("f1_micro", "f1_macro", "subset_accuracy")
-    return {"base": {k: m["base"][k] for k in keys}, "tuned": {k: m["tuned"][k] for k in keys},
-            "samples_per_s": m["train"]["samples_per_s"], "train_s": m["train"]["runtime_s"], "epochs_run": m["train"]["epochs"]}
+    return {
+        "base": {k: m["base"][k] for k in keys},
+        "tuned": {k: m["tuned"][k] for k in keys},
+        "samples_per_s": m["train"]["samples_per_s"],
+        "train_s": m["train"]["runtime_s"],
+        "epochs_run": m["train"]["epochs"],
+    }
 
 
 def run_hf_trainer(train: pd.DataFrame, name: str, epochs: int, seed: int, out: Path) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from tunesmith.models.loading import resolve_weights
     from tunesmith.tasks.multilabel import multilabel_metrics
+
     path = resolve_weights("minilm-l6")
     labels = sorted({label for cell in train["labels"] for label in split_labels(cell)})
     index = {label: i for i, label in enumerate(labels)}
@@ -58,7 +78,9 @@ def run_hf_trainer(train: pd.DataFrame, name: str, epochs: int, seed: int, out: 
         return data.map(lambda b: tok(b["text"], truncation=True), batched=True, remove_columns=["text"])
 
     test = pd.read_csv(SHARED / name / "test.csv", keep_default_na=False)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels), problem_type="multi_label_classification")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(labels), problem_type="multi_label_classification"
+    )
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, seed=seed, report_to=[], save_strategy="no")
     trainer = Trainer(model=model, args=args, train_dataset=encode(train), data_collator=DataCollatorWithPadding(tok))
     result = trainer.train()
@@ -66,8 +88,11 @@ def run_hf_trainer(train: pd.DataFrame, name: str, epochs: int, seed: int, out: 
     logits = trainer.predict(test_ds).predictions
     predicted = torch.sigmoid(torch.tensor(logits)).numpy() >= 0.5
     metrics = multilabel_metrics(np.asarray(test_ds["labels"]), predicted, labels, detail=False)
-    return {"tuned": {k: metrics[k] for k in ("f1_micro", "f1_macro", "subset_accuracy")},
-            "samples_per_s": result.metrics["train_samples_per_second"], "train_s": result.metrics["train_runtime"]}
+    return {
+        "tuned": {k: metrics[k] for k in ("f1_micro", "f1_macro", "subset_accuracy")},
+        "samples_per_s": result.metrics["train_samples_per_second"],
+        "train_s": result.metrics["train_runtime"],
+    }
 
 
 def main() -> None:
@@ -87,8 +112,12 @@ def main() -> None:
             frame.to_csv(tmp / f"{name}.csv", index=False)
             ours = run_tunesmith(tmp / f"{name}.csv", name, args.epochs, args.seed, tmp / f"ts-{name}")
             theirs = run_hf_trainer(frame, name, args.epochs, args.seed, tmp / f"hf-{name}")
-            results[name] = {"rows": len(frame), "tunesmith": ours, "hf_trainer": theirs,
-                             "speed_ratio": ours["samples_per_s"] / theirs["samples_per_s"]}
+            results[name] = {
+                "rows": len(frame),
+                "tunesmith": ours,
+                "hf_trainer": theirs,
+                "speed_ratio": ours["samples_per_s"] / theirs["samples_per_s"],
+            }
             print(name, json.dumps(results[name]), flush=True)
     print(json.dumps(results, indent=2))
     if args.json:

@@ -25,21 +25,41 @@ def read(path: Path) -> list[dict]:
 
 def run_tunesmith(name: str, train: Path, epochs: int, seed: int, out: Path) -> dict:
     import tunesmith
-    recipe = {"task": "token_classification", "model": "minilm-l6", "train": {"epochs": epochs, "seed": seed, "max_length": 128},
-              "data": {"train": str(train), "validation": str(SHARED / name / "validation.jsonl"), "test": str(SHARED / name / "test.jsonl")}}
+
+    recipe = {
+        "task": "token_classification",
+        "model": "minilm-l6",
+        "train": {"epochs": epochs, "seed": seed, "max_length": 128},
+        "data": {
+            "train": str(train),
+            "validation": str(SHARED / name / "validation.jsonl"),
+            "test": str(SHARED / name / "test.jsonl"),
+        },
+    }
     m = tunesmith.run(recipe, output_dir=out).metrics
-    return {"base_f1": m["base"]["f1"], "f1": m["tuned"]["f1"], "samples_per_s": m["train"]["samples_per_s"],
-            "train_s": m["train"]["runtime_s"], "epochs_run": m["train"]["epochs"]}
+    return {
+        "base_f1": m["base"]["f1"],
+        "f1": m["tuned"]["f1"],
+        "samples_per_s": m["train"]["samples_per_s"],
+        "train_s": m["train"]["runtime_s"],
+        "epochs_run": m["train"]["epochs"],
+    }
 
 
 def run_hf_trainer(name: str, rows: list[dict], epochs: int, seed: int, out: Path) -> dict:
     import numpy as np
     from datasets import Dataset
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
 
     from tunesmith.models.loading import resolve_weights
     from tunesmith.tasks.token_classification import ner_metrics
+
     path = resolve_weights("minilm-l6")
     labels = ["O"] + sorted({t for r in rows for t in r["tags"]} - {"O"})
     index = {label: i for i, label in enumerate(labels)}
@@ -58,11 +78,16 @@ def run_hf_trainer(name: str, rows: list[dict], epochs: int, seed: int, out: Pat
 
     test = read(SHARED / name / "test.jsonl")
     encode = lambda items: Dataset.from_list(items).map(align, batched=True, remove_columns=["tokens", "tags"])  # noqa: E731
-    model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                                            label2id=index)
+    model = AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index
+    )
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, seed=seed, report_to=[], save_strategy="no")
-    trainer = Trainer(model=model, args=args, train_dataset=encode([{"tokens": r["tokens"], "tags": r["tags"]} for r in rows]),
-                      data_collator=DataCollatorForTokenClassification(tok))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode([{"tokens": r["tokens"], "tags": r["tags"]} for r in rows]),
+        data_collator=DataCollatorForTokenClassification(tok),
+    )
     result = trainer.train()
     test_ds = encode([{"tokens": r["tokens"], "tags": r["tags"]} for r in test])
     logits = trainer.predict(test_ds).predictions
@@ -70,8 +95,11 @@ def run_hf_trainer(name: str, rows: list[dict], epochs: int, seed: int, out: Pat
     for row, sent_logits, sent_labels in zip(test, logits, test_ds["labels"]):
         tags = [labels[int(np.argmax(sent_logits[pos]))] for pos, lab in enumerate(sent_labels) if lab != -100]
         predicted.append(tags + ["O"] * (len(row["tags"]) - len(tags)))  # words past 128 sub-tokens: O
-    return {"f1": ner_metrics([r["tags"] for r in test], predicted, detail=False)["f1"],
-            "samples_per_s": result.metrics["train_samples_per_second"], "train_s": result.metrics["train_runtime"]}
+    return {
+        "f1": ner_metrics([r["tags"] for r in test], predicted, detail=False)["f1"],
+        "samples_per_s": result.metrics["train_samples_per_second"],
+        "train_s": result.metrics["train_runtime"],
+    }
 
 
 def medians(runs: list[dict]) -> dict:
@@ -85,7 +113,9 @@ def medians(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", nargs="*", default=["medical_ner_ncbi_disease", "medical_ner_bc5cdr", "financial_ner_finer_ord"])
+    parser.add_argument(
+        "--sets", nargs="*", default=["medical_ner_ncbi_disease", "medical_ner_bc5cdr", "financial_ner_finer_ord"]
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=None, help="seeded sample of each training file")
     parser.add_argument("--seed", type=int, default=42)

@@ -19,6 +19,7 @@ DEFAULT = [ROOT / "recipes/financial_sentiment.yaml", ROOT / "recipes/contract_c
 
 def main() -> None:
     import tunesmith
+
     parser = argparse.ArgumentParser()
     parser.add_argument("recipes", nargs="*", type=Path, default=DEFAULT)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
@@ -29,14 +30,22 @@ def main() -> None:
         for path in args.recipes:
             m = tunesmith.run(tunesmith.load_recipe(path, args.overrides), output_dir=Path(tmp) / path.stem).metrics
             rows[path.stem] = {
-                "base_f1_macro": m["base"]["f1_macro"], "tuned_f1_macro": m["tuned"]["f1_macro"],
-                "base_accuracy": m["base"]["accuracy"], "tuned_accuracy": m["tuned"]["accuracy"],
-                "eval_set": m["eval_set"], "epochs": m["train"]["epochs"], "best_epoch": m["train"]["best_epoch"],
-                "runtime_s": m["train"]["runtime_s"]}
+                "base_f1_macro": m["base"]["f1_macro"],
+                "tuned_f1_macro": m["tuned"]["f1_macro"],
+                "base_accuracy": m["base"]["accuracy"],
+                "tuned_accuracy": m["tuned"]["accuracy"],
+                "eval_set": m["eval_set"],
+                "epochs": m["train"]["epochs"],
+                "best_epoch": m["train"]["best_epoch"],
+                "runtime_s": m["train"]["runtime_s"],
+            }
             print(path.stem, json.dumps(rows[path.stem]), flush=True)
     print(f"{'recipe':28} {'base F1':>8} {'tuned F1':>8} {'base acc':>8} {'tuned acc':>9}")
     for name, r in rows.items():
-        print(f"{name:28} {r['base_f1_macro']:8.4f} {r['tuned_f1_macro']:8.4f} {r['base_accuracy']:8.4f} {r['tuned_accuracy']:9.4f}")
+        print(
+            f"{name:28} {r['base_f1_macro']:8.4f} {r['tuned_f1_macro']:8.4f} {r['base_accuracy']:8.4f} "
+            f"{r['tuned_accuracy']:9.4f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -48,15 +48,30 @@ def _train(folder: Path, tiny: bool) -> tuple[Path, Path]:
     import pandas as pd
 
     import tunesmith
+
     train = pd.read_csv(SAMPLE / "train.csv")
     train.head(240).to_csv(folder / "train.csv", index=False)
-    classifier = tunesmith.run({"model": "tiny-bert" if tiny else "minilm-l6", "data": {"train": str(folder / "train.csv")},
-                                "train": {"epochs": 1}, "eval": {"baseline": "none"}}, output_dir=folder / "classifier").run_dir
+    classifier = tunesmith.run(
+        {
+            "model": "tiny-bert" if tiny else "minilm-l6",
+            "data": {"train": str(folder / "train.csv")},
+            "train": {"epochs": 1},
+            "eval": {"baseline": "none"},
+        },
+        output_dir=folder / "classifier",
+    ).run_dir
     rows = [{"prompt": text, "response": label} for text, label in zip(train["text"][:24], train["label"][:24])]
     (folder / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    chat = tunesmith.run({"task": "generation", "model": "tiny-llama" if tiny else "smollm2-135m-instruct",
-                          "data": {"train": str(folder / "chat.jsonl")}, "train": {"epochs": 1},
-                          "eval": {"baseline": "none", "max_samples": 2, "max_new_tokens": 4}}, output_dir=folder / "chat").run_dir
+    chat = tunesmith.run(
+        {
+            "task": "generation",
+            "model": "tiny-llama" if tiny else "smollm2-135m-instruct",
+            "data": {"train": str(folder / "chat.jsonl")},
+            "train": {"epochs": 1},
+            "eval": {"baseline": "none", "max_samples": 2, "max_new_tokens": 4},
+        },
+        output_dir=folder / "chat",
+    ).run_dir
     return classifier, chat
 
 
@@ -67,16 +82,37 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-MESSAGES = [[{"role": "user", "content": text}] for text in
-            ("I want to cancel my order", "where is my package", "how do I change my shipping address", "I need a refund")]
-TEXTS = ["my card was charged twice", "I cannot log in to my account", "please cancel order 1234", "where is my refund",
-         "change the delivery address", "the item arrived broken"]
+MESSAGES = [
+    [{"role": "user", "content": text}]
+    for text in (
+        "I want to cancel my order",
+        "where is my package",
+        "how do I change my shipping address",
+        "I need a refund",
+    )
+]
+TEXTS = [
+    "my card was charged twice",
+    "I cannot log in to my account",
+    "please cancel order 1234",
+    "where is my refund",
+    "change the delivery address",
+    "the item arrived broken",
+]
 HOSTILE = {
     "bad_json": lambda url, model: ("/v1/classify", b'{"model": "x", "input": ', {}),
     "surrogate": lambda url, model: ("/v1/classify", f'{{"model": "{model}", "input": "hi \\ud800"}}'.encode(), {}),
-    "unknown_field": lambda url, model: ("/v1/chat/completions", json.dumps({"model": "chat", "messages": MESSAGES[0], "tools": [{"type": "function"}]}).encode(), {}),
+    "unknown_field": lambda url, model: (
+        "/v1/chat/completions",
+        json.dumps({"model": "chat", "messages": MESSAGES[0], "tools": [{"type": "function"}]}).encode(),
+        {},
+    ),
     "unknown_model": lambda url, model: ("/v1/classify", json.dumps({"model": "nope", "input": "x"}).encode(), {}),
-    "wrong_key": lambda url, model: ("/v1/classify", json.dumps({"model": model, "input": "x"}).encode(), {"Authorization": "Bearer wrong"}),
+    "wrong_key": lambda url, model: (
+        "/v1/classify",
+        json.dumps({"model": model, "input": "x"}).encode(),
+        {"Authorization": "Bearer wrong"},
+    ),
     "too_big": lambda url, model: ("/v1/classify", json.dumps({"model": model, "input": "x" * 1_200_000}).encode(), {}),
     "unknown_route": lambda url, model: ("/v1/embeddings", b"{}", {}),
 }
@@ -90,11 +126,20 @@ def _client(url: str, classifier: str, until: float, seed: int) -> list[dict]:
             kind = rng.choices(["classify", "chat", "stream", "stream_dropped", "hostile"], [40, 15, 15, 15, 15])[0]
             start = time.perf_counter()
             if kind == "classify":
-                status = client.post("/v1/classify", json={"model": classifier, "input": rng.sample(TEXTS, rng.randint(1, 4))}).status_code
+                status = client.post(
+                    "/v1/classify", json={"model": classifier, "input": rng.sample(TEXTS, rng.randint(1, 4))}
+                ).status_code
             elif kind == "chat":
-                status = client.post("/v1/chat/completions", json={"model": "chat", "messages": rng.choice(MESSAGES), "max_tokens": 16}).status_code
+                status = client.post(
+                    "/v1/chat/completions", json={"model": "chat", "messages": rng.choice(MESSAGES), "max_tokens": 16}
+                ).status_code
             elif kind.startswith("stream"):
-                payload = {"model": "chat", "messages": rng.choice(MESSAGES), "max_tokens": 16 if kind == "stream" else 64, "stream": True}
+                payload = {
+                    "model": "chat",
+                    "messages": rng.choice(MESSAGES),
+                    "max_tokens": 16 if kind == "stream" else 64,
+                    "stream": True,
+                }
                 with client.stream("POST", "/v1/chat/completions", json=payload) as response:
                     status = response.status_code
                     for _ in response.iter_lines() if kind == "stream" else [next(response.iter_lines(), None)]:
@@ -138,8 +183,23 @@ def main() -> None:
     served.mkdir()
     (served / "chat").symlink_to(Path(chat).resolve())
     port, url = _free_port(), None
-    server = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", str(classifier), str(served / "chat"), "--port", str(port),
-                               "--api-key", KEY], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "serve",
+            str(classifier),
+            str(served / "chat"),
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -154,7 +214,11 @@ def main() -> None:
         until = time.time() + args.seconds
         with ThreadPoolExecutor(args.clients + 1) as pool:
             health = pool.submit(_health, url, until, server.pid)
-            results = [r for f in [pool.submit(_client, url, name, until, i + 1) for i in range(args.clients)] for r in f.result()]
+            results = [
+                r
+                for f in [pool.submit(_client, url, name, until, i + 1) for i in range(args.clients)]
+                for r in f.result()
+            ]
         time.sleep(1)
         rss_end = _rss_mb(server.pid)
         report(results, *health.result(), rss_start, rss_end, args)
@@ -173,18 +237,33 @@ def _cpu_name() -> str:
 def report(results: list[dict], health: list[float], rss: list[float], rss_start: float, rss_end: float, args) -> None:
     by = Counter((r["kind"], r["status"]) for r in results)
     good = [r["seconds"] for r in results if not r["kind"].startswith("hostile") and r["status"] == 200]
-    wrong = [r for r in results if r["status"] >= 500 or (r["kind"].startswith("hostile") and not 400 <= r["status"] < 500)
-             or (not r["kind"].startswith("hostile") and r["status"] != 200)]
+    wrong = [
+        r
+        for r in results
+        if r["status"] >= 500
+        or (r["kind"].startswith("hostile") and not 400 <= r["status"] < 500)
+        or (not r["kind"].startswith("hostile") and r["status"] != 200)
+    ]
     summary = {
-        "cpu": _cpu_name(), "cpus": os.cpu_count(), "clients": args.clients, "seconds": args.seconds,
-        "requests": len(results), "by_kind_and_status": {f"{k} {s}": n for (k, s), n in sorted(by.items())},
-        "server_errors_5xx": sum(1 for r in results if r["status"] >= 500), "unexpected": len(wrong),
+        "cpu": _cpu_name(),
+        "cpus": os.cpu_count(),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "requests": len(results),
+        "by_kind_and_status": {f"{k} {s}": n for (k, s), n in sorted(by.items())},
+        "server_errors_5xx": sum(1 for r in results if r["status"] >= 500),
+        "unexpected": len(wrong),
         "well_formed_p50_s": round(float(np.percentile(good, 50)), 3) if good else None,
         "well_formed_p95_s": round(float(np.percentile(good, 95)), 3) if good else None,
-        "p50_p95_s_by_kind": {kind: [round(float(np.percentile(t, q)), 3) for q in (50, 95)] for kind in ("classify", "chat", "stream")
-                              if (t := [r["seconds"] for r in results if r["kind"] == kind and r["status"] == 200])},
+        "p50_p95_s_by_kind": {
+            kind: [round(float(np.percentile(t, q)), 3) for q in (50, 95)]
+            for kind in ("classify", "chat", "stream")
+            if (t := [r["seconds"] for r in results if r["kind"] == kind and r["status"] == 200])
+        },
         "health_max_s": round(max(health), 3) if health else None,
-        "server_rss_mb_start": round(rss_start, 1), "server_rss_mb_end": round(rss_end, 1), "server_rss_mb_every_10s": rss,
+        "server_rss_mb_start": round(rss_start, 1),
+        "server_rss_mb_end": round(rss_end, 1),
+        "server_rss_mb_every_10s": rss,
     }
     print(json.dumps(summary, indent=1))
     if args.json:

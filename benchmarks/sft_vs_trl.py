@@ -30,6 +30,7 @@ BATCH, MAX_LENGTH = 8, 1024
 
 def write_rows(tmp: Path, samples: int, seed: int) -> None:
     import pandas as pd
+
     for name, n, source in (("train", samples, "train"), ("validation", 100, "validation")):
         frame = pd.read_json(DATA / f"{source}.jsonl", lines=True).sample(n=n, random_state=seed)
         frame[["prompt", "response"]].to_json(tmp / f"{name}.jsonl", orient="records", lines=True)
@@ -37,24 +38,30 @@ def write_rows(tmp: Path, samples: int, seed: int) -> None:
 
 def validation_rows(tmp: Path, tokenizer):
     from tunesmith.data.conversations import read_conversations
-    from tunesmith.tasks.generation.formatting import encode
     from tunesmith.recipe import DataSection
+    from tunesmith.tasks.generation.formatting import encode
+
     conv = read_conversations(str(tmp / "validation.jsonl"), DataSection(train="x"), "validation")
     return encode(tokenizer, conv.samples, MAX_LENGTH, "responses").rows
 
 
 def run_tunesmith(tmp: Path, seed: int, packing: bool) -> dict:
     import tunesmith
+
     recipe = {
-        "task": "generation", "model": {"name": "smollm2-135m-instruct"},
+        "task": "generation",
+        "model": {"name": "smollm2-135m-instruct"},
         "data": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "validation.jsonl")},
         "method": {"tuning": "lora", "lora": LORA},
         "train": {"epochs": 1, "batch_size": BATCH, "max_length": MAX_LENGTH, "seed": seed, "packing": packing},
         "eval": {"max_samples": 1, "max_new_tokens": 1},
     }
     m = tunesmith.run(recipe, output_dir=tmp / f"ts-{packing}", overwrite=True).metrics
-    return {"tokens_per_s": m["train"]["tokens_per_s"], "val_loss": m["train"]["history"][-1]["loss"],
-            "train_s": m["train"]["runtime_s"]}
+    return {
+        "tokens_per_s": m["train"]["tokens_per_s"],
+        "val_loss": m["train"]["history"][-1]["loss"],
+        "train_s": m["train"]["runtime_s"],
+    }
 
 
 def run_trl(tmp: Path, seed: int) -> dict:
@@ -62,26 +69,54 @@ def run_trl(tmp: Path, seed: int) -> dict:
     from datasets import load_dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-    from tunesmith.tasks.generation.generate import validation_loss
+
     from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
     from tunesmith.models.registry import MODELS
+    from tunesmith.tasks.generation.generate import validation_loss
 
     path = resolve_weights("smollm2-135m-instruct")
     raw = load_dataset("json", data_files=str(tmp / "train.jsonl"), split="train")
-    train = raw.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}],
-                               "completion": [{"role": "assistant", "content": r["response"]}]}, remove_columns=["prompt", "response"])
-    peft = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                      target_modules=MODELS["smollm2-135m-instruct"]["lora_targets"], task_type="CAUSAL_LM")
-    args = SFTConfig(output_dir=str(tmp / "trl"), num_train_epochs=1, per_device_train_batch_size=BATCH, max_length=MAX_LENGTH,
-                     seed=seed, use_cpu=True, bf16=False, report_to=[], save_strategy="no")
-    trainer = SFTTrainer(model=load_causal_lm(path), args=args, train_dataset=train, peft_config=peft,
-                         processing_class=load_tokenizer(path))
+    train = raw.map(
+        lambda r: {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "completion": [{"role": "assistant", "content": r["response"]}],
+        },
+        remove_columns=["prompt", "response"],
+    )
+    peft = LoraConfig(
+        r=LORA["r"],
+        lora_alpha=LORA["alpha"],
+        lora_dropout=LORA["dropout"],
+        target_modules=MODELS["smollm2-135m-instruct"]["lora_targets"],
+        task_type="CAUSAL_LM",
+    )
+    args = SFTConfig(
+        output_dir=str(tmp / "trl"),
+        num_train_epochs=1,
+        per_device_train_batch_size=BATCH,
+        max_length=MAX_LENGTH,
+        seed=seed,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+    )
+    trainer = SFTTrainer(
+        model=load_causal_lm(path),
+        args=args,
+        train_dataset=train,
+        peft_config=peft,
+        processing_class=load_tokenizer(path),
+    )
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     result = trainer.train()
     tokenizer = load_tokenizer(path)
     val = validation_loss(trainer.model, validation_rows(tmp, tokenizer), 16, tokenizer.pad_token_id)
-    return {"tokens_per_s": tokens / result.metrics["train_runtime"], "val_loss": val["loss"],
-            "train_s": result.metrics["train_runtime"]}
+    return {
+        "tokens_per_s": tokens / result.metrics["train_runtime"],
+        "val_loss": val["loss"],
+        "train_s": result.metrics["train_runtime"],
+    }
 
 
 def child(which: str, tmp: Path, seed: int) -> None:
@@ -108,7 +143,9 @@ def main() -> None:
             seed = 42 + r
             write_rows(Path(tmp), args.samples, seed)
             for name in args.only:
-                proc = subprocess.run([sys.executable, __file__, "--child", name, tmp, str(seed)], capture_output=True, text=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", name, tmp, str(seed)], capture_output=True, text=True
+                )
                 line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
                 if line is None:
                     sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")

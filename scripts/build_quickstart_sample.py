@@ -16,9 +16,12 @@ import csv
 import random
 from pathlib import Path
 
-POSITIVE = set("admiration amusement approval caring desire excitement gratitude joy love optimism pride relief".split())
-NEGATIVE = set("anger annoyance disappointment disapproval disgust embarrassment fear grief nervousness remorse "
-               "sadness".split())
+POSITIVE = set(
+    "admiration amusement approval caring desire excitement gratitude joy love optimism pride relief".split()
+)
+NEGATIVE = set(
+    "anger annoyance disappointment disapproval disgust embarrassment fear grief nervousness remorse sadness".split()
+)
 PER_CLASS = {"train": 500, "test": 200}
 TARGET = Path(__file__).resolve().parents[1] / "src/tunesmith/samples/comment_sentiment"
 
@@ -52,7 +55,9 @@ def sample(by_class: dict[str, list[str]], n: int, rng: random.Random) -> list[t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/goemotions_multilabel")
+    parser.add_argument(
+        "--source", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/goemotions_multilabel"
+    )
     args = parser.parse_args()
     rng = random.Random(42)
     TARGET.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -6,6 +7,47 @@ import pandas as pd
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_configure(config):
+    """Under `-n N` (pytest-xdist) each worker gets its share of the cores: N processes each using every core
+    would only fight over them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # a run a test starts in a subprocess sums in the same order
+
+
+# The bf16 lane: `make test` runs these modules a second time with TUNESMITH_ASSUME_CPU_FLAGS=amx_bf16, so that
+# precision `auto` takes the bf16 path (as on AMX CPUs) on every machine. They train end to end and compare numbers.
+BF16_LANE = {
+    "test_train",
+    "test_generation_run",
+    "test_resume",
+    "test_regression",
+    "test_multilabel",
+    "test_token_classification",
+    "test_stages",
+    "test_continual",
+    "test_few_shot",
+    "test_domain_adaptation",
+    "test_head_init",
+    "test_export",
+    "test_cli",
+}
+SLOW = {"test_real_minilm", "test_real_smollm2", "test_distributed"}  # over 10 s each: real models, process groups
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in BF16_LANE:
+            item.add_marker(pytest.mark.bf16_lane)
+        if module in SLOW:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -64,4 +106,5 @@ def toy_data(tmp_path) -> dict:
 def finished(tmp_path, tmp_path_factory):
     """A real finished tiny-bert run in tmp_path/run (trained once per session), and tmp_path/x.csv, a labeled file."""
     from tests.hostile import finished_run
+
     return finished_run(tmp_path, tmp_path_factory.getbasetemp() / "finished-cache")

@@ -32,8 +32,12 @@ def plant_pickle(path: Path, marker: Path) -> Path:
 
 def toy_recipe(d: Path, **train) -> dict:
     sentiment_rows(40, 0).to_csv(d / "train.csv", index=False)
-    return {"model": {"name": "tiny-bert"}, "data": {"train": str(d / "train.csv")},
-            "train": {"epochs": 1, "save_steps": 1, **train}, "eval": {"baseline": "none"}}
+    return {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(d / "train.csv")},
+        "train": {"epochs": 1, "save_steps": 1, **train},
+        "eval": {"baseline": "none"},
+    }
 
 
 def fake_run(d: Path, status: str = "finished", task: str = "classification", **extra) -> Path:
@@ -43,10 +47,12 @@ def fake_run(d: Path, status: str = "finished", task: str = "classification", **
     info = {"status": status, **extra}
     if status == "running" and "pid" not in extra:
         from tunesmith.runs.rundir import _process_start
+
         info.update(pid=os.getpid(), host=socket.gethostname(), started=_process_start(os.getpid()))
     (run / "run.json").write_text(json.dumps(info))
-    (run / "recipe.yaml").write_text(yaml.safe_dump({"task": task, "model": {"name": "tiny-bert"},
-                                                     "data": {"train": str(d / "train.csv")}}))
+    (run / "recipe.yaml").write_text(
+        yaml.safe_dump({"task": task, "model": {"name": "tiny-bert"}, "data": {"train": str(d / "train.csv")}})
+    )
     return run
 
 
@@ -54,6 +60,7 @@ def interrupted_run(d: Path) -> Path:
     """A real run directory cut short after its first checkpoint (status interrupted, checkpoint.pt present)."""
     from tunesmith.recipe import dump_recipe, load_recipe
     from tunesmith.runs.rundir import create, set_status
+
     recipe = load_recipe(toy_recipe(d))
     run = create(d / "run", dump_recipe(recipe), overwrite=False)
     set_status(run, "interrupted", error="test")
@@ -67,6 +74,7 @@ def finished_run(d: Path, cache: Path) -> Path:
     """A real finished tiny-bert run, trained once per session and copied into `d/run`."""
     if "run" not in _FINISHED:
         import tunesmith
+
         source = cache / "finished"
         source.mkdir(parents=True, exist_ok=True)
         tunesmith.run(toy_recipe(source), output_dir=source / "run")

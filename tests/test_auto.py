@@ -19,23 +19,30 @@ SMOLLM2 = {"layers": 30, "hidden": 576, "inter": 1536, "vocab": 49152, "params":
 
 
 def test_epochs_give_small_sets_enough_steps_and_large_sets_fewer_passes():
-    assert auto.choose_epochs(8000, 32, "encoder") == 3            # sst2-sized: today's 3 passes
-    small = auto.choose_epochs(200, 8, "encoder")                  # 25 steps a pass
+    assert auto.choose_epochs(8000, 32, "encoder") == 3  # sst2-sized: today's 3 passes
+    small = auto.choose_epochs(200, 8, "encoder")  # 25 steps a pass
     assert small == 10 and auto.choose_epochs(1500, 16, "decoder") * 94 >= auto.MIN_STEPS
-    assert auto.choose_epochs(67000, 32, "encoder") == 1.5         # 100k examples at most
+    assert auto.choose_epochs(67000, 32, "encoder") == 1.5  # 100k examples at most
     assert auto.choose_epochs(50000, 32, "decoder") == 1.0
 
 
 def test_free_text_generation_keeps_three_passes_unless_the_set_is_tiny():
     # label-like answers are raised toward MIN_STEPS like classification; free text only to MIN_FREE_TEXT_EXAMPLES
     assert auto.choose_epochs(100, 8, "decoder") == 10 and auto.choose_epochs(100, 8, "decoder", free_text=True) == 3
-    assert auto.choose_epochs(60, 8, "decoder", free_text=True) == 5 and auto.choose_epochs(20, 8, "decoder", free_text=True) == 10
+    assert (
+        auto.choose_epochs(60, 8, "decoder", free_text=True) == 5
+        and auto.choose_epochs(20, 8, "decoder", free_text=True) == 10
+    )
     assert auto.choose_epochs(50000, 32, "decoder", free_text=True) == 1.0
 
 
 def test_small_sets_per_class_get_the_few_shot_hint_larger_ones_do_not():
-    assert "method: few_shot" in auto.few_shot_hint(64, 3)[0] and "21 examples per class" in auto.few_shot_hint(64, 3)[0]
-    assert auto.few_shot_hint(160, 2) == [] and auto.few_shot_hint(33 * 5, 5) == [] and auto.few_shot_hint(32 * 5, 5) != []
+    assert (
+        "method: few_shot" in auto.few_shot_hint(64, 3)[0] and "21 examples per class" in auto.few_shot_hint(64, 3)[0]
+    )
+    assert (
+        auto.few_shot_hint(160, 2) == [] and auto.few_shot_hint(33 * 5, 5) == [] and auto.few_shot_hint(32 * 5, 5) != []
+    )
 
 
 def test_lora_rate_falls_with_model_size():
@@ -63,13 +70,16 @@ def test_unset_keys_are_chosen_from_the_data_printed_and_saved(toy_data, tmp_pat
 def test_explicit_values_win(toy_data, tmp_path):
     result = tunesmith.run(toy_data["recipe"], output_dir=tmp_path / "run")  # epochs 5, lr 3e-3, batch 16
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
-    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (5, 16, 3e-3) and result.metrics["train"]["lr"] == 3e-3
+    assert (saved["epochs"], saved["batch_size"], saved["lr"]) == (5, 16, 3e-3) and result.metrics["train"][
+        "lr"
+    ] == 3e-3
     assert not any("examples" in r for r in result.metrics["train"]["auto"])
 
 
 def lengthen(paths: dict, share: float) -> None:
     """Make `share` of each split's texts ~300 tokens long (the label words stay at the start)."""
     import pandas as pd
+
     for path in paths.values():
         frame = pd.read_csv(path)
         long = frame.index[: int(len(frame) * share)]
@@ -92,6 +102,7 @@ def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
     from tunesmith.models.loading import load_tokenizer, resolve_weights
     from tunesmith.recipe import load_recipe
     from tunesmith.runs.auto_length import auto_max_length
+
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
     short, long = ["good film"] * 100, ["good film"] * 90 + ["word " * 1000] * 10
     unset = load_recipe(toy_data["recipe"])
@@ -106,7 +117,9 @@ def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
 
 
 def test_a_batch_that_does_not_fit_is_split_into_micro_batches(toy_data, tmp_path, logged):
-    one = auto.estimate_mb(auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert")), 16 * 12, 1e5, False, False)
+    one = auto.estimate_mb(
+        auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert")), 16 * 12, 1e5, False, False
+    )
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "memory_budget_gb": one / 1024 * 0.6}}
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
@@ -125,8 +138,12 @@ def test_an_impossible_setting_is_refused_before_the_run_starts(toy_data, tmp_pa
 def test_a_killed_run_reads_interrupted_with_the_memory_hint(toy_data, tmp_path):
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 200}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "run")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith", "train", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "run")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     for _ in range(600):
         if (tmp_path / "run" / "train_log.jsonl").is_file():
             break
@@ -135,6 +152,7 @@ def test_a_killed_run_reads_interrupted_with_the_memory_hint(toy_data, tmp_path)
     proc.wait()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "running"  # what the file says...
     from tunesmith.runs.rundir import read_status
+
     assert read_status(tmp_path / "run") == "interrupted"  # ...and what tunesmith reads: the process is gone
     with pytest.raises(TunesmithError, match="out of memory.*memory_budget_gb"):
         tunesmith.run(recipe, output_dir=tmp_path / "run")

@@ -26,7 +26,9 @@ def test_a_window_of_one_batch_is_plain_shuffling_and_wider_windows_pad_less():
     lengths = [(i * 37) % 101 + 1 for i in range(1000)]
     plain, small, wide = (length_grouped_batches(lengths, 8, seed=3, window=w) for w in (1, 4, 50))
     assert sorted(i for b in plain for i in b) == sorted(i for b in small for i in b) == list(range(1000))
-    assert padding(lengths, plain) > 1.5 > padding(lengths, small) > padding(lengths, wide)  # uniform 1-101: random batches waste ~70%
+    assert (
+        padding(lengths, plain) > 1.5 > padding(lengths, small) > padding(lengths, wide)
+    )  # uniform 1-101: random batches waste ~70%
 
 
 def test_the_window_is_the_most_random_one_within_the_padding_budget():
@@ -41,6 +43,7 @@ def test_the_window_is_the_most_random_one_within_the_padding_budget():
 def test_group_by_length_false_trains_on_plain_shuffled_batches(toy_data, tmp_path, monkeypatch):
     import tunesmith
     import tunesmith.engine.loop as loop
+
     windows = []
     real = loop.length_grouped_batches
     monkeypatch.setattr(loop, "grouping_window", lambda *a: 7)
@@ -68,6 +71,7 @@ def test_tokenize_truncates_and_reports_original_lengths():
 
 def test_inference_batches_cut_where_padding_would_cost_on_a_cpu():
     from tunesmith.engine.batching import inference_batches
+
     lengths = [40, 9, 12, 30, 10, 11, 8, 35, 10, 9, 13, 12, 9, 11, 28, 10]  # 16 sst2-like requests
     for cpu in (True, False):
         batches = inference_batches(lengths, 64, cpu)
@@ -78,4 +82,8 @@ def test_inference_batches_cut_where_padding_would_cost_on_a_cpu():
     padded = sum(lengths[b[0]] * len(b) for b in split)
     assert 2 <= len(split) <= 4 and padded < 0.6 * 40 * 16  # far fewer tokens than one batch padded to 40
     assert all(len(b) <= 3 for b in inference_batches(lengths, 3, cpu=True))
-    assert inference_batches([5] * 10, 4, cpu=True) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # equal lengths: by size only
+    assert inference_batches([5] * 10, 4, cpu=True) == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]  # equal lengths: by size only

@@ -25,11 +25,16 @@ def write_recipe(tmp_path, recipe, name="recipe.yaml"):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from tests.conftest import sentiment_rows
+
     tmp = tmp_path_factory.mktemp("cli")
     for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
         sentiment_rows(n, seed).to_csv(tmp / f"{name}.csv", index=False)
-    recipe = {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv", "test": "test.csv"},
-              "method": {"freeze_embeddings": False}, "train": {"epochs": 5, "lr": 3e-3, "batch_size": 16}}
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": "train.csv", "test": "test.csv"},
+        "method": {"freeze_embeddings": False},
+        "train": {"epochs": 5, "lr": 3e-3, "batch_size": 16},
+    }
     result = invoke("train", write_recipe(tmp, recipe), "-o", tmp / "run")
     assert result.exit_code == 0, result.output
     return {"dir": tmp, "run": tmp / "run", "output": result.output}
@@ -37,8 +42,17 @@ def finished_run(tmp_path_factory):
 
 def test_train_writes_the_run_directory(finished_run):
     run = finished_run["run"]
-    for name in ("recipe.yaml", "metrics.json", "train_log.jsonl", "report.md", "run.json",
-                 "model/config.json", "model/labels.json", "plots/loss.png", "plots/confusion_matrix.png"):
+    for name in (
+        "recipe.yaml",
+        "metrics.json",
+        "train_log.jsonl",
+        "report.md",
+        "run.json",
+        "model/config.json",
+        "model/labels.json",
+        "plots/loss.png",
+        "plots/confusion_matrix.png",
+    ):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     for section in ("base", "tuned"):
@@ -51,6 +65,7 @@ def test_train_writes_the_run_directory(finished_run):
 
 def test_saved_model_loads_with_plain_transformers(finished_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     model = AutoModelForSequenceClassification.from_pretrained(finished_run["run"] / "model")
     tok = AutoTokenizer.from_pretrained(finished_run["run"] / "model")
     logits = model(**tok(["it is good"], return_tensors="pt")).logits
@@ -59,6 +74,7 @@ def test_saved_model_loads_with_plain_transformers(finished_run):
 
 def test_predictor_returns_label_names_and_probabilities(finished_run):
     from tunesmith import Predictor
+
     p = Predictor.load(finished_run["run"])
     assert p.classes_ == ["negative", "positive"]
     assert p.predict(["the movie is great", "it is terrible"]) == ["positive", "negative"]
@@ -101,8 +117,10 @@ def test_models_list_shows_aliases():
 
 # ------------------------------------------------------------------ bad input: message + exit 2
 
+
 def _toy_recipe(tmp_path, **data):
     from tests.conftest import sentiment_rows
+
     sentiment_rows(40, 0).to_csv(tmp_path / "train.csv", index=False)
     return {"model": {"name": "tiny-bert"}, "data": {"train": "train.csv", **data}, "train": {"epochs": 1}}
 
@@ -142,7 +160,9 @@ def test_too_few_examples_per_class(tmp_path):
 
 
 def test_unknown_recipe_key_and_bad_yaml(tmp_path):
-    result = invoke("train", write_recipe(tmp_path, {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}, "trian": {}}))
+    result = invoke(
+        "train", write_recipe(tmp_path, {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}, "trian": {}})
+    )
     assert result.exit_code == 2 and "unknown key 'trian'" in result.output and "Did you mean 'train'" in result.output
     (tmp_path / "bad.yaml").write_text("model: [\n")
     result = invoke("recipe", "validate", tmp_path / "bad.yaml")
@@ -151,6 +171,7 @@ def test_unknown_recipe_key_and_bad_yaml(tmp_path):
 
 def test_missing_model_and_unknown_model(tmp_path, monkeypatch):
     import tunesmith.models.loading as models
+
     monkeypatch.setattr(models, "package_file", lambda source: None)
     recipe = _toy_recipe(tmp_path)
     recipe["model"]["name"] = "minilm-l6"
@@ -177,6 +198,7 @@ def test_predict_on_unfinished_or_foreign_directory(tmp_path):
 
 def test_version_and_env_print_what_a_bug_report_needs():
     from importlib import metadata
+
     done = runner.invoke(app, ["--version"])
     assert done.exit_code == 0 and done.output.strip() == f"tunesmith {metadata.version('tunesmith')}"
     done = runner.invoke(app, ["env"])

@@ -56,9 +56,7 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away():
 
 
 def test_metrics_arithmetic_on_a_hand_made_matrix():
-    matrix = [[0.9, 0.5, 0.4],
-              [0.7, 0.8, 0.5],
-              [0.6, 0.7, 0.9]]
+    matrix = [[0.9, 0.5, 0.4], [0.7, 0.8, 0.5], [0.6, 0.7, 0.9]]
     m = continual_metrics(matrix, initial=[0.5, 0.5, 0.3])
     assert m["average_accuracy"] == pytest.approx((0.6 + 0.7 + 0.9) / 3)
     assert m["bwt"] == pytest.approx(((0.6 - 0.9) + (0.7 - 0.8)) / 2)
@@ -86,25 +84,37 @@ def _stream(tmp_path, seed=0):
             for i in range(n):
                 label = "positive" if i % 2 == 0 else "negative"
                 filler = rng.sample(["the", "a", "is", "it"], 2)
-                rows.append({"text": " ".join(filler + [topic, pos if label == "positive" else neg]) + f" {i}",
-                             "label": label, "domain": name})
+                rows.append(
+                    {
+                        "text": " ".join(filler + [topic, pos if label == "positive" else neg]) + f" {i}",
+                        "label": label,
+                        "domain": name,
+                    }
+                )
             files[(name, split)] = tmp_path / f"{name}_{split}.csv"
             pd.DataFrame(rows).to_csv(files[(name, split)], index=False)
     return files
 
 
 def _recipe(files, strategy, **method):
-    return {"model": {"name": "tiny-bert"}, "eval": {"baseline": "none"},
-            "method": {"name": "continual", "strategy": strategy, "freeze_embeddings": False, "freeze_layers": 0, **method},
-            "train": {"epochs": 8, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": None}},
-            "experiences": [{"name": n, "data": {"train": str(files[(n, "train")]), "validation": str(files[(n, "validation")])}}
-                            for n in ("first", "second")]}
+    return {
+        "model": {"name": "tiny-bert"},
+        "eval": {"baseline": "none"},
+        "method": {"name": "continual", "strategy": strategy, "freeze_embeddings": False, "freeze_layers": 0, **method},
+        "train": {"epochs": 8, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": None}},
+        "experiences": [
+            {"name": n, "data": {"train": str(files[(n, "train")]), "validation": str(files[(n, "validation")])}}
+            for n in ("first", "second")
+        ],
+    }
 
 
 def test_replay_forgets_less_than_naive_and_writes_the_matrix(tmp_path):
     files = _stream(tmp_path)
     naive = tunesmith.run(_recipe(files, "naive"), output_dir=tmp_path / "naive").metrics["continual"]
-    replay = tunesmith.run(_recipe(files, "replay", replay_ratio=1.0), output_dir=tmp_path / "replay").metrics["continual"]
+    replay = tunesmith.run(_recipe(files, "replay", replay_ratio=1.0), output_dir=tmp_path / "replay").metrics[
+        "continual"
+    ]
     assert len(naive["matrix"]) == 2 and len(naive["matrix"][0]) == 2
     assert naive["matrix"][0][0] > 0.8  # it learned the first experience
     assert replay["bwt"] > naive["bwt"]  # and replay forgot less of it
@@ -119,6 +129,7 @@ def test_ewc_and_lwf_runs_store_their_state(tmp_path):
     assert result.metrics["continual"]["strategy"] == ["replay", "ewc", "lwf"]
     assert (result.run_dir / "versions" / "v2" / "ewc.safetensors").is_file()
     from safetensors.torch import load_file
+
     ewc = load_file(result.run_dir / "versions" / "v2" / "ewc.safetensors")  # no pickle in a run directory
     fisher = {k: v for k, v in ewc.items() if k.startswith("fisher.")}
     assert fisher and all(f.min() >= 0 for f in fisher.values())
@@ -147,7 +158,9 @@ def test_update_versions_rollback_and_max_forgetting(tmp_path):
     assert refused.exit_code == 2 and "update refused" in refused.output
     assert not (run_dir / "versions" / "v2").exists()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    done = runner.invoke(app, ["update", str(run_dir), "--data", new, "--validation", str(files[("second", "validation")])])
+    done = runner.invoke(
+        app, ["update", str(run_dir), "--data", new, "--validation", str(files[("second", "validation")])]
+    )
     assert done.exit_code == 0, done.output
     listed = runner.invoke(app, ["runs", "versions", str(run_dir)])
     assert "v2 (current)" in listed.output and "second_train" in listed.output
@@ -163,7 +176,14 @@ def test_update_versions_rollback_and_max_forgetting(tmp_path):
 
 def test_continual_recipe_errors(tmp_path):
     with pytest.raises(tunesmith.TunesmithError, match="experiences: needs method.name: continual"):
-        tunesmith.load_recipe({"model": {"name": "tiny-bert"}, "experiences": [{"name": "a", "data": {"train": "x.csv"}}]})
+        tunesmith.load_recipe(
+            {"model": {"name": "tiny-bert"}, "experiences": [{"name": "a", "data": {"train": "x.csv"}}]}
+        )
     with pytest.raises(tunesmith.TunesmithError, match="strategy"):
-        tunesmith.load_recipe({"model": {"name": "tiny-bert"}, "data": {"train": "x.csv"},
-                               "method": {"name": "continual", "strategy": "replay+magic"}})
+        tunesmith.load_recipe(
+            {
+                "model": {"name": "tiny-bert"},
+                "data": {"train": "x.csv"},
+                "method": {"name": "continual", "strategy": "replay+magic"},
+            }
+        )

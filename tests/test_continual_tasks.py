@@ -22,7 +22,9 @@ def topic_rows(topics: list[str], n: int, seed: int) -> pd.DataFrame:
     rng, out = random.Random(seed), []
     for _ in range(n):
         chosen = rng.sample(topics, rng.choice([0, 1, 1, 2]))
-        words = [rng.choice(TOPICS[t]) for t in chosen] + rng.sample(["the", "a", "and", "is", "it", "not"], 5 - len(chosen))
+        words = [rng.choice(TOPICS[t]) for t in chosen] + rng.sample(
+            ["the", "a", "and", "is", "it", "not"], 5 - len(chosen)
+        )
         rng.shuffle(words)
         out.append({"text": " ".join(words), "labels": "|".join(sorted(chosen))})
     return pd.DataFrame(out)
@@ -39,16 +41,35 @@ def multilabel_files(folder) -> dict:
 
 def test_multi_label_continual_grows_labels_keeps_thresholds_and_updates(tmp_path):
     files = multilabel_files(tmp_path)
-    exp = lambda name: {"name": name, "data": {"train": str(files[(name, "train")]), "validation": str(files[(name, "validation")])}}  # noqa: E731
-    recipe = {"model": "tiny-bert", "eval": {"baseline": "none"}, "method": {**METHOD, "strategy": ["replay", "lwf"]},
-              "train": TRAIN, "data": {"label_column": "labels", "label_separator": "|"},  # shared by every experience
-              "experiences": [exp("reviews")]}
+    exp = lambda name: {
+        "name": name,
+        "data": {"train": str(files[(name, "train")]), "validation": str(files[(name, "validation")])},
+    }  # noqa: E731
+    recipe = {
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": ["replay", "lwf"]},
+        "train": TRAIN,
+        "data": {"label_column": "labels", "label_separator": "|"},  # shared by every experience
+        "experiences": [exp("reviews")],
+    }
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics
-    assert m["task"] == "multi_label" and m["labels"] == ["complaint", "praise"] and m["continual"]["metric"] == "f1_micro"
+    assert (
+        m["task"] == "multi_label" and m["labels"] == ["complaint", "praise"] and m["continual"]["metric"] == "f1_micro"
+    )
     assert m["continual"]["matrix"][0][0] > 0.8 and "f1_micro" in m["tuned"]
-    done = runner.invoke(app, ["update", str(result.run_dir), "--data", str(files[("products", "train")]),
-                               "--validation", str(files[("products", "validation")])])
+    done = runner.invoke(
+        app,
+        [
+            "update",
+            str(result.run_dir),
+            "--data",
+            str(files[("products", "train")]),
+            "--validation",
+            str(files[("products", "validation")]),
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert "average f1_micro" in done.output
     m = json.loads((result.run_dir / "metrics.json").read_text())
@@ -94,8 +115,14 @@ def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
             path.write_text("\n".join(json.dumps(r) for r in tagged(types, n, seed + offset)))
             data[split] = str(path)
         exps.append({"name": name, "data": data})
-    recipe = {"task": "token_classification", "model": "tiny-bert", "eval": {"baseline": "none"},
-              "method": {**METHOD, "strategy": "replay", "replay_ratio": 1.0}, "train": TRAIN, "experiences": exps}
+    recipe = {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": "replay", "replay_ratio": 1.0},
+        "train": TRAIN,
+        "experiences": exps,
+    }
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics
     c = m["continual"]
@@ -104,7 +131,9 @@ def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
     assert c["matrix"][0][0] > 0.9 and c["matrix"][0][1] == 0.0  # PRAISE unknown after the first experience
     assert c["matrix"][1][1] > 0.8  # learned the new type
     assert c["matrix"][1][0] > 0.8  # replay kept ITEM, though the new data tags items O
-    naive = tunesmith.run({**recipe, "method": {**METHOD, "strategy": "naive"}}, output_dir=tmp_path / "naive").metrics["continual"]
+    naive = tunesmith.run({**recipe, "method": {**METHOD, "strategy": "naive"}}, output_dir=tmp_path / "naive").metrics[
+        "continual"
+    ]
     assert naive["matrix"][1][0] < c["matrix"][1][0] - 0.3  # trained on items tagged O, plain fine-tuning forgets them
     found = tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]
     assert [(e["type"], e["text"]) for e in found] == [("ITEM", "movie"), ("PRAISE", "good great")]

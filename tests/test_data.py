@@ -12,12 +12,15 @@ def write(path, text):
     return path
 
 
-@pytest.mark.parametrize("suffix,content", [
-    (".csv", "text,label\nhello,a\nworld,b\n"),
-    (".tsv", "text\tlabel\nhello\ta\nworld\tb\n"),
-    (".jsonl", '{"text": "hello", "label": "a"}\n\n{"text": "world", "label": "b"}\n'),
-    (".json", '[{"text": "hello", "label": "a"}, {"text": "world", "label": "b"}]'),
-])
+@pytest.mark.parametrize(
+    "suffix,content",
+    [
+        (".csv", "text,label\nhello,a\nworld,b\n"),
+        (".tsv", "text\tlabel\nhello\ta\nworld\tb\n"),
+        (".jsonl", '{"text": "hello", "label": "a"}\n\n{"text": "world", "label": "b"}\n'),
+        (".json", '[{"text": "hello", "label": "a"}, {"text": "world", "label": "b"}]'),
+    ],
+)
 def test_formats_read_the_same_rows(tmp_path, suffix, content):
     frame = read_table(write(tmp_path / f"d{suffix}", content))
     assert frame.to_dict("records") == [{"text": "hello", "label": "a"}, {"text": "world", "label": "b"}]
@@ -34,13 +37,16 @@ def test_csv_keeps_text_that_looks_like_numbers_or_na(tmp_path):
     assert split.texts == ["123", "NA"]
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("empty.csv", "", r"empty \(0 bytes\)"),
-    ("header.csv", "text,label\n", "no data rows"),
-    ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n', "bad.jsonl:2: malformed JSON line"),
-    ("list.jsonl", '["a", "b"]\n', "expected a JSON object per line"),
-    ("data.xlsx", "whatever", "unsupported extension"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("empty.csv", "", r"empty \(0 bytes\)"),
+        ("header.csv", "text,label\n", "no data rows"),
+        ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n', "bad.jsonl:2: malformed JSON line"),
+        ("list.jsonl", '["a", "b"]\n', "expected a JSON object per line"),
+        ("data.xlsx", "whatever", "unsupported extension"),
+    ],
+)
 def test_unreadable_files_are_explained(tmp_path, name, content, expected):
     with pytest.raises(TunesmithError, match=expected):
         read_table(write(tmp_path / name, content))

@@ -8,27 +8,33 @@ from typer.testing import CliRunner
 
 import tunesmith
 from tests.conftest import sentiment_rows
-from tunesmith.cli import app
 from tunesmith.check import check_recipe
+from tunesmith.cli import app
 
 runner = CliRunner()
 
 
 def _messy(tmp_path) -> dict:
     train = sentiment_rows(60, 0)
-    extra = pd.DataFrame([
-        {"text": train.text[0], "label": train.label[0]},                # exact duplicate row
-        {"text": "same words here", "label": "positive"},
-        {"text": "same words here", "label": "negative"},                # conflicting labels
-        {"text": "very long " * 40 + "good", "label": "positive"},       # truncated at max_length 32
-    ])
+    extra = pd.DataFrame(
+        [
+            {"text": train.text[0], "label": train.label[0]},  # exact duplicate row
+            {"text": "same words here", "label": "positive"},
+            {"text": "same words here", "label": "negative"},  # conflicting labels
+            {"text": "very long " * 40 + "good", "label": "positive"},  # truncated at max_length 32
+        ]
+    )
     pd.concat([train, extra]).to_csv(tmp_path / "train.csv", index=False)
     test = sentiment_rows(10, 5)
-    test.loc[0, "text"] = train.text[3]                                   # exact overlap
-    test.loc[1, "text"] = "  " + train.text[4].upper() + " "             # overlap after normalising
+    test.loc[0, "text"] = train.text[3]  # exact overlap
+    test.loc[1, "text"] = "  " + train.text[4].upper() + " "  # overlap after normalising
     test.to_csv(tmp_path / "test.csv", index=False)
-    return {"model": {"name": "tiny-bert"}, "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
-            "train": {"max_length": 32, "epochs": 1}, "eval": {"baseline": "none"}}
+    return {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
+        "train": {"max_length": 32, "epochs": 1},
+        "eval": {"baseline": "none"},
+    }
 
 
 def test_finds_duplicates_conflicts_overlap_and_truncation(tmp_path):
@@ -42,12 +48,18 @@ def test_finds_duplicates_conflicts_overlap_and_truncation(tmp_path):
     lengths = entry["lengths"]
     assert lengths["truncated"] == 1 and lengths["max"] > 32 and sum(c for _, c in lengths["histogram"]) == 64
     text = " ".join(report.warnings)
-    for words in ("1 duplicate training row", "different labels", "also appear in training data", "exceed train.max_length=32"):
+    for words in (
+        "1 duplicate training row",
+        "different labels",
+        "also appear in training data",
+        "exceed train.max_length=32",
+    ):
         assert words in text
 
 
 def test_cli_prints_the_report_and_writes_it(tmp_path):
     import yaml
+
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(_messy(tmp_path)))
     result = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -65,13 +77,15 @@ def test_errors_give_exit_code_1_and_list_everything_at_once(tmp_path):
 
 
 def test_train_keeps_the_report_and_stops_on_errors(toy_data, tmp_path):
-    run_dir = tunesmith.run({**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}},
-                            output_dir=tmp_path / "run").run_dir
+    run_dir = tunesmith.run(
+        {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}, output_dir=tmp_path / "run"
+    ).run_dir
     assert "# Data check" in (run_dir / "data_check.md").read_text()
     assert json.loads((run_dir / "data_check.json").read_text())["ok"]
     (tmp_path / "bad.csv").write_text("text,label\na,x\nb,x\n")
     bad = {**toy_data["recipe"], "data": {"train": str(tmp_path / "bad.csv")}}
     import pytest
+
     with pytest.raises(tunesmith.TunesmithError, match="data check found 1 problem"):
         tunesmith.run(bad, output_dir=tmp_path / "bad_run")
     assert not (tmp_path / "bad_run").exists()  # nothing paid for, nothing written
@@ -81,8 +95,14 @@ def test_chat_data_round_trip_and_masked_samples(tmp_path):
     rows = [{"prompt": f"question {i}", "response": "answer"} for i in range(6)]
     rows += [{"prompt": "word " * 80, "response": "lost"}] * 2  # the response falls past max_length
     pd.DataFrame(rows).to_json(tmp_path / "chat.jsonl", orient="records", lines=True)
-    recipe = tunesmith.load_recipe({"task": "generation", "model": {"name": "tiny-llama"},
-                                    "data": {"train": str(tmp_path / "chat.jsonl")}, "train": {"max_length": 48}})
+    recipe = tunesmith.load_recipe(
+        {
+            "task": "generation",
+            "model": {"name": "tiny-llama"},
+            "data": {"train": str(tmp_path / "chat.jsonl")},
+            "train": {"max_length": 48},
+        }
+    )
     report = check_recipe(recipe)
     entry = report.datasets[0]
     assert report.ok and entry["splits"]["train"]["format"] == "prompt_response"

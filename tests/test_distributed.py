@@ -12,8 +12,15 @@ from tunesmith.pipeline import run
 
 
 def _recipe(toy_data, batch_size: int, precision: str) -> dict:
-    train = {**toy_data["recipe"]["train"], "batch_size": batch_size, "epochs": 4, "dropout": 0.0, "log_every": 1,
-             "early_stopping": {"patience": None}, "precision": precision}
+    train = {
+        **toy_data["recipe"]["train"],
+        "batch_size": batch_size,
+        "epochs": 4,
+        "dropout": 0.0,
+        "log_every": 1,
+        "early_stopping": {"patience": None},
+        "precision": precision,
+    }
     return {**toy_data["recipe"], "train": train, "eval": {"baseline": "none"}}
 
 
@@ -28,9 +35,15 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
     bar = TOLERANCE[precision]
     one = run(_recipe(toy_data, 16, precision), output_dir=tmp_path / "one")
     path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump(_recipe(toy_data, 8, precision)))  # 8 per process x 2 processes = the same global batch
-    done = subprocess.run([sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
-                          capture_output=True, text=True, timeout=300)
+    path.write_text(
+        yaml.safe_dump(_recipe(toy_data, 8, precision))
+    )  # 8 per process x 2 processes = the same global batch
+    done = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["train"]["processes"] == 2 and two["train"]["effective_batch_size"] == 16
@@ -45,8 +58,11 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
         assert two["tuned"]["accuracy"] == one.metrics["tuned"]["accuracy"]  # identically
         assert two["tuned"]["f1_macro"] == pytest.approx(one.metrics["tuned"]["f1_macro"], abs=1e-6)
     # rank 0 alone writes: every training step is logged once, and the run finished once
-    steps = [json.loads(line)["step"] for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
-             if "loss" in json.loads(line)]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert steps == list(range(1, 41))
     assert json.loads((tmp_path / "two" / "run.json").read_text())["status"] == "finished"
     assert "peak_rss_mb" in two["memory"]

@@ -28,11 +28,14 @@ def test_read_corpus_takes_paragraphs_folders_and_tables(tmp_path):
     assert docs == ["first doc\nstill first", "second doc", "third"]  # empty cells skipped
 
 
-@pytest.mark.parametrize("setup, words", [
-    (lambda p: None, ["not found"]),
-    (lambda p: p.write_bytes(b"\xff\xfe bad"), ["not UTF-8"]),
-    (lambda p: p.write_text("", encoding="utf-8"), ["no text"]),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda p: None, ["not found"]),
+        (lambda p: p.write_bytes(b"\xff\xfe bad"), ["not UTF-8"]),
+        (lambda p: p.write_text("", encoding="utf-8"), ["no text"]),
+    ],
+)
 def test_read_corpus_errors_are_clear(tmp_path, setup, words):
     path = tmp_path / "corpus.txt"
     setup(path)
@@ -53,9 +56,11 @@ def test_encoder_blocks_are_full_and_wrapped_in_cls_sep(bert_tok):
     assert all(b[0] == bert_tok.cls_token_id and b[-1] == bert_tok.sep_token_id for b in blocks)
     assert all(len(b) == 16 for b in blocks[:-1]) and len(blocks[-1]) >= 8 + 2
     # nothing lost or reordered: the inner tokens are the documents joined by [SEP]
-    stream = [t for doc in bert_tok(DOCS * 5, add_special_tokens=False)["input_ids"] for t in (*doc, bert_tok.sep_token_id)]
+    stream = [
+        t for doc in bert_tok(DOCS * 5, add_special_tokens=False)["input_ids"] for t in (*doc, bert_tok.sep_token_id)
+    ]
     inner = [t for b in blocks for t in b[1:-1]]
-    assert inner == stream[:len(inner)] and len(stream) - len(inner) < 7
+    assert inner == stream[: len(inner)] and len(stream) - len(inner) < 7
 
 
 def test_decoder_blocks_separate_documents_with_eos():
@@ -64,7 +69,7 @@ def test_decoder_blocks_separate_documents_with_eos():
     assert all(len(b) == 32 for b in blocks[:-1])
     flat = [t for b in blocks for t in b]
     stream = [t for doc in tok(DOCS, add_special_tokens=False)["input_ids"] for t in (*doc, tok.eos_token_id)]
-    assert flat == stream[:len(flat)] and flat.count(tok.eos_token_id) >= len(DOCS) - 1
+    assert flat == stream[: len(flat)] and flat.count(tok.eos_token_id) >= len(DOCS) - 1
 
 
 def test_hold_out_splits_documents_reproducibly():
@@ -80,8 +85,12 @@ def test_mlm_heldout_masking_is_fixed_and_skips_special_tokens(bert_tok):
     _, _, rows = _objective("mlm", bert_tok, 0.15, seed=0, held=held)
     _, _, again = _objective("mlm", bert_tok, 0.15, seed=0, held=held)
     assert rows == again  # every evaluation scores the same positions
-    labeled = [(r["labels"][i], held[j]["input_ids"][i], r["input_ids"][i])
-               for j, r in enumerate(rows) for i in range(len(r["labels"])) if r["labels"][i] != -100]
+    labeled = [
+        (r["labels"][i], held[j]["input_ids"][i], r["input_ids"][i])
+        for j, r in enumerate(rows)
+        for i in range(len(r["labels"]))
+        if r["labels"][i] != -100
+    ]
     total = sum(len(r["input_ids"]) for r in rows)
     assert 0.08 < len(labeled) / total < 0.22
     assert all(label == original for label, original, _ in labeled)  # the label is the original token
@@ -93,6 +102,7 @@ def test_mlm_heldout_masking_is_fixed_and_skips_special_tokens(bert_tok):
 
 def test_vocabulary_extension_adds_whole_words_with_mean_init(bert_tok):
     from transformers import AutoModelForMaskedLM
+
     tok = load_tokenizer(resolve_weights("tiny-bert"))
     model = AutoModelForMaskedLM.from_pretrained(resolve_weights("tiny-bert"))
     docs = ["hypertension and tachycardia " * 3, "the hypertension is bad", "tachycardia, good"] * 10
@@ -114,6 +124,7 @@ def test_vocabulary_extension_adds_whole_words_with_mean_init(bert_tok):
 
 def test_vocabulary_extension_refuses_byte_level_tokenizers():
     from tunesmith.models.loading import load_causal_lm
+
     path = resolve_weights("tiny-llama")
     with pytest.raises(TunesmithError, match="WordPiece"):
         extend_vocabulary(load_causal_lm(path), load_tokenizer(path), [("hypertension", [5, 6, 7])])
@@ -121,10 +132,14 @@ def test_vocabulary_extension_refuses_byte_level_tokenizers():
 
 def test_decoder_domain_adaptation_lowers_heldout_perplexity(tmp_path):
     corpus = tmp_path / "notes.txt"
-    corpus.write_text("\n\n".join(["the customer asked where the order is and the agent answered politely"] * 60), encoding="utf-8")
-    recipe = {"model": {"name": "tiny-llama"},
-              "method": {"name": "domain_adaptation", "corpus": [str(corpus)], "tuning": "full"},
-              "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4, "max_length": 64, "warmup_ratio": 0.0}}
+    corpus.write_text(
+        "\n\n".join(["the customer asked where the order is and the agent answered politely"] * 60), encoding="utf-8"
+    )
+    recipe = {
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "domain_adaptation", "corpus": [str(corpus)], "tuning": "full"},
+        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 4, "max_length": 64, "warmup_ratio": 0.0},
+    }
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics
     assert m["objective"] == "clm" and m["tuned"]["perplexity"] < 0.8 * m["base"]["perplexity"]
@@ -137,10 +152,17 @@ def test_encoder_domain_adaptation_budget_and_general_mix(tmp_path):
     domain, general = tmp_path / "domain.txt", tmp_path / "general.txt"
     domain.write_text("\n\n".join(["the product is great and good"] * 80), encoding="utf-8")
     general.write_text("\n\n".join(["a movie is a movie"] * 20), encoding="utf-8")
-    recipe = {"model": {"name": "tiny-bert"},
-              "method": {"name": "domain_adaptation", "corpus": [str(domain)], "general_corpus": [str(general)],
-                         "general_ratio": 0.25, "max_tokens": 320},
-              "train": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_length": 32}}
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "method": {
+            "name": "domain_adaptation",
+            "corpus": [str(domain)],
+            "general_corpus": [str(general)],
+            "general_ratio": 0.25,
+            "max_tokens": 320,
+        },
+        "train": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "max_length": 32},
+    }
     m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
     assert m["objective"] == "mlm" and m["corpus"]["blocks"] == 10  # 320 tokens / 32 per block
     assert m["corpus"]["general_blocks"] > 0 and m["tuned"]["loss"] < m["base"]["loss"]
@@ -156,9 +178,11 @@ def test_domain_adaptation_needs_text(tmp_path):
 
 def test_head_warmup_trains_only_the_new_mlm_head(bert_tok, tmp_path):
     from accelerate import Accelerator
+
+    from tunesmith.engine.loop import Hooks
     from tunesmith.methods.domain_adaptation import _load_lm, _warm_up_head
     from tunesmith.recipe import TrainSection
-    from tunesmith.engine.loop import Hooks
+
     model, fresh = _load_lm(resolve_weights("tiny-bert"), "mlm")
     assert fresh  # tiny-bert is saved as a bare BertModel, like sentence-embedding checkpoints
     rows = _rows(pack_blocks(bert_tok, DOCS * 20, 32, encoder=True), "mlm")
@@ -166,7 +190,9 @@ def test_head_warmup_trains_only_the_new_mlm_head(bert_tok, tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     (tmp_path / "train_log.jsonl").write_text("")
     hooks = Hooks(evaluate=lambda m: {"loss": 1.0}, compute_loss=train_loss, default_metric="loss")
-    _warm_up_head(model, Accelerator(), rows, TrainSection(batch_size=4), 1e-3, hooks, 0.5, bert_tok.pad_token_id, tmp_path)
+    _warm_up_head(
+        model, Accelerator(), rows, TrainSection(batch_size=4), 1e-3, hooks, 0.5, bert_tok.pad_token_id, tmp_path
+    )
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("cls.") for k in changed)

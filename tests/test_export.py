@@ -22,8 +22,9 @@ SHORT = {"epochs": 1, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0}
 
 
 def _run(folder, name, recipe):
-    return tunesmith.run({**recipe, "train": SHORT, "eval": {"baseline": "none", **recipe.get("eval", {})}},
-                         output_dir=folder / name).run_dir
+    return tunesmith.run(
+        {**recipe, "train": SHORT, "eval": {"baseline": "none", **recipe.get("eval", {})}}, output_dir=folder / name
+    ).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +34,54 @@ def runs(tmp_path_factory):
         sentiment_rows(n, seed).to_csv(folder / f"{name}.csv", index=False)
     data = {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")}
     chat = folder / "chat.jsonl"
-    chat.write_text("\n".join(json.dumps({"prompt": f"where is my order {i}", "response": "track_order"}) for i in range(16)))
+    chat.write_text(
+        "\n".join(json.dumps({"prompt": f"where is my order {i}", "response": "track_order"}) for i in range(16))
+    )
     free = {"freeze_embeddings": False}
     for sub in ("ml", "rg", "tk"):
         (folder / sub).mkdir()
     return {
         "classifier": _run(folder, "classifier", {"model": "tiny-bert", "data": data, "method": free}),
-        "few_shot": _run(folder, "few_shot", {"model": "tiny-bert", "data": {**data, "samples_per_class": 4},
-                                              "method": {"name": "few_shot", "pairs_per_example": 2}}),
-        "multi_label": _run(folder, "multi_label", test_multilabel.recipe(test_multilabel.write_sets(folder / "ml"), label_separator="|")),
-        "few_shot_multi_label": _run(folder, "few_shot_multi_label", {**test_multilabel.few_shot_recipe(folder / "ml"),
-                                                                      "method": {"name": "few_shot", "pairs_per_example": 2}}),
+        "few_shot": _run(
+            folder,
+            "few_shot",
+            {
+                "model": "tiny-bert",
+                "data": {**data, "samples_per_class": 4},
+                "method": {"name": "few_shot", "pairs_per_example": 2},
+            },
+        ),
+        "multi_label": _run(
+            folder,
+            "multi_label",
+            test_multilabel.recipe(test_multilabel.write_sets(folder / "ml"), label_separator="|"),
+        ),
+        "few_shot_multi_label": _run(
+            folder,
+            "few_shot_multi_label",
+            {**test_multilabel.few_shot_recipe(folder / "ml"), "method": {"name": "few_shot", "pairs_per_example": 2}},
+        ),
         "regression": _run(folder, "regression", test_regression.recipe(test_regression.write_sets(folder / "rg"))),
-        "tokens": _run(folder, "tokens", test_token_classification.recipe(test_token_classification.write_sets(folder / "tk"))),
-        "chat": _run(folder, "chat", {"task": "generation", "model": "tiny-llama", "data": {"train": str(chat)},
-                                      "eval": {"max_samples": 2, "max_new_tokens": 4}}),
+        "tokens": _run(
+            folder, "tokens", test_token_classification.recipe(test_token_classification.write_sets(folder / "tk"))
+        ),
+        "chat": _run(
+            folder,
+            "chat",
+            {
+                "task": "generation",
+                "model": "tiny-llama",
+                "data": {"train": str(chat)},
+                "eval": {"max_samples": 2, "max_new_tokens": 4},
+            },
+        ),
         "folder": folder,
     }
 
 
-
-
 def _onnx(path, texts, pairs=None):
     from transformers import AutoTokenizer
+
     record = json.loads((path / "export.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(path)
     enc = tokenizer(texts, pairs, padding=True, truncation=True, max_length=record["max_length"], return_tensors="np")
@@ -81,7 +107,9 @@ def test_onnx_regression_scores_are_in_the_labels_units(runs, tmp_path):
     export_run(runs["regression"], "onnx", tmp_path / "onnx")
     scores, saved, _ = _onnx(tmp_path / "onnx", TEXTS)
     assert saved["output"] == "scores" and scores.shape == (len(TEXTS),)
-    np.testing.assert_allclose(scores, tunesmith.Predictor.load(runs["regression"], precision="fp32").predict(TEXTS), atol=1e-3)
+    np.testing.assert_allclose(
+        scores, tunesmith.Predictor.load(runs["regression"], precision="fp32").predict(TEXTS), atol=1e-3
+    )
 
 
 def test_onnx_token_classification_gives_per_token_tag_probabilities(runs, tmp_path):
@@ -96,7 +124,9 @@ def test_onnx_token_classification_gives_per_token_tag_probabilities(runs, tmp_p
 
 
 def test_gguf_round_trip_and_an_ollama_modelfile(runs, tmp_path):
-    done = runner.invoke(app, ["export", str(runs["chat"]), "--format", "gguf", "--gguf-type", "f32", "-o", str(tmp_path / "g")])
+    done = runner.invoke(
+        app, ["export", str(runs["chat"]), "--format", "gguf", "--gguf-type", "f32", "-o", str(tmp_path / "g")]
+    )
     assert done.exit_code == 0, done.output
     record = json.loads((tmp_path / "g" / "export.json").read_text())
     trip = record["round_trip"]
@@ -109,22 +139,33 @@ def test_gguf_round_trip_and_an_ollama_modelfile(runs, tmp_path):
 
 
 SMOLLM_TEMPLATE = (  # SmolLM2-Instruct's template: a default system prompt when the conversation has none
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a "
-    "helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] "
-    "+ '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
+    "'<|im_start|>system\nYou are a "
+    "helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + "
+    "message['role'] "
+    "+ '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 @pytest.mark.parametrize("template", [None, SMOLLM_TEMPLATE])
 def test_the_modelfile_template_renders_turns_as_training_did(runs, template):
     from tunesmith.tasks.generation.formatting import ensure_chat_template, render
+
     tokenizer = tunesmith.Predictor.load(runs["chat"]).tokenizer
     if template:
         tokenizer.chat_template = template
     ensure_chat_template(tokenizer)
     p = pieces(tokenizer)
-    chats = [[{"role": "user", "content": "hi"}],
-             [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-              {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "where is my order?"}]]
+    chats = [
+        [{"role": "user", "content": "hi"}],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "where is my order?"},
+        ],
+    ]
     for chat in chats:
         assert render_like_ollama(p, chat) == render(tokenizer, chat, add_generation_prompt=True)
     assert bool(p["default"]) == bool(template) and (not template or p["default"].startswith("You are a helpful"))
@@ -132,6 +173,7 @@ def test_the_modelfile_template_renders_turns_as_training_did(runs, template):
 
 def test_hf_exports_load_with_transformers_alone(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
     export_run(runs["classifier"], "hf", tmp_path / "c")
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "c")
     assert sorted(model.config.id2label.values()) == ["negative", "positive"]
@@ -139,8 +181,14 @@ def test_hf_exports_load_with_transformers_alone(runs, tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.model_type == "llama"
 
 
-@pytest.mark.parametrize("kind, fmt, words", [("chat", "onnx", ["generation", "gguf"]), ("classifier", "gguf", ["classification", "onnx"]),
-                                              ("classifier", "tflite", ["unknown export format", "hf, onnx, gguf"])])
+@pytest.mark.parametrize(
+    "kind, fmt, words",
+    [
+        ("chat", "onnx", ["generation", "gguf"]),
+        ("classifier", "gguf", ["classification", "onnx"]),
+        ("classifier", "tflite", ["unknown export format", "hf, onnx, gguf"]),
+    ],
+)
 def test_a_format_that_does_not_fit_the_run_is_refused(runs, kind, fmt, words, tmp_path):
     done = runner.invoke(app, ["export", str(runs[kind]), "--format", fmt, "-o", str(tmp_path / "x")])
     assert done.exit_code != 0 and all(w in done.output for w in words), done.output
@@ -171,4 +219,6 @@ def test_an_export_leaves_a_users_file_of_the_same_name_alone(runs, fmt, name, t
     done = runner.invoke(app, ["export", str(runs["classifier"]), "--format", fmt, "-o", str(tmp_path / "c")])
     assert done.exit_code == 2 and "never writes over" in done.output
     assert (tmp_path / "c" / name).read_text() == "mine"
-    assert not any(p.name.startswith(".tunesmith-export-") for p in (tmp_path / "c").iterdir())  # no staging left behind
+    assert not any(
+        p.name.startswith(".tunesmith-export-") for p in (tmp_path / "c").iterdir()
+    )  # no staging left behind

@@ -13,8 +13,9 @@ def labels_for(counts: dict[str, int]) -> list[str]:
     return [label for label, n in counts.items() for _ in range(n)]
 
 
-@pytest.mark.parametrize("counts, budget", [({"a": 8, "b": 8}, 320), ({f"c{i}": 8 for i in range(35)}, 5600),
-                                            ({"a": 3000, "b": 2000}, 1000)])
+@pytest.mark.parametrize(
+    "counts, budget", [({"a": 8, "b": 8}, 320), ({f"c{i}": 8 for i in range(35)}, 5600), ({"a": 3000, "b": 2000}, 1000)]
+)
 def test_pairs_are_balanced_within_budget_and_never_self(counts, budget):
     labels = labels_for(counts)
     pairs = make_pairs(labels, budget, seed=0)
@@ -57,7 +58,11 @@ def test_few_shot_run_end_to_end(toy_data, tmp_path):
 
 
 def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp_path, logged):
-    recipe = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 0.2}}  # far too high: wrecks the body
+    recipe = {
+        **toy_data["recipe"],
+        "method": {"name": "few_shot"},
+        "train": {"lr": 0.2},
+    }  # far too high: wrecks the body
     recipe["data"] = {**recipe["data"], "samples_per_class": 8}
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics
@@ -66,6 +71,7 @@ def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp
     texts = [line.split(",")[0] for line in open(toy_data["paths"]["test"]).read().splitlines()[1:6]]
     from tunesmith.models.loading import load_encoder, resolve_weights
     from tunesmith.runs.rundir import load_saved_model
+
     saved = load_saved_model(result.run_dir / "model", load_encoder).state_dict()
     base = load_encoder(resolve_weights("tiny-bert")).state_dict()
     assert all(torch.equal(saved[k], base[k]) for k in base)  # what was saved is the untouched body
@@ -77,9 +83,12 @@ def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp
 
 
 def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):
-    recipe = {**toy_data["recipe"], "model": {"name": "tiny-llama"},
-              "method": {"name": "few_shot", "verbalizers": {"positive": "good", "negative": "bad"}},
-              "train": {"lr": 1e-3, "max_length": 256, "epochs": 2}}
+    recipe = {
+        **toy_data["recipe"],
+        "model": {"name": "tiny-llama"},
+        "method": {"name": "few_shot", "verbalizers": {"positive": "good", "negative": "bad"}},
+        "train": {"lr": 1e-3, "max_length": 256, "epochs": 2},
+    }
     recipe["data"] = {**recipe["data"], "samples_per_class": 4}
     m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
     assert m["generation_metric"] == "exact_match" and m["tuning"] == "lora" and m["generated"] == 40
@@ -93,11 +102,16 @@ def test_few_shot_with_a_decoder_is_prompt_based_learning(toy_data, tmp_path):
 def test_reloaded_and_staged_recipes_keep_unset_keys_unset(toy_data):
     """The CLI and staged runs re-read a Recipe: a default the user never wrote must not turn into a setting."""
     from tunesmith.recipe import stage_recipe
+
     raw = {**toy_data["recipe"], "method": {"name": "few_shot"}, "train": {"lr": 1e-3}}
     once = tunesmith.load_recipe(raw)
     assert tunesmith.load_recipe(once).train.model_fields_set == {"lr"}
-    staged = tunesmith.load_recipe({**raw, "stages": [{"name": "a", "data": raw["data"]},
-                                                         {"name": "b", "data": raw["data"], "train": {"seed": 3}}]})
+    staged = tunesmith.load_recipe(
+        {
+            **raw,
+            "stages": [{"name": "a", "data": raw["data"]}, {"name": "b", "data": raw["data"], "train": {"seed": 3}}],
+        }
+    )
     assert stage_recipe(staged, 1).train.model_fields_set == {"lr", "seed"}
     assert stage_recipe(staged, 0, model_name="tiny-bert").model.name == "tiny-bert"
 
@@ -106,16 +120,21 @@ def test_verbalizers_must_name_known_labels_and_differ():
     from tunesmith.errors import TunesmithError
     from tunesmith.methods.few_shot_prompted import verbalizers
     from tunesmith.recipe import FewShotMethod
+
     with pytest.raises(TunesmithError, match="not in the training data"):
         verbalizers(FewShotMethod(name="few_shot", verbalizers={"postive": "good"}), ["negative", "positive"])
     with pytest.raises(TunesmithError, match="share the same answer"):
-        verbalizers(FewShotMethod(name="few_shot", verbalizers={"positive": "x", "negative": "x"}), ["negative", "positive"])
+        verbalizers(
+            FewShotMethod(name="few_shot", verbalizers={"positive": "x", "negative": "x"}), ["negative", "positive"]
+        )
 
 
 def test_seeds_repeat_the_run_and_report_mean_and_std(toy_data, tmp_path):
-    from typer.testing import CliRunner
     import yaml
+    from typer.testing import CliRunner
+
     from tunesmith.cli import app
+
     recipe = {**toy_data["recipe"], "method": {"name": "few_shot", "pairs_per_example": 4}, "train": {"lr": 1e-3}}
     recipe["data"] = {**recipe["data"], "samples_per_class": 4}
     path = tmp_path / "r.yaml"
@@ -134,9 +153,11 @@ def test_seeds_repeat_the_run_and_report_mean_and_std(toy_data, tmp_path):
 
 def test_pair_loss_embeds_each_example_once_with_the_same_loss_and_gradient():
     import torch
+
     from tunesmith.engine.batching import collate, tokenize
     from tunesmith.methods.pairs import cosine_pair_loss, mean_pool, pair_rows
     from tunesmith.models.loading import load_encoder, load_tokenizer, resolve_weights
+
     path = resolve_weights("tiny-bert")
     tok, model = load_tokenizer(path), load_encoder(path).eval()  # eval: no dropout, so both ways must agree
     rows, _ = tokenize(tok, ["good movie", "a great product", "bad", "it is not good at all"], None, 32)
@@ -151,7 +172,10 @@ def test_pair_loss_embeds_each_example_once_with_the_same_loss_and_gradient():
 
     def naive(side, mask):
         return mean_pool(model(input_ids=batch[side], attention_mask=batch[mask]).last_hidden_state, batch[mask])
-    cos = torch.nn.functional.cosine_similarity(naive("input_ids", "attention_mask"), naive("pair_input_ids", "pair_attention_mask"))
+
+    cos = torch.nn.functional.cosine_similarity(
+        naive("input_ids", "attention_mask"), naive("pair_input_ids", "pair_attention_mask")
+    )
     reference = torch.nn.functional.mse_loss(cos, batch["labels"].float())
     assert torch.allclose(loss, reference, atol=1e-6)
     weight = model.encoder.layer[0].attention.self.query.weight

@@ -8,15 +8,25 @@ import torch
 
 from tunesmith.data.conversations import read_conversations
 from tunesmith.errors import TunesmithError
-from tunesmith.tasks.generation.formatting import (DEFAULT_TEMPLATE, check_learnable, encode, encode_sample, ensure_chat_template,
-                                             pack)
-from tunesmith.tasks.generation.generate import causal_lm_loss
 from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
 from tunesmith.recipe import DataSection
+from tunesmith.tasks.generation.formatting import (
+    DEFAULT_TEMPLATE,
+    check_learnable,
+    encode,
+    encode_sample,
+    ensure_chat_template,
+    pack,
+)
+from tunesmith.tasks.generation.generate import causal_lm_loss
 
-CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "where is my order"},
-        {"role": "assistant", "content": "on the way"}, {"role": "user", "content": "thanks"},
-        {"role": "assistant", "content": "you are welcome"}]
+CHAT = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "where is my order"},
+    {"role": "assistant", "content": "on the way"},
+    {"role": "user", "content": "thanks"},
+    {"role": "assistant", "content": "you are welcome"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +42,16 @@ def write_jsonl(path, records):
     return str(path)
 
 
-@pytest.mark.parametrize("records, fmt, first_user", [
-    ([{"messages": CHAT}], "messages", "where is my order"),
-    ([{"question": "q1", "answer": "a1"}], "prompt_response", "q1"),
-    ([{"instruction": "Summarise", "input": "long text", "output": "short"}], "alpaca", "Summarise\n\nlong text"),
-    ([{"instruction": "Say hi", "input": "", "output": "hi"}], "alpaca", "Say hi"),
-    ([{"text": "plain domain text"}], "text", None),
-])
+@pytest.mark.parametrize(
+    "records, fmt, first_user",
+    [
+        ([{"messages": CHAT}], "messages", "where is my order"),
+        ([{"question": "q1", "answer": "a1"}], "prompt_response", "q1"),
+        ([{"instruction": "Summarise", "input": "long text", "output": "short"}], "alpaca", "Summarise\n\nlong text"),
+        ([{"instruction": "Say hi", "input": "", "output": "hi"}], "alpaca", "Say hi"),
+        ([{"text": "plain domain text"}], "text", None),
+    ],
+)
 def test_each_layout_is_detected_and_converted(tmp_path, records, fmt, first_user):
     conv = read_conversations(write_jsonl(tmp_path / "d.jsonl", records * 3), DataSection(train="x"), "data.train")
     assert conv.format == fmt
@@ -55,16 +68,22 @@ def test_column_mapping_and_system_prompt(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [{"ask": "hello", "reply": "hi there"}])
     data = DataSection(train="x", prompt_column="ask", response_column="reply", system_prompt="You are support.")
     conv = read_conversations(path, data, "data.train")
-    assert conv.samples[0] == [{"role": "system", "content": "You are support."}, {"role": "user", "content": "hello"},
-                               {"role": "assistant", "content": "hi there"}]
+    assert conv.samples[0] == [
+        {"role": "system", "content": "You are support."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi there"},
+    ]
 
 
-@pytest.mark.parametrize("records, message", [
-    ([{"foo": "a", "bar": "b"}], "Cannot tell the data layout"),
-    ([{"messages": [{"role": "user", "content": "hi"}]}], "no non-empty assistant message"),
-    ([{"messages": [{"role": "robot", "content": "hi"}]}], "message 1"),
-    ([{"prompt": "hi", "response": ""}], "empty or non-text cell"),
-])
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        ([{"foo": "a", "bar": "b"}], "Cannot tell the data layout"),
+        ([{"messages": [{"role": "user", "content": "hi"}]}], "no non-empty assistant message"),
+        ([{"messages": [{"role": "robot", "content": "hi"}]}], "message 1"),
+        ([{"prompt": "hi", "response": ""}], "empty or non-text cell"),
+    ],
+)
 def test_bad_generation_data_is_a_clear_error(tmp_path, records, message):
     with pytest.raises(TunesmithError, match=message):
         read_conversations(write_jsonl(tmp_path / "d.jsonl", records), DataSection(train="x"), "data.train")
@@ -93,7 +112,9 @@ def test_loss_on_all_tokens_option(tiny):
 
 def test_chatml_template_marks_end_of_turn_token(tiny):
     _, tokenizer = tiny
-    chatml = DEFAULT_TEMPLATE.replace("{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|im_end|>{% endif %}", "<|im_end|>")
+    chatml = DEFAULT_TEMPLATE.replace(
+        "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|im_end|>{% endif %}", "<|im_end|>"
+    )
     tokenizer = type(tokenizer).from_pretrained(tokenizer.name_or_path)
     tokenizer.chat_template = chatml
     row, _ = encode_sample(tokenizer, CHAT[:3], 512, "responses")
@@ -117,21 +138,27 @@ def test_truncation_is_counted_and_all_masked_refused(tiny):
 
 def test_packing_never_lets_one_sample_attend_to_another(tiny):
     model, tokenizer = tiny
-    samples = [CHAT[:3], [{"role": "user", "content": "refund please"}, {"role": "assistant", "content": "done"}],
-               [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello, how can i help"}]]
+    samples = [
+        CHAT[:3],
+        [{"role": "user", "content": "refund please"}, {"role": "assistant", "content": "done"}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello, how can i help"}],
+    ]
     rows = encode(tokenizer, samples, 512, "responses").rows
     packed = pack(rows, max_length=512)
     assert len(packed) == 1
     row = packed[0]
     from tunesmith.tasks.generation.generate import with_packing_mask
-    inputs = with_packing_mask({"input_ids": torch.tensor([row["input_ids"]]), "position_ids": torch.tensor([row["position_ids"]])}, model)
+
+    inputs = with_packing_mask(
+        {"input_ids": torch.tensor([row["input_ids"]]), "position_ids": torch.tensor([row["position_ids"]])}, model
+    )
     with torch.no_grad():
         together = model(**inputs, use_cache=False).logits[0]
         start = 0
         for r in rows:
             alone = model(input_ids=torch.tensor([r["input_ids"]])).logits[0]
             n = len(r["input_ids"])
-            torch.testing.assert_close(together[start:start + n], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(together[start : start + n], alone, atol=1e-4, rtol=1e-4)
             assert row["labels"][start] == -100  # never predicted from the previous sample's last token
             start += n
 
@@ -139,10 +166,21 @@ def test_packing_never_lets_one_sample_attend_to_another(tiny):
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_packed_mask_is_block_diagonal_and_causal(impl):
     from tunesmith.tasks.generation.formatting import packed_attention_mask
+
     mask = packed_attention_mask(torch.tensor([[0, 1, 2, 0, 1, 0, 0]]), impl, torch.float32)
     allowed = mask[0, 0] if mask.dtype == torch.bool else mask[0, 0] == 0
-    expected = torch.tensor([[1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0],
-                             [0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0],
+            [0, 0, 0, 1, 0, 0, 0],
+            [0, 0, 0, 1, 1, 0, 0],
+            [0, 0, 0, 0, 0, 1, 0],
+            [0, 0, 0, 0, 0, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(allowed, expected)
 
 
@@ -157,6 +195,7 @@ def test_packing_respects_max_length(tiny):
 def test_loss_on_labeled_positions_only_equals_the_models_own_loss(tiny):
     model, tokenizer = tiny
     from tunesmith.engine.batching import collate
+
     rows = encode(tokenizer, [CHAT, CHAT[:3]], 512, "responses").rows
     batch = collate(rows, tokenizer.pad_token_id)
     with torch.no_grad():
@@ -177,8 +216,10 @@ def test_csv_messages_cells_hold_json(tmp_path):
 def test_a_template_that_rejects_a_conversation_is_a_clear_error(tiny):
     _, tokenizer = tiny
     strict = type(tokenizer).from_pretrained(tokenizer.name_or_path)
-    strict.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
-                            "{{ raise_exception('System role not supported') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    strict.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}{{ m['content'] }}{% endfor %}"
+    )
     with pytest.raises(TunesmithError, match="rejected a conversation.*System role not supported"):
         encode_sample(strict, CHAT, 512, "responses")
 

@@ -11,7 +11,11 @@ import tunesmith
 from tunesmith.cli import app
 
 runner = CliRunner()
-INTENTS = {"track_order": "where is my order", "cancel_order": "please cancel my order", "get_refund": "i want my money back"}
+INTENTS = {
+    "track_order": "where is my order",
+    "cancel_order": "please cancel my order",
+    "get_refund": "i want my money back",
+}
 
 
 def intent_rows(n: int, seed: int) -> list[dict]:
@@ -31,17 +35,23 @@ def write_jsonl(path, rows):
 @pytest.fixture(scope="module")
 def gen_data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gen")
-    return {"train": write_jsonl(tmp / "train.jsonl", intent_rows(96, 0)),
-            "validation": write_jsonl(tmp / "validation.jsonl", intent_rows(16, 1)),
-            "test": write_jsonl(tmp / "test.jsonl", intent_rows(12, 2)), "dir": tmp}
+    return {
+        "train": write_jsonl(tmp / "train.jsonl", intent_rows(96, 0)),
+        "validation": write_jsonl(tmp / "validation.jsonl", intent_rows(16, 1)),
+        "test": write_jsonl(tmp / "test.jsonl", intent_rows(12, 2)),
+        "dir": tmp,
+    }
 
 
 def recipe(gen_data, **train):
-    return {"task": "generation", "model": {"name": "tiny-llama"},
-            "data": {k: gen_data[k] for k in ("train", "validation", "test")},
-            "method": {"tuning": "full"},
-            "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, **train},
-            "eval": {"max_new_tokens": 6}}
+    return {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "data": {k: gen_data[k] for k in ("train", "validation", "test")},
+        "method": {"tuning": "full"},
+        "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, **train},
+        "eval": {"max_new_tokens": 6},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +68,34 @@ def test_full_run_lowers_validation_loss_and_writes_run_dir(full_run):
         assert 0.0 <= m["tuned"][key] <= 1.0 and key in m["base"]
     assert m["train"]["tokens_per_s"] > 0 and m["data"]["format"] == "prompt_response"
     run_dir = full_run.run_dir
-    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["group_by_length"] is True  # label-like: grouped
+    assert (
+        yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["group_by_length"] is True
+    )  # label-like: grouped
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["tuned"]["loss"] == pytest.approx(m["tuned"]["loss"])
     samples = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
     assert len(samples) == 12 and set(samples[0]) == {"prompt", "reference", "base", "tuned"}
     report = (run_dir / "report.md").read_text()
     assert "| loss |" in report and "Sample answers" in report and (run_dir / "plots" / "loss.png").is_file()
-    assert (run_dir / "model" / "chat_template.jinja").is_file() or "chat_template" in (run_dir / "model" / "tokenizer_config.json").read_text()
+    assert (run_dir / "model" / "chat_template.jinja").is_file() or "chat_template" in (
+        run_dir / "model" / "tokenizer_config.json"
+    ).read_text()
 
 
 def test_predictor_generates_from_strings_and_messages(full_run):
     predictor = tunesmith.Predictor.load(full_run.run_dir)
-    answers = predictor.generate(["where is my order now", [{"role": "user", "content": "i want my money back"}]], max_new_tokens=4)
+    answers = predictor.generate(
+        ["where is my order now", [{"role": "user", "content": "i want my money back"}]], max_new_tokens=4
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert isinstance(predictor.generate("please cancel my order", max_new_tokens=4), str)
 
 
 def test_generate_cli_adds_a_column_and_predict_refuses(full_run, gen_data, tmp_path):
     out = tmp_path / "answers.jsonl"
-    result = runner.invoke(app, ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "4"])
+    result = runner.invoke(
+        app, ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "4"]
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and all("generated" in r for r in rows)
@@ -97,7 +115,9 @@ def test_eval_cli_scores_a_generation_run_on_any_file(full_run, gen_data, tmp_pa
 
 
 def test_chat_cli_keeps_history_and_exits(full_run):
-    result = runner.invoke(app, ["chat", str(full_run.run_dir), "--max-new-tokens", "3"], input="where is my order\nthanks\n/exit\n")
+    result = runner.invoke(
+        app, ["chat", str(full_run.run_dir), "--max-new-tokens", "3"], input="where is my order\nthanks\n/exit\n"
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("model>") == 2
 
@@ -114,6 +134,7 @@ def test_lora_packed_run_saves_adapter_and_exports_a_plain_model(gen_data, tmp_p
     assert runner.invoke(app, ["export", str(result.run_dir)]).exit_code == 0
     merged = result.run_dir / "exports" / "hf"
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert not hasattr(model, "peft_config") and AutoTokenizer.from_pretrained(merged).chat_template
 
@@ -149,7 +170,11 @@ def test_free_text_answers_get_fewer_auto_epochs_than_labels(gen_data, tmp_path)
     rng = random.Random(0)
     words = "the order ships soon and we refund any late parcel within five days of your request".split()
     rows = [{"prompt": f"question {i}", "response": " ".join(rng.choices(words, k=8))} for i in range(60)]
-    data = {**gen_data, "train": write_jsonl(tmp_path / "train.jsonl", rows), "test": write_jsonl(tmp_path / "test.jsonl", rows[:4])}
+    data = {
+        **gen_data,
+        "train": write_jsonl(tmp_path / "train.jsonl", rows),
+        "test": write_jsonl(tmp_path / "test.jsonl", rows[:4]),
+    }
     r = recipe(data, max_length=64)
     del r["train"]["epochs"], r["train"]["batch_size"]
     result = tunesmith.run(r, output_dir=tmp_path / "run")
@@ -169,6 +194,7 @@ def test_generation_max_length_keeps_short_data_a_set_value_and_the_cap(gen_data
     from tunesmith.models.loading import load_tokenizer, resolve_weights
     from tunesmith.recipe import load_recipe
     from tunesmith.tasks.generation.formatting import auto_length, ensure_chat_template
+
     tokenizer = load_tokenizer(resolve_weights("tiny-llama"))
     ensure_chat_template(tokenizer)
     turn = lambda prompt: [{"role": "user", "content": prompt}, {"role": "assistant", "content": "ok"}]  # noqa: E731

@@ -108,6 +108,7 @@ def test_a_head_saved_for_the_same_labels_is_kept(tmp_path):
 
 def test_recipes_run_with_either_start(toy_data, tmp_path):
     import tunesmith
+
     accuracy = {}
     for init in ("probe", "random"):
         recipe = {**toy_data["recipe"], "method": {**toy_data["recipe"]["method"], "head_init": init}}
@@ -119,6 +120,7 @@ def test_auto_starts_from_the_probe_for_four_classes_with_few_steps_each(toy_dat
     import pandas as pd
 
     import tunesmith
+
     spent = {}
     for classes in (2, 4):
         recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
@@ -139,9 +141,14 @@ def test_auto_probes_only_many_classes_with_few_steps_each():
     from types import SimpleNamespace
 
     from tunesmith.methods.head_init import probe_wanted
+
     cfg = SimpleNamespace(batch_size=16, grad_accum=1, epochs=4)  # what auto picks for 1,000 rows: 252 steps
-    assert probe_wanted("auto", 35, 1000, cfg)        # ~7 steps per clause type
-    assert not probe_wanted("auto", 5, 1000, cfg)     # ~50 steps per class: a random head catches up
-    assert probe_wanted("auto", 5, 1000, SimpleNamespace(batch_size=32, grad_accum=2, epochs=1))  # 16 steps: 3 per class
-    assert not probe_wanted("auto", 3, 200, SimpleNamespace(batch_size=32, grad_accum=1, epochs=1))  # 2-3 classes: never
+    assert probe_wanted("auto", 35, 1000, cfg)  # ~7 steps per clause type
+    assert not probe_wanted("auto", 5, 1000, cfg)  # ~50 steps per class: a random head catches up
+    assert probe_wanted(
+        "auto", 5, 1000, SimpleNamespace(batch_size=32, grad_accum=2, epochs=1)
+    )  # 16 steps: 3 per class
+    assert not probe_wanted(
+        "auto", 3, 200, SimpleNamespace(batch_size=32, grad_accum=1, epochs=1)
+    )  # 2-3 classes: never
     assert probe_wanted("probe", 2, 10_000, cfg) and not probe_wanted("random", 35, 10, cfg)

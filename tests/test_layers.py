@@ -18,8 +18,10 @@ def test_the_layer_contract_is_kept():
 def test_an_upward_import_breaks_the_contract(tmp_path):
     """The check is live: the same tool with the layers upside down reports the real imports as broken."""
     config = tmp_path / "inverted.toml"
-    config.write_text('[tool.importlinter]\nroot_package = "tunesmith"\n\n[[tool.importlinter.contracts]]\n'
-                      'name = "inverted"\ntype = "layers"\nlayers = ["tunesmith.engine", "tunesmith.cli"]\n')
+    config.write_text(
+        '[tool.importlinter]\nroot_package = "tunesmith"\n\n[[tool.importlinter.contracts]]\n'
+        'name = "inverted"\ntype = "layers"\nlayers = ["tunesmith.engine", "tunesmith.cli"]\n'
+    )
     done = subprocess.run([*LINT, "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "BROKEN" in done.stdout
     assert "tunesmith.cli" in done.stdout and "tunesmith.engine" in done.stdout
@@ -28,7 +30,12 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
 def test_no_module_imports_itself_back():
     """No cycles between modules (not only between layers): for every import a -> b, no chain leads from b back to a."""
     import grimp
+
     graph = grimp.build_graph("tunesmith")
-    cycles = sorted((a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
-                    if graph.chain_exists(importer=b, imported=a))
+    cycles = sorted(
+        (a, b)
+        for a in graph.modules
+        for b in graph.find_modules_directly_imported_by(a)
+        if graph.chain_exists(importer=b, imported=a)
+    )
     assert cycles == []

@@ -23,7 +23,9 @@ def test_the_once_filter_passes_a_repeated_warning_once_and_every_info_line():
         logger.info("epoch done")
     logger.warning("another finding")
     lines = stream.getvalue().splitlines()
-    assert lines.count("tuned is worse than base") == 1 and lines.count("epoch done") == 3 and "another finding" in lines
+    assert (
+        lines.count("tuned is worse than base") == 1 and lines.count("epoch done") == 3 and "another finding" in lines
+    )
     assert isinstance(handler.filters[0], OnceFilter)
 
 
@@ -57,6 +59,7 @@ def test_cli_says_a_data_finding_once_and_quiet_keeps_only_warnings(toy_data, tm
 
 def test_a_message_with_square_brackets_is_printed_as_written(capsys):
     from tunesmith.cli.output import configure
+
     configure("normal")
     logging.getLogger("tunesmith.test").warning("label(s) ['[bold]urgent', '[/]'] never appear in training data")
     logging.getLogger("tunesmith.test").info("stage 1/2: [red]pretrain")

@@ -45,10 +45,13 @@ def write_sets(folder, as_lists: bool = False) -> dict:
 
 
 def recipe(paths: dict, **data) -> dict:
-    return {"model": "tiny-bert", "data": {**paths, "label_column": "labels", **data},
-            # the tiny random model's pooled features are too poor to start a head from: keep it random here
-            "method": {"freeze_embeddings": False, "head_init": "random"},
-            "train": {"epochs": 12, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
+    return {
+        "model": "tiny-bert",
+        "data": {**paths, "label_column": "labels", **data},
+        # the tiny random model's pooled features are too poor to start a head from: keep it random here
+        "method": {"freeze_embeddings": False, "head_init": "random"},
+        "train": {"epochs": 12, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}},
+    }
 
 
 def few_shot_recipe(folder) -> dict:
@@ -56,8 +59,16 @@ def few_shot_recipe(folder) -> dict:
     frame = pd.read_csv(folder / "train.csv", keep_default_na=False)
     few = frame.groupby("labels", group_keys=False).head(8)
     few.to_csv(folder / "few.csv", index=False)
-    return {"model": "tiny-bert", "data": {"train": str(folder / "few.csv"), "validation": str(folder / "validation.csv"),
-                                           "test": str(folder / "test.csv"), "label_column": "labels", "label_separator": "|"}}
+    return {
+        "model": "tiny-bert",
+        "data": {
+            "train": str(folder / "few.csv"),
+            "validation": str(folder / "validation.csv"),
+            "test": str(folder / "test.csv"),
+            "label_column": "labels",
+            "label_separator": "|",
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +127,7 @@ def test_without_multi_label_list_labels_are_refused_with_the_way_out(tmp_path):
 
 def test_metrics_average_over_labels_in_play():
     from tunesmith.tasks.multilabel import choose_thresholds, multilabel_metrics
+
     y = np.array([[1, 0, 0], [0, 1, 0]])
     m = multilabel_metrics(y, y, ["a", "b", "c"])  # label c absent from both: not an F1 of 0
     assert m["f1_micro"] == m["f1_macro"] == m["subset_accuracy"] == 1.0 and m["hamming_loss"] == 0.0
@@ -142,6 +154,7 @@ def test_the_head_starts_from_a_probe_per_label():
     from tunesmith.engine.batching import tokenize
     from tunesmith.methods.head_init import head_features, init_multilabel_head, output_layers
     from tunesmith.models.loading import load_classifier, load_tokenizer, resolve_weights
+
     weights = resolve_weights("tiny-bert")
     frame = tagged_rows(80, 0)
     labels = ["complaint", "item", "praise"]
@@ -162,15 +175,19 @@ def test_the_server_returns_the_predictors_label_sets(multilabel_run):
     from fastapi.testclient import TestClient
 
     from tunesmith.serve import create_app
+
     result, _ = multilabel_run
     texts = ["the great and the product", "bad terrible it is", "the a is"]
-    answer = TestClient(create_app([result.run_dir])).post("/v1/classify", json={"model": result.run_dir.name, "input": texts})
+    answer = TestClient(create_app([result.run_dir])).post(
+        "/v1/classify", json={"model": result.run_dir.name, "input": texts}
+    )
     assert answer.status_code == 200, answer.text
     assert [row["labels"] for row in answer.json()["data"]] == tunesmith.Predictor.load(result.run_dir).predict(texts)
 
 
 def test_set_pairs_share_a_label_or_none_and_are_balanced():
     from tunesmith.methods.pairs import make_set_pairs
+
     sets = [["a"], ["a", "b"], ["b"], ["c"], [], []]
     pairs = make_set_pairs(sets, 40, seed=0)
     assert len(pairs) == 40 and sum(t for *_, t in pairs) == 20
@@ -183,12 +200,20 @@ def test_set_pairs_share_a_label_or_none_and_are_balanced():
 
 def test_few_shot_multi_label_trains_heads_per_label_and_predicts_label_sets(tmp_path):
     paths = write_sets(tmp_path)
-    recipe = {**few_shot_recipe(tmp_path), "method": {"name": "few_shot", "pairs_per_example": 10}, "train": {"lr": 1e-3}}
+    recipe = {
+        **few_shot_recipe(tmp_path),
+        "method": {"name": "few_shot", "pairs_per_example": 10},
+        "train": {"lr": 1e-3},
+    }
     result = tunesmith.run(tunesmith.load_recipe(recipe), output_dir=tmp_path / "run")
     m = result.metrics
     assert m["task"] == "multi_label" and m["method"] == "few_shot" and m["labels"] == ["complaint", "item", "praise"]
     assert m["train"]["epochs"] == 1 and m["train"]["pairs"] == 10 * m["train"]["train_size"]
-    assert "logistic regression per label" in m["base"]["kind"] and set(m["tuned"]) >= {"f1_micro", "f1_macro", "per_label"}
+    assert "logistic regression per label" in m["base"]["kind"] and set(m["tuned"]) >= {
+        "f1_micro",
+        "f1_macro",
+        "per_label",
+    }
     head = json.loads((result.run_dir / "model" / "head.json").read_text())
     assert head["multi_label"] and len(head["coef"]) == 3 and len(head["intercept"]) == 3
     predictor = tunesmith.Predictor.load(result.run_dir)
@@ -200,6 +225,7 @@ def test_few_shot_multi_label_trains_heads_per_label_and_predicts_label_sets(tmp
 
 def test_samples_per_class_draws_k_rows_per_label_rarest_first():
     from tunesmith.data.multilabel import MultiLabelSplit, sample_per_label
+
     labels = [["a"]] * 30 + [["a", "b"]] * 5 + [["c"]] * 4 + [[]] * 10
     split = MultiLabelSplit([f"t{i}" for i in range(len(labels))], labels, source="train.csv")
     few = sample_per_label(split, 3, seed=0)

@@ -18,11 +18,17 @@ from tunesmith.data.readers import read_table
 from tunesmith.errors import TunesmithError
 from tunesmith.recipe import DataSection
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("HYPOTHESIS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("HYPOTHESIS_EXAMPLES", 60)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 SUFFIXES = [".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"]
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _only_our_error(fn, *args) -> None:
@@ -49,9 +55,11 @@ def test_random_bytes(content, suffix):
 
 
 @SETTINGS
-@given(rows=st.lists(st.lists(st.text(max_size=12), min_size=0, max_size=4), max_size=6),
-       header=st.lists(st.sampled_from(["text", "label", "", "text ", "x", "text"]), min_size=0, max_size=4),
-       sep=st.sampled_from([",", "\t"]))
+@given(
+    rows=st.lists(st.lists(st.text(max_size=12), min_size=0, max_size=4), max_size=6),
+    header=st.lists(st.sampled_from(["text", "label", "", "text ", "x", "text"]), min_size=0, max_size=4),
+    sep=st.sampled_from([",", "\t"]),
+)
 def test_random_delimited_shapes(rows, header, sep):
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=sep)

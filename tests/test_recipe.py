@@ -81,8 +81,11 @@ def test_the_recipe_reference_in_docs_is_the_one_the_schema_renders():
     # regenerate with: tunesmith recipe reference > docs/recipe-reference.md
     from tunesmith.cli.reference import reference_markdown
     from tunesmith.recipe import json_schema
+
     shipped = (Path(__file__).resolve().parents[1] / "docs" / "recipe-reference.md").read_text(encoding="utf-8")
     rendered = reference_markdown(json_schema())
-    assert shipped == rendered, "docs/recipe-reference.md is stale: run `tunesmith recipe reference > docs/recipe-reference.md`"
+    assert shipped == rendered, (
+        "docs/recipe-reference.md is stale: run `tunesmith recipe reference > docs/recipe-reference.md`"
+    )
     for key in ("`train.lr`", "`data.label_separator`", "`method.lora.r`", "`experiences[].name`"):
         assert key in rendered

@@ -26,9 +26,24 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     if shipped.experiences:
         return _run_continual_tiny(shipped, tmp_path)
     generation = shipped.task == "generation"
-    tiny = (["model.name=tiny-llama", "data.max_train_samples=24", "data.max_eval_samples=8", "eval.max_samples=4",
-             "eval.max_new_tokens=4", "train.max_length=384"] if generation else
-            ["model.name=tiny-bert", "data.max_train_samples=200", "data.min_examples_per_class=1", "eval.baseline=none", "train.max_length=64"])
+    tiny = (
+        [
+            "model.name=tiny-llama",
+            "data.max_train_samples=24",
+            "data.max_eval_samples=8",
+            "eval.max_samples=4",
+            "eval.max_new_tokens=4",
+            "train.max_length=384",
+        ]
+        if generation
+        else [
+            "model.name=tiny-bert",
+            "data.max_train_samples=200",
+            "data.min_examples_per_class=1",
+            "eval.baseline=none",
+            "train.max_length=64",
+        ]
+    )
     few_shot = ["method.pairs_per_example=2"] if shipped.method.name == "few_shot" else []
     recipe = load_recipe(path, [*tiny, *few_shot, "train.epochs=1"])
     missing = [p for p in (recipe.data.train, recipe.data.validation, recipe.data.test) if p and not Path(p).exists()]
@@ -42,7 +57,9 @@ def test_shipped_recipe_runs_with_a_tiny_model(path, tmp_path):
     elif shipped.task == "token_classification":
         assert 0.0 <= metrics["tuned"]["f1"] <= 1.0 and metrics["entity_types"]
     elif shipped.data.multi_label:
-        assert 0.0 <= metrics["tuned"]["f1_micro"] <= 1.0 and len(metrics["thresholds"]["per_label"]) == len(metrics["labels"])
+        assert 0.0 <= metrics["tuned"]["f1_micro"] <= 1.0 and len(metrics["thresholds"]["per_label"]) == len(
+            metrics["labels"]
+        )
     elif shipped.task == "regression":
         assert -1.0 <= metrics["tuned"]["spearman"] <= 1.0 and metrics["tuned"]["mse"] >= 0
         assert (tmp_path / "run" / "model" / "config.json").is_file()
@@ -63,8 +80,11 @@ def _run_staged_tiny(shipped, tmp_path):
         if (stage.get("method") or {}).get("name") == "domain_adaptation":
             stage["method"].update(max_tokens=2000, heldout_max_blocks=8)
         stage["train"] = {**(stage.get("train") or {}), "epochs": 1, "max_length": 64}
-    files = [raw["data"]["train"]] + [s["data"]["train"] for s in raw["stages"] if s.get("data")] + [
-        p for s in raw["stages"] for p in (s.get("method") or {}).get("corpus", [])]
+    files = (
+        [raw["data"]["train"]]
+        + [s["data"]["train"] for s in raw["stages"] if s.get("data")]
+        + [p for s in raw["stages"] for p in (s.get("method") or {}).get("corpus", [])]
+    )
     if not all(Path(p).exists() for p in files):
         pytest.skip("shared benchmark data not present")
     metrics = tunesmith.run(load_recipe(raw), output_dir=tmp_path / "run").metrics

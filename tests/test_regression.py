@@ -22,7 +22,10 @@ def score_rows(n: int, seed: int, pairs: bool = False) -> pd.DataFrame:
         k = rng.randint(0, 4)
         words = ["good"] * k + ["bad"] * (4 - k) + rng.sample(["the", "movie", "a", "is", "it"], 2)
         rng.shuffle(words)
-        row = {"text": " ".join(words), "label": 10 + 2.5 * k + rng.random() * 0.3}  # far from 0-1: the scale must come back
+        row = {
+            "text": " ".join(words),
+            "label": 10 + 2.5 * k + rng.random() * 0.3,
+        }  # far from 0-1: the scale must come back
         if pairs:
             row["other"] = rng.choice(["the product", "a movie"])
         out.append(row)
@@ -38,9 +41,13 @@ def write_sets(folder, pairs: bool = False) -> dict:
 
 
 def recipe(paths: dict, model: str = "tiny-bert", **data) -> dict:
-    return {"task": "regression", "model": model, "data": {**paths, **data},
-            "method": {"freeze_embeddings": False},
-            "train": {"epochs": 4, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0}}
+    return {
+        "task": "regression",
+        "model": model,
+        "data": {**paths, **data},
+        "method": {"freeze_embeddings": False},
+        "train": {"epochs": 4, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +70,7 @@ def test_tuned_model_learns_the_score_and_reports_base_vs_tuned(regression_run):
 
 def test_the_saved_model_predicts_in_the_labels_units(regression_run):
     from transformers import AutoModelForSequenceClassification
+
     result, paths, _ = regression_run
     predictor = tunesmith.Predictor.load(result.run_dir)
     assert predictor.evaluate(paths["test"])["spearman"] == pytest.approx(result.metrics["tuned"]["spearman"], abs=1e-6)
@@ -106,8 +114,9 @@ def test_text_pairs_and_a_decoder_head_without_bias(tmp_path):
     assert result.metrics["tuned"]["spearman"] > 0.5
     assert result.metrics["train"]["target_mean"] == 0.0  # no bias to hold the mean: scaled, not centred
     predictor = tunesmith.Predictor.load(result.run_dir)
-    # the run scored its LoRA model unmerged, the saved one is merged: equal in fp32, 1e-4 apart under bf16 autocast
-    assert predictor.evaluate(paths["test"])["mse"] == pytest.approx(result.metrics["tuned"]["mse"], rel=1e-3)
+    # the run scored its LoRA model unmerged, the saved one is merged: equal in fp32, ~1e-3 apart under bf16 autocast
+    rel = 1e-2 if result.metrics["train"]["precision"] == "bf16" else 1e-4
+    assert predictor.evaluate(paths["test"])["mse"] == pytest.approx(result.metrics["tuned"]["mse"], rel=rel)
 
 
 def test_targets_that_are_not_numbers_are_refused_with_their_rows(tmp_path):
@@ -125,6 +134,8 @@ def test_targets_that_are_not_numbers_are_refused_with_their_rows(tmp_path):
 def test_methods_that_do_not_do_regression_say_so(tmp_path):
     paths = write_sets(tmp_path)
     with pytest.raises(tunesmith.TunesmithError, match="does not do task 'regression'"):
-        tunesmith.run({**recipe(paths), "method": {"name": "few_shot"}, "train": {"data_check": "off"}}, output_dir=tmp_path / "r")
+        tunesmith.run(
+            {**recipe(paths), "method": {"name": "few_shot"}, "train": {"data_check": "off"}}, output_dir=tmp_path / "r"
+        )
     with pytest.raises(tunesmith.TunesmithError, match="regression runs pick the best epoch by their own"):
         tunesmith.load_recipe({**recipe(paths), "train": {"early_stopping": {"metric": "f1_macro"}}})

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import tunesmith.engine.loop
-from tunesmith.engine import checkpoint as ckpt
 from tunesmith.cli import app
+from tunesmith.engine import checkpoint as ckpt
 from tunesmith.errors import TunesmithError
 from tunesmith.pipeline import run
 from tunesmith.runs.rundir import read_status
@@ -24,8 +24,14 @@ runner = CliRunner()
 
 
 def _recipe(toy_data, **train):
-    base = {**toy_data["recipe"]["train"], "epochs": 3, "log_every": 1, "save_steps": 4,
-            "early_stopping": {"patience": None}, **train}
+    base = {
+        **toy_data["recipe"]["train"],
+        "epochs": 3,
+        "log_every": 1,
+        "save_steps": 4,
+        "early_stopping": {"patience": None},
+        **train,
+    }
     return {**toy_data["recipe"], "train": base, "eval": {"baseline": "none"}}
 
 
@@ -43,6 +49,7 @@ def _interrupt_at(monkeypatch, at_step: int):
         original(handle, record)
         if record.get("step") == at_step and "loss" in record:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(tunesmith.engine.loop, "_write", write)
 
 
@@ -68,7 +75,9 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(toy_data, tmp_path, mon
     assert tuned["loss"] == pytest.approx(whole.metrics["tuned"]["loss"], abs=1e-6)
     assert tuned["accuracy"] == whole.metrics["tuned"]["accuracy"]
     records = [json.loads(line) for line in (cut / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == list(range(1, 31))  # the lost step 13 is logged once, after resume
+    assert [r["step"] for r in records if "loss" in r] == list(
+        range(1, 31)
+    )  # the lost step 13 is logged once, after resume
 
 
 def test_sigkill_mid_run_then_resume_matches(toy_data, tmp_path):
@@ -77,8 +86,11 @@ def test_sigkill_mid_run_then_resume_matches(toy_data, tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     cut = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(cut)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (cut / ckpt.CHECKPOINT_FILE).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -99,6 +111,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     def disk_full(obj, handle):
         handle.write(b"half a checkpoint")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(TunesmithError, match="No space left.*previous checkpoint is intact"):
         ckpt.save(path, {"position": {"step": 8}})
@@ -127,12 +140,26 @@ def test_resume_refuses_finished_runs_and_foreign_folders(toy_data, tmp_path):
 
 def test_lora_chat_run_resumes_to_the_same_adapter(tmp_path, monkeypatch):
     import pandas as pd
-    rows = [{"prompt": f"where is order {i}", "response": "track_order" if i % 2 else "cancel_order"} for i in range(48)]
+
+    rows = [
+        {"prompt": f"where is order {i}", "response": "track_order" if i % 2 else "cancel_order"} for i in range(48)
+    ]
     pd.DataFrame(rows).to_json(tmp_path / "chat.jsonl", orient="records", lines=True)
-    recipe = {"task": "generation", "model": {"name": "tiny-llama"}, "data": {"train": str(tmp_path / "chat.jsonl")},
-              "method": {"lora": {"r": 4}}, "eval": {"max_samples": 2},
-              "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "log_every": 1, "save_steps": 3,
-                        "early_stopping": {"patience": None}}}
+    recipe = {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "data": {"train": str(tmp_path / "chat.jsonl")},
+        "method": {"lora": {"r": 4}},
+        "eval": {"max_samples": 2},
+        "train": {
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "log_every": 1,
+            "save_steps": 3,
+            "early_stopping": {"patience": None},
+        },
+    }
     whole = run(recipe, output_dir=tmp_path / "whole").run_dir
     _interrupt_at(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):

@@ -25,11 +25,19 @@ def staged(toy_data):
     target.iloc[:60].to_csv(tmp / "target_train.csv", index=False)
     target.iloc[60:].to_csv(tmp / "target_val.csv", index=False)
     (tmp / "corpus.txt").write_text("\n\n".join(f"the product is good {i}" for i in range(30)), encoding="utf-8")
-    recipe = {**toy_data["recipe"], "data": {"train": str(tmp / "target_train.csv"), "validation": str(tmp / "target_val.csv")},
-              "stages": [{"name": "dapt", "method": {"name": "domain_adaptation", "corpus": [str(tmp / "corpus.txt")],
-                                                     "task_texts": True}, "train": {"epochs": 1, "max_length": 32}},
-                         {"name": "source", "data": {k: str(v) for k, v in toy_data["paths"].items()}},
-                         {"name": "target"}]}
+    recipe = {
+        **toy_data["recipe"],
+        "data": {"train": str(tmp / "target_train.csv"), "validation": str(tmp / "target_val.csv")},
+        "stages": [
+            {
+                "name": "dapt",
+                "method": {"name": "domain_adaptation", "corpus": [str(tmp / "corpus.txt")], "task_texts": True},
+                "train": {"epochs": 1, "max_length": 32},
+            },
+            {"name": "source", "data": {k: str(v) for k, v in toy_data["paths"].items()}},
+            {"name": "target"},
+        ],
+    }
     return recipe, tmp
 
 
@@ -42,7 +50,9 @@ def test_stages_chain_weights_and_report_each_stage(staged):
     result = tunesmith.run(recipe, output_dir=tmp / "run", compare_direct=True)
     m, run_dir = result.metrics, result.run_dir
     assert [s["name"] for s in m["stages"]] == ["dapt", "source", "target"]
-    assert m["stages"][0]["own"]["tuned"]["perplexity"] > 0 and "f1_macro" in m["stages"][0]["target"]  # probe on target
+    assert (
+        m["stages"][0]["own"]["tuned"]["perplexity"] > 0 and "f1_macro" in m["stages"][0]["target"]
+    )  # probe on target
     assert m["tuned"] == json.loads((run_dir / "stages/3-target/metrics.json").read_text())["tuned"]
     assert m["stages"][-1]["target"]["f1_macro"] == m["tuned"]["f1_macro"]
     assert set(m["direct"]) == set(m["tuned"])  # the control has the same keys
@@ -76,10 +86,14 @@ def test_head_is_replaced_for_new_labels_and_kept_for_the_same(staged, tmp_path)
     saved = run_dir / "stages/1-source/model"
     trained = load_classifier(str(saved), ["negative", "positive"])
     relabeled = load_classifier(str(saved), ["down", "up"])  # same shape, other labels: a fresh head
-    assert torch.equal(trained.classifier.weight, load_classifier(str(saved), ["negative", "positive"]).classifier.weight)
+    assert torch.equal(
+        trained.classifier.weight, load_classifier(str(saved), ["negative", "positive"]).classifier.weight
+    )
     assert not torch.allclose(trained.classifier.weight, relabeled.classifier.weight)
-    assert torch.equal(trained.bert.encoder.layer[0].attention.self.query.weight,
-                       relabeled.bert.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(
+        trained.bert.encoder.layer[0].attention.self.query.weight,
+        relabeled.bert.encoder.layer[0].attention.self.query.weight,
+    )
     assert relabeled.config.id2label == {0: "down", 1: "up"}
 
 
@@ -121,12 +135,21 @@ def test_decoder_pretraining_stage_feeds_a_chat_stage(tmp_path):
     rows = [{"prompt": f"where is my order {i}", "response": "track_order"} for i in range(24)]
     (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     (tmp_path / "notes.txt").write_text("\n\n".join(["the customer asked where the order is"] * 20), encoding="utf-8")
-    recipe = {"task": "generation", "model": {"name": "tiny-llama"}, "data": {"train": str(tmp_path / "chat.jsonl")},
-              "train": {"epochs": 1, "lr": 1e-3, "batch_size": 8, "max_length": 64}, "eval": {"max_samples": 2, "max_new_tokens": 4},
-              "stages": [{"name": "cpt", "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "notes.txt")]}},
-                         {"name": "sft"}]}
+    recipe = {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "data": {"train": str(tmp_path / "chat.jsonl")},
+        "train": {"epochs": 1, "lr": 1e-3, "batch_size": 8, "max_length": 64},
+        "eval": {"max_samples": 2, "max_new_tokens": 4},
+        "stages": [
+            {"name": "cpt", "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "notes.txt")]}},
+            {"name": "sft"},
+        ],
+    }
     m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
-    assert m["stages"][0]["method"] == "domain_adaptation" and "loss" in m["stages"][0]["target"]  # answer loss on target
+    assert (
+        m["stages"][0]["method"] == "domain_adaptation" and "loss" in m["stages"][0]["target"]
+    )  # answer loss on target
     assert (tmp_path / "run/stages/1-cpt/model/config.json").is_file() and (tmp_path / "run/adapter").is_dir()
 
 
@@ -135,6 +158,7 @@ def test_stages_toward_new_task_kinds_score_each_stage_with_the_tasks_own_probe(
     """A DAPT stage before a multi-label or entity target: the intermediate model is scored with that task's own
     probe (one-vs-rest / per-word), as the base model is, and TAPT takes the target's texts."""
     from tests import test_multilabel, test_token_classification
+
     if kind == "multi_label":
         target = test_multilabel.recipe(test_multilabel.write_sets(tmp_path), label_separator="|")
         figure = "f1_micro"
@@ -143,28 +167,58 @@ def test_stages_toward_new_task_kinds_score_each_stage_with_the_tasks_own_probe(
         figure = "f1"
     (tmp_path / "corpus.txt").write_text("\n\n".join(f"the product is good {i}" for i in range(30)), encoding="utf-8")
     target["train"] = {**target["train"], "epochs": 2, "early_stopping": {"patience": None}}
-    recipe = {**target, "stages": [{"name": "dapt", "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "corpus.txt")],
-                                                               "task_texts": True}, "train": {"epochs": 1, "max_length": 32}},
-                                   {"name": "target"}]}
+    recipe = {
+        **target,
+        "stages": [
+            {
+                "name": "dapt",
+                "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "corpus.txt")], "task_texts": True},
+                "train": {"epochs": 1, "max_length": 32},
+            },
+            {"name": "target"},
+        ],
+    }
     m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
     assert 0.0 <= m["base"][figure] <= 1.0 and 0.0 <= m["stages"][0]["target"][figure] <= 1.0
     assert m["stages"][0]["target_kind"] in ("one-vs-rest probe", "per-word probe")
     assert m["stages"][-1]["target"][figure] == m["tuned"][figure]
 
 
-@pytest.mark.parametrize("first, second", [("multi_label", "regression"), ("classification", "regression"),
-                                           ("multi_label", "classification"), ("regression", "classification")])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("multi_label", "regression"),
+        ("classification", "regression"),
+        ("multi_label", "classification"),
+        ("regression", "classification"),
+    ],
+)
 def test_stages_may_change_the_task_kind(first, second, tmp_path):
     """Each stage gets the head its own task needs (shape and loss), whatever the previous stage trained."""
     from tests import test_multilabel, test_regression
+
     (tmp_path / "ml").mkdir()
     (tmp_path / "rg").mkdir()
     sentiment_rows(60, 0).to_csv(tmp_path / "cls.csv", index=False)
-    data = {"multi_label": {**test_multilabel.write_sets(tmp_path / "ml"), "label_column": "labels", "label_separator": "|"},
-            "regression": test_regression.write_sets(tmp_path / "rg"), "classification": {"train": str(tmp_path / "cls.csv")}}
+    data = {
+        "multi_label": {
+            **test_multilabel.write_sets(tmp_path / "ml"),
+            "label_column": "labels",
+            "label_separator": "|",
+        },
+        "regression": test_regression.write_sets(tmp_path / "rg"),
+        "classification": {"train": str(tmp_path / "cls.csv")},
+    }
     task = {"multi_label": "classification", "regression": "regression", "classification": "classification"}
-    recipe = {"model": "tiny-bert", "train": {"epochs": 1}, "eval": {"baseline": "none"},
-              "stages": [{"name": "a", "task": task[first], "data": data[first]}, {"name": "b", "task": task[second], "data": data[second]}]}
+    recipe = {
+        "model": "tiny-bert",
+        "train": {"epochs": 1},
+        "eval": {"baseline": "none"},
+        "stages": [
+            {"name": "a", "task": task[first], "data": data[first]},
+            {"name": "b", "task": task[second], "data": data[second]},
+        ],
+    }
     run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
     answer = tunesmith.Predictor.load(run_dir).predict(["the movie is good", "bad product"])
     if second == "regression":

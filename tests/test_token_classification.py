@@ -58,8 +58,13 @@ def write_sets(folder, spans: bool = False) -> dict:
 
 
 def recipe(paths: dict) -> dict:
-    return {"task": "token_classification", "model": "tiny-bert", "data": paths, "method": {"freeze_embeddings": False},
-            "train": {"epochs": 8, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}}}
+    return {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "data": paths,
+        "method": {"freeze_embeddings": False},
+        "train": {"epochs": 8, "lr": 5e-3, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"patience": 4}},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +93,12 @@ def test_predict_returns_entities_with_offsets(ner_run, tmp_path):
     kinds = {(e["type"], e["text"]) for e in found}
     assert ("ITEM", "movie") in kinds and ("PRAISE", "good great") in kinds
     for e in found:
-        assert text[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1
+        assert text[e["start"] : e["end"]] == e["text"] and 0 < e["score"] <= 1
     assert predictor.evaluate(paths["test"])["f1"] == pytest.approx(result.metrics["tuned"]["f1"], abs=1e-6)
     (tmp_path / "in.csv").write_text("text\nthe product is good great\n")
-    done = runner.invoke(app, ["predict", str(result.run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.jsonl")])
+    done = runner.invoke(
+        app, ["predict", str(result.run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.jsonl")]
+    )
     assert done.exit_code == 0, done.output
     row = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
     assert {"type": "ITEM", "text": "product"}.items() <= json.loads(row["entities"])[0].items()
@@ -106,6 +113,7 @@ def test_character_spans_train_as_well(tmp_path):
 def test_first_sub_token_carries_the_tag():
     from tunesmith.models.loading import load_tokenizer, resolve_weights
     from tunesmith.tasks.token_classification import encode
+
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
     labels = ["O", "B-X"]
     rows, firsts, cut = encode(tokenizer, [["zzq", "the"]], [["B-X", "O"]], labels, 64)  # zzq: three pieces
@@ -119,11 +127,16 @@ def test_first_sub_token_carries_the_tag():
 
 def test_bad_tags_and_uneven_rows_are_refused(tmp_path):
     from tunesmith.errors import TunesmithError
+
     (tmp_path / "t.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["B-X", "E-X"]}))
     with pytest.raises(TunesmithError, match="not IOB2"):
-        tunesmith.run({**recipe({"train": str(tmp_path / "t.jsonl")}), "train": {"data_check": "off"}}, output_dir=tmp_path / "r1")
+        tunesmith.run(
+            {**recipe({"train": str(tmp_path / "t.jsonl")}), "train": {"data_check": "off"}}, output_dir=tmp_path / "r1"
+        )
     (tmp_path / "u.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}))
-    done = runner.invoke(app, ["data", "check", str(tmp_path / "u.jsonl"), "--task", "token_classification", "--model", "tiny-bert"])
+    done = runner.invoke(
+        app, ["data", "check", str(tmp_path / "u.jsonl"), "--task", "token_classification", "--model", "tiny-bert"]
+    )
     assert done.exit_code == 1 and "exactly one tag" in " ".join(done.output.split())
 
 
@@ -143,18 +156,27 @@ def test_the_server_returns_entities(ner_run):
     from fastapi.testclient import TestClient
 
     from tunesmith.serve import create_app
+
     result, _ = ner_run
     client = TestClient(create_app([result.run_dir]))
     answer = client.post("/v1/classify", json={"model": result.run_dir.name, "input": ["the movie is good great"]})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["data"][0]["entities"] == tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]
+    assert (
+        answer.json()["data"][0]["entities"]
+        == tunesmith.Predictor.load(result.run_dir).predict(["the movie is good great"])[0]
+    )
 
 
 def _dropouts(model) -> tuple[set, set]:
     """(attention-probability dropout rates, every other dropout rate) in a BERT-family model."""
     import torch
+
     attention = {m.dropout.p for m in model.modules() if type(m).__name__.endswith("SelfAttention")}
-    other = {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and not name.endswith("attention.self.dropout")}
+    other = {
+        m.p
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Dropout) and not name.endswith("attention.self.dropout")
+    }
     return attention, other
 
 
@@ -163,6 +185,7 @@ def test_tag_models_train_without_attention_dropout_unless_the_recipe_says(setti
     from tunesmith.methods.token_classification import load_token_model
     from tunesmith.models.loading import resolve_weights
     from tunesmith.recipe import TrainSection
+
     model = load_token_model(resolve_weights("tiny-bert"), ["O", "B-ITEM"], TrainSection(attention_dropout=setting))
     attention, other = _dropouts(model)
     assert model.config.attention_probs_dropout_prob == 0.1  # the saved config keeps the model's own
@@ -173,11 +196,16 @@ def test_sentence_classifiers_keep_the_models_attention_dropout_by_default():
     from tunesmith.methods.supervised import build_model
     from tunesmith.models.loading import load_causal_lm, resolve_weights, set_attention_dropout
     from tunesmith.recipe import load_recipe
+
     weights = resolve_weights("tiny-bert")
-    model = build_model(load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}), weights, {}, ["a", "b"], "encoder")
+    model = build_model(
+        load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}), weights, {}, ["a", "b"], "encoder"
+    )
     assert _dropouts(model)[0] == {0.1}
     llama = load_causal_lm(resolve_weights("tiny-llama"))
-    assert set_attention_dropout(llama, 0.3) == llama.config.num_hidden_layers  # Llama keeps a float per attention module
+    assert (
+        set_attention_dropout(llama, 0.3) == llama.config.num_hidden_layers
+    )  # Llama keeps a float per attention module
     assert {m.attention_dropout for m in llama.modules() if type(m).__name__.endswith("Attention")} == {0.3}
 
 
@@ -191,36 +219,62 @@ def test_every_method_applies_the_recipes_dropout(method):
     from tunesmith.methods.few_shot_multilabel import FewShotMultiLabel
     from tunesmith.models.loading import load_tokenizer, resolve_weights
     from tunesmith.recipe import load_recipe
+
     weights = resolve_weights("tiny-bert")
-    recipe = load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}, "method": {"name": method.replace("_multilabel", "")},
-                          "train": {"dropout": 0.3, "attention_dropout": 0.05}})
-    plan = SimpleNamespace(recipe=recipe, weights=weights, info={"objective": "mlm"}, tokenizer=load_tokenizer(weights),
-                           extra={"words": []})
-    strategy = {"few_shot": FewShotContrastive, "few_shot_multilabel": FewShotMultiLabel, "domain_adaptation": DomainAdaptation}[method]
+    recipe = load_recipe(
+        {
+            "model": "tiny-bert",
+            "data": {"train": "x.csv"},
+            "method": {"name": method.replace("_multilabel", "")},
+            "train": {"dropout": 0.3, "attention_dropout": 0.05},
+        }
+    )
+    plan = SimpleNamespace(
+        recipe=recipe,
+        weights=weights,
+        info={"objective": "mlm"},
+        tokenizer=load_tokenizer(weights),
+        extra={"words": []},
+    )
+    strategy = {
+        "few_shot": FewShotContrastive,
+        "few_shot_multilabel": FewShotMultiLabel,
+        "domain_adaptation": DomainAdaptation,
+    }[method]
     attention, other = _dropouts(strategy().build(plan, None))
     assert attention == {0.05} and other == {0.3}
 
 
 def test_iob1_files_are_read_as_iob2_and_their_entities_counted():
     from tunesmith.data.tokens import to_iob2
-    assert to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == (["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG"], True)
+
+    assert to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == (
+        ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG"],
+        True,
+    )
     assert to_iob2(["B-PER", "I-PER", "O"]) == (["B-PER", "I-PER", "O"], False)
 
 
-@pytest.mark.parametrize("entity, words", [
-    ({"start": "0", "end": 4, "label": "X"}, "whole-number start and end"),
-    ({"start": None, "end": 4, "label": "X"}, "whole-number start and end"),
-    ({"start": 5, "end": 2, "label": "X"}, "outside its text or reversed"),
-    ({"start": 0, "end": 400, "label": "X"}, "outside its text or reversed"),
-    ({"start": 0, "end": 4, "label": ""}, "needs a label"),
-    ({"start": 4, "end": 5, "label": "X"}, "covers no word"),
-])
+@pytest.mark.parametrize(
+    "entity, words",
+    [
+        ({"start": "0", "end": 4, "label": "X"}, "whole-number start and end"),
+        ({"start": None, "end": 4, "label": "X"}, "whole-number start and end"),
+        ({"start": 5, "end": 2, "label": "X"}, "outside its text or reversed"),
+        ({"start": 0, "end": 400, "label": "X"}, "outside its text or reversed"),
+        ({"start": 0, "end": 4, "label": ""}, "needs a label"),
+        ({"start": 4, "end": 5, "label": "X"}, "covers no word"),
+    ],
+)
 def test_bad_entity_spans_are_refused_with_their_row(tmp_path, entity, words):
     from tunesmith.data.tokens import read_tagged
     from tunesmith.errors import TunesmithError
     from tunesmith.recipe import load_recipe
+
     (tmp_path / "s.jsonl").write_text(json.dumps({"text": "good movie here", "entities": [entity]}))
-    data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}).data
+    data = load_recipe(
+        {"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}
+    ).data
     with pytest.raises(TunesmithError, match=words) as err:
         read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
     assert "data row 1" in str(err.value)
@@ -230,8 +284,11 @@ def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
     from tunesmith.data.tokens import read_tagged
     from tunesmith.errors import TunesmithError
     from tunesmith.recipe import load_recipe
+
     spans = [{"start": 0, "end": 10, "label": "A"}, {"start": 5, "end": 15, "label": "B"}]
     (tmp_path / "s.jsonl").write_text(json.dumps({"text": "good movie here", "entities": spans}))
-    data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}).data
+    data = load_recipe(
+        {"task": "token_classification", "model": "tiny-bert", "data": {"train": str(tmp_path / "s.jsonl")}}
+    ).data
     with pytest.raises(TunesmithError, match="overlaps another entity"):
         read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")

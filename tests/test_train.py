@@ -18,7 +18,7 @@ def test_tiny_model_learns_the_toy_task(toy_data, tmp_path):
     assert m["tuned"]["accuracy"] > m["base"]["accuracy"] - 0.05 or m["tuned"]["accuracy"] == 1.0
     assert set(m["base"]) >= {"accuracy", "f1_macro", "precision_macro", "recall_macro"}
     assert m["eval_set"] == "test" and m["train"]["best_epoch"] >= 1
-    log = [json.loads(l) for l in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert any("eval" in r for r in log)
 
 
@@ -66,12 +66,16 @@ def test_balanced_class_weights_follow_sklearn_formula():
 
 
 def test_class_weights_run_end_to_end(toy_data, tmp_path):
-    recipe = {**toy_data["recipe"], "method": {"name": "supervised", "class_weights": "balanced", "freeze_embeddings": False}}
+    recipe = {
+        **toy_data["recipe"],
+        "method": {"name": "supervised", "class_weights": "balanced", "freeze_embeddings": False},
+    }
     assert run(recipe, output_dir=tmp_path / "r").metrics["tuned"]["accuracy"] >= 0.8
 
 
 def test_lora_run_saves_a_merged_plain_model(toy_data, tmp_path):
     from transformers import AutoModelForSequenceClassification
+
     recipe = {**toy_data["recipe"], "method": {"name": "supervised", "lora": {"r": 4}}}
     result = run(recipe, output_dir=tmp_path / "r")
     model = AutoModelForSequenceClassification.from_pretrained(result.run_dir / "model")
@@ -81,7 +85,9 @@ def test_lora_run_saves_a_merged_plain_model(toy_data, tmp_path):
 
 def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
     import torch
+
     from tunesmith.engine.loop import _State
+
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
     model[0].requires_grad_(False)
     state = _State(stop_metric="loss", patience=1)
@@ -97,7 +103,9 @@ def test_best_weights_are_restored_and_only_trainable_ones_are_copied():
 
 def test_patience_does_not_end_a_run_before_min_epochs():
     import torch
+
     from tunesmith.engine.loop import _State
+
     model = torch.nn.Linear(2, 1)
     state = _State(stop_metric="accuracy", patience=1, min_epochs=3)
     for epoch, value in enumerate([0.62, 0.55, 0.52], start=1):  # a small set's new head, still at chance
@@ -107,7 +115,9 @@ def test_patience_does_not_end_a_run_before_min_epochs():
 
 def test_a_later_epoch_within_the_validation_noise_is_kept_a_real_drop_is_not():
     import torch
+
     from tunesmith.engine.loop import _State
+
     model = torch.nn.Linear(2, 1)
     state = _State(stop_metric="accuracy", patience=None, rows=250)  # one standard error at 0.6: 0.031
     assert state.update(1, {"accuracy": 0.60}, model)
@@ -119,7 +129,9 @@ def test_a_later_epoch_within_the_validation_noise_is_kept_a_real_drop_is_not():
 
 def test_without_validation_rows_or_for_loss_only_a_strictly_better_epoch_is_kept():
     import torch
+
     from tunesmith.engine.loop import _State
+
     model = torch.nn.Linear(2, 1)
     shares = _State(stop_metric="accuracy", patience=None)
     assert shares.update(1, {"accuracy": 0.60}, model) and not shares.update(2, {"accuracy": 0.59}, model)
@@ -128,17 +140,24 @@ def test_without_validation_rows_or_for_loss_only_a_strictly_better_epoch_is_kep
 
 
 def test_classification_hooks_carry_the_validation_size():
-    from tunesmith.methods.supervised import make_hooks
     from types import SimpleNamespace
+
+    from tunesmith.methods.supervised import make_hooks
+
     recipe = SimpleNamespace(method=SimpleNamespace(class_weights="none"))
     assert make_hooks(recipe, ["a", "b"], ["a", "b"], lambda m: {}, 250).validation_rows == 250
 
 
 def test_head_lr_applies_to_the_new_head_only():
     from transformers import BertConfig, BertForSequenceClassification
+
     from tunesmith.engine.loop import optimizer_for
-    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=16, num_labels=3))
+
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, num_labels=3
+        )
+    )
     opt = optimizer_for(model, lr=1e-4, weight_decay=0.01, head_lr=1e-2)
     head = {id(p) for p in model.classifier.parameters()}
     for group in opt.param_groups:

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 import tunesmith
 from tests.hostile import fake_run, plant_pickle, toy_recipe
-from tunesmith.runs import rundir as runs
 from tunesmith.cli import app
 from tunesmith.data.readers import read_table
+from tunesmith.runs import rundir as runs
 
 runner = CliRunner()
 
@@ -68,8 +68,9 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(tmp_path):
 
 def test_planted_pickles_are_refused_and_never_run(tmp_path):
     from tunesmith.engine.checkpoint import load_tensors_file
-    from tunesmith.methods.continual import _load_ewc
     from tunesmith.errors import TunesmithError
+    from tunesmith.methods.continual import _load_ewc
+
     marker = tmp_path / "pwned"
     with pytest.raises(TunesmithError, match="never loads"):
         load_tensors_file(plant_pickle(tmp_path / "checkpoint.pt", marker), "")
@@ -84,7 +85,9 @@ def test_checkpoints_load_weights_only(tmp_path):
     import random
 
     import torch
+
     from tunesmith.engine import checkpoint
+
     random.seed(3), np.random.seed(3), torch.manual_seed(3)
     state = checkpoint.rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
@@ -117,6 +120,7 @@ def _write(path, recipe: dict):
 
 def test_macro_averages_skip_labels_absent_from_the_file():
     from tunesmith.engine.metrics import classification_metrics
+
     # three labels in the run, the file holds two, every prediction right: macro-F1 must be 1.0, not 2/3
     metrics = classification_metrics([0, 1, 0, 1], [0, 1, 0, 1], ["a", "b", "c"])
     assert metrics["accuracy"] == metrics["f1_macro"] == metrics["precision_macro"] == 1.0
@@ -128,8 +132,13 @@ def test_macro_averages_skip_labels_absent_from_the_file():
 def test_collapse_and_worse_than_base_are_warned_in_the_report():
     from tunesmith.engine.metrics import outcome_warnings
     from tunesmith.runs.report import warnings_section
-    metrics = {"labels": ["neg", "pos"], "eval_set": "test", "base": {"f1_macro": 0.7},
-               "tuned": {"f1_macro": 0.33, "confusion_matrix": [[5, 0], [5, 0]]}}
+
+    metrics = {
+        "labels": ["neg", "pos"],
+        "eval_set": "test",
+        "base": {"f1_macro": 0.7},
+        "tuned": {"f1_macro": 0.33, "confusion_matrix": [[5, 0], [5, 0]]},
+    }
     found = outcome_warnings(metrics)
     assert any("predicts 'neg' for every one of the 10" in w for w in found)
     assert any("worse than the base model" in w and "0.3300 vs 0.7000" in w for w in found)
@@ -141,6 +150,7 @@ def test_collapse_and_worse_than_base_are_warned_in_the_report():
 def test_numbers_as_labels_are_one_class_across_files(tmp_path):
     from tunesmith.data.classification import load_classification
     from tunesmith.recipe import DataSection
+
     pd.DataFrame({"text": [f"t{i}" for i in range(8)], "label": ["1", "0"] * 4}).to_csv(tmp_path / "a.csv", index=False)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": f"v{i}", "label": float(i % 2)}) for i in range(4)))
     data = load_classification(DataSection(train=str(tmp_path / "a.csv"), validation=str(tmp_path / "b.jsonl")), 0)
@@ -150,8 +160,10 @@ def test_numbers_as_labels_are_one_class_across_files(tmp_path):
 def test_labels_that_differ_only_in_case_are_warned(tmp_path):
     from tunesmith.data.classification import load_classification
     from tunesmith.recipe import DataSection
+
     pd.DataFrame({"text": [f"t{i}" for i in range(9)], "label": ["Positive", "positive", "negative"] * 3}).to_csv(
-        tmp_path / "a.csv", index=False)
+        tmp_path / "a.csv", index=False
+    )
     data = load_classification(DataSection(train=str(tmp_path / "a.csv")), 0)
     assert any("'Positive', 'positive'" in w and "differ only in case" in w for w in data.warnings)
 
@@ -166,6 +178,7 @@ def test_semicolon_csv_and_byte_order_mark_are_read(tmp_path):
 def test_texts_without_a_known_token_are_counted(tmp_path):
     from tunesmith.engine.batching import unknown_only
     from tunesmith.models.loading import load_tokenizer, resolve_weights
+
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
     rows = [{"input_ids": tokenizer(t)["input_ids"]} for t in ("😀😀", "שלום", "the movie", "the 😀")]
     assert unknown_only(tokenizer, rows) == 2
@@ -176,15 +189,25 @@ def test_texts_without_a_known_token_are_counted(tmp_path):
 
 def test_recipe_shorthands_and_shared_experience_columns(tmp_path):
     from tunesmith.recipe import load_recipe
+
     recipe = load_recipe({"model": "tiny-bert", "method": "few_shot", "data": {"train": "x.csv"}})
     assert recipe.model.name == "tiny-bert" and recipe.method.name == "few_shot"
-    overridden = load_recipe({"model": "tiny-bert", "method": "few_shot", "data": {"train": "x.csv"}},
-                             ["model.name=tiny-llama", "method.pairs_per_example=4"])
+    overridden = load_recipe(
+        {"model": "tiny-bert", "method": "few_shot", "data": {"train": "x.csv"}},
+        ["model.name=tiny-llama", "method.pairs_per_example=4"],
+    )
     assert overridden.model.name == "tiny-llama" and overridden.method.pairs_per_example == 4
-    continual = load_recipe({"model": "tiny-bert", "method": {"name": "continual"},
-                             "data": {"text_column": "body", "label_column": "intent"},
-                             "experiences": [{"name": "a", "data": {"train": "a.csv"}},
-                                             {"name": "b", "data": {"train": "b.csv", "label_column": "topic"}}]})
+    continual = load_recipe(
+        {
+            "model": "tiny-bert",
+            "method": {"name": "continual"},
+            "data": {"text_column": "body", "label_column": "intent"},
+            "experiences": [
+                {"name": "a", "data": {"train": "a.csv"}},
+                {"name": "b", "data": {"train": "b.csv", "label_column": "topic"}},
+            ],
+        }
+    )
     assert [e.data.text_column for e in continual.experiences] == ["body", "body"]
     assert [e.data.label_column for e in continual.experiences] == ["intent", "topic"]
 
@@ -209,9 +232,10 @@ def test_runs_list_skips_a_damaged_run_with_a_note(tmp_path):
 
 
 def test_an_overlong_prompt_is_cut_and_every_prompt_answered(logged):
+    from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
     from tunesmith.tasks.generation.formatting import ensure_chat_template
     from tunesmith.tasks.generation.generate import generate
-    from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
+
     weights = resolve_weights("tiny-llama")
     model, tokenizer = load_causal_lm(weights), load_tokenizer(weights)
     ensure_chat_template(tokenizer)
@@ -225,13 +249,15 @@ def test_a_failing_generation_ends_the_stream_instead_of_hanging(monkeypatch):
     import threading
 
     from tunesmith.errors import TunesmithError
-    from tunesmith.tasks.generation import predictor as module
     from tunesmith.models.loading import load_causal_lm, load_tokenizer, resolve_weights
+    from tunesmith.tasks.generation import predictor as module
+
     weights = resolve_weights("tiny-llama")
     chat = module.GenerativePredictor(load_causal_lm(weights), load_tokenizer(weights))
 
     def broken(*args, **kwargs):
         raise TypeError("TextEncodeInput must be Union[...]")
+
     monkeypatch.setattr(module, "generate", broken)
     outcome = {}
 
@@ -240,6 +266,7 @@ def test_a_failing_generation_ends_the_stream_instead_of_hanging(monkeypatch):
             outcome["pieces"] = list(chat.stream([{"role": "user", "content": "hi"}]))
         except TunesmithError as exc:
             outcome["error"] = str(exc)
+
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     reader.join(timeout=30)
@@ -251,13 +278,26 @@ def test_chat_survives_a_line_that_is_not_utf8(tmp_path):
     """A real `tunesmith chat` process fed a non-UTF-8 byte answers and exits (a timeout means it hung)."""
     import subprocess
     import sys
-    result = tunesmith.run({"task": "generation", "model": {"name": "tiny-llama"},
-                            "data": {"train": _chat_file(tmp_path)}, "method": {"tuning": "full"},
-                            "train": {"epochs": 1, "batch_size": 8}, "eval": {"max_samples": 2, "max_new_tokens": 4}},
-                           output_dir=tmp_path / "run")
+
+    result = tunesmith.run(
+        {
+            "task": "generation",
+            "model": {"name": "tiny-llama"},
+            "data": {"train": _chat_file(tmp_path)},
+            "method": {"tuning": "full"},
+            "train": {"epochs": 1, "batch_size": 8},
+            "eval": {"max_samples": 2, "max_new_tokens": 4},
+        },
+        output_dir=tmp_path / "run",
+    )
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}
-    done = subprocess.run([sys.executable, "-m", "tunesmith", "chat", str(result.run_dir), "--max-new-tokens", "4"],
-                          input=b"caf\xe9 \xff order\nwhere is my order\n/exit\n", capture_output=True, timeout=180, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "chat", str(result.run_dir), "--max-new-tokens", "4"],
+        input=b"caf\xe9 \xff order\nwhere is my order\n/exit\n",
+        capture_output=True,
+        timeout=180,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert done.stdout.decode(errors="replace").count("model>") == 2
     assert b"Traceback" not in done.stderr
@@ -276,6 +316,7 @@ def test_runs_with_other_precisions_follow_each_other_in_one_process(tmp_path):
     """A notebook: a bf16 run, an fp32 run, beside the user's own Accelerator (whose settings survive)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
+
     AcceleratorState._reset_state(), GradientState._reset_state()  # a fresh kernel (earlier tests ran in this process)
     mine = Accelerator(mixed_precision="no", cpu=True)
     first = tunesmith.run(toy_recipe(tmp_path, precision="bf16"), output_dir=tmp_path / "bf16")
@@ -294,10 +335,10 @@ def test_plots_label_their_values(tmp_path):
     assert "confusion_matrix_normalized.png" in (result.run_dir / "report.md").read_text()
 
 
-
 def test_disk_full_names_the_file_and_leaves_no_empty_temp_file(tmp_path, monkeypatch):
     import errno
     from pathlib import Path
+
     real = Path.write_text
 
     def full(self, *args, **kwargs):
@@ -305,6 +346,7 @@ def test_disk_full_names_the_file_and_leaves_no_empty_temp_file(tmp_path, monkey
             self.touch()  # the file is created, then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(self, *args, **kwargs)
+
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(OSError) as caught:
         runs.write_json(tmp_path / "metrics.json", {"a": 1})
@@ -320,10 +362,21 @@ def test_a_checkpoint_written_before_weights_only_still_resumes(tmp_path):
     import random
 
     import torch
+
     from tunesmith.engine import checkpoint
+
     np.random.seed(7)
-    torch.save({"rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                        "cuda": None}}, tmp_path / "old.pt")
+    torch.save(
+        {
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": None,
+            }
+        },
+        tmp_path / "old.pt",
+    )
     expected = np.random.rand()
     checkpoint.set_rng_state(checkpoint.load(tmp_path / "old.pt")["rng"])
     assert np.random.rand() == expected

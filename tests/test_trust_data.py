@@ -35,6 +35,18 @@ def test_a_label_on_every_row_is_flagged(tmp_path):
     frame = pd.read_csv(paths["train"], keep_default_na=False)
     frame["labels"] = frame["labels"].map(lambda s: f"{s}|common" if s else "common")
     frame.to_csv(tmp_path / "every.csv", index=False)
-    done = runner.invoke(app, ["data", "check", str(tmp_path / "every.csv"), "--model", "tiny-bert", "--set", "data.label_column=labels",
-                               "--set", "data.label_separator=|"])
+    done = runner.invoke(
+        app,
+        [
+            "data",
+            "check",
+            str(tmp_path / "every.csv"),
+            "--model",
+            "tiny-bert",
+            "--set",
+            "data.label_column=labels",
+            "--set",
+            "data.label_separator=|",
+        ],
+    )
     assert done.exit_code == 0 and "['common'] are on every training row" in " ".join(done.output.split()), done.output

@@ -26,7 +26,9 @@ def test_a_folder_with_another_tools_export_json_keeps_every_file(finished, tmp_
     (other / "data.csv").write_text("a,b\n1,2\n")
     done = runner.invoke(app, ["export", str(finished), "--format", "hf", "-o", str(other)])
     assert done.exit_code == 2 and "not a tunesmith export" in done.output
-    assert (other / "report.pdf").read_bytes() == b"%PDF-1.4 quarterly" and (other / "data.csv").read_text() == "a,b\n1,2\n"
+    assert (other / "report.pdf").read_bytes() == b"%PDF-1.4 quarterly" and (
+        other / "data.csv"
+    ).read_text() == "a,b\n1,2\n"
     assert sorted(p.name for p in other.iterdir()) == ["data.csv", "export.json", "report.pdf"]
 
 
@@ -51,7 +53,9 @@ def test_train_overwrite_keeps_what_the_user_put_in_exports(tmp_path):
     tunesmith.run({**recipe, "output": {"overwrite": True}}, output_dir=tmp_path / "run")
     assert (first / "exports" / "hf" / "DEPLOYED.txt").read_text() == "prod since monday"
     assert (first / "exports" / "notes" / "a.md").read_text() == "keep me"
-    assert sorted(p.name for p in (first / "exports" / "hf").iterdir()) == ["DEPLOYED.txt"]  # the old model's files went
+    assert sorted(p.name for p in (first / "exports" / "hf").iterdir()) == [
+        "DEPLOYED.txt"
+    ]  # the old model's files went
 
 
 def test_a_link_planted_as_exports_is_not_followed(finished, tmp_path):
@@ -92,14 +96,19 @@ def test_an_export_killed_midway_keeps_the_earlier_export_and_the_next_one_works
     folder = finished / "exports" / "hf"
     (folder / "README-ops.txt").write_text("ours, not tunesmith's")
     model = (folder / "model.safetensors").read_bytes()
-    killed = subprocess.run([sys.executable, "-c", KILL, str(finished), when], capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL, str(finished), when], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     if when == "writing":  # killed before anything moved: the earlier export is whole
         assert (folder / "model.safetensors").read_bytes() == model
     record = export_run(finished, "hf")
     names = sorted(p.name for p in folder.iterdir())
     assert not any(n.startswith(".tunesmith-export-") for n in names)
-    assert (folder / "README-ops.txt").read_text() == "ours, not tunesmith's" and "README-ops.txt" not in record["files"]
+    assert (folder / "README-ops.txt").read_text() == "ours, not tunesmith's" and "README-ops.txt" not in record[
+        "files"
+    ]
     assert names == sorted([*record["files"], "README-ops.txt", "export.json"])
     from transformers import AutoModelForSequenceClassification
+
     assert AutoModelForSequenceClassification.from_pretrained(folder).config.num_labels == 2  # the new export loads

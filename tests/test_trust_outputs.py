@@ -17,11 +17,21 @@ def chat_run(tmp_path_factory):
     import json
 
     import tunesmith
+
     folder = tmp_path_factory.mktemp("chat")
-    (folder / "chat.jsonl").write_text("\n".join(json.dumps({"prompt": f"order {i}", "response": "track"}) for i in range(8)))
-    return tunesmith.run({"task": "generation", "model": "tiny-llama", "data": {"train": str(folder / "chat.jsonl")},
-                          "train": {"epochs": 1}, "eval": {"max_samples": 1, "max_new_tokens": 2, "baseline": "none"}},
-                         output_dir=folder / "run").run_dir
+    (folder / "chat.jsonl").write_text(
+        "\n".join(json.dumps({"prompt": f"order {i}", "response": "track"}) for i in range(8))
+    )
+    return tunesmith.run(
+        {
+            "task": "generation",
+            "model": "tiny-llama",
+            "data": {"train": str(folder / "chat.jsonl")},
+            "train": {"epochs": 1},
+            "eval": {"max_samples": 1, "max_new_tokens": 2, "baseline": "none"},
+        },
+        output_dir=folder / "run",
+    ).run_dir
 
 
 def test_predict_never_writes_over_its_input_even_with_overwrite(finished, tmp_path):
@@ -58,7 +68,9 @@ def test_an_existing_output_is_kept_unless_overwrite(finished, chat_run, tmp_pat
 def test_data_check_keeps_a_report_of_the_users_own(tmp_path, finished):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "data_check.md").write_text("my notes")
-    done = runner.invoke(app, ["data", "check", str(tmp_path / "x.csv"), "--model", "tiny-bert", "-o", str(tmp_path / "reports")])
+    done = runner.invoke(
+        app, ["data", "check", str(tmp_path / "x.csv"), "--model", "tiny-bert", "-o", str(tmp_path / "reports")]
+    )
     assert done.exit_code == 2 and "already exists" in done.output
     assert (tmp_path / "reports" / "data_check.md").read_text() == "my notes"
     assert not (tmp_path / "reports" / "data_check.json").exists()
@@ -69,6 +81,7 @@ def test_a_full_disk_leaves_no_partial_output(finished, tmp_path, monkeypatch):
         with open(path, "w") as handle:
             handle.write("text,predicted_label\nhalf a ro")
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(pd.DataFrame, "to_csv", full)
     done = runner.invoke(app, ["predict", str(finished), str(tmp_path / "x.csv"), "-o", str(tmp_path / "out.csv")])
     assert done.exit_code == 2 and "No space left" in done.output, done.output

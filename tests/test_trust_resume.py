@@ -30,20 +30,31 @@ def _classification(d):
 
 
 def _chat(d):
-    (d / "chat.jsonl").write_text("\n".join(json.dumps({"prompt": f"where is my order {i}", "response": "track_order"})
-                                            for i in range(60)))
-    return {"task": "generation", "model": "tiny-llama", "data": {"train": str(d / "chat.jsonl")},
-            "eval": {"max_samples": 2, "max_new_tokens": 4}}
+    (d / "chat.jsonl").write_text(
+        "\n".join(json.dumps({"prompt": f"where is my order {i}", "response": "track_order"}) for i in range(60))
+    )
+    return {
+        "task": "generation",
+        "model": "tiny-llama",
+        "data": {"train": str(d / "chat.jsonl")},
+        "eval": {"max_samples": 2, "max_new_tokens": 4},
+    }
 
 
 RECIPES = {
     "multi_label": lambda d: test_multilabel.recipe(test_multilabel.write_sets(d), label_separator="|"),
     "regression": lambda d: test_regression.recipe(test_regression.write_sets(d)),
     # the method's own defaults (nothing frozen for tags) must survive the saved recipe's round trip
-    "token_classification": lambda d: {**test_token_classification.recipe(test_token_classification.write_sets(d)), "method": {}},
+    "token_classification": lambda d: {
+        **test_token_classification.recipe(test_token_classification.write_sets(d)),
+        "method": {},
+    },
     "generation": lambda d: _chat(d),
     # auto-chosen settings (lr, gradient checkpointing) are saved resolved in each stage's folder
-    "staged": lambda d: {**_classification(d), "stages": [{"name": "first", "train": {"epochs": 2}}, {"name": "second"}]},
+    "staged": lambda d: {
+        **_classification(d),
+        "stages": [{"name": "first", "train": {"epochs": 2}}, {"name": "second"}],
+    },
 }
 
 
@@ -57,7 +68,9 @@ def _kill_when(proc, ready, timeout=180):
 
 
 def _start(args):
-    return subprocess.Popen([sys.executable, "-m", "tunesmith", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunesmith", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(RECIPES))
@@ -67,7 +80,10 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_end(kind, tmp_path):
     recipe["eval"] = {**recipe.get("eval", {}), "baseline": "none"}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
-    _kill_when(_start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]), lambda: any(run_dir.rglob("checkpoint.pt")))
+    _kill_when(
+        _start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]),
+        lambda: any(run_dir.rglob("checkpoint.pt")),
+    )
     assert read_status(run_dir) == "interrupted"
     resumed = runner.invoke(app, ["train", "--resume", str(run_dir)])
     assert resumed.exit_code == 0, resumed.output
@@ -88,8 +104,10 @@ def test_a_continual_run_killed_after_its_first_version_resumes_from_it(tmp_path
     recipe, _ = _continual(tmp_path, epochs=8, batch_size=4)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
-    _kill_when(_start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]),
-               lambda: (run_dir / "versions/v1/version.json").is_file())
+    _kill_when(
+        _start(["train", str(tmp_path / "recipe.yaml"), "-o", str(run_dir)]),
+        lambda: (run_dir / "versions/v1/version.json").is_file(),
+    )
     v1 = (run_dir / "versions/v1/model/model.safetensors").read_bytes()
     resumed = runner.invoke(app, ["train", "--resume", str(run_dir)])
     assert resumed.exit_code == 0, resumed.output
@@ -112,13 +130,16 @@ def test_a_killed_update_leaves_the_run_usable_and_the_next_update_works(tmp_pat
     assert versions.exit_code == 0 and "None" not in versions.output, versions.output
     predicted = runner.invoke(app, ["predict", str(run_dir), new, "-o", str(tmp_path / "p.csv")])
     assert predicted.exit_code == 0, predicted.output
-    done = runner.invoke(app, ["update", str(run_dir), "--data", new, "--validation", str(files[("second", "validation")])])
+    done = runner.invoke(
+        app, ["update", str(run_dir), "--data", new, "--validation", str(files[("second", "validation")])]
+    )
     assert done.exit_code == 0, done.output
     assert json.loads((run_dir / "continual.json").read_text())["current"] == 2
 
 
 def test_a_full_disk_while_saving_a_version_leaves_no_partial_version(tmp_path, monkeypatch):
     from safetensors import SafetensorError
+
     recipe, files = _continual(tmp_path, epochs=1)
     recipe["experiences"] = recipe["experiences"][:1]
     run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
@@ -127,7 +148,9 @@ def test_a_full_disk_while_saving_a_version_leaves_no_partial_version(tmp_path, 
         os.makedirs(folder, exist_ok=True)
         open(os.path.join(folder, "model.safetensors"), "wb").write(b"\0" * 100)
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
     from transformers import PreTrainedModel
+
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", full)
     done = runner.invoke(app, ["update", str(run_dir), "--data", str(files[("second", "train")])])
     assert done.exit_code == 2 and "Cannot save the model" in done.output and "StorageFull" in done.output, done.output

@@ -4,7 +4,6 @@ request blocks the event loop."""
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +16,7 @@ from tests.test_serve import KEY, _post, server  # noqa: F401  (the module's liv
 from tunesmith.errors import TunesmithError
 from tunesmith.serve import Limits, create_app
 
-SURROGATE = '{"model": "classifier", "input": "good \\ud800 movie"}'.encode()
+SURROGATE = b'{"model": "classifier", "input": "good \\ud800 movie"}'
 
 
 def test_a_lone_surrogate_fails_alone_and_the_clients_batched_with_it_are_answered(server):
@@ -33,13 +32,19 @@ def test_a_lone_surrogate_fails_alone_and_the_clients_batched_with_it_are_answer
     assert all(r.status_code == 400 and r.json()["error"]["code"] == "invalid_text" for r in refused)
 
 
-@pytest.mark.parametrize("path, payload", [
-    ("/v1/chat/completions", '{"model": "chat", "messages": [{"role": "user", "content": "hi \\udfff"}]}'),
-    ("/v1/chat/completions", '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud83d"]}'),
-    ("/v1/completions", '{"model": "chat", "prompt": "x", "user": "\\ud800"}'),
-    ("/v1/classify", '{"model": "classifier\\ud800", "input": "x"}'),
-    ("/v1/classify", '{"model": "classifier", "input": "x", "\\ud800": 1}'),
-])
+@pytest.mark.parametrize(
+    "path, payload",
+    [
+        ("/v1/chat/completions", '{"model": "chat", "messages": [{"role": "user", "content": "hi \\udfff"}]}'),
+        (
+            "/v1/chat/completions",
+            '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud83d"]}',
+        ),
+        ("/v1/completions", '{"model": "chat", "prompt": "x", "user": "\\ud800"}'),
+        ("/v1/classify", '{"model": "classifier\\ud800", "input": "x"}'),
+        ("/v1/classify", '{"model": "classifier", "input": "x", "\\ud800": 1}'),
+    ],
+)
 def test_a_lone_surrogate_anywhere_in_a_request_is_a_400(server, path, payload):
     answer = _post(server, path, None, KEY, payload.encode())
     assert answer.status_code == 400 and "surrogate" in answer.json()["error"]["message"]
@@ -50,11 +55,16 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(server
         for _ in range(40):
             yield b"x" * 100_000
 
-    answer = httpx.post(server["url"] + "/v1/classify", content=chunks(), timeout=60,
-                        headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"})
+    answer = httpx.post(
+        server["url"] + "/v1/classify",
+        content=chunks(),
+        timeout=60,
+        headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "max_body_bytes"
     # the guard itself stops reading at the limit (20 kB here): one 100 kB piece of 2,000 read, the route never called
     from tunesmith.serve.guard import Guard
+
     read, routed, sent = [], [], []
 
     async def receive():
@@ -66,7 +76,13 @@ def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(server
 
     async def route(scope, receive, send):
         routed.append(1)
-    scope = {"type": "http", "method": "POST", "path": "/v1/classify", "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/classify",
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
     asyncio.run(Guard(route, KEY, 20_000)(scope, receive, send))
     assert len(read) == 1 and not routed and sent[0]["status"] == 413
 
@@ -79,24 +95,45 @@ def test_unknown_routes_and_methods_answer_in_openai_shape(server):
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("field, value, code", [
-    ("tools", [{"type": "function", "function": {"name": "f"}}], "unsupported_parameter"),
-    ("response_format", {"type": "json_object"}, "unsupported_parameter"),
-    ("logprobs", True, "unsupported_parameter"),
-    ("echo", True, "unsupported_parameter"),
-    ("seed", 7, "unsupported_parameter"),  # with temperature > 0 (below)
-    ("frequency_penalty", 0.5, "unsupported_parameter"),
-    ("temprature", 0.5, "unknown_parameter"),
-])
+@pytest.mark.parametrize(
+    "field, value, code",
+    [
+        ("tools", [{"type": "function", "function": {"name": "f"}}], "unsupported_parameter"),
+        ("response_format", {"type": "json_object"}, "unsupported_parameter"),
+        ("logprobs", True, "unsupported_parameter"),
+        ("echo", True, "unsupported_parameter"),
+        ("seed", 7, "unsupported_parameter"),  # with temperature > 0 (below)
+        ("frequency_penalty", 0.5, "unsupported_parameter"),
+        ("temprature", 0.5, "unknown_parameter"),
+    ],
+)
 def test_openai_fields_the_server_does_not_act_on_are_refused(server, field, value, code):
-    payload = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0.7, field: value}
+    payload = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2,
+        "temperature": 0.7,
+        field: value,
+    }
     answer = _post(server, "/v1/chat/completions", payload)
-    assert answer.status_code == 400 and answer.json()["error"]["code"] == code and answer.json()["error"]["param"] == field
+    assert (
+        answer.status_code == 400
+        and answer.json()["error"]["code"] == code
+        and answer.json()["error"]["param"] == field
+    )
 
 
 def test_neutral_openai_fields_and_text_parts_are_accepted(server):
-    payload = {"model": "chat", "max_completion_tokens": 2, "logprobs": False, "seed": 3, "user": "u1", "tools": [],
-               "response_format": {"type": "text"}, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    payload = {
+        "model": "chat",
+        "max_completion_tokens": 2,
+        "logprobs": False,
+        "seed": 3,
+        "user": "u1",
+        "tools": [],
+        "response_format": {"type": "text"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
     answer = _post(server, "/v1/chat/completions", payload)
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] <= 2
 
@@ -113,6 +150,7 @@ def test_stop_sequences_are_bounded(server):
 def slow_model(server, monkeypatch):
     """The chat model with no end-of-turn token and 20 ms per step, counting its forward passes."""
     from tunesmith.tasks.generation import streams
+
     monkeypatch.setattr(streams, "stop_token_ids", lambda tokenizer: [])
     model = server["app"].state.served["chat"].predictor.model
     steps = []
@@ -122,14 +160,25 @@ def slow_model(server, monkeypatch):
         steps.append(time.perf_counter())
         time.sleep(0.02)
         return real(*args, **kwargs)
+
     monkeypatch.setattr(model, "forward", forward)
     return steps
 
 
 def _stream(server, payload):
-    return httpx.stream("POST", server["url"] + "/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {KEY}"},
-                        json={"model": "chat", "messages": [{"role": "user", "content": "where is my order"}], "stream": True,
-                              "max_tokens": 64, **payload})
+    return httpx.stream(
+        "POST",
+        server["url"] + "/v1/chat/completions",
+        timeout=60,
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={
+            "model": "chat",
+            "messages": [{"role": "user", "content": "where is my order"}],
+            "stream": True,
+            "max_tokens": 64,
+            **payload,
+        },
+    )
 
 
 def test_a_client_that_leaves_stops_its_generation(server, slow_model):
@@ -141,15 +190,24 @@ def test_a_client_that_leaves_stops_its_generation(server, slow_model):
     time.sleep(0.6)
     assert len(slow_model) - left <= 5  # without cancelling: 64 steps, about 1.3 s more
     started = time.perf_counter()
-    assert _post(server, "/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "hi"}],
-                                                  "max_tokens": 2}).status_code == 200
+    assert (
+        _post(
+            server,
+            "/v1/chat/completions",
+            {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        ).status_code
+        == 200
+    )
     assert time.perf_counter() - started < 1.5
 
 
 def test_a_matched_stop_sequence_ends_the_generation(server, slow_model):
     with _stream(server, {"max_tokens": 6}) as response:
-        text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in response.iter_lines()
-                       if line.startswith("data: {"))
+        text = "".join(
+            json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+            for line in response.iter_lines()
+            if line.startswith("data: {")
+        )
     assert len(text) >= 2
     slow_model.clear()
     with _stream(server, {"stop": [text[1]]}) as response:
@@ -172,6 +230,7 @@ def test_the_cli_refuses_an_empty_key_from_the_environment_and_negative_settings
     from typer.testing import CliRunner
 
     from tunesmith.cli import app
+
     runner = CliRunner()
     monkeypatch.setenv("TUNESMITH_API_KEY", "")
     done = runner.invoke(app, ["serve", str(server["folder"] / "classifier")])
@@ -193,6 +252,7 @@ def test_a_pair_regression_run_is_served_with_text_pairs(tmp_path):
             good = await client.post("/v1/classify", json={"model": "pairs", "input": [["a b", "d"], ["c", "e f"]]})
             single = await client.post("/v1/classify", json={"model": "pairs", "input": ["a b"]})
             return good, single
+
     good, single = asyncio.run(ask())
     assert good.status_code == 200
     assert [row["value"] for row in good.json()["data"]] == pytest.approx(list(expected), abs=1e-5)
@@ -202,7 +262,15 @@ def test_a_pair_regression_run_is_served_with_text_pairs(tmp_path):
 def test_distinct_sampling_settings_do_not_grow_the_server_without_bound(server):
     run = server["app"].state.served["chat"]
     for i in range(60):
-        answer = _post(server, "/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "hi"}],
-                                                        "max_tokens": 1, "temperature": 0.01 * (i + 1)})
+        answer = _post(
+            server,
+            "/v1/chat/completions",
+            {
+                "model": "chat",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1,
+                "temperature": 0.01 * (i + 1),
+            },
+        )
         assert answer.status_code == 200
     assert len(run.batchers) <= 33

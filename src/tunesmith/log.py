@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Callable, Protocol
+from typing import Protocol
 
 ROOT = "tunesmith"
 
@@ -74,8 +75,9 @@ class _LoggedProgress(AbstractContextManager):
 
     def update(self, completed: int, loss: float, samples_per_s: float) -> None:
         if completed >= self.next or completed == self.total:
-            self.logger.info("%s: step %d/%d, loss %.4f, %.0f samples/s", self.name, completed, self.total, loss,
-                             samples_per_s)
+            self.logger.info(
+                "%s: step %d/%d, loss %.4f, %.0f samples/s", self.name, completed, self.total, loss, samples_per_s
+            )
             self.next = completed + max(self.total // 10, 1)
 
 

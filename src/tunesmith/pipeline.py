@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import logging
 
 from .check import check_recipe
 from .check.report import as_files
@@ -25,8 +24,13 @@ class RunResult:
     metrics: dict
 
 
-def run(recipe: Recipe | dict | str | Path, output_dir: str | Path | None = None, overwrite: bool = False,
-        resume: bool = False, compare_direct: bool = False) -> RunResult:
+def run(
+    recipe: Recipe | dict | str | Path,
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    compare_direct: bool = False,
+) -> RunResult:
     """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json).
 
     Staged recipes: `resume` skips stages that finished in `output_dir`; `compare_direct` also trains
@@ -57,8 +61,12 @@ def preflight(recipe) -> dict[str, str]:
         log.warning(f"data check: {warning}")
     if report.errors and recipe.train.data_check == "stop":
         listed = "\n".join(f"  - {e}" for e in report.errors)
-        raise TunesmithError(f"The data check found {len(report.errors)} problem(s); training would fail or learn nothing:\n"
-                             f"{listed}\nFix the data (`tunesmith data check RECIPE` prints the full report), or set "
-                             "train.data_check: warn to train anyway.")
-    log.info(f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)")
+        raise TunesmithError(
+            f"The data check found {len(report.errors)} problem(s); training would fail or learn nothing:\n"
+            f"{listed}\nFix the data (`tunesmith data check RECIPE` prints the full report), or set "
+            "train.data_check: warn to train anyway."
+        )
+    log.info(
+        f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)"
+    )
     return as_files(report)

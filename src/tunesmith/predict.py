@@ -34,9 +34,19 @@ def identify(run_dir: str | Path) -> tuple[Path, str, str, str | None, dict]:
         run_dir = rundir.open_finished(run_dir / metrics["model_dir"])
         metrics = rundir.read_json(run_dir / rundir.METRICS_FILE)
     recipe = run_recipe(run_dir)
-    method = recipe.get("method") if isinstance(recipe.get("method"), dict) else {"name": recipe.get("method") or "supervised"}
+    method = (
+        recipe.get("method")
+        if isinstance(recipe.get("method"), dict)
+        else {"name": recipe.get("method") or "supervised"}
+    )
     name = metrics.get("method") or method.get("name", "supervised")
-    return run_dir, name, metrics.get("task") or recipe.get("task") or "classification", metrics.get("model_kind"), recipe
+    return (
+        run_dir,
+        name,
+        metrics.get("task") or recipe.get("task") or "classification",
+        metrics.get("model_kind"),
+        recipe,
+    )
 
 
 def run_task(run_dir: str | Path) -> str:
@@ -49,11 +59,15 @@ def run_recipe(run_dir: Path) -> dict:
     raw = rundir.read_yaml(run_dir / rundir.RECIPE_FILE)
     if raw.get("stages"):
         from .recipe import load_recipe, stage_recipe
+
         raw = stage_recipe(load_recipe(raw), len(raw["stages"]) - 1).model_dump(mode="json")
     return raw
 
 
 def recipe_columns(run_dir: Path) -> dict:
     data = run_recipe(run_dir).get("data") or {}
-    return {"text": data.get("text_column", "text"), "label": data.get("label_column", "label"),
-            "pair": data.get("text_pair_column")}
+    return {
+        "text": data.get("text_column", "text"),
+        "label": data.get("label_column", "label"),
+        "pair": data.get("text_pair_column"),
+    }

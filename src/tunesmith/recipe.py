@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import TunesmithError, did_you_mean
 
@@ -47,36 +56,76 @@ class ModelSection(Strict):
 
 
 class DataSection(Strict):
-    train: str = Field(description="Training file (.csv, .tsv, .jsonl, .json, .parquet). Relative paths resolve against the recipe's folder.")
-    validation: str | None = Field(None, description="Validation file; if absent, a stratified split of train is carved off.")
-    test: str | None = Field(None, description="Test file; when given, it is the evaluation set and validation only drives early stopping.")
+    train: str = Field(
+        description="Training file (.csv, .tsv, .jsonl, .json, .parquet). Relative paths resolve against the "
+        "recipe's folder."
+    )
+    validation: str | None = Field(
+        None, description="Validation file; if absent, a stratified split of train is carved off."
+    )
+    test: str | None = Field(
+        None, description="Test file; when given, it is the evaluation set and validation only drives early stopping."
+    )
     text_column: str = Field("text", description="Column holding the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (e.g. sentence pairs).")
     label_column: str = Field("label", description="Column holding the label (any strings; kept as-is in outputs).")
     multi_label: bool = Field(
-        False, description="Several labels per text: the label column holds lists (JSONL/Parquet) or strings split on "
-                           "label_separator; an empty cell means no label. A sigmoid head with thresholds chosen on validation.")
+        False,
+        description="Several labels per text: the label column holds lists (JSONL/Parquet) or strings split on "
+        "label_separator; an empty cell means no label. A sigmoid head with thresholds chosen on validation.",
+    )
     label_separator: str | None = Field(
-        None, min_length=1, description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.")
-    tokens_column: str = Field("tokens", description="Token classification: column holding each sentence's words (a list).")
-    tags_column: str = Field("tags", description="Token classification: column holding one IOB2 tag per word (B-TYPE, I-TYPE, O).")
+        None,
+        min_length=1,
+        description="Multi-label: split label strings on this (e.g. '|'); setting it turns multi_label on.",
+    )
+    tokens_column: str = Field(
+        "tokens", description="Token classification: column holding each sentence's words (a list)."
+    )
+    tags_column: str = Field(
+        "tags", description="Token classification: column holding one IOB2 tag per word (B-TYPE, I-TYPE, O)."
+    )
     entities_column: str = Field(
-        "entities", description="Token classification, span form: column holding [{start, end, label}] character spans of "
-                                "text_column (used when the tokens/tags columns are absent).")
-    validation_split: float = Field(0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given.")
-    max_train_samples: int | None = Field(None, gt=0, description="Use a seeded random sample of this many training rows.")
-    samples_per_class: int | None = Field(None, gt=0, description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).")
-    max_eval_samples: int | None = Field(None, gt=0, description="Generation: use a seeded sample of this many validation and test samples (evaluation costs a forward pass per token).")
-    min_examples_per_class: int = Field(2, ge=1, description="Refuse to train when a class has fewer training examples than this.")
+        "entities",
+        description="Token classification, span form: column holding [{start, end, label}] character spans of "
+        "text_column (used when the tokens/tags columns are absent).",
+    )
+    validation_split: float = Field(
+        0.1, gt=0, lt=0.5, description="Share of train carved off for validation when no validation file is given."
+    )
+    max_train_samples: int | None = Field(
+        None, gt=0, description="Use a seeded random sample of this many training rows."
+    )
+    samples_per_class: int | None = Field(
+        None,
+        gt=0,
+        description="Few-shot: draw exactly this many seeded training examples per class (after any validation split).",
+    )
+    max_eval_samples: int | None = Field(
+        None,
+        gt=0,
+        description="Generation: use a seeded sample of this many validation and test samples (evaluation costs "
+        "a forward pass per token).",
+    )
+    min_examples_per_class: int = Field(
+        2, ge=1, description="Refuse to train when a class has fewer training examples than this."
+    )
     filter: dict[str, str | list[str]] | None = Field(
-        None, description="Keep only rows whose column holds the value (or one of the values), in every file: "
-                          "e.g. {domain: books} or {label: [World, Sports]}.")
+        None,
+        description="Keep only rows whose column holds the value (or one of the values), in every file: "
+        "e.g. {domain: books} or {label: [World, Sports]}.",
+    )
     # generation (task: generation) only
     format: Literal["auto", "messages", "prompt_response", "alpaca", "text"] = Field(
-        "auto", description="Generation data layout; 'auto' detects it from the columns and reports what it found.")
+        "auto", description="Generation data layout; 'auto' detects it from the columns and reports what it found."
+    )
     messages_column: str = Field("messages", description="Column holding OpenAI-style chat message lists.")
-    prompt_column: str | None = Field(None, description="Prompt column for prompt/response data (auto: prompt, question, input, query).")
-    response_column: str | None = Field(None, description="Response column for prompt/response data (auto: response, answer, output, completion).")
+    prompt_column: str | None = Field(
+        None, description="Prompt column for prompt/response data (auto: prompt, question, input, query)."
+    )
+    response_column: str | None = Field(
+        None, description="Response column for prompt/response data (auto: response, answer, output, completion)."
+    )
     system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
 
     @model_validator(mode="before")
@@ -91,92 +140,157 @@ class LoraSection(Strict):
     r: int = Field(8, gt=0, description="LoRA rank.")
     alpha: int = Field(16, gt=0, description="LoRA scaling alpha.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA path.")
-    targets: list[str] | None = Field(None, description="Module names to adapt; default comes from the model registry (or 'all-linear').")
+    targets: list[str] | None = Field(
+        None, description="Module names to adapt; default comes from the model registry (or 'all-linear')."
+    )
 
 
 class SupervisedMethod(Strict):
     name: Literal["supervised"] = "supervised"
     tuning: Literal["auto", "full", "lora"] = Field(
-        "auto", description="'auto' = LoRA for decoder LLMs (or when a lora section is given), full fine-tuning for encoders.")
-    lora: LoraSection | None = Field(None, description="LoRA settings (rank, alpha, dropout, targets); giving this section turns LoRA on.")
+        "auto",
+        description="'auto' = LoRA for decoder LLMs (or when a lora section is given), full fine-tuning for encoders.",
+    )
+    lora: LoraSection | None = Field(
+        None, description="LoRA settings (rank, alpha, dropout, targets); giving this section turns LoRA on."
+    )
     loss_on: Literal["responses", "all"] = Field(
-        "responses", description="Generation: compute the loss on assistant/response tokens only, or on every token.")
+        "responses", description="Generation: compute the loss on assistant/response tokens only, or on every token."
+    )
     class_weights: Literal["none", "balanced"] | dict[str, float] = Field(
-        "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map.")
+        "none", description="'balanced' weighs the loss by inverse class frequency; or a {label: weight} map."
+    )
     freeze_embeddings: bool = Field(
-        True, description="Keep the token-embedding matrix fixed (faster, and rare words seen in training do not drift).")
+        True,
+        description="Keep the token-embedding matrix fixed (faster, and rare words seen in training do not drift).",
+    )
     # 'auto' freezes the bottom third: lower layers hold general features that fine-tuning barely moves
     # (Lee et al. 2019, "What would Elsa do?"), and skipping their backward pass is the cheapest speed-up
     # on CPU. benchmarks/classification_sst2.py measures the trade (MiniLM: 2 of 6 layers).
     freeze_layers: int | Literal["auto"] = Field(
-        "auto", description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of them, 0 = train all.")
+        "auto",
+        description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of "
+        "them, 0 = train all.",
+    )
     label_all_subtokens: bool = Field(
-        False, description="Token classification: a word split into several sub-tokens trains on every piece (True) or "
-                           "on its first piece only, the rest ignored in the loss (False, the usual choice).")
+        False,
+        description="Token classification: a word split into several sub-tokens trains on every piece (True) or "
+        "on its first piece only, the rest ignored in the loss (False, the usual choice).",
+    )
     normalize_targets: bool = Field(
-        True, description="Regression: train on standardised targets (mean 0, std 1); the saved model still outputs "
-                          "scores in the labels' own units.")
+        True,
+        description="Regression: train on standardised targets (mean 0, std 1); the saved model still outputs "
+        "scores in the labels' own units.",
+    )
     # 'auto': the rule and the figures behind it are in methods/head_init.py (probe_wanted).
     head_init: Literal["auto", "probe", "random"] = Field(
-        "auto", description="Classification: start a new head from a logistic regression on the frozen body's features "
-                            "(linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ classes with "
-                            "under 25 optimizer steps per class.")
+        "auto",
+        description="Classification: start a new head from a logistic regression on the frozen body's features "
+        "(linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ classes with "
+        "under 25 optimizer steps per class.",
+    )
 
 
 class FewShotMethod(Strict):
     name: Literal["few_shot"]
     pairs_per_example: int = Field(
-        20, gt=0, description="Encoders: contrastive pairs per training example (half same-class, half different); "
-                              "the total grows linearly with the data, never quadratically.")
+        20,
+        gt=0,
+        description="Encoders: contrastive pairs per training example (half same-class, half different); "
+        "the total grows linearly with the data, never quadratically.",
+    )
     verbalizers: dict[str, str] | None = Field(
-        None, description="Decoders: the text the LLM answers for each label (default: the label name itself).")
+        None, description="Decoders: the text the LLM answers for each label (default: the label name itself)."
+    )
 
 
 class DomainAdaptationMethod(Strict):
     name: Literal["domain_adaptation"]
     corpus: list[str] = Field(
-        default_factory=list, description="Unlabeled domain text (DAPT): .txt/.md files or folders of them (paragraphs = documents), "
-                                          "or .jsonl/.csv/.tsv/.parquet files with a text column.")
+        default_factory=list,
+        description="Unlabeled domain text (DAPT): .txt/.md files or folders of them (paragraphs = documents), "
+        "or .jsonl/.csv/.tsv/.parquet files with a text column.",
+    )
     text_column: str = Field("text", description="Column holding the text in tabular corpus files.")
     task_texts: bool = Field(
-        False, description="TAPT: also train on the target task's training texts, labels dropped (data.train of the recipe or final stage).")
+        False,
+        description="TAPT: also train on the target task's training texts, labels dropped (data.train of the "
+        "recipe or final stage).",
+    )
     objective: Literal["auto", "mlm", "clm"] = Field(
-        "auto", description="'auto' = masked-LM for encoders, causal LM for decoders. Text is packed into train.max_length blocks.")
-    mlm_probability: float = Field(0.15, gt=0, lt=1, description="Masked-LM: share of tokens masked (80% [MASK], 10% random, 10% kept).")
-    tuning: Literal["auto", "full", "lora"] = Field("auto", description="'auto' = LoRA for decoders (or when a lora section is given), full for encoders.")
+        "auto",
+        description="'auto' = masked-LM for encoders, causal LM for decoders. Text is packed into "
+        "train.max_length blocks.",
+    )
+    mlm_probability: float = Field(
+        0.15, gt=0, lt=1, description="Masked-LM: share of tokens masked (80% [MASK], 10% random, 10% kept)."
+    )
+    tuning: Literal["auto", "full", "lora"] = Field(
+        "auto", description="'auto' = LoRA for decoders (or when a lora section is given), full for encoders."
+    )
     lora: LoraSection | None = Field(None, description="LoRA settings when tuning is lora (decoders by default).")
     heldout_fraction: float = Field(
-        0.05, ge=0, lt=0.5, description="Share of the domain documents held out to measure perplexity before and after.")
+        0.05, ge=0, lt=0.5, description="Share of the domain documents held out to measure perplexity before and after."
+    )
     max_tokens: int | None = Field(
-        None, gt=0, description="Training budget: a seeded sample of documents holding at most this many tokens per epoch.")
-    heldout_max_blocks: int = Field(200, gt=0, description="Score perplexity on at most this many held-out blocks (seeded).")
+        None,
+        gt=0,
+        description="Training budget: a seeded sample of documents holding at most this many tokens per epoch.",
+    )
+    heldout_max_blocks: int = Field(
+        200, gt=0, description="Score perplexity on at most this many held-out blocks (seeded)."
+    )
     head_warmup: float = Field(
-        0.1, ge=0, lt=1, description="When the checkpoint has no MLM head (sentence-embedding models), first train the new "
-                                     "head alone on this share of the blocks, so its random start does not disturb the body.")
+        0.1,
+        ge=0,
+        lt=1,
+        description="When the checkpoint has no MLM head (sentence-embedding models), first train the new "
+        "head alone on this share of the blocks, so its random start does not disturb the body.",
+    )
     vocab_extension: int = Field(
-        0, ge=0, description="Add up to this many frequent domain words that the tokenizer splits into many pieces; "
-                             "each new embedding starts as the mean of its old pieces.")
-    vocab_min_pieces: int = Field(3, ge=2, description="Vocabulary extension: only words split into at least this many pieces.")
-    vocab_min_count: int = Field(20, ge=1, description="Vocabulary extension: only words seen at least this often in the corpus.")
+        0,
+        ge=0,
+        description="Add up to this many frequent domain words that the tokenizer splits into many pieces; "
+        "each new embedding starts as the mean of its old pieces.",
+    )
+    vocab_min_pieces: int = Field(
+        3, ge=2, description="Vocabulary extension: only words split into at least this many pieces."
+    )
+    vocab_min_count: int = Field(
+        20, ge=1, description="Vocabulary extension: only words seen at least this often in the corpus."
+    )
     general_corpus: list[str] = Field(
-        default_factory=list, description="General (non-domain) text mixed in to limit forgetting; same file kinds as corpus.")
+        default_factory=list,
+        description="General (non-domain) text mixed in to limit forgetting; same file kinds as corpus.",
+    )
     general_ratio: float = Field(0.0, ge=0, lt=1, description="Share of training blocks drawn from general_corpus.")
 
 
 class ContinualMethod(SupervisedMethod):
     name: Literal["continual"]
     strategy: list[Literal["naive", "replay", "ewc", "lwf"]] = Field(
-        default_factory=lambda: ["replay"], description="How to keep old knowledge: naive (plain sequential fine-tuning, the "
-        "reference), replay, ewc, lwf; strategies combine, e.g. [replay, ewc].")
-    replay_size: int = Field(1000, gt=0, description="replay: examples kept from past experiences (class-balanced reservoir).")
+        default_factory=lambda: ["replay"],
+        description="How to keep old knowledge: naive (plain sequential fine-tuning, the "
+        "reference), replay, ewc, lwf; strategies combine, e.g. [replay, ewc].",
+    )
+    replay_size: int = Field(
+        1000, gt=0, description="replay: examples kept from past experiences (class-balanced reservoir)."
+    )
     replay_ratio: float = Field(0.5, gt=0, description="replay: replayed examples mixed in per new training example.")
     ewc_lambda: float = Field(
-        1e6, ge=0, description="ewc: strength of the pull towards weights that mattered before. The Fisher values of a "
-                               "fine-tuned transformer are tiny (a confident model has small gradients), hence the large "
-                               "default. Tune it on your data: with MiniLM, 1e7 stopped learning on review domains, 1e6 did "
-                               "not help with new classes, and one seed of three collapsed at 1e5 and 1e6. Prefer replay.")
-    ewc_samples: int = Field(100, gt=0, description="ewc: training examples used to estimate the diagonal Fisher information "
-                                                    "(one backward pass each: the cost of ewc).")
+        1e6,
+        ge=0,
+        description="ewc: strength of the pull towards weights that mattered before. The Fisher values of a "
+        "fine-tuned transformer are tiny (a confident model has small gradients), hence the large "
+        "default. Tune it on your data: with MiniLM, 1e7 stopped learning on review domains, 1e6 did "
+        "not help with new classes, and one seed of three collapsed at 1e5 and 1e6. Prefer replay.",
+    )
+    ewc_samples: int = Field(
+        100,
+        gt=0,
+        description="ewc: training examples used to estimate the diagonal Fisher information "
+        "(one backward pass each: the cost of ewc).",
+    )
     lwf_alpha: float = Field(1.0, ge=0, description="lwf: weight of distillation from the previous model's outputs.")
     lwf_temperature: float = Field(2.0, gt=0, description="lwf: softmax temperature of that distillation.")
 
@@ -196,21 +310,33 @@ def _method_tag(value) -> str | None:
 
 
 # A discriminated union on `method.name`; later methods join this Union with their Tag.
-Method = Annotated[Union[Annotated[SupervisedMethod, Tag("supervised")], Annotated[FewShotMethod, Tag("few_shot")],
-                         Annotated[DomainAdaptationMethod, Tag("domain_adaptation")],
-                         Annotated[ContinualMethod, Tag("continual")]],
-                   Discriminator(_method_tag)]
+Method = Annotated[
+    Union[
+        Annotated[SupervisedMethod, Tag("supervised")],
+        Annotated[FewShotMethod, Tag("few_shot")],
+        Annotated[DomainAdaptationMethod, Tag("domain_adaptation")],
+        Annotated[ContinualMethod, Tag("continual")],
+    ],
+    Discriminator(_method_tag),
+]
 
 
 class EarlyStopping(Strict):
     metric: Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "loss"] | None = Field(
-        None, description="Validation metric that picks the epoch to keep (None = f1_macro for classification, loss for generation). "
-                    "Classification keeps the latest epoch unless an earlier one beat it by more than one standard error.")
-    patience: int | None = Field(2, ge=1, description="Stop after this many epochs without improvement (None = never stop early).")
+        None,
+        description="Validation metric that picks the epoch to keep (None = f1_macro for classification, loss "
+        "for generation). "
+        "Classification keeps the latest epoch unless an earlier one beat it by more than one standard error.",
+    )
+    patience: int | None = Field(
+        2, ge=1, description="Stop after this many epochs without improvement (None = never stop early)."
+    )
     min_epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        "auto", description="Patience never ends a run before this many epochs; 'auto' = half the planned epochs. A new head "
-                            "on a small set can score at chance for its first epochs before it learns (sst2, 64 rows: "
-                            "validation 0.62, 0.55, 0.52, then 0.65-0.71 from epoch 4).")
+        "auto",
+        description="Patience never ends a run before this many epochs; 'auto' = half the planned epochs. A new head "
+        "on a small set can score at chance for its first epochs before it learns (sst2, 64 rows: "
+        "validation 0.62, 0.55, 0.52, then 0.65-0.71 from epoch 4).",
+    )
 
 
 AUTO_KEYS = ("lr", "batch_size", "epochs", "max_length")
@@ -220,61 +346,115 @@ AUTO = {"default": "auto"}  # what the schema shows for them: unset means chosen
 def _auto_means_unset(raw):
     """`lr: auto` (and batch_size, epochs) is the same as leaving the key out: tunesmith chooses from the data."""
     if isinstance(raw, dict):
-        return {k: v for k, v in raw.items() if not (k in AUTO_KEYS and isinstance(v, str) and v.strip().lower() == "auto")}
+        return {
+            k: v for k, v in raw.items() if not (k in AUTO_KEYS and isinstance(v, str) and v.strip().lower() == "auto")
+        }
     return raw
 
 
 class TrainSection(Strict):
     _auto = model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))
-    lr: float | None = Field(None, gt=0, json_schema_extra=AUTO, description="Peak learning rate; unset or 'auto' = chosen from the method, model size "
-                                                     "and batch (printed at the start of the run, saved in recipe.yaml).")
-    batch_size: int = Field(32, gt=0, json_schema_extra=AUTO, description="Examples per optimizer step per process, before accumulation; unset or "
-                                                  "'auto' = 32, or 16/8 for small training sets.")
-    epochs: float = Field(3, gt=0, json_schema_extra=AUTO, description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
-                                               "for small sets (at least 250 optimizer steps), fewer for very large ones.")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        json_schema_extra=AUTO,
+        description="Peak learning rate; unset or 'auto' = chosen from the method, model size "
+        "and batch (printed at the start of the run, saved in recipe.yaml).",
+    )
+    batch_size: int = Field(
+        32,
+        gt=0,
+        json_schema_extra=AUTO,
+        description="Examples per optimizer step per process, before accumulation; unset or "
+        "'auto' = 32, or 16/8 for small training sets.",
+    )
+    epochs: float = Field(
+        3,
+        gt=0,
+        json_schema_extra=AUTO,
+        description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
+        "for small sets (at least 250 optimizer steps), fewer for very large ones.",
+    )
     memory_budget_gb: float | None = Field(
-        None, gt=0, description="Memory the run may use; None = 70% of what is available at start. Batches that would not fit "
-                                "are split into micro-batches with gradient accumulation; a run that cannot fit is refused.")
+        None,
+        gt=0,
+        description="Memory the run may use; None = 70% of what is available at start. Batches that would not fit "
+        "are split into micro-batches with gradient accumulation; a run that cannot fit is refused.",
+    )
     gradient_checkpointing: Literal["auto"] | bool = Field(
-        "auto", description="Recompute activations in the backward pass (decoders): 'auto' = only when the batch would not "
-                            "fit the memory budget otherwise.")
+        "auto",
+        description="Recompute activations in the backward pass (decoders): 'auto' = only when the batch would not "
+        "fit the memory budget otherwise.",
+    )
     head_lr: float | None = Field(
-        None, gt=0, description="Classification: learning rate of the new, randomly initialised head (None = train.lr). "
-                                "Many classes and few epochs want a higher one.")
+        None,
+        gt=0,
+        description="Classification: learning rate of the new, randomly initialised head (None = train.lr). "
+        "Many classes and few epochs want a higher one.",
+    )
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    max_length: int = Field(256, gt=1, json_schema_extra=AUTO, description="Token limit per example; longer inputs are truncated and counted. Unset or "
-                            "'auto': 256, raised when over 5% of the training examples are longer, to their 95th percentile: "
-                            "texts for classification, multi-label and regression (up to the model's limit and 512); whole "
-                            "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).")
+    max_length: int = Field(
+        256,
+        gt=1,
+        json_schema_extra=AUTO,
+        description="Token limit per example; longer inputs are truncated and counted. Unset or "
+        "'auto': 256, raised when over 5% of the training examples are longer, to their 95th percentile: "
+        "texts for classification, multi-label and regression (up to the model's limit and 512); whole "
+        "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).",
+    )
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    group_by_length: bool = Field(True, description="Batch training examples of similar length (sorted inside small shuffled windows: "
-                                  "less padding, faster); false = plain shuffled batches (HF Trainer's default). Unset: "
-                                  "true, except generation with free-text answers (false).")
-    seed: int = Field(42, ge=0, le=2**32 - 1000, description="Seed for sampling, splits, initialisation and data order (0 to 2^32 - 1000; NumPy's range).")
-    seeds: int = Field(1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std.")
+    group_by_length: bool = Field(
+        True,
+        description="Batch training examples of similar length (sorted inside small shuffled windows: "
+        "less padding, faster); false = plain shuffled batches (HF Trainer's default). Unset: "
+        "true, except generation with free-text answers (false).",
+    )
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**32 - 1000,
+        description="Seed for sampling, splits, initialisation and data order (0 to 2^32 - 1000; NumPy's range).",
+    )
+    seeds: int = Field(
+        1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std."
+    )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32.")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own).")
+        "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32."
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own)."
+    )
     # 'auto' = 0 for token classification: a MiniLM training step runs 1.25x faster without it (PyTorch's fused
     # attention kernel needs attention dropout off), for entity F1 0.7608 vs 0.7567 (finer_ord) and 0.8387 vs 0.8489
     # (ncbi_disease) with the model's 0.1, one seed each (benchmarks/README.md, ner.py).
     attention_dropout: Annotated[float, Field(ge=0, lt=1)] | Literal["auto"] | None = Field(
-        "auto", description="Dropout on attention probabilities (after train.dropout). 'auto' = 0 for token_classification, "
-                            "the model's own elsewhere; None = the model's own.")
+        "auto",
+        description="Dropout on attention probabilities (after train.dropout). 'auto' = 0 for token_classification, "
+        "the model's own elsewhere; None = the model's own.",
+    )
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None = off).")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     log_every: int = Field(10, ge=1, description="Write a training-log line every N optimizer steps.")
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(
-        "ddp", description="With several processes (--nproc N, torchrun, accelerate launch): ddp = data-parallel (gloo on "
-                           "CPUs, NCCL on GPUs); fsdp or deepspeed (ZeRO-2) shard the model on GPUs.")
+        "ddp",
+        description="With several processes (--nproc N, torchrun, accelerate launch): ddp = data-parallel (gloo on "
+        "CPUs, NCCL on GPUs); fsdp or deepspeed (ZeRO-2) shard the model on GPUs.",
+    )
     data_check: Literal["stop", "warn", "off"] = Field(
-        "stop", description="The data check before training (`tunesmith data check`): 'stop' on errors, 'warn' = report "
-                            "and train anyway, 'off' = skip it.")
+        "stop",
+        description="The data check before training (`tunesmith data check`): 'stop' on errors, 'warn' = report "
+        "and train anyway, 'off' = skip it.",
+    )
     save_steps: int | None = Field(
-        500, ge=1, description="Write a resumable checkpoint every N optimizer steps (and at every epoch end); "
-                               "None = at epoch ends only. `tunesmith train --resume RUN_DIR` continues from it.")
-    packing: bool = Field(False, description="Generation: pack short samples into rows of max_length (no attention across samples).")
+        500,
+        ge=1,
+        description="Write a resumable checkpoint every N optimizer steps (and at every epoch end); "
+        "None = at epoch ends only. `tunesmith train --resume RUN_DIR` continues from it.",
+    )
+    packing: bool = Field(
+        False, description="Generation: pack short samples into rows of max_length (no attention across samples)."
+    )
 
     @field_validator("data_check", mode="before")
     @classmethod
@@ -285,24 +465,38 @@ class TrainSection(Strict):
 
 class EvalSection(Strict):
     baseline: Literal["linear_probe", "none"] = Field(
-        "linear_probe", description="Base-model comparison: a logistic regression on the frozen base model's embeddings.")
+        "linear_probe",
+        description="Base-model comparison: a logistic regression on the frozen base model's embeddings.",
+    )
     batch_size: int = Field(64, gt=0, description="Batch size for evaluation and prediction.")
-    max_samples: int | None = Field(100, gt=0, description="Generation: held-out prompts to generate answers for (base and tuned); None = all.")
-    max_new_tokens: int | None = Field(None, gt=0, description="Generation: answer length limit (None = longest reference + margin, up to 256).")
+    max_samples: int | None = Field(
+        100, gt=0, description="Generation: held-out prompts to generate answers for (base and tuned); None = all."
+    )
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Generation: answer length limit (None = longest reference + margin, up to 256)."
+    )
     generation_metric: Literal["auto", "exact_match", "rouge_l"] = Field(
-        "auto", description="'auto' = exact match on parsed answers when references are short labels, else ROUGE-L.")
+        "auto", description="'auto' = exact match on parsed answers when references are short labels, else ROUGE-L."
+    )
 
 
 class OutputSection(Strict):
-    dir: str | None = Field(None, description="Run directory (the CLI's -o wins). Relative paths resolve against the current directory.")
+    dir: str | None = Field(
+        None, description="Run directory (the CLI's -o wins). Relative paths resolve against the current directory."
+    )
     overwrite: bool = Field(False, description="Allow writing into a run directory that already holds a run.")
 
 
 # A stage overrides only the train keys it names; the rest come from the recipe's train section.
-StageTrain = create_model("StageTrain", __base__=Strict, __validators__={
-    "_auto": model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))}, **{
-    name: (field.annotation | None, Field(None, description=field.description))
-    for name, field in TrainSection.model_fields.items()})
+StageTrain = create_model(
+    "StageTrain",
+    __base__=Strict,
+    __validators__={"_auto": model_validator(mode="before")(classmethod(lambda cls, raw: _auto_means_unset(raw)))},
+    **{
+        name: (field.annotation | None, Field(None, description=field.description))
+        for name, field in TrainSection.model_fields.items()
+    },
+)
 
 
 class Stage(Strict):
@@ -314,34 +508,52 @@ class Stage(Strict):
         return raw
 
     name: str = Field(description="Short stage name (folder name under stages/ and row name in the report).")
-    task: Literal["classification", "generation", "regression", "token_classification"] | None = Field(None, description="Default: the recipe's task.")
-    data: DataSection | None = Field(None, description="This stage's data (default: the recipe's data section, the target task).")
+    task: Literal["classification", "generation", "regression", "token_classification"] | None = Field(
+        None, description="Default: the recipe's task."
+    )
+    data: DataSection | None = Field(
+        None, description="This stage's data (default: the recipe's data section, the target task)."
+    )
     method: Method | None = Field(None, description="This stage's method section (default: supervised).")
-    train: StageTrain | None = Field(None, description="Train keys that differ from the recipe's train section for this stage.")
+    train: StageTrain | None = Field(
+        None, description="Train keys that differ from the recipe's train section for this stage."
+    )
 
 
 class Experience(Strict):
     name: str = Field(description="Short name (row and column name in the accuracy matrix).")
-    data: DataSection = Field(description="This experience's data; its evaluation set is scored after every later experience.")
+    data: DataSection = Field(
+        description="This experience's data; its evaluation set is scored after every later experience."
+    )
 
 
 class Recipe(Strict):
     version: Literal[1] = Field(SCHEMA_VERSION, description="Recipe schema version.")
     task: Literal["classification", "generation", "regression", "token_classification"] = Field(
-        "classification", description="classification (text -> label), regression (text -> number), token_classification "
-                                      "(word -> entity tag: named entities) or generation (chat/instruction/text -> text).")
+        "classification",
+        description="classification (text -> label), regression (text -> number), token_classification "
+        "(word -> entity tag: named entities) or generation (chat/instruction/text -> text).",
+    )
     model: ModelSection
-    data: DataSection | None = Field(None, description="The task's data; required unless every stage brings its own or method is domain_adaptation.")
+    data: DataSection | None = Field(
+        None, description="The task's data; required unless every stage brings its own or method is domain_adaptation."
+    )
     method: Method = Field(default_factory=SupervisedMethod)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     output: OutputSection = Field(default_factory=OutputSection)
     stages: list[Stage] | None = Field(
-        None, min_length=1, description="Multi-stage run (transfer learning, domain adaptation): each stage starts from the "
-                                        "previous stage's weights; the last stage is the target task.")
+        None,
+        min_length=1,
+        description="Multi-stage run (transfer learning, domain adaptation): each stage starts from the "
+        "previous stage's weights; the last stage is the target task.",
+    )
 
     experiences: list[Experience] | None = Field(
-        None, min_length=1, description="Continual learning (method continual): datasets arriving in order; each may bring new classes.")
+        None,
+        min_length=1,
+        description="Continual learning (method continual): datasets arriving in order; each may bring new classes.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -356,16 +568,23 @@ class Recipe(Strict):
                 raw[key] = {"name": raw[key]}
         exps, data = raw.get("experiences"), raw.get("data")
         if isinstance(exps, list) and isinstance(data, dict) and "train" not in data:
-            raw["experiences"] = [{**e, "data": {**data, **e["data"]}} if isinstance(e, dict) and isinstance(e.get("data"), dict)
-                                  else e for e in exps]
+            raw["experiences"] = [
+                {**e, "data": {**data, **e["data"]}} if isinstance(e, dict) and isinstance(e.get("data"), dict) else e
+                for e in exps
+            ]
             raw.pop("data")
         return raw
 
     @model_validator(mode="after")
     def _regression_metric(self):
-        if self.task in ("regression", "token_classification") and self.train.early_stopping.metric not in (None, "loss"):
-            raise ValueError(f"train.early_stopping.metric: {self.train.early_stopping.metric} is a sentence-classification "
-                             f"metric; {self.task} runs pick the best epoch by their own (leave it unset, or loss)")
+        if self.task in ("regression", "token_classification") and self.train.early_stopping.metric not in (
+            None,
+            "loss",
+        ):
+            raise ValueError(
+                f"train.early_stopping.metric: {self.train.early_stopping.metric} is a sentence-classification "
+                f"metric; {self.task} runs pick the best epoch by their own (leave it unset, or loss)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -375,10 +594,15 @@ class Recipe(Strict):
         if self.experiences:
             return self
         if self.stages:
-            missing = [s.name for s in self.stages if s.data is None and self.data is None
-                       and not isinstance(s.method, DomainAdaptationMethod)]
+            missing = [
+                s.name
+                for s in self.stages
+                if s.data is None and self.data is None and not isinstance(s.method, DomainAdaptationMethod)
+            ]
             if missing:
-                raise ValueError(f"stage(s) {missing} have no data section and the recipe has none to inherit; add data: to them")
+                raise ValueError(
+                    f"stage(s) {missing} have no data section and the recipe has none to inherit; add data: to them"
+                )
         elif self.data is None and not isinstance(self.method, DomainAdaptationMethod):
             raise ValueError("missing required key 'data' (the training file and its columns)")
         return self
@@ -404,7 +628,9 @@ def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple
     elif isinstance(source, dict):
         raw, base_dir, where = source, Path.cwd(), "recipe"
     elif not isinstance(source, (str, Path)):
-        raise TunesmithError(f"recipe: give a YAML file's path, a dict or a tunesmith.Recipe, not {type(source).__name__}.")
+        raise TunesmithError(
+            f"recipe: give a YAML file's path, a dict or a tunesmith.Recipe, not {type(source).__name__}."
+        )
     else:
         path = Path(source)
         raw, base_dir, where = _read_yaml(path), path.resolve().parent, str(path)
@@ -432,13 +658,17 @@ def _read_yaml(path: Path) -> dict:
         with path.open("rb") as handle:
             data = handle.read(MAX_RECIPE_BYTES + 1)
         if len(data) > MAX_RECIPE_BYTES:
-            raise TunesmithError(f"{path} is over {MAX_RECIPE_BYTES:,} bytes: not a recipe. Pass the recipe's YAML file.")
+            raise TunesmithError(
+                f"{path} is over {MAX_RECIPE_BYTES:,} bytes: not a recipe. Pass the recipe's YAML file."
+            )
         raw = yaml.safe_load(data.decode("utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise TunesmithError(f"{path}: invalid YAML{line}: {problem}. Fix the syntax there (indentation, colons, quotes).") from None
+        raise TunesmithError(
+            f"{path}: invalid YAML{line}: {problem}. Fix the syntax there (indentation, colons, quotes)."
+        ) from None
     except UnicodeDecodeError:
         raise TunesmithError(f"{path}: not UTF-8 text. Save the recipe as UTF-8 YAML.") from None
     if not isinstance(raw, dict):
@@ -465,8 +695,10 @@ def _apply_override(raw: dict, item: str) -> None:
         node[keys[-1]] = value.strip() if parsed == "" and value.strip() else parsed
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or type(err).__name__
-        raise TunesmithError(f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "
-                             f"e.g. --set '{dotted.strip()}=\"...\"'.") from None
+        raise TunesmithError(
+            f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "
+            f"e.g. --set '{dotted.strip()}=\"...\"'."
+        ) from None
 
 
 def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
@@ -475,7 +707,9 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             return p
         return os.path.abspath(base_dir / p)  # not resolve(): a symlink loop must reach the reader's clear message
 
-    for data in [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]:
+    for data in (
+        [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]
+    ):
         if data is not None:
             data.train, data.validation, data.test = resolve(data.train), resolve(data.validation), resolve(data.test)
     for method in [recipe.method] + [stage.method for stage in recipe.stages or []]:
@@ -499,8 +733,10 @@ def format_validation_error(err: ValidationError, where: str) -> str:
         dotted = ".".join(map(str, shown))  # the union tag in loc is noise to users
         if e["type"] == "union_tag_invalid":
             tag, expected = e["ctx"]["tag"], sorted(_METHOD_NAMES)
-            lines.append(f"  - {'.'.join(map(str, loc)) or 'method'}.name: unknown method '{tag}'. Methods: "
-                         f"{', '.join(expected)}.{did_you_mean(tag, expected)}")
+            lines.append(
+                f"  - {'.'.join(map(str, loc)) or 'method'}.name: unknown method '{tag}'. Methods: "
+                f"{', '.join(expected)}.{did_you_mean(tag, expected)}"
+            )
         elif e["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{dotted}'.{_suggest(loc)}")
         elif e["type"] == "missing":
@@ -520,8 +756,11 @@ def _suggest(loc: tuple) -> str:
     if key in RENAMED:
         return f" It is called '{RENAMED[key]}' in tunesmith recipes."
     flat = lambda path: path.replace(".", "_")  # noqa: E731  (train.lora_r -> method.lora.r)
-    elsewhere = [path for path in _all_paths(Recipe) if "_" in str(key) and flat(path).endswith("_" + str(key))
-                 and not path.startswith("stages.")]
+    elsewhere = [
+        path
+        for path in _all_paths(Recipe)
+        if "_" in str(key) and flat(path).endswith("_" + str(key)) and not path.startswith("stages.")
+    ]
     if elsewhere:
         return f" Did you mean '{min(elsewhere, key=len)}'?"
     model = _model_at(loc[:-1])
@@ -544,6 +783,7 @@ def _submodels(annotation) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     from typing import get_args
+
     return [m for arg in get_args(annotation) for m in _submodels(arg)]
 
 
@@ -563,6 +803,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 def _method_name(model: type[BaseModel]) -> str:
     from typing import get_args
+
     return get_args(model.model_fields["name"].annotation)[0]  # name: Literal["few_shot"]
 
 

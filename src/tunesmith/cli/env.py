@@ -27,7 +27,10 @@ def _cpu() -> tuple[str, list[str]]:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine(), []
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.machine())
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     return name, [f for f in CPU_FLAGS if f in flags]
 
@@ -40,12 +43,19 @@ def env():
     import torch
 
     from ..engine.hardware import resolve_precision
+
     name, flags = _cpu()
     rows = {f"{p}": _version(p) for p in PACKAGES}
-    rows.update({"python": platform.python_version(), "platform": platform.platform(), "cpu": f"{name} ({os.cpu_count()} cores)",
-                 "cpu flags": ", ".join(flags) or "none of " + ", ".join(CPU_FLAGS),
-                 "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-                 "precision auto": resolve_precision("auto")})
+    rows.update(
+        {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu": f"{name} ({os.cpu_count()} cores)",
+            "cpu flags": ", ".join(flags) or "none of " + ", ".join(CPU_FLAGS),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+            "precision auto": resolve_precision("auto"),
+        }
+    )
     for key, value in rows.items():
         out.print(f"{key:15} {value}", highlight=False)
 
@@ -57,10 +67,13 @@ def show_version(value: bool):
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
-                                      help="Print tunesmith's version and exit."),
-         verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print debug messages."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors (no progress).")):
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Print tunesmith's version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print debug messages."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors (no progress)."),
+):
     """Fine-tune pre-trained language models on your own data."""
     if verbose and quiet:
         raise typer.BadParameter("--verbose and --quiet contradict each other; give one.")

@@ -8,16 +8,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import Overwrite, app, err, friendly, out
 from ..errors import TunesmithError
+from .app import Overwrite, app, err, friendly, out
 
 Temperature = Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy (deterministic).")]
-TopP = Annotated[float, typer.Option("--top-p", help="Nucleus sampling: keep the smallest token set with this much probability.")]
+TopP = Annotated[
+    float, typer.Option("--top-p", help="Nucleus sampling: keep the smallest token set with this much probability.")
+]
 MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
 
 
 def _generator(run_dir: Path):
     from ..predict import Predictor, run_task
+
     if run_task(run_dir) != "generation":
         raise TunesmithError(f"{run_dir} is a classification run; use `tunesmith predict` with it.")
     return Predictor.load(run_dir)
@@ -25,9 +28,13 @@ def _generator(run_dir: Path):
 
 @app.command()
 @friendly
-def chat(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
-         system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
-         temperature: Temperature = 0.0, top_p: TopP = 1.0, max_new_tokens: MaxNew = 256):
+def chat(
+    run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
+    system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 1.0,
+    max_new_tokens: MaxNew = 256,
+):
     """Talk to a tuned model; answers stream as they are generated; the history is kept (type /reset, /exit)."""
     generator = _generator(run_dir)
     history = [{"role": "system", "content": system}] if system else []
@@ -70,26 +77,37 @@ def _clean(text: str) -> str:
 
 @app.command("generate")
 @friendly
-def generate_(run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
-              input: Annotated[Path, typer.Argument(help="CSV/JSONL/... with a prompt column, or a messages column.")],
-              output: Annotated[Path, typer.Option("-o", "--output", help="Where to write (format from its extension).")],
-              prompt_column: Annotated[Optional[str], typer.Option(help="Prompt column (default: prompt, or messages).")] = None,
-              temperature: Temperature = 0.0, top_p: TopP = 1.0, max_new_tokens: MaxNew = 256,
-              batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
-              overwrite: Overwrite = False):
+def generate_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
+    input: Annotated[Path, typer.Argument(help="CSV/JSONL/... with a prompt column, or a messages column.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write (format from its extension).")],
+    prompt_column: Annotated[Optional[str], typer.Option(help="Prompt column (default: prompt, or messages).")] = None,
+    temperature: Temperature = 0.0,
+    top_p: TopP = 1.0,
+    max_new_tokens: MaxNew = 256,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    overwrite: Overwrite = False,
+):
     """Add a `generated` column to every row of INPUT (batched)."""
     from ..data.classification import text_cells
     from ..data.readers import read_table
     from ..data.writers import claim_output, write_table
+
     claim_output(output, overwrite, inputs=[input], table=True)
     generator = _generator(run_dir)
     generator.batch_size = batch_size
     frame = read_table(input, "input")
-    column = prompt_column or next((c for c in ("messages", "prompt", "text", "instruction") if c in frame.columns), None)
+    column = prompt_column or next(
+        (c for c in ("messages", "prompt", "text", "instruction") if c in frame.columns), None
+    )
     if column is None or column not in frame.columns:
-        raise TunesmithError(f"{input}: no prompt column{f' {column!r}' if column else ''}. Columns found: "
-                             f"{', '.join(frame.columns)}. Pass --prompt-column NAME.")
-    prompts = _message_cells(frame[column].tolist(), input) if column == "messages" else text_cells(frame, column, str(input))
+        raise TunesmithError(
+            f"{input}: no prompt column{f' {column!r}' if column else ''}. Columns found: "
+            f"{', '.join(frame.columns)}. Pass --prompt-column NAME."
+        )
+    prompts = (
+        _message_cells(frame[column].tolist(), input) if column == "messages" else text_cells(frame, column, str(input))
+    )
     frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p)
     write_table(frame, output)
     out.print(f"{len(frame)} answers written to {output}")
@@ -103,28 +121,43 @@ def _message_cells(values: list, path: Path) -> list[list[dict]]:
                 value = json.loads(value)
             except json.JSONDecodeError:
                 raise TunesmithError(f"{path}: data row {row}: 'messages' is not a JSON list of messages.") from None
-        if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-            raise TunesmithError(f"{path}: data row {row}: 'messages' must be a list of {{\"role\", \"content\"}} objects.")
+        if not isinstance(value, list) or not all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in value
+        ):
+            raise TunesmithError(
+                f'{path}: data row {row}: \'messages\' must be a list of {{"role", "content"}} objects.'
+            )
         cells.append(value)
     return cells
 
 
 @app.command()
 @friendly
-def export(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-           fmt: Annotated[str, typer.Option("--format", "-f", help="hf | onnx (classifiers) | gguf (decoders).")] = "hf",
-           output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Target folder (default RUN_DIR/exports/FORMAT).")] = None,
-           gguf_type: Annotated[str, typer.Option("--gguf-type", help="GGUF weights: f16 | f32 | q8_0.")] = "f16",
-           merge: Annotated[bool, typer.Option("--merge", hidden=True, help="Kept for old scripts: hf exports always merge.")] = False):
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="hf | onnx (classifiers) | gguf (decoders).")] = "hf",
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Target folder (default RUN_DIR/exports/FORMAT).")
+    ] = None,
+    gguf_type: Annotated[str, typer.Option("--gguf-type", help="GGUF weights: f16 | f32 | q8_0.")] = "f16",
+    merge: Annotated[
+        bool, typer.Option("--merge", hidden=True, help="Kept for old scripts: hf exports always merge.")
+    ] = False,
+):
     """Write a finished run's model for deployment: a plain Hugging Face folder, ONNX, or GGUF + Ollama Modelfile."""
     from ..export import export_run
+
     record = export_run(run_dir, fmt.lower(), output, gguf_type=gguf_type)
     out.print(f"{fmt} export written to {record['path']}")
     if "parity" in record:
-        out.print(f"parity: onnxruntime vs PyTorch on {record['parity']['texts']} texts, max difference "
-                  f"{record['parity']['max_abs_difference']:.2e}")
+        out.print(
+            f"parity: onnxruntime vs PyTorch on {record['parity']['texts']} texts, max difference "
+            f"{record['parity']['max_abs_difference']:.2e}"
+        )
     if "round_trip" in record:
         trip = record["round_trip"]
-        out.print(f"round trip: GGUF read back vs the merged model on {trip['prompts']} prompts, max logit difference "
-                  f"{trip['max_abs_logit_difference']:.3g}, same next token on {trip['same_next_token']}/{trip['prompts']}")
+        out.print(
+            f"round trip: GGUF read back vs the merged model on {trip['prompts']} prompts, max logit difference "
+            f"{trip['max_abs_logit_difference']:.3g}, same next token on {trip['same_next_token']}/{trip['prompts']}"
+        )
     out.print(f"loads with: {record['loads_with']}")

@@ -16,18 +16,40 @@ import torch
 from ..errors import TunesmithError
 
 
-def launch(nproc: int, recipe, recipe_path: Path | None, resume: Path | None, output: Path | None, overwrite: bool,
-           compare_direct: bool, overrides: list[str]) -> int:
+def launch(
+    nproc: int,
+    recipe,
+    recipe_path: Path | None,
+    resume: Path | None,
+    output: Path | None,
+    overwrite: bool,
+    compare_direct: bool,
+    overrides: list[str],
+) -> int:
     if "LOCAL_RANK" in os.environ:
-        raise TunesmithError("--nproc inside a torchrun/accelerate launch: drop --nproc (the launcher already started the processes).")
+        raise TunesmithError(
+            "--nproc inside a torchrun/accelerate launch: drop --nproc (the launcher already started the processes)."
+        )
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        raise TunesmithError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); use at most that many.")
-    from ..runs import rundir as runs
+        raise TunesmithError(
+            f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); use at most that many."
+        )
     from ..pipeline import preflight
+    from ..runs import rundir as runs
+
     if resume is None:
         preflight(recipe)
     run_dir = resume or output or (Path(recipe.output.dir) if recipe.output.dir else runs.default_dir("run"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "tunesmith", "train"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "tunesmith",
+        "train",
+    ]
     cmd += [str(recipe_path)] if recipe_path else []
     cmd += ["--resume", str(run_dir)] if resume else ["-o", str(run_dir)]
     cmd += ["--overwrite"] * overwrite + ["--compare-direct"] * compare_direct

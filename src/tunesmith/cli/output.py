@@ -30,7 +30,9 @@ class RichHandler(logging.Handler):
                 err.print("[yellow]warning:[/] ", end="")
                 err.print(message, markup=False, highlight=False)
             else:
-                err.print(message, markup=False, highlight=False, style="dim" if record.levelno < logging.INFO else None)
+                err.print(
+                    message, markup=False, highlight=False, style="dim" if record.levelno < logging.INFO else None
+                )
         except Exception:  # a broken terminal must not stop a training run
             self.handleError(record)
 
@@ -38,9 +40,16 @@ class RichHandler(logging.Handler):
 class _Bar(AbstractContextManager):
     def __init__(self, name: str, total: int, completed: int) -> None:
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.0f} samples/s"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[sps]:.0f} samples/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+        )
         self.task = self.bar.add_task(name, total=total, completed=completed, loss=float("nan"), sps=0.0)
 
     def __enter__(self):

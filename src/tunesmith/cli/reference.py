@@ -66,7 +66,9 @@ def reference_markdown(schema: dict) -> str:
         lines += [f"## {heading}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, prop in node["properties"].items():
             prop = {**prop, "_required": name in required}
-            lines.append(f"| `{prefix}{name}` | {_cell(_type(prop))} | {_cell(_default(prop))} | "
-                         f"{_cell(prop.get('description', ''))} |")
+            lines.append(
+                f"| `{prefix}{name}` | {_cell(_type(prop))} | {_cell(_default(prop))} | "
+                f"{_cell(prop.get('description', ''))} |"
+            )
         lines.append("")
     return "\n".join(lines)

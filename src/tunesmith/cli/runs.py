@@ -18,13 +18,21 @@ STATUS_STYLE = {"finished": "green", "interrupted": "yellow", "failed": "red", "
 
 @runs_app.command("list")
 @friendly
-def list_runs(folder: Annotated[Path, typer.Argument(help="A folder of run directories (or one run directory).")] = Path("runs")):
+def list_runs(
+    folder: Annotated[Path, typer.Argument(help="A folder of run directories (or one run directory).")] = Path("runs"),
+):
     """Every run under FOLDER: finished, running, interrupted (resumable) or failed, with its headline metric."""
-    from ..runs import rundir as runs
     from ..errors import TunesmithError
+    from ..runs import rundir as runs
+
     if not folder.is_dir():
-        raise TunesmithError(f"{folder} is not a folder. Pass the folder that holds your run directories (default: runs).")
-    found = sorted({p.parent for p in folder.glob("*/" + runs.RUN_FILE)} | ({folder} if (folder / runs.RUN_FILE).is_file() else set()))
+        raise TunesmithError(
+            f"{folder} is not a folder. Pass the folder that holds your run directories (default: runs)."
+        )
+    found = sorted(
+        {p.parent for p in folder.glob("*/" + runs.RUN_FILE)}
+        | ({folder} if (folder / runs.RUN_FILE).is_file() else set())
+    )
     table = Table("run", "status", "method", "model", "tuned", "note", title=str(folder))
     for run_dir in found:
         table.add_row(*_row(run_dir))
@@ -36,16 +44,26 @@ def _row(run_dir: Path) -> tuple[str, ...]:
     from ..engine.metrics import headline
     from ..errors import TunesmithError
     from ..runs import rundir as runs
+
     status = runs.read_status(run_dir)
     try:
         recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     except TunesmithError:
         return run_dir.name, "[red]damaged[/]", "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
     shown = headline(runs.read_json(run_dir / runs.METRICS_FILE)) if status == "finished" else ""
-    note = {"interrupted": f"tunesmith train --resume {run_dir}", "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", ""),
-            "damaged": f"{runs.RUN_FILE} {runs.json_problem(run_dir / runs.RUN_FILE)}"}
-    return (run_dir.name, f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]", _name(recipe.get("method"), "supervised"),
-            _name(recipe.get("model"), ""), shown, str(note.get(status, ""))[:80])
+    note = {
+        "interrupted": f"tunesmith train --resume {run_dir}",
+        "failed": runs.read_json(run_dir / runs.RUN_FILE).get("error", ""),
+        "damaged": f"{runs.RUN_FILE} {runs.json_problem(run_dir / runs.RUN_FILE)}",
+    }
+    return (
+        run_dir.name,
+        f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]",
+        _name(recipe.get("method"), "supervised"),
+        _name(recipe.get("model"), ""),
+        shown,
+        str(note.get(status, ""))[:80],
+    )
 
 
 def _name(section, default: str) -> str:
@@ -57,10 +75,14 @@ def _name(section, default: str) -> str:
 
 @runs_app.command("versions")
 @friendly
-def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
-             rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None):
+def versions(
+    run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
+    rollback: Annotated[Optional[int], typer.Option(help="Make version N current again.")] = None,
+):
     """List a continual run's versions with their accuracies; --rollback N makes version N current."""
-    from ..methods.continual import list_versions, rollback as do_rollback
+    from ..methods.continual import list_versions
+    from ..methods.continual import rollback as do_rollback
+
     if rollback is not None:
         do_rollback(run_dir, rollback)
         out.print(f"version {rollback} is current again ({run_dir}/model).")
@@ -68,7 +90,11 @@ def versions(run_dir: Annotated[Path, typer.Argument(help="A continual run direc
     table = Table("version", "experience", "labels", "mean accuracy", "per experience", title=str(run_dir))
     for r in rows:
         mark = " (current)" if r["version"] == current else ""
-        table.add_row(f"v{r['version']}{mark}", str(r["experience"]), str(r["labels"]),
-                      "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
-                      " ".join(f"{a:.3f}" for a in r["accuracies"]))
+        table.add_row(
+            f"v{r['version']}{mark}",
+            str(r["experience"]),
+            str(r["labels"]),
+            "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
+            " ".join(f"{a:.3f}" for a in r["accuracies"]),
+        )
     out.print(table)

@@ -14,8 +14,11 @@ def print_comparison(metrics: dict) -> None:
     if "per_seed" in metrics:
         table = Table("metric", "base", "tuned", title=f"{metrics['model']}, mean ± std over seeds {metrics['seeds']}")
         for k in shown_keys(metrics["tuned"]):
-            table.add_row(k, f"{metrics['base'][k]:.4f} ± {metrics['base_std'][k]:.4f}",
-                          f"{metrics['tuned'][k]:.4f} ± {metrics['tuned_std'][k]:.4f}")
+            table.add_row(
+                k,
+                f"{metrics['base'][k]:.4f} ± {metrics['base_std'][k]:.4f}",
+                f"{metrics['tuned'][k]:.4f} ± {metrics['tuned_std'][k]:.4f}",
+            )
         out.print(table)
     elif "continual" in metrics:
         _print_matrix(metrics)
@@ -23,14 +26,26 @@ def print_comparison(metrics: dict) -> None:
         columns = {"base": metrics["base"], **{f"after {s['name']}": s["target"] for s in metrics["stages"]}}
         if "direct" in metrics:
             columns["direct (control)"] = metrics["direct"]
-        print_metrics(columns, keys=shown_keys(metrics["stages"][-1]["target"]), title=f"{metrics['model']}: the target task, stage by stage")
+        print_metrics(
+            columns,
+            keys=shown_keys(metrics["stages"][-1]["target"]),
+            title=f"{metrics['model']}: the target task, stage by stage",
+        )
     elif metrics["task"] == "domain_adaptation":
-        print_metrics({"base": metrics["base"], "adapted": metrics["tuned"]}, keys=HELDOUT_KEYS,
-                      title=f"{metrics['model']} on held-out domain text ({metrics['corpus']['heldout_blocks']} blocks)")
+        print_metrics(
+            {"base": metrics["base"], "adapted": metrics["tuned"]},
+            keys=HELDOUT_KEYS,
+            title=f"{metrics['model']} on held-out domain text ({metrics['corpus']['heldout_blocks']} blocks)",
+        )
     else:
-        size = f"{metrics['generated']} prompts" if metrics["task"] == "generation" else f"{metrics['eval_size']} examples"
-        print_metrics({"base": metrics["base"], "tuned": metrics["tuned"]}, keys=shown_keys(metrics["tuned"]),
-                      title=f"{metrics['model']} on the {metrics['eval_set']} set ({size})")
+        size = (
+            f"{metrics['generated']} prompts" if metrics["task"] == "generation" else f"{metrics['eval_size']} examples"
+        )
+        print_metrics(
+            {"base": metrics["base"], "tuned": metrics["tuned"]},
+            keys=shown_keys(metrics["tuned"]),
+            title=f"{metrics['model']} on the {metrics['eval_set']} set ({size})",
+        )
     kind = (metrics.get("base") or {}).get("kind")
     if kind:
         err.print(f"base = the model before fine-tuning, scored as a {kind}.", highlight=False)
@@ -51,5 +66,7 @@ def _print_matrix(metrics: dict) -> None:
 def print_metrics(columns: dict[str, dict], title: str | None = None, keys=None) -> None:
     table = Table("metric", *columns, title=title)
     for key in keys or shown_keys(*columns.values()):
-        table.add_row(key, *(f"{c[key]:.4f}" if isinstance(c.get(key), (int, float)) else "n/a" for c in columns.values()))
+        table.add_row(
+            key, *(f"{c[key]:.4f}" if isinstance(c.get(key), (int, float)) else "n/a" for c in columns.values())
+        )
     out.print(table)

@@ -14,17 +14,20 @@ from .tables import print_metrics
 
 @app.command("eval")
 @friendly
-def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-          data: Annotated[Path, typer.Option("--data", help="Labeled file to evaluate on.")],
-          text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
-          label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
-          output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None,
-          overwrite: Overwrite = False):
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Labeled file to evaluate on.")],
+    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None,
+    overwrite: Overwrite = False,
+):
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
     from ..data.writers import claim_output
     from ..predict import Predictor
     from ..runs.rundir import write_json
+
     if output:
         claim_output(output, overwrite, inputs=[data])
     predictor = Predictor.load(run_dir)
@@ -40,23 +43,31 @@ def eval_(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
 
 @app.command()
 @friendly
-def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-            input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
-            output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")],
-            text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
-            overwrite: Overwrite = False):
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")
+    ],
+    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+    overwrite: Overwrite = False,
+):
     """Add `predicted_label` and `probability` columns to every row of INPUT (regression runs: `predicted_score`)."""
     from ..data.classification import text_cells  # same checks as training data
     from ..data.readers import read_table
     from ..data.writers import claim_output, write_table
     from ..errors import did_you_mean
+
     claim_output(output, overwrite, inputs=[input], table=True)
     predictor = classifier(run_dir)
     column = text_column or predictor.columns["text"]
     frame = read_table(input, "input")
     if column not in frame.columns:
-        raise TunesmithError(f"{input}: no column '{column}'. Columns found: {', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
-                             "Pass --text-column NAME.")
+        raise TunesmithError(
+            f"{input}: no column '{column}'. Columns found: "
+            f"{', '.join(frame.columns)}.{did_you_mean(column, frame.columns)} "
+            "Pass --text-column NAME."
+        )
     pair = predictor.columns.get("pair")
     pairs = text_cells(frame, pair, str(input)) if pair and pair in frame.columns else None
     for name, values in predictor.annotate(text_cells(frame, column, str(input)), pairs).items():
@@ -67,6 +78,7 @@ def predict(run_dir: Annotated[Path, typer.Argument(help="A finished run directo
 
 def classifier(run_dir: Path):
     from ..predict import Predictor, run_task
+
     if run_task(run_dir) == "generation":
         raise TunesmithError(f"{run_dir} is a generation run; use `tunesmith generate` or `tunesmith chat` with it.")
     return Predictor.load(run_dir)

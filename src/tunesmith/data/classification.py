@@ -35,8 +35,15 @@ class ClassificationData:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | None = None, role: str = "data",
-               where: dict | None = None, options: dict[str, str] | None = None) -> Split:
+def read_split(
+    path: str,
+    text_col: str,
+    label_col: str | None,
+    pair_col: str | None = None,
+    role: str = "data",
+    where: dict | None = None,
+    options: dict[str, str] | None = None,
+) -> Split:
     """`options` names the command-line flag that sets each column (eval: --label-column), for the error text."""
     frame = read_table(path, role)
     if where:
@@ -46,8 +53,12 @@ def read_split(path: str, text_col: str, label_col: str | None, pair_col: str | 
             found = ", ".join(map(str, frame.columns))
             raise TunesmithError(
                 f"{path}: no column '{col}' (data.{key}). Columns found: {found}.{did_you_mean(col, frame.columns)} "
-                + (f"Pass {options[key]} NAME." if options and key in options else
-                   f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME)."))
+                + (
+                    f"Pass {options[key]} NAME."
+                    if options and key in options
+                    else f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME)."
+                )
+            )
     texts = text_cells(frame, text_col, path)
     pairs = text_cells(frame, pair_col, path) if pair_col else None
     labels = _label_cells(frame, label_col, path) if label_col else None
@@ -58,8 +69,10 @@ def filter_rows(frame: pd.DataFrame, where: dict, path: str) -> pd.DataFrame:
     """Rows whose columns hold the given value (or one of the listed values): data.filter."""
     for col, wanted in where.items():
         if col not in frame.columns:
-            raise TunesmithError(f"{path}: data.filter names column '{col}', which the file lacks. Columns found: "
-                                 f"{', '.join(map(str, frame.columns))}.{did_you_mean(col, frame.columns)}")
+            raise TunesmithError(
+                f"{path}: data.filter names column '{col}', which the file lacks. Columns found: "
+                f"{', '.join(map(str, frame.columns))}.{did_you_mean(col, frame.columns)}"
+            )
         values = {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
         frame = frame[frame[col].astype(str).isin(values)]
     if frame.empty:
@@ -74,7 +87,8 @@ def text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
         raise TunesmithError(
             f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
-            "(1-based, header not counted). Remove those rows or fill in the text.")
+            "(1-based, header not counted). Remove those rows or fill in the text."
+        )
     return values
 
 
@@ -83,13 +97,21 @@ def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
     listed = [i + 1 for i, v in enumerate(values) if isinstance(v, (list, tuple, dict, set, np.ndarray))]
     if listed:
         shown = ", ".join(map(str, listed[:10])) + (" ..." if len(listed) > 10 else "")
-        raise TunesmithError(f"{path}: column '{col}' holds lists (or objects), not one label per row, at data row(s) {shown}. "
-                             "Several labels per text is multi-label classification: set data.multi_label: true (or "
-                             "data.label_separator for strings like 'a|b'), or give each row one label.")
-    bad = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""]
+        raise TunesmithError(
+            f"{path}: column '{col}' holds lists (or objects), not one label per row, at data row(s) {shown}. "
+            "Several labels per text is multi-label classification: set data.multi_label: true (or "
+            "data.label_separator for strings like 'a|b'), or give each row one label."
+        )
+    bad = [
+        i + 1
+        for i, v in enumerate(values)
+        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
+    ]
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(f"{path}: {len(bad)} empty label cell(s) in column '{col}' at data row(s) {shown}. Every row needs a label.")
+        raise TunesmithError(
+            f"{path}: {len(bad)} empty label cell(s) in column '{col}' at data row(s) {shown}. Every row needs a label."
+        )
     return [label_text(v) for v in values]
 
 
@@ -109,8 +131,14 @@ def label_text(value) -> str:
 
 def load_classification(data, seed: int) -> ClassificationData:
     """Read train/validation/test per the recipe's data section and check they can train a classifier."""
-    read = lambda path, role: read_split(path, data.text_column, data.label_column, data.text_pair_column, role,  # noqa: E731
-                                         data.filter)
+    read = lambda path, role: read_split(
+        path,
+        data.text_column,
+        data.label_column,
+        data.text_pair_column,
+        role,  # noqa: E731
+        data.filter,
+    )
     train = read(data.train, "data.train")
     if data.validation:
         validation = read(data.validation, "data.validation")
@@ -128,20 +156,25 @@ def load_classification(data, seed: int) -> ClassificationData:
         if split is not None:
             _check_known_labels(split, labels, data.train)
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
-    warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None]) + look_alike_labels(labels, data.train)
+    warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None]) + look_alike_labels(
+        labels, data.train
+    )
     return ClassificationData(train, validation, evaluation, labels, eval_name, warnings)
 
 
 def _check_class_counts(split: Split, minimum: int, path: str) -> None:
     counts = pd.Series(split.labels).value_counts()
     if len(counts) < 2:
-        raise TunesmithError(f"{path}: only one class ({counts.index[0]!r}) in the training data; classification needs at least two.")
+        raise TunesmithError(
+            f"{path}: only one class ({counts.index[0]!r}) in the training data; classification needs at least two."
+        )
     rare = counts[counts < minimum]
     if len(rare):
         listed = ", ".join(f"'{k}' ({v})" for k, v in rare.items())
         raise TunesmithError(
             f"{path}: class(es) with fewer than {minimum} training examples: {listed}. "
-            "Add examples, merge or drop those classes, or lower data.min_examples_per_class.")
+            "Add examples, merge or drop those classes, or lower data.min_examples_per_class."
+        )
 
 
 def _check_known_labels(split: Split, labels: list[str], train_path: str) -> None:
@@ -151,7 +184,8 @@ def _check_known_labels(split: Split, labels: list[str], train_path: str) -> Non
         hint = did_you_mean(unseen[0], labels)
         raise TunesmithError(
             f"{split.source}: label(s) {listed} never appear in the training data ({train_path}), so the model cannot "
-            f"learn them.{hint} Fix the spelling, add training examples, or drop those rows.")
+            f"learn them.{hint} Fix the spelling, add training examples, or drop those rows."
+        )
 
 
 def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -180,8 +214,10 @@ def sample_per_class(split: Split, k: int, seed: int) -> Split:
     short = counts[counts < k]
     if len(short):
         listed = ", ".join(f"'{label}' ({n})" for label, n in short.items())
-        raise TunesmithError(f"{split.source}: data.samples_per_class={k}, but class(es) have fewer examples: {listed}. "
-                             "Lower data.samples_per_class or add examples.")
+        raise TunesmithError(
+            f"{split.source}: data.samples_per_class={k}, but class(es) have fewer examples: {listed}. "
+            "Lower data.samples_per_class or add examples."
+        )
     picked = frame.groupby("label").sample(n=k, random_state=seed)
     return _take(split, sorted(picked.i.tolist()))
 
@@ -196,8 +232,12 @@ def look_alike_labels(labels: list[str], path: str) -> list[str]:
     groups: dict[str, list[str]] = {}
     for label in labels:
         groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
-    return [f"{path}: labels {', '.join(map(repr, same))} differ only in case or spacing and are trained as different "
-            "classes. If they mean the same, write them the same way." for same in groups.values() if len(same) > 1]
+    return [
+        f"{path}: labels {', '.join(map(repr, same))} differ only in case or spacing and are trained as different "
+        "classes. If they mean the same, write them the same way."
+        for same in groups.values()
+        if len(same) > 1
+    ]
 
 
 def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
@@ -206,11 +246,17 @@ def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
     out = []
     dupes = len(train) - len(set(zip(inputs(train), train.labels)))
     if dupes:
-        out.append(f"{train.source}: {dupes} duplicate row(s) (same {'pair' if train.pairs else 'text'} and label) in training data.")
+        out.append(
+            f"{train.source}: {dupes} duplicate row(s) (same {'pair' if train.pairs else 'text'} and label) in "
+            f"training data."
+        )
     seen = set(inputs(train))
     for split in others:
         shared = sum(t in seen for t in inputs(split))
         if shared:
             what = "text pair(s)" if split.pairs is not None else "text(s)"
-            out.append(f"{split.source}: {shared} {what} also appear in the training data; evaluation on them overstates accuracy.")
+            out.append(
+                f"{split.source}: {shared} {what} also appear in the training data; evaluation on them "
+                f"overstates accuracy."
+            )
     return out

@@ -18,8 +18,12 @@ from .readers import read_table
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
 ROLES = {"system", "user", "assistant"}
-FORMAT_NAMES = {"messages": "chat messages", "prompt_response": "prompt/response pairs",
-                "alpaca": "Alpaca instruction/input/output", "text": "plain text"}
+FORMAT_NAMES = {
+    "messages": "chat messages",
+    "prompt_response": "prompt/response pairs",
+    "alpaca": "Alpaca instruction/input/output",
+    "text": "plain text",
+}
 
 
 @dataclass
@@ -57,11 +61,13 @@ def detect_format(columns: list[str], data) -> str:
     if data.text_column in columns:
         return "text"
     raise TunesmithError(
-        f"Cannot tell the data layout from the columns ({', '.join(columns)}). Expected one of: a '{data.messages_column}' "
+        f"Cannot tell the data layout from the columns ({', '.join(columns)}). Expected one of: a "
+        f"'{data.messages_column}' "
         "column of chat messages; 'instruction' + 'output' (+ optional 'input'); a prompt column "
         f"({'/'.join(PROMPT_NAMES)}) with a response column ({'/'.join(RESPONSE_NAMES)}); or a '{data.text_column}' "
         "column of plain text. Name yours with data.prompt_column / data.response_column / data.messages_column / "
-        "data.text_column, or set data.format.")
+        "data.text_column, or set data.format."
+    )
 
 
 def _pick(columns: list[str], chosen: str | None, names: tuple[str, ...]) -> str | None:
@@ -76,36 +82,52 @@ def read_conversations(path: str, data, role: str) -> Conversations:
     fmt = detect_format(columns, data)
     samples = _CONVERTERS[fmt](frame, columns, data, path)
     if data.system_prompt and fmt != "text":
-        samples = [s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples]
+        samples = [
+            s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples
+        ]
     return Conversations(samples, fmt, path)
 
 
-def _column(frame: pd.DataFrame, columns: list[str], col: str | None, key: str, path: str, optional=False) -> list | None:
+def _column(
+    frame: pd.DataFrame, columns: list[str], col: str | None, key: str, path: str, optional=False
+) -> list | None:
     if col is None or col not in columns:
         if optional:
             return None
-        raise TunesmithError(f"{path}: no column '{col}' for data.{key}. Columns found: {', '.join(columns)}. "
-                             f"Set data.{key} to the right column name.")
+        raise TunesmithError(
+            f"{path}: no column '{col}' for data.{key}. Columns found: {', '.join(columns)}. "
+            f"Set data.{key} to the right column name."
+        )
     return frame[col].tolist()
 
 
 def _texts(values: list, col: str, path: str, allow_empty=False) -> list[str]:
     """Cells as text; empty cells are an error unless `allow_empty` (then they become "")."""
-    bad = [i + 1 for i, v in enumerate(values)
-           if not (allow_empty and _blank(v)) and (not isinstance(v, str) or not v.strip())]
+    bad = [
+        i + 1
+        for i, v in enumerate(values)
+        if not (allow_empty and _blank(v)) and (not isinstance(v, str) or not v.strip())
+    ]
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
-                             "(1-based). Remove those rows or fill in the text.")
+        raise TunesmithError(
+            f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
+            "(1-based). Remove those rows or fill in the text."
+        )
     return ["" if _blank(v) else v for v in values]
 
 
 def _blank(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+    return (
+        value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+    )
 
 
 def _from_pairs(frame, columns, data, path) -> list[list[dict]]:
-    p_col, r_col = _pick(columns, data.prompt_column, PROMPT_NAMES), _pick(columns, data.response_column, RESPONSE_NAMES)
+    p_col, r_col = (
+        _pick(columns, data.prompt_column, PROMPT_NAMES),
+        _pick(columns, data.response_column, RESPONSE_NAMES),
+    )
     prompts = _texts(_column(frame, columns, p_col or data.prompt_column, "prompt_column", path), p_col, path)
     responses = _texts(_column(frame, columns, r_col or data.response_column, "response_column", path), r_col, path)
     return [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
@@ -116,8 +138,10 @@ def _from_alpaca(frame, columns, data, path) -> list[list[dict]]:
     outputs = _texts(_column(frame, columns, "output", "format (alpaca)", path), "output", path)
     inputs = _column(frame, columns, "input", "format (alpaca)", path, optional=True) or [""] * len(frame)
     inputs = _texts(inputs, "input", path, allow_empty=True)
-    return [[{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}, {"role": "assistant", "content": out}]
-            for ins, inp, out in zip(instructions, inputs, outputs)]
+    return [
+        [{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}, {"role": "assistant", "content": out}]
+        for ins, inp, out in zip(instructions, inputs, outputs)
+    ]
 
 
 def _from_text(frame, columns, data, path) -> list[list[dict]]:
@@ -138,16 +162,23 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise TunesmithError(f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno}).") from None
+            raise TunesmithError(
+                f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno})."
+            ) from None
     if not isinstance(value, list) or not value:
-        raise TunesmithError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects.")
+        raise TunesmithError(f'{where}: \'messages\' must be a non-empty list of {{"role", "content"}} objects.')
     out = []
     for turn, m in enumerate(value, start=1):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise TunesmithError(f"{where}, message {turn}: expected {{\"role\": one of {sorted(ROLES)}, \"content\": text}}, got {m!r:.120}.")
+            raise TunesmithError(
+                f'{where}, message {turn}: expected {{"role": one of {sorted(ROLES)}, "content": text}}, got '
+                f"{m!r:.120}."
+            )
         out.append({"role": m["role"], "content": m["content"]})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
-        raise TunesmithError(f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it.")
+        raise TunesmithError(
+            f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it."
+        )
     return out
 
 
@@ -157,9 +188,13 @@ _CONVERTERS = {"messages": _from_messages, "prompt_response": _from_pairs, "alpa
 def load_generation(data, seed: int) -> GenerationData:
     """Read train/validation/test; carve a seeded validation split when none is given."""
     import random
+
     if data.filter:
         from ..errors import TunesmithError
-        raise TunesmithError("data.filter selects rows of classification data; for generation data, filter the file itself.")
+
+        raise TunesmithError(
+            "data.filter selects rows of classification data; for generation data, filter the file itself."
+        )
     train = read_conversations(data.train, data, "data.train")
     warnings = []
     if data.max_train_samples and data.max_train_samples < len(train):
@@ -171,9 +206,13 @@ def load_generation(data, seed: int) -> GenerationData:
         random.Random(seed).shuffle(order)
         n_val = max(1, round(len(order) * data.validation_split))
         if len(order) - n_val < 1:
-            raise TunesmithError(f"{data.train}: only {len(order)} sample(s); need at least 2 to carve a validation split.")
+            raise TunesmithError(
+                f"{data.train}: only {len(order)} sample(s); need at least 2 to carve a validation split."
+            )
         held = set(order[:n_val])
-        validation = Conversations([train.samples[i] for i in sorted(held)], train.format, f"{data.train} (validation split)")
+        validation = Conversations(
+            [train.samples[i] for i in sorted(held)], train.format, f"{data.train} (validation split)"
+        )
         train = Conversations([s for i, s in enumerate(train.samples) if i not in held], train.format, data.train)
     test = read_conversations(data.test, data, "data.test") if data.test else None
     if data.max_eval_samples:

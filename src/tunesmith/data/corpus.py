@@ -17,11 +17,17 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 def read_corpus(paths: list[str], text_column: str, role: str) -> list[str]:
     """Documents from raw text files (a blank line separates documents), folders of them, or table files."""
     if not paths:
-        raise TunesmithError(f"{role}: no files given. List .txt files, folders or .jsonl/.csv files with a '{text_column}' column.")
+        raise TunesmithError(
+            f"{role}: no files given. List .txt files, folders or .jsonl/.csv files with a '{text_column}' column."
+        )
     docs: list[str] = []
     for entry in paths:
         for path in _files(Path(entry), role):
-            docs += _raw_documents(path, role) if path.suffix.lower() in RAW_SUFFIXES else _table_documents(path, text_column, role)
+            docs += (
+                _raw_documents(path, role)
+                if path.suffix.lower() in RAW_SUFFIXES
+                else _table_documents(path, text_column, role)
+            )
     if not docs:
         raise TunesmithError(f"{role}: the files hold no text ({', '.join(paths)}).")
     return docs
@@ -29,12 +35,16 @@ def read_corpus(paths: list[str], text_column: str, role: str) -> list[str]:
 
 def _files(path: Path, role: str) -> list[Path]:
     if not path.exists():
-        raise TunesmithError(f"{role}: not found: {path}. Check the path (relative paths resolve against the recipe's folder).")
+        raise TunesmithError(
+            f"{role}: not found: {path}. Check the path (relative paths resolve against the recipe's folder)."
+        )
     if path.is_file():
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in RAW_SUFFIXES | TABLE_SUFFIXES)
     if not files:
-        raise TunesmithError(f"{role}: the folder {path} holds no text files (.txt, .md, .jsonl, .csv, .tsv, .json, .parquet).")
+        raise TunesmithError(
+            f"{role}: the folder {path} holds no text files (.txt, .md, .jsonl, .csv, .tsv, .json, .parquet)."
+        )
     return files
 
 
@@ -42,7 +52,9 @@ def _raw_documents(path: Path, role: str) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise TunesmithError(f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8.") from None
+        raise TunesmithError(
+            f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8."
+        ) from None
     if "\x00" in text[:4096]:
         raise TunesmithError(f"{role}: {path} looks like a binary file, not text.")
     return [doc.strip() for doc in _PARAGRAPH.split(text) if doc.strip()]
@@ -52,8 +64,10 @@ def _table_documents(path: Path, text_column: str, role: str) -> list[str]:
     frame = read_table(path, role)
     if text_column not in frame.columns:
         found = ", ".join(map(str, frame.columns))
-        raise TunesmithError(f"{path}: no column '{text_column}' (method.text_column). Columns found: {found}."
-                             f"{did_you_mean(text_column, frame.columns)} Set method.text_column to the text column.")
+        raise TunesmithError(
+            f"{path}: no column '{text_column}' (method.text_column). Columns found: {found}."
+            f"{did_you_mean(text_column, frame.columns)} Set method.text_column to the text column."
+        )
     # Raw text: empty cells are skipped, not errors (corpora are scraped, not curated).
     return [v.strip() for v in frame[text_column].tolist() if isinstance(v, str) and v.strip()]
 
@@ -78,7 +92,7 @@ def pack_blocks(tokenizer, docs: list[str], block_len: int, encoder: bool) -> li
     sep = tokenizer.sep_token_id if encoder else tokenizer.eos_token_id
     stream = [token for doc in ids for token in (*doc, sep)]
     inner = block_len - 2 if encoder else block_len
-    blocks = [stream[i:i + inner] for i in range(0, len(stream), inner)]
+    blocks = [stream[i : i + inner] for i in range(0, len(stream), inner)]
     if blocks and len(blocks[-1]) < inner // 2 and len(blocks) > 1:
         blocks.pop()
     if encoder:
@@ -95,9 +109,11 @@ def budget_documents(tokenizer, docs: list[str], max_tokens: int, seed: int) -> 
     random.Random(seed).shuffle(order)
     total, chunk = 0, 256
     for start in range(0, len(order), chunk):
-        lengths = map(len, tokenizer(order[start:start + chunk], add_special_tokens=False, verbose=False)["input_ids"])
+        lengths = map(
+            len, tokenizer(order[start : start + chunk], add_special_tokens=False, verbose=False)["input_ids"]
+        )
         for offset, length in enumerate(lengths):
             total += length + 1  # + the separator
             if total >= max_tokens:
-                return order[:start + offset + 1]
+                return order[: start + offset + 1]
     return order

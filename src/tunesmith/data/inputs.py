@@ -19,7 +19,9 @@ def text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
     items = list(texts)
     for i, text in enumerate(items):
         if not isinstance(text, str):
-            raise TunesmithError(f"{name}[{i}] is {type(text).__name__} ({text!r:.40}), not a string; every item must be text.")
+            raise TunesmithError(
+                f"{name}[{i}] is {type(text).__name__} ({text!r:.40}), not a string; every item must be text."
+            )
         _checked(text, f"{name}[{i}]")
     return items, False
 
@@ -28,13 +30,16 @@ def _checked(text: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise TunesmithError(f"{where} holds a lone surrogate (e.g. '\\ud800'), which is not text: read the file as UTF-8, or "
-                             "clean it with text.encode('utf-8', 'replace').decode().") from None
+        raise TunesmithError(
+            f"{where} holds a lone surrogate (e.g. '\\ud800'), which is not text: read the file as UTF-8, or "
+            "clean it with text.encode('utf-8', 'replace').decode()."
+        ) from None
     return text
 
 
 def one_or_many(method):
     """Check a predictor method's texts (and text pairs); one string in, one answer out."""
+
     @functools.wraps(method)
     def checked(self, texts, *args, **kwargs):
         texts, single = text_list(texts)
@@ -42,11 +47,14 @@ def one_or_many(method):
         if pairs is not None:
             pairs, _ = text_list([pairs] if single and isinstance(pairs, str) else pairs, "pairs")
             if len(pairs) != len(texts):
-                raise TunesmithError(f"pairs holds {len(pairs)} texts for {len(texts)} texts; give one pair text per text.")
+                raise TunesmithError(
+                    f"pairs holds {len(pairs)} texts for {len(texts)} texts; give one pair text per text."
+                )
             if args:
                 args = (pairs, *args[1:])
             else:
                 kwargs["pairs"] = pairs
         answer = method(self, texts, *args, **kwargs)
         return answer[0] if single else answer
+
     return checked

@@ -18,7 +18,7 @@ from .readers import read_table
 @dataclass
 class MultiLabelSplit:
     texts: list[str]
-    labels: list[list[str]]   # each row's label set (may be empty: "no label")
+    labels: list[list[str]]  # each row's label set (may be empty: "no label")
     pairs: list[str] | None = None
     source: str = ""
 
@@ -30,7 +30,7 @@ class MultiLabelSplit:
 class MultiLabelData:
     train: MultiLabelSplit
     validation: MultiLabelSplit
-    evaluation: MultiLabelSplit   # test if given, else validation
+    evaluation: MultiLabelSplit  # test if given, else validation
     labels: list[str]
     eval_name: str
     warnings: list[str] = field(default_factory=list)
@@ -40,13 +40,23 @@ def read_multilabel(path: str, data, role: str) -> MultiLabelSplit:
     frame = read_table(path, role)
     if data.filter:
         frame = filter_rows(frame, data.filter, path)
-    for col, key in ((data.text_column, "text_column"), (data.text_pair_column, "text_pair_column"), (data.label_column, "label_column")):
+    for col, key in (
+        (data.text_column, "text_column"),
+        (data.text_pair_column, "text_pair_column"),
+        (data.label_column, "label_column"),
+    ):
         if col is not None and col not in frame.columns:
-            raise TunesmithError(f"{path}: no column '{col}' (data.{key}). Columns found: {', '.join(map(str, frame.columns))}."
-                                 f"{did_you_mean(col, frame.columns)} Set data.{key} to the right column name.")
+            raise TunesmithError(
+                f"{path}: no column '{col}' (data.{key}). Columns found: {', '.join(map(str, frame.columns))}."
+                f"{did_you_mean(col, frame.columns)} Set data.{key} to the right column name."
+            )
     pairs = text_cells(frame, data.text_pair_column, path) if data.text_pair_column else None
-    return MultiLabelSplit(text_cells(frame, data.text_column, path), label_sets(frame[data.label_column].tolist(), data.label_separator),
-                           pairs, source=path)
+    return MultiLabelSplit(
+        text_cells(frame, data.text_column, path),
+        label_sets(frame[data.label_column].tolist(), data.label_separator),
+        pairs,
+        source=path,
+    )
 
 
 def label_sets(values: list, separator: str | None) -> list[list[str]]:
@@ -77,17 +87,25 @@ def load_multilabel(data, seed: int) -> MultiLabelData:
         train = sample_per_label(train, data.samples_per_class, seed)
     counts = Counter(label for row in train.labels for label in row)
     if len(counts) < 2:
-        raise TunesmithError(f"{data.train}: multi-label classification needs at least two labels in the training data; "
-                             f"found {sorted(counts) or 'none'}. Check data.label_separator ({data.label_separator!r}).")
+        raise TunesmithError(
+            f"{data.train}: multi-label classification needs at least two labels in the training data; "
+            f"found {sorted(counts) or 'none'}. Check data.label_separator ({data.label_separator!r})."
+        )
     labels = sorted(counts)
     test = read_multilabel(data.test, data, "data.test") if data.test else None
     rare = sorted(label for label, n in counts.items() if n < data.min_examples_per_class)
-    warnings = [f"{data.train}: label(s) {rare[:10]} have fewer than {data.min_examples_per_class} training examples."] if rare else []
+    warnings = (
+        [f"{data.train}: label(s) {rare[:10]} have fewer than {data.min_examples_per_class} training examples."]
+        if rare
+        else []
+    )
     for split in (validation, test):
         unseen = sorted({label for row in (split.labels if split else []) for label in row} - set(labels))
         if unseen:  # one rare label must not stop a 28-label run: it is left out of the scores, and said so
-            warnings.append(f"{split.source}: label(s) {unseen[:10]} never appear in the training data; the model cannot "
-                            f"predict them, so they are left out of its scores.{did_you_mean(unseen[0], labels)}")
+            warnings.append(
+                f"{split.source}: label(s) {unseen[:10]} never appear in the training data; the model cannot "
+                f"predict them, so they are left out of its scores.{did_you_mean(unseen[0], labels)}"
+            )
             split.labels = [[label for label in row if label in labels] for row in split.labels]
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     return MultiLabelData(train, validation, evaluation, labels, eval_name, warnings)
@@ -100,8 +118,10 @@ def sample_per_label(split: MultiLabelSplit, k: int, seed: int) -> MultiLabelSpl
     counts = Counter(label for row in split.labels for label in row)
     short = sorted(label for label, n in counts.items() if n < k)
     if short:
-        raise TunesmithError(f"{split.source}: data.samples_per_class={k}, but label(s) {short[:10]} have fewer rows. "
-                             "Lower data.samples_per_class or add examples.")
+        raise TunesmithError(
+            f"{split.source}: data.samples_per_class={k}, but label(s) {short[:10]} have fewer rows. "
+            "Lower data.samples_per_class or add examples."
+        )
     chosen: set[int] = set()
     have = Counter()
     for label in sorted(counts, key=lambda name: (counts[name], name)):
@@ -136,4 +156,12 @@ def _random_split(train: MultiLabelSplit, fraction: float, seed: int):
     return _take(train, sorted(idx[cut:])), _take(train, sorted(idx[:cut]), f"{train.source} (validation split)")
 
 
-__all__ = ["MultiLabelData", "MultiLabelSplit", "label_sets", "load_multilabel", "multi_hot", "read_multilabel", "sample_per_label"]
+__all__ = [
+    "MultiLabelData",
+    "MultiLabelSplit",
+    "label_sets",
+    "load_multilabel",
+    "multi_hot",
+    "read_multilabel",
+    "sample_per_label",
+]

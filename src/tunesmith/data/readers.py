@@ -9,43 +9,68 @@ import pandas as pd
 
 from ..errors import TunesmithError
 
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     """All rows of a tabular file. `role` ("data.train", ...) is named in errors."""
     path = Path(path)
     if path.is_symlink() and not path.exists():
-        raise TunesmithError(f"{role}: {path} is a symbolic link that leads nowhere (its target is missing, or the links "
-                             "form a loop). Point it at the data file itself.")
+        raise TunesmithError(
+            f"{role}: {path} is a symbolic link that leads nowhere (its target is missing, or the links "
+            "form a loop). Point it at the data file itself."
+        )
     if not path.exists():
-        raise TunesmithError(f"{role}: file not found: {path}. Check the path (relative paths resolve against the recipe's folder).")
+        raise TunesmithError(
+            f"{role}: file not found: {path}. Check the path (relative paths resolve against the recipe's folder)."
+        )
     if path.is_dir():
         raise TunesmithError(f"{role}: {path} is a folder; point it at a file ({', '.join(sorted(set(SUFFIXES)))}).")
     if not path.is_file():
-        raise TunesmithError(f"{role}: {path} is not a regular file (a pipe, device or socket); tunesmith reads data files "
-                             "twice (check, then train), so save the data to a file first.")
+        raise TunesmithError(
+            f"{role}: {path} is not a regular file (a pipe, device or socket); tunesmith reads data files "
+            "twice (check, then train), so save the data to a file first."
+        )
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise TunesmithError(f"{role}: {path} has an unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}.")
+        raise TunesmithError(
+            f"{role}: {path} has an unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}."
+        )
     if path.stat().st_size == 0:
         raise TunesmithError(f"{role}: {path} is empty (0 bytes). Fill it with a header and at least one row.")
     try:
         frame = _READERS[fmt](path)
     except UnicodeDecodeError as err:
-        raise TunesmithError(f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8.") from None
+        raise TunesmithError(
+            f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8."
+        ) from None
     if frame.empty:
-        raise TunesmithError(f"{role}: {path} has no data rows (columns found: {', '.join(map(str, frame.columns)) or 'none'}).")
+        raise TunesmithError(
+            f"{role}: {path} has no data rows (columns found: {', '.join(map(str, frame.columns)) or 'none'})."
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if repeated:
-        raise TunesmithError(f"{role}: {path}: column name(s) {', '.join(map(repr, repeated))} appear more than once "
-                             "(spaces around names are ignored). Rename the columns so each is unique.")
+        raise TunesmithError(
+            f"{role}: {path}: column name(s) {', '.join(map(repr, repeated))} appear more than once "
+            "(spaces around names are ignored). Rename the columns so each is unique."
+        )
     _check_cell_sizes(frame, path, role)
     return frame
 
 
-MAX_CELL_CHARS = 1_000_000  # ~250k tokens: far past any model's context; usually a broken export (one cell = whole file)
+MAX_CELL_CHARS = (
+    1_000_000  # ~250k tokens: far past any model's context; usually a broken export (one cell = whole file)
+)
 
 
 def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
@@ -54,9 +79,11 @@ def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
         if len(sizes) and sizes.max() > MAX_CELL_CHARS:
             row = int(sizes.idxmax()) + 1
             raise TunesmithError(
-                f"{role}: {path}: column '{col}', data row {row} holds {sizes.max():,} characters (limit {MAX_CELL_CHARS:,}). "
+                f"{role}: {path}: column '{col}', data row {row} holds {sizes.max():,} characters (limit "
+                f"{MAX_CELL_CHARS:,}). "
                 "That is usually a broken export (an unclosed quote swallowing the rest of the file); otherwise split "
-                "long documents into passages.")
+                "long documents into passages."
+            )
 
 
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
@@ -68,8 +95,10 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
     stripped = [h.strip() for h in header]
     repeated = sorted({h for h in stripped if stripped.count(h) > 1})
     if repeated:  # pandas would rename the second one to "text.1" without a word
-        raise TunesmithError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
-                             "(spaces around names are ignored). Rename the columns so each is unique.")
+        raise TunesmithError(
+            f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
+            "(spaces around names are ignored). Rename the columns so each is unique."
+        )
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
@@ -79,12 +108,15 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except pd.errors.ParserError as err:
-        raise TunesmithError(f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {err}. "
-                             "Check quoting and the number of fields on that line.") from None
+        raise TunesmithError(
+            f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {err}. "
+            "Check quoting and the number of fields on that line."
+        ) from None
 
 
 def _header(path: Path, sep: str) -> list[str]:
     import csv
+
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             return next(csv.reader(handle, delimiter=sep), [])
@@ -110,8 +142,10 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise TunesmithError(f"{path}:{number}: malformed JSON line ({err.msg} at column {err.colno}). "
-                                     "Each line must be one JSON object, e.g. {\"text\": \"...\", \"label\": \"...\"}.") from None
+                raise TunesmithError(
+                    f"{path}:{number}: malformed JSON line ({err.msg} at column {err.colno}). "
+                    'Each line must be one JSON object, e.g. {"text": "...", "label": "..."}.'
+                ) from None
             if not isinstance(record, dict):
                 raise TunesmithError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}.")
             records.append(record)
@@ -123,11 +157,15 @@ def _read_json(path: Path) -> pd.DataFrame:
     try:
         payload = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
-        raise TunesmithError(f"{path}:{err.lineno}: malformed JSON ({err.msg}). If it holds one object per line, name it .jsonl.") from None
+        raise TunesmithError(
+            f"{path}:{err.lineno}: malformed JSON ({err.msg}). If it holds one object per line, name it .jsonl."
+        ) from None
     if isinstance(payload, dict) and all(isinstance(v, list) for v in payload.values()):
         payload = [dict(zip(payload, row)) for row in zip(*payload.values())]
     if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
-        raise TunesmithError(f"{path}: expected a JSON list of objects ([{{\"text\": ..., \"label\": ...}}, ...]) or an object of columns.")
+        raise TunesmithError(
+            f'{path}: expected a JSON list of objects ([{{"text": ..., "label": ...}}, ...]) or an object of columns.'
+        )
     return pd.DataFrame.from_records(payload)
 
 
@@ -146,8 +184,9 @@ def _check_text(path: Path) -> None:
             at = chunk.find(b"\x00")
             if at >= 0:
                 where = "" if offset + at < 4096 else f" (a NUL byte at offset {offset + at:,})"
-                raise TunesmithError(f"{path}: looks like a binary file, not text{where}. Export it as UTF-8 CSV/JSONL, "
-                                     "or use .parquet.")
+                raise TunesmithError(
+                    f"{path}: looks like a binary file, not text{where}. Export it as UTF-8 CSV/JSONL, or use .parquet."
+                )
             offset += len(chunk)
 
 

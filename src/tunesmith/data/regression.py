@@ -12,17 +12,26 @@ from .classification import Split, duplicate_warnings, read_split, sample_split
 
 @dataclass
 class RegressionData:
-    train: Split          # labels hold floats
+    train: Split  # labels hold floats
     validation: Split
-    evaluation: Split     # test if given, else validation
+    evaluation: Split  # test if given, else validation
     eval_name: str
     warnings: list[str] = field(default_factory=list)
 
 
 def load_regression(data, seed: int) -> RegressionData:
     """Read train/validation/test per the recipe's data section; every label must be a finite number."""
-    read = lambda path, role: numeric(read_split(path, data.text_column, data.label_column, data.text_pair_column, role,  # noqa: E731
-                                                 data.filter), data.label_column)
+    read = lambda path, role: numeric(
+        read_split(
+            path,
+            data.text_column,
+            data.label_column,
+            data.text_pair_column,
+            role,  # noqa: E731
+            data.filter,
+        ),
+        data.label_column,
+    )
     train = read(data.train, "data.train")
     if data.validation:
         validation = read(data.validation, "data.validation")
@@ -54,13 +63,17 @@ def numeric(split: Split, column: str) -> Split:
         values.append(value)
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(f"{split.source}: task regression needs a number in column '{column}'; data row(s) {shown} hold "
-                             f"something else (e.g. {split.labels[bad[0] - 1]!r}). For classes, use task: classification.")
+        raise TunesmithError(
+            f"{split.source}: task regression needs a number in column '{column}'; data row(s) {shown} hold "
+            f"something else (e.g. {split.labels[bad[0] - 1]!r}). For classes, use task: classification."
+        )
     huge = [row for row, value in enumerate(values, start=1) if abs(value) > MAX_TARGET]
     if huge:  # a model computes in 32 (or 16) bits: squared errors of such numbers overflow, and the run ends in NaN
-        raise TunesmithError(f"{split.source}: data row(s) {', '.join(map(str, huge[:10]))} hold targets beyond +-{MAX_TARGET:.0e} "
-                             f"(e.g. {values[huge[0] - 1]:.3g}) in column '{column}'. Rescale them first (divide by a unit, or "
-                             "take the log) and scale the predictions back.")
+        raise TunesmithError(
+            f"{split.source}: data row(s) {', '.join(map(str, huge[:10]))} hold targets beyond +-{MAX_TARGET:.0e} "
+            f"(e.g. {values[huge[0] - 1]:.3g}) in column '{column}'. Rescale them first (divide by a unit, or "
+            "take the log) and scale the predictions back."
+        )
     return Split(split.texts, values, split.pairs, split.source)
 
 
@@ -68,6 +81,10 @@ def _random_split(train: Split, fraction: float, seed: int) -> tuple[Split, Spli
     idx = list(range(len(train)))
     random.Random(seed).shuffle(idx)
     cut = max(1, math.ceil(fraction * len(idx)))
-    pick = lambda rows, source=None: Split([train.texts[i] for i in rows], [train.labels[i] for i in rows],  # noqa: E731
-                                           None if train.pairs is None else [train.pairs[i] for i in rows], source or train.source)
+    pick = lambda rows, source=None: Split(
+        [train.texts[i] for i in rows],
+        [train.labels[i] for i in rows],  # noqa: E731
+        None if train.pairs is None else [train.pairs[i] for i in rows],
+        source or train.source,
+    )
     return pick(sorted(idx[cut:])), pick(sorted(idx[:cut]), f"{train.source} (validation split)")

@@ -21,15 +21,21 @@ class TaggedSplit:
     tokens: list[list[str]]
     tags: list[list[str]]
     source: str = ""
-    iob1_rows: int = 0         # rows whose entities opened with I- (IOB1), read as IOB2
+    iob1_rows: int = 0  # rows whose entities opened with I- (IOB1), read as IOB2
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{self.source}: {self.iob1_rows} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each "
-                "entity's first word now B-."] if self.iob1_rows else []
+        return (
+            [
+                f"{self.source}: {self.iob1_rows} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each "
+                "entity's first word now B-."
+            ]
+            if self.iob1_rows
+            else []
+        )
 
 
 @dataclass
@@ -37,7 +43,7 @@ class TokenData:
     train: TaggedSplit
     validation: TaggedSplit
     evaluation: TaggedSplit
-    labels: list[str]          # every tag, "O" first
+    labels: list[str]  # every tag, "O" first
     eval_name: str
     warnings: list[str] = field(default_factory=list)
 
@@ -53,12 +59,16 @@ def spans_to_tags(text: str, entities: list[dict], where: str = "text") -> tuple
     tags = ["O"] * len(words)
     for entity in sorted(entities, key=lambda e: e["start"]):
         inside = [i for i, (_, start, end) in enumerate(words) if start < entity["end"] and end > entity["start"]]
-        shown = f"{entity['label']} [{entity['start']}, {entity['end']}) {text[entity['start']:entity['end']]!r}"
+        shown = f"{entity['label']} [{entity['start']}, {entity['end']}) {text[entity['start'] : entity['end']]!r}"
         if not inside:
-            raise TunesmithError(f"{where}: the entity {shown} covers no word; fix its offsets (they count characters from 0).")
+            raise TunesmithError(
+                f"{where}: the entity {shown} covers no word; fix its offsets (they count characters from 0)."
+            )
         if any(tags[i] != "O" for i in inside):
-            raise TunesmithError(f"{where}: the entity {shown} overlaps another entity; tags give each word one entity, so "
-                                 "nested or overlapping spans cannot be learned. Keep one of them.")
+            raise TunesmithError(
+                f"{where}: the entity {shown} overlaps another entity; tags give each word one entity, so "
+                "nested or overlapping spans cannot be learned. Keep one of them."
+            )
         for n, i in enumerate(inside):
             tags[i] = ("B-" if n == 0 else "I-") + str(entity["label"])
     return [w for w, _, _ in words], tags
@@ -69,20 +79,29 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
     if data.filter:
         frame = filter_rows(frame, data.filter, path)
     if data.tokens_column in frame.columns and data.tags_column in frame.columns:
-        tokens, tags = _lists(frame[data.tokens_column], path, data.tokens_column), _lists(frame[data.tags_column], path, data.tags_column)
+        tokens, tags = (
+            _lists(frame[data.tokens_column], path, data.tokens_column),
+            _lists(frame[data.tags_column], path, data.tags_column),
+        )
         uneven = [i + 1 for i, (a, b) in enumerate(zip(tokens, tags)) if len(a) != len(b)]
         if uneven:
-            raise TunesmithError(f"{path}: rows {uneven[:10]} have a different number of {data.tokens_column} and "
-                                 f"{data.tags_column}; each word needs exactly one tag.")
+            raise TunesmithError(
+                f"{path}: rows {uneven[:10]} have a different number of {data.tokens_column} and "
+                f"{data.tags_column}; each word needs exactly one tag."
+            )
     elif data.text_column in frame.columns and data.entities_column in frame.columns:
-        pairs = [spans_to_tags(str(text), _entities(value, str(text), path, row), f"{path}: data row {row}")
-                 for row, (text, value) in enumerate(zip(frame[data.text_column], frame[data.entities_column]), start=1)]
+        pairs = [
+            spans_to_tags(str(text), _entities(value, str(text), path, row), f"{path}: data row {row}")
+            for row, (text, value) in enumerate(zip(frame[data.text_column], frame[data.entities_column]), start=1)
+        ]
         tokens, tags = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
         wanted = f"'{data.tokens_column}' + '{data.tags_column}' (or '{data.text_column}' + '{data.entities_column}')"
-        raise TunesmithError(f"{path}: token classification needs columns {wanted}. Columns found: "
-                             f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
-                             "Set data.tokens_column / data.tags_column (or data.entities_column).")
+        raise TunesmithError(
+            f"{path}: token classification needs columns {wanted}. Columns found: "
+            f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
+            "Set data.tokens_column / data.tags_column (or data.entities_column)."
+        )
     bad = sorted({t for row in tags for t in row if t != "O" and not re.match(r"^[BI]-.+", t)})
     if bad:
         raise TunesmithError(f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O).")
@@ -104,7 +123,9 @@ def _lists(column, path: str, name: str) -> list[list[str]]:
     out = []
     for row, value in enumerate(column, start=1):
         if not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
-            raise TunesmithError(f"{path}: data row {row}: '{name}' must be a non-empty list (a JSON array), got {type(value).__name__}.")
+            raise TunesmithError(
+                f"{path}: data row {row}: '{name}' must be a non-empty list (a JSON array), got {type(value).__name__}."
+            )
         out.append([str(v) for v in value])
     return out
 
@@ -112,15 +133,19 @@ def _lists(column, path: str, name: str) -> list[list[str]]:
 def _entities(value, text: str, path: str, row: int) -> list[dict]:
     items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
     if items is None or not all(isinstance(e, dict) and {"start", "end", "label"} <= set(e) for e in items):
-        raise TunesmithError(f"{path}: data row {row}: entities must be a list of {{\"start\", \"end\", \"label\"}} objects.")
+        raise TunesmithError(f'{path}: data row {row}: entities must be a list of {{"start", "end", "label"}} objects.')
     for entity in items:
         start, end = _offset(entity["start"]), _offset(entity["end"])
         if start is None or end is None:
-            raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} needs whole-number start and end offsets "
-                                 "(characters from 0), not text or null.")
+            raise TunesmithError(
+                f"{path}: data row {row}: entity {entity!r:.80} needs whole-number start and end offsets "
+                "(characters from 0), not text or null."
+            )
         if not 0 <= start < end <= len(text):
-            raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} is outside its text or reversed; offsets need "
-                                 f"0 <= start < end <= {len(text)} (the text's length).")
+            raise TunesmithError(
+                f"{path}: data row {row}: entity {entity!r:.80} is outside its text or reversed; offsets need "
+                f"0 <= start < end <= {len(text)} (the text's length)."
+            )
         if not isinstance(entity["label"], str) or not entity["label"].strip():
             raise TunesmithError(f"{path}: data row {row}: entity {entity!r:.80} needs a label (a non-empty string).")
         entity.update(start=start, end=end)
@@ -143,7 +168,10 @@ def load_tokens(data, seed: int) -> TokenData:
         random.Random(seed).shuffle(order)
         cut = max(1, round(data.validation_split * len(order)))
         pick = lambda idx, source: TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], source)  # noqa: E731
-        train, validation = pick(sorted(order[cut:]), train.source), pick(sorted(order[:cut]), f"{train.source} (validation split)")
+        train, validation = (
+            pick(sorted(order[cut:]), train.source),
+            pick(sorted(order[:cut]), f"{train.source} (validation split)"),
+        )
     if data.max_train_samples and data.max_train_samples < len(train):
         idx = sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples))
         train = TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], train.source)
@@ -154,8 +182,10 @@ def load_tokens(data, seed: int) -> TokenData:
     for split in (validation, test):
         unseen = sorted({t for row in (split.tags if split else []) for t in row} - set(labels))
         if unseen:
-            raise TunesmithError(f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
-                                 f"cannot learn them.{did_you_mean(unseen[0], labels)}")
+            raise TunesmithError(
+                f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
+                f"cannot learn them.{did_you_mean(unseen[0], labels)}"
+            )
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     warnings += [w for split in (validation, test) if split for w in split.warnings]
     return TokenData(train, validation, evaluation, labels, eval_name, warnings)

@@ -19,10 +19,14 @@ def claim_output(path: str | Path, overwrite: bool, inputs=(), table: bool = Fal
     --overwrite (`predict RUN data.csv -o data.csv` would lose the data), nor any existing file without it."""
     path = Path(path)
     if table and path.suffix.lower() not in SUFFIXES:
-        raise TunesmithError(f"Cannot write {path}: unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}.")
+        raise TunesmithError(
+            f"Cannot write {path}: unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}."
+        )
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
-            raise TunesmithError(f"-o {path} is the input file {source}; tunesmith never writes over its input. Choose another -o.")
+            raise TunesmithError(
+                f"-o {path} is the input file {source}; tunesmith never writes over its input. Choose another -o."
+            )
     if path.is_dir():
         raise TunesmithError(f"-o {path} is a folder; give a file name (its extension picks the format).")
     if (path.exists() or path.is_symlink()) and not overwrite:
@@ -56,7 +60,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise TunesmithError(f"Cannot write {path}: unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}.")
+        raise TunesmithError(
+            f"Cannot write {path}: unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}."
+        )
     with written_whole(path) as tmp:
         if fmt in ("csv", "tsv"):
             frame.to_csv(tmp, index=False, sep="," if fmt == "csv" else "\t")

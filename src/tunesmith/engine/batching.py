@@ -14,8 +14,12 @@ def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
     rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
     long = [i for i, r in enumerate(rows) if len(r["input_ids"]) > max_length]
     if long:  # re-encode only the long ones, so pairs are cut the tokenizer's way
-        cut = tokenizer([texts[i] for i in long], [pairs[i] for i in long] if pairs else None,
-                        truncation=True, max_length=max_length)
+        cut = tokenizer(
+            [texts[i] for i in long],
+            [pairs[i] for i in long] if pairs else None,
+            truncation=True,
+            max_length=max_length,
+        )
         for j, i in enumerate(long):
             rows[i] = {k: cut[k][j] for k in keys}
     return rows, [len(enc["input_ids"][i]) for i in long]
@@ -54,8 +58,8 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, windo
     size = batch_size * window
     ordered = []
     for start in range(0, len(idx), size):
-        ordered += sorted(idx[start:start + size], key=lambda i: lengths[i], reverse=True)
-    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+        ordered += sorted(idx[start : start + size], key=lambda i: lengths[i], reverse=True)
+    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
     rng.shuffle(batches)
     return batches
 

@@ -37,10 +37,12 @@ def rng_state() -> dict:
     """Every RNG as tensors, lists and numbers: what `torch.load(weights_only=True)` reads back without pickle."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -84,8 +86,10 @@ def save(path: Path, payload: dict) -> None:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise TunesmithError(f"Cannot write the checkpoint {path}: {err.strerror or err}. "
-                             "Free disk space or fix the folder's permissions; the previous checkpoint is intact.") from None
+        raise TunesmithError(
+            f"Cannot write the checkpoint {path}: {err.strerror or err}. "
+            "Free disk space or fix the folder's permissions; the previous checkpoint is intact."
+        ) from None
 
 
 def load(path: Path) -> dict | None:
@@ -99,14 +103,17 @@ def load_tensors_file(path: Path, remedy: str):
     """A torch.save file read without running code: weights_only=True allows tensors, numbers, strings and
     containers only. A planted pickle (or a damaged file) is refused with a message, never executed."""
     import pickle
+
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # checkpoints of earlier versions hold NumPy RNG arrays
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" not in str(err) and "global" not in str(err):  # no Python object named: bytes that are no pickle
             raise TunesmithError(f"{path} cannot be read (not a checkpoint); it is damaged. {remedy}") from None
-        raise TunesmithError(f"{path} holds Python objects other than tensors and numbers; tunesmith never loads those "
-                             f"(they can run code). It was not written by tunesmith or was tampered with. {remedy}") from None
+        raise TunesmithError(
+            f"{path} holds Python objects other than tensors and numbers; tunesmith never loads those "
+            f"(they can run code). It was not written by tunesmith or was tampered with. {remedy}"
+        ) from None
     except Exception as err:  # torch raises several types for a damaged file
         raise TunesmithError(f"{path} cannot be read ({type(err).__name__}); it is damaged. {remedy}") from None
 

@@ -42,6 +42,7 @@ def process_state():
     """Accelerate's view of the processes. On a machine without GPUs it must be told so (cpu=True), or a
     torchrun launch is not recognised as distributed and every process trains alone."""
     from accelerate import PartialState
+
     return PartialState(cpu=not torch.cuda.is_available())
 
 
@@ -52,24 +53,35 @@ def make_accelerator(cfg, precision: str):
     gloo on CPUs, NCCL on GPUs; `train.distributed: fsdp | deepspeed` shards the model on GPUs instead.
     """
     from accelerate import Accelerator
+
     from ..errors import TunesmithError
+
     engine, kwargs = getattr(cfg, "distributed", "ddp"), {}
     if engine != "ddp" and not torch.cuda.is_available():
-        raise TunesmithError(f"train.distributed: {engine} shards the model across GPUs, and this machine has none. "
-                             "Use ddp (the default): on CPUs, `--nproc N` runs data-parallel over gloo.")
+        raise TunesmithError(
+            f"train.distributed: {engine} shards the model across GPUs, and this machine has none. "
+            "Use ddp (the default): on CPUs, `--nproc N` runs data-parallel over gloo."
+        )
     if engine == "fsdp":
         from accelerate.utils import FullyShardedDataParallelPlugin
+
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
     elif engine == "deepspeed":
         import importlib.util
+
         if importlib.util.find_spec("deepspeed") is None:
             raise TunesmithError("train.distributed: deepspeed needs the deepspeed package: pip install deepspeed.")
         from accelerate.utils import DeepSpeedPlugin
+
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(zero_stage=2, gradient_accumulation_steps=cfg.grad_accum)
     process_state()
     _fresh_accelerate_state()
-    return Accelerator(mixed_precision=accelerate_precision(precision), gradient_accumulation_steps=cfg.grad_accum,
-                       cpu=not torch.cuda.is_available(), **kwargs)
+    return Accelerator(
+        mixed_precision=accelerate_precision(precision),
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        **kwargs,
+    )
 
 
 def _fresh_accelerate_state() -> None:
@@ -78,6 +90,7 @@ def _fresh_accelerate_state() -> None:
     starts from a clean one (the process group, PartialState, is kept); `own_accelerate_state` puts back
     what was there before."""
     from accelerate.state import AcceleratorState, GradientState
+
     AcceleratorState._reset_state()
     GradientState._reset_state()
 
@@ -87,6 +100,7 @@ def own_accelerate_state():
     """Run a tunesmith run, then give Accelerate's shared state back as the caller had it, so notebooks can
     run recipe after recipe (any precision) beside their own Accelerate or Trainer code."""
     from accelerate.state import AcceleratorState, GradientState
+
     saved = dict(AcceleratorState._shared_state), dict(GradientState._shared_state)
     try:
         yield

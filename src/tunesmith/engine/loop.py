@@ -5,27 +5,30 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from . import checkpoint as ckpt
 from ..log import progress
 from ..models.loading import HEAD_MODULES
+from . import checkpoint as ckpt
 from .batching import grouping_window, iterate, length_grouped_batches
 
 
 @dataclass
 class Hooks:
     """What a method plugs into the loop. Only `evaluate` is required."""
-    evaluate: Callable[[torch.nn.Module], dict]          # -> validation metrics, once per epoch
+
+    evaluate: Callable[[torch.nn.Module], dict]  # -> validation metrics, once per epoch
     compute_loss: Callable[[torch.nn.Module, dict], torch.Tensor] = lambda model, batch: model(**batch).loss
     before_backward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. add a regulariser
     after_epoch: Callable[[int, dict], None] | None = None
     default_metric: str = "f1_macro"  # picks the best epoch when the recipe names none
-    validation_rows: int = 0  # rows behind a share-type metric (accuracy, macro F1): sets how much of its change is noise
+    validation_rows: int = (
+        0  # rows behind a share-type metric (accuracy, macro F1): sets how much of its change is noise
+    )
 
 
 @dataclass
@@ -40,9 +43,9 @@ class LoopResult:
     scale: dict = field(default_factory=dict)  # processes and the effective batch size (examples per optimizer step)
 
 
-
-
-def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float, head_lr: float | None = None) -> torch.optim.Optimizer:
+def optimizer_for(
+    model: torch.nn.Module, lr: float, weight_decay: float, head_lr: float | None = None
+) -> torch.optim.Optimizer:
     """AdamW; `head_lr` gives a new, randomly initialised head its own (usually higher) rate."""
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
@@ -50,13 +53,25 @@ def optimizer_for(model: torch.nn.Module, lr: float, weight_decay: float, head_l
             is_head = head_lr is not None and any(part in HEAD_MODULES for part in name.split("."))
             # Biases and norm weights are not decayed (standard BERT/HF practice).
             groups.setdefault((is_head, p.ndim >= 2), []).append(p)
-    param_groups = [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": head_lr if is_head else lr}
-                    for (is_head, decay), params in groups.items()]
+    param_groups = [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": head_lr if is_head else lr}
+        for (is_head, decay), params in groups.items()
+    ]
     return torch.optim.AdamW(param_groups, lr=lr, fused=True)  # fused: one kernel per step, CPU and GPU
 
 
-def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, pad_id: int, log_path: Path,
-             checkpoint: Path | None = None) -> LoopResult:
+def run_loop(
+    model,
+    accelerator,
+    rows,
+    label_ids,
+    cfg,
+    lr: float,
+    hooks: Hooks,
+    pad_id: int,
+    log_path: Path,
+    checkpoint: Path | None = None,
+) -> LoopResult:
     """Train for cfg.epochs with early stopping on cfg.early_stopping; keeps and restores the best weights.
 
     With `checkpoint`, the loop saves its whole state there every cfg.save_steps optimizer steps and at
@@ -69,13 +84,18 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
     from transformers import get_linear_schedule_with_warmup
+
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     # The scheduler stays outside prepare(): Accelerate would step it once per process per step (it
     # assumes each process's data shrank), but total_steps above already counts global batches.
     model, optimizer = accelerator.prepare(model, optimizer)
     stopping = cfg.early_stopping
-    state = _State(stop_metric=stopping.metric or hooks.default_metric, patience=stopping.patience, rows=hooks.validation_rows,
-                   min_epochs=math.ceil(cfg.epochs / 2) if stopping.min_epochs == "auto" else stopping.min_epochs)
+    state = _State(
+        stop_metric=stopping.metric or hooks.default_metric,
+        patience=stopping.patience,
+        rows=hooks.validation_rows,
+        min_epochs=math.ceil(cfg.epochs / 2) if stopping.min_epochs == "auto" else stopping.min_epochs,
+    )
     pos = {"epoch": 1, "batch": 0, "step": 0, "seen": 0, "tokens": 0, "train_time": 0.0}
     saved = ckpt.load(checkpoint) if checkpoint else None
     if saved:
@@ -88,7 +108,10 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
         for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
             model.train()
-            batches = _my_share(length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch, window=window), accelerator)
+            batches = _my_share(
+                length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch, window=window),
+                accelerator,
+            )
             skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
             for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids), start=skip + 1):
@@ -107,7 +130,9 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 pos["seen"] += len(batch["input_ids"])
-                pos["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+                pos["tokens"] += (
+                    int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+                )
                 if accelerator.sync_gradients:
                     step += 1
                     value = loss.item()
@@ -115,7 +140,16 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
                     sps = pos["seen"] / (pos["train_time"] + time.perf_counter() - t0)
                     bar.update(step, value, sps)
                     if log and step % cfg.log_every == 0:
-                        _write(log, {"step": step, "epoch": epoch, "loss": value, "lr": scheduler.get_last_lr()[0], "samples_per_s": sps})
+                        _write(
+                            log,
+                            {
+                                "step": step,
+                                "epoch": epoch,
+                                "loss": value,
+                                "lr": scheduler.get_last_lr()[0],
+                                "samples_per_s": sps,
+                            },
+                        )
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
                         save(epoch, index, step, pos["train_time"] + time.perf_counter() - t0)
             pos["train_time"] += time.perf_counter() - t0
@@ -132,9 +166,16 @@ def run_loop(model, accelerator, rows, label_ids, cfg, lr: float, hooks: Hooks, 
         log.close()
     state.restore(accelerator.unwrap_model(model))
     per_s = accelerator.num_processes / max(pos["train_time"], 1e-9)
-    return LoopResult(epoch, state.best_epoch, state.best_metrics, time.perf_counter() - start,
-                      pos["seen"] * per_s, pos["tokens"] * per_s, state.history,
-                      {"processes": procs, "effective_batch_size": cfg.batch_size * cfg.grad_accum * procs})
+    return LoopResult(
+        epoch,
+        state.best_epoch,
+        state.best_metrics,
+        time.perf_counter() - start,
+        pos["seen"] * per_s,
+        pos["tokens"] * per_s,
+        state.history,
+        {"processes": procs, "effective_batch_size": cfg.batch_size * cfg.grad_accum * procs},
+    )
 
 
 def _check_finite(loss: float, step: int, epoch: int, current_lr: float, peak_lr: float) -> None:
@@ -142,10 +183,14 @@ def _check_finite(loss: float, step: int, epoch: int, current_lr: float, peak_lr
     finish training a model that answers every input the same way."""
     if not math.isfinite(loss):
         from ..errors import TunesmithError
+
         raise TunesmithError(
-            f"The training loss became {loss} at optimizer step {step} (epoch {epoch}; learning rate {current_lr:.3g}, peak "
-            f"train.lr {peak_lr:.3g}). The model's weights diverged, so training stopped and nothing was saved as a result. "
-            "Lower train.lr (e.g. by 10x), keep train.max_grad_norm on, or use train.precision: fp32.")
+            f"The training loss became {loss} at optimizer step {step} (epoch {epoch}; learning rate "
+            f"{current_lr:.3g}, peak "
+            f"train.lr {peak_lr:.3g}). The model's weights diverged, so training stopped and nothing was saved "
+            f"as a result. "
+            "Lower train.lr (e.g. by 10x), keep train.max_grad_norm on, or use train.precision: fp32."
+        )
 
 
 def _my_share(batches: list[list[int]], accelerator) -> list[list[int]]:
@@ -158,23 +203,31 @@ def _my_share(batches: list[list[int]], accelerator) -> list[list[int]]:
     return [b[rank::procs] for b in batches if len(b) >= procs]
 
 
-def _saver(path: Path | None, accelerator, model, optimizer, scheduler, state: "_State", pos: dict, log):
+def _saver(path: Path | None, accelerator, model, optimizer, scheduler, state: _State, pos: dict, log):
     """save(epoch, batch, step, train_time): the loop's state after `batch` batches of `epoch` (rank 0 writes)."""
+
     def save(epoch: int, batch: int, step: int, train_time: float) -> None:
         if path is None or not accelerator.is_main_process:
             return
         if log:
             log.flush()
-        ckpt.save(path, {
-            "position": {**pos, "epoch": epoch, "batch": batch, "step": step, "train_time": train_time},
-            "model": ckpt.trainable_state(accelerator.unwrap_model(model)),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "early_stopping": vars(state), "rng": ckpt.rng_state(),
-            "log_bytes": log.tell() if log else None})
+        ckpt.save(
+            path,
+            {
+                "position": {**pos, "epoch": epoch, "batch": batch, "step": step, "train_time": train_time},
+                "model": ckpt.trainable_state(accelerator.unwrap_model(model)),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "early_stopping": vars(state),
+                "rng": ckpt.rng_state(),
+                "log_bytes": log.tell() if log else None,
+            },
+        )
+
     return save
 
 
-def _restore(saved: dict, model, optimizer, scheduler, state: "_State", pos: dict, log_path: Path) -> None:
+def _restore(saved: dict, model, optimizer, scheduler, state: _State, pos: dict, log_path: Path) -> None:
     model.load_state_dict(saved["model"], strict=False)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])

@@ -12,14 +12,15 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from .batching import inference_batches, iterate
 
 # Metric names, defined once: what tables, reports, the stage table and `runs list` show, per task.
-HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")             # classification
-GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")    # generation (answers scored)
-HELDOUT_KEYS = ("loss", "perplexity")                                             # domain adaptation (held-out text)
-REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")                           # regression
-MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")     # multi-label classification
-ENTITY_KEYS = ("f1", "precision", "recall", "token_accuracy")                      # token classification (entities)
-HEADLINE_ALL = tuple(dict.fromkeys(ENTITY_KEYS + MULTI_LABEL_KEYS[:1] + HEADLINE + GENERATION_KEYS + REGRESSION_KEYS
-                                   + MULTI_LABEL_KEYS))
+HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # classification
+GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")  # generation (answers scored)
+HELDOUT_KEYS = ("loss", "perplexity")  # domain adaptation (held-out text)
+REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")  # regression
+MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")  # multi-label classification
+ENTITY_KEYS = ("f1", "precision", "recall", "token_accuracy")  # token classification (entities)
+HEADLINE_ALL = tuple(
+    dict.fromkeys(ENTITY_KEYS + MULTI_LABEL_KEYS[:1] + HEADLINE + GENERATION_KEYS + REGRESSION_KEYS + MULTI_LABEL_KEYS)
+)
 
 
 def shown_keys(*metrics: dict) -> list[str]:
@@ -39,10 +40,16 @@ def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[st
     # default): a label absent from both says nothing about this file and must not count as F1 = 0.
     present = sorted(set(y_true) | set(y_pred))
     p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average="macro", zero_division=0)
-    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "f1_macro": float(f),
-           "precision_macro": float(p), "recall_macro": float(r)}
+    out = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f),
+        "precision_macro": float(p),
+        "recall_macro": float(r),
+    }
     if detail:
-        out["per_class"] = classification_report(y_true, y_pred, labels=ids, target_names=labels, output_dict=True, zero_division=0)
+        out["per_class"] = classification_report(
+            y_true, y_pred, labels=ids, target_names=labels, output_dict=True, zero_division=0
+        )
         out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
     return out
 
@@ -73,8 +80,9 @@ def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, preci
 
 
 def predict_proba(model, rows, batch_size, pad_id, precision) -> np.ndarray:
-    return forward_batches(model, rows, batch_size, pad_id, precision,
-                           lambda out, b: out.logits.float().softmax(-1).cpu().numpy())
+    return forward_batches(
+        model, rows, batch_size, pad_id, precision, lambda out, b: out.logits.float().softmax(-1).cpu().numpy()
+    )
 
 
 def evaluate_classifier(model, rows, label_ids, labels, batch_size, pad_id, precision, detail=False) -> dict:
@@ -91,7 +99,9 @@ def mean_pooled(out, batch) -> np.ndarray:
     return ((out.last_hidden_state * mask).sum(1) / mask.sum(1)).float().cpu().numpy()
 
 
-def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, batch_size, pad_id, precision, seed) -> dict:
+def linear_probe(
+    encoder, train_rows, train_ids, eval_rows, eval_ids, labels, batch_size, pad_id, precision, seed
+) -> dict:
     """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
     x_train = forward_batches(encoder, train_rows, batch_size, pad_id, precision, mean_pooled)
     x_eval = forward_batches(encoder, eval_rows, batch_size, pad_id, precision, mean_pooled)
@@ -100,8 +110,16 @@ def linear_probe(encoder, train_rows, train_ids, eval_rows, eval_ids, labels, ba
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.
-HEADLINE_METRIC = (("f1", True), ("f1_micro", True), ("f1_macro", True), ("exact_match", True), ("rouge_l", True), ("spearman", True), ("perplexity", False),
-                   ("loss", False))
+HEADLINE_METRIC = (
+    ("f1", True),
+    ("f1_micro", True),
+    ("f1_macro", True),
+    ("exact_match", True),
+    ("rouge_l", True),
+    ("spearman", True),
+    ("perplexity", False),
+    ("loss", False),
+)
 
 
 def outcome_warnings(metrics: dict) -> list[str]:
@@ -114,14 +132,18 @@ def outcome_warnings(metrics: dict) -> list[str]:
         true = [i for i, row in enumerate(matrix) if any(row)]
         if len(predicted) == 1 and len(true) > 1:
             label = (metrics.get("labels") or [str(predicted[0])] * (predicted[0] + 1))[predicted[0]]
-            out.append(f"The tuned model predicts '{label}' for every one of the {sum(map(sum, matrix))} evaluation examples "
-                       "(it collapsed to one class). Try a lower train.lr, more epochs, or method.class_weights: balanced.")
+            out.append(
+                f"The tuned model predicts '{label}' for every one of the {sum(map(sum, matrix))} evaluation examples "
+                "(it collapsed to one class). Try a lower train.lr, more epochs, or method.class_weights: balanced."
+            )
     for key, higher in HEADLINE_METRIC:
         if isinstance(base.get(key), (int, float)) and isinstance(tuned.get(key), (int, float)):
             worse = tuned[key] < base[key] if higher else tuned[key] > base[key]
             if worse:
-                out.append(f"The tuned model is worse than the base model on the {metrics.get('eval_set', 'evaluation')} set: "
-                           f"{key} {tuned[key]:.4f} vs {base[key]:.4f}. Check the data (`tunesmith data check`), the learning "
-                           "rate and the number of epochs before using it.")
+                out.append(
+                    f"The tuned model is worse than the base model on the {metrics.get('eval_set', 'evaluation')} set: "
+                    f"{key} {tuned[key]:.4f} vs {base[key]:.4f}. Check the data (`tunesmith data check`), the learning "
+                    "rate and the number of epochs before using it."
+                )
             break
     return out

@@ -18,12 +18,19 @@ from .target import prepare_target
 
 # format -> the tasks whose runs it can hold, and what to say when it cannot.
 FITS = {
-    "hf": {"tasks": ("classification", "multi_label", "regression", "token_classification", "generation"),
-           "otherwise": "a domain-adaptation run's model/ folder is already a plain Hugging Face model"},
-    "onnx": {"tasks": ("classification", "multi_label", "regression", "token_classification"),
-             "otherwise": "ONNX export holds encoder classifiers; for a decoder (generation) run use --format gguf or hf"},
-    "gguf": {"tasks": ("generation",),
-             "otherwise": "GGUF holds decoder language models for llama.cpp/Ollama; for a classifier use --format onnx or hf"},
+    "hf": {
+        "tasks": ("classification", "multi_label", "regression", "token_classification", "generation"),
+        "otherwise": "a domain-adaptation run's model/ folder is already a plain Hugging Face model",
+    },
+    "onnx": {
+        "tasks": ("classification", "multi_label", "regression", "token_classification"),
+        "otherwise": "ONNX export holds encoder classifiers; for a decoder (generation) run use --format gguf or hf",
+    },
+    "gguf": {
+        "tasks": ("generation",),
+        "otherwise": "GGUF holds decoder language models for llama.cpp/Ollama; for a classifier use --format "
+        "onnx or hf",
+    },
 }
 FORMATS = tuple(FITS)
 
@@ -31,6 +38,7 @@ FORMATS = tuple(FITS)
 def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, **options) -> dict:
     """Write RUN_DIR's model in `fmt` into `output` (default RUN_DIR/exports/FORMAT); returns the export record."""
     from ..predict import Predictor, identify
+
     if fmt not in FITS:
         raise TunesmithError(f"unknown export format '{fmt}'. Formats: {', '.join(FORMATS)}.")
     source, method, task, kind, recipe = identify(run_dir)
@@ -42,13 +50,28 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
     target = Path(output) if output else _default_target(Path(run_dir), fmt)
     run_id = rundir.run_identity(Path(run_dir))
     earlier, marker = prepare_target(target, run_id)
-    kept = {p.name for p in target.iterdir()} - set(earlier) - {MARKER}  # the user's own files: left alone, never recorded
+    kept = (
+        {p.name for p in target.iterdir()} - set(earlier) - {MARKER}
+    )  # the user's own files: left alone, never recorded
     # exports hold full-precision weights (decoders load in fp32 already)
     predictor = Predictor.load(source, **({} if task == "generation" else {"precision": "fp32"}))
-    record = {"written_by": "tunesmith", "run_id": run_id, "format": fmt, "task": task, "method": method,
-              "run": str(Path(run_dir).resolve())}
-    record.update(_write_beside(target, kept, earlier, marker or {**record, "files": []},
-                                lambda out: _writer(fmt)(predictor, source, out, **options)))
+    record = {
+        "written_by": "tunesmith",
+        "run_id": run_id,
+        "format": fmt,
+        "task": task,
+        "method": method,
+        "run": str(Path(run_dir).resolve()),
+    }
+    record.update(
+        _write_beside(
+            target,
+            kept,
+            earlier,
+            marker or {**record, "files": []},
+            lambda out: _writer(fmt)(predictor, source, out, **options),
+        )
+    )
     record["files"] = sorted(p.name for p in target.iterdir() if p.name not in kept | {MARKER})
     rundir.write_json(target / MARKER, record)
     return {**record, "path": str(target)}
@@ -57,8 +80,10 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
 def _default_target(run_dir: Path, fmt: str) -> Path:
     exports = run_dir / EXPORTS_DIR
     if exports.is_symlink():  # a link planted in a run folder must not send files somewhere else
-        raise TunesmithError(f"{exports} is a link (to {exports.resolve()}), not the run's own folder; tunesmith does not follow it. "
-                             "Choose where the export goes with -o.")
+        raise TunesmithError(
+            f"{exports} is a link (to {exports.resolve()}), not the run's own folder; tunesmith does not follow it. "
+            "Choose where the export goes with -o."
+        )
     return exports / fmt
 
 
@@ -74,8 +99,10 @@ def _write_beside(target: Path, kept: set[str], earlier: list[str], marker: dict
         new = sorted(p.name for p in staging.iterdir())
         taken = [name for name in new if name in kept]
         if taken:
-            raise TunesmithError(f"{target} holds {', '.join(taken)}, not from an earlier tunesmith export; tunesmith never "
-                                 "writes over files it did not create. Move them, or choose a new folder with -o.")
+            raise TunesmithError(
+                f"{target} holds {', '.join(taken)}, not from an earlier tunesmith export; tunesmith never "
+                "writes over files it did not create. Move them, or choose a new folder with -o."
+            )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _restore(target, marker, earlier)

@@ -18,19 +18,27 @@ from .modelfile import write_modelfile
 
 ARCHITECTURES = ("llama", "mistral")  # one GGUF layout ("llama"); others: llama.cpp's convert_hf_to_gguf.py
 TYPES = {"f32": ("ALL_F32", "F32"), "f16": ("MOSTLY_F16", "F16"), "q8_0": ("MOSTLY_Q8_0", "Q8_0")}
-PROMPTS = ["Hello! Who are you?", "Summarise: the meeting moved to Friday at 10am.", "Where is my order?",
-           "Write one sentence about the sea.", "What is 2 + 2?"]
+PROMPTS = [
+    "Hello! Who are you?",
+    "Summarise: the meeting moved to Friday at 10am.",
+    "Where is my order?",
+    "Write one sentence about the sea.",
+    "What is 2 + 2?",
+]
 
 
 def write(predictor, source: Path, target: Path, gguf_type: str = "f16", **_) -> dict:
     import gguf
 
     from ..tasks.generation.formatting import ensure_chat_template
+
     model, tokenizer = predictor.model.float().eval(), predictor.tokenizer
     config = model.config
     if config.model_type not in ARCHITECTURES:
-        raise TunesmithError(f"GGUF export writes Llama-family decoders ({', '.join(ARCHITECTURES)}); this run's model is "
-                             f"'{config.model_type}'. Export --format hf and convert it with llama.cpp's convert_hf_to_gguf.py.")
+        raise TunesmithError(
+            f"GGUF export writes Llama-family decoders ({', '.join(ARCHITECTURES)}); this run's model is "
+            f"'{config.model_type}'. Export --format hf and convert it with llama.cpp's convert_hf_to_gguf.py."
+        )
     if gguf_type not in TYPES:
         raise TunesmithError(f"unknown GGUF type '{gguf_type}'. Types: {', '.join(TYPES)}.")
     ensure_chat_template(tokenizer)
@@ -44,17 +52,25 @@ def write(predictor, source: Path, target: Path, gguf_type: str = "f16", **_) ->
     writer.write_tensors_to_file()
     writer.close()
     stops = write_modelfile(target / "Modelfile", path.name, tokenizer)
-    return {"gguf_type": gguf_type, "architecture": config.model_type, "stop": stops,
-            "round_trip": round_trip(model, tokenizer, path), "loads_with": "ollama create NAME -f Modelfile; llama-cli -m model.gguf"}
+    return {
+        "gguf_type": gguf_type,
+        "architecture": config.model_type,
+        "stop": stops,
+        "round_trip": round_trip(model, tokenizer, path),
+        "loads_with": "ollama create NAME -f Modelfile; llama-cli -m model.gguf",
+    }
 
 
 def _hyperparameters(writer, config, name: str, gguf_type: str) -> None:
     import gguf
+
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") not in ("default", None):
-        raise TunesmithError(f"GGUF export does not write rope scaling '{rope['rope_type']}'; export --format hf and use "
-                             "llama.cpp's convert_hf_to_gguf.py.")
+        raise TunesmithError(
+            f"GGUF export does not write rope scaling '{rope['rope_type']}'; export --format hf and use "
+            "llama.cpp's convert_hf_to_gguf.py."
+        )
     writer.add_name(name)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -73,6 +89,7 @@ def _hyperparameters(writer, config, name: str, gguf_type: str) -> None:
 def _vocabulary(writer, tokenizer, vocab_size: int, source: Path) -> None:
     """Tokens in id order (byte-level strings, as llama.cpp's 'gpt2' model reads them), types, merges, ids, template."""
     import gguf
+
     special = set(tokenizer.all_special_ids)
     added = {i: t for i, t in tokenizer.added_tokens_decoder.items()}
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
@@ -84,7 +101,13 @@ def _vocabulary(writer, tokenizer, vocab_size: int, source: Path) -> None:
             continue
         tokens.append(by_id[i])
         is_control = i in special or (i in added and added[i].special)
-        types.append(gguf.TokenType.CONTROL if is_control else gguf.TokenType.USER_DEFINED if i in added else gguf.TokenType.NORMAL)
+        types.append(
+            gguf.TokenType.CONTROL
+            if is_control
+            else gguf.TokenType.USER_DEFINED
+            if i in added
+            else gguf.TokenType.NORMAL
+        )
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(_pre_tokenizer(source))
     writer.add_token_list(tokens)
@@ -93,8 +116,10 @@ def _vocabulary(writer, tokenizer, vocab_size: int, source: Path) -> None:
         tokenizer.save_pretrained(tmp)
         specials = gguf.SpecialVocab(tmp, load_merges=True, n_vocab=vocab_size)
     if not specials.merges:
-        raise TunesmithError("GGUF export needs a byte-level BPE tokenizer (merges in tokenizer.json); this model's tokenizer "
-                             "has none. Export --format hf and convert with llama.cpp's convert_hf_to_gguf.py.")
+        raise TunesmithError(
+            "GGUF export needs a byte-level BPE tokenizer (merges in tokenizer.json); this model's tokenizer "
+            "has none. Export --format hf and convert with llama.cpp's convert_hf_to_gguf.py."
+        )
     specials.chat_template = tokenizer.chat_template  # the template the run trained with (ours, for a base model)
     specials.add_to_gguf(writer, quiet=True)
 
@@ -104,6 +129,7 @@ def _pre_tokenizer(source: Path) -> str:
     from ..models.loading import model_spec, package_file
     from ..models.registry import MODELS
     from ..runs.rundir import RECIPE_FILE, read_yaml
+
     model = read_yaml(source / RECIPE_FILE).get("model") or {}
     name = model.get("name") if isinstance(model, dict) else model
     # model_spec follows a folder tunesmith saved (a stage's model) back to its registry alias
@@ -112,12 +138,14 @@ def _pre_tokenizer(source: Path) -> str:
     if path is None or path.suffix != ".gguf":
         return "default"
     import gguf
+
     field = gguf.GGUFReader(str(path)).get_field("tokenizer.ggml.pre")
     return field.contents() if field is not None else "default"
 
 
 def _tensors(writer, model, config, gguf_type: str) -> None:
     import gguf
+
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
     state = model.state_dict()
     tied = getattr(config, "tie_word_embeddings", False)
@@ -140,13 +168,17 @@ def permute(weights: np.ndarray, n_head: int, n_head_kv: int) -> np.ndarray:
     """HF's rotary halves -> llama.cpp's interleaved pairs (convert_hf_to_gguf.py LlamaModel.permute)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _encode(data: np.ndarray, gguf_type: str) -> tuple:
     """(array, raw GGML type or None): plain arrays carry their dtype; Q8_0 blocks are raw bytes plus the type."""
     import gguf
+
     # 1-D tensors (norms) stay F32, as llama.cpp's converter keeps them; only matrices take the chosen type.
     qtype = gguf.GGMLQuantizationType[TYPES[gguf_type][1]] if data.ndim > 1 else gguf.GGMLQuantizationType.F32
     if qtype == gguf.GGMLQuantizationType.F32:
@@ -162,6 +194,7 @@ def round_trip(model, tokenizer, path: Path) -> dict:
     """Load the written file back with transformers and compare next-token logits with the merged model."""
     import torch
     from transformers import AutoModelForCausalLM
+
     back = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     worst, agree = 0.0, 0
     with torch.no_grad():
@@ -170,5 +203,9 @@ def round_trip(model, tokenizer, path: Path) -> dict:
             a, b = model(input_ids=ids).logits[0], back(input_ids=ids).logits[0]
             worst = max(worst, float((a - b).abs().max()))
             agree += int(a[-1].argmax() == b[-1].argmax())
-    return {"prompts": len(PROMPTS), "max_abs_logit_difference": worst, "same_next_token": agree,
-            "against": "the merged PyTorch model"}
+    return {
+        "prompts": len(PROMPTS),
+        "max_abs_logit_difference": worst,
+        "same_next_token": agree,
+        "against": "the merged PyTorch model",
+    }

@@ -19,11 +19,16 @@ import torch
 from ..errors import TunesmithError
 
 OPSET = 18
-SAMPLE_TEXTS = ["The service was quick and the staff were friendly.", "Terrible.",
-                "Patients with type 2 diabetes were randomised to metformin or placebo for 12 weeks.",
-                "The agreement may be terminated by either party with thirty days' written notice.",
-                "Revenue rose 12% to $4.1 billion in the third quarter, beating estimates.",
-                "I want to change the delivery address on my order", "ok", "Why was my card declined twice today?"]
+SAMPLE_TEXTS = [
+    "The service was quick and the staff were friendly.",
+    "Terrible.",
+    "Patients with type 2 diabetes were randomised to metformin or placebo for 12 weeks.",
+    "The agreement may be terminated by either party with thirty days' written notice.",
+    "Revenue rose 12% to $4.1 billion in the third quarter, beating estimates.",
+    "I want to change the delivery address on my order",
+    "ok",
+    "Why was my card declined twice today?",
+]
 
 
 class Graph(torch.nn.Module):
@@ -68,39 +73,79 @@ def output_of(predictor) -> tuple[str, str, dict]:
     """(graph output step, output name, what export.json says about reading it) for a loaded predictor."""
     name = type(predictor).__name__
     if name == "MultiLabelPredictor":
-        return "head" if predictor.head else "sigmoid", "probabilities", {"labels": predictor.classes_, "thresholds": predictor.thresholds.get("per_label"),
-                                            "reading": "one probability per label; a label applies at or above its threshold"}
+        return (
+            "head" if predictor.head else "sigmoid",
+            "probabilities",
+            {
+                "labels": predictor.classes_,
+                "thresholds": predictor.thresholds.get("per_label"),
+                "reading": "one probability per label; a label applies at or above its threshold",
+            },
+        )
     if name == "RegressorPredictor":
         return "score", "scores", {"reading": "one number per text, in the training labels' units"}
     if name == "TokenPredictor":
-        return "softmax", "probabilities", {"labels": predictor.labels,
-                                            "reading": "per token, a probability per IOB2 tag; read each word at its first token"}
+        return (
+            "softmax",
+            "probabilities",
+            {
+                "labels": predictor.labels,
+                "reading": "per token, a probability per IOB2 tag; read each word at its first token",
+            },
+        )
     if getattr(predictor, "head", None):
-        return "head", "probabilities", {"labels": predictor.classes_, "reading": "one probability per label (few-shot head included)"}
+        return (
+            "head",
+            "probabilities",
+            {"labels": predictor.classes_, "reading": "one probability per label (few-shot head included)"},
+        )
     return "softmax", "probabilities", {"labels": predictor.classes_, "reading": "one probability per label"}
 
 
 def write(predictor, source: Path, target: Path, texts: list[str] | None = None, **_) -> dict:
     step, output, about = output_of(predictor)
     graph = Graph(predictor.model.float().eval(), step, getattr(predictor, "head", None)).eval()
-    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in predictor.tokenizer.model_input_names]
+    inputs = [
+        k for k in ("input_ids", "attention_mask", "token_type_ids") if k in predictor.tokenizer.model_input_names
+    ]
     sample = _encode(predictor, (texts or SAMPLE_TEXTS)[:2])
-    dims = {k: {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=predictor.max_length)} for k in inputs}
+    dims = {
+        k: {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=predictor.max_length)} for k in inputs
+    }
     path = target / "model.onnx"
     try:  # the exporter narrates each pass on stdout and warns about torch internals: not the user's business
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "torchvision is not installed"
-            torch.onnx.export(graph, tuple(torch.tensor(sample[k]) for k in inputs), str(path), input_names=inputs,
-                              output_names=[output], dynamic_shapes=tuple(dims[k] for k in inputs), opset_version=OPSET,
-                              dynamo=True, verbose=False, external_data=_params_bytes(graph) > 1_500_000_000)
+            logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(
+                logging.ERROR
+            )  # "torchvision is not installed"
+            torch.onnx.export(
+                graph,
+                tuple(torch.tensor(sample[k]) for k in inputs),
+                str(path),
+                input_names=inputs,
+                output_names=[output],
+                dynamic_shapes=tuple(dims[k] for k in inputs),
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+                external_data=_params_bytes(graph) > 1_500_000_000,
+            )
     except ImportError as err:
-        raise TunesmithError(f"ONNX export needs the onnx and onnxscript packages ({err.name} is missing): "
-                             "pip install 'tunesmith[export]'") from None
+        raise TunesmithError(
+            f"ONNX export needs the onnx and onnxscript packages ({err.name} is missing): "
+            "pip install 'tunesmith[export]'"
+        ) from None
     predictor.tokenizer.save_pretrained(target)
     parity = check_parity(graph, path, predictor, inputs, texts or SAMPLE_TEXTS)
-    return {"loads_with": f"onnxruntime.InferenceSession('{path}') with AutoTokenizer.from_pretrained('{target}')",
-            "inputs": inputs, "output": output, "max_length": predictor.max_length, **about, "parity": parity}
+    return {
+        "loads_with": f"onnxruntime.InferenceSession('{path}') with AutoTokenizer.from_pretrained('{target}')",
+        "inputs": inputs,
+        "output": output,
+        "max_length": predictor.max_length,
+        **about,
+        "parity": parity,
+    }
 
 
 def _params_bytes(graph) -> int:
@@ -109,7 +154,9 @@ def _params_bytes(graph) -> int:
 
 
 def _encode(predictor, texts: list[str]) -> dict:
-    return predictor.tokenizer(list(texts), padding=True, truncation=True, max_length=predictor.max_length, return_tensors="np")
+    return predictor.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=predictor.max_length, return_tensors="np"
+    )
 
 
 def check_parity(graph, path: Path, predictor, inputs: list[str], texts: list[str]) -> dict:
@@ -117,7 +164,7 @@ def check_parity(graph, path: Path, predictor, inputs: list[str], texts: list[st
     session = ort_session(path)
     worst = 0.0
     for start in range(0, len(texts), 8):
-        enc = _encode(predictor, texts[start:start + 8])
+        enc = _encode(predictor, texts[start : start + 8])
         feed = {k: enc[k].astype(np.int64) for k in inputs}
         got = session.run(None, feed)[0]
         with torch.no_grad():

@@ -31,14 +31,29 @@ def _all_seeds(recipe, run_dir: Path) -> dict:
         one.train.data_check = "off"  # checked once for the whole run (few-shot draws differ by seed, files do not)
         seed_dir = run_dir / SEED_DIR.format(seed)
         metrics = (run_stages(one, seed_dir, True) if one.stages else run_single(one, seed_dir, True))[1]
-        per_seed.append({"seed": seed, "base": _numbers(metrics["base"]), "tuned": _numbers(metrics["tuned"]),
-                         "runtime_s": metrics["train"]["runtime_s"]})
-    summary = {"task": metrics["task"], "method": metrics["method"], "model": metrics["model"],
-               "eval_set": metrics["eval_set"], "eval_size": metrics["eval_size"], "seeds": seeds,
-               "base": _mean(per_seed, "base"), "tuned": _mean(per_seed, "tuned"),
-               "base_std": _std(per_seed, "base"), "tuned_std": _std(per_seed, "tuned"),
-               "train": {"runtime_s": sum(s["runtime_s"] for s in per_seed)}, "per_seed": per_seed,
-               "model_dir": SEED_DIR.format(seeds[0])}
+        per_seed.append(
+            {
+                "seed": seed,
+                "base": _numbers(metrics["base"]),
+                "tuned": _numbers(metrics["tuned"]),
+                "runtime_s": metrics["train"]["runtime_s"],
+            }
+        )
+    summary = {
+        "task": metrics["task"],
+        "method": metrics["method"],
+        "model": metrics["model"],
+        "eval_set": metrics["eval_set"],
+        "eval_size": metrics["eval_size"],
+        "seeds": seeds,
+        "base": _mean(per_seed, "base"),
+        "tuned": _mean(per_seed, "tuned"),
+        "base_std": _std(per_seed, "base"),
+        "tuned_std": _std(per_seed, "tuned"),
+        "train": {"runtime_s": sum(s["runtime_s"] for s in per_seed)},
+        "per_seed": per_seed,
+        "model_dir": SEED_DIR.format(seeds[0]),
+    }
     runs.write_metrics(run_dir, summary)
     (run_dir / "report.md").write_text(_report(summary), encoding="utf-8")
     return summary
@@ -61,16 +76,25 @@ def _std(per_seed: list[dict], side: str) -> dict:
 def _report(m: dict) -> str:
     keys = shown_keys(m["tuned"])
     head = "| metric | base (mean ± std) | tuned (mean ± std) |\n|---|---|---|\n"
-    rows = "\n".join(f"| {k} | {m['base'][k]:.4f} ± {m['base_std'][k]:.4f} | {m['tuned'][k]:.4f} ± {m['tuned_std'][k]:.4f} |"
-                     for k in keys)
-    seed_head = "| seed | " + " | ".join(f"base {k} | tuned {k}" for k in keys[:2]) + " |\n|---" * (1 + 2 * len(keys[:2])) + "|\n"
-    seed_rows = "\n".join(f"| {s['seed']} | " + " | ".join(f"{s['base'][k]:.4f} | {s['tuned'][k]:.4f}" for k in keys[:2]) + " |"
-                          for s in m["per_seed"])
-    return f"""# tunesmith run report — {len(m['seeds'])} seeds
+    rows = "\n".join(
+        f"| {k} | {m['base'][k]:.4f} ± {m['base_std'][k]:.4f} | {m['tuned'][k]:.4f} ± {m['tuned_std'][k]:.4f} |"
+        for k in keys
+    )
+    seed_head = (
+        "| seed | "
+        + " | ".join(f"base {k} | tuned {k}" for k in keys[:2])
+        + " |\n|---" * (1 + 2 * len(keys[:2]))
+        + "|\n"
+    )
+    seed_rows = "\n".join(
+        f"| {s['seed']} | " + " | ".join(f"{s['base'][k]:.4f} | {s['tuned'][k]:.4f}" for k in keys[:2]) + " |"
+        for s in m["per_seed"]
+    )
+    return f"""# tunesmith run report — {len(m["seeds"])} seeds
 
-Model `{m['model']}`, method {m['method']}, evaluated on the {m['eval_set']} set ({m['eval_size']} examples).
+Model `{m["model"]}`, method {m["method"]}, evaluated on the {m["eval_set"]} set ({m["eval_size"]} examples).
 Each seed draws its own training examples and initialisation; each has a full run directory
-(`seed-<n>/`, with its own report). The model used by `predict` is the first seed's ({m['model_dir']}).
+(`seed-<n>/`, with its own report). The model used by `predict` is the first seed's ({m["model_dir"]}).
 
 ## Mean ± std over seeds
 

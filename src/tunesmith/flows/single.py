@@ -8,8 +8,9 @@ from ..methods import method_for
 from ..runs.session import run_method
 
 
-def run_single(recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None,
-               **options) -> tuple[Path, dict]:
+def run_single(
+    recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None, **options
+) -> tuple[Path, dict]:
     """`options` go to the method (a staged domain-adaptation stage gets the target's texts)."""
     method = method_for(recipe, **options)
     if hasattr(method, "run"):  # a method that is not one training run (continual) runs itself

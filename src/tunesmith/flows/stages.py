@@ -8,11 +8,10 @@ what each stage bought, and `--compare-direct` trains the target alone for the c
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
-
-import logging
 
 from ..engine.metrics import HEADLINE_ALL
 from ..recipe import stage_recipe
@@ -26,11 +25,13 @@ DIRECT_DIR = "direct"
 _KEEP = ("model", "adapter", "merged", "generations.jsonl")  # what predict/eval/chat read from a run
 
 
-def run_stages(recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False,
-               files: dict | None = None) -> tuple[Path, dict]:
+def run_stages(
+    recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False, files: dict | None = None
+) -> tuple[Path, dict]:
     run_dir = Path(output_dir or recipe.output.dir or runs.default_dir("stages"))
-    return runs.run_in(recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume,
-                       files=files)
+    return runs.run_in(
+        recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume, files=files
+    )
 
 
 def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
@@ -53,16 +54,24 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
         on_target = metrics["tuned"] if last else target.evaluate(model_name)
         if not last:
             log.info(f"after {stage.name}, on the target: {target.headline(on_target)}")
-        entries.append({"name": stage.name, "method": sub.method.name, "task": metrics.get("task"),
-                        "dir": str(sub_dir.relative_to(run_dir)), "own": _headline_metrics(metrics),
-                        "target": _headline_metrics({"tuned": on_target})["tuned"],
-                        "target_kind": "final model" if last else target.probe_kind})
+        entries.append(
+            {
+                "name": stage.name,
+                "method": sub.method.name,
+                "task": metrics.get("task"),
+                "dir": str(sub_dir.relative_to(run_dir)),
+                "own": _headline_metrics(metrics),
+                "target": _headline_metrics({"tuned": on_target})["tuned"],
+                "target_kind": "final model" if last else target.probe_kind,
+            }
+        )
     result = {**metrics, "model": recipe.model.name, "base": base, "stages": entries, "target_eval": target.description}
     _copy_outputs(sub_dir, run_dir)
     if compare_direct:
         result["direct"] = _direct(final, run_dir / DIRECT_DIR, resume)
     runs.write_metrics(run_dir, result)
     from .stage_report import write_stage_report
+
     write_stage_report(run_dir, result)
     return result
 
@@ -80,11 +89,13 @@ def handoff(sub_dir: Path, model_name: str) -> Path:
     """The weights the next stage starts from: the stage's full model (a LoRA adapter is merged first),
     marked with the registry model it derives from so the next stage keeps that model's defaults."""
     from ..models.loading import mark_base
+
     folder = sub_dir / runs.MODEL_DIR
     if (sub_dir / runs.ADAPTER_DIR).is_dir():
         folder = sub_dir / runs.MERGED_DIR
         if not (folder / "config.json").is_file():
             from ..tasks.generation.predictor import export_merged
+
             export_merged(sub_dir, folder)
     mark_base(folder, model_name)
     return folder

@@ -25,20 +25,26 @@ PROBES = {  # task kind -> (what the probe is, the figures the console shows)
 class Target:
     def __init__(self, recipe):
         self.recipe = recipe
-        self.task = task_kind(recipe) if recipe.method.name != "domain_adaptation" and recipe.task in (
-            "classification", "generation", "regression", "token_classification") else None
+        self.task = (
+            task_kind(recipe)
+            if recipe.method.name != "domain_adaptation"
+            and recipe.task in ("classification", "generation", "regression", "token_classification")
+            else None
+        )
         self.probe_kind = PROBES[self.task][0] if self.task else "none"
         self.description = {
             None: "nothing (the final stage is not a task)",
-            "generation": "the answer-token loss on the target's evaluation conversations"}.get(
-            self.task, f"the task's {self.probe_kind} on the stage's frozen body (target train -> target eval)")
+            "generation": "the answer-token loss on the target's evaluation conversations",
+        }.get(self.task, f"the task's {self.probe_kind} on the stage's frozen body (target train -> target eval)")
 
     @cached_property
     def data(self):
         if self.task == "generation":
             from ..data.conversations import load_generation
+
             return load_generation(self.recipe.data, self.recipe.train.seed)
         from ..methods import method_class
+
         return method_class("supervised", self.task)().prepare(self._supervised(self.recipe.model.name)).data
 
     def train_texts(self) -> list[str]:
@@ -50,8 +56,11 @@ class Target:
         if self.task:
             return list(self.data.train.texts)
         from ..errors import TunesmithError
-        raise TunesmithError("method.task_texts needs a final stage that is a task (classification, regression, entities or "
-                             "generation) to take texts from.")
+
+        raise TunesmithError(
+            "method.task_texts needs a final stage that is a task (classification, regression, entities or "
+            "generation) to take texts from."
+        )
 
     def evaluate(self, model_name: str) -> dict:
         if self.task == "generation":
@@ -63,29 +72,44 @@ class Target:
     def _supervised(self, model_name: str):
         """The target recipe as a plain supervised run of `model_name`, its probe switched on."""
         from ..recipe import SupervisedMethod
-        return self.recipe.model_copy(update={
-            "model": self.recipe.model.model_copy(update={"name": model_name}),
-            "method": SupervisedMethod.model_validate({"name": "supervised"}),
-            "eval": self.recipe.eval.model_copy(update={"baseline": "linear_probe"})})
+
+        return self.recipe.model_copy(
+            update={
+                "model": self.recipe.model.model_copy(update={"name": model_name}),
+                "method": SupervisedMethod.model_validate({"name": "supervised"}),
+                "eval": self.recipe.eval.model_copy(update={"baseline": "linear_probe"}),
+            }
+        )
 
     def _probe(self, model_name: str) -> dict:
         """The task's own base line (methods' `baseline`) with the stage's model as the base."""
         from ..engine.hardware import resolve_precision
         from ..methods import method_class
         from ..runs.session import Context
+
         method = method_class("supervised", self.task)()
         plan = method.prepare(self._supervised(model_name))
         return method.baseline(plan, Context(None, resolve_precision(self.recipe.train.precision), None), None)
 
     def _answer_loss(self, model_name: str) -> dict:
+        from ..models.loading import load_causal_lm
         from ..tasks.generation.formatting import auto_length, encode, ensure_chat_template, learnable
         from ..tasks.generation.generate import validation_loss
-        from ..models.loading import load_causal_lm
+
         weights = resolve_weights(model_name)
         tokenizer = load_tokenizer(weights)
         ensure_chat_template(tokenizer)
-        cfg = auto_length(self.recipe, tokenizer, self.data.train.samples)[0].train  # the limit the target's training uses
-        rows = learnable(encode(tokenizer, self.data.evaluation.samples, cfg.max_length, getattr(self.recipe.method, "loss_on", "responses")))
+        cfg = auto_length(self.recipe, tokenizer, self.data.train.samples)[
+            0
+        ].train  # the limit the target's training uses
+        rows = learnable(
+            encode(
+                tokenizer,
+                self.data.evaluation.samples,
+                cfg.max_length,
+                getattr(self.recipe.method, "loss_on", "responses"),
+            )
+        )
         return validation_loss(load_causal_lm(weights), rows, self.recipe.eval.batch_size, tokenizer.pad_token_id)
 
     def headline(self, metrics: dict) -> str:

@@ -18,12 +18,29 @@ from .supervised_generation import SupervisedGeneration
 from .token_classification import SupervisedTokenClassifier
 
 METHODS: dict[str, dict] = {
-    "supervised": {"classification": SupervisedClassifier, "multi_label": SupervisedMultiLabel, "regression": SupervisedRegressor,
-                   "token_classification": SupervisedTokenClassifier, "generation": SupervisedGeneration},
-    "few_shot": {"classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted}, "multi_label": FewShotMultiLabel},
+    "supervised": {
+        "classification": SupervisedClassifier,
+        "multi_label": SupervisedMultiLabel,
+        "regression": SupervisedRegressor,
+        "token_classification": SupervisedTokenClassifier,
+        "generation": SupervisedGeneration,
+    },
+    "few_shot": {
+        "classification": {"encoder": FewShotContrastive, "decoder": FewShotPrompted},
+        "multi_label": FewShotMultiLabel,
+    },
     # continued pre-training does not depend on the task that follows it
-    "domain_adaptation": {task: DomainAdaptation for task in ("classification", "multi_label", "regression", "token_classification",
-                                                              "generation", "domain_adaptation")},
+    "domain_adaptation": {
+        task: DomainAdaptation
+        for task in (
+            "classification",
+            "multi_label",
+            "regression",
+            "token_classification",
+            "generation",
+            "domain_adaptation",
+        )
+    },
     "continual": {"classification": Continual, "multi_label": Continual, "token_classification": Continual},
 }
 
@@ -31,6 +48,7 @@ METHODS: dict[str, dict] = {
 def method_class(name: str, task: str, kind: str | None = None):
     """The class registered for (method, task[, model kind]); a clear error for a pair that does not exist."""
     from ..errors import TunesmithError
+
     by_task = METHODS.get(name, {})
     entry = by_task.get(task)
     if entry is None:
@@ -43,7 +61,12 @@ def method_class(name: str, task: str, kind: str | None = None):
 def method_for(recipe, **options):
     """The method object that runs this (single, unstaged) recipe."""
     from ..models.loading import model_kind, model_spec, resolve_weights
+
     task = task_kind(recipe)
     by_task = METHODS.get(recipe.method.name, {}).get(task)
-    kind = model_kind(resolve_weights(recipe.model.name), model_spec(recipe.model.name)) if isinstance(by_task, dict) else None
+    kind = (
+        model_kind(resolve_weights(recipe.model.name), model_spec(recipe.model.name))
+        if isinstance(by_task, dict)
+        else None
+    )
     return method_class(recipe.method.name, task, kind)(**options)

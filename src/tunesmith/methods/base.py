@@ -49,6 +49,7 @@ def tuning_mode(method, kind: str) -> str:
 def model_parts(recipe) -> tuple[str, dict, str, object]:
     """(weights folder, registry entry, encoder|decoder, tokenizer) of the recipe's model."""
     from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
+
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
     return weights, spec, model_kind(weights, spec), load_tokenizer(weights)
 
@@ -57,7 +58,10 @@ def load_run_model(run_dir, auto_class):
     """(model, tokenizer) a run saved in model/: local files, safetensors only, damage as a clear message."""
     from ..models.loading import load_tokenizer
     from ..runs import rundir
+
     model_dir = run_dir / rundir.MODEL_DIR
     tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-    model = rundir.load_saved_model(model_dir, lambda path: auto_class.from_pretrained(path, local_files_only=True, use_safetensors=True))
+    model = rundir.load_saved_model(
+        model_dir, lambda path: auto_class.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    )
     return model, tokenizer

@@ -8,23 +8,23 @@ update needs (replay buffer, Fisher information and anchor weights), so `tunesmi
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
 
 import torch
-import logging
 
-from ..runs import rundir as runs
 from ..engine.hardware import make_accelerator, own_accelerate_state, resolve_precision
+from ..engine.loop import Hooks, run_loop
+from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.registry import default_lr
+from ..recipe import Experience, task_kind
+from ..runs import rundir as runs
 from . import supervised
+from .base import tuning_mode
 from .continual_strategies import Reservoir, continual_metrics, ewc_penalty, fisher_diagonal, grow_head
 from .continual_tasks import TASKS
-from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
-from ..recipe import Experience, task_kind
-from ..models.registry import default_lr
-from ..engine.loop import Hooks, run_loop
-from .base import tuning_mode
 
 log = logging.getLogger(__name__)
 VERSIONS_DIR, STATE_FILE = "versions", "continual.json"
@@ -39,7 +39,9 @@ class Continual:
     """Not one training run but a model carried across experiences: `run` replaces the session's steps. The task
     kind (single-label, multi-label, entity tags) is a strategy from continual_tasks; the registry names it."""
 
-    def run(self, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None) -> tuple[Path, dict]:
+    def run(
+        self, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None
+    ) -> tuple[Path, dict]:
         task = TASKS[task_kind(recipe)]()
         exps = experiences_of(recipe)
         datas = [task.load(e.data, recipe.train.seed) for e in exps]
@@ -47,8 +49,14 @@ class Continual:
             for warning in data.warnings:
                 log.warning(f"{exp.name}: {warning}")
         learner = Learner(recipe, task)  # refuses what the task cannot do before the run directory exists
-        return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _run(learner, exps, datas, run_dir, resume),
-                           resume=resume, files=files)
+        return runs.run_in(
+            recipe,
+            output_dir,
+            overwrite,
+            lambda run_dir: _run(learner, exps, datas, run_dir, resume),
+            resume=resume,
+            files=files,
+        )
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
@@ -59,27 +67,44 @@ class Continual:
 
 def _saved_recipe(run_dir: Path):
     from ..recipe import load_recipe
+
     return load_recipe(runs.read_yaml(Path(run_dir) / runs.RECIPE_FILE))
 
 
-def _run(learner: "Learner", exps, datas, run_dir: Path, resume: bool = False) -> dict:
-    union = sorted({label for d in datas for label in d.labels}, key=lambda label: (label != "O", label))  # "O" first for tags
+def _run(learner: Learner, exps, datas, run_dir: Path, resume: bool = False) -> dict:
+    union = sorted(
+        {label for d in datas for label in d.labels}, key=lambda label: (label != "O", label)
+    )  # "O" first for tags
     untrained = learner.task.build(learner.recipe, learner.weights, learner.spec, union, learner.kind)
-    initial = [learner.task.score_model(learner, untrained, union, d.evaluation) for d in datas]  # b_j: an untrained head
+    initial = [
+        learner.task.score_model(learner, untrained, union, d.evaluation) for d in datas
+    ]  # b_j: an untrained head
     del untrained
     matrix = _versions_done(run_dir, exps) if resume else []
     if matrix:  # --resume: the experiences whose versions were saved are kept; the interrupted one starts again
         log.info(f"--resume: {len(matrix)} of {len(exps)} experiences finished earlier, kept (version v{len(matrix)})")
         learner = Learner.load(learner.recipe, run_dir / VERSIONS_DIR / f"v{len(matrix)}")
-    for index, (exp, data) in list(enumerate(zip(exps, datas)))[len(matrix):]:
-        log.info(f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
-                     f"{learner.task.label_word} {data.labels})", extra={"rule": True})
+    for index, (exp, data) in list(enumerate(zip(exps, datas)))[len(matrix) :]:
+        log.info(
+            f"experience {index + 1}/{len(exps)}: {exp.name} ({len(data.train)} examples, "
+            f"{learner.task.label_word} {data.labels})",
+            extra={"rule": True},
+        )
         learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
         matrix.append(learner.scores(datas))
-        log.info(f"after {exp.name} ({learner.task.metric}): " + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1])))
+        log.info(
+            f"after {exp.name} ({learner.task.metric}): "
+            + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1]))
+        )
         learner.save_version(run_dir / VERSIONS_DIR / f"v{index + 1}", exp.name, matrix[-1])
-    state = {"current": len(exps), "experiences": [e.model_dump(mode="json") for e in exps], "matrix": matrix,
-             "initial": initial, "strategy": learner.method.strategy, "lineage": list(range(1, len(exps) + 1))}
+    state = {
+        "current": len(exps),
+        "experiences": [e.model_dump(mode="json") for e in exps],
+        "matrix": matrix,
+        "initial": initial,
+        "strategy": learner.method.strategy,
+        "lineage": list(range(1, len(exps) + 1)),
+    }
     return finish(run_dir, learner.recipe, learner, datas, state)
 
 
@@ -99,25 +124,39 @@ def _versions_done(run_dir: Path, exps) -> list[list[float]]:
     return rows
 
 
-def finish(run_dir: Path, recipe, learner: "Learner", datas, state: dict) -> dict:
+def finish(run_dir: Path, recipe, learner: Learner, datas, state: dict) -> dict:
     """metrics.json, report and top-level model for the current version."""
     _make_current(run_dir, run_dir / VERSIONS_DIR / f"v{state['current']}")
     runs.write_json(run_dir / STATE_FILE, state)
     names = [e["name"] for e in state["experiences"]]
     metrics = {
-        "task": learner.task.name, "method": "continual", "model": recipe.model.name, "labels": learner.labels,
-        "eval_set": "all experiences' evaluation sets", "eval_size": sum(len(d.evaluation) for d in datas),
-        "base": {}, "tuned": learner.overall(datas),
-        "continual": {**continual_metrics(state["matrix"], state["initial"]), "metric": learner.task.metric, "experiences": names,
-                      "initial": state["initial"], "strategy": state["strategy"], "version": state["current"]},
+        "task": learner.task.name,
+        "method": "continual",
+        "model": recipe.model.name,
+        "labels": learner.labels,
+        "eval_set": "all experiences' evaluation sets",
+        "eval_size": sum(len(d.evaluation) for d in datas),
+        "base": {},
+        "tuned": learner.overall(datas),
+        "continual": {
+            **continual_metrics(state["matrix"], state["initial"]),
+            "metric": learner.task.metric,
+            "experiences": names,
+            "initial": state["initial"],
+            "strategy": state["strategy"],
+            "version": state["current"],
+        },
         "train": {**learner.train_stats, "lr": learner.lr},
     }
     runs.write_metrics(run_dir, metrics)
     from .continual_report import write_continual_report
+
     write_continual_report(run_dir, metrics)
     c = metrics["continual"]
-    log.info(f"average {c['metric']} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
-                  + (f", FWT {c['fwt']:+.4f}" if c["fwt"] is not None else ""))
+    log.info(
+        f"average {c['metric']} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}"
+        + (f", FWT {c['fwt']:+.4f}" if c["fwt"] is not None else "")
+    )
     return metrics
 
 
@@ -126,16 +165,21 @@ class Learner:
 
     def __init__(self, recipe, task, model_dir: Path | None = None):
         from ..errors import TunesmithError
+
         self.recipe, self.method, self.cfg, self.task = recipe, recipe.method, recipe.train, task
         self.weights = str(model_dir) if model_dir else resolve_weights(recipe.model.name)
         self.spec = spec = model_spec(recipe.model.name)
         self.kind = model_kind(resolve_weights(recipe.model.name), spec)
         if tuning_mode(recipe.method, self.kind) != "full":
-            raise TunesmithError("method continual trains the whole model (the head grows with new classes); "
-                                 "remove method.lora / set method.tuning: full.")
+            raise TunesmithError(
+                "method continual trains the whole model (the head grows with new classes); "
+                "remove method.lora / set method.tuning: full."
+            )
         if task.name == "token_classification" and "lwf" in self.method.strategy:
-            raise TunesmithError("method.strategy lwf is for classification and multi-label: on new sentences whose old "
-                                 "entities are tagged O, distilling old tags fights the new labels. Use replay (and ewc).")
+            raise TunesmithError(
+                "method.strategy lwf is for classification and multi-label: on new sentences whose old "
+                "entities are tagged O, distilling old tags fights the new labels. Use replay (and ewc)."
+            )
         if task.name != "classification" and self.method.class_weights != "none":
             raise TunesmithError(f"method.class_weights is for single-label classification; remove it for {task.name}.")
         self.data_sections = [recipe.data] + [e.data for e in recipe.experiences or []]
@@ -155,6 +199,7 @@ class Learner:
     def learn(self, data, log_path: Path, earlier: list = ()) -> None:
         """Train on one experience (`earlier`: the experiences learned before, for what is chosen on all of them)."""
         from accelerate.utils import set_seed
+
         set_seed(self.cfg.seed + self.train_stats["experiences"])
         n_old = len(self.labels)
         fresh = self.task.examples(data.train)
@@ -174,7 +219,9 @@ class Learner:
         rows, ids = self.task.encode(self.tokenizer, examples, self.labels, self.cfg, self.method)
         hooks = self._hooks(data, rows, [key for _, key in examples], n_old)
         accelerator = make_accelerator(self.cfg, self.precision)
-        result = run_loop(self.model, accelerator, rows, ids, self.cfg, self.lr, hooks, self.tokenizer.pad_token_id, log_path)
+        result = run_loop(
+            self.model, accelerator, rows, ids, self.cfg, self.lr, hooks, self.tokenizer.pad_token_id, log_path
+        )
         self.model = accelerator.unwrap_model(self.model)
         self.train_stats["runtime_s"] += result.runtime_s
         self.train_stats["experiences"] += 1
@@ -186,7 +233,11 @@ class Learner:
         self.files = self.task.after_learning(self, [d.validation for d in earlier] + [data.validation])
 
     def _hooks(self, data, rows: list[dict], keys: list[str], n_old: int) -> Hooks:
-        weights = supervised.class_weight_tensor(self.method.class_weights, self.labels, keys) if self.task.name == "classification" else None
+        weights = (
+            supervised.class_weight_tensor(self.method.class_weights, self.labels, keys)
+            if self.task.name == "classification"
+            else None
+        )
         evaluate = lambda m: self.task.validation(self, m, data.validation)  # noqa: E731
         old_logits = self._old_logits(rows, n_old) if "lwf" in self.method.strategy and n_old else None
 
@@ -197,18 +248,23 @@ class Learner:
             value = self.task.loss(logits, targets, weights)
             if old_logits is not None:
                 value = value + self.method.lwf_alpha * self.task.distill(
-                    logits, old_logits[row_index[:, 0]].to(logits.device), self.method.lwf_temperature)
+                    logits, old_logits[row_index[:, 0]].to(logits.device), self.method.lwf_temperature
+                )
             return value
 
         penalty = None
         if self.fisher is not None and self.method.ewc_lambda:
             penalty = lambda value: value + ewc_penalty(self.model, self.fisher, self.anchor, self.method.ewc_lambda)  # noqa: E731
-        return Hooks(evaluate=evaluate, compute_loss=loss, before_backward=penalty, default_metric=self.task.default_metric)
+        return Hooks(
+            evaluate=evaluate, compute_loss=loss, before_backward=penalty, default_metric=self.task.default_metric
+        )
 
     def _old_logits(self, rows: list[dict], n_old: int) -> torch.Tensor:
         """LwF: the model's outputs on this experience's rows before it learns them, on the old classes
         (the grown head copied their rows, so these are the previous model's outputs)."""
-        old = self.task.old_outputs(self.model, rows, n_old, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision)
+        old = self.task.old_outputs(
+            self.model, rows, n_old, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, self.precision
+        )
         for i, row in enumerate(rows):
             row["row_index"] = [i]
         return old
@@ -216,9 +272,15 @@ class Learner:
     def _consolidate(self, data) -> None:
         """EWC: add this experience's Fisher information; the anchor becomes the current weights."""
         from ..engine.batching import collate
+
         n = min(self.method.ewc_samples, len(data.train))
-        rows, ids = self.task.encode(self.tokenizer, self.task.examples(data.train)[:n], self.labels, self.cfg, self.method)
-        batches = [collate(rows[i:i + 8], self.tokenizer.pad_token_id, None if ids is None else ids[i:i + 8]) for i in range(0, n, 8)]
+        rows, ids = self.task.encode(
+            self.tokenizer, self.task.examples(data.train)[:n], self.labels, self.cfg, self.method
+        )
+        batches = [
+            collate(rows[i : i + 8], self.tokenizer.pad_token_id, None if ids is None else ids[i : i + 8])
+            for i in range(0, n, 8)
+        ]
         start = time.perf_counter()
         fresh = fisher_diagonal(self.model, batches)
         log.info(f"ewc: Fisher information from {n} examples in {time.perf_counter() - start:.1f} s")
@@ -237,8 +299,13 @@ class Learner:
     def overall(self, datas) -> dict:
         """The current model's metrics over all evaluation sets together (labels it never saw count as errors)."""
         splits = [d.evaluation for d in datas]
-        predicted = [p for s in splits for p in self.task.predictions(self.model, self.labels, self.tokenizer, s, self.cfg,
-                                                                       self.recipe.eval.batch_size, self.precision)]
+        predicted = [
+            p
+            for s in splits
+            for p in self.task.predictions(
+                self.model, self.labels, self.tokenizer, s, self.cfg, self.recipe.eval.batch_size, self.precision
+            )
+        ]
         return self.task.overall(predicted, splits, self.labels)
 
     # ------------------------------------------------------------------ versions on disk
@@ -255,16 +322,26 @@ class Learner:
         runs.write_json(folder / "replay.json", {"items": self.buffer.items, "seen": self.buffer.seen})
         if self.fisher is not None:  # safetensors: loading it can never run code
             from safetensors.torch import save_file
-            save_file({**{f"fisher.{k}": v.contiguous() for k, v in self.fisher.items()},
-                       **{f"anchor.{k}": v.contiguous() for k, v in self.anchor.items()}}, str(folder / EWC_FILE))
-        runs.write_json(folder / "version.json", {"experience": experience, "labels": self.labels, "accuracies": row,
-                                                  "train": self.train_stats})
+
+            save_file(
+                {
+                    **{f"fisher.{k}": v.contiguous() for k, v in self.fisher.items()},
+                    **{f"anchor.{k}": v.contiguous() for k, v in self.anchor.items()},
+                },
+                str(folder / EWC_FILE),
+            )
+        runs.write_json(
+            folder / "version.json",
+            {"experience": experience, "labels": self.labels, "accuracies": row, "train": self.train_stats},
+        )
 
     @classmethod
-    def load(cls, recipe, folder: Path) -> "Learner":
+    def load(cls, recipe, folder: Path) -> Learner:
         learner = cls(recipe, TASKS[task_kind(recipe)](), folder / runs.MODEL_DIR)
         saved = runs.read_json(folder / "replay.json")
-        learner.buffer = Reservoir(recipe.method.replay_size, recipe.train.seed + 1000, saved.get("items"), saved.get("seen"))
+        learner.buffer = Reservoir(
+            recipe.method.replay_size, recipe.train.seed + 1000, saved.get("items"), saved.get("seen")
+        )
         learner.fisher, learner.anchor = _load_ewc(folder)
         learner.train_stats = {**runs.read_json(folder / "version.json").get("train", {}), "runtime_s": 0.0}
         return learner
@@ -284,13 +361,19 @@ def _load_ewc(folder: Path) -> tuple[dict | None, dict | None]:
 
     from ..engine.checkpoint import load_tensors_file
     from ..errors import TunesmithError
+
     if (folder / EWC_FILE).is_file():
         try:
             flat = load_file(str(folder / EWC_FILE))
         except (SafetensorError, OSError) as err:
-            raise TunesmithError(f"{folder / EWC_FILE} cannot be read ({err}); it is damaged. Roll back to an earlier "
-                                 "version (`tunesmith runs versions RUN --rollback N`) or retrain.") from None
-        split = {part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")} for part in ("fisher", "anchor")}
+            raise TunesmithError(
+                f"{folder / EWC_FILE} cannot be read ({err}); it is damaged. Roll back to an earlier "
+                "version (`tunesmith runs versions RUN --rollback N`) or retrain."
+            ) from None
+        split = {
+            part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")}
+            for part in ("fisher", "anchor")
+        }
         return split["fisher"], split["anchor"]
     if (folder / "ewc.pt").is_file():
         ewc = load_tensors_file(folder / "ewc.pt", "Retrain the run, or roll back to an earlier version.")
@@ -306,13 +389,16 @@ def _load_ewc(folder: Path) -> tuple[dict | None, dict | None]:
 def read_state(run_dir: Path, why: str) -> dict:
     """continual.json, or an error that says whether it is missing (not a continual run) or damaged."""
     from ..errors import TunesmithError
+
     problem = runs.json_problem(run_dir / STATE_FILE)
     if problem == "missing":
         raise TunesmithError(f"{run_dir} is not a continual run (no {STATE_FILE}); {why}")
     state = runs.read_json(run_dir / STATE_FILE)
     if problem or not {"current", "experiences", "matrix", "lineage", "initial"} <= set(state):
-        raise TunesmithError(f"{run_dir / STATE_FILE} is {problem or 'damaged (keys missing)'}; the run's version history "
-                             "cannot be read. Restore the file from a copy, or train the run again.")
+        raise TunesmithError(
+            f"{run_dir / STATE_FILE} is {problem or 'damaged (keys missing)'}; the run's version history "
+            "cannot be read. Restore the file from a copy, or train the run again."
+        )
     return state
 
 
@@ -327,6 +413,7 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     state; refuse it (nothing written) when old-data accuracy drops by more than `max_forgetting`."""
     from ..errors import TunesmithError
     from ..recipe import load_recipe
+
     run_dir, state = updatable(run_dir)
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
@@ -339,17 +426,28 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
         row = learner.scores(datas)
         drop = sum(before) / len(before) - sum(row[:-1]) / len(before)
-        log.info(f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> {sum(row[:-1]) / len(before):.4f}; "
-                      f"new ({experience.name}): {row[-1]:.4f}")
+        log.info(
+            f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> "
+            f"{sum(row[:-1]) / len(before):.4f}; "
+            f"new ({experience.name}): {row[-1]:.4f}"
+        )
         if max_forgetting is not None and drop > max_forgetting:
             raise TunesmithError(
-                f"update refused: {learner.task.metric} on the earlier experiences fell by {drop:.4f} (> --max-forgetting {max_forgetting}). "
-                f"Version {state['current']} stays current; try more replay (method.replay_ratio) or a stronger method.ewc_lambda.")
+                f"update refused: {learner.task.metric} on the earlier experiences fell by {drop:.4f} (> "
+                f"--max-forgetting {max_forgetting}). "
+                f"Version {state['current']} stays current; try more replay (method.replay_ratio) or a stronger "
+                f"method.ewc_lambda."
+            )
         version = 1 + max(int(p.name[1:]) for p in _version_folders(run_dir))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{version}", experience.name, row)
         matrix = [r + [None] for r in state["matrix"]] + [row]
-        state.update(current=version, experiences=[e.model_dump(mode="json") for e in exps], matrix=matrix,
-                     initial=state["initial"] + [None], lineage=state["lineage"] + [version])
+        state.update(
+            current=version,
+            experiences=[e.model_dump(mode="json") for e in exps],
+            matrix=matrix,
+            initial=state["initial"] + [None],
+            lineage=state["lineage"] + [version],
+        )
         metrics = finish(run_dir, recipe, learner, datas, state)
     finally:
         runs.set_status(run_dir, "finished")
@@ -360,9 +458,12 @@ def _claim_update(run_dir: Path) -> None:
     """One update at a time. The run stays finished meanwhile: its current version is untouched until the new one is
     whole (saved beside, then renamed), so serving and predict go on, and a killed update leaves nothing to repair."""
     from ..errors import TunesmithError
+
     other = runs.read_json(run_dir / runs.RUN_FILE).get("updating")
     if runs.process_alive(other):
-        raise TunesmithError(f"{run_dir}: another `tunesmith update` is running (process {other.get('pid')}); wait for it to end.")
+        raise TunesmithError(
+            f"{run_dir}: another `tunesmith update` is running (process {other.get('pid')}); wait for it to end."
+        )
     runs.set_status(run_dir, "finished", updating=runs.this_process())
 
 
@@ -372,8 +473,15 @@ def list_versions(run_dir: Path) -> tuple[int, list[dict]]:
     for folder in _version_folders(Path(run_dir)):
         info = runs.read_json(folder / "version.json")
         acc = info.get("accuracies", [])
-        out.append({"version": int(folder.name[1:]), "experience": info.get("experience"), "labels": len(info.get("labels", [])),
-                    "mean_accuracy": sum(acc) / len(acc) if acc else None, "accuracies": acc})
+        out.append(
+            {
+                "version": int(folder.name[1:]),
+                "experience": info.get("experience"),
+                "labels": len(info.get("labels", [])),
+                "mean_accuracy": sum(acc) / len(acc) if acc else None,
+                "accuracies": acc,
+            }
+        )
     return state["current"], out
 
 
@@ -386,16 +494,24 @@ def _version_folders(run_dir: Path) -> list[Path]:
 def rollback(run_dir: Path, version: int) -> None:
     """Make an earlier version current: its model goes to the top of the run; later updates start from it."""
     from ..errors import TunesmithError
+
     run_dir = runs.open_finished(run_dir)
     folder = run_dir / VERSIONS_DIR / f"v{version}"
     if not (folder / runs.MODEL_DIR).is_dir():
         raise TunesmithError(f"{run_dir} has no version {version}; `tunesmith runs versions {run_dir}` lists them.")
     state = read_state(run_dir, "versions exist for method: continual runs.")
     if version not in state["lineage"]:
-        raise TunesmithError(f"version {version} was trained on a history that an earlier rollback abandoned; "
-                             f"versions on the current history: {state['lineage']}.")
+        raise TunesmithError(
+            f"version {version} was trained on a history that an earlier rollback abandoned; "
+            f"versions on the current history: {state['lineage']}."
+        )
     keep = state["lineage"].index(version) + 1  # the history of that version: its rows and experiences
-    state.update(current=version, lineage=state["lineage"][:keep], experiences=state["experiences"][:keep],
-                 initial=state["initial"][:keep], matrix=[row[:keep] for row in state["matrix"][:keep]])
+    state.update(
+        current=version,
+        lineage=state["lineage"][:keep],
+        experiences=state["experiences"][:keep],
+        initial=state["initial"][:keep],
+        matrix=[row[:keep] for row in state["matrix"][:keep]],
+    )
     _make_current(run_dir, folder)
     runs.write_json(run_dir / STATE_FILE, state)

@@ -1,4 +1,5 @@
-"""report.md of a continual run: the score matrix (accuracy, micro-F1 or entity F1) as a heat map and as lines, and the forgetting figures."""
+"""report.md of a continual run: the score matrix (accuracy, micro-F1 or entity F1) as a heat map and as lines,
+and the forgetting figures."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ def write_continual_report(run_dir: Path, m: dict) -> Path:
     fwt = "n/a" if c["fwt"] is None else f"{c['fwt']:+.4f}"
     text = f"""# tunesmith continual run
 
-Model `{m['model']}`, strategy {' + '.join(c['strategy'])}, version {c['version']}; labels {', '.join(m['labels'])}.
+Model `{m["model"]}`, strategy {" + ".join(c["strategy"])}, version {c["version"]}; labels {", ".join(m["labels"])}.
 
 | average {metric} (last row) | backward transfer (BWT) | forward transfer (FWT) |
 |---|---|---|
-| {c['average_accuracy']:.4f} | {c['bwt']:+.4f} | {fwt} |
+| {c["average_accuracy"]:.4f} | {c["bwt"]:+.4f} | {fwt} |
 
 BWT is the mean change on earlier experiences' sets between just after learning them and now (negative =
 forgotten); FWT the mean gain on an experience's set from the experiences before it, against an untrained head.
@@ -40,7 +41,7 @@ forgotten); FWT the mean gain on an experience's set from the experiences before
 
 ![accuracy over time](plots/accuracy_over_time.png)
 
-Over all evaluation sets together, the current model: {_overall(m['tuned'])}.
+Over all evaluation sets together, the current model: {_overall(m["tuned"])}.
 """
     path = run_dir / "report.md"
     path.write_text(text, encoding="utf-8")
@@ -54,7 +55,10 @@ def _overall(tuned: dict) -> str:
 
 def _heatmap(matrix, names, path: Path) -> None:
     import numpy as np
-    values = np.array([[np.nan if v is None else v for v in row] + [np.nan] * (len(names) - len(row)) for row in matrix])
+
+    values = np.array(
+        [[np.nan if v is None else v for v in row] + [np.nan] * (len(names) - len(row)) for row in matrix]
+    )
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.0 * len(names) + 1.5))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")

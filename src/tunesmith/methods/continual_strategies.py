@@ -21,8 +21,8 @@ class Reservoir:
 
     def __init__(self, size: int, seed: int, items: dict | None = None, seen: dict | None = None):
         self.size, self.rng = size, random.Random(seed)
-        self.items: dict[str, list] = items or {}   # label -> kept examples
-        self.seen: dict[str, int] = seen or {}      # label -> examples offered so far
+        self.items: dict[str, list] = items or {}  # label -> kept examples
+        self.seen: dict[str, int] = seen or {}  # label -> examples offered so far
 
     def add(self, example, label: str) -> None:
         if label not in self.items:
@@ -72,7 +72,9 @@ def grow_head(model, labels: list[str]) -> None:
     extra = len(labels) - old.out_features
     if extra <= 0:
         return
-    new = torch.nn.Linear(old.in_features, len(labels), bias=old.bias is not None).to(old.weight.device, old.weight.dtype)
+    new = torch.nn.Linear(old.in_features, len(labels), bias=old.bias is not None).to(
+        old.weight.device, old.weight.dtype
+    )
     with torch.no_grad():
         torch.nn.init.normal_(new.weight, std=getattr(model.config, "initializer_range", 0.02))
         new.weight[: old.out_features] = old.weight
@@ -94,7 +96,7 @@ def fisher_diagonal(model, batches) -> dict[str, torch.Tensor]:
     model.eval()
     for batch in batches:
         for i in range(len(batch["input_ids"])):
-            one = {k: v[i:i + 1] for k, v in batch.items()}
+            one = {k: v[i : i + 1] for k, v in batch.items()}
             model.zero_grad(set_to_none=True)
             model(**one).loss.backward()
             for n, p in params.items():
@@ -122,7 +124,11 @@ def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temper
     t = temperature
     old = old_logits.float() / t
     new = new_logits[:, : old.shape[1]].float() / t
-    return torch.nn.functional.kl_div(new.log_softmax(-1), old.log_softmax(-1), log_target=True, reduction="batchmean") * t * t
+    return (
+        torch.nn.functional.kl_div(new.log_softmax(-1), old.log_softmax(-1), log_target=True, reduction="batchmean")
+        * t
+        * t
+    )
 
 
 def continual_metrics(matrix: list[list[float | None]], initial: list[float | None]) -> dict:
@@ -135,7 +141,14 @@ def continual_metrics(matrix: list[list[float | None]], initial: list[float | No
     t = len(matrix)
     last = matrix[-1]
     bwt = [last[j] - matrix[j][j] for j in range(t - 1)]
-    fwt = [matrix[j - 1][j] - initial[j] for j in range(1, t)
-           if j < len(matrix[j - 1]) and matrix[j - 1][j] is not None and initial[j] is not None]
-    return {"matrix": matrix, "average_accuracy": float(np.mean(last)),
-            "bwt": float(np.mean(bwt)) if bwt else 0.0, "fwt": float(np.mean(fwt)) if fwt else None}
+    fwt = [
+        matrix[j - 1][j] - initial[j]
+        for j in range(1, t)
+        if j < len(matrix[j - 1]) and matrix[j - 1][j] is not None and initial[j] is not None
+    ]
+    return {
+        "matrix": matrix,
+        "average_accuracy": float(np.mean(last)),
+        "bwt": float(np.mean(bwt)) if bwt else 0.0,
+        "fwt": float(np.mean(fwt)) if fwt else None,
+    }

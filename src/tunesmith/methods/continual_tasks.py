@@ -9,9 +9,10 @@ output unchanged (continual_strategies.grow_head).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
-import logging
 
 from ..engine.batching import tokenize
 from ..engine.metrics import classification_metrics, predict_proba
@@ -22,14 +23,17 @@ log = logging.getLogger(__name__)
 
 class SingleLabel:
     """One label per text: cross-entropy, softmax distillation, accuracy."""
+
     name, metric, label_word = "classification", "accuracy", "labels"
 
     def load(self, data, seed: int):
         from ..data.classification import load_classification
+
         return load_classification(data, seed)
 
     def build(self, recipe, weights: str, spec: dict, labels: list[str], kind: str):
         from .supervised import build_model
+
         return build_model(recipe, weights, spec, labels, kind)
 
     def examples(self, split) -> list[tuple]:
@@ -42,23 +46,36 @@ class SingleLabel:
         return rows, [index[label] for _, label in examples]
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(logits, targets, weight=None if weights is None else weights.to(logits.device))
+        return torch.nn.functional.cross_entropy(
+            logits, targets, weight=None if weights is None else weights.to(logits.device)
+        )
 
-    def old_outputs(self, model, rows: list[dict], n_old: int, batch_size: int, pad_id: int, precision: str) -> torch.Tensor:
+    def old_outputs(
+        self, model, rows: list[dict], n_old: int, batch_size: int, pad_id: int, precision: str
+    ) -> torch.Tensor:
         probs = predict_proba(model, rows, batch_size, pad_id, precision)
         return torch.log(torch.as_tensor(probs[:, :n_old]).clamp_min(1e-9))  # log-probs work as logits
 
     def distill(self, new_logits: torch.Tensor, old: torch.Tensor, temperature: float) -> torch.Tensor:
         from .continual_strategies import distillation_loss
+
         return distillation_loss(new_logits, old, temperature)
 
     def validation(self, learner, model, split) -> dict:
         """The metrics the loop picks the best epoch by (default_metric among them)."""
         from ..engine.metrics import evaluate_classifier
+
         index = {label: i for i, label in enumerate(learner.labels)}
         rows, _ = tokenize(learner.tokenizer, split.texts, None, learner.cfg.max_length)
-        return evaluate_classifier(model, rows, [index[y] for y in split.labels], learner.labels, learner.recipe.eval.batch_size,
-                                   learner.tokenizer.pad_token_id, learner.precision)
+        return evaluate_classifier(
+            model,
+            rows,
+            [index[y] for y in split.labels],
+            learner.labels,
+            learner.recipe.eval.batch_size,
+            learner.tokenizer.pad_token_id,
+            learner.precision,
+        )
 
     default_metric = "f1_macro"
 
@@ -94,10 +111,13 @@ class SingleLabel:
 
     def score_model(self, learner, model, labels: list[str], split) -> float:
         bs = learner.recipe.eval.batch_size
-        return self.score(self.predictions(model, labels, learner.tokenizer, split, learner.cfg, bs, learner.precision), split)
+        return self.score(
+            self.predictions(model, labels, learner.tokenizer, split, learner.cfg, bs, learner.precision), split
+        )
 
     def predictor(self):
         from .supervised import SupervisedClassifier
+
         return SupervisedClassifier.load_predictor
 
 
@@ -109,6 +129,7 @@ class _Scored(SingleLabel):
 class MultiLabel(_Scored):
     """A label set per text: BCE summed over labels, sigmoid distillation, micro-F1 at thresholds chosen on the
     validation sets of every experience so far (saved with each version)."""
+
     name, metric = "multi_label", "f1_micro"
     default_metric = metric
 
@@ -117,6 +138,7 @@ class MultiLabel(_Scored):
 
     def load(self, data, seed: int):
         from ..data.multilabel import load_multilabel
+
         return load_multilabel(data, seed)
 
     def build(self, recipe, weights: str, spec: dict, labels: list[str], kind: str):
@@ -125,16 +147,20 @@ class MultiLabel(_Scored):
         return model
 
     def examples(self, split) -> list[tuple]:
-        return [((text, tuple(labels)), "|".join(labels) or "(no label)") for text, labels in zip(split.texts, split.labels)]
+        return [
+            ((text, tuple(labels)), "|".join(labels) or "(no label)") for text, labels in zip(split.texts, split.labels)
+        ]
 
     def encode(self, tokenizer, examples: list, labels: list[str], cfg, method) -> tuple[list[dict], list]:
         from ..data.multilabel import multi_hot
+
         rows, _ = tokenize(tokenizer, [text for (text, _), _ in examples], None, cfg.max_length)
         return rows, multi_hot([list(sets) for (_, sets), _ in examples], labels)
 
     def loss(self, logits, targets, weights) -> torch.Tensor:
         """Summed over labels, averaged over texts, as supervised multi-label training."""
         from .multilabel import bce_sum
+
         return bce_sum(logits, targets)
 
     def old_outputs(self, model, rows, n_old, batch_size, pad_id, precision) -> torch.Tensor:
@@ -145,13 +171,20 @@ class MultiLabel(_Scored):
         """Each old label's softened probability is the target of the new one (summed over labels, T^2-scaled)."""
         t = temperature
         new = new_logits[:, : old.shape[1]].float() / t
-        return torch.nn.functional.binary_cross_entropy_with_logits(new, (old.float() / t).sigmoid(), reduction="sum") / len(new) * t * t
+        return (
+            torch.nn.functional.binary_cross_entropy_with_logits(new, (old.float() / t).sigmoid(), reduction="sum")
+            / len(new)
+            * t
+            * t
+        )
 
     def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
         rows, _ = tokenize(tokenizer, split.texts, None, cfg.max_length)
         probs = sigmoid_probs(model, rows, batch_size, tokenizer.pad_token_id, precision)
         known = list(self.thresholds["per_label"]) if self.thresholds else []
-        cut = np.asarray(known[: len(labels)] + [0.5] * (len(labels) - len(known)))  # labels new since the last choice: 0.5
+        cut = np.asarray(
+            known[: len(labels)] + [0.5] * (len(labels) - len(known))
+        )  # labels new since the last choice: 0.5
         return [[label for label, on in zip(labels, row) if on] for row in probs >= cut]
 
     def score(self, predicted, split) -> float:
@@ -163,6 +196,7 @@ class MultiLabel(_Scored):
     def overall(self, predicted, gold_splits, labels) -> dict:
         from ..data.multilabel import multi_hot
         from ..tasks.multilabel import multilabel_metrics
+
         gold = [row for s in gold_splits for row in s.labels]
         every = labels + sorted({label for row in gold for label in row} - set(labels))
         return multilabel_metrics(np.asarray(multi_hot(gold, every)), np.asarray(multi_hot(predicted, every)), every)
@@ -172,19 +206,26 @@ class MultiLabel(_Scored):
         old data); returned as the file the predictor reads beside the model."""
         from ..data.multilabel import multi_hot
         from ..tasks.multilabel import choose_thresholds
+
         rows, _ = tokenize(learner.tokenizer, [t for s in validations for t in s.texts], None, learner.cfg.max_length)
-        probs = sigmoid_probs(learner.model, rows, learner.recipe.eval.batch_size, learner.tokenizer.pad_token_id, learner.precision)
-        gold = multi_hot([[y for y in row if y in learner.labels] for s in validations for row in s.labels], learner.labels)
+        probs = sigmoid_probs(
+            learner.model, rows, learner.recipe.eval.batch_size, learner.tokenizer.pad_token_id, learner.precision
+        )
+        gold = multi_hot(
+            [[y for y in row if y in learner.labels] for s in validations for row in s.labels], learner.labels
+        )
         self.thresholds = choose_thresholds(np.asarray(gold), probs)
         separator = next((d.label_separator for d in learner.data_sections if d is not None), None)
         return {"thresholds.json": {"labels": learner.labels, **self.thresholds, "separator": separator}}
 
     def restore(self, model_dir) -> None:
         from ..runs import rundir
+
         self.thresholds = rundir.read_json(model_dir / "thresholds.json")
 
     def predictor(self):
         from .multilabel import SupervisedMultiLabel
+
         return SupervisedMultiLabel.load_predictor
 
 
@@ -192,16 +233,19 @@ class TokenTags(_Scored):
     """Entity tags per word: new entity types arriving are new tags (class-incremental). Cross-entropy on each
     word's first piece; entity F1 (seqeval). LwF is not offered: it would distil every token's old-tag
     distribution, and on new data whose old entities are tagged O it teaches the model to forget them."""
+
     name, metric, label_word = "token_classification", "f1", "tags"
     default_metric = metric
 
     def load(self, data, seed: int):
         from ..data.tokens import load_tokens
+
         return load_tokens(data, seed)
 
     def build(self, recipe, weights, spec, labels, kind):
         from ..models.loading import freeze_bottom
         from .token_classification import load_token_model, token_freezing
+
         model = load_token_model(weights, labels, recipe.train)
         freeze_bottom(model, *token_freezing(recipe.method))
         return model
@@ -211,8 +255,15 @@ class TokenTags(_Scored):
 
     def encode(self, tokenizer, examples, labels, cfg, method) -> tuple[list[dict], None]:
         from ..tasks.token_classification import encode
-        rows, _, _ = encode(tokenizer, [list(w) for (w, _), _ in examples], [list(t) for (_, t), _ in examples], labels,
-                            cfg.max_length, method.label_all_subtokens)
+
+        rows, _, _ = encode(
+            tokenizer,
+            [list(w) for (w, _), _ in examples],
+            [list(t) for (_, t), _ in examples],
+            labels,
+            cfg.max_length,
+            method.label_all_subtokens,
+        )
         return rows, None  # the tags live in the rows
 
     def loss(self, logits, targets, weights) -> torch.Tensor:
@@ -224,13 +275,21 @@ class TokenTags(_Scored):
         not annotate an old type at all, the old model's tags for that type replace O (pseudo-labels, as in
         Zhang et al. 2023, CPFD / Monaikul et al. 2021). Types the new data does annotate keep their gold O."""
         from ..data.tokens import TaggedSplit
+
         old_types = {t[2:] for t in learner.labels if t != "O"}
         missing = old_types - {t[2:] for t in data.labels if t != "O"}
         if learner.model is None or not missing:
             return examples
         split = TaggedSplit([list(w) for (w, _), _ in examples], [list(t) for (_, t), _ in examples])
-        predicted = self.predictions(learner.model, learner.labels, learner.tokenizer, split, learner.cfg,
-                                     learner.recipe.eval.batch_size, learner.precision)
+        predicted = self.predictions(
+            learner.model,
+            learner.labels,
+            learner.tokenizer,
+            split,
+            learner.cfg,
+            learner.recipe.eval.batch_size,
+            learner.precision,
+        )
         out, added = [], 0
         for ((words, tags), _), guess in zip(examples, predicted):
             new = [p if g == "O" and p != "O" and p[2:] in missing else g for g, p in zip(tags, guess)]
@@ -251,23 +310,27 @@ class TokenTags(_Scored):
 
     def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
         from ..tasks.token_classification import encode, tags_of, word_scores
+
         rows, firsts, _ = encode(tokenizer, split.tokens, None, labels, cfg.max_length)
         return tags_of(word_scores(model, rows, firsts, batch_size, tokenizer.pad_token_id, precision), labels)
 
     def score(self, predicted, split) -> float:
         from ..tasks.token_classification import ner_metrics
+
         return ner_metrics(split.tags, _annotated_only(predicted, split), detail=False)["f1"]
 
     def overall(self, predicted, gold_splits, labels) -> dict:
         from ..tasks.token_classification import ner_metrics
+
         restricted, start = [], 0
         for split in gold_splits:
-            restricted += _annotated_only(predicted[start:start + len(split)], split)
+            restricted += _annotated_only(predicted[start : start + len(split)], split)
             start += len(split)
         return ner_metrics([row for s in gold_splits for row in s.tags], restricted)
 
     def predictor(self):
         from .token_classification import SupervisedTokenClassifier
+
         return SupervisedTokenClassifier.load_predictor
 
 

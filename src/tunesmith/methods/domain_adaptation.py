@@ -8,16 +8,24 @@ before and after, so the run shows whether the model really learned the domain.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 import torch
-import logging
 
 from ..data.corpus import budget_documents, hold_out, pack_blocks, read_corpus
 from ..engine.loop import Hooks, run_loop
 from ..errors import TunesmithError
-from ..models.loading import apply_dropout, apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.loading import (
+    apply_dropout,
+    apply_lora,
+    load_causal_lm,
+    load_tokenizer,
+    model_kind,
+    model_spec,
+    resolve_weights,
+)
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir as runs
@@ -44,47 +52,80 @@ class DomainAdaptation:
         if method.task_texts:
             docs += self.task_texts if self.task_texts is not None else _recipe_task_texts(recipe)
         if len(docs) < 2:
-            raise TunesmithError("method.corpus (with method.task_texts) holds fewer than 2 documents; domain adaptation needs "
-                                 "some text to train on and at least one document held out to measure perplexity. "
-                                 "Separate documents in .txt files with a blank line.")
+            raise TunesmithError(
+                "method.corpus (with method.task_texts) holds fewer than 2 documents; domain adaptation needs "
+                "some text to train on and at least one document held out to measure perplexity. "
+                "Separate documents in .txt files with a blank line."
+            )
         train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
         tokenizer = load_tokenizer(weights)
         words = []
         if method.vocab_extension:  # before the text is tokenized: the new words must be whole tokens in it
-            words = candidate_words(tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count)
+            words = candidate_words(
+                tokenizer, train_docs, method.vocab_extension, method.vocab_min_pieces, method.vocab_min_count
+            )
             add_words(tokenizer, words)
         rows, corpus_stats = _training_rows(recipe, tokenizer, train_docs, objective)
         held = pack_blocks(tokenizer, held_docs, cfg.max_length, objective == "mlm")
         held = _rows(random.Random(cfg.seed).sample(held, min(len(held), method.heldout_max_blocks)), objective)
         loss_fn, eval_loss, eval_rows = _objective(objective, tokenizer, method.mlm_probability, cfg.seed, held)
         mode = tuning_mode(method, kind)
-        return Plan(recipe, "domain_adaptation", tokenizer, weights, spec, kind, cfg.lr or default_lr(spec, kind, mode), rows,
-                    info={"objective": objective, "tuning": mode, "eval_set": "held-out domain text",
-                          "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)}},
-                    warnings=None, extra={"words": words, "loss": loss_fn, "eval_loss": eval_loss, "eval_rows": eval_rows})
+        return Plan(
+            recipe,
+            "domain_adaptation",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            cfg.lr or default_lr(spec, kind, mode),
+            rows,
+            info={
+                "objective": objective,
+                "tuning": mode,
+                "eval_set": "held-out domain text",
+                "corpus": {**corpus_stats, "heldout_documents": len(held_docs), "heldout_blocks": len(held)},
+            },
+            warnings=None,
+            extra={"words": words, "loss": loss_fn, "eval_loss": eval_loss, "eval_rows": eval_rows},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         model, plan.extra["fresh_head"] = _load_lm(plan.weights, plan.info["objective"])
         apply_dropout(model, plan.recipe.train)  # train.dropout / attention_dropout hold for every method
         added = extend_vocabulary(model, plan.tokenizer, plan.extra["words"])
         if plan.recipe.method.vocab_extension:
-            log.info(f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else ""))
+            log.info(
+                f"vocabulary: added {len(added)} domain words" + (f", e.g. {', '.join(added[:8])}" if added else "")
+            )
         plan.info["vocabulary"] = {"added": len(added), "words": added}
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         base = self._heldout(plan, model)
-        log.info(f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} "
-                      f"({plan.info['corpus']['heldout_blocks']} blocks)")
+        log.info(
+            f"base: held-out loss {base['loss']:.4f}, perplexity {base['perplexity']:.2f} "
+            f"({plan.info['corpus']['heldout_blocks']} blocks)"
+        )
         return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
         objective, method = plan.info["objective"], plan.recipe.method
         if plan.info["tuning"] == "lora":
-            model = apply_lora(model, method.lora or LoraSection(), plan.spec, task_type="CAUSAL_LM" if objective == "clm" else None)
+            model = apply_lora(
+                model, method.lora or LoraSection(), plan.spec, task_type="CAUSAL_LM" if objective == "clm" else None
+            )
         if plan.extra["fresh_head"] and plan.info["tuning"] == "full" and method.head_warmup:
-            _warm_up_head(model, ctx.accelerator, plan.rows, plan.recipe.train, plan.lr, self.hooks(plan, ctx), method.head_warmup,
-                          plan.pad_id, ctx.run_dir)
+            _warm_up_head(
+                model,
+                ctx.accelerator,
+                plan.rows,
+                plan.recipe.train,
+                plan.lr,
+                self.hooks(plan, ctx),
+                method.head_warmup,
+                plan.pad_id,
+                ctx.run_dir,
+            )
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
@@ -103,19 +144,24 @@ class DomainAdaptation:
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
-        raise TunesmithError(f"{run_dir} is a domain-adaptation run: its model/ is a language model adapted to your domain, "
-                             "not a classifier or a chat model. Use it as the next stage's start (a staged recipe), or as "
-                             f"model.name: {run_dir / runs.MODEL_DIR} in a new recipe.")
+        raise TunesmithError(
+            f"{run_dir} is a domain-adaptation run: its model/ is a language model adapted to your domain, "
+            "not a classifier or a chat model. Use it as the next stage's start (a staged recipe), or as "
+            f"model.name: {run_dir / runs.MODEL_DIR} in a new recipe."
+        )
 
     @staticmethod
     def _heldout(plan: Plan, model) -> dict:
-        return heldout_loss(model, plan.extra["eval_rows"], plan.recipe.eval.batch_size, plan.pad_id, plan.extra["eval_loss"])
+        return heldout_loss(
+            model, plan.extra["eval_rows"], plan.recipe.eval.batch_size, plan.pad_id, plan.extra["eval_loss"]
+        )
 
 
 def _recipe_task_texts(recipe) -> list[str]:
     if recipe.data is None:
         raise TunesmithError("method.task_texts is on, but the recipe has no data section whose training texts to use.")
     from ..data.classification import read_split
+
     return read_split(recipe.data.train, recipe.data.text_column, None, role="data.train").texts
 
 
@@ -125,6 +171,7 @@ def _load_lm(weights: str, objective: str):
         return load_causal_lm(weights), False
     from transformers import AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # sentence-embedding checkpoints ship without the MLM head: it starts fresh
     try:
@@ -144,6 +191,7 @@ def _warm_up_head(model, accelerator, rows, cfg, lr, hooks, share: float, pad_id
     embeddings stay frozen with the body here; only the head's transform and bias learn.
     """
     from ..recipe import EarlyStopping
+
     body = getattr(model, model.base_model_prefix)
     body.requires_grad_(False)
     warm = random.Random(cfg.seed).sample(rows, max(1, round(share * len(rows))))
@@ -164,8 +212,12 @@ def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[
     rng = random.Random(cfg.seed)
     stats.update(documents_used=len(docs), domain_blocks=len(blocks), general_blocks=0)
     if method.general_corpus and method.general_ratio:
-        general = pack_blocks(tokenizer, read_corpus(method.general_corpus, method.text_column, "method.general_corpus"),
-                              cfg.max_length, encoder)
+        general = pack_blocks(
+            tokenizer,
+            read_corpus(method.general_corpus, method.text_column, "method.general_corpus"),
+            cfg.max_length,
+            encoder,
+        )
         wanted = round(method.general_ratio / (1 - method.general_ratio) * len(blocks))
         picked = [general[rng.randrange(len(general))] for _ in range(wanted)]  # with replacement: small general sets
         blocks += picked
@@ -174,8 +226,10 @@ def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[
         keep = max(1, method.max_tokens // cfg.max_length)
         blocks = rng.sample(blocks, min(keep, len(blocks)))
     stats["blocks"], stats["tokens"] = len(blocks), sum(map(len, blocks))
-    log.info(f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
-                  f"({stats['tokens']:,} tokens, {stats['general_blocks']} general-text blocks)")
+    log.info(
+        f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
+        f"({stats['tokens']:,} tokens, {stats['general_blocks']} general-text blocks)"
+    )
     return _rows(blocks, objective), stats
 
 
@@ -190,15 +244,23 @@ def _objective(objective: str, tokenizer, probability: float, seed: int, held: l
     fixed seed, so every evaluation scores the same positions; training masks afresh every batch."""
     if objective == "clm":
         from ..tasks.generation.generate import causal_lm_loss
+
         return causal_lm_loss, causal_lm_loss, held
     if tokenizer.mask_token is None:
         raise TunesmithError("method.objective mlm needs a tokenizer with a mask token; this model has none (use clm).")
     from transformers import DataCollatorForLanguageModeling
+
     train_masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
     eval_masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed + 1)
     masked = [eval_masker([{"input_ids": r["input_ids"]}]) for r in held]
-    eval_rows = [{"input_ids": m["input_ids"][0].tolist(), "attention_mask": r["attention_mask"], "labels": m["labels"][0].tolist()}
-                 for m, r in zip(masked, held)]
+    eval_rows = [
+        {
+            "input_ids": m["input_ids"][0].tolist(),
+            "attention_mask": r["attention_mask"],
+            "labels": m["labels"][0].tolist(),
+        }
+        for m, r in zip(masked, held)
+    ]
 
     def train_loss(model, batch):
         lengths = batch["attention_mask"].sum(1).tolist()
@@ -225,6 +287,7 @@ def masked_lm_loss(model, batch: dict) -> torch.Tensor:
 def heldout_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn) -> dict:
     """Token-weighted mean loss over labeled positions (masked tokens for MLM, next tokens for CLM)."""
     from ..tasks.generation.generate import validation_loss
+
     return validation_loss(model, rows, batch_size, pad_id, loss_fn, shifted=loss_fn is not masked_lm_loss)
 
 
@@ -241,14 +304,21 @@ def save_lm(run_dir: Path, model, tokenizer) -> Path:
 def _write_report(run_dir: Path, m: dict) -> None:
     c, v = m["corpus"], m["vocabulary"]
     lines = [
-        f"# Domain adaptation: {m['model']} ({m['objective'].upper()}, {m['tuning']})", "",
+        f"# Domain adaptation: {m['model']} ({m['objective'].upper()}, {m['tuning']})",
+        "",
         f"Corpus: {c['documents']} documents, {c['blocks']} training blocks ({c['tokens']:,} tokens, "
-        f"{c['general_blocks']} general-text blocks); {c['heldout_documents']} documents held out ({c['heldout_blocks']} blocks).", "",
-        "| model | held-out loss | perplexity |", "|---|---|---|",
+        f"{c['general_blocks']} general-text blocks); {c['heldout_documents']} documents held out "
+        f"({c['heldout_blocks']} blocks).",
+        "",
+        "| model | held-out loss | perplexity |",
+        "|---|---|---|",
         f"| base | {m['base']['loss']:.4f} | {m['base']['perplexity']:.2f} |",
-        f"| adapted | {m['tuned']['loss']:.4f} | {m['tuned']['perplexity']:.2f} |", "",
-        f"Vocabulary: {v['added']} words added" + (f" ({', '.join(v['words'][:20])})" if v["words"] else "") + ".", "",
-        f"Training: {m['train']['epochs']} epoch(s), best epoch {m['train']['best_epoch']}, {m['train']['runtime_s']:.1f} s, "
+        f"| adapted | {m['tuned']['loss']:.4f} | {m['tuned']['perplexity']:.2f} |",
+        "",
+        f"Vocabulary: {v['added']} words added" + (f" ({', '.join(v['words'][:20])})" if v["words"] else "") + ".",
+        "",
+        f"Training: {m['train']['epochs']} epoch(s), best epoch {m['train']['best_epoch']}, "
+        f"{m['train']['runtime_s']:.1f} s, "
         f"lr {m['train']['lr']}, precision {m['train']['precision']}.",
     ]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

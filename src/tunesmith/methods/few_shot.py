@@ -7,10 +7,10 @@ comparison isolates what the contrastive step adds. Decoders take the prompt-bas
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
-import logging
 
 from ..engine.metrics import classification_metrics, forward_batches, mean_pooled
 from ..errors import TunesmithError
@@ -46,9 +46,22 @@ class FewShotContrastive:
         pairs = make_pairs(data.train.labels, recipe.method.pairs_per_example * len(data.train), cfg.seed)
         log.info(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half same-class)")
         rows, targets = pair_rows(enc["train"], pairs)
-        return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], p["kind"], cfg.lr or BODY_LR, rows, targets,
-                    info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc, "heads": {}},
-                    train_info={"train_size": len(data.train), "pairs": len(pairs), "auto": p["auto"]})
+        return Plan(
+            recipe,
+            "classification",
+            p["tokenizer"],
+            p["weights"],
+            p["spec"],
+            p["kind"],
+            cfg.lr or BODY_LR,
+            rows,
+            targets,
+            info=classification.info(data),
+            warnings=data.warnings,
+            data=data,
+            extra={"enc": enc, "heads": {}},
+            train_info={"train_size": len(data.train), "pairs": len(pairs), "auto": p["auto"]},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         model = load_encoder(plan.weights)
@@ -62,19 +75,25 @@ class FewShotContrastive:
             return {}
         base, _ = _head_metrics(plan, ctx, model, "evaluation", detail=False)
         log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-        return {"kind": f"logistic-regression head on the untuned body's embeddings of the same {len(plan.data.train)} examples",
-                **base}
+        return {
+            "kind": f"logistic-regression head on the untuned body's embeddings of the same "
+            f"{len(plan.data.train)} examples",
+            **base,
+        }
 
     def adapt(self, plan: Plan, ctx: Context, model):
         return model
 
     def hooks(self, plan: Plan, ctx: Context):
-        heads = plan.extra["heads"]  # epoch -> (validation metrics, head): when validation is also the evaluation set, reuse the best
+        heads = plan.extra[
+            "heads"
+        ]  # epoch -> (validation metrics, head): when validation is also the evaluation set, reuse the best
 
         def evaluate(model):
             metrics, head = _head_metrics(plan, ctx, model, "validation")
             heads[len(heads) + 1] = (metrics, head)
             return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")}
+
         return make_hooks(evaluate)
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
@@ -95,8 +114,16 @@ class FewShotContrastive:
         plan.extra.get("body", model).save_pretrained(target)
         plan.tokenizer.save_pretrained(target)
         rundir.write_json(target / "labels.json", {"labels": labels})
-        rundir.write_json(target / HEAD_FILE, {"pooling": "mean", "normalize": True, "labels": labels,
-                                               "coef": head.coef_.tolist(), "intercept": head.intercept_.tolist()})
+        rundir.write_json(
+            target / HEAD_FILE,
+            {
+                "pooling": "mean",
+                "normalize": True,
+                "labels": labels,
+                "coef": head.coef_.tolist(),
+                "intercept": head.intercept_.tolist(),
+            },
+        )
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         write_report(ctx.run_dir, metrics, plan.data.labels)
@@ -104,11 +131,13 @@ class FewShotContrastive:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from ..models.loading import load_tokenizer
+
         model_dir = run_dir / rundir.MODEL_DIR
         head = load_head(model_dir)
         tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        return classification.ClassifierPredictor(rundir.load_saved_model(model_dir, load_encoder), tokenizer, head=head,
-                                                  columns=columns, **kwargs)
+        return classification.ClassifierPredictor(
+            rundir.load_saved_model(model_dir, load_encoder), tokenizer, head=head, columns=columns, **kwargs
+        )
 
 
 def guarded(plan: Plan) -> bool:
@@ -125,8 +154,10 @@ def keep_base_body(plan: Plan, ctx: Context, result) -> bool:
     if base is None or metric not in result.best_metrics or sign * base[metric] <= sign * result.best_metrics[metric]:
         ctx.train_info["kept_base_body"] = False
         return False
-    log.info(f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
-                  f"{result.best_metrics[metric]:.4f}; keeping the base body (head fitted on the same examples).")
+    log.info(
+        f"few-shot: contrastive training lowered validation {metric} from {base[metric]:.4f} to "
+        f"{result.best_metrics[metric]:.4f}; keeping the base body (head fitted on the same examples)."
+    )
     ctx.train_info["kept_base_body"] = True
     return True
 
@@ -147,6 +178,8 @@ def load_head(model_dir: Path) -> dict:
     path = model_dir / HEAD_FILE
     head = rundir.read_json(path)
     if not {"labels", "coef", "intercept"} <= set(head):
-        raise TunesmithError(f"{path} is {rundir.json_problem(path) or 'damaged (labels, coef or intercept missing)'}; "
-                             "train the run again, or restore the file from a copy.")
+        raise TunesmithError(
+            f"{path} is {rundir.json_problem(path) or 'damaged (labels, coef or intercept missing)'}; "
+            "train the run again, or restore the file from a copy."
+        )
     return head

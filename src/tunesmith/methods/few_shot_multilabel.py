@@ -7,15 +7,16 @@ same examples, so the comparison isolates what the contrastive step adds, as in 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
-import logging
 
 from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
 from ..engine.metrics import forward_batches, mean_pooled
 from ..errors import TunesmithError
+from ..log import reader_warnings
 from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..tasks import multilabel
@@ -24,7 +25,6 @@ from .base import Context, Plan, model_parts
 from .few_shot import BODY_LR, HEAD_FILE, load_head
 from .multilabel import THRESHOLDS_FILE, _bce, save_thresholds
 from .pairs import make_hooks, make_set_pairs, normalize, pair_rows
-from ..log import reader_warnings
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +39,42 @@ class FewShotMultiLabel:
             recipe.train.batch_size = 16
         (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         if kind == "decoder":
-            raise TunesmithError("few_shot multi-label needs an encoder (e.g. minilm-l6): its embeddings carry the per-label "
-                                 "heads. For a decoder use method: supervised with a label per line.")
+            raise TunesmithError(
+                "few_shot multi-label needs an encoder (e.g. minilm-l6): its embeddings carry the per-label "
+                "heads. For a decoder use method: supervised with a label per line."
+            )
         data = load_multilabel(recipe.data, cfg.seed)
         reader_warnings(data.warnings, recipe.train.data_check)
         names = ("train", "validation", "evaluation")
-        enc = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
+        enc = {
+            name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
+            for name in names
+        }
         targets = {name: np.asarray(multi_hot(getattr(data, name).labels, data.labels)) for name in names}
         pairs = make_set_pairs(data.train.labels, recipe.method.pairs_per_example * len(data.train), cfg.seed)
         if not any(t for _, _, t in pairs) or all(t for _, _, t in pairs):
-            raise TunesmithError(f"{recipe.data.train}: few-shot needs both texts that share a label and texts that share none; "
-                                 "add examples of more labels.")
+            raise TunesmithError(
+                f"{recipe.data.train}: few-shot needs both texts that share a label and texts that share none; "
+                "add examples of more labels."
+            )
         log.info(f"few-shot: {len(data.train)} examples -> {len(pairs)} pairs (half sharing a label)")
         rows, pair_targets = pair_rows(enc["train"], pairs)
-        return Plan(recipe, "multi_label", tokenizer, weights, spec, kind, cfg.lr or BODY_LR, rows, pair_targets,
-                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels},
-                    warnings=data.warnings, data=data, train_info={"train_size": len(data.train), "pairs": len(pairs)},
-                    extra={"enc": enc, "targets": targets, "heads": {}})
+        return Plan(
+            recipe,
+            "multi_label",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            cfg.lr or BODY_LR,
+            rows,
+            pair_targets,
+            info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels},
+            warnings=data.warnings,
+            data=data,
+            train_info={"train_size": len(data.train), "pairs": len(pairs)},
+            extra={"enc": enc, "targets": targets, "heads": {}},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         model = load_encoder(plan.weights)
@@ -67,8 +86,12 @@ class FewShotMultiLabel:
             return {}
         base, _ = _scored(plan, ctx, model)
         log.info(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-        return {"kind": f"a logistic regression per label on the untuned body's embeddings of the same {len(plan.data.train)} "
-                        "examples", **base}
+        return {
+            "kind": f"a logistic regression per label on the untuned body's embeddings of the same "
+            f"{len(plan.data.train)} "
+            "examples",
+            **base,
+        }
 
     def adapt(self, plan: Plan, ctx: Context, model):
         return model
@@ -79,14 +102,17 @@ class FewShotMultiLabel:
             y = plan.extra["targets"]["validation"]
             metrics = multilabel.multilabel_metrics(y, probs >= 0.5, plan.data.labels, detail=False)
             return {**metrics, "loss": _bce(probs, y)}
+
         return make_hooks(evaluate)
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned, head = _scored(plan, ctx, model)
         plan.extra["head"] = head
         plan.info["thresholds"] = plan.extra["thresholds"] = head.pop("thresholds")
-        log.info(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
-                      "thresholds chosen on validation)")
+        log.info(
+            f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
+            "thresholds chosen on validation)"
+        )
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -103,20 +129,30 @@ class FewShotMultiLabel:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from ..models.loading import load_tokenizer
+
         model_dir = run_dir / rundir.MODEL_DIR
         head, thresholds = load_head(model_dir), rundir.read_json(model_dir / THRESHOLDS_FILE)
         if not head.get("multi_label") or len(thresholds.get("per_label") or []) != len(head["labels"]):
-            raise TunesmithError(f"{model_dir}: head.json and thresholds.json do not describe the same labels; train the run "
-                                 "again, or restore the files.")
-        return multilabel.MultiLabelPredictor(rundir.load_saved_model(model_dir, load_encoder),
-                                              rundir.load_saved_model(model_dir, load_tokenizer), thresholds, columns=columns,
-                                              separator=thresholds.get("separator"), head=head, **kwargs)
+            raise TunesmithError(
+                f"{model_dir}: head.json and thresholds.json do not describe the same labels; train the run "
+                "again, or restore the files."
+            )
+        return multilabel.MultiLabelPredictor(
+            rundir.load_saved_model(model_dir, load_encoder),
+            rundir.load_saved_model(model_dir, load_tokenizer),
+            thresholds,
+            columns=columns,
+            separator=thresholds.get("separator"),
+            head=head,
+            **kwargs,
+        )
 
 
 def fit_heads(x: np.ndarray, y: np.ndarray, labels: list[str], seed: int) -> dict:
     """One logistic regression per label on L2-normalised embeddings, as numbers. A label that is on (or off) for
     every training text cannot be learned from them: its head answers its training frequency."""
     from sklearn.linear_model import LogisticRegression
+
     x = normalize(x)
     coef, intercept = np.zeros((y.shape[1], x.shape[1])), np.zeros(y.shape[1])
     for j in range(y.shape[1]):
@@ -126,8 +162,14 @@ def fit_heads(x: np.ndarray, y: np.ndarray, labels: list[str], seed: int) -> dic
         else:
             prior = np.clip(y[:, j].mean(), 1e-4, 1 - 1e-4)
             intercept[j] = np.log(prior / (1 - prior))
-    return {"pooling": "mean", "normalize": True, "multi_label": True, "labels": list(labels), "coef": coef.tolist(),
-            "intercept": intercept.tolist()}
+    return {
+        "pooling": "mean",
+        "normalize": True,
+        "multi_label": True,
+        "labels": list(labels),
+        "coef": coef.tolist(),
+        "intercept": intercept.tolist(),
+    }
 
 
 def _probs(plan: Plan, ctx: Context, model, splits: tuple[str, ...]) -> tuple[dict, dict]:

@@ -4,14 +4,12 @@ answering the same prompt zero-shot (the options are listed in the system prompt
 
 from __future__ import annotations
 
-
 from ..data.conversations import Conversations, GenerationData
 from ..errors import TunesmithError
+from ..log import reader_warnings
 from ..recipe import EvalSection, SupervisedMethod
 from .base import Plan
 from .supervised_generation import SupervisedGeneration
-from ..log import reader_warnings
-
 
 
 def verbalizers(method, labels: list[str]) -> dict[str, str]:
@@ -19,7 +17,9 @@ def verbalizers(method, labels: list[str]) -> dict[str, str]:
     if method.verbalizers:
         unknown = sorted(set(method.verbalizers) - set(labels))
         if unknown:
-            raise TunesmithError(f"method.verbalizers names label(s) not in the training data: {unknown}. Labels: {labels}.")
+            raise TunesmithError(
+                f"method.verbalizers names label(s) not in the training data: {unknown}. Labels: {labels}."
+            )
         words.update(method.verbalizers)
     if len(set(words.values())) < len(words):
         raise TunesmithError("method.verbalizers: two labels share the same answer text; each label needs its own.")
@@ -27,8 +27,14 @@ def verbalizers(method, labels: list[str]) -> dict[str, str]:
 
 
 def to_conversations(split, words: dict[str, str], system: str, source: str) -> Conversations:
-    samples = [[{"role": "system", "content": system}, {"role": "user", "content": text},
-                {"role": "assistant", "content": words[label]}] for text, label in zip(split.texts, split.labels)]
+    samples = [
+        [
+            {"role": "system", "content": system},
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": words[label]},
+        ]
+        for text, label in zip(split.texts, split.labels)
+    ]
     return Conversations(samples, "prompt_response", source)
 
 
@@ -37,18 +43,36 @@ class FewShotPrompted(SupervisedGeneration):
 
     def prepare(self, recipe, data=None) -> Plan:
         from ..data.classification import load_classification
+
         data = load_classification(recipe.data, recipe.train.seed)
         reader_warnings(data.warnings, recipe.train.data_check)
         train_set = recipe.train.model_fields_set
         # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
         updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}
         words = verbalizers(recipe.method, data.labels)
-        system = ("Classify the text into exactly one of these categories: " + ", ".join(words.values())
-                  + ". Answer with the category only.")
-        gen = GenerationData(*(to_conversations(getattr(data, name), words, system, getattr(data, name).source)
-                               for name in ("train", "validation", "evaluation")), eval_name=data.eval_name)
-        as_generation = recipe.model_copy(update={
-            "task": "generation", "method": SupervisedMethod(tuning="lora"), "train": recipe.train.model_copy(update=updates),
-            "eval": EvalSection(batch_size=recipe.eval.batch_size, max_samples=None, generation_metric="exact_match",
-                                max_new_tokens=16)})
+        system = (
+            "Classify the text into exactly one of these categories: "
+            + ", ".join(words.values())
+            + ". Answer with the category only."
+        )
+        gen = GenerationData(
+            *(
+                to_conversations(getattr(data, name), words, system, getattr(data, name).source)
+                for name in ("train", "validation", "evaluation")
+            ),
+            eval_name=data.eval_name,
+        )
+        as_generation = recipe.model_copy(
+            update={
+                "task": "generation",
+                "method": SupervisedMethod(tuning="lora"),
+                "train": recipe.train.model_copy(update=updates),
+                "eval": EvalSection(
+                    batch_size=recipe.eval.batch_size,
+                    max_samples=None,
+                    generation_metric="exact_match",
+                    max_new_tokens=16,
+                ),
+            }
+        )
         return super().prepare(as_generation, data=gen)

@@ -19,7 +19,8 @@ from ..engine.metrics import forward_batches
 from ..models.loading import output_layers
 
 # head_init 'auto' (benchmarks/head_init.py): a random head is under-trained when it has many classes and few optimizer
-# steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at ~50 steps
+# steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at
+# ~50 steps
 # per class: the random head caught up and ended ahead; 2-3 classes: the random head won at every step count measured.
 PROBE_FROM_CLASSES = 4
 PROBE_BELOW_STEPS_PER_CLASS = 25
@@ -41,10 +42,12 @@ def head_features(model, layers, rows, batch_size: int, pad_id: int, precision: 
     seen = []
     hooks = [layer.register_forward_hook(lambda _m, args, _out: seen.append(args[0])) for layer in layers]
     try:
+
         def capture(_out, _batch):
             features = seen.pop()
             seen.clear()
             return features.float().cpu().numpy() if features.ndim == 2 else np.empty((len(_batch["input_ids"]), 0))
+
         features = forward_batches(model, rows, batch_size, pad_id, precision, capture)
     finally:
         for hook in hooks:
@@ -52,8 +55,9 @@ def head_features(model, layers, rows, batch_size: int, pad_id: int, precision: 
     return features if features.shape[1] else None
 
 
-def init_head_from_probe(model, rows, label_ids, n_labels: int, batch_size: int, pad_id: int, precision: str,
-                         seed: int) -> float | None:
+def init_head_from_probe(
+    model, rows, label_ids, n_labels: int, batch_size: int, pad_id: int, precision: str, seed: int
+) -> float | None:
     """Fit the probe on (at most PROBE_ROWS seeded) training rows and copy it into the head.
     Returns the probe's training accuracy, or None when the head cannot take a probe."""
     layers = output_layers(model, n_labels)
@@ -80,7 +84,9 @@ def _per_class(probe, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
     return probe.coef_, probe.intercept_
 
 
-def init_multilabel_head(model, rows, targets: np.ndarray, batch_size: int, pad_id: int, precision: str, seed: int) -> bool:
+def init_multilabel_head(
+    model, rows, targets: np.ndarray, batch_size: int, pad_id: int, precision: str, seed: int
+) -> bool:
     """The multi-label head (one sigmoid per label) starts as one logistic regression per label on the features
     it sees. With rare positives, a random head spends the first hundreds of steps learning the label priors and
     a short run ends below the frozen probe (GoEmotions, 3,000 rows, 2 epochs: micro-F1 0.18 vs the probe's 0.41).

@@ -3,16 +3,17 @@ thresholds are chosen on the validation set (one global, one per label) and save
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import logging
 
 from ..data.multilabel import load_multilabel, multi_hot
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
+from ..log import reader_warnings
 from ..models.registry import default_lr
 from ..runs import rundir
 from ..runs.auto_length import auto_max_length
@@ -20,7 +21,6 @@ from ..tasks import multilabel
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
 from .head_init import init_multilabel_head
 from .supervised import build_model
-from ..log import reader_warnings
 
 MULTI = "multi_label_classification"
 
@@ -36,22 +36,48 @@ class SupervisedMultiLabel:
         recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
         cfg = recipe.train
         names = ("train", "validation", "evaluation")
-        rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0] for name in names}
+        rows = {
+            name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
+            for name in names
+        }
         targets = {name: multi_hot(getattr(data, name).labels, data.labels) for name in names}
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
-        return Plan(recipe, "multi_label", tokenizer, weights, spec, kind, lr, rows["train"], targets["train"],
-                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels,
-                          "label_cardinality": round(float(np.mean([len(r) for r in data.train.labels])), 3)},
-                    warnings=data.warnings, data=data, train_info={"auto": [reason] if reason else [], "train_size": len(data.train)},
-                    extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}})
+        return Plan(
+            recipe,
+            "multi_label",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            lr,
+            rows["train"],
+            targets["train"],
+            info={
+                "eval_set": data.eval_name,
+                "eval_size": len(data.evaluation),
+                "labels": data.labels,
+                "label_cardinality": round(float(np.mean([len(r) for r in data.train.labels])), 3),
+            },
+            warnings=data.warnings,
+            data=data,
+            train_info={"auto": [reason] if reason else [], "train_size": len(data.train)},
+            extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         # transformers' pipeline then applies a sigmoid; a previous stage's head is kept only if it was multi-label too
         return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind, MULTI)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return multilabel.ovr_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["targets"], plan.data.labels,
-                                       plan.pad_id, ctx.precision)
+        return multilabel.ovr_baseline(
+            plan.recipe,
+            plan.weights,
+            plan.extra["rows"],
+            plan.extra["targets"],
+            plan.data.labels,
+            plan.pad_id,
+            ctx.precision,
+        )
 
     def adapt(self, plan: Plan, ctx: Context, model):
         """The head starts from a probe per label (method.head_init: auto or probe; random keeps it random)."""
@@ -59,27 +85,41 @@ class SupervisedMultiLabel:
         if plan.recipe.method.head_init == "random" or plan.kind == "decoder":
             return model
         start = time.perf_counter()
-        if init_multilabel_head(model, plan.rows, np.asarray(plan.label_ids), plan.recipe.eval.batch_size, plan.pad_id,
-                                ctx.precision, plan.recipe.train.seed):
+        if init_multilabel_head(
+            model,
+            plan.rows,
+            np.asarray(plan.label_ids),
+            plan.recipe.eval.batch_size,
+            plan.pad_id,
+            ctx.precision,
+            plan.recipe.train.seed,
+        ):
             log.info("head: started from a logistic regression per label on the body's features")
         ctx.train_info["head_init_s"] = time.perf_counter() - start
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
-        def evaluate(model):  # the best epoch by validation loss: F1 at a fixed 0.5 stays 0 until probabilities cross it
+        def evaluate(
+            model,
+        ):  # the best epoch by validation loss: F1 at a fixed 0.5 stays 0 until probabilities cross it
             probs = self._probs(plan, ctx, model, "validation")
             y = plan.extra["targets"]["validation"]
             metrics = multilabel.multilabel_metrics(y, probs >= 0.5, plan.data.labels, detail=False)
             return {**metrics, "loss": _bce(probs, y)}
+
         return Hooks(evaluate=evaluate, compute_loss=_bce_loss, default_metric="loss")
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
-        thresholds = multilabel.choose_thresholds(plan.extra["targets"]["validation"], self._probs(plan, ctx, model, "validation"))
+        thresholds = multilabel.choose_thresholds(
+            plan.extra["targets"]["validation"], self._probs(plan, ctx, model, "validation")
+        )
         plan.info["thresholds"] = plan.extra["thresholds"] = thresholds
         chosen = self._probs(plan, ctx, model, "evaluation") >= np.asarray(thresholds["per_label"])
         tuned = multilabel.multilabel_metrics(plan.extra["targets"]["evaluation"], chosen, plan.data.labels)
-        log.info(f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
-                      f"thresholds chosen on validation)")
+        log.info(
+            f"tuned: micro-F1 {tuned['f1_micro']:.4f}, macro-F1 {tuned['f1_macro']:.4f} ({plan.data.eval_name} set, "
+            f"thresholds chosen on validation)"
+        )
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -91,25 +131,34 @@ class SupervisedMultiLabel:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
+
         model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)
         model_dir = run_dir / rundir.MODEL_DIR
         thresholds = rundir.read_json(model_dir / THRESHOLDS_FILE)
         if len(thresholds.get("per_label") or []) != model.config.num_labels:
             from ..errors import TunesmithError
-            raise TunesmithError(f"{model_dir / THRESHOLDS_FILE} is {rundir.json_problem(model_dir / THRESHOLDS_FILE) or 'damaged'}: "
-                                 "it must hold one threshold per label. Train the run again, or restore the file.")
-        return multilabel.MultiLabelPredictor(model, tokenizer, thresholds, columns=columns, separator=thresholds.get("separator"),
-                                              **kwargs)
+
+            raise TunesmithError(
+                f"{model_dir / THRESHOLDS_FILE} is {rundir.json_problem(model_dir / THRESHOLDS_FILE) or 'damaged'}: "
+                "it must hold one threshold per label. Train the run again, or restore the file."
+            )
+        return multilabel.MultiLabelPredictor(
+            model, tokenizer, thresholds, columns=columns, separator=thresholds.get("separator"), **kwargs
+        )
 
     @staticmethod
     def _probs(plan: Plan, ctx: Context, model, split: str) -> np.ndarray:
-        return multilabel.sigmoid_probs(model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision)
+        return multilabel.sigmoid_probs(
+            model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision
+        )
 
 
 def save_thresholds(model_dir: Path, plan: Plan) -> None:
     """The label thresholds chosen on validation, beside the model (the predictor applies them)."""
-    rundir.write_json(model_dir / THRESHOLDS_FILE, {"labels": plan.data.labels, **plan.extra["thresholds"],
-                                                    "separator": plan.recipe.data.label_separator})
+    rundir.write_json(
+        model_dir / THRESHOLDS_FILE,
+        {"labels": plan.data.labels, **plan.extra["thresholds"], "separator": plan.recipe.data.label_separator},
+    )
 
 
 def _bce_loss(model, batch: dict) -> torch.Tensor:
@@ -122,7 +171,9 @@ def _bce_loss(model, batch: dict) -> torch.Tensor:
 
 def bce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """BCE summed over labels, averaged over examples (see _bce_loss for why not the plain mean)."""
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="sum") / len(targets)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="sum") / len(
+        targets
+    )
 
 
 def _bce(probs: np.ndarray, y: np.ndarray) -> float:

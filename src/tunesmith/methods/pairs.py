@@ -31,9 +31,16 @@ def make_pairs(labels: list[str], budget: int, seed: int) -> list[tuple[int, int
     for i, label in enumerate(labels):
         by_class[label].append(i)
     n_pos = budget // 2
-    pos = _sample_pairs(_positive_pool(by_class), _count_pos(by_class), n_pos, rng, lambda: _random_positive(by_class, rng))
-    neg = _sample_pairs(_negative_pool(by_class), _count_neg(by_class, len(labels)), budget - n_pos, rng,
-                        lambda: _random_negative(by_class, rng))
+    pos = _sample_pairs(
+        _positive_pool(by_class), _count_pos(by_class), n_pos, rng, lambda: _random_positive(by_class, rng)
+    )
+    neg = _sample_pairs(
+        _negative_pool(by_class),
+        _count_neg(by_class, len(labels)),
+        budget - n_pos,
+        rng,
+        lambda: _random_negative(by_class, rng),
+    )
     pairs = [(i, j, 1.0) for i, j in pos] + [(i, j, 0.0) for i, j in neg]
     rng.shuffle(pairs)
     return pairs
@@ -91,8 +98,15 @@ def pair_rows(rows: list[dict], pairs: list[tuple[int, int, float]]) -> tuple[li
     out = []
     for i, j, _ in pairs:
         a, b = rows[i], rows[j]
-        out.append({"input_ids": a["input_ids"], "attention_mask": a["attention_mask"],
-                    "pair_input_ids": b["input_ids"], "pair_attention_mask": b["attention_mask"], "pair_index": [i, j]})
+        out.append(
+            {
+                "input_ids": a["input_ids"],
+                "attention_mask": a["attention_mask"],
+                "pair_input_ids": b["input_ids"],
+                "pair_attention_mask": b["attention_mask"],
+                "pair_index": [i, j],
+            }
+        )
     return out, [t for _, _, t in pairs]
 
 
@@ -135,6 +149,7 @@ def _distinct_texts(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def fit_head(x: np.ndarray, y: list[int], seed: int):
     """Logistic regression on L2-normalised embeddings (as SetFit's head sees sentence-transformers output)."""
     from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(max_iter=2000, random_state=seed).fit(normalize(x), y)
 
 
@@ -171,7 +186,11 @@ def make_set_pairs(label_sets: list[list[str]], budget: int, seed: int) -> list[
     for t, want in ((1.0, n_pos), (0.0, budget - n_pos)):
         pool = pools[t]
         if pool:
-            chosen = rng.sample(pool, want) if want <= len(pool) else pool + [rng.choice(pool) for _ in range(want - len(pool))]
+            chosen = (
+                rng.sample(pool, want)
+                if want <= len(pool)
+                else pool + [rng.choice(pool) for _ in range(want - len(pool))]
+            )
             pairs += [(i, j, t) for i, j in chosen]
     rng.shuffle(pairs)
     return pairs

@@ -7,15 +7,16 @@ transformers alone) outputs real scores.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-import logging
 
 from ..data.regression import load_regression
 from ..engine.batching import tokenize
 from ..engine.loop import Hooks
+from ..log import reader_warnings
 from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_layers, reset_head, saved_head
 from ..models.registry import default_lr
 from ..recipe import LoraSection
@@ -23,7 +24,6 @@ from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 from ..tasks import regression
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
-from ..log import reader_warnings
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +35,45 @@ class SupervisedRegressor:
         weights, spec, kind, tokenizer = model_parts(recipe)
         recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
         cfg = recipe.train
-        rows = {name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
-                for name in ("train", "validation", "evaluation")}
+        rows = {
+            name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
+            for name in ("train", "validation", "evaluation")
+        }
         y = np.asarray(data.train.labels)
         mean, std = (float(y.mean()), float(y.std()) or 1.0) if recipe.method.normalize_targets else (0.0, 1.0)
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
-        return Plan(recipe, "regression", tokenizer, weights, spec, kind, lr, rows["train"], [(v - mean) / std for v in y],
-                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation)}, warnings=data.warnings, data=data,
-                    train_info={"auto": [reason] if reason else [], "train_size": len(data.train),
-                                "target_mean": mean if recipe.method.normalize_targets else None,
-                                "target_std": std if recipe.method.normalize_targets else None},
-                    extra={"rows": rows, "mean": mean, "std": std})
+        return Plan(
+            recipe,
+            "regression",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            lr,
+            rows["train"],
+            [(v - mean) / std for v in y],
+            info={"eval_set": data.eval_name, "eval_size": len(data.evaluation)},
+            warnings=data.warnings,
+            data=data,
+            train_info={
+                "auto": [reason] if reason else [],
+                "train_size": len(data.train),
+                "target_mean": mean if recipe.method.normalize_targets else None,
+                "target_std": std if recipe.method.normalize_targets else None,
+            },
+            extra={"rows": rows, "mean": mean, "std": std},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
+
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(plan.weights, num_labels=1, problem_type="regression",
-                                                                       ignore_mismatched_sizes=True)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                plan.weights, num_labels=1, problem_type="regression", ignore_mismatched_sizes=True
+            )
         finally:
             hf_logging.set_verbosity(verbosity)
         if saved_head(plan.weights) not in (None, (["LABEL_0"], "regression")):  # a previous stage's classifier head
@@ -71,8 +90,16 @@ class SupervisedRegressor:
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         rows, data = plan.extra["rows"], plan.data
-        return regression.ridge_baseline(plan.recipe, plan.weights, rows["train"], data.train.labels, rows["evaluation"],
-                                         data.evaluation.labels, plan.pad_id, ctx.precision)
+        return regression.ridge_baseline(
+            plan.recipe,
+            plan.weights,
+            rows["train"],
+            data.train.labels,
+            rows["evaluation"],
+            data.evaluation.labels,
+            plan.pad_id,
+            ctx.precision,
+        )
 
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
@@ -84,13 +111,19 @@ class SupervisedRegressor:
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
         def evaluate(model):
             metrics = self._score(plan, ctx, model, "validation")
-            return {**metrics, "loss": metrics["mse"] / plan.extra["std"] ** 2}  # the training loss's units: picks the best epoch
+            return {
+                **metrics,
+                "loss": metrics["mse"] / plan.extra["std"] ** 2,
+            }  # the training loss's units: picks the best epoch
+
         return Hooks(evaluate=evaluate, compute_loss=_mse, default_metric="loss")
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = self._score(plan, ctx, model, "evaluation")
-        log.info(f"tuned: Spearman {tuned['spearman']:.4f}, Pearson {tuned['pearson']:.4f}, MSE {tuned['mse']:.4f} "
-                      f"({plan.data.eval_name} set)")
+        log.info(
+            f"tuned: Spearman {tuned['spearman']:.4f}, Pearson {tuned['pearson']:.4f}, MSE {tuned['mse']:.4f} "
+            f"({plan.data.eval_name} set)"
+        )
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -105,12 +138,15 @@ class SupervisedRegressor:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
+
         model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)
         return regression.RegressorPredictor(model, tokenizer, columns=columns, **kwargs)
 
     @staticmethod
     def _score(plan: Plan, ctx: Context, model, split: str) -> dict:
-        scores = regression.predict_scores(model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision)
+        scores = regression.predict_scores(
+            model, plan.extra["rows"][split], plan.recipe.eval.batch_size, plan.pad_id, ctx.precision
+        )
         predicted = scores * plan.extra["std"] + plan.extra["mean"]
         if split == "evaluation":
             plan.extra["predicted"] = predicted.tolist()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
-import logging
 
 from ..engine.loop import Hooks
 from ..engine.metrics import evaluate_classifier
@@ -30,15 +30,30 @@ class SupervisedClassifier:
         p = classification.prepare(recipe)
         recipe, data, enc, kind = p["recipe"], p["data"], p["enc"], p["kind"]
         lr = recipe.train.lr or default_lr(p["spec"], kind, tuning_mode(recipe.method, kind))
-        return Plan(recipe, "classification", p["tokenizer"], p["weights"], p["spec"], kind, lr, enc["train"], enc["train_ids"],
-                    info=classification.info(data), warnings=data.warnings, data=data, extra={"enc": enc},
-                    train_info={"train_size": len(data.train), "truncated": len(enc["truncated"]), "auto": p["auto"]})
+        return Plan(
+            recipe,
+            "classification",
+            p["tokenizer"],
+            p["weights"],
+            p["spec"],
+            kind,
+            lr,
+            enc["train"],
+            enc["train_ids"],
+            info=classification.info(data),
+            warnings=data.warnings,
+            data=data,
+            extra={"enc": enc},
+            train_info={"train_size": len(data.train), "truncated": len(enc["truncated"]), "auto": p["auto"]},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return classification.probe_baseline(plan.recipe, plan.weights, plan.extra["enc"], plan.data, plan.pad_id, ctx.precision)
+        return classification.probe_baseline(
+            plan.recipe, plan.weights, plan.extra["enc"], plan.data, plan.pad_id, ctx.precision
+        )
 
     def adapt(self, plan: Plan, ctx: Context, model):
         """LP-FT: a new encoder head starts from a probe on the body's features (see head_init); a head carried
@@ -50,8 +65,16 @@ class SupervisedClassifier:
         if not wanted or plan.kind == "decoder" or not head_is_fresh(plan.weights, labels):
             return model
         start, enc = time.perf_counter(), plan.extra["enc"]
-        fit = init_head_from_probe(model, enc["train"], enc["train_ids"], len(labels), plan.recipe.eval.batch_size, plan.pad_id,
-                                   ctx.precision, plan.recipe.train.seed)
+        fit = init_head_from_probe(
+            model,
+            enc["train"],
+            enc["train_ids"],
+            len(labels),
+            plan.recipe.eval.batch_size,
+            plan.pad_id,
+            ctx.precision,
+            plan.recipe.train.seed,
+        )
         if fit is not None:
             log.info(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
         ctx.train_info["head_init_s"] = time.perf_counter() - start
@@ -60,13 +83,28 @@ class SupervisedClassifier:
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
         enc, recipe = plan.extra["enc"], plan.recipe
         evaluate = lambda m: evaluate_classifier(  # noqa: E731
-            m, enc["validation"], enc["validation_ids"], plan.data.labels, recipe.eval.batch_size, plan.pad_id, ctx.precision)
+            m,
+            enc["validation"],
+            enc["validation_ids"],
+            plan.data.labels,
+            recipe.eval.batch_size,
+            plan.pad_id,
+            ctx.precision,
+        )
         return make_hooks(recipe, plan.data.labels, plan.data.train.labels, evaluate, len(enc["validation"]))
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         enc = plan.extra["enc"]
-        tuned = evaluate_classifier(model, enc["evaluation"], enc["evaluation_ids"], plan.data.labels, plan.recipe.eval.batch_size,
-                                    plan.pad_id, ctx.precision, detail=True)
+        tuned = evaluate_classifier(
+            model,
+            enc["evaluation"],
+            enc["evaluation_ids"],
+            plan.data.labels,
+            plan.recipe.eval.batch_size,
+            plan.pad_id,
+            ctx.precision,
+            detail=True,
+        )
         classification.announce(tuned, plan.data.eval_name)
         return tuned
 
@@ -79,7 +117,10 @@ class SupervisedClassifier:
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):
         from transformers import AutoModelForSequenceClassification
-        model, tokenizer = load_run_model(run_dir, AutoModelForSequenceClassification)  # safetensors only: a .bin is not ours
+
+        model, tokenizer = load_run_model(
+            run_dir, AutoModelForSequenceClassification
+        )  # safetensors only: a .bin is not ours
         return classification.ClassifierPredictor(model, tokenizer, columns=columns, **kwargs)
 
 
@@ -103,7 +144,10 @@ def class_weight_tensor(setting, labels: list[str], train_labels: list[str]) -> 
     unknown = set(setting) - set(labels)
     if unknown:
         from ..errors import TunesmithError
-        raise TunesmithError(f"method.class_weights names label(s) not in the training data: {sorted(unknown)}. Labels: {labels}.")
+
+        raise TunesmithError(
+            f"method.class_weights names label(s) not in the training data: {sorted(unknown)}. Labels: {labels}."
+        )
     return torch.tensor([float(setting.get(label, 1.0)) for label in labels], dtype=torch.float32)
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
-import logging
-
 from ..data.conversations import load_generation
 from ..engine.loop import Hooks
-from ..models.loading import apply_dropout, apply_lora, load_causal_lm, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..models.loading import (
+    apply_dropout,
+    apply_lora,
+    load_causal_lm,
+    load_tokenizer,
+    model_kind,
+    model_spec,
+    resolve_weights,
+)
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -42,12 +49,29 @@ class SupervisedGeneration:
             log.warning(f"{warning}")
         prompts, references, metric_kind, max_new = _eval_prompts(recipe, data)
         cfg = recipe.train
-        return Plan(recipe, "generation", tokenizer, weights, spec, kind, cfg.lr or default_lr(spec, "decoder", mode), rows["train"],
-                    loop_cfg=cfg.model_copy(update={"batch_size": stats["rows_per_batch"]}) if cfg.packing else cfg,
-                    info={"tuning": mode, "eval_set": data.eval_name, "eval_size": len(rows["evaluation"]), "generated": len(prompts),
-                          "generation_metric": metric_kind, "data": stats},
-                    train_info={"packing": cfg.packing, "auto": [reason] if reason else []}, warnings=warnings, data=data,
-                    extra={"rows": rows, "prompts": prompts, "references": references, "max_new": max_new, "answers": {}})
+        return Plan(
+            recipe,
+            "generation",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            cfg.lr or default_lr(spec, "decoder", mode),
+            rows["train"],
+            loop_cfg=cfg.model_copy(update={"batch_size": stats["rows_per_batch"]}) if cfg.packing else cfg,
+            info={
+                "tuning": mode,
+                "eval_set": data.eval_name,
+                "eval_size": len(rows["evaluation"]),
+                "generated": len(prompts),
+                "generation_metric": metric_kind,
+                "data": stats,
+            },
+            train_info={"packing": cfg.packing, "auto": [reason] if reason else []},
+            warnings=warnings,
+            data=data,
+            extra={"rows": rows, "prompts": prompts, "references": references, "max_new": max_new, "answers": {}},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         model = load_causal_lm(plan.weights)
@@ -67,8 +91,11 @@ class SupervisedGeneration:
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
         rows, ev = plan.extra["rows"]["validation"], plan.recipe.eval
-        return Hooks(evaluate=lambda m: validation_loss(m, rows, ev.batch_size, plan.pad_id), compute_loss=causal_lm_loss,
-                     default_metric="loss")
+        return Hooks(
+            evaluate=lambda m: validation_loss(m, rows, ev.batch_size, plan.pad_id),
+            compute_loss=causal_lm_loss,
+            default_metric="loss",
+        )
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = _evaluate(plan, ctx, model, "tuned")
@@ -81,32 +108,53 @@ class SupervisedGeneration:
         model.save_pretrained(target)
         plan.tokenizer.save_pretrained(target)  # carries the chat template used in training
         answers = plan.extra["answers"]
-        rundir.write_jsonl(ctx.run_dir / "generations.jsonl", [
-            {"prompt": p, "reference": r, "base": b, "tuned": t}
-            for p, r, b, t in zip(plan.extra["prompts"], plan.extra["references"], answers.get("base", []), answers.get("tuned", []))])
+        rundir.write_jsonl(
+            ctx.run_dir / "generations.jsonl",
+            [
+                {"prompt": p, "reference": r, "base": b, "tuned": t}
+                for p, r, b, t in zip(
+                    plan.extra["prompts"], plan.extra["references"], answers.get("base", []), answers.get("tuned", [])
+                )
+            ],
+        )
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         from ..tasks.generation.report import write_generation_report
-        samples = [dict(zip(("prompt", "reference", "base", "tuned"), row)) for row in zip(
-            plan.extra["prompts"], plan.extra["references"], plan.extra["answers"].get("base", []), plan.extra["answers"].get("tuned", []))]
+
+        samples = [
+            dict(zip(("prompt", "reference", "base", "tuned"), row))
+            for row in zip(
+                plan.extra["prompts"],
+                plan.extra["references"],
+                plan.extra["answers"].get("base", []),
+                plan.extra["answers"].get("tuned", []),
+            )
+        ]
         write_generation_report(ctx.run_dir, metrics, samples)
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, max_length: int | None = None, **kwargs):
         from ..recipe import load_recipe
         from ..tasks.generation.predictor import GenerativePredictor, load_generation_model
+
         recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
         return GenerativePredictor(*load_generation_model(run_dir), recipe=recipe, **kwargs)
 
 
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
     cfg, loss_on = recipe.train, recipe.method.loss_on
-    encoded = {name: encode(tokenizer, getattr(data, name).samples, cfg.max_length, loss_on)
-               for name in ("train", "validation", "evaluation")}
+    encoded = {
+        name: encode(tokenizer, getattr(data, name).samples, cfg.max_length, loss_on)
+        for name in ("train", "validation", "evaluation")
+    }
     warnings = [w for name, enc in encoded.items() for w in check_learnable(enc, f"data.{name}", cfg.max_length)]
     rows = {name: learnable(enc) for name, enc in encoded.items()}
-    stats = {"format": data.train.format, "train_samples": len(rows["train"]),
-             "truncated": len(encoded["train"].truncated), "fully_masked": len(encoded["train"].fully_masked)}
+    stats = {
+        "format": data.train.format,
+        "train_samples": len(rows["train"]),
+        "truncated": len(encoded["train"].truncated),
+        "fully_masked": len(encoded["train"].fully_masked),
+    }
     if cfg.packing:
         shuffled = list(rows["train"])
         random.Random(cfg.seed).shuffle(shuffled)
@@ -116,8 +164,10 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
         # of steps) close to unpacked batches of train.batch_size samples.
         stats["packed_rows"] = len(rows["train"])
         stats["rows_per_batch"] = max(1, round(cfg.batch_size * tokens / len(shuffled) / cfg.max_length))
-        log.info(f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens, "
-                      f"{stats['rows_per_batch']} row(s) per batch")
+        log.info(
+            f"packing: {stats['train_samples']} samples -> {len(rows['train'])} rows of <= {cfg.max_length} tokens, "
+            f"{stats['rows_per_batch']} row(s) per batch"
+        )
     return rows, stats, warnings
 
 
@@ -127,7 +177,7 @@ def _eval_prompts(recipe, data) -> tuple[list, list[str], str, int]:
         return [], [], "none", 0
     pairs = [split_prompt(s) for s in data.evaluation.samples]
     if recipe.eval.max_samples:
-        pairs = pairs[:recipe.eval.max_samples]
+        pairs = pairs[: recipe.eval.max_samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     return (prompts, references, *answer_settings(recipe.eval, references))
 
@@ -137,8 +187,13 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
     ev, prompts = plan.recipe.eval, plan.extra["prompts"]
     with ctx.accelerator.autocast():
         metrics = validation_loss(model, plan.extra["rows"]["evaluation"], ev.batch_size, plan.pad_id)
-        answers = generate(model, plan.tokenizer, prompts, max_new_tokens=plan.extra["max_new"],
-                           batch_size=min(ev.batch_size, 16)) if prompts else []
+        answers = (
+            generate(
+                model, plan.tokenizer, prompts, max_new_tokens=plan.extra["max_new"], batch_size=min(ev.batch_size, 16)
+            )
+            if prompts
+            else []
+        )
     if prompts:
         metrics.update(generation_metrics(answers, plan.extra["references"], plan.info["generation_metric"]))
     plan.extra["answers"][side] = answers

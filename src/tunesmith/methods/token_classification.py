@@ -3,9 +3,8 @@ token, trained on each word's first sub-token; entity-level F1 with seqeval, bas
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
@@ -29,24 +28,51 @@ class SupervisedTokenClassifier:
         rows, firsts, cut = {}, {}, {}
         for name in ("train", "validation", "evaluation"):
             split = getattr(data, name)
-            rows[name], firsts[name], cut[name] = tc.encode(tokenizer, split.tokens, split.tags, data.labels, cfg.max_length,
-                                                            recipe.method.label_all_subtokens)
+            rows[name], firsts[name], cut[name] = tc.encode(
+                tokenizer, split.tokens, split.tags, data.labels, cfg.max_length, recipe.method.label_all_subtokens
+            )
         if cut["train"]:
-            log.warning(f"{cut['train']} of {len(data.train)} training sentences exceed "
-                          f"train.max_length={cfg.max_length} sub-tokens; their last words (and any entities there) are cut.")
+            log.warning(
+                f"{cut['train']} of {len(data.train)} training sentences exceed "
+                f"train.max_length={cfg.max_length} sub-tokens; their last words (and any entities there) are cut."
+            )
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
         types = sorted({t[2:] for t in data.labels if t != "O"})
-        return Plan(recipe, "token_classification", tokenizer, weights, spec, kind, lr, rows["train"],
-                    info={"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels, "entity_types": types},
-                    warnings=data.warnings, data=data, train_info={"train_size": len(data.train), "truncated": cut["train"]},
-                    extra={"rows": rows, "firsts": firsts})
+        return Plan(
+            recipe,
+            "token_classification",
+            tokenizer,
+            weights,
+            spec,
+            kind,
+            lr,
+            rows["train"],
+            info={
+                "eval_set": data.eval_name,
+                "eval_size": len(data.evaluation),
+                "labels": data.labels,
+                "entity_types": types,
+            },
+            warnings=data.warnings,
+            data=data,
+            train_info={"train_size": len(data.train), "truncated": cut["train"]},
+            extra={"rows": rows, "firsts": firsts},
+        )
 
     def build(self, plan: Plan, ctx: Context):
         return load_token_model(plan.weights, plan.data.labels, plan.recipe.train)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return tc.probe_baseline(plan.recipe, plan.weights, plan.extra["rows"], plan.extra["firsts"], plan.data, plan.data.labels,
-                                 plan.pad_id, ctx.precision)
+        return tc.probe_baseline(
+            plan.recipe,
+            plan.weights,
+            plan.extra["rows"],
+            plan.extra["firsts"],
+            plan.data,
+            plan.data.labels,
+            plan.pad_id,
+            ctx.precision,
+        )
 
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
@@ -60,8 +86,10 @@ class SupervisedTokenClassifier:
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
         tuned = self._score(plan, ctx, model, "evaluation", detail=True)
-        log.info(f"tuned: entity F1 {tuned['f1']:.4f} (precision {tuned['precision']:.4f}, recall {tuned['recall']:.4f}; "
-                      f"{plan.data.eval_name} set)")
+        log.info(
+            f"tuned: entity F1 {tuned['f1']:.4f} (precision {tuned['precision']:.4f}, recall {tuned['recall']:.4f}; "
+            f"{plan.data.eval_name} set)"
+        )
         return tuned
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
@@ -69,6 +97,7 @@ class SupervisedTokenClassifier:
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         from ..tasks.token_report import write_report
+
         write_report(ctx.run_dir, metrics)
 
     @staticmethod
@@ -76,15 +105,24 @@ class SupervisedTokenClassifier:
         from transformers import AutoModelForTokenClassification
 
         from ..recipe import load_recipe
+
         model, tokenizer = load_run_model(run_dir, AutoModelForTokenClassification)
         recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
-        data = recipe.data if recipe.data is not None else recipe.experiences[0].data  # a continual run: its first experience's columns
+        data = (
+            recipe.data if recipe.data is not None else recipe.experiences[0].data
+        )  # a continual run: its first experience's columns
         return tc.TokenPredictor(model, tokenizer, columns=columns, data=data, **kwargs)
 
     @staticmethod
     def _score(plan: Plan, ctx: Context, model, split: str, detail: bool) -> dict:
-        probs = tc.word_scores(model, plan.extra["rows"][split], plan.extra["firsts"][split], plan.recipe.eval.batch_size,
-                               plan.pad_id, ctx.precision)
+        probs = tc.word_scores(
+            model,
+            plan.extra["rows"][split],
+            plan.extra["firsts"][split],
+            plan.recipe.eval.batch_size,
+            plan.pad_id,
+            ctx.precision,
+        )
         return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)
 
 
@@ -93,12 +131,17 @@ def load_token_model(weights: str, labels: list[str], train_cfg):
     recipe's dropout; attention dropout off unless the recipe sets it (see train.attention_dropout)."""
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new token head is expected
     try:
         model = AutoModelForTokenClassification.from_pretrained(
-            weights, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-            ignore_mismatched_sizes=True)
+            weights,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
     apply_dropout(model, train_cfg, attention_auto=0.0)
@@ -112,5 +155,7 @@ def token_freezing(method) -> tuple[bool, int | str]:
     (embeddings and bottom third frozen), 0.837 with only the embeddings frozen and 0.849 with nothing frozen,
     for ~1.4x the step time (benchmarks/README.md)."""
     chosen = method.model_fields_set
-    return (method.freeze_embeddings if "freeze_embeddings" in chosen else False,
-            method.freeze_layers if "freeze_layers" in chosen else 0)
+    return (
+        method.freeze_embeddings if "freeze_embeddings" in chosen else False,
+        method.freeze_layers if "freeze_layers" in chosen else 0,
+    )

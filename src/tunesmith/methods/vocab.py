@@ -18,7 +18,9 @@ from ..errors import TunesmithError
 _WORD = re.compile(r"[^\W\d_](?:[\w-]*[^\W_])?")
 
 
-def candidate_words(tokenizer, docs: list[str], limit: int, min_pieces: int, min_count: int) -> list[tuple[str, list[int]]]:
+def candidate_words(
+    tokenizer, docs: list[str], limit: int, min_pieces: int, min_count: int
+) -> list[tuple[str, list[int]]]:
     """The `limit` most frequent words split into >= min_pieces tokens, with their current token ids."""
     normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
     counts: Counter[str] = Counter()
@@ -43,8 +45,10 @@ def extend_vocabulary(model, tokenizer, words: list[tuple[str, list[int]]]) -> l
         return []
     if not _is_wordpiece(tokenizer):
         raise TunesmithError(
-            "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of decoder LLMs "
-            "would lose the space before each added word. Set method.vocab_extension: 0 for this model.")
+            "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of "
+            "decoder LLMs "
+            "would lose the space before each added word. Set method.vocab_extension: 0 for this model."
+        )
     add_words(tokenizer, words)
     # Never shrink: some checkpoints carry more embedding rows than their tokenizer can reach.
     model.resize_token_embeddings(max(len(tokenizer), model.get_input_embeddings().num_embeddings), mean_resizing=False)
@@ -64,8 +68,11 @@ def add_words(tokenizer, words: list[tuple[str, list[int]]]) -> None:
     """The tokenizer side alone (training text is tokenized with it before the model exists); adding a word
     twice is a no-op, so extend_vocabulary may follow."""
     from tokenizers import AddedToken
+
     if words and not _is_wordpiece(tokenizer):
         raise TunesmithError(
-            "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of decoder LLMs "
-            "would lose the space before each added word. Set method.vocab_extension: 0 for this model.")
+            "method.vocab_extension supports WordPiece (BERT-style) tokenizers; byte-level BPE tokenizers of "
+            "decoder LLMs "
+            "would lose the space before each added word. Set method.vocab_extension: 0 for this model."
+        )
     tokenizer.add_tokens([AddedToken(word, single_word=True, normalized=True) for word, _ in words])

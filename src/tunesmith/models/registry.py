@@ -58,7 +58,6 @@ DEFAULT_LR: dict[tuple[str, str], float] = {
 }
 
 
-
 def default_lr(spec: dict, kind: str, mode: str) -> float:
     """The model's own default rate where the registry gives one, else the one for its kind."""
     return (spec.get("lr") or {}).get(mode) or DEFAULT_LR[(kind, mode)]

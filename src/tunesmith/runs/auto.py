@@ -28,10 +28,9 @@ wins over them):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-
-import logging
 
 from ..errors import TunesmithError
 
@@ -39,9 +38,11 @@ log = logging.getLogger(__name__)
 MIN_STEPS = 250
 MIN_FREE_TEXT_EXAMPLES = 300  # 3 passes over 100 answers; 20 brand-voice examples get 10 epochs
 MAX_EPOCHS = 10
-FEW_SHOT_HINT_PER_CLASS = 32  # at most; sst2 at 32 per class and phrasebank at 21: few_shot ahead on every seed measured
+FEW_SHOT_HINT_PER_CLASS = (
+    32  # at most; sst2 at 32 per class and phrasebank at 21: few_shot ahead on every seed measured
+)
 MAX_EXAMPLES = {"encoder": 100_000, "decoder": 20_000}
-BUDGET_SHARE = 0.7          # of the memory available at start; the rest is for the OS, data and evaluation
+BUDGET_SHARE = 0.7  # of the memory available at start; the rest is for the OS, data and evaluation
 CPU_ACTIVATIONS_MB = 3072
 METHODS = ("supervised", "domain_adaptation")  # few_shot and continual keep their own budgets (pairs, experiences)
 
@@ -65,8 +66,11 @@ def resolve(plan, saved: dict | None = None):
     reasons = []
     if saved is not None:
         # a value left to auto (unset, None or "auto": a stage's recipe sets every field) takes what was chosen then
-        keep = {k: saved[k] for k in RESOLVED if isinstance(saved, dict) and k in saved
-                and (k not in given or getattr(cfg, k) in (None, "auto"))}
+        keep = {
+            k: saved[k]
+            for k in RESOLVED
+            if isinstance(saved, dict) and k in saved and (k not in given or getattr(cfg, k) in (None, "auto"))
+        }
         try:  # the saved recipe is a file like any other: its values pass the schema before they are used
             checked = type(cfg).model_validate(keep)
         except ValueError:
@@ -78,9 +82,15 @@ def resolve(plan, saved: dict | None = None):
         reasons = plan.train_info.get("auto", []) + _choose(plan, cfg, given)  # prepare may have chosen max_length
     if cfg.packing and plan.loop_cfg is not None:  # packed rows per step scale with the batch
         per = plan.loop_cfg.batch_size / original
-        plan.loop_cfg = plan.loop_cfg.model_copy(update={"batch_size": max(1, round(per * cfg.batch_size)), "grad_accum": cfg.grad_accum,
-                                                         "epochs": cfg.epochs, "gradient_checkpointing": cfg.gradient_checkpointing,
-                                                         "group_by_length": cfg.group_by_length})
+        plan.loop_cfg = plan.loop_cfg.model_copy(
+            update={
+                "batch_size": max(1, round(per * cfg.batch_size)),
+                "grad_accum": cfg.grad_accum,
+                "epochs": cfg.epochs,
+                "gradient_checkpointing": cfg.gradient_checkpointing,
+                "group_by_length": cfg.group_by_length,
+            }
+        )
     else:
         plan.loop_cfg = cfg
     for reason in reasons:
@@ -101,11 +111,16 @@ def _choose(plan, cfg, given: set) -> list[str]:
         if "epochs" not in given:
             cfg.epochs = choose_epochs(n, cfg.batch_size * cfg.grad_accum, plan.kind, free_text)
         if "lr" not in given and cfg.lr is None:
-            base = lora_rate(dims["params"]) if plan.kind == "decoder" and plan.info.get("tuning") == "lora" else plan.lr
+            base = (
+                lora_rate(dims["params"]) if plan.kind == "decoder" and plan.info.get("tuning") == "lora" else plan.lr
+            )
             plan.lr = cfg.lr = float(f"{base * math.sqrt(cfg.batch_size * cfg.grad_accum / 32):.3g}")
         chosen = [k for k in ("epochs", "batch_size", "lr") if k not in given]
         if chosen:
-            reasons.append(f"{n:,} examples{f', {labels} labels' if labels else ''} -> " + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen))
+            reasons.append(
+                f"{n:,} examples{f', {labels} labels' if labels else ''} -> "
+                + ", ".join(f"{_name(k)} {getattr(cfg, k):g}" for k in chosen)
+            )
         if plan.recipe.method.name == "supervised" and plan.kind == "encoder" and labels:  # measured on encoders only
             reasons += few_shot_hint(n, labels)
         if free_text and "group_by_length" not in given:
@@ -132,8 +147,10 @@ def few_shot_hint(n: int, labels: int) -> list[str]:
     measured with benchmarks/defaults.py). Only a hint: the user's method is kept."""
     if n / labels > FEW_SHOT_HINT_PER_CLASS:
         return []
-    return [f"{n / labels:.0f} examples per class: `method: few_shot` usually does better on a set this small "
-            "(contrastive pairs, then a logistic head; docs/few-shot.md)"]
+    return [
+        f"{n / labels:.0f} examples per class: `method: few_shot` usually does better on a set this small "
+        "(contrastive pairs, then a logistic head; docs/few-shot.md)"
+    ]
 
 
 def _n_labels(plan) -> int:
@@ -147,6 +164,7 @@ def _name(key: str) -> str:
 
 def model_dims(weights: str) -> dict:
     from transformers import AutoConfig
+
     c = AutoConfig.from_pretrained(weights)
     c = getattr(c, "text_config", None) or c
     layers, hidden = c.num_hidden_layers, c.hidden_size
@@ -172,6 +190,7 @@ def estimate_mb(dims: dict, tokens: int, trainable: float, decoder: bool, checkp
 def available_mb() -> float:
     """Memory this run may use: free accelerator memory on a GPU, else the system's MemAvailable."""
     import torch
+
     if torch.cuda.is_available():
         return torch.cuda.mem_get_info()[0] / 2**20
     try:
@@ -185,8 +204,10 @@ def available_mb() -> float:
 
 
 def fit_memory(plan, cfg, dims: dict) -> str | None:
-    """Shrink the micro-batch (and turn on checkpointing for decoders) until the estimate fits; refuse if one example does not."""
+    """Shrink the micro-batch (and turn on checkpointing for decoders) until the estimate fits; refuse if one
+    example does not."""
     import torch
+
     gpu = torch.cuda.is_available()
     longest = cfg.max_length if cfg.packing else max((len(r["input_ids"]) for r in plan.rows), default=cfg.max_length)
     decoder = plan.kind == "decoder"
@@ -206,16 +227,28 @@ def fit_memory(plan, cfg, dims: dict) -> str | None:
     plan.train_info["memory_estimate_mb"] = round(est(micro, ckpt))
     if est(micro, ckpt) > budget:
         raise TunesmithError(
-            f"This run will not fit in memory: one example of {longest} tokens needs about {est(1, ckpt) / 1024:.1f} GB "
+            f"This run will not fit in memory: one example of {longest} tokens needs about "
+            f"{est(1, ckpt) / 1024:.1f} GB "
             f"to train ({dims['params'] / 1e6:.0f}M parameters), and the budget is {budget / 1024:.1f} GB ({source}). "
-            "Lower train.max_length, use method.tuning: lora, choose a smaller model, or raise train.memory_budget_gb.")
+            "Lower train.max_length, use method.tuning: lora, choose a smaller model, or raise train.memory_budget_gb."
+        )
     if micro == cfg.batch_size:
-        return (f"memory: about {est(micro, ckpt) / 1024:.1f} GB estimated{' with activation checkpointing' if ckpt else ''}, "
-                f"budget {budget / 1024:.1f} GB ({source})") if ckpt or cfg.memory_budget_gb else None
+        return (
+            (
+                f"memory: about {est(micro, ckpt) / 1024:.1f} GB "
+                f"estimated{' with activation checkpointing' if ckpt else ''}, "
+                f"budget {budget / 1024:.1f} GB ({source})"
+            )
+            if ckpt or cfg.memory_budget_gb
+            else None
+        )
     accum = math.ceil(cfg.batch_size / micro)
-    message = (f"memory: batch {cfg.batch_size} of up to {longest} tokens would need about {est(cfg.batch_size, False) / 1024:.1f} GB "
-               f"(budget {budget / 1024:.1f} GB, {source}): micro-batch {micro} x {accum * cfg.grad_accum} accumulation steps"
-               f"{', activation checkpointing on' if ckpt else ''} ({est(micro, ckpt) / 1024:.1f} GB), same effective batch")
+    message = (
+        f"memory: batch {cfg.batch_size} of up to {longest} tokens would need about "
+        f"{est(cfg.batch_size, False) / 1024:.1f} GB "
+        f"(budget {budget / 1024:.1f} GB, {source}): micro-batch {micro} x {accum * cfg.grad_accum} accumulation steps"
+        f"{', activation checkpointing on' if ckpt else ''} ({est(micro, ckpt) / 1024:.1f} GB), same effective batch"
+    )
     cfg.batch_size, cfg.grad_accum = micro, accum * cfg.grad_accum
     return message
 

@@ -17,8 +17,8 @@ import numpy as np
 DEFAULT = 256
 CAP = 512
 GEN_CAP = 1024
-COVER = 95      # percent of training texts kept whole
-SAMPLE = 2000   # texts measured; the percentile of a seeded sample is stable to a few tokens
+COVER = 95  # percent of training texts kept whole
+SAMPLE = 2000  # texts measured; the percentile of a seeded sample is stable to a few tokens
 
 
 def auto_max_length(recipe, tokenizer, texts: list[str], pairs: list[str] | None = None):
@@ -44,8 +44,9 @@ def from_lengths(recipe, lengths: np.ndarray, limit, what: str, cap: int = CAP):
     recipe = recipe.model_copy(deep=True)
     recipe.train.max_length = chosen
     longer = float((lengths > DEFAULT).mean())
-    return recipe, (f"max_length {chosen}: {longer:.0%} of the {what} are longer than {DEFAULT} tokens "
-                    f"({COVER}th percentile {p95})")
+    return recipe, (
+        f"max_length {chosen}: {longer:.0%} of the {what} are longer than {DEFAULT} tokens ({COVER}th percentile {p95})"
+    )
 
 
 def sample_indices(n: int, seed: int) -> range | np.ndarray:
@@ -63,7 +64,9 @@ def model_limit(tokenizer, model_name: str, cap: int = CAP) -> int:
     """The smaller of the tokenizer's stated limit (transformers writes a huge sentinel when there is none) and the
     model's position table, at most `cap`."""
     from transformers import AutoConfig
+
     from ..models.loading import resolve_weights
+
     limits = [cap, getattr(tokenizer, "model_max_length", None) or cap]
     config = AutoConfig.from_pretrained(resolve_weights(model_name))
     config = getattr(config, "text_config", None) or config

@@ -20,7 +20,11 @@ def read_marker(folder: Path) -> dict | None:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # absent, a folder, unreadable, not JSON
         return None
-    if not isinstance(marker, dict) or marker.get("written_by") != "tunesmith" or not isinstance(marker.get("run_id"), str):
+    if (
+        not isinstance(marker, dict)
+        or marker.get("written_by") != "tunesmith"
+        or not isinstance(marker.get("run_id"), str)
+    ):
         return None
     return marker
 
@@ -68,4 +72,10 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def plain_name(name) -> bool:
-    return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and name not in (".", "..", MARKER)
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and name not in (".", "..", MARKER)
+    )

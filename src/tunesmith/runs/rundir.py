@@ -11,12 +11,12 @@ from pathlib import Path
 
 from ..errors import TunesmithError
 
-RUN_FILE = "run.json"        # status: running | finished | failed
+RUN_FILE = "run.json"  # status: running | finished | failed
 METRICS_FILE = "metrics.json"
 LOG_FILE = "train_log.jsonl"
 RECIPE_FILE = "recipe.yaml"
 MODEL_DIR = "model"
-ADAPTER_DIR = "adapter"      # LoRA runs of decoders: the adapter alone (export --merge builds a full model)
+ADAPTER_DIR = "adapter"  # LoRA runs of decoders: the adapter alone (export --merge builds a full model)
 MERGED_DIR = "merged"
 
 
@@ -26,9 +26,26 @@ def default_dir(recipe_name: str) -> Path:
 
 # What a run writes at its top level. --overwrite deletes these names and nothing else: a file the user
 # put beside them stays. seed-<n>/ folders are matched by prefix.
-RUN_ENTRIES = (RUN_FILE, METRICS_FILE, LOG_FILE, RECIPE_FILE, MODEL_DIR, ADAPTER_DIR, MERGED_DIR, "report.md", "plots",
-               "data_check.md", "data_check.json", "checkpoint.pt", "stages", "direct", "versions", "continual.json",
-               "generations.jsonl", f".{MODEL_DIR}.partial")  # exports/: only the exports this run wrote (runs/exports.py)
+RUN_ENTRIES = (
+    RUN_FILE,
+    METRICS_FILE,
+    LOG_FILE,
+    RECIPE_FILE,
+    MODEL_DIR,
+    ADAPTER_DIR,
+    MERGED_DIR,
+    "report.md",
+    "plots",
+    "data_check.md",
+    "data_check.json",
+    "checkpoint.pt",
+    "stages",
+    "direct",
+    "versions",
+    "continual.json",
+    "generations.jsonl",
+    f".{MODEL_DIR}.partial",
+)  # exports/: only the exports this run wrote (runs/exports.py)
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these
 
 
@@ -45,20 +62,28 @@ def create(run_dir: str | Path, recipe_yaml: str, overwrite: bool, files: dict[s
         status = read_status(run_dir)
         if not overwrite:
             raise TunesmithError(
-                f"{run_dir} already holds a run ({status}).{_resume_hint(run_dir, status)} Choose another -o folder, or pass "
-                "--overwrite (output.overwrite: true) to replace it.")
+                f"{run_dir} already holds a run ({status}).{_resume_hint(run_dir, status)} Choose another -o "
+                f"folder, or pass "
+                "--overwrite (output.overwrite: true) to replace it."
+            )
         if status == "running":
-            raise TunesmithError(f"{run_dir}: a run is still writing there (process {read_json(run_dir / RUN_FILE).get('pid')} "
-                                 "is alive); --overwrite never replaces a live run. Stop it first, or choose another -o folder.")
+            raise TunesmithError(
+                f"{run_dir}: a run is still writing there (process {read_json(run_dir / RUN_FILE).get('pid')} "
+                "is alive); --overwrite never replaces a live run. Stop it first, or choose another -o folder."
+            )
     elif run_dir.is_dir():
         foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in IGNORED)
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise TunesmithError(f"{run_dir} is not empty ({shown}) and is not a tunesmith run directory; tunesmith never "
-                                 "writes over files it did not create. Choose a new or empty folder with -o (or output.dir).")
+            raise TunesmithError(
+                f"{run_dir} is not empty ({shown}) and is not a tunesmith run directory; tunesmith never "
+                "writes over files it did not create. Choose a new or empty folder with -o (or output.dir)."
+            )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _clear_run(run_dir, run_identity(run_dir))  # an overwritten run's files (and checkpoint) must never mix with this one's
+        _clear_run(
+            run_dir, run_identity(run_dir)
+        )  # an overwritten run's files (and checkpoint) must never mix with this one's
         (run_dir / LOG_FILE).write_text("", encoding="utf-8")
         (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
         for name, text in (files or {}).items():
@@ -79,6 +104,7 @@ def _clear_run(run_dir: Path, run_id: str) -> None:
     import shutil
 
     from .exports import clear_exports
+
     clear_exports(run_dir, run_id)
     for entry in run_dir.iterdir():
         if entry.name in RUN_ENTRIES or entry.name.startswith("seed-") or entry.name.startswith(".checkpoint.pt."):
@@ -91,8 +117,11 @@ def reopen(run_dir: str | Path, recipe_yaml: str) -> Path:
     status = check_resumable(run_dir)
     saved = run_dir / RECIPE_FILE
     if not saved.is_file() or saved.read_text(encoding="utf-8") != recipe_yaml:
-        raise TunesmithError(f"--resume: the recipe differs from the one {run_dir} was started with ({saved}). Resume with "
-                             f"the same recipe and overrides (or none: `tunesmith train --resume {run_dir}`), or start a new run directory.")
+        raise TunesmithError(
+            f"--resume: the recipe differs from the one {run_dir} was started with ({saved}). Resume with "
+            f"the same recipe and overrides (or none: `tunesmith train --resume {run_dir}`), or start a new run "
+            f"directory."
+        )
     set_status(run_dir, "running", resumed=True, was=status)
     return run_dir
 
@@ -103,24 +132,33 @@ def check_resumable(run_dir: Path) -> str:
     if status is None:
         raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}); there is nothing to resume.")
     if status == "damaged":
-        raise TunesmithError(f"{run_dir / RUN_FILE} is damaged ({json_problem(run_dir / RUN_FILE)}); the run cannot be "
-                             "resumed safely. Start it again (--overwrite replaces it).")
+        raise TunesmithError(
+            f"{run_dir / RUN_FILE} is damaged ({json_problem(run_dir / RUN_FILE)}); the run cannot be "
+            "resumed safely. Start it again (--overwrite replaces it)."
+        )
     if status == "finished":
-        raise TunesmithError(f"{run_dir}: the run already finished; there is nothing to resume. Use `tunesmith eval` or "
-                             "`predict` on it, or train again with another -o folder.")
+        raise TunesmithError(
+            f"{run_dir}: the run already finished; there is nothing to resume. Use `tunesmith eval` or "
+            "`predict` on it, or train again with another -o folder."
+        )
     if status == "running":
-        raise TunesmithError(f"{run_dir}: the run is still going (process {read_json(run_dir / RUN_FILE).get('pid')} is "
-                             "alive). Stop it first, or wait for it to finish.")
+        raise TunesmithError(
+            f"{run_dir}: the run is still going (process {read_json(run_dir / RUN_FILE).get('pid')} is "
+            "alive). Stop it first, or wait for it to finish."
+        )
     return status
 
 
 def resumable(run_dir: Path) -> bool:
     """An unfinished run that left a checkpoint to continue from."""
     from ..engine.checkpoint import CHECKPOINT_FILE
+
     return read_status(run_dir) in ("interrupted", "failed") and (Path(run_dir) / CHECKPOINT_FILE).is_file()
 
 
-def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False, files: dict[str, str] | None = None) -> tuple[Path, dict]:
+def run_in(
+    recipe, output_dir, overwrite: bool, work, resume: bool = False, files: dict[str, str] | None = None
+) -> tuple[Path, dict]:
     """Create (or, resuming, reopen) the run directory, call `work(run_dir)` -> metrics, and record
     finished or failed (with why). A finished run keeps no checkpoint: its model folder is the result."""
     from accelerate.utils import broadcast_object_list
@@ -128,14 +166,16 @@ def run_in(recipe, output_dir, overwrite: bool, work, resume: bool = False, file
     from ..engine import checkpoint
     from ..engine.hardware import own_accelerate_state, process_state
     from ..recipe import dump_recipe
+
     state = process_state()  # several processes (--nproc, torchrun): rank 0 alone writes the run directory
     target = [Path(output_dir or recipe.output.dir or default_dir("run"))]
     if state.num_processes > 1:
         broadcast_object_list(target)  # rank 0's choice (a default name holds the time, which ranks may disagree on)
     run_dir = target[0]
     if state.is_main_process:
-        reopen(run_dir, dump_recipe(recipe)) if resume else create(run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite,
-                                                                   files)
+        reopen(run_dir, dump_recipe(recipe)) if resume else create(
+            run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite, files
+        )
     state.wait_for_everyone()
     try:
         with own_accelerate_state():
@@ -166,16 +206,19 @@ def peak_memory() -> dict:
     """Peak resident memory of this process so far (Linux/macOS), and the GPU's peak allocation if one was used."""
     import resource
     import sys
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"peak_rss_mb": round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
     import torch
+
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
 def set_status(run_dir: Path, status: str, **extra) -> None:
-    """run.json: the status, and while running the process (pid and start time), so a killed run reads as interrupted."""
+    """run.json: the status, and while running the process (pid and start time), so a killed run reads as
+    interrupted."""
     payload = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     if "run_id" not in payload and isinstance(run_id := read_json(run_dir / RUN_FILE).get("run_id"), str):
         payload["run_id"] = run_id  # the run keeps its identity through every status
@@ -207,8 +250,11 @@ def read_status(run_dir: Path) -> str | None:
     status = info.get("status")
     if status not in STATUSES:
         return "damaged"
-    if status == "running" and (info.get("pid") is None or info.get("host") == socket.gethostname()
-                                and not _alive(info["pid"], info.get("started"))):
+    if status == "running" and (
+        info.get("pid") is None
+        or info.get("host") == socket.gethostname()
+        and not _alive(info["pid"], info.get("started"))
+    ):
         return "interrupted"
     return status
 
@@ -217,8 +263,11 @@ def _resume_hint(run_dir: Path, status: str | None) -> str:
     hint = f" `tunesmith train --resume {run_dir}` continues it." if status in ("interrupted", "failed") else ""
     if status == "interrupted" and not read_json(run_dir / RUN_FILE).get("error"):
         # no Ctrl-C and no error recorded: the process was killed, most often by the system running out of memory
-        hint += (" If the system stopped it (out of memory: 'Killed', exit 137), lower train.batch_size or train.max_length, or "
-                 "set train.memory_budget_gb to what the machine can spare.")
+        hint += (
+            " If the system stopped it (out of memory: 'Killed', exit 137), lower train.batch_size or "
+            "train.max_length, or "
+            "set train.memory_budget_gb to what the machine can spare."
+        )
     return hint
 
 
@@ -288,16 +337,21 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 def read_yaml(path: Path) -> dict:
     """A YAML mapping file (the saved recipe) as a dict; {} when absent; an error when damaged."""
     import yaml
+
     if not path.is_file():
         return {}
     try:
         value = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise TunesmithError(f"{path} is damaged ({type(err).__name__}); it is not the recipe tunesmith saved.") from None
+        raise TunesmithError(
+            f"{path} is damaged ({type(err).__name__}); it is not the recipe tunesmith saved."
+        ) from None
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise TunesmithError(f"{path} is damaged: it holds a YAML {type(value).__name__}, not the recipe mapping tunesmith saved.")
+        raise TunesmithError(
+            f"{path} is damaged: it holds a YAML {type(value).__name__}, not the recipe mapping tunesmith saved."
+        )
     return value
 
 
@@ -325,14 +379,21 @@ def open_finished(run_dir: str | Path) -> Path:
     """A run directory that finished training, or a clear error."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
-        raise TunesmithError(f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}). Pass the folder given to `tunesmith train -o`.")
+        raise TunesmithError(
+            f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}). Pass the folder given to `tunesmith "
+            f"train -o`."
+        )
     status = read_status(run_dir)
     if status == "damaged":
-        raise TunesmithError(f"{run_dir / RUN_FILE} is damaged ({json_problem(run_dir / RUN_FILE)}), so whether the run "
-                             "finished is unknown. Train it again, or restore the folder from a copy.")
+        raise TunesmithError(
+            f"{run_dir / RUN_FILE} is damaged ({json_problem(run_dir / RUN_FILE)}), so whether the run "
+            "finished is unknown. Train it again, or restore the folder from a copy."
+        )
     if status != "finished":
-        raise TunesmithError(f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use."
-                             f"{_resume_hint(run_dir, status)}")
+        raise TunesmithError(
+            f"{run_dir}: the run has not finished (status: {status}); its model is not ready to use."
+            f"{_resume_hint(run_dir, status)}"
+        )
     return run_dir
 
 
@@ -348,12 +409,15 @@ def save_model(run_dir: Path, model, tokenizer) -> Path:
         tokenizer.save_pretrained(folder)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         write_json(folder / "labels.json", {"labels": labels})
+
     try:
         swap_in(target, fill)
     except Exception as err:  # noqa: BLE001  (OSError, or safetensors' own error type for the same full disk)
         reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
-        raise TunesmithError(f"Cannot save the model to {target}: {reason}. Free some disk space (a model needs about "
-                             f"{_size_mb(model)} MB) and train again.") from None
+        raise TunesmithError(
+            f"Cannot save the model to {target}: {reason}. Free some disk space (a model needs about "
+            f"{_size_mb(model)} MB) and train again."
+        ) from None
     return target
 
 
@@ -361,6 +425,7 @@ def swap_in(target: Path, fill) -> None:
     """`fill(folder)` builds a folder beside `target`, which then replaces it: readers find the old folder or the new
     one, never half of one (a kill or a full disk midway leaves only the partial folder, removed next time)."""
     import shutil
+
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -383,13 +448,17 @@ def load_saved_model(folder: Path, load):
     truncated file, an empty config or a planted pickle becomes one message."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise TunesmithError(f"{folder}: the run's saved model is missing (no {folder.name}/config.json). It was deleted or "
-                             "moved; train the run again, or restore the folder from a copy.")
+        raise TunesmithError(
+            f"{folder}: the run's saved model is missing (no {folder.name}/config.json). It was deleted or "
+            "moved; train the run again, or restore the folder from a copy."
+        )
     try:
         return load(str(folder))
     except TunesmithError:
         raise
     except Exception as err:  # noqa: BLE001  (many libraries, many types: a damaged folder is one message)
         reason = " ".join(str(err).split())[:200]
-        raise TunesmithError(f"{folder}: the run's saved model cannot be loaded ({type(err).__name__}: {reason}). The folder "
-                             "is damaged or was changed after training; train the run again, or restore it from a copy.") from None
+        raise TunesmithError(
+            f"{folder}: the run's saved model cannot be loaded ({type(err).__name__}: {reason}). The folder "
+            "is damaged or was changed after training; train the run again, or restore it from a copy."
+        ) from None

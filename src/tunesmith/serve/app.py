@@ -27,12 +27,12 @@ from .requests import ChatRequest, ClassifyRequest, CompletionRequest, parse
 @dataclass
 class Limits:
     max_body_bytes: int = 1_000_000
-    max_inputs: int = 256           # texts per /v1/classify request
+    max_inputs: int = 256  # texts per /v1/classify request
     max_prompt_tokens: int = 4096
-    max_tokens: int = 1024          # new tokens per completion
+    max_tokens: int = 1024  # new tokens per completion
     max_batch: int = 32
-    max_wait_s: float = 0.02        # the longest a request waits for companions
-    max_gap_s: float = 0.002        # ...or until none has come for this long (classify; see Batcher)
+    max_wait_s: float = 0.02  # the longest a request waits for companions
+    max_gap_s: float = 0.002  # ...or until none has come for this long (classify; see Batcher)
 
 
 MAX_BATCHERS = 32  # request settings with a queue of their own, per model
@@ -44,19 +44,24 @@ class Served:
     def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None):
         run_dir, method, task, _, recipe = identify(run_dir)
         self.name, self.task, self.method = name, task, method
-        self.base_model = (recipe.get("model") or {}).get("name") if isinstance(recipe.get("model"), dict) else recipe.get("model")
+        self.base_model = (
+            (recipe.get("model") or {}).get("name") if isinstance(recipe.get("model"), dict) else recipe.get("model")
+        )
         self.predictor = Predictor.load(run_dir)
         self.generative = hasattr(self.predictor, "generate")
         self.quantized = quantize if quantize and not self.generative else None  # generation keeps its weights
         if self.quantized:
             from .quantize import quantize_predictor
+
             quantize_predictor(self.predictor, quantize)
         self.batchers: dict = {}
         self.limits = limits
 
     def batcher(self, key, work) -> Batcher:
         if key not in self.batchers:
-            if len(self.batchers) >= MAX_BATCHERS:  # every distinct temperature/top_p/max_tokens makes one: never unbounded
+            if (
+                len(self.batchers) >= MAX_BATCHERS
+            ):  # every distinct temperature/top_p/max_tokens makes one: never unbounded
                 for old in [k for k, b in self.batchers.items() if b.idle()]:
                     self.batchers.pop(old).stop()
             # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
@@ -66,8 +71,16 @@ class Served:
         return self.batchers[key]
 
     def card(self) -> dict:
-        return {"id": self.name, "object": "model", "created": 0, "owned_by": "tunesmith", "task": self.task,
-                "method": self.method, "base_model": self.base_model, "quantized": self.quantized}
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "tunesmith",
+            "task": self.task,
+            "method": self.method,
+            "base_model": self.base_model,
+            "quantized": self.quantized,
+        }
 
 
 def create_app(runs, api_key: str | None = None, limits: Limits | None = None, quantize: str | None = None):
@@ -77,9 +90,11 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
     _check_settings(api_key, limits)
     if quantize:
         from .quantize import check_mode
+
         check_mode(quantize)  # before any model loads
     named = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
     served = {name: Served(name, Path(path), limits, quantize) for name, path in named.items()}
+
     @asynccontextmanager
     async def lifespan(_app):
         yield
@@ -97,13 +112,20 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
     @app.exception_handler(HTTPException)  # unknown routes and methods: OpenAI's shape too
     async def _http_error(_request, exc: HTTPException):
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(ApiError(exc.status_code, f"{_request.method} {_request.url.path}: {exc.detail}.", code=kind).body,
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            ApiError(exc.status_code, f"{_request.method} {_request.url.path}: {exc.detail}.", code=kind).body,
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _server_error(_request, exc: Exception):
-        error = ApiError(500, f"The server failed on this request ({type(exc).__name__}); other requests are unaffected.",
-                         "server_error", code="internal_error")
+        error = ApiError(
+            500,
+            f"The server failed on this request ({type(exc).__name__}); other requests are unaffected.",
+            "server_error",
+            code="internal_error",
+        )
         return JSONResponse(error.body, status_code=500)
 
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
@@ -133,7 +155,9 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = parse(await request.body(), CompletionRequest)
-        return await _complete(served, body, [{"role": "user", "content": body.prompt}], "text_completion", limits, StreamingResponse)
+        return await _complete(
+            served, body, [{"role": "user", "content": body.prompt}], "text_completion", limits, StreamingResponse
+        )
 
     return app
 
@@ -141,8 +165,10 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
 def _check_settings(api_key: str | None, limits: Limits) -> None:
     """Settings that would serve something other than what was asked: refused before any model loads."""
     if api_key is not None and not api_key.strip():
-        raise TunesmithError("The API key is empty (was --api-key given an unset variable?); an empty key would serve without "
-                             "authentication. Give a real key, or leave --api-key out to serve without one.")
+        raise TunesmithError(
+            "The API key is empty (was --api-key given an unset variable?); an empty key would serve without "
+            "authentication. Give a real key, or leave --api-key out to serve without one."
+        )
     for field in fields(limits):
         value = getattr(limits, field.name)
         if field.name != "max_gap_s" and not value > 0 or field.name == "max_gap_s" and value < 0:
@@ -153,14 +179,24 @@ def _inputs(run, given, limits: Limits) -> list:
     """The texts (or [text, text_pair] pairs) of a /v1/classify request, checked against what the run reads."""
     texts = [given] if isinstance(given, str) else list(given)
     if not texts or len(texts) > limits.max_inputs:
-        raise ApiError(400, f"input holds {len(texts)} texts; send 1 to {limits.max_inputs}.", param="input", code="max_inputs")
+        raise ApiError(
+            400, f"input holds {len(texts)} texts; send 1 to {limits.max_inputs}.", param="input", code="max_inputs"
+        )
     pairs = (getattr(run.predictor, "columns", None) or {}).get("pair")
     if pairs and not all(isinstance(t, list) for t in texts):
-        raise ApiError(400, f"Model '{run.name}' reads text pairs ('{pairs}' beside the text); send input as "
-                            "[[text, text_pair], ...].", param="input", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Model '{run.name}' reads text pairs ('{pairs}' beside the text); send input as [[text, text_pair], ...].",
+            param="input",
+            code="invalid_value",
+        )
     if not pairs and any(isinstance(t, list) for t in texts):
-        raise ApiError(400, f"Model '{run.name}' reads single texts; send input as a string or a list of strings.",
-                       param="input", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Model '{run.name}' reads single texts; send input as a string or a list of strings.",
+            param="input",
+            code="invalid_value",
+        )
     return [tuple(t) for t in texts] if pairs else texts
 
 
@@ -175,7 +211,12 @@ async def _answer(batcher: Batcher, items: list) -> list:
 def _model(served: dict, name: str, generative: bool) -> Served:
     run = served.get(name)
     if run is None:
-        raise ApiError(404, f"Unknown model '{name}'. Available: {', '.join(sorted(served))}.", param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"Unknown model '{name}'. Available: {', '.join(sorted(served))}.",
+            param="model",
+            code="model_not_found",
+        )
     if run.generative != generative:
         route = "/v1/chat/completions" if run.generative else "/v1/classify"
         raise ApiError(400, f"Model '{name}' is a {run.task} run; use {route}.", param="model", code="wrong_route")
@@ -188,7 +229,9 @@ def _classify(predictor, items: list) -> list[dict]:
         texts, pairs = [a for a, _ in items], [b for _, b in items]
         if not hasattr(predictor, "predict_proba"):
             return [{"value": float(v)} for v in predictor.predict(texts, pairs)]
-        return [{"probs": dict(zip(predictor.classes_, map(float, row)))} for row in predictor.predict_proba(texts, pairs)]
+        return [
+            {"probs": dict(zip(predictor.classes_, map(float, row)))} for row in predictor.predict_proba(texts, pairs)
+        ]
     texts = items
     if hasattr(predictor, "predict_tags"):  # token classification: the entities found in each text
         return [{"entities": found} for found in predictor.predict(texts)]
@@ -196,9 +239,14 @@ def _classify(predictor, items: list) -> list[dict]:
         return [{"value": float(v)} for v in predictor.predict(texts)]
     probs = predictor.predict_proba(texts)
     if hasattr(predictor, "thresholds"):
-        on = probs >= np.asarray(predictor.thresholds["per_label"])  # the saved per-label thresholds, on the batch's probabilities
+        on = probs >= np.asarray(
+            predictor.thresholds["per_label"]
+        )  # the saved per-label thresholds, on the batch's probabilities
         chosen = [[label for label, hit in zip(predictor.classes_, row) if hit] for row in on]
-        return [{"labels": labels, "probs": dict(zip(predictor.classes_, map(float, row)))} for labels, row in zip(chosen, probs)]
+        return [
+            {"labels": labels, "probs": dict(zip(predictor.classes_, map(float, row)))}
+            for labels, row in zip(chosen, probs)
+        ]
     return [{"probs": dict(zip(predictor.classes_, map(float, row)))} for row in probs]
 
 
@@ -206,7 +254,11 @@ def _top(row: dict, k: int) -> dict:
     if "value" in row or "entities" in row:
         return row
     ranked = sorted(row["probs"].items(), key=lambda item: -item[1])
-    out = {"label": ranked[0][0], "score": ranked[0][1], "top": [{"label": label, "score": p} for label, p in ranked[:k]]}
+    out = {
+        "label": ranked[0][0],
+        "score": ranked[0][1],
+        "top": [{"label": label, "score": p} for label, p in ranked[:k]],
+    }
     if "labels" in row:
         out["labels"] = row["labels"]
     return out
@@ -214,39 +266,70 @@ def _top(row: dict, k: int) -> dict:
 
 async def _complete(served: dict, body, messages: list[dict], kind: str, limits: Limits, streaming_response):
     from .chat import complete, prompt_tokens, stream_chunks
+
     run = _model(served, body.model, generative=True)
     messages = [_message(m, i) for i, m in enumerate(messages)]
     max_new = body.max_tokens or body.max_completion_tokens or min(256, limits.max_tokens)
     if max_new > limits.max_tokens:
-        raise ApiError(400, f"max_tokens {max_new} is over the limit of {limits.max_tokens}.", param="max_tokens", code="max_tokens")
+        raise ApiError(
+            400,
+            f"max_tokens {max_new} is over the limit of {limits.max_tokens}.",
+            param="max_tokens",
+            code="max_tokens",
+        )
     used = await asyncio.to_thread(prompt_tokens, run.predictor, messages)  # a long prompt must not hold up /health
     if used > limits.max_prompt_tokens:
-        raise ApiError(400, f"The prompt has {used} tokens; the limit is {limits.max_prompt_tokens}.", param="messages",
-                       code="max_prompt_tokens")
+        raise ApiError(
+            400,
+            f"The prompt has {used} tokens; the limit is {limits.max_prompt_tokens}.",
+            param="messages",
+            code="max_prompt_tokens",
+        )
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if body.stream:
-        return streaming_response(stream_chunks(run, messages, max_new, body, stops, ident, kind, used), media_type="text/event-stream")
+        return streaming_response(
+            stream_chunks(run, messages, max_new, body, stops, ident, kind, used), media_type="text/event-stream"
+        )
     try:
         answer, finish, completion = await complete(run, messages, max_new, body, stops)
     except (TunesmithError, ValueError) as err:
         raise ApiError(400, f"messages: {err}", param="messages", code="invalid_value") from None
-    choice = ({"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
-              if kind == "chat.completion" else {"index": 0, "text": answer, "finish_reason": finish, "logprobs": None})
-    return {"id": ident, "object": kind, "created": int(time.time()), "model": run.name, "choices": [choice],
-            "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
+    choice = (
+        {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
+        if kind == "chat.completion"
+        else {"index": 0, "text": answer, "finish_reason": finish, "logprobs": None}
+    )
+    return {
+        "id": ident,
+        "object": kind,
+        "created": int(time.time()),
+        "model": run.name,
+        "choices": [choice],
+        "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion},
+    }
 
 
 def _message(message, index: int) -> dict:
     """A chat message as {role, content: str}; OpenAI's content parts are accepted when they are all text."""
     if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-        raise ApiError(400, f"messages.{index}: each message needs a role (system, user or assistant) and a string content.",
-                       param=f"messages.{index}", code="invalid_value")
+        raise ApiError(
+            400,
+            f"messages.{index}: each message needs a role (system, user or assistant) and a string content.",
+            param=f"messages.{index}",
+            code="invalid_value",
+        )
     content = message.get("content")
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                                         for p in content):
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    ):
         content = "".join(p["text"] for p in content)
     if not isinstance(content, str):
-        raise ApiError(400, f"messages.{index}.content: send a string, or a list of {{\"type\": \"text\", \"text\": ...}} parts "
-                            "(this server answers text only).", param=f"messages.{index}.content", code="invalid_value")
+        raise ApiError(
+            400,
+            f'messages.{index}.content: send a string, or a list of {{"type": "text", "text": ...}} parts '
+            "(this server answers text only).",
+            param=f"messages.{index}.content",
+            code="invalid_value",
+        )
     return {"role": message["role"], "content": content}

@@ -10,13 +10,14 @@ import time
 
 def prompt_tokens(predictor, messages: list[dict]) -> int:
     from ..tasks.generation.formatting import render
+
     text = render(predictor.tokenizer, messages, add_generation_prompt=True)
     return len(predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     hits = [text.index(s) for s in stops if s and s in text]
-    return (text[:min(hits)], True) if hits else (text, False)
+    return (text[: min(hits)], True) if hits else (text, False)
 
 
 async def complete(run, messages: list[dict], max_new: int, body, stops: list[str]) -> tuple[str, str, int]:
@@ -29,22 +30,35 @@ async def complete(run, messages: list[dict], max_new: int, body, stops: list[st
     return answer, "length" if used >= max_new and not stopped else "stop", used
 
 
-async def stream_chunks(run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str, prompt_used: int):
+async def stream_chunks(
+    run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str, prompt_used: int
+):
     """`data: {chunk}` lines as the model writes, then the finish reason, usage if asked, then `data: [DONE]`.
 
     Streams that arrive together share one batched generation (tasks/generation/streams.py); each gets its
     row's text through its own queue, and the event loop never waits on the model."""
     from ..tasks.generation.streams import generate_streams
+
     loop, queue, done = asyncio.get_running_loop(), asyncio.Queue(), object()
     push = lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece)  # noqa: E731  (called from the worker thread)
     cancel = threading.Event()  # set when the client leaves or a stop sequence matches: the model stops this row
     predictor = run.predictor
 
     def work(items):
-        return generate_streams(predictor.model, predictor.tokenizer, [m for m, _, _ in items], lambda row, text: items[row][1](text),
-                                max_new, body.temperature, body.top_p, [c.is_set for _, _, c in items])
+        return generate_streams(
+            predictor.model,
+            predictor.tokenizer,
+            [m for m, _, _ in items],
+            lambda row, text: items[row][1](text),
+            max_new,
+            body.temperature,
+            body.top_p,
+            [c.is_set for _, _, c in items],
+        )
 
-    job = asyncio.ensure_future(run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push, cancel)]))
+    job = asyncio.ensure_future(
+        run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push, cancel)])
+    )
     job.add_done_callback(lambda _: queue.put_nowait(done))  # after every piece the worker pushed
     try:
         async for event in _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new):
@@ -58,17 +72,20 @@ async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, 
     yield _event(ident, kind, created, run.name, {"role": "assistant", "content": ""}, None)
     while (piece := await queue.get()) is not done:
         cut, stopped = cut_at_stop(text + piece, stops)
-        if cut[len(text):]:
-            yield _event(ident, kind, created, run.name, {"content": cut[len(text):]}, None)
+        if cut[len(text) :]:
+            yield _event(ident, kind, created, run.name, {"content": cut[len(text) :]}, None)
         text = cut
         if stopped:
             finish = "stop"
             break
     if finish is None and job.exception() is not None:
-        yield f"data: {json.dumps({'error': {'message': f'generation failed: {job.exception()}', 'type': 'server_error'}})}\n\n"
+        error = {"message": f"generation failed: {job.exception()}", "type": "server_error"}
+        yield f"data: {json.dumps({'error': error})}\n\n"
         yield "data: [DONE]\n\n"
         return
-    used = job.result()[0] if finish is None else len(run.predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    used = (
+        job.result()[0] if finish is None else len(run.predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    )
     finish = finish or ("length" if used >= max_new else "stop")
     yield _event(ident, kind, created, run.name, {}, finish)
     if (body.stream_options or {}).get("include_usage"):
@@ -78,17 +95,32 @@ async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, 
 
 def _usage_event(ident: str, kind: str, created: int, model: str, prompt: int, completion: int) -> str:
     """OpenAI's last chunk when stream_options.include_usage is set: no choices, the token counts."""
-    chunk = {"id": ident, "object": "chat.completion.chunk" if kind == "chat.completion" else "text_completion",
-             "created": created, "model": model, "choices": [],
-             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+    chunk = {
+        "id": ident,
+        "object": "chat.completion.chunk" if kind == "chat.completion" else "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
     return f"data: {json.dumps(chunk)}\n\n"
 
 
 def _event(ident: str, kind: str, created: int, model: str, delta: dict, finish: str | None) -> str:
     if kind == "chat.completion":
-        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
     else:
-        chunk = {"id": ident, "object": "text_completion", "created": created, "model": model,
-                 "choices": [{"index": 0, "text": delta.get("content", ""), "finish_reason": finish, "logprobs": None}]}
+        chunk = {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "text": delta.get("content", ""), "finish_reason": finish, "logprobs": None}],
+        }
     return f"data: {json.dumps(chunk)}\n\n"

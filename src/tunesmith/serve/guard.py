@@ -23,11 +23,22 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         if self.expected is not None and not _authorized(headers.get(b"authorization", b""), self.expected):
-            return await _refuse(ApiError(401, "Missing or wrong API key: send Authorization: Bearer <key>.",
-                                          "authentication_error", code="invalid_api_key"), scope, receive, send)
+            return await _refuse(
+                ApiError(
+                    401,
+                    "Missing or wrong API key: send Authorization: Bearer <key>.",
+                    "authentication_error",
+                    code="invalid_api_key",
+                ),
+                scope,
+                receive,
+                send,
+            )
         size = headers.get(b"content-length", b"").decode("latin-1")
         if size.isdigit() and int(size) > self.max_body:
-            return await _refuse(_too_big(f"Request body of {size} bytes is over the limit of {self.max_body}."), scope, receive, send)
+            return await _refuse(
+                _too_big(f"Request body of {size} bytes is over the limit of {self.max_body}."), scope, receive, send
+            )
         messages, total = [], 0
         while True:  # read the body here, counting: the route then reads it from memory
             message = await receive()
@@ -36,12 +47,17 @@ class Guard:
                 break
             total += len(message.get("body", b""))
             if total > self.max_body:
-                return await _refuse(_too_big(f"Request body over the limit of {self.max_body} bytes."), scope, receive, send)
+                return await _refuse(
+                    _too_big(f"Request body over the limit of {self.max_body} bytes."), scope, receive, send
+                )
             if not message.get("more_body"):
                 break
 
         async def replay():
-            return messages.pop(0) if messages else await receive()  # then the live channel: disconnects reach the route
+            return (
+                messages.pop(0) if messages else await receive()
+            )  # then the live channel: disconnects reach the route
+
         await self.app(scope, replay, send)
 
 

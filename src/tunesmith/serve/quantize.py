@@ -25,13 +25,18 @@ def check_mode(mode: str) -> None:
 def quantize_predictor(predictor, mode: str) -> None:
     """Swap the predictor's model for its int8 version, in place; fp32 activations around the int8 products."""
     import torch
+
     check_mode(mode)
     if next(predictor.model.parameters()).device.type != "cpu":
-        raise TunesmithError("--quantize int8 is for serving on a CPU; on a GPU serve the model as trained (bf16 is fast there).")
+        raise TunesmithError(
+            "--quantize int8 is for serving on a CPU; on a GPU serve the model as trained (bf16 is fast there)."
+        )
     dynamic = getattr(getattr(torch, "ao", None), "quantization", None)
     if dynamic is None or not hasattr(dynamic, "quantize_dynamic"):
-        raise TunesmithError(f"--quantize int8 needs torch.ao.quantization.quantize_dynamic, which torch {torch.__version__} "
-                             "no longer has; serve without --quantize.")
+        raise TunesmithError(
+            f"--quantize int8 needs torch.ao.quantization.quantize_dynamic, which torch {torch.__version__} "
+            "no longer has; serve without --quantize."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice on quantized tensors, once per layer
         # one scale per output channel: on an sst2 MiniLM run 96.7% of labels unchanged vs 94.6% with one per

@@ -48,11 +48,24 @@ class CompletionRequest(ChatRequest):
 # Accepted and without effect on the answer (bookkeeping fields).
 HARMLESS = {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream_options"}
 # OpenAI fields tunesmith does not implement: accepted only at the value that asks for nothing.
-NEUTRAL = {"tools": ([], None), "tool_choice": ("none", "auto", None), "functions": ([], None),
-           "function_call": ("none", "auto", None), "response_format": ({"type": "text"}, None),
-           "logprobs": (False, None), "top_logprobs": (0, None), "logit_bias": ({}, None), "echo": (False, None),
-           "best_of": (1, None), "suffix": ("", None), "presence_penalty": (0, None), "frequency_penalty": (0, None),
-           "modalities": (["text"], None), "audio": (None,), "prediction": (None,)}
+NEUTRAL = {
+    "tools": ([], None),
+    "tool_choice": ("none", "auto", None),
+    "functions": ([], None),
+    "function_call": ("none", "auto", None),
+    "response_format": ({"type": "text"}, None),
+    "logprobs": (False, None),
+    "top_logprobs": (0, None),
+    "logit_bias": ({}, None),
+    "echo": (False, None),
+    "best_of": (1, None),
+    "suffix": ("", None),
+    "presence_penalty": (0, None),
+    "frequency_penalty": (0, None),
+    "modalities": (["text"], None),
+    "audio": (None,),
+    "prediction": (None,),
+}
 
 
 def parse(body: bytes, schema: type[BaseModel]) -> BaseModel:
@@ -64,8 +77,12 @@ def parse(body: bytes, schema: type[BaseModel]) -> BaseModel:
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     where = _not_utf8(payload)
     if where is not None:
-        raise ApiError(400, f"{where or 'a key'}: holds a lone surrogate (e.g. \\ud800), which is not text; send valid UTF-8.",
-                       param=where or None, code="invalid_text")
+        raise ApiError(
+            400,
+            f"{where or 'a key'}: holds a lone surrogate (e.g. \\ud800), which is not text; send valid UTF-8.",
+            param=where or None,
+            code="invalid_text",
+        )
     _refuse_unsupported(payload, schema)
     try:
         return schema.model_validate(payload)
@@ -82,13 +99,22 @@ def _refuse_unsupported(payload: dict, schema) -> None:
         if key in NEUTRAL and schema is not ClassifyRequest:
             if value in NEUTRAL[key]:
                 continue
-            raise ApiError(400, f"{key}: tunesmith serve does not support it (send it unset, or {NEUTRAL[key][0]!r}).",
-                           param=key, code="unsupported_parameter")
+            raise ApiError(
+                400,
+                f"{key}: tunesmith serve does not support it (send it unset, or {NEUTRAL[key][0]!r}).",
+                param=key,
+                code="unsupported_parameter",
+            )
         if key == "seed" and schema is not ClassifyRequest:
             if payload.get("temperature") in (0, None):
                 continue  # greedy decoding gives the same answer every time: the seed is already honoured
-            raise ApiError(400, "seed: answers sampled with temperature > 0 share batches with other requests and cannot be "
-                                "seeded; use temperature 0 for answers that repeat.", param="seed", code="unsupported_parameter")
+            raise ApiError(
+                400,
+                "seed: answers sampled with temperature > 0 share batches with other requests and cannot be "
+                "seeded; use temperature 0 for answers that repeat.",
+                param="seed",
+                code="unsupported_parameter",
+            )
         raise ApiError(400, f"Unrecognized request argument supplied: {key}", param=key, code="unknown_parameter")
 
 

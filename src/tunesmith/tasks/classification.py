@@ -3,20 +3,20 @@ and the predictor a finished run hands out (scikit-learn shaped: classes_, predi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
-import logging
 
 from ..data.classification import load_classification, read_split
+from ..data.inputs import one_or_many
 from ..engine.batching import tokenize, unknown_only
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import classification_metrics, forward_batches, linear_probe, mean_pooled, predict_proba
 from ..errors import TunesmithError
-from ..runs.auto_length import auto_max_length
-from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
-from ..data.inputs import one_or_many
 from ..log import reader_warnings
+from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..runs.auto_length import auto_max_length
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,16 @@ def prepare(recipe) -> dict:
     weights, spec = resolve_weights(recipe.model.name), model_spec(recipe.model.name)
     tokenizer = load_tokenizer(weights)
     recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
-    return {"data": data, "weights": weights, "spec": spec, "kind": model_kind(weights, spec), "tokenizer": tokenizer,
-            "enc": encode(data, tokenizer, recipe.train.max_length), "recipe": recipe, "auto": [reason] if reason else []}
+    return {
+        "data": data,
+        "weights": weights,
+        "spec": spec,
+        "kind": model_kind(weights, spec),
+        "tokenizer": tokenizer,
+        "enc": encode(data, tokenizer, recipe.train.max_length),
+        "recipe": recipe,
+        "auto": [reason] if reason else [],
+    }
 
 
 def encode(data, tokenizer, max_length: int) -> dict:
@@ -45,13 +53,17 @@ def encode(data, tokenizer, max_length: int) -> dict:
             enc["truncated"] = cut
         unknown = unknown_only(tokenizer, enc[name])
         if unknown:
-            log.warning(f"{unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
-                          "knows (every piece is the unknown token, e.g. emoji or a script the tokenizer lacks); the model "
-                          "sees them all as the same input.")
+            log.warning(
+                f"{unknown} of {len(split)} {name} text(s) hold no token the model's vocabulary "
+                "knows (every piece is the unknown token, e.g. emoji or a script the tokenizer lacks); the model "
+                "sees them all as the same input."
+            )
     if enc["truncated"]:
         cut = enc["truncated"]
-        log.warning(f"{len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
-                      f"tokens and were truncated (longest {max(cut)} tokens). Raise train.max_length to keep more.")
+        log.warning(
+            f"{len(cut)} of {len(data.train)} training texts exceed train.max_length={max_length} "
+            f"tokens and were truncated (longest {max(cut)} tokens). Raise train.max_length to keep more."
+        )
     return enc
 
 
@@ -64,8 +76,18 @@ def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision
     """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
     if recipe.eval.baseline == "none":
         return {}
-    base = linear_probe(load_encoder(weights), enc["train"], enc["train_ids"], enc["evaluation"], enc["evaluation_ids"],
-                        data.labels, recipe.eval.batch_size, pad_id, precision, recipe.train.seed)
+    base = linear_probe(
+        load_encoder(weights),
+        enc["train"],
+        enc["train_ids"],
+        enc["evaluation"],
+        enc["evaluation_ids"],
+        data.labels,
+        recipe.eval.batch_size,
+        pad_id,
+        precision,
+        recipe.train.seed,
+    )
     log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
     return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
 
@@ -79,8 +101,16 @@ class ClassifierPredictor:
 
     `head`: few-shot runs keep an embedding body and a logistic head saved as numbers (`head_proba`)."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto",
-                 head: dict | None = None, columns: dict | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_length: int = 256,
+        batch_size: int = 64,
+        precision: str = "auto",
+        head: dict | None = None,
+        columns: dict | None = None,
+    ):
         self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
         self.classes_ = head["labels"] if head else [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length, self.batch_size = max_length, batch_size
@@ -93,7 +123,9 @@ class ClassifierPredictor:
             return np.zeros((0, len(self.classes_)))
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
         if self.head:
-            x = forward_batches(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled)
+            x = forward_batches(
+                self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision, mean_pooled
+            )
             return head_proba(self.head, x)
         return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
@@ -104,12 +136,21 @@ class ClassifierPredictor:
     def annotate(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
         """The columns `tunesmith predict` adds to a file."""
         probs = self.predict_proba(texts, pairs)
-        return {"predicted_label": [self.classes_[i] for i in probs.argmax(-1)], "probability": probs.max(-1).round(6).tolist()}
+        return {
+            "predicted_label": [self.classes_[i] for i in probs.argmax(-1)],
+            "probability": probs.max(-1).round(6).tolist(),
+        }
 
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
         """Accuracy, macro F1/precision/recall, per class and the confusion matrix on a labeled file."""
-        split = read_split(str(path), text_column or self.columns["text"], label_column or self.columns["label"],
-                           self.columns["pair"], "--data", options={"text_column": "--text-column", "label_column": "--label-column"})
+        split = read_split(
+            str(path),
+            text_column or self.columns["text"],
+            label_column or self.columns["label"],
+            self.columns["pair"],
+            "--data",
+            options={"text_column": "--text-column", "label_column": "--label-column"},
+        )
         unknown = sorted(set(split.labels) - set(self.classes_))
         if unknown:
             raise TunesmithError(f"{path}: label(s) {unknown[:10]} are not among the model's labels {self.classes_}.")
@@ -122,7 +163,9 @@ def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
     """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights; multi-label
     heads one row per label, each read through its own sigmoid)."""
     coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
-    x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)  # the head was fit on L2-normalised embeddings
+    x = x / np.clip(
+        np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None
+    )  # the head was fit on L2-normalised embeddings
     scores = x @ coef.T + intercept
     if head.get("multi_label"):  # one independent logistic regression per label
         return 1 / (1 + np.exp(-scores))

@@ -4,21 +4,27 @@ returns entities with their text, character offsets and score."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
-import logging
 
+from ..data.inputs import one_or_many
 from ..engine.batching import inference_batches, iterate
 from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
-from ..data.inputs import one_or_many
 
 log = logging.getLogger(__name__)
 
 
-def encode(tokenizer, sentences: list[list[str]], tags: list[list[str]] | None, labels: list[str], max_length: int,
-           label_all: bool = False) -> tuple[list[dict], list[list[int]], int]:
+def encode(
+    tokenizer,
+    sentences: list[list[str]],
+    tags: list[list[str]] | None,
+    labels: list[str],
+    max_length: int,
+    label_all: bool = False,
+) -> tuple[list[dict], list[list[int]], int]:
     """Rows (input_ids, attention_mask, labels with -100 where no loss), each row's first-piece position per
     word (-1 for a word cut by max_length), and how many sentences were cut."""
     index = {label: i for i, label in enumerate(labels)}
@@ -46,7 +52,9 @@ def encode(tokenizer, sentences: list[list[str]], tags: list[list[str]] | None, 
 def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn) -> list:
     """`fn(output, j)` for every row (j: its place in the batch), in input order; rows may differ in length."""
     import torch
+
     from ..engine.metrics import autocast
+
     device = next(model.parameters()).device
     out: list = [None] * len(rows)
     batches = inference_batches([len(r["input_ids"]) for r in rows], batch_size, cpu=device.type == "cpu")
@@ -61,22 +69,33 @@ def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: st
     return out
 
 
-def word_scores(model, rows: list[dict], firsts: list[list[int]], batch_size: int, pad_id: int, precision: str) -> list[np.ndarray]:
+def word_scores(
+    model, rows: list[dict], firsts: list[list[int]], batch_size: int, pad_id: int, precision: str
+) -> list[np.ndarray]:
     """Per sentence, a (words x labels) probability matrix read at each word's first piece (uniform for cut words)."""
-    probs = per_row(model, rows, batch_size, pad_id, precision, lambda out, j: out.logits[j].float().softmax(-1).cpu().numpy())
-    return [np.stack([p[pos] if pos >= 0 else np.full(p.shape[-1], 1 / p.shape[-1]) for pos in first]) for p, first in zip(probs, firsts)]
+    probs = per_row(
+        model, rows, batch_size, pad_id, precision, lambda out, j: out.logits[j].float().softmax(-1).cpu().numpy()
+    )
+    return [
+        np.stack([p[pos] if pos >= 0 else np.full(p.shape[-1], 1 / p.shape[-1]) for pos in first])
+        for p, first in zip(probs, firsts)
+    ]
 
 
 def ner_metrics(gold: list[list[str]], predicted: list[list[str]], detail: bool = True) -> dict:
     """Entity-level precision/recall/F1 (micro, and per type) in strict IOB2 mode, plus token accuracy."""
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
     from seqeval.scheme import IOB2
+
     kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
     flat_gold = [t for row in gold for t in row]
     flat_pred = [t for row in predicted for t in row]
-    out = {"f1": float(f1_score(gold, predicted, **kw)), "precision": float(precision_score(gold, predicted, **kw)),
-           "recall": float(recall_score(gold, predicted, **kw)),
-           "token_accuracy": float(np.mean([a == b for a, b in zip(flat_gold, flat_pred)])) if flat_gold else 0.0}
+    out = {
+        "f1": float(f1_score(gold, predicted, **kw)),
+        "precision": float(precision_score(gold, predicted, **kw)),
+        "recall": float(recall_score(gold, predicted, **kw)),
+        "token_accuracy": float(np.mean([a == b for a, b in zip(flat_gold, flat_pred)])) if flat_gold else 0.0,
+    }
     if detail:
         report = classification_report(gold, predicted, output_dict=True, **kw)
         out["per_type"] = {k: {m: float(v) for m, v in d.items()} for k, d in report.items() if "avg" not in k}
@@ -87,18 +106,30 @@ def tags_of(probs: list[np.ndarray], labels: list[str]) -> list[list[str]]:
     return [[labels[i] for i in p.argmax(-1)] for p in probs]
 
 
-def probe_baseline(recipe, weights: str, rows: dict, firsts: dict, data, labels: list[str], pad_id: int, precision: str,
-                   max_tokens: int = 20_000) -> dict:
+def probe_baseline(
+    recipe,
+    weights: str,
+    rows: dict,
+    firsts: dict,
+    data,
+    labels: list[str],
+    pad_id: int,
+    precision: str,
+    max_tokens: int = 20_000,
+) -> dict:
     """The base model's frozen token embeddings (each word's first piece) with a logistic regression per token,
     scored the same way (at most `max_tokens` training words, seeded)."""
     if recipe.eval.baseline == "none":
         return {}
     from sklearn.linear_model import LogisticRegression
+
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
     index = {label: i for i, label in enumerate(labels)}
 
     def features(split: str) -> list[np.ndarray]:
-        hidden = per_row(encoder, rows[split], bs, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy())
+        hidden = per_row(
+            encoder, rows[split], bs, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy()
+        )
         return [h[[max(p, 0) for p in f]] for h, f in zip(hidden, firsts[split])]
 
     x_train = features("train")
@@ -106,8 +137,11 @@ def probe_baseline(recipe, weights: str, rows: dict, firsts: dict, data, labels:
     rng = np.random.default_rng(recipe.train.seed)
     pick = rng.choice(len(pairs), min(max_tokens, len(pairs)), replace=False)
     clf = LogisticRegression(max_iter=1000, random_state=recipe.train.seed).fit(
-        np.stack([pairs[i][0] for i in pick]), [pairs[i][1] for i in pick])
-    predicted = [[labels[clf.classes_[k]] for k in clf.predict_proba(sent).argmax(-1)] for sent in features("evaluation")]
+        np.stack([pairs[i][0] for i in pick]), [pairs[i][1] for i in pick]
+    )
+    predicted = [
+        [labels[clf.classes_[k]] for k in clf.predict_proba(sent).argmax(-1)] for sent in features("evaluation")
+    ]
     base = ner_metrics(data.evaluation.tags, predicted)
     log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
     return {"kind": "logistic regression per token on the frozen base model's token embeddings", **base}
@@ -128,16 +162,37 @@ def entities(words: list[tuple[str, int, int]], tags: list[str], probs: np.ndarr
             current["scores"].append(float(p.max()))
     if current:
         found.append(current)
-    return [{"type": e["type"], "text": text[e["start"]:e["end"]], "start": e["start"], "end": e["end"],
-             "score": round(float(np.mean(e["scores"])), 4)} for e in found]
+    return [
+        {
+            "type": e["type"],
+            "text": text[e["start"] : e["end"]],
+            "start": e["start"],
+            "end": e["end"],
+            "score": round(float(np.mean(e["scores"])), 4),
+        }
+        for e in found
+    ]
 
 
 class TokenPredictor:
     """A finished token-classification run: `predict(texts)` -> entities per text (type, text, start, end, score);
     `predict_tags(word lists)` -> IOB2 tags; `evaluate(file)` -> entity F1."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 64, precision: str = "auto", columns=None, data=None):
-        self.model, self.tokenizer, self.data = model.eval(), tokenizer, data  # data: the run's data section (column names)
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        max_length: int = 256,
+        batch_size: int = 64,
+        precision: str = "auto",
+        columns=None,
+        data=None,
+    ):
+        self.model, self.tokenizer, self.data = (
+            model.eval(),
+            tokenizer,
+            data,
+        )  # data: the run's data section (column names)
         self.columns = columns or {"text": "text", "label": "tags", "pair": None}
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
@@ -152,17 +207,22 @@ class TokenPredictor:
     @one_or_many
     def predict(self, texts: list[str]) -> list[list[dict]]:
         from ..data.tokens import words_with_offsets
+
         if not texts:
             return []
         words = [words_with_offsets(t) for t in texts]
         scores = self._scores([[w for w, _, _ in ws] or [""] for ws in words])
-        return [entities(ws, tags, p, text) for ws, tags, p, text in zip(words, tags_of(scores, self.labels), scores, texts)]
+        return [
+            entities(ws, tags, p, text) for ws, tags, p, text in zip(words, tags_of(scores, self.labels), scores, texts)
+        ]
 
     def annotate(self, texts: list[str], pairs=None) -> dict[str, list]:
         import json
+
         return {"entities": [json.dumps(found, ensure_ascii=False) for found in self.predict(texts)]}
 
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
         from ..data.tokens import read_tagged
+
         split = read_tagged(str(path), self.data, "--data")
         return ner_metrics(split.tags, self.predict_tags(split.tokens))

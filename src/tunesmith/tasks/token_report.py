@@ -9,18 +9,26 @@ from ..engine.metrics import ENTITY_KEYS as KEYS
 
 def write_report(run_dir: Path, metrics: dict) -> None:
     from ..runs.report import loss_plot, read_log, warnings_section
+
     (run_dir / "plots").mkdir(exist_ok=True)
     loss_plot(read_log(run_dir), run_dir / "plots" / "loss.png", metric="f1")
     base, tuned, t = metrics["base"], metrics["tuned"], metrics["train"]
-    rows = "\n".join(f"| {k} | {base[k]:.4f} | {tuned[k]:.4f} | {tuned[k] - base[k]:+.4f} |" if k in base else
-                     f"| {k} | n/a | {tuned[k]:.4f} | n/a |" for k in KEYS)
-    per = "\n".join(f"| {kind} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
-                    for kind, v in tuned.get("per_type", {}).items())
-    (run_dir / "report.md").write_text(f"""# tunesmith run report
+    rows = "\n".join(
+        f"| {k} | {base[k]:.4f} | {tuned[k]:.4f} | {tuned[k] - base[k]:+.4f} |"
+        if k in base
+        else f"| {k} | n/a | {tuned[k]:.4f} | n/a |"
+        for k in KEYS
+    )
+    per = "\n".join(
+        f"| {kind} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
+        for kind, v in tuned.get("per_type", {}).items()
+    )
+    (run_dir / "report.md").write_text(
+        f"""# tunesmith run report
 
-Model `{metrics['model']}`, token classification (entity types: {', '.join(metrics['entity_types'])}); evaluated on the
-{metrics['eval_set']} set ({metrics['eval_size']} sentences), entity-level scores in strict IOB2 mode (seqeval).
-Base = {base.get('kind', 'none')}.
+Model `{metrics["model"]}`, token classification (entity types: {", ".join(metrics["entity_types"])}); evaluated on the
+{metrics["eval_set"]} set ({metrics["eval_size"]} sentences), entity-level scores in strict IOB2 mode (seqeval).
+Base = {base.get("kind", "none")}.
 {warnings_section(metrics)}
 ## Base vs tuned
 
@@ -36,8 +44,11 @@ Base = {base.get('kind', 'none')}.
 
 ## Training
 
-{t['epochs']} epoch(s), best epoch {t['best_epoch']}, {t['runtime_s']:.1f} s, {t['samples_per_s']:.1f} sentences/s, lr {t['lr']};
-{t['truncated']} training sentence(s) cut at train.max_length.
+{t["epochs"]} epoch(s), best epoch {t["best_epoch"]}, {t["runtime_s"]:.1f} s, {t["samples_per_s"]:.1f}
+sentences/s, lr {t["lr"]};
+{t["truncated"]} training sentence(s) cut at train.max_length.
 
 ![loss](plots/loss.png)
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )

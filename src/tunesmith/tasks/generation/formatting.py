@@ -23,7 +23,8 @@ from ...errors import TunesmithError
 DEFAULT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}<|im_end|>{% endif %}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def ensure_chat_template(tokenizer) -> bool:
@@ -31,7 +32,9 @@ def ensure_chat_template(tokenizer) -> bool:
     if getattr(tokenizer, "chat_template", None):
         return False
     if tokenizer.eos_token is None:
-        raise TunesmithError("The tokenizer has neither a chat template nor an EOS token, so a tuned model could never stop.")
+        raise TunesmithError(
+            "The tokenizer has neither a chat template nor an EOS token, so a tuned model could never stop."
+        )
     tokenizer.chat_template = DEFAULT_TEMPLATE
     return True
 
@@ -48,20 +51,22 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 @dataclass
 class Encoded:
-    rows: list[dict]                        # input_ids, attention_mask, labels
-    truncated: list[int] = field(default_factory=list)     # sample indices cut at max_length
+    rows: list[dict]  # input_ids, attention_mask, labels
+    truncated: list[int] = field(default_factory=list)  # sample indices cut at max_length
     fully_masked: list[int] = field(default_factory=list)  # samples left with no token to learn from
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
     from jinja2 import TemplateError
+
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     except TemplateError as err:
         roles = [m["role"] for m in messages]
         raise TunesmithError(
             f"The model's chat template rejected a conversation with roles {roles}: {err}. Some templates accept no "
-            "system message (drop data.system_prompt) or need strictly alternating user/assistant turns.") from None
+            "system message (drop data.system_prompt) or need strictly alternating user/assistant turns."
+        ) from None
 
 
 def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
@@ -72,11 +77,12 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
         if message["role"] != "assistant":
             continue
         prefix = render(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = render(tokenizer, messages[:i + 1])
+        upto = render(tokenizer, messages[: i + 1])
         if not (full.startswith(upto) and upto.startswith(prefix)):
             raise TunesmithError(
                 "The model's chat template renders a conversation differently from its prefixes, so assistant turns "
-                "cannot be located for loss masking. Set method.loss_on=all to train on every token.")
+                "cannot be located for loss masking. Set method.loss_on=all to train on every token."
+            )
         spans.append((len(prefix), len(upto)))
     return full, spans
 
@@ -93,8 +99,10 @@ def encode_sample(tokenizer, messages: list[dict], max_length: int, loss_on: str
         if loss_on == "all":
             labels = list(ids)
         else:
-            labels = [tid if any(a <= start < b for a, b in spans) else -100
-                      for tid, (start, _) in zip(ids, enc["offset_mapping"])]
+            labels = [
+                tid if any(a <= start < b for a, b in spans) else -100
+                for tid, (start, _) in zip(ids, enc["offset_mapping"])
+            ]
     cut = len(ids) > max_length
     ids, labels = ids[:max_length], labels[:max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}, cut
@@ -119,13 +127,19 @@ def check_learnable(enc: Encoded, role: str, max_length: int) -> list[str]:
     if n and len(enc.fully_masked) == n:
         raise TunesmithError(
             f"{role}: all {n} samples have no response token left to learn from (responses empty, or cut off by "
-            f"train.max_length={max_length}). Raise train.max_length, check the response column, or set method.loss_on=all.")
+            f"train.max_length={max_length}). Raise train.max_length, check the response column, or set "
+            f"method.loss_on=all."
+        )
     warnings = []
     if enc.truncated:
-        warnings.append(f"{role}: {len(enc.truncated)} of {n} samples exceed train.max_length={max_length} tokens and were cut.")
+        warnings.append(
+            f"{role}: {len(enc.truncated)} of {n} samples exceed train.max_length={max_length} tokens and were cut."
+        )
     if enc.fully_masked:
-        warnings.append(f"{role}: {len(enc.fully_masked)} of {n} samples have no response token within max_length; "
-                        "they teach nothing and are dropped.")
+        warnings.append(
+            f"{role}: {len(enc.fully_masked)} of {n} samples have no response token within max_length; "
+            "they teach nothing and are dropped."
+        )
     return warnings
 
 
@@ -174,10 +188,18 @@ def auto_length(recipe, tokenizer, samples: list[list[dict]]):
     """(recipe, reason): train.max_length chosen from the rendered training samples when the recipe leaves it unset
     (the rule and why decoders may go to GEN_CAP: runs/auto_length.py); else the recipe itself and None."""
     import numpy as np
+
     from ...runs.auto_length import GEN_CAP, from_lengths, model_limit, sample_indices
+
     if "max_length" in recipe.train.model_fields_set or not samples:
         return recipe, None
     loss_on = getattr(recipe.method, "loss_on", "responses")
-    lengths = np.array([len(encode_sample(tokenizer, samples[i], 10**9, loss_on)[0]["input_ids"])
-                        for i in sample_indices(len(samples), recipe.train.seed)])
-    return from_lengths(recipe, lengths, lambda: model_limit(tokenizer, recipe.model.name, GEN_CAP), "training samples", GEN_CAP)
+    lengths = np.array(
+        [
+            len(encode_sample(tokenizer, samples[i], 10**9, loss_on)[0]["input_ids"])
+            for i in sample_indices(len(samples), recipe.train.seed)
+        ]
+    )
+    return from_lengths(
+        recipe, lengths, lambda: model_limit(tokenizer, recipe.model.name, GEN_CAP), "training samples", GEN_CAP
+    )

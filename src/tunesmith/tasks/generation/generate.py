@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import math
 
 import torch
@@ -24,8 +23,16 @@ def as_messages(prompt) -> list[dict]:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list, max_new_tokens: int = 256, batch_size: int = 16,
-             temperature: float = 0.0, top_p: float = 1.0, streamer=None) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    streamer=None,
+) -> list[str]:
     """Answers to chat prompts (strings or message lists), greedy unless temperature > 0."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -34,11 +41,17 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 256, batch_s
     answers: list[str] = [""] * len(ids)
     model.eval()
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         enc = {k: v.to(model.device) for k, v in _left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
-                             pad_token_id=tokenizer.pad_token_id, streamer=streamer, **_sampling(temperature, top_p))
-        new = out[:, enc["input_ids"].shape[1]:]
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=stop_token_ids(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            streamer=streamer,
+            **_sampling(temperature, top_p),
+        )
+        new = out[:, enc["input_ids"].shape[1] :]
         for i, tokens in zip(idx, new):
             answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return answers
@@ -52,17 +65,21 @@ def _fit_context(ids: list[list[int]], context: int | None, max_new_tokens: int)
     room = max(context - max_new_tokens, context // 2)
     long = [i for i, row in enumerate(ids) if len(row) > room]
     if long:
-        logging.getLogger(__name__).warning(f"{len(long)} prompt(s) longer than the model's context ({context} tokens, "
+        logging.getLogger(__name__).warning(
+            f"{len(long)} prompt(s) longer than the model's context ({context} tokens, "
             f"{max_new_tokens} kept for the answer) were cut to their last {room} tokens (the longest had "
-            f"{max(len(ids[i]) for i in long):,}).")
+            f"{max(len(ids[i]) for i in long):,})."
+        )
     return [row[-room:] if len(row) > room else row for row in ids]
 
 
 def _left_padded(rows: list[list[int]], pad_id: int) -> dict:
     """Decoder prompts must end where generation starts: pad on the left."""
     width = max(len(r) for r in rows)
-    return {"input_ids": torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long),
-            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)}
+    return {
+        "input_ids": torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long),
+        "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long),
+    }
 
 
 def _sampling(temperature: float, top_p: float) -> dict:
@@ -87,10 +104,16 @@ def causal_lm_loss(model, batch: dict) -> torch.Tensor:
     hidden = decoder(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != -100
-    if not torch.is_grad_enabled():  # evaluation: vocabulary-wide logits a chunk at a time (64 x 1,024 tokens would be GBs)
+    if (
+        not torch.is_grad_enabled()
+    ):  # evaluation: vocabulary-wide logits a chunk at a time (64 x 1,024 tokens would be GBs)
         picked, wanted = hidden[:, :-1][keep], targets[keep]
-        total = sum(torch.nn.functional.cross_entropy(head(picked[i:i + EVAL_CHUNK]).float(), wanted[i:i + EVAL_CHUNK], reduction="sum")
-                    for i in range(0, len(wanted), EVAL_CHUNK))
+        total = sum(
+            torch.nn.functional.cross_entropy(
+                head(picked[i : i + EVAL_CHUNK]).float(), wanted[i : i + EVAL_CHUNK], reduction="sum"
+            )
+            for i in range(0, len(wanted), EVAL_CHUNK)
+        )
         return total / max(len(wanted), 1)
     logits = head(hidden[:, :-1][keep]).float()
     return torch.nn.functional.cross_entropy(logits, targets[keep])
@@ -105,8 +128,8 @@ def with_packing_mask(inputs: dict, core) -> dict:
     return inputs
 
 
-EVAL_CHUNK = 2048          # labelled positions projected to the vocabulary at once in evaluation
-EVAL_TOKENS = 16384        # padded tokens per evaluation batch: long rows come in fewer per batch
+EVAL_CHUNK = 2048  # labelled positions projected to the vocabulary at once in evaluation
+EVAL_TOKENS = 16384  # padded tokens per evaluation batch: long rows come in fewer per batch
 
 
 def _token_bounded(order: list[int], rows: list[dict], batch_size: int):
@@ -126,7 +149,9 @@ def _causal_lm(model):
 
 
 @torch.inference_mode()
-def validation_loss(model, rows: list[dict], batch_size: int, pad_id: int, loss_fn=causal_lm_loss, shifted: bool = True) -> dict:
+def validation_loss(
+    model, rows: list[dict], batch_size: int, pad_id: int, loss_fn=causal_lm_loss, shifted: bool = True
+) -> dict:
     """Token-weighted mean loss and perplexity over labeled tokens. `shifted`: position i is scored
     on token i+1 (causal LM); masked-LM losses score the labeled positions themselves."""
     model.eval()

@@ -44,13 +44,21 @@ def exact_match(generations: list[str], references: list[str]) -> dict:
     predicted = [parse_label(g, labels) for g in generations]
     gold = [normalize(r) for r in references]
     accuracy = sum(p == g for p, g in zip(predicted, gold)) / max(len(gold), 1)
-    p, r, f1, _ = precision_recall_fscore_support(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)
-    return {"exact_match": accuracy, "accuracy": accuracy, "f1_macro": float(f1),
-            "precision_macro": float(p), "recall_macro": float(r)}
+    p, r, f1, _ = precision_recall_fscore_support(
+        gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0
+    )
+    return {
+        "exact_match": accuracy,
+        "accuracy": accuracy,
+        "f1_macro": float(f1),
+        "precision_macro": float(p),
+        "recall_macro": float(r),
+    }
 
 
 def rouge_l(generations: list[str], references: list[str]) -> dict:
     from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [scorer.score(ref, gen)["rougeL"].fmeasure for gen, ref in zip(generations, references)]
     return {"rouge_l": sum(scores) / max(len(scores), 1)}

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...runs import rundir as runs
 from ...errors import TunesmithError
+from ...runs import rundir as runs
 from .generate import generate
 
 
 def load_generation_model(run_dir: Path):
     """(model, tokenizer) from a run: merged/ or model/ when present, else base weights + adapter/."""
     from ...models.loading import load_causal_lm, load_tokenizer
+
     for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
         if (run_dir / folder / "config.json").is_file():
-            return (runs.load_saved_model(run_dir / folder, load_causal_lm),
-                    runs.load_saved_model(run_dir / folder, load_tokenizer))
+            return (
+                runs.load_saved_model(run_dir / folder, load_causal_lm),
+                runs.load_saved_model(run_dir / folder, load_tokenizer),
+            )
     adapter = run_dir / runs.ADAPTER_DIR
     if not (adapter / "adapter_config.json").is_file():
         raise TunesmithError(f"{run_dir}: no model/, merged/ or adapter/ folder with weights; was the run completed?")
@@ -24,13 +27,17 @@ def load_generation_model(run_dir: Path):
     except TunesmithError:
         raise
     except Exception as err:  # noqa: BLE001
-        raise TunesmithError(f"{adapter}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
-                             "damaged or was changed after training. Train the run again, or restore it from a copy.") from None
+        raise TunesmithError(
+            f"{adapter}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
+            "damaged or was changed after training. Train the run again, or restore it from a copy."
+        ) from None
 
 
 def _merge(run_dir: Path, adapter: Path):
     from peft import PeftModel
+
     from ...models.loading import load_causal_lm, resolve_weights
+
     recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     base = load_causal_lm(resolve_weights(recipe["model"]["name"]))
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
@@ -50,43 +57,63 @@ class GenerativePredictor:
         from .formatting import encode, learnable
         from .generate import split_prompt, validation_loss
         from .metrics import answer_settings, generation_metrics
+
         recipe = self.recipe
         conv = read_conversations(str(path), recipe.data, "--data")
         rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
         metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
         if conv.format == "text":
             return metrics
-        pairs = [split_prompt(s) for s in conv.samples][:max_samples or recipe.eval.max_samples]
+        pairs = [split_prompt(s) for s in conv.samples][: max_samples or recipe.eval.max_samples]
         references = [r for _, r in pairs]
         kind, max_new = answer_settings(recipe.eval, references)
         answers = self.generate([p for p, _ in pairs], max_new)
         return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}
 
-    def generate(self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0,
-                 top_p: float = 1.0) -> list[str]:
-        single = isinstance(prompts, str) or (isinstance(prompts, list) and bool(prompts) and isinstance(prompts[0], dict))
+    def generate(
+        self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
+    ) -> list[str]:
+        single = isinstance(prompts, str) or (
+            isinstance(prompts, list) and bool(prompts) and isinstance(prompts[0], dict)
+        )
         batch = [prompts] if single else checked_prompts(prompts)
         if single:
             checked_prompts(batch)
-        max_new = checked_settings(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-                                   temperature, top_p)
-        answers = generate(self.model, self.tokenizer, batch, max_new, self.batch_size, temperature, top_p) if batch else []
+        max_new = checked_settings(
+            self.max_new_tokens if max_new_tokens is None else max_new_tokens, temperature, top_p
+        )
+        answers = (
+            generate(self.model, self.tokenizer, batch, max_new, self.batch_size, temperature, top_p) if batch else []
+        )
         return answers[0] if single else answers
 
-    def stream(self, messages: list[dict], max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0):
+    def stream(
+        self, messages: list[dict], max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
+    ):
         """Yield the answer to one conversation piece by piece as it is generated."""
         from threading import Thread
+
         from transformers import TextIteratorStreamer
+
         checked_prompts([messages])
-        max_new_tokens = checked_settings(self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-                                          temperature, top_p)
+        max_new_tokens = checked_settings(
+            self.max_new_tokens if max_new_tokens is None else max_new_tokens, temperature, top_p
+        )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
 
         def work():
             try:
-                generate(self.model, self.tokenizer, [messages], max_new_tokens or self.max_new_tokens, 1, temperature,
-                         top_p, streamer)
+                generate(
+                    self.model,
+                    self.tokenizer,
+                    [messages],
+                    max_new_tokens or self.max_new_tokens,
+                    1,
+                    temperature,
+                    top_p,
+                    streamer,
+                )
             except BaseException as exc:  # noqa: BLE001  (reported below, in the caller's thread)
                 failed.append(exc)
                 streamer.end()  # the reader waits for this: without it a failed generation hangs the chat forever
@@ -102,18 +129,30 @@ class GenerativePredictor:
 def checked_prompts(prompts) -> list:
     """Prompts as strings or OpenAI-style message lists; anything else is a message naming the item."""
     from ...data.inputs import text_list
+
     if prompts is None or isinstance(prompts, (dict, bytes)) or not hasattr(prompts, "__iter__"):
-        raise TunesmithError(f"prompts: give a string, a list of messages, or a list of those; not {type(prompts).__name__}.")
+        raise TunesmithError(
+            f"prompts: give a string, a list of messages, or a list of those; not {type(prompts).__name__}."
+        )
     prompts = list(prompts)
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, str):
             text_list(prompt, f"prompts[{i}]")
             continue
-        if not isinstance(prompt, list) or not prompt or not all(
-                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-                for m in prompt):
-            raise TunesmithError(f"prompts[{i}]: give a string, or a list of {{'role': 'system'|'user'|'assistant', 'content': str}} "
-                                 f"messages; got {str(prompt)[:60]!r}.")
+        if (
+            not isinstance(prompt, list)
+            or not prompt
+            or not all(
+                isinstance(m, dict)
+                and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)
+                for m in prompt
+            )
+        ):
+            raise TunesmithError(
+                f"prompts[{i}]: give a string, or a list of {{'role': 'system'|'user'|'assistant', 'content': str}} "
+                f"messages; got {str(prompt)[:60]!r}."
+            )
         text_list([m["content"] for m in prompt], f"prompts[{i}] contents")
     return prompts
 

@@ -30,15 +30,20 @@ def _prompt_text(prompt) -> str:
 
 
 def _markdown(m: dict, samples: list[dict]) -> str:
-    rows = "\n".join(f"| {k} | {m['base'][k]:.4f} | {m['tuned'][k]:.4f} | {m['tuned'][k] - m['base'][k]:+.4f} |"
-                     for k in GENERATION_KEYS if k in m["tuned"] and k in m["base"])
-    table = "\n".join(f"| {_cell(_prompt_text(s['prompt']))} | {_cell(s['reference'])} | {_cell(s['base'])} | {_cell(s['tuned'])} |"
-                      for s in samples[:SHOWN_SAMPLES])
+    rows = "\n".join(
+        f"| {k} | {m['base'][k]:.4f} | {m['tuned'][k]:.4f} | {m['tuned'][k] - m['base'][k]:+.4f} |"
+        for k in GENERATION_KEYS
+        if k in m["tuned"] and k in m["base"]
+    )
+    table = "\n".join(
+        f"| {_cell(_prompt_text(s['prompt']))} | {_cell(s['reference'])} | {_cell(s['base'])} | {_cell(s['tuned'])} |"
+        for s in samples[:SHOWN_SAMPLES]
+    )
     t, d = m["train"], m["data"]
     return f"""# tunesmith run report
 
-Model `{m['model']}`, task generation ({d['format']}), {m['tuning']} fine-tuning; evaluated on the {m['eval_set']} set
-({m['eval_size']} samples for loss, {m['generated']} generated answers, metric: {m['generation_metric']}).
+Model `{m["model"]}`, task generation ({d["format"]}), {m["tuning"]} fine-tuning; evaluated on the {m["eval_set"]} set
+({m["eval_size"]} samples for loss, {m["generated"]} generated answers, metric: {m["generation_metric"]}).
 {warnings_section(m)}
 ## Base vs tuned
 
@@ -48,9 +53,10 @@ Model `{m['model']}`, task generation ({d['format']}), {m['tuning']} fine-tuning
 
 ## Training
 
-{t['epochs']} epoch(s), best epoch {t['best_epoch']}, {t['runtime_s']:.1f} s, {t['tokens_per_s']:.0f} tokens/s,
-packing {'on' if t['packing'] else 'off'}, precision {t['precision']}, lr {t['lr']}. {d['train_samples']} training samples,
-{d['truncated']} cut at max_length, {d['fully_masked']} dropped (no response token left).
+{t["epochs"]} epoch(s), best epoch {t["best_epoch"]}, {t["runtime_s"]:.1f} s, {t["tokens_per_s"]:.0f} tokens/s,
+packing {"on" if t["packing"] else "off"}, precision {t["precision"]}, lr {t["lr"]}. {d["train_samples"]}
+training samples,
+{d["truncated"]} cut at max_length, {d["fully_masked"]} dropped (no response token left).
 
 ![loss](plots/loss.png)
 

@@ -46,7 +46,7 @@ class RowStreamer(BaseStreamer):
         if not final and text.endswith("\ufffd"):
             return
         if len(text) > len(self.sent[row]):
-            self.sink(row, text[len(self.sent[row]):])
+            self.sink(row, text[len(self.sent[row]) :])
             self.sent[row] = text
 
 
@@ -62,8 +62,16 @@ class RowsCancelled(StoppingCriteria):
 
 
 @torch.inference_mode()
-def generate_streams(model, tokenizer, prompts: list, sink, max_new_tokens: int, temperature: float = 0.0,
-                     top_p: float = 1.0, cancelled: list | None = None) -> list[int]:
+def generate_streams(
+    model,
+    tokenizer,
+    prompts: list,
+    sink,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    cancelled: list | None = None,
+) -> list[int]:
     """One left-padded batch; `sink(row, text)` as text appears; `cancelled[row]()` true ends that row early.
     Returns each row's count of new tokens."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
@@ -73,7 +81,13 @@ def generate_streams(model, tokenizer, prompts: list, sink, max_new_tokens: int,
     streamer = RowStreamer(tokenizer, len(ids), sink)
     model.eval()
     stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled else None
-    model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_token_ids(tokenizer),
-                   pad_token_id=tokenizer.pad_token_id, streamer=streamer, stopping_criteria=stopping,
-                   **_sampling(temperature, top_p))
+    model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stop_token_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        streamer=streamer,
+        stopping_criteria=stopping,
+        **_sampling(temperature, top_p),
+    )
     return [len(t) for t in streamer.tokens]
