@@ -12,7 +12,7 @@ from .errors import TunesmithError
 from .flows.seeds import run_seeds
 from .flows.single import run_single
 from .flows.stages import run_stages
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, load_recipe, with_absolute_paths
 from .runs import rundir
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def run(
     Staged recipes: `resume` skips stages that finished in `output_dir`; `compare_direct` also trains
     the last stage alone from the base model (the control), reported as `direct`.
     """
-    recipe = load_recipe(recipe)
+    # a Recipe object (what the CLI passes) is already validated: it is not loaded a second time
+    recipe = with_absolute_paths(recipe) if isinstance(recipe, Recipe) else load_recipe(recipe)
     if compare_direct and not recipe.stages:
         raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
     if resume:

@@ -701,6 +701,11 @@ def _apply_override(raw: dict, item: str) -> None:
         ) from None
 
 
+def with_absolute_paths(recipe: Recipe) -> Recipe:
+    """A validated Recipe object as a run uses it: a copy whose relative paths name files under the current folder."""
+    return _resolve_paths(recipe.model_copy(deep=True), Path.cwd())
+
+
 def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
     def resolve(p):
         if p is None or Path(p).is_absolute():

@@ -19,7 +19,9 @@ SEED_DIR = "seed-{}"
 
 def run_seeds(recipe, output_dir, overwrite: bool, files: dict | None = None) -> tuple[Path, dict]:
     """Each seed gets a full run directory inside (a single run, or the recipe's stages)."""
-    return runs.run_in(recipe, output_dir, overwrite, lambda run_dir: _all_seeds(recipe, run_dir), files=files)
+    with runs.RunDir.open(recipe, output_dir, overwrite, files=files) as run:
+        metrics = _all_seeds(recipe, run.path)
+    return run.path, metrics
 
 
 def _all_seeds(recipe, run_dir: Path) -> dict:

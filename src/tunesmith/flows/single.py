@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..methods import method_for
-from ..runs.session import run_method
+from ..methods.session import run_method
 
 
 def run_single(

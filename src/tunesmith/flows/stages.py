@@ -29,9 +29,9 @@ def run_stages(
     recipe, output_dir, overwrite: bool, resume: bool = False, compare_direct: bool = False, files: dict | None = None
 ) -> tuple[Path, dict]:
     run_dir = Path(output_dir or recipe.output.dir or runs.default_dir("stages"))
-    return runs.run_in(
-        recipe, run_dir, overwrite, lambda d: _run_all(recipe, d, resume, compare_direct), resume=resume, files=files
-    )
+    with runs.RunDir.open(recipe, run_dir, overwrite, resume, files) as run:
+        metrics = _run_all(recipe, run.path, resume, compare_direct)
+    return run.path, metrics
 
 
 def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:

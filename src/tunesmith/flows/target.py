@@ -85,7 +85,7 @@ class Target:
         """The task's own base line (methods' `baseline`) with the stage's model as the base."""
         from ..engine.hardware import resolve_precision
         from ..methods import method_class
-        from ..runs.session import Context
+        from ..methods.base import Context
 
         method = method_class("supervised", self.task)()
         plan = method.prepare(self._supervised(model_name))

@@ -1,4 +1,4 @@
-"""What every method provides. A method is a small object of this shape; `runs/session.py` runs any of them
+"""What every method provides. A method is a small object of this shape; `session.py` runs any of them
 through the one run skeleton, and `methods/__init__.py` is the only place a recipe's names map to one.
 
     prepare(recipe) -> Plan                 read and check the data, load the tokenizer, encode (before the
@@ -19,11 +19,46 @@ A method that is not one training run (continual: a model carried across experie
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from ..runs.session import Context, Plan
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 __all__ = ["Context", "Method", "Plan", "tuning_mode"]
+
+
+@dataclass
+class Plan:
+    """Everything one run needs that is known before training starts."""
+
+    recipe: Any  # the recipe this run trains with (a method may adjust its own copy)
+    task: str  # metrics["task"]: classification | generation | domain_adaptation
+    tokenizer: Any
+    weights: str  # the folder (or Hub id) from_pretrained loads
+    spec: dict  # the model's registry entry ({} for a Hub id or a folder)
+    kind: str  # encoder | decoder
+    lr: float  # peak learning rate (the recipe's, else the method's default)
+    rows: list[dict]  # the training rows the loop sees
+    label_ids: list | None = None
+    loop_cfg: Any = None  # the train section the loop runs with (default: the recipe's)
+    info: dict = field(default_factory=dict)  # method-specific top-level keys of metrics.json
+    train_info: dict = field(default_factory=dict)  # method-specific keys of metrics["train"]
+    warnings: list[str] | None = field(default_factory=list)  # None: no "warnings" key in metrics.json
+    data: Any = None  # the method's own data (ClassificationData, GenerationData, documents)
+    extra: dict = field(default_factory=dict)  # what a method carries between its own steps
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+@dataclass
+class Context:
+    """What the session gives a method while it runs."""
+
+    accelerator: Any
+    precision: str
+    run_dir: Path
+    train_info: dict = field(default_factory=dict)  # costs measured in a step (e.g. head_init_s), into metrics["train"]
 
 
 class Method(Protocol):

@@ -49,14 +49,9 @@ class Continual:
             for warning in data.warnings:
                 log.warning(f"{exp.name}: {warning}")
         learner = Learner(recipe, task)  # refuses what the task cannot do before the run directory exists
-        return runs.run_in(
-            recipe,
-            output_dir,
-            overwrite,
-            lambda run_dir: _run(learner, exps, datas, run_dir, resume),
-            resume=resume,
-            files=files,
-        )
+        with runs.RunDir.open(recipe, output_dir, overwrite, resume, files) as run:
+            metrics = _run(learner, exps, datas, run.path, resume)
+        return run.path, metrics
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, **kwargs):

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import TunesmithError
@@ -156,44 +157,51 @@ def resumable(run_dir: Path) -> bool:
     return read_status(run_dir) in ("interrupted", "failed") and (Path(run_dir) / CHECKPOINT_FILE).is_file()
 
 
-def run_in(
-    recipe, output_dir, overwrite: bool, work, resume: bool = False, files: dict[str, str] | None = None
-) -> tuple[Path, dict]:
-    """Create (or, resuming, reopen) the run directory, call `work(run_dir)` -> metrics, and record
-    finished or failed (with why). A finished run keeps no checkpoint: its model folder is the result."""
-    from accelerate.utils import broadcast_object_list
+class RunDir:
+    """A run directory being written. `with RunDir.open(recipe, output_dir, overwrite) as run:` creates it (or,
+    resuming, reopens it) and gives `run.path`; leaving the block records the run finished and drops its
+    checkpoint (a finished run's model folder is the result), and an exception records it failed or
+    interrupted, with why, before it goes on up. Under several processes rank 0 alone writes the folder."""
 
-    from ..engine import checkpoint
-    from ..engine.hardware import own_accelerate_state, process_state
-    from ..recipe import dump_recipe
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
-    state = process_state()  # several processes (--nproc, torchrun): rank 0 alone writes the run directory
-    target = [Path(output_dir or recipe.output.dir or default_dir("run"))]
-    if state.num_processes > 1:
-        broadcast_object_list(target)  # rank 0's choice (a default name holds the time, which ranks may disagree on)
-    run_dir = target[0]
-    if state.is_main_process:
-        reopen(run_dir, dump_recipe(recipe)) if resume else create(
-            run_dir, dump_recipe(recipe), overwrite or recipe.output.overwrite, files
-        )
-    state.wait_for_everyone()
-    try:
-        with own_accelerate_state():
-            metrics = work(run_dir)
-    except KeyboardInterrupt:
+    @classmethod
+    @contextmanager
+    def open(cls, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict[str, str] | None = None):
+        from accelerate.utils import broadcast_object_list
+
+        from ..engine import checkpoint
+        from ..engine.hardware import own_accelerate_state, process_state
+        from ..recipe import dump_recipe
+
+        state = process_state()
+        target = [Path(output_dir or recipe.output.dir or default_dir("run"))]
+        if state.num_processes > 1:
+            # rank 0's choice: a default name holds the time, which ranks may disagree on
+            broadcast_object_list(target)
+        run = cls(target[0])
         if state.is_main_process:
-            set_status(run_dir, "interrupted", error="stopped by Ctrl-C")
-        raise
-    except BaseException as err:
+            if resume:
+                reopen(run.path, dump_recipe(recipe))
+            else:
+                create(run.path, dump_recipe(recipe), overwrite or recipe.output.overwrite, files)
+        state.wait_for_everyone()
+        try:
+            with own_accelerate_state():
+                yield run
+        except KeyboardInterrupt:
+            if state.is_main_process:
+                set_status(run.path, "interrupted", error="stopped by Ctrl-C")
+            raise
+        except BaseException as err:
+            if state.is_main_process:
+                set_status(run.path, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        state.wait_for_everyone()
         if state.is_main_process:
-            set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return run_dir, metrics
-    set_status(run_dir, "finished")
-    checkpoint.clear(run_dir)
-    return run_dir, metrics
+            set_status(run.path, "finished")
+            checkpoint.clear(run.path)
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:

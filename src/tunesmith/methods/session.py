@@ -1,69 +1,33 @@
 """The one run skeleton every method runs through: seed and accelerator, model, base line, adaptation, the
 shared loop, the tuned model's evaluation, save, metrics (with memory) and report. A method (see
-methods/base.py) fills in the steps; nothing here knows a method's name."""
+base.py) fills in the steps; nothing here knows a method's name."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..engine.checkpoint import CHECKPOINT_FILE
 from ..engine.hardware import make_accelerator, resolve_precision
 from ..engine.loop import run_loop
 from ..engine.metrics import outcome_warnings
-from . import rundir
+from ..runs import rundir
+from .base import Context, Plan
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Plan:
-    """Everything one run needs that is known before training starts."""
-
-    recipe: Any  # the recipe this run trains with (a method may adjust its own copy)
-    task: str  # metrics["task"]: classification | generation | domain_adaptation
-    tokenizer: Any
-    weights: str  # the folder (or Hub id) from_pretrained loads
-    spec: dict  # the model's registry entry ({} for a Hub id or a folder)
-    kind: str  # encoder | decoder
-    lr: float  # peak learning rate (the recipe's, else the method's default)
-    rows: list[dict]  # the training rows the loop sees
-    label_ids: list | None = None
-    loop_cfg: Any = None  # the train section the loop runs with (default: the recipe's)
-    info: dict = field(default_factory=dict)  # method-specific top-level keys of metrics.json
-    train_info: dict = field(default_factory=dict)  # method-specific keys of metrics["train"]
-    warnings: list[str] | None = field(default_factory=list)  # None: no "warnings" key in metrics.json
-    data: Any = None  # the method's own data (ClassificationData, GenerationData, documents)
-    extra: dict = field(default_factory=dict)  # what a method carries between its own steps
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
-
-
-@dataclass
-class Context:
-    """What the session gives a method while it runs."""
-
-    accelerator: Any
-    precision: str
-    run_dir: Path
-    train_info: dict = field(default_factory=dict)  # costs measured in a step (e.g. head_init_s), into metrics["train"]
-
-
 def run_method(method, recipe, output_dir, overwrite: bool, resume: bool = False, files: dict | None = None):
     """Plan first (bad data fails before a folder is made), then the session inside a run directory."""
-    from .auto import resolve
+    from ..runs.auto import resolve
 
     saved = None
     if resume:  # a resumed run keeps the settings it started with
         saved = rundir.read_yaml(Path(output_dir or recipe.output.dir) / rundir.RECIPE_FILE).get("train") or {}
     plan = resolve(method.prepare(recipe), saved)  # auto settings and the memory fit, printed before any folder is made
-    return rundir.run_in(
-        plan.recipe, output_dir, overwrite, lambda run_dir: session(method, plan, run_dir), resume=resume, files=files
-    )
+    with rundir.RunDir.open(plan.recipe, output_dir, overwrite, resume, files) as run:
+        metrics = session(method, plan, run.path)
+    return run.path, metrics
 
 
 def session(method, plan: Plan, run_dir: Path) -> dict:
