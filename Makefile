@@ -16,5 +16,5 @@ test:
 bench:
 	bash scripts/setup.sh bench
 	mkdir -p bench_out
-	.venv/bin/python benchmarks/classification_sst2.py --repeats 3 --json bench_out/sst2.json
+	.venv/bin/python benchmarks/classification_sst2.py --repeats 3 --defaults-only --json bench_out/sst2.json --publish
 	.venv/bin/python benchmarks/sft_vs_trl.py --json bench_out/sft_vs_trl.json

@@ -2,7 +2,7 @@
 
     python benchmarks/serve_soak.py [--clients 16] [--seconds 60] [--classifier RUN] [--chat RUN] [--json out.json]
 
-Without --classifier/--chat it trains the runs it needs first: MiniLM on the shipped support-intent sample (1 epoch)
+Without --classifier/--chat it trains the runs it needs first: MiniLM on the shipped comment-sentiment sample (1 epoch)
 and SmolLM2-135M (LoRA, 24 conversations, 1 epoch), or tiny random models with --tiny. The server runs as its own
 process (`tunesmith serve`, with an API key); each client loops until the time is up, choosing at random:
 
@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 KEY = "soak-key"
-SAMPLE = Path(__file__).resolve().parents[1] / "src/tunesmith/samples/support_intent"
+SAMPLE = Path(__file__).resolve().parents[1] / "src/tunesmith/samples/comment_sentiment"
 
 
 def _free_port() -> int:

@@ -39,3 +39,15 @@ def test_no_module_imports_itself_back():
         if graph.chain_exists(importer=b, imported=a)
     )
     assert cycles == []
+
+
+def test_the_benchmarks_readme_is_what_its_results_render():
+    # regenerate with: python benchmarks/results.py render
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results.py"
+    spec = importlib.util.spec_from_file_location("bench_results", path)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    assert results.README.read_text(encoding="utf-8") == results.render(), "run `python benchmarks/results.py render`"
+    assert "## `classification_sst2.py`" in results.render()
