@@ -165,3 +165,18 @@ def test_head_lr_applies_to_the_new_head_only():
         assert len(in_head) == 1 and group["lr"] == (1e-2 if in_head.pop() else 1e-4)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     assert all(g["lr"] == 1e-4 for g in optimizer_for(model, 1e-4, 0.01).param_groups)
+
+
+def test_each_data_file_is_parsed_once_for_the_check_and_the_method(toy_data, tmp_path, monkeypatch):
+    from tunesmith.data import readers
+
+    parsed = []
+    csv = readers._READERS["csv"]
+    monkeypatch.setitem(readers._READERS, "csv", lambda path: parsed.append(path.name) or csv(path))
+    recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
+    run(recipe, output_dir=tmp_path / "run")
+    assert sorted(parsed) == ["test.csv", "train.csv", "validation.csv"]  # the data check read them; training reused
+    assert readers._memo is None  # nothing is held after the run
+    toy_data["paths"]["train"].write_text(toy_data["paths"]["train"].read_text() + "the movie is good 999,positive\n")
+    run(recipe, output_dir=tmp_path / "again")
+    assert parsed.count("train.csv") == 2  # a new run reads the file again

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .check import check_recipe
 from .check.report import as_files
+from .data.readers import read_once
 from .errors import TunesmithError
 from .flows.seeds import run_seeds
 from .flows.single import run_single
@@ -42,14 +43,15 @@ def run(
         raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
     if resume:
         rundir.check_resumable(Path(output_dir or recipe.output.dir or "."))
-    files = {} if resume else preflight(recipe)
-    if recipe.train.seeds > 1:
-        if resume:
-            raise TunesmithError("--resume continues single runs and staged runs; a multi-seed run restarts.")
-        return RunResult(*run_seeds(recipe, output_dir, overwrite, files))
-    if recipe.stages:
-        return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct, files))
-    return RunResult(*run_single(recipe, output_dir, overwrite, resume, files))
+    if resume and recipe.train.seeds > 1:
+        raise TunesmithError("--resume continues single runs and staged runs; a multi-seed run restarts.")
+    with read_once():  # each data file is parsed once, for the data check and the method together
+        files = {} if resume else preflight(recipe)
+        if recipe.train.seeds > 1:
+            return RunResult(*run_seeds(recipe, output_dir, overwrite, files))
+        if recipe.stages:
+            return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct, files))
+        return RunResult(*run_single(recipe, output_dir, overwrite, resume, files))
 
 
 def preflight(recipe) -> dict[str, str]:

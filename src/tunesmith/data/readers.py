@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +38,8 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
         raise TunesmithError(f"{role}: {path} is a folder; point it at a file ({', '.join(sorted(set(SUFFIXES)))}).")
     if not path.is_file():
         raise TunesmithError(
-            f"{role}: {path} is not a regular file (a pipe, device or socket); tunesmith reads data files "
-            "twice (check, then train), so save the data to a file first."
+            f"{role}: {path} is not a regular file (a pipe, device or socket); tunesmith reads data files by "
+            "name and may read them again (another seed, --resume), so save the data to a file first."
         )
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
@@ -48,7 +49,7 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise TunesmithError(f"{role}: {path} is empty (0 bytes). Fill it with a header and at least one row.")
     try:
-        frame = _READERS[fmt](path)
+        frame = _parse(path, fmt)
     except UnicodeDecodeError as err:
         raise TunesmithError(
             f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8."
@@ -65,6 +66,35 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
             "(spaces around names are ignored). Rename the columns so each is unique."
         )
     _check_cell_sizes(frame, path, role)
+    return frame
+
+
+_memo: dict | None = None  # (path, stat) -> parsed frame, inside `read_once()` only
+
+
+@contextmanager
+def read_once():
+    """Inside this block a file is parsed once for the data check and the method's reader: the first read keeps
+    its parse, the next takes it (and it is held no longer). Keyed by the file's identity, size and mtime, so a
+    file changed in between is read again; what is left is dropped when the block ends."""
+    global _memo
+    outer = _memo
+    _memo = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _memo = outer
+
+
+def _parse(path: Path, fmt: str) -> pd.DataFrame:
+    if _memo is None:
+        return _READERS[fmt](path)
+    info = path.stat()
+    key = (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key in _memo:
+        return _memo.pop(key)
+    frame = _READERS[fmt](path)
+    _memo[key] = frame.copy()  # the check may change its own frame; the method gets the file as read
     return frame
 
 
