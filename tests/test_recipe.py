@@ -80,12 +80,19 @@ def test_recipe_round_trips_through_python_object():
 def test_the_recipe_reference_in_docs_is_the_one_the_schema_renders():
     # regenerate with: tunesmith recipe reference > docs/recipe-reference.md
     from tunesmith.cli.reference import reference_markdown
+    from tunesmith.methods import train_defaults
     from tunesmith.recipe import json_schema
 
     shipped = (Path(__file__).resolve().parents[1] / "docs" / "recipe-reference.md").read_text(encoding="utf-8")
-    rendered = reference_markdown(json_schema())
+    rendered = reference_markdown(json_schema(), train_defaults())
     assert shipped == rendered, (
         "docs/recipe-reference.md is stale: run `tunesmith recipe reference > docs/recipe-reference.md`"
     )
-    for key in ("`train.lr`", "`data.label_separator`", "`method.lora.r`", "`experiences[].name`"):
+    for key in (
+        "`train.lr`",
+        "`data.label_separator`",
+        "`method.lora.r`",
+        "`experiences[].name`",
+        "`train.epochs: 10`",
+    ):
         assert key in rendered

@@ -41,10 +41,11 @@ def recipe_schema():
 @recipe_app.command("reference")
 def recipe_reference():
     """Print the recipe reference as Markdown (every key, type, default and meaning; docs/recipe-reference.md)."""
+    from ..methods import train_defaults
     from ..recipe import json_schema
     from .reference import reference_markdown
 
-    print(reference_markdown(json_schema()), end="")
+    print(reference_markdown(json_schema(), train_defaults()), end="")
 
 
 @models_app.command("list")

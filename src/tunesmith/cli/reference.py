@@ -58,7 +58,8 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def reference_markdown(schema: dict) -> str:
+def reference_markdown(schema: dict, method_defaults: list[tuple[str, str, str, dict]]) -> str:
+    """Every key of the schema by section, then the train defaults that methods declare for themselves."""
     lines = [HEAD]
     for heading, ref, prefix in SECTIONS:
         node = schema if ref is None else schema["$defs"][ref]
@@ -71,4 +72,16 @@ def reference_markdown(schema: dict) -> str:
                 f"{_cell(prop.get('description', ''))} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    lines += [
+        "## Method defaults",
+        "",
+        "Train keys a method sets for itself when the recipe leaves them unset (before "
+        "the `auto` rules, which fill the rest):",
+        "",
+        "| method | task | model kind | defaults |",
+        "|---|---|---|---|",
+    ]
+    for method, task, kind, defaults in method_defaults:
+        shown = ", ".join(f"`train.{k}: {v}`" for k, v in defaults.items())
+        lines.append(f"| `{method}` | {task} | {kind or 'any'} | {shown} |")
+    return "\n".join(lines) + "\n"

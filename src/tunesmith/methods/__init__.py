@@ -70,3 +70,14 @@ def method_for(recipe, **options):
         else None
     )
     return method_class(recipe.method.name, task, kind)(**options)
+
+
+def train_defaults() -> list[tuple[str, str, str, dict]]:
+    """(method, task, model kind or "", defaults) of every registered method that declares its own train defaults."""
+    rows = []
+    for name, by_task in METHODS.items():
+        for task, entry in by_task.items():
+            for kind, cls in entry.items() if isinstance(entry, dict) else [("", entry)]:
+                if getattr(cls, "train_defaults", None):
+                    rows.append((name, task, kind, cls.train_defaults))
+    return rows

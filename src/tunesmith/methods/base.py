@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-__all__ = ["Context", "Method", "Plan", "tuning_mode"]
+__all__ = ["Context", "Method", "Plan", "tuning_mode", "with_train_defaults"]
 
 
 @dataclass
@@ -62,6 +62,10 @@ class Context:
 
 
 class Method(Protocol):
+    # train settings this method runs with when the recipe leaves them unset (they beat the general `auto`
+    # rules for it); `tunesmith recipe reference` lists them per method
+    train_defaults: ClassVar[dict]
+
     def prepare(self, recipe) -> Plan: ...
     def build(self, plan: Plan, ctx: Context): ...
     def baseline(self, plan: Plan, ctx: Context, model) -> dict: ...
@@ -70,6 +74,18 @@ class Method(Protocol):
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict: ...
     def save(self, plan: Plan, ctx: Context, model) -> None: ...
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None: ...
+
+
+def with_train_defaults(recipe, method):
+    """A copy of the recipe with the method's own defaults in the train keys the recipe left unset (the caller's
+    recipe is not changed, and the saved recipe says what ran)."""
+    defaults = {
+        k: v for k, v in getattr(method, "train_defaults", {}).items() if k not in recipe.train.model_fields_set
+    }
+    recipe = recipe.model_copy(deep=True)
+    for key, value in defaults.items():
+        setattr(recipe.train, key, value)
+    return recipe
 
 
 def tuning_mode(method, kind: str) -> str:

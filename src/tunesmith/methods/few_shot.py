@@ -18,28 +18,22 @@ from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
-from .base import Context, Plan
+from .base import Context, Plan, with_train_defaults
 from .pairs import fit_head, make_hooks, make_pairs, normalize, pair_rows
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "head.json"
 # Twice SetFit's 2e-5: one short epoch of pairs (40 steps for 4 classes x 8) moves the body too little at
-# 2e-5. Chosen on sst2 / CR / AG News (5 seeds: +0.2 / +1.5 / +0.4 points vs 2e-5; 6e-5 was no better)
-# and confirmed on two sets not used to choose it (financial_phrasebank +1.7, sst5 +0.6).
+# 2e-5; chosen on three sets and confirmed on two others (docs/why-defaults.md).
 BODY_LR = 4e-5
 GUARD_PER_CLASS = 5
 
 
 class FewShotContrastive:
+    train_defaults = {"epochs": 1, "batch_size": 16}  # one pass over the pairs, 16 per step, as SetFit: more overfits K
+
     def prepare(self, recipe) -> Plan:
-        train = recipe.train.model_fields_set
-        # one pass over the pairs, 16 pairs per step, as SetFit does: more overfits K examples. A copy: the
-        # caller's recipe is not changed, and the saved recipe says what ran.
-        recipe = recipe.model_copy(deep=True)
-        if "epochs" not in train:
-            recipe.train.epochs = 1
-        if "batch_size" not in train:
-            recipe.train.batch_size = 16
+        recipe = with_train_defaults(recipe, self)
         p = classification.prepare(recipe)
         recipe, data, enc = p["recipe"], p["data"], p["enc"]
         cfg = recipe.train

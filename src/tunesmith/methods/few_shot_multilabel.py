@@ -21,7 +21,7 @@ from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..tasks import multilabel
 from ..tasks.classification import head_proba
-from .base import Context, Plan, model_parts
+from .base import Context, Plan, model_parts, with_train_defaults
 from .few_shot import BODY_LR, HEAD_FILE, load_head
 from .multilabel import THRESHOLDS_FILE, _bce, save_thresholds
 from .pairs import make_hooks, make_set_pairs, normalize, pair_rows
@@ -30,13 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class FewShotMultiLabel:
+    train_defaults = {"epochs": 1, "batch_size": 16}  # one pass over the pairs, 16 per step, as single-label few-shot
+
     def prepare(self, recipe) -> Plan:
-        train = recipe.train.model_fields_set
-        recipe = recipe.model_copy(deep=True)  # one pass over the pairs, 16 per step, as single-label few-shot
-        if "epochs" not in train:
-            recipe.train.epochs = 1
-        if "batch_size" not in train:
-            recipe.train.batch_size = 16
+        recipe = with_train_defaults(recipe, self)
         (weights, spec, kind, tokenizer), cfg = model_parts(recipe), recipe.train
         if kind == "decoder":
             raise TunesmithError(

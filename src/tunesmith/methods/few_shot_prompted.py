@@ -8,7 +8,7 @@ from ..data.conversations import Conversations, GenerationData
 from ..errors import TunesmithError
 from ..log import reader_warnings
 from ..recipe import EvalSection, SupervisedMethod
-from .base import Plan
+from .base import Plan, with_train_defaults
 from .supervised_generation import SupervisedGeneration
 
 
@@ -41,14 +41,14 @@ def to_conversations(split, words: dict[str, str], system: str, source: str) -> 
 class FewShotPrompted(SupervisedGeneration):
     """The generation method on the K examples turned into chat turns; a finished run is a generation run."""
 
+    # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
+    train_defaults = {"epochs": 10, "batch_size": 8}
+
     def prepare(self, recipe, data=None) -> Plan:
         from ..data.classification import load_classification
 
         data = load_classification(recipe.data, recipe.train.seed)
         reader_warnings(data.warnings, recipe.train.data_check)
-        train_set = recipe.train.model_fields_set
-        # K examples make an epoch of one or two steps: LoRA needs several passes (best epoch kept by validation loss)
-        updates = {k: v for k, v in (("epochs", 10), ("batch_size", 8)) if k not in train_set}
         words = verbalizers(recipe.method, data.labels)
         system = (
             "Classify the text into exactly one of these categories: "
@@ -66,7 +66,7 @@ class FewShotPrompted(SupervisedGeneration):
             update={
                 "task": "generation",
                 "method": SupervisedMethod(tuning="lora"),
-                "train": recipe.train.model_copy(update=updates),
+                "train": with_train_defaults(recipe, self).train,
                 "eval": EvalSection(
                     batch_size=recipe.eval.batch_size,
                     max_samples=None,

@@ -151,9 +151,7 @@ def load_token_model(weights: str, labels: list[str], train_cfg):
 def token_freezing(method) -> tuple[bool, int | str]:
     """(freeze_embeddings, freeze_layers) for a tag head: unless the recipe says otherwise, nothing is frozen. Words
     are classified from their own pieces, and rare domain words (disease and drug names) need their embeddings and
-    lower layers to move: on ncbi_disease, MiniLM, 3 epochs, entity F1 was 0.782 with the sentence-task default
-    (embeddings and bottom third frozen), 0.837 with only the embeddings frozen and 0.849 with nothing frozen,
-    for ~1.4x the step time (benchmarks/README.md)."""
+    lower layers to move: more entity F1 for a slower step (docs/why-defaults.md)."""
     chosen = method.model_fields_set
     return (
         method.freeze_embeddings if "freeze_embeddings" in chosen else False,
