@@ -166,7 +166,7 @@ class SupervisedMethod(Strict):
     )
     # 'auto' freezes the bottom third: lower layers hold general features that fine-tuning barely moves
     # (Lee et al. 2019, "What would Elsa do?"), and skipping their backward pass is the cheapest speed-up
-    # on CPU. benchmarks/classification_sst2.py measures the trade (MiniLM: 2 of 6 layers).
+    # on CPU. Measured: docs/why-defaults.md#frozen-layers.
     freeze_layers: int | Literal["auto"] = Field(
         "auto",
         description="Keep the bottom N transformer layers fixed (full fine-tuning only); 'auto' = a third of "
@@ -334,8 +334,7 @@ class EarlyStopping(Strict):
     min_epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="Patience never ends a run before this many epochs; 'auto' = half the planned epochs. A new head "
-        "on a small set can score at chance for its first epochs before it learns (sst2, 64 rows: "
-        "validation 0.62, 0.55, 0.52, then 0.65-0.71 from epoch 4).",
+        "on a small set can score at chance for its first epochs before it learns.",
     )
 
 
@@ -425,9 +424,8 @@ class TrainSection(Strict):
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own)."
     )
-    # 'auto' = 0 for token classification: a MiniLM training step runs 1.25x faster without it (PyTorch's fused
-    # attention kernel needs attention dropout off), for entity F1 0.7608 vs 0.7567 (finer_ord) and 0.8387 vs 0.8489
-    # (ncbi_disease) with the model's 0.1, one seed each (benchmarks/README.md, ner.py).
+    # 'auto' = 0 for token classification: a training step runs faster without it (PyTorch's fused attention
+    # kernel needs attention dropout off), at the same entity F1 within noise (docs/why-defaults.md).
     attention_dropout: Annotated[float, Field(ge=0, lt=1)] | Literal["auto"] | None = Field(
         "auto",
         description="Dropout on attention probabilities (after train.dropout). 'auto' = 0 for token_classification, "

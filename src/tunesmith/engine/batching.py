@@ -27,11 +27,8 @@ def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
 
 # Training batches are sorted by length inside shuffled windows of a few batches, then shuffled: the smaller the
 # window, the more random each batch (SGD's noise) and the more padding. HF's LengthGroupedSampler sorts windows
-# of 50 batches; on medical_abstracts (1,000 rows of up to 512 tokens, MiniLM, two training samples) that cost
-# accuracy: 0.648 / 0.607 with 50, 0.667 / 0.644 with 4, 0.659 / 0.652 with plain shuffled batches. On sst2 (8,000
-# short sentences) windows of 4 made training 1.49x slower than 50 (padding 1.39x the real tokens vs 1.04x). So
-# the window is the smallest whose padding stays within PAD_BUDGET of the real tokens: medical gets 4, sst2 16.
-# benchmarks/README.md, defaults.py section.
+# of 50 batches, which cost accuracy on long documents; small windows on short sentences cost speed (padding).
+# So the window is the smallest whose padding stays within PAD_BUDGET of the real tokens (docs/why-defaults.md).
 WINDOWS = (1, 2, 4, 8, 16, 32, 50)
 PAD_BUDGET = 1.2
 
@@ -64,18 +61,16 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, windo
     return batches
 
 
-# inference on a CPU: padded tokens at most 1.1x the real ones (+8 per row) before a batch is cut. Measured on groups
-# of 10 random sst2 sentences (MiniLM, one thread, three runs): 1.1 took 8-11% less time per text than 1.3 in fp32
-# and 11-16% less with int8 weights; 1.0-1.2 were within noise of each other, one padded batch was slowest.
+# inference on a CPU: padded tokens at most 1.1x the real ones (+8 per row) before a batch is cut; looser limits
+# were slower and tighter ones no faster (docs/why-defaults.md).
 PAD_SLACK = 1.1
 
 
 def inference_batches(lengths: list[int], batch_size: int, cpu: bool) -> list[list[int]]:
     """Longest first, in order; on a CPU a batch also ends where padding would cost more than PAD_SLACK.
 
-    A CPU spends its time on every padded token: 16 sst2 sentences padded to their longest (~35 tokens for a
-    median of 10) cost ~2.7x the real tokens, and the same texts cut into 2-4 groups of similar length ran
-    ~1.2x faster (fp32) and ~1.4x (int8) on MiniLM, so /v1/classify's batches of concurrent requests gain.
+    A CPU spends its time on every padded token, so /v1/classify's batches of concurrent requests gain from
+    being cut into groups of similar length.
     On a GPU padding is nearly free and one big batch is faster."""
     ordered = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []

@@ -247,9 +247,8 @@ class _State:
 
     The weights kept are the latest epoch's unless an earlier epoch scored better on validation by more than the
     metric's noise (one standard error of a share over `rows` validation rows; loss and other metrics: strictly
-    better). Picking the top of a few noisy scores picks noise: on medical_abstracts (250 validation abstracts, 4
-    epochs, two training samples) the top macro-F1 epoch scored 0.667 / 0.644 on the test set and the last one
-    0.667 / 0.674, while a validation drop larger than the noise still marks real overfitting."""
+    better). Picking the top of a few noisy scores picks noise, while a validation drop larger than the noise
+    still marks real overfitting (docs/why-defaults.md)."""
 
     def __init__(self, stop_metric: str, patience: int | None, rows: int = 0, min_epochs: int = 1):
         self.metric, self.patience, self.rows, self.min_epochs = stop_metric, patience, rows, min_epochs

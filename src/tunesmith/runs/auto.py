@@ -6,17 +6,14 @@ wins over them):
 - epochs: 3, raised until the run has MIN_STEPS optimizer steps (at most MAX_EPOCHS; early stopping guards
   against overfitting), lowered when 3 passes would exceed MAX_EXAMPLES (CPU time). Generation with free-text
   answers (scored by ROUGE-L, not exact match) is only raised until it has seen MIN_FREE_TEXT_EXAMPLES: an
-  instruct model already writes, and more passes over a few hundred answers made its answers shorter. alpaca, 100
-  rows (SmolLM2 LoRA, lr 5e-4, 100 test prompts): 3 epochs ROUGE-L 0.262, median answer 12 words; 10 epochs
-  with early stopping on validation loss (kept epoch 3 of the longer schedule) 0.248, 10 words; references 20.
-  Label-like answers still get MIN_STEPS: the model must learn a label vocabulary (the intents set).
+  instruct model already writes, and more passes over a few hundred answers made its answers shorter
+  (docs/why-defaults.md).
+  Label-like answers still get MIN_STEPS: the model must learn a label vocabulary.
 - batch order: free-text generation trains on plain shuffled batches, not length-grouped ones (TRL's and HF
-  Trainer's default). alpaca, 100 rows, two seeds (same setup, ROUGE-L vs TRL's 0.270 / 0.308): grouped 0.262 /
-  0.291, plain 0.275 / 0.302, at 1.1-1.5x the training time (still under TRL's). Grouped batches hold similar examples
-  (all short answers, or all long essays), so each of a small set's few steps pulls one way.
+  Trainer's default): grouped batches scored lower on free text (docs/why-defaults.md). Grouped batches hold
+  similar examples (all short answers, or all long essays), so each of a small set's few steps pulls one way.
 - lr: the method's rate for batch 32, scaled by sqrt(batch / 32) (Adam's square-root rule). LoRA on decoders
-  starts from a rate by model size: small models need a higher one (SmolLM2-135M learned the answer format
-  but not the labels at 2e-4 in 47 steps; 1e-3 learned both).
+  starts from a rate by model size: small models need a higher one (docs/why-defaults.md).
 - hint: supervised classification on an encoder with FEW_SHOT_HINT_PER_CLASS or fewer examples per class is pointed to
   `method: few_shot` (it did better on every 64- and 200-row sample measured); the method itself is kept.
 - memory: the peak is estimated from the model's dimensions and the longest training row (calibrated on
@@ -38,9 +35,7 @@ log = logging.getLogger(__name__)
 MIN_STEPS = 250
 MIN_FREE_TEXT_EXAMPLES = 300  # 3 passes over 100 answers; 20 brand-voice examples get 10 epochs
 MAX_EPOCHS = 10
-FEW_SHOT_HINT_PER_CLASS = (
-    32  # at most; sst2 at 32 per class and phrasebank at 21: few_shot ahead on every seed measured
-)
+FEW_SHOT_HINT_PER_CLASS = 32  # at most: where few_shot was ahead on every seed measured (docs/why-defaults.md)
 MAX_EXAMPLES = {"encoder": 100_000, "decoder": 20_000}
 BUDGET_SHARE = 0.7  # of the memory available at start; the rest is for the OS, data and evaluation
 CPU_ACTIVATIONS_MB = 3072
@@ -143,8 +138,7 @@ def choose_epochs(n: int, batch: int, kind: str, free_text: bool = False) -> flo
 
 def few_shot_hint(n: int, labels: int) -> list[str]:
     """A pointer to `method: few_shot` for sets with few examples per class, where it did better than supervised
-    fine-tuning with these defaults (minilm-l6, seeds 1-2 of 64- and 200-row sst2 and financial_phrasebank samples:
-    measured with benchmarks/defaults.py). Only a hint: the user's method is kept."""
+    fine-tuning with these defaults (docs/why-defaults.md). Only a hint: the user's method is kept."""
     if n / labels > FEW_SHOT_HINT_PER_CLASS:
         return []
     return [

@@ -1,8 +1,8 @@
 """`train.max_length` from the data: 256 tokens unless the training examples run longer.
 
 256 covers short texts (reviews, support messages, headlines) and keeps padding cheap. Long documents lose
-their ends at 256: on amazon_reviews_multidomain (19% of reviews past 256 tokens) tunesmith at 256 ended 1.2
-points under an HF Trainer script that truncates at the tokenizer's 512 (benchmarks/defaults.py). So when more
+their ends at 256, and a baseline that truncates at the tokenizer's 512 scored higher on long reviews
+(docs/why-defaults.md). So when more
 than 5% of the training texts are longer, the limit rises to their 95th percentile (in steps of 64), up to the
 model's own limit and 512: attention cost grows with the square of the length, and encoders are pretrained
 at 512 positions at most. Length-grouped batches keep the cost of the long rows to the long rows.
