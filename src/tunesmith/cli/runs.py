@@ -1,4 +1,4 @@
-"""`tunesmith runs`: what the run directories under a folder hold, and a continual run's versions."""
+"""`tunesmith runs`: what the run directories under a folder hold, runs side by side, a continual run's versions."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def list_runs(
         {p.parent for p in folder.glob("*/" + runs.RUN_FILE)}
         | ({folder} if (folder / runs.RUN_FILE).is_file() else set())
     )
-    table = Table("run", "status", "method", "model", "tuned", "note", title=str(folder))
+    table = Table("run", "status", "method", "model", title=str(folder))
+    table.add_column("base -> tuned", no_wrap=True)  # one figure pair, read across
+    table.add_column("note")
     for run_dir in found:
         table.add_row(*_row(run_dir))
     out.print(table if found else f"No run directories under {folder}.")
@@ -71,6 +73,34 @@ def _name(section, default: str) -> str:
     if isinstance(section, dict):
         return str(section.get("name", default))
     return str(section) if section is not None else default
+
+
+@runs_app.command("compare")
+@friendly
+def compare_runs(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON (for scripts).")] = False,
+):
+    """Runs side by side: the recipe keys that differ (only those), base and tuned metrics, time and memory."""
+    import json
+
+    from ..runs.compare import compare
+
+    table = compare(run_dirs)
+    if as_json:
+        print(json.dumps(table, indent=2))
+        return
+    columns = [f"{name}\n({status})" for name, status in zip(table["runs"], table["status"])]
+    recipe = Table(title="recipe: the keys that differ")
+    for column in ["recipe key", *columns]:
+        recipe.add_column(column, overflow="fold")  # paths differ at their ends: show them whole
+    for key, values in table["recipe"].items():
+        recipe.add_row(key, *values)
+    out.print(recipe if table["recipe"] else "The recipes are the same.")
+    metrics = Table("metric", *columns, title="results")
+    for key, values in table["metrics"].items():
+        metrics.add_row(key, *values)
+    out.print(metrics)
 
 
 @runs_app.command("versions")

@@ -29,9 +29,14 @@ def shown_keys(*metrics: dict) -> list[str]:
 
 
 def headline(metrics: dict) -> str:
-    """The one figure a listing shows for a run: its task's headline metric."""
+    """The one figure a listing shows for a run: its task's headline metric, base -> tuned where both exist."""
     tuned = metrics.get("tuned") if isinstance(metrics.get("tuned"), dict) else {}
-    return next((f"{k} {tuned[k]:.4f}" for k, _ in HEADLINE_METRIC if isinstance(tuned.get(k), (int, float))), "")
+    base = metrics.get("base") if isinstance(metrics.get("base"), dict) else {}
+    for key, _ in HEADLINE_METRIC:
+        if isinstance(tuned.get(key), (int, float)):
+            before = f"{base[key]:.4f} -> " if isinstance(base.get(key), (int, float)) else ""
+            return f"{key} {before}{tuned[key]:.4f}"
+    return ""
 
 
 def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str], detail: bool = True) -> dict:
