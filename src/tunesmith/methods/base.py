@@ -14,7 +14,8 @@ through the one run skeleton, and `methods/__init__.py` is the only place a reci
     load_predictor(run_dir, **kw)           (static) a finished run of this method, ready to predict
 
 A method that is not one training run (continual: a model carried across experiences) provides
-`run(recipe, output_dir, overwrite, resume, files)` instead of the steps above.
+`run(recipe, output_dir, overwrite, resume, files)` instead, and trains each experience through the
+skeleton's own training step (`session.train`) with build/baseline/adapt/hooks of its own.
 """
 
 from __future__ import annotations

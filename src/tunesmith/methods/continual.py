@@ -15,16 +15,17 @@ from pathlib import Path
 
 import torch
 
-from ..engine.hardware import make_accelerator, own_accelerate_state, resolve_precision
-from ..engine.loop import Hooks, run_loop
+from ..engine.hardware import own_accelerate_state, resolve_precision
+from ..engine.loop import Hooks
 from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
 from ..models.registry import default_lr
 from ..recipe import Experience, task_kind
 from ..runs import rundir as runs
 from . import supervised
-from .base import tuning_mode
+from .base import Context, Plan, tuning_mode
 from .continual_strategies import Reservoir, continual_metrics, ewc_penalty, fisher_diagonal, grow_head
 from .continual_tasks import TASKS
+from .session import train
 
 log = logging.getLogger(__name__)
 VERSIONS_DIR, STATE_FILE = "versions", "continual.json"
@@ -155,6 +156,26 @@ def finish(run_dir: Path, recipe, learner: Learner, datas, state: dict) -> dict:
     return metrics
 
 
+class _Experience:
+    """One experience as a method of the run skeleton: the learner's current model (its head grown), trained
+    with the strategy's hooks; nothing to compare against or adapt first (the matrix scores every version)."""
+
+    def __init__(self, model, hooks: Hooks):
+        self.model, self._hooks = model, hooks
+
+    def build(self, plan: Plan, ctx: Context):
+        return self.model
+
+    def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        return {}
+
+    def adapt(self, plan: Plan, ctx: Context, model):
+        return model
+
+    def hooks(self, plan: Plan, ctx: Context) -> Hooks:
+        return self._hooks
+
+
 class Learner:
     """The model and what the strategies carry from one experience to the next."""
 
@@ -213,11 +234,10 @@ class Learner:
             log.info(f"replay: {len(replayed)} past examples mixed in ({len(self.buffer)} in the buffer)")
         rows, ids = self.task.encode(self.tokenizer, examples, self.labels, self.cfg, self.method)
         hooks = self._hooks(data, rows, [key for _, key in examples], n_old)
-        accelerator = make_accelerator(self.cfg, self.precision)
-        result = run_loop(
-            self.model, accelerator, rows, ids, self.cfg, self.lr, hooks, self.tokenizer.pad_token_id, log_path
-        )
-        self.model = accelerator.unwrap_model(self.model)
+        plan = Plan(self.recipe, self.task.name, self.tokenizer, self.weights, self.spec, self.kind, self.lr, rows, ids)
+        # the run skeleton's training step, seeded above (before the head grew); no checkpoint: an interrupted
+        # experience starts again from the last saved version
+        _, self.model, _, result = train(_Experience(self.model, hooks), plan, log_path.parent, log_path, None, None)
         self.train_stats["runtime_s"] += result.runtime_s
         self.train_stats["experiences"] += 1
         if "replay" in self.method.strategy:

@@ -1,6 +1,7 @@
 """The one run skeleton every method runs through: seed and accelerator, model, base line, adaptation, the
-shared loop, the tuned model's evaluation, save, metrics (with memory) and report. A method (see
-base.py) fills in the steps; nothing here knows a method's name."""
+shared loop (`train`, which continual learning also runs once per experience), the tuned model's evaluation,
+save, metrics (with memory) and report. A method (see base.py) fills in the steps; nothing here knows a
+method's name."""
 
 from __future__ import annotations
 
@@ -31,31 +32,10 @@ def run_method(method, recipe, output_dir, overwrite: bool, resume: bool = False
 
 
 def session(method, plan: Plan, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
     cfg = plan.recipe.train
-    precision = resolve_precision(cfg.precision)
-    ctx = Context(make_accelerator(cfg, precision), precision, run_dir)
-    set_seed(cfg.seed)
-    model = method.build(plan, ctx)
-    if (plan.loop_cfg or cfg).gradient_checkpointing is True and hasattr(model, "gradient_checkpointing_enable"):
-        # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base = method.baseline(plan, ctx, model)
-    model = method.adapt(plan, ctx, model)
-    result = run_loop(
-        model,
-        ctx.accelerator,
-        plan.rows,
-        plan.label_ids,
-        plan.loop_cfg or cfg,
-        plan.lr,
-        method.hooks(plan, ctx),
-        plan.pad_id,
-        run_dir / rundir.LOG_FILE,
-        checkpoint=run_dir / CHECKPOINT_FILE,
+    ctx, model, base, result = train(
+        method, plan, run_dir, run_dir / rundir.LOG_FILE, checkpoint=run_dir / CHECKPOINT_FILE, seed=cfg.seed
     )
-    model = ctx.accelerator.unwrap_model(model)
     tuned = method.evaluate(plan, ctx, model, result)
     metrics = {
         "task": plan.task,
@@ -77,6 +57,39 @@ def session(method, plan: Plan, run_dir: Path) -> dict:
         rundir.write_metrics(run_dir, metrics)
         method.report(plan, ctx, metrics)
     return metrics
+
+
+def train(method, plan: Plan, run_dir: Path, log_path: Path, checkpoint: Path | None, seed: int | None):
+    """The training every run goes through, whole or one experience of a continual run: accelerator and
+    precision, seed, the method's model, its base line, its adaptation, and the one loop with the method's
+    hooks. `seed` None: the caller seeded already (continual seeds before it grows the head).
+    Returns (context, unwrapped model, base metrics, loop result)."""
+    from accelerate.utils import set_seed
+
+    cfg = plan.recipe.train
+    precision = resolve_precision(cfg.precision)
+    ctx = Context(make_accelerator(cfg, precision), precision, run_dir)
+    if seed is not None:
+        set_seed(seed)
+    model = method.build(plan, ctx)
+    if (plan.loop_cfg or cfg).gradient_checkpointing is True and hasattr(model, "gradient_checkpointing_enable"):
+        # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base = method.baseline(plan, ctx, model)
+    model = method.adapt(plan, ctx, model)
+    result = run_loop(
+        model,
+        ctx.accelerator,
+        plan.rows,
+        plan.label_ids,
+        plan.loop_cfg or cfg,
+        plan.lr,
+        method.hooks(plan, ctx),
+        plan.pad_id,
+        log_path,
+        checkpoint=checkpoint,
+    )
+    return ctx, ctx.accelerator.unwrap_model(model), base, result
 
 
 def train_block(result, plan: Plan, ctx: Context) -> dict:
