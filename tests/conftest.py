@@ -38,10 +38,15 @@ BF16_LANE = {
     "test_export",
     "test_cli",
 }
-SLOW = {"test_real_minilm", "test_real_smollm2", "test_distributed"}  # over 10 s each: real models, process groups
+# over 10 s each: real models, process groups; longest first (the order they are handed to the workers)
+SLOW = ("test_real_smollm2", "test_real_minilm", "test_distributed")
 
 
 def pytest_collection_modifyitems(config, items):
+    # the slow modules first: under -n 2 they start at once on both workers, and the short tests fill in around
+    # them instead of one worker waiting at the end for a 2-minute test that started last
+    rank = {name: i for i, name in enumerate(SLOW)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(SLOW)))
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in BF16_LANE:

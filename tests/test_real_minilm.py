@@ -17,7 +17,7 @@ def test_tuned_minilm_beats_base_on_sst2(tmp_path):
             "validation": str(SHARED_DATA / "sst2/validation.csv"),
             "max_train_samples": 1500,
         },
-        "train": {"epochs": 2, "max_length": 64},
+        "train": {"epochs": 1, "max_length": 64},
     }
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     base, tuned = result.metrics["base"], result.metrics["tuned"]

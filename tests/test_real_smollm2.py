@@ -24,11 +24,11 @@ def test_lora_steps_lower_validation_loss_and_the_run_generates(tmp_path):
         "data": {
             "train": str(data / "train.jsonl"),
             "validation": str(data / "validation.jsonl"),
-            "max_train_samples": 48,
-            "max_eval_samples": 16,
+            "max_train_samples": 32,
+            "max_eval_samples": 8,
         },
         "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "max_length": 256},
-        "eval": {"max_samples": 2, "max_new_tokens": 24},
+        "eval": {"max_samples": 1, "max_new_tokens": 24},
     }
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = result.metrics
