@@ -10,8 +10,8 @@ test:
 	bash scripts/setup.sh test
 	.venv/bin/ruff check src tests benchmarks scripts
 	.venv/bin/ruff format --check src tests benchmarks scripts
-	.venv/bin/python -m pytest -n 2 --dist loadfile
-	TUNESMITH_ASSUME_CPU_FLAGS=amx_bf16 .venv/bin/python -m pytest -n 2 --dist loadfile -m bf16_lane
+	.venv/bin/python -m pytest -n 2 --dist worksteal
+	TUNESMITH_ASSUME_CPU_FLAGS=amx_bf16 .venv/bin/python -m pytest -n 2 --dist worksteal -m bf16_lane
 
 bench:
 	bash scripts/setup.sh bench
