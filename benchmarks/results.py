@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -55,12 +54,9 @@ generated from `benchmarks/results/*.json` (`python benchmarks/results.py render
 
 def cpu_name() -> str:
     """The CPU's name, core count and the flags that decide precision (AMX: native bf16; AVX512-BF16; AVX2)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    from tunesmith.engine.hardware import cpu
+
+    name, flags = cpu()
     isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16, no AMX" if "avx512_bf16" in flags else "AVX2, no AVX512-BF16"
     return f"{os.cpu_count()}-core {name} ({isa})"
 

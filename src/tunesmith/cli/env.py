@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
-from pathlib import Path
 
 import typer
 
@@ -22,19 +21,6 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _cpu() -> tuple[str, list[str]]:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    name = next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-        platform.machine(),
-    )
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    return name, [f for f in CPU_FLAGS if f in flags]
-
-
 @app.command("env")
 def env():
     """Versions, the CPU and its vector extensions, the GPU, and the precision `train.precision: auto` picks here."""
@@ -42,9 +28,10 @@ def env():
 
     import torch
 
-    from ..engine.hardware import resolve_precision
+    from ..engine.hardware import cpu, resolve_precision
 
-    name, flags = _cpu()
+    name, present = cpu()
+    flags = [f for f in CPU_FLAGS if f in present]
     rows = {f"{p}": _version(p) for p in PACKAGES}
     rows.update(
         {

@@ -9,20 +9,29 @@ import torch
 
 
 @lru_cache(maxsize=1)
+def cpu() -> tuple[str, frozenset[str]]:
+    """(model name, flags) as /proc/cpuinfo reports them (the platform's name and no flags where it cannot be read).
+
+    TUNESMITH_ASSUME_CPU_FLAGS (space-separated flags) replaces the flags: the test suite's bf16 lane sets
+    `amx_bf16` so that `auto` takes the bf16 path on machines without AMX."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    lines = info.splitlines()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), None)
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    assumed = os.environ.get("TUNESMITH_ASSUME_CPU_FLAGS")
+    return name or platform.processor() or platform.machine(), frozenset(flags if assumed is None else assumed.split())
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX tiles for bf16 (Intel Sapphire Rapids and later). AVX512-BF16 alone is not enough:
     on such a Xeon (no AMX) a MiniLM training step under bf16 autocast ran at 0.65x its fp32 speed (the casts
-    cost more than the dot products save), and without either, bf16 matmuls are emulated (~100x slower).
-
-    TUNESMITH_ASSUME_CPU_FLAGS (space-separated flags) replaces what the CPU reports: the test suite's bf16
-    lane sets `amx_bf16` so that `auto` takes the bf16 path on machines without AMX."""
-    flags = os.environ.get("TUNESMITH_ASSUME_CPU_FLAGS")
-    if flags is None:
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return "amx_bf16" in flags.split()
+    cost more than the dot products save), and without either, bf16 matmuls are emulated (~100x slower)."""
+    return "amx_bf16" in cpu()[1]
 
 
 def resolve_precision(requested: str) -> str:
