@@ -20,12 +20,15 @@ ROOT = "tunesmith"
 
 
 class OnceFilter(logging.Filter):
-    """Passes each distinct warning once per process: a finding the data check and a reader both make, or
-    one repeated per seed or stage, is still said once."""
+    """Passes each distinct warning once: a finding the data check and a reader both make, or one repeated per
+    seed or stage, is said once. Remembers the last MEMORY warnings, so a long-lived server that logs a new text
+    per request does not grow without bound."""
+
+    MEMORY = 1000
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: set[str] = set()
+        self.seen: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -33,7 +36,9 @@ class OnceFilter(logging.Filter):
         message = record.getMessage()
         if message in self.seen:
             return False
-        self.seen.add(message)
+        self.seen[message] = None
+        if len(self.seen) > self.MEMORY:
+            del self.seen[next(iter(self.seen))]
         return True
 
 
@@ -41,13 +46,14 @@ def show(level: int = logging.INFO, stream=None) -> logging.Handler:
     """Plain-text output of tunesmith's messages at `level` and above (for scripts and notebooks)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(OnceFilter())
     install(handler, level)
     return handler
 
 
 def install(handler: logging.Handler, level: int) -> None:
-    """Make `handler` the one handler of the tunesmith logger (a second call replaces the first)."""
+    """Make `handler` the one handler of the tunesmith logger (a second call replaces the first), saying each
+    warning once."""
+    handler.addFilter(OnceFilter())
     logger = logging.getLogger(ROOT)
     for old in list(logger.handlers):
         logger.removeHandler(old)

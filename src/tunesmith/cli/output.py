@@ -12,6 +12,7 @@ from .. import log
 from .app import err
 
 LEVELS = {"quiet": logging.WARNING, "normal": logging.INFO, "verbose": logging.DEBUG}
+PREFIXES = ((logging.ERROR, "[bold red]error:[/] "), (logging.WARNING, "[yellow]warning:[/] "))
 
 
 class RichHandler(logging.Handler):
@@ -23,16 +24,11 @@ class RichHandler(logging.Handler):
             message = record.getMessage()
             if getattr(record, "rule", False):
                 err.rule(message, style="dim")
-            elif record.levelno >= logging.ERROR:
-                err.print("[bold red]error:[/] ", end="")
-                err.print(message, markup=False, highlight=False)
-            elif record.levelno >= logging.WARNING:
-                err.print("[yellow]warning:[/] ", end="")
-                err.print(message, markup=False, highlight=False)
-            else:
-                err.print(
-                    message, markup=False, highlight=False, style="dim" if record.levelno < logging.INFO else None
-                )
+                return
+            prefix = next((text for level, text in PREFIXES if record.levelno >= level), "")
+            if prefix:
+                err.print(prefix, end="")
+            err.print(message, markup=False, highlight=False, style="dim" if record.levelno < logging.INFO else None)
         except Exception:  # a broken terminal must not stop a training run
             self.handleError(record)
 
@@ -65,7 +61,5 @@ class _Bar(AbstractContextManager):
 
 def configure(verbosity: str) -> None:
     """Route the library's messages to the terminal at the chosen verbosity; a progress bar unless quiet."""
-    handler = RichHandler()
-    handler.addFilter(log.OnceFilter())
-    log.install(handler, LEVELS[verbosity])
+    log.install(RichHandler(), LEVELS[verbosity])
     log.set_progress(None if verbosity == "quiet" else _Bar)
