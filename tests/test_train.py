@@ -176,7 +176,7 @@ def test_each_data_file_is_parsed_once_for_the_check_and_the_method(toy_data, tm
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "epochs": 1}}
     run(recipe, output_dir=tmp_path / "run")
     assert sorted(parsed) == ["test.csv", "train.csv", "validation.csv"]  # the data check read them; training reused
-    assert readers._memo is None  # nothing is held after the run
+    assert readers._kept is None  # nothing is held after the run
     toy_data["paths"]["train"].write_text(toy_data["paths"]["train"].read_text() + "the movie is good 999,positive\n")
     run(recipe, output_dir=tmp_path / "again")
     assert parsed.count("train.csv") == 2  # a new run reads the file again

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .check import check_recipe
 from .check.report import as_files
-from .data.readers import read_once
+from .data.readers import checking, read_once
 from .errors import TunesmithError
 from .flows.seeds import run_seeds
 from .flows.single import run_single
@@ -59,7 +59,8 @@ def preflight(recipe) -> dict[str, str]:
     Returns the report as the files the run directory keeps (data_check.md, data_check.json)."""
     if recipe.train.data_check == "off":
         return {}
-    report = check_recipe(recipe)
+    with checking():  # inside run's read_once(): what the check parses is kept for the method
+        report = check_recipe(recipe)
     for warning in report.warnings:
         log.warning(f"data check: {warning}")
     if report.errors and recipe.train.data_check == "stop":

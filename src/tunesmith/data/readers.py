@@ -69,32 +69,45 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     return frame
 
 
-_memo: dict | None = None  # (path, stat) -> parsed frame, inside `read_once()` only
+_kept: dict | None = None  # (path, stat) -> the data check's parse, inside `read_once()` only
+_keeping = False  # True while the data check reads: its parses are kept for the method's reader
 
 
 @contextmanager
 def read_once():
-    """Inside this block a file is parsed once for the data check and the method's reader: the first read keeps
-    its parse, the next takes it (and it is held no longer). Keyed by the file's identity, size and mtime, so a
-    file changed in between is read again; what is left is dropped when the block ends."""
-    global _memo
-    outer = _memo
-    _memo = {} if outer is None else outer
+    """Inside this block each data file is parsed once: what the data check read (inside `checking()`) is handed
+    to the method's reader, which takes it (nothing holds it after). Keyed by the file's identity, size and mtime,
+    so a file changed in between is read again; what no reader took is dropped when the block ends."""
+    global _kept
+    outer = _kept
+    _kept = {} if outer is None else outer
     try:
         yield
     finally:
-        _memo = outer
+        _kept = outer
+
+
+@contextmanager
+def checking():
+    """The data check's reads, whose parses `read_once()` keeps for the method."""
+    global _keeping
+    outer, _keeping = _keeping, _kept is not None
+    try:
+        yield
+    finally:
+        _keeping = outer
 
 
 def _parse(path: Path, fmt: str) -> pd.DataFrame:
-    if _memo is None:
+    if _kept is None:
         return _READERS[fmt](path)
     info = path.stat()
     key = (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-    if key in _memo:
-        return _memo.pop(key)
+    if key in _kept:  # the check reading a file twice gets a copy; the method takes the parse
+        return _kept[key].copy() if _keeping else _kept.pop(key)
     frame = _READERS[fmt](path)
-    _memo[key] = frame.copy()  # the check may change its own frame; the method gets the file as read
+    if _keeping:
+        _kept[key] = frame.copy()  # read_table changes the frame it returns; the method gets the file as read
     return frame
 
 
