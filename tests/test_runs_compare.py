@@ -55,3 +55,16 @@ def test_flatten_names_nested_keys_with_dots_and_writes_yaml_words():
         "data.test": "null",
         "eval.x": "true",
     }
+
+
+def test_text_from_a_run_folder_is_shown_as_written_not_read_as_markup(toy_data, tmp_path):
+    folder, _, _ = _two_runs(toy_data, tmp_path)
+    saved = folder / "lr1e-3" / "recipe.yaml"
+    recipe = yaml.safe_load(saved.read_text())
+    recipe["model"] = {"name": "[/]evil[bold]"}  # a stray closing tag stopped rich with a MarkupError
+    saved.write_text(yaml.safe_dump(recipe))
+    (folder / "lr1e-3").rename(folder / "[bold]lr")
+    listed = runner.invoke(app, ["runs", "list", str(folder)])
+    assert listed.exit_code == 0 and "[bold]lr" in listed.output and "[/]evil" in listed.output
+    shown = runner.invoke(app, ["runs", "compare", str(folder / "lr3e-3"), str(folder / "[bold]lr")])
+    assert shown.exit_code == 0 and "[/]evil[bold]" in shown.output and "[bold]lr" in shown.output

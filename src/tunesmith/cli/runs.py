@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from .app import app, friendly, out
+from .tables import plain
 
 runs_app = typer.Typer(no_args_is_help=True, help="Inspect run directories.")
 app.add_typer(runs_app, name="runs")
@@ -33,15 +35,15 @@ def list_runs(
         {p.parent for p in folder.glob("*/" + runs.RUN_FILE)}
         | ({folder} if (folder / runs.RUN_FILE).is_file() else set())
     )
-    table = Table("run", "status", "method", "model", title=str(folder))
+    table = Table("run", "status", "method", "model", title=plain(str(folder)))
     table.add_column("base -> tuned", no_wrap=True)  # one figure pair, read across
     table.add_column("note")
     for run_dir in found:
-        table.add_row(*_row(run_dir))
+        table.add_row(*map(plain, _row(run_dir)))
     out.print(table if found else f"No run directories under {folder}.")
 
 
-def _row(run_dir: Path) -> tuple[str, ...]:
+def _row(run_dir: Path) -> tuple[str | Text, ...]:
     """One run's line; a run whose files are damaged is listed as such, never stops the listing."""
     from ..engine.metrics import headline
     from ..errors import TunesmithError
@@ -51,7 +53,7 @@ def _row(run_dir: Path) -> tuple[str, ...]:
     try:
         recipe = runs.read_yaml(run_dir / runs.RECIPE_FILE)
     except TunesmithError:
-        return run_dir.name, "[red]damaged[/]", "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
+        return run_dir.name, Text("damaged", style="red"), "", "", "", f"{runs.RECIPE_FILE} is not a recipe"
     shown = headline(runs.read_json(run_dir / runs.METRICS_FILE)) if status == "finished" else ""
     note = {
         "interrupted": f"tunesmith train --resume {run_dir}",
@@ -60,7 +62,7 @@ def _row(run_dir: Path) -> tuple[str, ...]:
     }
     return (
         run_dir.name,
-        f"[{STATUS_STYLE.get(status, 'red')}]{status}[/]",
+        Text(str(status), style=STATUS_STYLE.get(status, "red")),
         _name(recipe.get("method"), "supervised"),
         _name(recipe.get("model"), ""),
         shown,
@@ -90,16 +92,18 @@ def compare_runs(
     if as_json:
         print(json.dumps(table, indent=2))
         return
-    columns = [f"{name}\n({status})" for name, status in zip(table["runs"], table["status"])]
+    columns = [plain(f"{name}\n({status})") for name, status in zip(table["runs"], table["status"])]
     recipe = Table(title="recipe: the keys that differ")
     for column in ["recipe key", *columns]:
         recipe.add_column(column, overflow="fold")  # paths differ at their ends: show them whole
     for key, values in table["recipe"].items():
-        recipe.add_row(key, *values)
+        recipe.add_row(*map(plain, (key, *values)))
     out.print(recipe if table["recipe"] else "The recipes are the same.")
-    metrics = Table("metric", *columns, title="results")
+    metrics = Table(title="results")
+    for column in ["metric", *columns]:
+        metrics.add_column(column)
     for key, values in table["metrics"].items():
-        metrics.add_row(key, *values)
+        metrics.add_row(*map(plain, (key, *values)))
     out.print(metrics)
 
 
@@ -120,11 +124,12 @@ def versions(
     table = Table("version", "experience", "labels", "mean accuracy", "per experience", title=str(run_dir))
     for r in rows:
         mark = " (current)" if r["version"] == current else ""
-        table.add_row(
+        cells = (
             f"v{r['version']}{mark}",
             str(r["experience"]),
             str(r["labels"]),
             "n/a" if r["mean_accuracy"] is None else f"{r['mean_accuracy']:.4f}",
             " ".join(f"{a:.3f}" for a in r["accuracies"]),
         )
+        table.add_row(*map(plain, cells))
     out.print(table)

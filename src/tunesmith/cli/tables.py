@@ -5,9 +5,16 @@ from __future__ import annotations
 import logging
 
 from rich.table import Table
+from rich.text import Text
 
 from ..engine.metrics import HELDOUT_KEYS, shown_keys
 from .app import err, out
+
+
+def plain(value) -> Text:
+    """A cell or title read from a run folder, shown as written: `[/]` in a model name or label is text, not a
+    rich markup tag (a stray one would stop the listing). Text that already carries its own style passes."""
+    return value if isinstance(value, Text) else Text(str(value))
 
 
 def print_comparison(metrics: dict) -> None:

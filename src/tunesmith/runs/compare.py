@@ -31,8 +31,9 @@ def compare(run_dirs: list[Path]) -> dict:
     """{"runs": names, "status": [...], "recipe": {key: values} (only keys that differ), "metrics": {row: values}}."""
     if len(run_dirs) < 2:
         raise TunesmithError("runs compare: give two or more run directories.")
-    for run_dir in run_dirs:
-        if rundir.read_status(run_dir) is None:
+    statuses = [rundir.read_status(d) for d in run_dirs]
+    for run_dir, status in zip(run_dirs, statuses):
+        if status is None:
             raise TunesmithError(f"runs compare: {run_dir} is not a tunesmith run directory (no {rundir.RUN_FILE}).")
     recipes = [flatten(rundir.read_yaml(d / rundir.RECIPE_FILE)) for d in run_dirs]
     keys = sorted(set().union(*recipes))
@@ -40,7 +41,7 @@ def compare(run_dirs: list[Path]) -> dict:
     metrics = [rundir.read_json(d / rundir.METRICS_FILE) for d in run_dirs]
     return {
         "runs": [_name(d, run_dirs) for d in run_dirs],
-        "status": [rundir.read_status(d) for d in run_dirs],
+        "status": statuses,
         "recipe": differ,
         "metrics": _metric_rows(metrics),
     }
