@@ -47,9 +47,9 @@ def _type(prop: dict) -> str:
     return {"number": "number", "integer": "integer", "string": "text", "boolean": "bool"}.get(kind, kind)
 
 
-def _default(prop: dict) -> str:
+def _default(prop: dict, required: bool) -> str:
     if "default" not in prop:
-        return "required" if prop.get("_required") else "—"
+        return "required" if required else "—"
     value = prop["default"]
     return "null" if value is None else f"`{str(value).lower() if isinstance(value, bool) else value}`"
 
@@ -66,9 +66,8 @@ def reference_markdown(schema: dict, method_defaults: list[tuple[str, str, str, 
         required = set(node.get("required", []))
         lines += [f"## {heading}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         for name, prop in node["properties"].items():
-            prop = {**prop, "_required": name in required}
             lines.append(
-                f"| `{prefix}{name}` | {_cell(_type(prop))} | {_cell(_default(prop))} | "
+                f"| `{prefix}{name}` | {_cell(_type(prop))} | {_cell(_default(prop, name in required))} | "
                 f"{_cell(prop.get('description', ''))} |"
             )
         lines.append("")
