@@ -9,6 +9,7 @@ from pathlib import Path
 from .check import check_recipe
 from .check.report import as_files
 from .data.readers import checking, read_once
+from .engine.tracking import check_available
 from .errors import TunesmithError
 from .flows.seeds import run_seeds
 from .flows.single import run_single
@@ -39,6 +40,7 @@ def run(
     """
     # a Recipe object (what the CLI passes) is already validated: it is not loaded a second time
     recipe = with_absolute_paths(recipe) if isinstance(recipe, Recipe) else load_recipe(recipe)
+    check_available(recipe.train.report_to)  # a missing tracker package fails before any folder is made
     if compare_direct and not recipe.stages:
         raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
     if resume:

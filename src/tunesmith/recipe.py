@@ -453,6 +453,21 @@ class TrainSection(Strict):
     packing: bool = Field(
         False, description="Generation: pack short samples into rows of max_length (no attention across samples)."
     )
+    report_to: list[
+        Literal["mlflow", "tensorboard", "wandb", "trackio", "aim", "comet_ml", "dvclive", "swanlab", "clearml"]
+    ] = Field(
+        default_factory=list,
+        description="Experiment trackers to log to (Accelerate's trackers): the recipe as params, per-step loss, "
+        "lr and throughput, validation per epoch, base and tuned metrics, report and plots as files. MLflow logs "
+        "to MLFLOW_TRACKING_URI (MLflow's local store when unset); TensorBoard to RUN/tensorboard.",
+    )
+    run_name: str | None = Field(
+        None, max_length=250, description="The run's name in the trackers (default: the run folder's name)."
+    )
+    experiment: str = Field(
+        "tunesmith", min_length=1, max_length=250, description="Tracker experiment / project the run is logged under."
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags set on the tracked run (name: value).")
 
     @field_validator("data_check", mode="before")
     @classmethod

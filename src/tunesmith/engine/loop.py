@@ -14,6 +14,7 @@ import torch
 from ..log import progress
 from ..models.loading import HEAD_MODULES
 from . import checkpoint as ckpt
+from . import tracking
 from .batching import grouping_window, iterate, length_grouped_batches
 
 
@@ -102,6 +103,7 @@ def run_loop(
         _restore(saved, accelerator.unwrap_model(model), optimizer, scheduler, state, pos, log_path)
     log = log_path.open("a", encoding="utf-8") if accelerator.is_main_process else None
     save = _saver(checkpoint, accelerator, model, optimizer, scheduler, state, pos, log)
+    tracker = tracking.current()  # the run's experiment trackers (none unless train.report_to names some)
     start, step = time.perf_counter(), pos["step"]
     with progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar:
         if saved:
@@ -140,16 +142,9 @@ def run_loop(
                     sps = pos["seen"] / (pos["train_time"] + time.perf_counter() - t0)
                     bar.update(step, value, sps)
                     if log and step % cfg.log_every == 0:
-                        _write(
-                            log,
-                            {
-                                "step": step,
-                                "epoch": epoch,
-                                "loss": value,
-                                "lr": scheduler.get_last_lr()[0],
-                                "samples_per_s": sps,
-                            },
-                        )
+                        record = {"loss": value, "lr": scheduler.get_last_lr()[0], "samples_per_s": sps}
+                        _write(log, {"step": step, "epoch": epoch, **record})
+                        tracker.log({**record, "epoch": epoch}, step=step)
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
                         save(epoch, index, step, pos["train_time"] + time.perf_counter() - t0)
             pos["train_time"] += time.perf_counter() - t0
@@ -157,6 +152,7 @@ def run_loop(
             kept = state.update(epoch, metrics, accelerator.unwrap_model(model))
             if log:
                 _write(log, {"step": step, "epoch": epoch, "eval": metrics, "best": kept})
+                tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
             if hooks.after_epoch:
                 hooks.after_epoch(epoch, metrics)
             if state.should_stop(epoch) or step >= total_steps:

@@ -75,13 +75,19 @@ def _std(per_seed: list[dict], side: str) -> dict:
     return {k: statistics.stdev([s[side][k] for s in per_seed]) if len(per_seed) > 1 else 0.0 for k in keys}
 
 
+def _num(metrics: dict, key: str) -> str:
+    """A figure, or a dash where that side has none (the base line has no loss of the tuned head)."""
+    return f"{metrics[key]:.4f}" if key in metrics else "—"
+
+
+def _pm(m: dict, side: str, key: str) -> str:
+    return f"{_num(m[side], key)} ± {_num(m[f'{side}_std'], key)}" if key in m[side] else "—"
+
+
 def _report(m: dict) -> str:
     keys = shown_keys(m["tuned"])
     head = "| metric | base (mean ± std) | tuned (mean ± std) |\n|---|---|---|\n"
-    rows = "\n".join(
-        f"| {k} | {m['base'][k]:.4f} ± {m['base_std'][k]:.4f} | {m['tuned'][k]:.4f} ± {m['tuned_std'][k]:.4f} |"
-        for k in keys
-    )
+    rows = "\n".join(f"| {k} | {_pm(m, 'base', k)} | {_pm(m, 'tuned', k)} |" for k in keys)
     seed_head = (
         "| seed | "
         + " | ".join(f"base {k} | tuned {k}" for k in keys[:2])
@@ -89,7 +95,7 @@ def _report(m: dict) -> str:
         + "|\n"
     )
     seed_rows = "\n".join(
-        f"| {s['seed']} | " + " | ".join(f"{s['base'][k]:.4f} | {s['tuned'][k]:.4f}" for k in keys[:2]) + " |"
+        f"| {s['seed']} | " + " | ".join(f"{_num(s['base'], k)} | {_num(s['tuned'], k)}" for k in keys[:2]) + " |"
         for s in m["per_seed"]
     )
     return f"""# tunesmith run report — {len(m["seeds"])} seeds

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from ..engine.hardware import own_accelerate_state, resolve_precision
+from ..engine.hardware import own_accelerate_state, process_state, resolve_precision
 from ..engine.loop import Hooks
 from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_weights
 from ..models.registry import default_lr
 from ..recipe import Experience, task_kind
 from ..runs import rundir as runs
+from ..runs.tracked import tracked_run
 from . import supervised
 from .base import Context, Plan, tuning_mode
 from .continual_strategies import Reservoir, continual_metrics, ewc_penalty, fisher_diagonal, grow_head
@@ -86,8 +87,10 @@ def _run(learner: Learner, exps, datas, run_dir: Path, resume: bool = False) -> 
             f"{learner.task.label_word} {data.labels})",
             extra={"rule": True},
         )
-        learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
-        matrix.append(learner.scores(datas))
+        with tracked_run(learner.recipe, run_dir, process_state().is_main_process, f"{index + 1}-{exp.name}") as run:
+            learner.learn(data, run_dir / runs.LOG_FILE, earlier=datas[:index])
+            matrix.append(learner.scores(datas))
+            run.log({f"{learner.task.metric}/{e.name}": score for e, score in zip(exps, matrix[-1])})
         log.info(
             f"after {exp.name} ({learner.task.metric}): "
             + ", ".join(f"{e.name} {a:.4f}" for e, a in zip(exps, matrix[-1]))

@@ -174,6 +174,7 @@ class RunDir:
         from ..engine import checkpoint
         from ..engine.hardware import own_accelerate_state, process_state
         from ..recipe import dump_recipe
+        from .tracked import log_outcome, tracked_run
 
         state = process_state()
         target = [Path(output_dir or recipe.output.dir or default_dir("run"))]
@@ -188,8 +189,9 @@ class RunDir:
                 create(run.path, dump_recipe(recipe), overwrite or recipe.output.overwrite, files)
         state.wait_for_everyone()
         try:
-            with own_accelerate_state():
+            with own_accelerate_state(), tracked_run(recipe, run.path, state.is_main_process) as tracking:
                 yield run
+                log_outcome(tracking, run.path)
         except KeyboardInterrupt:
             if state.is_main_process:
                 set_status(run.path, "interrupted", error="stopped by Ctrl-C")
