@@ -57,9 +57,7 @@ def _tracked(toy_data, **train):
     return {**recipe, "train": {**recipe["train"], "epochs": 3, "log_every": 2, **train}}
 
 
-def test_mlflow_server_holds_the_recipe_curves_metrics_and_files_of_the_run(
-    toy_data, tmp_path, mlflow_server, monkeypatch
-):
+def test_mlflow_server_holds_the_recipe_curves_metrics_and_files(toy_data, tmp_path, mlflow_server, monkeypatch):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
