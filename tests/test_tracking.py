@@ -99,6 +99,7 @@ def test_seeds_are_child_runs_of_one_parent(toy_data, tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path / 'local.db'}"  # MLflow's local store, no server: the offline case
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's local store keeps artifacts in ./mlruns
     recipe = _tracked(toy_data, report_to=["mlflow"], seeds=2, experiment="seeds", epochs=1)
     result = run(recipe, output_dir=tmp_path / "seeds")
     client = MlflowClient(uri)
