@@ -41,13 +41,19 @@ MAX_BATCHERS = 32  # request settings with a queue of their own, per model
 class Served:
     """One run behind the API: its predictor, what it does, and the batcher that groups its requests."""
 
-    def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None):
+    def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None, base: bool = False):
+        """`base`: serve the model the run started from instead (generation runs; the dashboard's playground)."""
         run_dir, method, task, _, recipe = identify(run_dir)
         self.name, self.task, self.method = name, task, method
         self.base_model = (
             (recipe.get("model") or {}).get("name") if isinstance(recipe.get("model"), dict) else recipe.get("model")
         )
-        self.predictor = Predictor.load(run_dir)
+        if base:
+            from ..tasks.generation.predictor import load_base_predictor
+
+            self.predictor = load_base_predictor(run_dir)
+        else:
+            self.predictor = Predictor.load(run_dir)
         self.generative = hasattr(self.predictor, "generate")
         self.quantized = quantize if quantize and not self.generative else None  # generation keeps its weights
         if self.quantized:
@@ -143,8 +149,8 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
         body = parse(await request.body(), ClassifyRequest)
         run = _model(served, body.model, generative=False)
         texts = _inputs(run, body.input, limits)
-        rows = await _answer(run.batcher("classify", lambda items: _classify(run.predictor, items)), texts)
-        data = [{"index": i, **_top(row, body.top_k)} for i, row in enumerate(rows)]
+        rows = await _answer(run.batcher("classify", lambda items: classify_items(run.predictor, items)), texts)
+        data = [{"index": i, **top_labels(row, body.top_k)} for i, row in enumerate(rows)]
         return {"object": "list", "model": run.name, "data": data}
 
     @app.post("/v1/chat/completions")
@@ -223,7 +229,7 @@ def _model(served: dict, name: str, generative: bool) -> Served:
     return run
 
 
-def _classify(predictor, items: list) -> list[dict]:
+def classify_items(predictor, items: list) -> list[dict]:
     """Per text: label scores (classifier, multi-label: each label's probability) or a value (regression)."""
     if items and isinstance(items[0], tuple):  # a run trained on text pairs
         texts, pairs = [a for a, _ in items], [b for _, b in items]
@@ -250,7 +256,7 @@ def _classify(predictor, items: list) -> list[dict]:
     return [{"probs": dict(zip(predictor.classes_, map(float, row)))} for row in probs]
 
 
-def _top(row: dict, k: int) -> dict:
+def top_labels(row: dict, k: int) -> dict:
     if "value" in row or "entities" in row:
         return row
     ranked = sorted(row["probs"].items(), key=lambda item: -item[1])

@@ -43,6 +43,16 @@ def _merge(run_dir: Path, adapter: Path):
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
+def load_base_predictor(run_dir: Path, **kwargs) -> GenerativePredictor:
+    """The model the run started from, as a predictor: what the tuned model is compared against by hand."""
+    from ...models.loading import load_causal_lm, load_tokenizer, resolve_weights
+    from ...recipe import load_recipe
+
+    recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    weights = resolve_weights(recipe.model.name)
+    return GenerativePredictor(load_causal_lm(weights), load_tokenizer(weights), recipe=recipe, **kwargs)
+
+
 class GenerativePredictor:
     """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
 

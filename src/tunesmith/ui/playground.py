@@ -1,0 +1,68 @@
+"""The playground: one input, the tuned model's answer beside the base model's, through `serve`'s own code
+(the same predictor, batcher, classification and completion functions that answer /v1/classify and
+/v1/chat/completions). Models load on first use; only the last few stay in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..errors import TunesmithError
+from ..serve.app import Limits, Served, classify_items, top_labels
+from ..serve.chat import complete
+
+KEEP = 2  # runs (tuned and base models) held at once: a generation run's pair is two full models
+MAX_TEXT = 8_000
+BASE_NOTE = (
+    "The pre-trained model has no classifier head of its own: its figure on the run page is a linear probe on "
+    "its frozen embeddings, fitted during training and not kept. Only the tuned model answers here."
+)
+
+
+class Playground:
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits(max_tokens=256)
+        self._loaded: OrderedDict[str, dict] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    async def models(self, name: str, run_dir: Path) -> dict:
+        """{"tuned": Served, "base": Served | None} for a finished run, loaded once (off the event loop)."""
+        async with self._lock:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                return self._loaded[name]
+            pair = await asyncio.to_thread(_load, name, run_dir, self.limits)
+            self._loaded[name] = pair
+            while len(self._loaded) > KEEP:
+                old = self._loaded.popitem(last=False)[1]
+                for served in filter(None, old.values()):
+                    for batcher in served.batchers.values():
+                        await batcher.close()
+            return pair
+
+    async def answer(self, name: str, run_dir: Path, text: str, max_tokens: int = 128) -> dict:
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise TunesmithError(f"Type a text of 1 to {MAX_TEXT} characters.")
+        pair = await self.models(name, run_dir)
+        tuned, base = pair["tuned"], pair["base"]
+        if tuned.generative:
+            messages = [{"role": "user", "content": text}]
+            max_new = max(1, min(int(max_tokens), self.limits.max_tokens))
+            settings = SimpleNamespace(temperature=0.0, top_p=1.0)  # greedy: the same answer every time
+            answers = await asyncio.gather(
+                *(complete(s, messages, max_new, settings, []) for s in (tuned, base) if s is not None)
+            )
+            return {"kind": "generation", "tuned": answers[0][0], "base": answers[1][0] if base else None}
+        if (getattr(tuned.predictor, "columns", None) or {}).get("pair"):
+            raise TunesmithError("This run reads text pairs; the playground sends one text. Use /v1/classify of serve.")
+        (row,) = await tuned.batcher("classify", lambda items: classify_items(tuned.predictor, items)).submit([text])
+        shown = top_labels(row, 20) if "probs" in row else row
+        return {"kind": tuned.task, "tuned": shown, "base": None, "base_note": BASE_NOTE}
+
+
+def _load(name: str, run_dir: Path, limits: Limits) -> dict:
+    tuned = Served(name, run_dir, limits)
+    base = Served(f"{name} (base)", run_dir, limits, base=True) if tuned.generative else None
+    return {"tuned": tuned, "base": base}

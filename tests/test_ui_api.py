@@ -1,0 +1,144 @@
+"""The dashboard's HTTP side: what it shows equals the run folders, and what it refuses (paths outside the
+folder, missing keys, other hosts, writes when read-only, bad recipes)."""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import sentiment_rows
+from tests.hostile import fake_run
+from tunesmith.pipeline import run
+from tunesmith.ui import create_ui_app
+
+HOST = {"Host": "127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def shared_runs(tmp_path_factory):
+    """Two finished toy runs (different lr) and one failed run, trained once for this module."""
+    d = tmp_path_factory.mktemp("ui")
+    for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
+        sentiment_rows(n, seed).to_csv(d / f"{name}.csv", index=False)
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(d / "train.csv"), "test": str(d / "test.csv")},
+        "method": {"name": "supervised", "freeze_embeddings": False},
+        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+    }
+    run(recipe, output_dir=d / "runs" / "a")
+    run({**recipe, "train": {**recipe["train"], "lr": 1e-3}}, output_dir=d / "runs" / "b")
+    fake_run(d / "holder", status="failed", error="ValueError: boom").rename(d / "runs" / "c")
+    return d / "runs", recipe
+
+
+@pytest.fixture
+def runs_dir(shared_runs, tmp_path):
+    """A copy per test: some tests add files or runs."""
+    shutil.copytree(shared_runs[0], tmp_path / "runs", symlinks=True)
+    return tmp_path / "runs"
+
+
+def client(root, **options) -> TestClient:
+    return TestClient(create_ui_app(root, **options), base_url="http://127.0.0.1")
+
+
+def test_runs_table_and_run_page_hold_what_the_folders_hold(runs_dir):
+    web = client(runs_dir)
+    rows = {r["name"]: r for r in web.get("/api/runs").json()["runs"]}
+    assert sorted(rows) == ["a", "b", "c"]
+    metrics = json.loads((runs_dir / "a" / "metrics.json").read_text())
+    assert rows["a"]["status"] == "finished" and rows["c"]["status"] == "failed"
+    assert rows["c"]["error"] == "ValueError: boom"
+    base, tuned = metrics["base"]["f1_macro"], metrics["tuned"]["f1_macro"]
+    assert rows["a"]["headline"] == f"f1_macro {base:.4f} -> {tuned:.4f}"
+    page = web.get("/api/run", params={"name": "a"}).json()
+    assert page["metrics"]["tuned"] == metrics["tuned"]
+    log = [json.loads(line) for line in (runs_dir / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert page["curves"]["train"]["loss"] == [r["loss"] for r in log if "loss" in r]
+    assert page["curves"]["eval"]["kept"] == [r["best"] for r in log if "eval" in r]
+    assert page["plots"] and web.get("/api/plot", params={"name": "a", "file": page["plots"][0]}).status_code == 200
+    compared = web.get("/api/compare", params=[("name", "a"), ("name", "b")]).json()
+    assert compared["recipe"] == {"train.lr": ["0.003", "0.001"]} and len(compared["curves"]) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../runs/a", "..", "/etc", "a/../../x", ".ui", "a/model", "%2e%2e", "a\\..\\..", "a/../b", "a" * 300],
+)
+def test_a_name_outside_the_folder_or_not_a_run_is_refused(runs_dir, name):
+    web = client(runs_dir)
+    assert web.get("/api/run", params={"name": name}).status_code == 404
+    assert web.get("/api/log", params={"name": name}).status_code == 404
+
+
+def test_plots_are_served_only_from_the_runs_own_plots_folder(runs_dir, shared_runs, tmp_path):
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.png", runs_dir / "a" / "plots" / "link.png")
+    os.symlink(shared_runs[0].parent, runs_dir / "escape")  # runs outside the folder, through a symlink
+    web = client(runs_dir)
+    for file in ("../recipe.yaml", "../../secret.png", "/etc/passwd", "x.txt", "loss.png/../../run.json"):
+        assert web.get("/api/plot", params={"name": "a", "file": file}).status_code == 404
+    assert web.get("/api/plot", params={"name": "a", "file": "link.png"}).status_code == 404
+    assert web.get("/api/run", params={"name": "escape/runs/a"}).status_code == 404
+    assert web.get("/static/../../recipe.py").status_code == 404
+
+
+def test_the_api_key_guards_every_route_and_the_sign_in_sets_a_cookie(runs_dir):
+    web = client(runs_dir, api_key="s3cret")
+    assert web.get("/api/runs").status_code == 401
+    assert web.get("/api/run", params={"name": "a"}).status_code == 401
+    assert web.get("/api/plot", params={"name": "a", "file": "loss.png"}).status_code == 401
+    assert web.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert web.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert web.post("/api/login", json={"key": "nope"}).status_code == 401
+    assert web.post("/api/login", json={"key": "s3cret"}).status_code == 200
+    assert web.get("/api/runs").status_code == 200  # the cookie
+    assert web.get("/").status_code == 200  # the page itself holds no run data
+
+
+def test_other_hosts_non_json_posts_and_writes_when_read_only_are_refused(runs_dir):
+    web = client(runs_dir)
+    assert web.get("/api/runs", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
+    form = web.post("/api/playground", content=b"name=a", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    started = web.post("/api/train", json={"name": "new", "recipe": "model: {name: tiny-bert}"})
+    assert started.status_code == 400 and "read-only" in started.json()["error"]
+    assert not (runs_dir / "new").exists()
+    huge = web.post(
+        "/api/playground", content=b"{" + b" " * 1_100_000 + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert huge.status_code == 413
+    page = web.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir, shared_runs, tmp_path):
+    import yaml
+
+    web = client(runs_dir, allow_train=True, workdir=tmp_path)
+    recipe = {**shared_runs[1], "train": {**shared_runs[1]["train"], "epochs": 200, "log_every": 1}}
+    text = yaml.safe_dump(recipe)
+    for bad, says in (
+        ({"name": "a", "recipe": text}, "already exists"),
+        ({"name": "../x", "recipe": text}, "Name the run"),
+        ({"name": "x", "recipe": "model: {name: tiny-bert}\ntrain: {epochz: 1}"}, "epochz"),
+        ({"name": "x", "recipe": "[1, 2"}, "not YAML"),
+    ):
+        refused = web.post("/api/train", json=bad)
+        assert refused.status_code == 400 and says in refused.json()["error"], refused.json()
+    assert not (runs_dir / "x").exists()
+    assert web.post("/api/train", json={"name": "live", "recipe": text}).status_code == 200
+    deadline, step = time.time() + 90, 0
+    while time.time() < deadline and step < 5:
+        time.sleep(0.5)
+        if (runs_dir / "live" / "run.json").is_file():
+            step = web.get("/api/log", params={"name": "live"}).json()["step"]
+    assert step >= 5
+    assert web.get("/api/run", params={"name": "live"}).json()["started_here"] is True
+    assert web.post("/api/stop", json={"name": "live"}).json()["stopped"] is True
+    assert web.get("/api/log", params={"name": "live"}).json()["status"] == "interrupted"
+    assert yaml.safe_load((runs_dir / "live" / "recipe.yaml").read_text())["train"]["epochs"] == 200
