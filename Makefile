@@ -10,7 +10,7 @@ test:
 	bash scripts/setup.sh test
 	.venv/bin/ruff check src tests benchmarks scripts
 	.venv/bin/ruff format --check src tests benchmarks scripts
-	.venv/bin/python -m pytest -n 2 --dist worksteal
+	TUNESMITH_REQUIRE_BROWSER=1 .venv/bin/python -m pytest -n 2 --dist worksteal
 	TUNESMITH_ASSUME_CPU_FLAGS=amx_bf16 .venv/bin/python -m pytest -n 2 --dist worksteal -m bf16_lane
 
 bench:

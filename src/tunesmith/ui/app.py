@@ -101,6 +101,11 @@ def create_ui_app(
             "console": jobs.console(name),
         }
 
+    @app.get("/api/console")
+    async def console(name: str):
+        """A run started here, before its folder exists (the child is still loading) or after it failed early."""
+        return {"running": name in jobs.list(), "console": jobs.console(name), "folder": (root / name).is_dir()}
+
     @app.get("/api/plot")
     async def plot(name: str, file: str):
         folder = folders.run_path(root, name)

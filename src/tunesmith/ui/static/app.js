@@ -302,8 +302,17 @@ async function newRunPage() {
   const message = el("p", { class: "error" });
   file.addEventListener("change", async () => { if (file.files[0]) text.value = await file.files[0].text(); });
   const start = el("button", { id: "new-start", onclick: async () => {
-    try { await api("/api/train", { name: name.value, recipe: text.value }); location.hash = `#/run/${encodeURIComponent(name.value)}`; }
-    catch (e) { message.textContent = e.message; }
+    try {
+      const run = name.value;
+      await api("/api/train", { name: run, recipe: text.value });
+      message.className = "muted"; message.textContent = "starting (loading the model and the data)…";
+      timer = setInterval(async () => { // until the run's folder exists, or the child stopped before making it
+        const c = await api(`/api/console?name=${encodeURIComponent(run)}`).catch(() => null);
+        if (!c) return;
+        if (c.folder) { location.hash = `#/run/${encodeURIComponent(run)}`; }
+        else if (!c.running) { stop(); message.className = "error"; message.textContent = `The run stopped before it began:\n${c.console}`; }
+      }, 1000);
+    } catch (e) { message.textContent = e.message; }
   } }, "Start training");
   view.replaceChildren(el("h1", {}, "New run"),
     el("p", { class: "muted" }, "The recipe runs as `tunesmith train RECIPE -o RUNS_DIR/NAME`; relative data paths are read from the folder the dashboard was started in."),
