@@ -46,6 +46,15 @@ def client(root, **options) -> TestClient:
     return TestClient(create_ui_app(root, **options), base_url="http://127.0.0.1")
 
 
+def test_the_kept_base_probe_scores_what_the_run_reported_for_the_base_model(runs_dir, shared_runs):
+    from tunesmith.predict import load_base
+
+    metrics = json.loads((runs_dir / "a" / "metrics.json").read_text())
+    scored = load_base(runs_dir / "a").evaluate(shared_runs[1]["data"]["test"])
+    assert scored["accuracy"] == pytest.approx(metrics["base"]["accuracy"])
+    assert scored["f1_macro"] == pytest.approx(metrics["base"]["f1_macro"])
+
+
 def test_runs_table_and_run_page_hold_what_the_folders_hold(runs_dir):
     web = client(runs_dir)
     rows = {r["name"]: r for r in web.get("/api/runs").json()["runs"]}

@@ -122,17 +122,19 @@ def test_compare_shows_both_runs_and_the_recipe_difference(site, page):
     assert all(t in page.locator("#compare-metrics").inner_text() for t in tuned)
 
 
-def test_the_playground_answers_with_the_tuned_models_probabilities(site, page):
+def test_the_playground_answers_with_the_base_and_the_tuned_models_probabilities(site, page):
     from tunesmith import Predictor
+    from tunesmith.predict import load_base
 
     page.goto(site["url"] + "/#/playground/first")
     page.fill("#pg-text", "great wonderful happy")
     page.click("#pg-ask")
     page.wait_for_selector("#pg-out .grid2", timeout=60_000)
-    shown = page.locator("#pg-out .card").nth(1).inner_text()
-    probs = Predictor.load(site["runs"] / "first").predict_proba(["great wonderful happy"])[0]
-    assert all(f"{p:.3f}" in shown for p in probs)
-    assert "no classifier head" in page.locator("#pg-out .card").nth(0).inner_text()
+    base_shown, tuned_shown = (page.locator("#pg-out .card").nth(i).inner_text() for i in (0, 1))
+    tuned = Predictor.load(site["runs"] / "first").predict_proba(["great wonderful happy"])[0]
+    base = load_base(site["runs"] / "first").predict_proba(["great wonderful happy"])[0]
+    assert all(f"{p:.3f}" in tuned_shown for p in tuned)
+    assert all(f"{p:.3f}" in base_shown for p in base)  # the base model with the probe that scored it
 
 
 def test_a_live_runs_step_count_advances_and_stop_interrupts_it(site, page):

@@ -25,6 +25,20 @@ class Predictor(ClassifierPredictor):
         return method_class(name, task, kind).load_predictor(run_dir, columns=recipe_columns(run_dir), **kwargs)
 
 
+def load_base(run_dir: str | Path):
+    """The model a finished run started from, answering the same way: the base LLM for generation runs, the
+    base encoder with the run's linear probe for classification runs that kept one. None where there is none."""
+    run_dir, _, task, _, recipe = identify(run_dir)
+    if task == "generation":
+        from .tasks.generation.predictor import load_base_predictor
+
+        return load_base_predictor(run_dir)
+    from .tasks.classification import load_base_predictor
+
+    max_length = recipe.get("train", {}).get("max_length", 256)
+    return load_base_predictor(run_dir, recipe_columns(run_dir), max_length if isinstance(max_length, int) else 256)
+
+
 def identify(run_dir: str | Path) -> tuple[Path, str, str, str | None, dict]:
     """(the run directory holding the model, method name, task, model kind, recipe) of a finished run,
     read from what the run recorded, before any model is loaded. A multi-seed run points at its first seed."""

@@ -106,12 +106,20 @@ def mean_pooled(out, batch) -> np.ndarray:
 
 def linear_probe(
     encoder, train_rows, train_ids, eval_rows, eval_ids, labels, batch_size, pad_id, precision, seed
-) -> dict:
-    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
+) -> tuple[dict, dict]:
+    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings.
+    Returns its metrics and the probe as numbers (the head format of classification predictors), so the
+    base model can answer again later (the dashboard's playground)."""
     x_train = forward_batches(encoder, train_rows, batch_size, pad_id, precision, mean_pooled)
     x_eval = forward_batches(encoder, eval_rows, batch_size, pad_id, precision, mean_pooled)
     clf = LogisticRegression(max_iter=2000, random_state=seed).fit(x_train, train_ids)
-    return classification_metrics(eval_ids, clf.predict(x_eval).tolist(), labels)
+    head = {
+        "labels": [labels[i] for i in clf.classes_],
+        "coef": clf.coef_.tolist(),
+        "intercept": clf.intercept_.tolist(),
+        "normalized": False,  # fit on raw mean-pooled embeddings (few-shot heads: L2-normalised)
+    }
+    return classification_metrics(eval_ids, clf.predict(x_eval).tolist(), labels), head
 
 
 # The metric that says whether tuning helped, per task, and whether higher is better.

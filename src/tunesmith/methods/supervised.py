@@ -17,6 +17,7 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
+from ..tasks.classification import BASE_HEAD_FILE
 from .base import Context, Plan, load_run_model, tuning_mode
 from .head_init import init_head_from_probe, probe_wanted
 
@@ -51,9 +52,10 @@ class SupervisedClassifier:
         return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return classification.probe_baseline(
+        base, plan.extra["base_head"] = classification.probe_baseline(
             plan.recipe, plan.weights, plan.extra["enc"], plan.data, plan.pad_id, ctx.precision
         )
+        return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
         """LP-FT: a new encoder head starts from a probe on the body's features (see head_init); a head carried
@@ -110,6 +112,8 @@ class SupervisedClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+        if plan.extra.get("base_head"):  # the base line's probe: lets the base model answer beside the tuned one
+            rundir.write_json(ctx.run_dir / BASE_HEAD_FILE, plan.extra["base_head"])
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         write_report(ctx.run_dir, metrics, plan.data.labels)

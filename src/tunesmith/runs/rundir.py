@@ -45,6 +45,8 @@ RUN_ENTRIES = (
     "versions",
     "continual.json",
     "generations.jsonl",
+    "base_head.json",
+    "tensorboard",
     f".{MODEL_DIR}.partial",
 )  # exports/: only the exports this run wrote (runs/exports.py)
 IGNORED = {".DS_Store", ".gitkeep"}  # folders users create by hand often hold these

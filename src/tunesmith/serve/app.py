@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import TunesmithError
-from ..predict import Predictor, identify
+from ..predict import Predictor, identify, load_base
 from .batching import Batcher
 from .errors import ApiError
 from .guard import Guard
@@ -42,18 +42,15 @@ class Served:
     """One run behind the API: its predictor, what it does, and the batcher that groups its requests."""
 
     def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None, base: bool = False):
-        """`base`: serve the model the run started from instead (generation runs; the dashboard's playground)."""
+        """`base`: the model the run started from instead (predict.load_base; the dashboard's playground)."""
         run_dir, method, task, _, recipe = identify(run_dir)
         self.name, self.task, self.method = name, task, method
         self.base_model = (
             (recipe.get("model") or {}).get("name") if isinstance(recipe.get("model"), dict) else recipe.get("model")
         )
-        if base:
-            from ..tasks.generation.predictor import load_base_predictor
-
-            self.predictor = load_base_predictor(run_dir)
-        else:
-            self.predictor = Predictor.load(run_dir)
+        self.predictor = load_base(run_dir) if base else Predictor.load(run_dir)
+        if self.predictor is None:
+            raise TunesmithError(f"{run_dir} kept no base model to answer with (eval.baseline: none?).")
         self.generative = hasattr(self.predictor, "generate")
         self.quantized = quantize if quantize and not self.generative else None  # generation keeps its weights
         if self.quantized:

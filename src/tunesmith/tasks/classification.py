@@ -16,6 +16,7 @@ from ..engine.metrics import classification_metrics, forward_batches, linear_pro
 from ..errors import TunesmithError
 from ..log import reader_warnings
 from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
+from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,27 @@ def info(data) -> dict:
     return {"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels}
 
 
-def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision: str) -> dict:
-    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings."""
+BASE_HEAD_FILE = "base_head.json"  # the base line's linear probe, as numbers
+
+
+def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
+    """The base model with the probe the run scored it by: the pre-trained body and base_head.json. None for a
+    run that kept no probe (eval.baseline: none, or a method without one)."""
+    head = rundir.read_json(run_dir / BASE_HEAD_FILE)
+    if not {"labels", "coef", "intercept"} <= set(head):
+        return None
+    weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
+    return ClassifierPredictor(
+        load_encoder(weights), load_tokenizer(weights), max_length=max_length, head=head, columns=columns
+    )
+
+
+def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision: str) -> tuple[dict, dict | None]:
+    """The base model as the task's honest baseline: logistic regression on its frozen mean-pooled embeddings.
+    Returns the metrics and the probe (saved as base_head.json, so the base model can answer again)."""
     if recipe.eval.baseline == "none":
-        return {}
-    base = linear_probe(
+        return {}, None
+    base, head = linear_probe(
         load_encoder(weights),
         enc["train"],
         enc["train_ids"],
@@ -89,7 +106,7 @@ def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision
         recipe.train.seed,
     )
     log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-    return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}
+    return {"kind": "linear probe on the frozen base model's mean-pooled embeddings", **base}, head
 
 
 def announce(tuned: dict, eval_name: str) -> None:
@@ -163,9 +180,8 @@ def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
     """Logistic-regression probabilities from the saved numbers (binary heads have one row of weights; multi-label
     heads one row per label, each read through its own sigmoid)."""
     coef, intercept = np.asarray(head["coef"]), np.asarray(head["intercept"])
-    x = x / np.clip(
-        np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None
-    )  # the head was fit on L2-normalised embeddings
+    if head.get("normalized", True):  # few-shot heads were fit on L2-normalised embeddings
+        x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
     scores = x @ coef.T + intercept
     if head.get("multi_label"):  # one independent logistic regression per label
         return 1 / (1 + np.exp(-scores))

@@ -16,8 +16,8 @@ from ..serve.chat import complete
 KEEP = 2  # runs (tuned and base models) held at once: a generation run's pair is two full models
 MAX_TEXT = 8_000
 BASE_NOTE = (
-    "The pre-trained model has no classifier head of its own: its figure on the run page is a linear probe on "
-    "its frozen embeddings, fitted during training and not kept. Only the tuned model answers here."
+    "This run kept no base model to answer with (the pre-trained model has no classifier head; runs keep the "
+    "linear probe that scored it, unless eval.baseline is none). Only the tuned model answers here."
 )
 
 
@@ -57,12 +57,22 @@ class Playground:
             return {"kind": "generation", "tuned": answers[0][0], "base": answers[1][0] if base else None}
         if (getattr(tuned.predictor, "columns", None) or {}).get("pair"):
             raise TunesmithError("This run reads text pairs; the playground sends one text. Use /v1/classify of serve.")
-        (row,) = await tuned.batcher("classify", lambda items: classify_items(tuned.predictor, items)).submit([text])
-        shown = top_labels(row, 20) if "probs" in row else row
-        return {"kind": tuned.task, "tuned": shown, "base": None, "base_note": BASE_NOTE}
+        rows = await asyncio.gather(*(_classify(s, text) for s in (tuned, base) if s is not None))
+        answer = {"kind": tuned.task, "tuned": rows[0], "base": rows[1] if base else None}
+        if base is None:
+            answer["base_note"] = BASE_NOTE
+        return answer
+
+
+async def _classify(served: Served, text: str) -> dict:
+    (row,) = await served.batcher("classify", lambda items: classify_items(served.predictor, items)).submit([text])
+    return top_labels(row, 20) if "probs" in row else row
 
 
 def _load(name: str, run_dir: Path, limits: Limits) -> dict:
     tuned = Served(name, run_dir, limits)
-    base = Served(f"{name} (base)", run_dir, limits, base=True) if tuned.generative else None
+    try:
+        base = Served(f"{name} (base)", run_dir, limits, base=True)
+    except TunesmithError:  # a run that kept no probe of its base model: only the tuned model answers
+        base = None
     return {"tuned": tuned, "base": base}
