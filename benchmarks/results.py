@@ -41,6 +41,8 @@ ORDER = [  # the README's order: the headline comparisons first
     "data_check",
     "serve",
     "serve_soak",
+    "tracking_overhead",
+    "ui_load",
     "hostile_probe",
 ]
 HEAD = """# Benchmarks

@@ -51,7 +51,11 @@ def main(out: Path) -> None:
             **classification,
             "train": {"epochs": 2},
             "stages": [
-                {"name": "comments-mlm", "method": {"name": "domain_adaptation"}, "train": {"epochs": 1}},
+                {
+                    "name": "comments-mlm",
+                    "method": {"name": "domain_adaptation", "corpus": [str(SAMPLE / "train.csv")]},
+                    "train": {"epochs": 1},
+                },
                 {"name": "sentiment"},
             ],
         },

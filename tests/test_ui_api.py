@@ -151,3 +151,14 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
     assert web.post("/api/stop", json={"name": "live"}).json()["stopped"] is True
     assert web.get("/api/log", params={"name": "live"}).json()["status"] == "interrupted"
     assert yaml.safe_load((runs_dir / "live" / "recipe.yaml").read_text())["train"]["epochs"] == 200
+
+
+def test_a_log_with_several_trainings_reads_as_one_sequence():
+    from tunesmith.ui.folders import curves, joined
+
+    first = [{"step": 10, "loss": 0.6}, {"step": 20, "loss": 0.4}, {"step": 20, "epoch": 1, "eval": {"f1": 0.5}}]
+    second = [{"step": 10, "loss": 0.5}, {"step": 15, "epoch": 1, "eval": {"f1": 0.7}, "best": True}]
+    shown = curves(joined(first + second))
+    assert shown["train"]["step"] == [10, 20, 30]
+    assert shown["eval"]["epoch"] == [1, 2] and shown["eval"]["step"] == [20, 35]
+    assert shown["eval"]["f1"] == [0.5, 0.7] and shown["eval"]["kept"] == [False, True]

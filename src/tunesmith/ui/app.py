@@ -93,7 +93,7 @@ def create_ui_app(
     async def live(name: str):
         """A running run's progress: its status, the curves so far, and (started here) its console."""
         path = folders.run_path(root, name)
-        records = await asyncio.to_thread(folders.read_log, path)
+        records = await asyncio.to_thread(folders.run_log, path)
         return {
             "status": rundir.read_status(path),
             "step": records[-1]["step"] if records else 0,
@@ -123,7 +123,7 @@ def create_ui_app(
         from ..runs.compare import compare as table
 
         result = await asyncio.to_thread(table, paths)
-        curves = [folders.curves(await asyncio.to_thread(folders.read_log, p)) for p in paths]
+        curves = [folders.curves(await asyncio.to_thread(folders.run_log, p)) for p in paths]
         return {**result, "names": names, "curves": curves}
 
     @app.post("/api/playground")

@@ -138,6 +138,35 @@ def last_step(path: Path) -> int:
     return records[-1]["step"] if records else 0
 
 
+def joined(records: list[dict]) -> list[dict]:
+    """One log with several trainings in it (a continual run's experiences, appended one after another) as
+    one sequence: where the step count starts again, later steps and epochs are shifted past the earlier ones."""
+    out, step_offset, epoch_offset, last_step, last_epoch = [], 0, 0, 0, 0
+    for record in records:
+        if record["step"] + step_offset < last_step:  # a new training began
+            step_offset, epoch_offset = last_step, last_epoch
+        shifted = {**record, "step": record["step"] + step_offset}
+        if isinstance(record.get("epoch"), int):
+            shifted["epoch"] = record["epoch"] + epoch_offset
+            last_epoch = max(last_epoch, shifted["epoch"])
+        last_step = max(last_step, shifted["step"])
+        out.append(shifted)
+    return out
+
+
+def run_log(path: Path) -> list[dict]:
+    """The run's training log; a staged run's is its stages' logs in order (each stage is its own run)."""
+    if (path / rundir.LOG_FILE).is_file() or not (path / "stages").is_dir():
+        return joined(read_log(path))
+    stages = sorted((p for p in (path / "stages").iterdir() if p.is_dir()), key=lambda p: _stage_number(p.name))
+    return joined([r for stage in stages for r in read_log(stage)])
+
+
+def _stage_number(name: str) -> int:
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def curves(records: list[dict]) -> dict:
     """Loss per step, validation metrics per epoch (at the step the epoch ended), and the kept epoch."""
     steps = [r for r in records if _number(r.get("loss"))]
@@ -177,7 +206,7 @@ def detail(root: Path, name: str) -> dict:
         "name": name,
         "recipe_text": recipe_text,
         "metrics": metrics,
-        "curves": curves(read_log(path)),
+        "curves": curves(run_log(path)),
         "data_check": rundir.read_json(path / "data_check.json"),
         "continual": rundir.read_json(path / "continual.json"),
         "generations": _generations(path),
@@ -199,7 +228,14 @@ def _generations(path: Path) -> list[dict]:
             except ValueError:
                 continue
             if isinstance(record, dict):
-                out.append({k: str(record.get(k, ""))[:4000] for k in ("prompt", "reference", "base", "tuned")})
+                out.append({k: _text(record.get(k, ""))[:4000] for k in ("prompt", "reference", "base", "tuned")})
             if len(out) >= MAX_GENERATIONS:
                 break
     return out
+
+
+def _text(value) -> str:
+    """A prompt as people read it: a chat's messages as `role: content` lines."""
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

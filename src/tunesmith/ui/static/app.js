@@ -108,7 +108,7 @@ function chart(title, xs, series, xlabel, marks) {
   const palette = ["#2f6fde", "#d9480f", "#1f8a4c", "#7048e8", "#c2255c", "#0c8599", "#e67700", "#5c940d"];
   const opts = {
     title, width: 560, height: 260, scales: { x: { time: false } },
-    axes: [{ label: xlabel }, {}],
+    axes: [{ label: xlabel, incrs: xlabel === "epoch" ? [1, 2, 5, 10, 20, 50, 100] : undefined }, {}],
     series: [{ label: xlabel }, ...series.map((s, i) => ({
       label: s.label, stroke: palette[i % palette.length], width: 1.6, spanGaps: true,
       points: { show: xs.length < 40 },
@@ -118,15 +118,16 @@ function chart(title, xs, series, xlabel, marks) {
     opts.series.push({ label: "kept epoch", stroke: "#1f8a4c", width: 0, points: { show: true, size: 11, fill: "#1f8a4c" } });
   }
   const values = [xs, ...series.map((s) => s.values)];
-  if (marks) values.push(xs.map((_, i) => (marks[i] ? series[0].values[i] : null)));
+  const kept = marks ? marks.lastIndexOf(true) : -1; // the epoch whose weights the run kept: the last one marked
+  if (marks) values.push(xs.map((_, i) => (i === kept ? series[0].values[i] : null)));
   new uPlot(opts, values, holder);
   return holder;
 }
 
 function curveCharts(curves) {
   const evalKeys = Object.keys(curves.eval).filter((k) => !["step", "epoch", "kept"].includes(k));
-  const main = evalKeys.filter((k) => k !== "loss" && k !== "perplexity");
-  const shown = main.length ? main : evalKeys;
+  const main = HEADLINE.filter((k) => evalKeys.includes(k) && k !== "loss" && k !== "perplexity").slice(0, 2);
+  const shown = main.length ? main : evalKeys.filter((k) => k === "loss" || k === "perplexity").slice(0, 1);
   return el("div", { class: "charts" },
     chart("training loss", curves.train.step, [{ label: "loss", values: curves.train.loss }], "step"),
     chart("validation", curves.eval.epoch, shown.map((k) => ({ label: k, values: curves.eval[k] })), "epoch", curves.eval.kept));
