@@ -119,3 +119,28 @@ def test_a_tracker_that_is_not_installed_is_named_with_its_install_command(toy_d
     with pytest.raises(TunesmithError, match="pip install wandb"):
         run(_tracked(toy_data, report_to=["wandb"]), output_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was made
+
+
+def test_continual_experiences_are_child_runs_with_their_accuracies(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.test_continual import _recipe, _stream
+
+    uri = f"sqlite:///{tmp_path / 'local.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    recipe = _recipe(_stream(tmp_path), "replay")
+    recipe["train"] = {**recipe["train"], "epochs": 2, "report_to": ["mlflow", "tensorboard"], "experiment": "cl"}
+    result = run(recipe, output_dir=tmp_path / "cl")
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cl").experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "cl")
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == ["cl/1-first", "cl/2-second"]
+    matrix = result.metrics["continual"]["matrix"]
+    assert children["cl/2-second"].data.metrics["accuracy/first"] == pytest.approx(matrix[1][0])
+    assert children["cl/1-first"].data.metrics["accuracy/second"] == pytest.approx(matrix[0][1])
+    events = EventAccumulator(str(result.run_dir / "tensorboard" / "2-second"))
+    events.Reload()
+    assert events.Scalars("loss")  # each experience's curve in its own folder
