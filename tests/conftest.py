@@ -90,6 +90,33 @@ def sentiment_rows(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def free_port() -> int:
+    """A port nothing listens on now, for a test server on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_toy_runs(d) -> tuple:
+    """Two finished tiny-bert runs of the toy task under d/runs, 'first' (lr 3e-3) and 'second' (lr 1e-3);
+    returns (the runs folder, the first run's recipe)."""
+    from tunesmith.pipeline import run
+
+    for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
+        sentiment_rows(n, seed).to_csv(d / f"{name}.csv", index=False)
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(d / "train.csv"), "test": str(d / "test.csv")},
+        "method": {"name": "supervised", "freeze_embeddings": False},
+        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+    }
+    run(recipe, output_dir=d / "runs" / "first")
+    run({**recipe, "train": {**recipe["train"], "lr": 1e-3}}, output_dir=d / "runs" / "second")
+    return d / "runs", recipe
+
+
 @pytest.fixture
 def toy_data(tmp_path) -> dict:
     """train/validation/test CSVs of the toy task, and a recipe dict that trains tiny-bert on them."""

@@ -3,7 +3,6 @@ plain HTTP: chat completions and streaming on a tiny decoder run, /v1/classify o
 answers as Predictor), the API key, limits and malformed requests as 4xx, unknown models as 404, concurrency."""
 
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,15 +12,9 @@ import pandas as pd
 import pytest
 
 import tunesmith
-from tests.conftest import sentiment_rows
+from tests.conftest import free_port, sentiment_rows
 
 KEY = "test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def server(tmp_path_factory):
         api_key=KEY,
         limits=Limits(max_inputs=8, max_prompt_tokens=200, max_tokens=64, max_body_bytes=20_000),
     )
-    port = _free_port()
+    port = free_port()
     live = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=live.run, daemon=True)
     thread.start()

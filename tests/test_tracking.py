@@ -2,7 +2,6 @@
 readers, hold what the run folder holds."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -11,23 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tunesmith.errors import TunesmithError
 from tunesmith.pipeline import run
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """`mlflow server` on 127.0.0.1 with a SQLite backend, started for these tests and stopped after."""
     folder = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     server = subprocess.Popen(
         [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--host", "127.0.0.1"]

@@ -9,9 +9,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import sentiment_rows
+from tests.conftest import two_toy_runs
 from tests.hostile import fake_run
-from tunesmith.pipeline import run
 from tunesmith.ui import create_ui_app
 
 HOST = {"Host": "127.0.0.1"}
@@ -19,20 +18,11 @@ HOST = {"Host": "127.0.0.1"}
 
 @pytest.fixture(scope="module")
 def shared_runs(tmp_path_factory):
-    """Two finished toy runs (different lr) and one failed run, trained once for this module."""
+    """Two finished toy runs (first: lr 3e-3, second: lr 1e-3) and a failed one (third), trained once."""
     d = tmp_path_factory.mktemp("ui")
-    for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
-        sentiment_rows(n, seed).to_csv(d / f"{name}.csv", index=False)
-    recipe = {
-        "model": {"name": "tiny-bert"},
-        "data": {"train": str(d / "train.csv"), "test": str(d / "test.csv")},
-        "method": {"name": "supervised", "freeze_embeddings": False},
-        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
-    }
-    run(recipe, output_dir=d / "runs" / "a")
-    run({**recipe, "train": {**recipe["train"], "lr": 1e-3}}, output_dir=d / "runs" / "b")
-    fake_run(d / "holder", status="failed", error="ValueError: boom").rename(d / "runs" / "c")
-    return d / "runs", recipe
+    runs, recipe = two_toy_runs(d)
+    fake_run(d / "holder", status="failed", error="ValueError: boom").rename(runs / "third")
+    return runs, recipe
 
 
 @pytest.fixture
@@ -49,8 +39,8 @@ def client(root, **options) -> TestClient:
 def test_the_kept_base_probe_scores_what_the_run_reported_for_the_base_model(runs_dir, shared_runs):
     from tunesmith.predict import load_base
 
-    metrics = json.loads((runs_dir / "a" / "metrics.json").read_text())
-    scored = load_base(runs_dir / "a").evaluate(shared_runs[1]["data"]["test"])
+    metrics = json.loads((runs_dir / "first" / "metrics.json").read_text())
+    scored = load_base(runs_dir / "first").evaluate(shared_runs[1]["data"]["test"])
     assert scored["accuracy"] == pytest.approx(metrics["base"]["accuracy"])
     assert scored["f1_macro"] == pytest.approx(metrics["base"]["f1_macro"])
 
@@ -58,25 +48,36 @@ def test_the_kept_base_probe_scores_what_the_run_reported_for_the_base_model(run
 def test_runs_table_and_run_page_hold_what_the_folders_hold(runs_dir):
     web = client(runs_dir)
     rows = {r["name"]: r for r in web.get("/api/runs").json()["runs"]}
-    assert sorted(rows) == ["a", "b", "c"]
-    metrics = json.loads((runs_dir / "a" / "metrics.json").read_text())
-    assert rows["a"]["status"] == "finished" and rows["c"]["status"] == "failed"
-    assert rows["c"]["error"] == "ValueError: boom"
+    assert sorted(rows) == ["first", "second", "third"]
+    metrics = json.loads((runs_dir / "first" / "metrics.json").read_text())
+    assert rows["first"]["status"] == "finished" and rows["third"]["status"] == "failed"
+    assert rows["third"]["error"] == "ValueError: boom"
     base, tuned = metrics["base"]["f1_macro"], metrics["tuned"]["f1_macro"]
-    assert rows["a"]["headline"] == f"f1_macro {base:.4f} -> {tuned:.4f}"
-    page = web.get("/api/run", params={"name": "a"}).json()
+    assert rows["first"]["headline"] == f"f1_macro {base:.4f} -> {tuned:.4f}"
+    page = web.get("/api/run", params={"name": "first"}).json()
     assert page["metrics"]["tuned"] == metrics["tuned"]
-    log = [json.loads(line) for line in (runs_dir / "a" / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (runs_dir / "first" / "train_log.jsonl").read_text().splitlines()]
     assert page["curves"]["train"]["loss"] == [r["loss"] for r in log if "loss" in r]
     assert page["curves"]["eval"]["kept"] == [r["best"] for r in log if "eval" in r]
-    assert page["plots"] and web.get("/api/plot", params={"name": "a", "file": page["plots"][0]}).status_code == 200
-    compared = web.get("/api/compare", params=[("name", "a"), ("name", "b")]).json()
+    assert page["plots"] and web.get("/api/plot", params={"name": "first", "file": page["plots"][0]}).status_code == 200
+    compared = web.get("/api/compare", params=[("name", "first"), ("name", "second")]).json()
     assert compared["recipe"] == {"train.lr": ["0.003", "0.001"]} and len(compared["curves"]) == 2
 
 
 @pytest.mark.parametrize(
     "name",
-    ["../runs/a", "..", "/etc", "a/../../x", ".ui", "a/model", "%2e%2e", "a\\..\\..", "a/../b", "a" * 300],
+    [
+        "../runs/first",
+        "..",
+        "/etc",
+        "first/../../x",
+        ".ui",
+        "first/model",
+        "%2e%2e",
+        "first\\..\\..",
+        "first/../second",
+        "first" * 300,
+    ],
 )
 def test_a_name_outside_the_folder_or_not_a_run_is_refused(runs_dir, name):
     web = client(runs_dir)
@@ -86,21 +87,21 @@ def test_a_name_outside_the_folder_or_not_a_run_is_refused(runs_dir, name):
 
 def test_plots_are_served_only_from_the_runs_own_plots_folder(runs_dir, shared_runs, tmp_path):
     (tmp_path / "secret.png").write_bytes(b"secret")
-    os.symlink(tmp_path / "secret.png", runs_dir / "a" / "plots" / "link.png")
+    os.symlink(tmp_path / "secret.png", runs_dir / "first" / "plots" / "link.png")
     os.symlink(shared_runs[0].parent, runs_dir / "escape")  # runs outside the folder, through a symlink
     web = client(runs_dir)
     for file in ("../recipe.yaml", "../../secret.png", "/etc/passwd", "x.txt", "loss.png/../../run.json"):
-        assert web.get("/api/plot", params={"name": "a", "file": file}).status_code == 404
-    assert web.get("/api/plot", params={"name": "a", "file": "link.png"}).status_code == 404
-    assert web.get("/api/run", params={"name": "escape/runs/a"}).status_code == 404
+        assert web.get("/api/plot", params={"name": "first", "file": file}).status_code == 404
+    assert web.get("/api/plot", params={"name": "first", "file": "link.png"}).status_code == 404
+    assert web.get("/api/run", params={"name": "escape/runs/first"}).status_code == 404
     assert web.get("/static/../../recipe.py").status_code == 404
 
 
 def test_the_api_key_guards_every_route_and_the_sign_in_sets_a_cookie(runs_dir):
     web = client(runs_dir, api_key="s3cret")
     assert web.get("/api/runs").status_code == 401
-    assert web.get("/api/run", params={"name": "a"}).status_code == 401
-    assert web.get("/api/plot", params={"name": "a", "file": "loss.png"}).status_code == 401
+    assert web.get("/api/run", params={"name": "first"}).status_code == 401
+    assert web.get("/api/plot", params={"name": "first", "file": "loss.png"}).status_code == 401
     assert web.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert web.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert web.post("/api/login", json={"key": "nope"}).status_code == 401
@@ -132,7 +133,7 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
     recipe = {**shared_runs[1], "train": {**shared_runs[1]["train"], "epochs": 200, "log_every": 1}}
     text = yaml.safe_dump(recipe)
     for bad, says in (
-        ({"name": "a", "recipe": text}, "already exists"),
+        ({"name": "first", "recipe": text}, "already exists"),
         ({"name": "../x", "recipe": text}, "Name the run"),
         ({"name": "x", "recipe": "model: {name: tiny-bert}\ntrain: {epochz: 1}"}, "epochz"),
         ({"name": "x", "recipe": "[1, 2"}, "not YAML"),

@@ -5,7 +5,6 @@ logs a console error."""
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import sentiment_rows
-from tunesmith.pipeline import run
+from tests.conftest import free_port, two_toy_runs
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,12 +20,6 @@ if not CHROMIUM:
     if os.environ.get("TUNESMITH_REQUIRE_BROWSER"):  # `make test` sets it: CI must not skip these quietly
         raise RuntimeError("browser tests need Debian's chromium: bash scripts/setup.sh test installs it")
     pytest.skip("chromium is not installed (bash scripts/setup.sh test installs it)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,24 +30,15 @@ def site(tmp_path_factory):
     from tunesmith.ui import create_ui_app
 
     d = tmp_path_factory.mktemp("site")
-    for name, n, seed in (("train", 160, 0), ("test", 40, 2)):
-        sentiment_rows(n, seed).to_csv(d / f"{name}.csv", index=False)
-    recipe = {
-        "model": {"name": "tiny-bert"},
-        "data": {"train": str(d / "train.csv"), "test": str(d / "test.csv")},
-        "method": {"name": "supervised", "freeze_embeddings": False},
-        "train": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
-    }
-    run(recipe, output_dir=d / "runs" / "first")
-    run({**recipe, "train": {**recipe["train"], "lr": 1e-3}}, output_dir=d / "runs" / "second")
-    port = _free_port()
-    app = create_ui_app(d / "runs", allow_train=True, workdir=d)
+    runs, recipe = two_toy_runs(d)
+    port = free_port()
+    app = create_ui_app(runs, allow_train=True, workdir=d)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "runs": d / "runs", "recipe": recipe}
+    yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "recipe": recipe}
     server.should_exit = True
     thread.join(timeout=30)
 

@@ -56,7 +56,10 @@ class Tracking:
     def log(self, values: dict, step: int | None = None) -> None:
         numbers = {k: v for k, v in values.items() if _is_number(v)}
         for tracker in self.trackers:
-            tracker.log(numbers, step=step)
+            # MLflow's own queue, as HF Trainer's callback uses it: a write to a database or a server per step
+            # would otherwise hold up training; the run's end waits for the queue to drain
+            extra = {"synchronous": False} if tracker.name == "mlflow" else {}
+            tracker.log(numbers, step=step, **extra)
 
     def log_artifacts(self, paths: list[Path]) -> None:
         """Files (report, plots, metrics) to trackers that keep files (MLflow); the others have no such store."""
