@@ -35,9 +35,9 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
     bar = TOLERANCE[precision]
     one = run(_recipe(toy_data, 16, precision), output_dir=tmp_path / "one")
     path = tmp_path / "two.yaml"
-    path.write_text(
-        yaml.safe_dump(_recipe(toy_data, 8, precision))
-    )  # 8 per process x 2 processes = the same global batch
+    two_recipe = _recipe(toy_data, 8, precision)  # 8 per process x 2 processes = the same global batch
+    two_recipe["train"]["report_to"] = ["tensorboard"]  # a tracker: only rank 0 may log to it
+    path.write_text(yaml.safe_dump(two_recipe))
     done = subprocess.run(
         [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
         capture_output=True,
@@ -64,5 +64,11 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
         if "loss" in json.loads(line)
     ]
     assert steps == list(range(1, 41))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert len(list((tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(tmp_path / "two" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == list(range(1, 41))
     assert json.loads((tmp_path / "two" / "run.json").read_text())["status"] == "finished"
     assert "peak_rss_mb" in two["memory"]

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,22 +26,30 @@ if not CHROMIUM:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Two finished toy runs under a folder, the dashboard over it (--allow-train) on 127.0.0.1, and the recipe."""
-    import uvicorn
-
     from tunesmith.ui import create_ui_app
 
     d = tmp_path_factory.mktemp("site")
     runs, recipe = two_toy_runs(d)
+    with serving(create_ui_app(runs, allow_train=True, workdir=d)) as url:
+        yield {"url": url, "runs": runs, "recipe": recipe}
+
+
+@contextmanager
+def serving(app):
+    """The app under uvicorn on a free 127.0.0.1 port, in a thread; yields its URL."""
+    import uvicorn
+
     port = free_port()
-    app = create_ui_app(runs, allow_train=True, workdir=d)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "recipe": recipe}
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +166,19 @@ def test_a_path_outside_the_runs_folder_is_refused_on_the_page(site, page):
     reply = page.request.get(site["url"] + "/api/run?name=../" + Path(site["runs"]).name + "/first")
     assert reply.status == 404
     page.errors.clear()  # the refused request itself is logged by the browser as a failed load
+
+
+def test_with_an_api_key_the_page_asks_for_it_before_showing_anything(site, page):
+    from tunesmith.ui import create_ui_app
+
+    with serving(create_ui_app(site["runs"], api_key="k3y")) as url:
+        page.goto(url)
+        page.wait_for_selector("#key")
+        assert page.locator("#runs").count() == 0
+        page.fill("#key", "wrong")
+        page.click("text=Sign in")
+        page.wait_for_selector("text=wrong key")
+        page.fill("#key", "k3y")
+        page.click("text=Sign in")
+        page.wait_for_selector("#runs tr[data-run='first']")
+    page.errors[:] = [e for e in page.errors if "401" not in e]  # the refused requests, as the browser logs them

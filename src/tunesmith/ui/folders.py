@@ -134,8 +134,22 @@ def read_log(path: Path) -> list[dict]:
 
 
 def last_step(path: Path) -> int:
-    records = read_log(path)
-    return records[-1]["step"] if records else 0
+    """The step of the log's last whole line, from its end only (the table asks for it on every refresh)."""
+    log = path / rundir.LOG_FILE
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - 4096))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            return record["step"]
+    return 0
 
 
 def joined(records: list[dict]) -> list[dict]:
