@@ -176,9 +176,9 @@ def test_with_an_api_key_the_page_asks_for_it_before_showing_anything(site, page
         page.wait_for_selector("#key")
         assert page.locator("#runs").count() == 0
         page.fill("#key", "wrong")
-        page.click("text=Sign in")
+        page.click("button:has-text('Sign in')")
         page.wait_for_selector("text=wrong key")
         page.fill("#key", "k3y")
-        page.click("text=Sign in")
+        page.click("button:has-text('Sign in')")
         page.wait_for_selector("#runs tr[data-run='first']")
     page.errors[:] = [e for e in page.errors if "401" not in e]  # the refused requests, as the browser logs them

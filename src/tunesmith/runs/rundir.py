@@ -193,7 +193,7 @@ class RunDir:
         try:
             with own_accelerate_state(), tracked_run(recipe, run.path, state.is_main_process) as tracking:
                 yield run
-                log_outcome(tracking, run.path)
+                log_outcome(tracking, run.path, read_json(run.path / METRICS_FILE))
         except KeyboardInterrupt:
             if state.is_main_process:
                 set_status(run.path, "interrupted", error="stopped by Ctrl-C")

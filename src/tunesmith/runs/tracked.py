@@ -34,13 +34,10 @@ def tracked_run(recipe, run_dir: Path, main: bool, name: str | None = None) -> I
         yield run
 
 
-def log_outcome(run: tracking.Tracking, run_dir: Path) -> None:
-    """What the finished run measured, and its files. Reads metrics.json: every kind of run writes one."""
+def log_outcome(run: tracking.Tracking, run_dir: Path, metrics: dict) -> None:
+    """What the finished run measured (its metrics.json: every kind of run writes one), and its files."""
     if not run.trackers:
         return
-    from .rundir import METRICS_FILE, read_json
-
-    metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
     values = {}
     for block in SUMMARY:
         if isinstance(metrics.get(block), dict):
