@@ -206,3 +206,14 @@ def test_version_and_env_print_what_a_bug_report_needs():
     for key in ("torch", "transformers", "cpu flags", "precision auto"):
         assert key in done.output
     assert done.output.split("precision auto", 1)[1].split()[0] in ("fp32", "bf16", "fp16")
+
+
+def test_an_error_message_with_brackets_is_printed_as_written(tmp_path):
+    """Error text is not rich markup: a label such as [urgent] or an extra such as tunesmith[serve] stays whole."""
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    missing = tmp_path / "[urgent] runs"
+    shown = CliRunner().invoke(app, ["runs", "list", str(missing)])
+    assert shown.exit_code == 2 and "[urgent] runs is not a folder" in " ".join(shown.output.split())

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import TunesmithError
 
@@ -33,15 +34,17 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except TunesmithError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # the message is text (a label such as [urgent], an extra such as tunesmith[serve]), not markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted (an unfinished run continues with `tunesmith train --resume RUN_DIR`)")
             raise typer.Exit(130) from None
         except OSError as exc:  # disk full, permissions, read-only folders: the system's words, no traceback
-            where = f" ({exc.filename})" if exc.filename else ""
+            where = f" ({escape(str(exc.filename))})" if exc.filename else ""
             err.print(
-                f"[bold red]error:[/] cannot read or write{where}: {exc.strerror or exc}. Check free disk space and "
+                f"[bold red]error:[/] cannot read or write{where}: {escape(str(exc.strerror or exc))}. Check free "
+                "disk space and "
                 "the folder's permissions.",
                 highlight=False,
                 soft_wrap=True,

@@ -39,6 +39,7 @@ def serve(
 ):
     """Serve runs over HTTP: /v1/chat/completions and /v1/completions (generation runs, streaming too),
     /v1/classify (classification, multi-label and regression runs), /v1/models, /health."""
+    needs_server_packages("serve")
     import torch
     import uvicorn
 
@@ -73,6 +74,17 @@ def serve(
         "Ctrl-C stops (requests in flight finish)."
     )
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def needs_server_packages(command: str) -> None:
+    """The web commands' packages are an extra (`tunesmith[serve]`): say so instead of an import traceback."""
+    import importlib.util
+
+    from ..errors import TunesmithError
+
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TunesmithError(f"tunesmith {command} needs {' and '.join(missing)}: pip install 'tunesmith[serve]'")
 
 
 def cap_malloc_arenas(arenas: int = 2) -> None:

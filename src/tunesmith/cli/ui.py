@@ -27,10 +27,12 @@ def ui(
 ):
     """A web page over RUNS_DIR: runs table, run pages with curves, compare, a base-vs-tuned playground, and
     (with --allow-train) new runs started and stopped from the browser."""
+    from .serve import cap_malloc_arenas, needs_server_packages
+
+    needs_server_packages("ui")
     import uvicorn
 
     from ..ui import create_ui_app
-    from .serve import cap_malloc_arenas
 
     if api_key is None and "TUNESMITH_API_KEY" in os.environ:  # set but empty: refused below, not ignored
         api_key = os.environ["TUNESMITH_API_KEY"]
