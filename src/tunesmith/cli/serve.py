@@ -29,6 +29,17 @@ def serve(
     threads: Annotated[
         Optional[int], typer.Option(help="Threads for model work (default: torch's, all cores).", min=1)
     ] = None,
+    collect: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Record every answered request (input as sent, answer, scores, version) in DIR/collect.sqlite3 "
+            "and take feedback on POST /v1/feedback. Off unless given.",
+            metavar="DIR",
+        ),
+    ] = None,
+    collect_max_rows: Annotated[
+        int, typer.Option(help="Most requests kept in the collection (the oldest tenth goes first).", min=100)
+    ] = 1_000_000,
     quantize: Annotated[
         Optional[str],
         typer.Option(
@@ -67,10 +78,12 @@ def serve(
             "by its folder name, so rename or copy one."
         )
     limits = Limits(max_inputs=max_inputs, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens)
-    application = create_app(run_dirs, api_key, limits, quantize)
+    application = create_app(run_dirs, api_key, limits, quantize, collect=collect, collect_max_rows=collect_max_rows)
     err.print(
         f"Serving {', '.join(names)} on http://{host}:{port} (OpenAI-compatible: /v1/models, /v1/chat/completions, "
-        f"/v1/classify){' with an API key' if api_key else ''}{', classifiers in ' + quantize if quantize else ''}. "
+        f"/v1/classify, /metrics){' with an API key' if api_key else ''}"
+        f"{', classifiers in ' + quantize if quantize else ''}"
+        f"{f'; recording requests in {collect} (inputs as sent)' if collect else ''}. "
         "Ctrl-C stops (requests in flight finish)."
     )
     uvicorn.run(application, host=host, port=port, log_level="warning")

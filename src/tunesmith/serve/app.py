@@ -13,15 +13,19 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import TunesmithError
 from ..predict import Predictor, identify, load_base
 from .batching import Batcher
+from .collect import Store
 from .errors import ApiError
+from .feedback import checked
 from .guard import Guard
+from .monitoring import Monitor
 from .requests import ChatRequest, ClassifyRequest, CompletionRequest, parse
+from .versions import Swapper, run_version
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Served:
 
     def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None, base: bool = False):
         """`base`: the model the run started from instead (predict.load_base; the dashboard's playground)."""
+        self.run_dir, self.version = Path(run_dir), run_version(Path(run_dir))
         run_dir, method, task, _, recipe = identify(run_dir)
         self.name, self.task, self.method = name, task, method
         self.base_model = (
@@ -59,6 +64,7 @@ class Served:
             quantize_predictor(self.predictor, quantize)
         self.batchers: dict = {}
         self.limits = limits
+        self.observe = None  # called with each batched call's size (the server's /metrics)
 
     def batcher(self, key, work) -> Batcher:
         if key not in self.batchers:
@@ -70,7 +76,9 @@ class Served:
             # a generation lasts seconds: waiting 50 ms for companions costs nothing and lets streams share a batch
             wait = max(self.limits.max_wait_s, 0.05) if self.generative else self.limits.max_wait_s
             gap = None if self.generative else self.limits.max_gap_s
-            self.batchers[key] = Batcher(work, self.limits.max_batch, wait, gap, retry_alone=key[0] != "stream")
+            self.batchers[key] = Batcher(
+                work, self.limits.max_batch, wait, gap, retry_alone=key[0] != "stream", observe=self.observe
+            )
         return self.batchers[key]
 
     def card(self) -> dict:
@@ -83,12 +91,23 @@ class Served:
             "method": self.method,
             "base_model": self.base_model,
             "quantized": self.quantized,
+            "version": self.version,
         }
 
 
-def create_app(runs, api_key: str | None = None, limits: Limits | None = None, quantize: str | None = None):
+def create_app(
+    runs,
+    api_key: str | None = None,
+    limits: Limits | None = None,
+    quantize: str | None = None,
+    collect: str | Path | None = None,
+    watch_s: float | None = 2.0,
+    collect_max_rows: int = 1_000_000,
+):
     """The ASGI app serving `runs` (run directories, or {name: run directory}); mount it in your own stack.
-    `quantize="int8"`: /v1/classify runs answer from int8 weights (CPU; faster, answers move slightly)."""
+    `quantize="int8"`: /v1/classify runs answer from int8 weights (CPU; faster, answers move slightly).
+    `collect`: a folder where every answered request is recorded (serve/collect.py), and feedback accepted.
+    `watch_s`: how often a continual run's current version is checked; a new one is swapped in live."""
     limits = limits or Limits()
     _check_settings(api_key, limits)
     if quantize:
@@ -96,17 +115,28 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
 
         check_mode(quantize)  # before any model loads
     named = runs if isinstance(runs, dict) else {Path(r).name: r for r in runs}
-    served = {name: Served(name, Path(path), limits, quantize) for name, path in named.items()}
+    monitor = Monitor()
+    store = Store(collect, collect_max_rows) if collect is not None else None
+    served = {}
+    for name, path in named.items():
+        served[name] = _loaded(Served(name, Path(path), limits, quantize), monitor)
+    swapper = Swapper(served, lambda run: _loaded(Served(run.name, run.run_dir, limits, quantize), monitor), monitor)
 
     @asynccontextmanager
     async def lifespan(_app):
+        watcher = asyncio.create_task(swapper.watch(watch_s)) if watch_s else None
         yield
+        if watcher:
+            watcher.cancel()
         for run in served.values():  # shutdown: requests in flight have finished (uvicorn waits for them)
             for batcher in run.batchers.values():
                 await batcher.close()
+        if store:
+            store.close()
 
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.served = served  # name -> Served: what the app holds, for code that mounts or inspects it
+    app.state.store, app.state.monitor, app.state.swapper = store, monitor, swapper
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
@@ -141,28 +171,82 @@ def create_app(runs, api_key: str | None = None, limits: Limits | None = None, q
     async def models():
         return {"object": "list", "data": [s.card() for s in served.values()]}
 
+    @app.get("/metrics")
+    async def metrics():
+        return Response(monitor.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/admin/reload")
+    async def reload():
+        """Swap in each run's current version now (what the watcher does every few seconds)."""
+        return {"swapped": await swapper.check()}
+
     @app.post("/v1/classify")
     async def classify(request: Request):
         body = parse(await request.body(), ClassifyRequest)
-        run = _model(served, body.model, generative=False)
+        run = _model(served, body.model, generative=False)  # this request stays on this version to its end
         texts = _inputs(run, body.input, limits)
         rows = await _answer(run.batcher("classify", lambda items: classify_items(run.predictor, items)), texts)
         data = [{"index": i, **top_labels(row, body.top_k)} for i, row in enumerate(rows)]
-        return {"object": "list", "model": run.name, "data": data}
+        monitor.answered(run, data)
+        if store:
+            items = [(text, _answer_of(item), row.get("probs") or row) for text, item, row in zip(texts, data, rows)]
+            ids = await asyncio.to_thread(store.record, run.name, run.version, run.task, items)
+            for item, ident in zip(data, ids):
+                item["id"] = ident
+        return {"object": "list", "model": run.name, "version": run.version, "data": data}
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        if store is None:
+            raise ApiError(404, "This server records no requests; start it with --collect DIR to take feedback.")
+        body = _object(await request.body())
+        ident = body.get("id")
+        asked = await asyncio.to_thread(store.request, ident) if isinstance(ident, str) else None
+        if asked is None:
+            raise ApiError(404, f"No recorded request has id {ident!r}.", param="id", code="unknown_id")
+        run = served.get(asked["model"])
+        if run is None:
+            raise ApiError(404, f"Model '{asked['model']}' of that request is not served here.", param="id")
+        kind, value = checked(run, body)
+        await asyncio.to_thread(store.add_feedback, ident, run.name, kind, value)
+        monitor.feedback_for(run.name, asked["version"], kind, value, asked["answer"])
+        return {"object": "feedback", "id": ident, "model": run.name, "kind": kind}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = parse(await request.body(), ChatRequest)
-        return await _complete(served, body, body.messages, "chat.completion", limits, StreamingResponse)
+        return await _complete(served, body, body.messages, "chat.completion", limits, StreamingResponse, store)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = parse(await request.body(), CompletionRequest)
-        return await _complete(
-            served, body, [{"role": "user", "content": body.prompt}], "text_completion", limits, StreamingResponse
-        )
+        messages = [{"role": "user", "content": body.prompt}]
+        return await _complete(served, body, messages, "text_completion", limits, StreamingResponse, store)
 
     return app
+
+
+def _loaded(run: Served, monitor: Monitor) -> Served:
+    run.observe = lambda size, name=run.name: monitor.batch.labels(name).observe(size)
+    monitor.model_loaded(run)
+    return run
+
+
+def _answer_of(item: dict):
+    """What the client was told, as recorded: the label (and labels), the value, or the entities."""
+    return {k: item[k] for k in ("label", "labels", "value", "entities") if k in item}
+
+
+def _object(raw: bytes) -> dict:
+    import json
+
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise ApiError(400, "The request body is not JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
 
 
 def _check_settings(api_key: str | None, limits: Limits) -> None:
@@ -267,7 +351,9 @@ def top_labels(row: dict, k: int) -> dict:
     return out
 
 
-async def _complete(served: dict, body, messages: list[dict], kind: str, limits: Limits, streaming_response):
+async def _complete(
+    served: dict, body, messages: list[dict], kind: str, limits: Limits, streaming_response, store=None
+):
     from .chat import complete, prompt_tokens, stream_chunks
 
     run = _model(served, body.model, generative=True)
@@ -298,6 +384,8 @@ async def _complete(served: dict, body, messages: list[dict], kind: str, limits:
         answer, finish, completion = await complete(run, messages, max_new, body, stops)
     except (TunesmithError, ValueError) as err:
         raise ApiError(400, f"messages: {err}", param="messages", code="invalid_value") from None
+    if store:  # streamed answers are not recorded: the text is only whole once the client has it
+        await asyncio.to_thread(store.record, run.name, run.version, run.task, [(messages, answer, None)], [ident])
     choice = (
         {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}
         if kind == "chat.completion"
@@ -308,6 +396,7 @@ async def _complete(served: dict, body, messages: list[dict], kind: str, limits:
         "object": kind,
         "created": int(time.time()),
         "model": run.name,
+        "system_fingerprint": f"v{run.version}",  # OpenAI's field for "which backend answered": the version
         "choices": [choice],
         "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion},
     }

@@ -21,6 +21,7 @@ class Batcher:
     max_wait_s: float = 0.01
     max_gap_s: float | None = None
     retry_alone: bool = True  # False where work has side effects (streams already sent text: a rerun would repeat it)
+    observe: callable | None = None  # told each batched call's size (metrics)
     _queue: asyncio.Queue | None = field(default=None, init=False)
     _task: asyncio.Task | None = field(default=None, init=False)
     _busy: bool = field(default=False, init=False)
@@ -58,6 +59,8 @@ class Batcher:
     async def _answer(self, pending: list) -> None:
         """One batched call; when it fails, each request alone, so one client's bad input fails only its own request."""
         flat = [item for items, _ in pending for item in items]
+        if self.observe:
+            self.observe(len(flat))
         try:
             results = await asyncio.to_thread(self.work, flat)
         except Exception as exc:  # noqa: BLE001  (each waiting request gets an answer or its own error; the worker lives on)
