@@ -1,6 +1,7 @@
 """serve --collect, /v1/feedback, /metrics and live version swaps, on a tiny continual run."""
 
 import sqlite3
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -104,3 +105,80 @@ def test_a_new_version_is_swapped_in_without_a_restart_and_a_rollback_is_followe
         assert web.post("/admin/reload").json() == {"swapped": ["run"]}
         assert web.post("/v1/classify", json={"model": "run", "input": "x"}).json()["version"] == 1
         assert 'tunesmith_swaps_total{model="run"} 2.0' in web.get("/metrics").text
+
+
+def _send_feedback(web, rows, flip=False):
+    """Ask the server about each text, then tell it the true label (or the opposite one)."""
+    texts = [r["text"] for r in rows]
+    answer = web.post("/v1/classify", json={"model": "run", "input": texts}).json()
+    for item, row in zip(answer["data"], rows):
+        label = row["label"] if not flip else {"positive": "negative", "negative": "positive"}[row["label"]]
+        assert web.post("/v1/feedback", json={"id": item["id"], "label": label}).status_code == 200
+
+
+def _copy(continual_run, tmp_path):
+    import shutil
+
+    source, files = continual_run
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run", files
+
+
+def test_feedback_from_new_traffic_trains_a_promoted_version_that_the_server_swaps_in(continual_run, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    rows = pd.read_csv(files[("second", "train")]).to_dict("records")
+    with _client(run_dir, collect=tmp_path / "store", watch_s=0.2) as web:
+        _send_feedback(web, rows)
+        too_few = CliRunner().invoke(
+            app, ["update", str(run_dir), "--from-feedback", str(tmp_path / "store"), "--min-examples", "500"]
+        )
+        assert too_few.exit_code == 2 and "waits for --min-examples 500" in too_few.output
+        done = CliRunner().invoke(
+            app, ["loop", str(run_dir), "--collect", str(tmp_path / "store"), "--every", "40", "--once"]
+        )
+        assert done.exit_code == 0, done.output
+        assert "promoted" in done.output and "version 2 is current" in done.output
+        gate = json.loads((run_dir / "versions" / "v2" / "gate.json").read_text())
+        assert gate["promoted"] and gate["new_after"] > gate["new_before"] and gate["forgetting"] <= 0.01
+        deadline = time.time() + 60
+        while web.post("/v1/classify", json={"model": "run", "input": "x"}).json()["version"] != 2:
+            assert time.time() < deadline, "the server did not swap in version 2"
+            time.sleep(0.2)
+        again = CliRunner().invoke(
+            app, ["loop", str(run_dir), "--collect", str(tmp_path / "store"), "--every", "40", "--once"]
+        )
+        assert again.exit_code == 0 and "training" not in again.output  # that feedback is used up
+        shown = CliRunner().invoke(app, ["monitor", str(tmp_path / "store"), "--json"])
+        summary = {s["version"]: s for s in json.loads(shown.output)}
+        assert summary[1]["feedback"] == 80 and summary[1]["requests"] >= 80 and summary[2]["requests"] >= 1
+        assert 0 <= summary[1]["feedback_agreement"] <= 1 and set(summary[1]["label_shares"]) <= {
+            "positive",
+            "negative",
+        }
+
+
+def test_feedback_that_contradicts_the_original_data_is_not_promoted(continual_run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from tunesmith.methods.continual_feedback import update_from_feedback
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    rows = pd.read_csv(files[("first", "train")]).to_dict("records")
+    with _client(run_dir, collect=tmp_path / "store") as web:
+        _send_feedback(web, rows, flip=True)  # the original domain, every label the other way round
+    result = update_from_feedback(run_dir, tmp_path / "store", min_examples=40)
+    gate = result["gate"]
+    assert not gate["promoted"] and gate["reasons"]  # it forgot the original data, or did not learn the new
+    state = json.loads((run_dir / "continual.json").read_text())
+    assert state["current"] == 1 and state["feedback_seq"] == 80
+    assert json.loads((run_dir / "versions" / "rejected-1" / "gate.json").read_text())["reasons"] == gate["reasons"]
+    assert not (run_dir / "versions" / "v2").exists()

@@ -291,6 +291,13 @@ class ContinualMethod(SupervisedMethod):
         description="ewc: training examples used to estimate the diagonal Fisher information "
         "(one backward pass each: the cost of ewc).",
     )
+    max_forgetting: float = Field(
+        0.01,
+        ge=0,
+        description="Updates from feedback (`tunesmith update --from-feedback`, `tunesmith loop`): the most the "
+        "score on the earlier experiences (the original test set among them) may drop for a new version to be "
+        "promoted; 0.01 = 1 point.",
+    )
     lwf_alpha: float = Field(1.0, ge=0, description="lwf: weight of distillation from the previous model's outputs.")
     lwf_temperature: float = Field(2.0, gt=0, description="lwf: softmax temperature of that distillation.")
 

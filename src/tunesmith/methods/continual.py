@@ -426,9 +426,20 @@ def updatable(run_dir: Path) -> tuple[Path, dict]:
     return run_dir, read_state(run_dir, "`tunesmith update` needs method: continual.")
 
 
-def update_run(run_dir: Path, experience: Experience, max_forgetting: float | None = None) -> dict:
-    """Train version N+1 from the current version on a new experience, with the run's strategy and saved
-    state; refuse it (nothing written) when old-data accuracy drops by more than `max_forgetting`."""
+def update_run(
+    run_dir: Path,
+    experience: Experience,
+    max_forgetting: float | None = None,
+    gate: bool = False,
+    consumed: dict | None = None,
+) -> dict:
+    """Train version N+1 from the current version on a new experience, with the run's strategy and saved state.
+
+    Refused (nothing written) when old-data accuracy drops by more than `max_forgetting`. With `gate` (updates
+    from feedback), the new version must also score above the current one on the new experience's evaluation
+    set (the held-out feedback); a version that fails is kept as a rejected candidate (versions/rejected-<n>/,
+    with gate.json saying why) and the current version stays. `consumed`: state to record however it ends
+    (which feedback was used). The returned metrics carry the decision under "gate"."""
     from ..errors import TunesmithError
     from ..recipe import load_recipe
 
@@ -438,26 +449,30 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
     datas = [learner.task.load(e.data, recipe.train.seed) for e in exps]
     before = learner.scores(datas[:-1])
+    before_new = learner.scores(datas[-1:])[0] if gate else None
     _claim_update(run_dir)
     try:
         with own_accelerate_state():
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
         row = learner.scores(datas)
-        drop = sum(before) / len(before) - sum(row[:-1]) / len(before)
+        decision = _decision(learner.task.metric, before, before_new, row, max_forgetting)
         log.info(
-            f"old experiences: {learner.task.metric} {sum(before) / len(before):.4f} -> "
-            f"{sum(row[:-1]) / len(before):.4f}; "
-            f"new ({experience.name}): {row[-1]:.4f}"
+            f"old experiences: {learner.task.metric} {decision['old_before']:.4f} -> {decision['old_after']:.4f}; "
+            f"new ({experience.name}): "
+            + (f"{before_new:.4f} -> " if before_new is not None else "")
+            + f"{row[-1]:.4f}"
         )
-        if max_forgetting is not None and drop > max_forgetting:
+        if decision["reasons"] and not gate:
             raise TunesmithError(
-                f"update refused: {learner.task.metric} on the earlier experiences fell by {drop:.4f} (> "
-                f"--max-forgetting {max_forgetting}). "
-                f"Version {state['current']} stays current; try more replay (method.replay_ratio) or a stronger "
-                f"method.ewc_lambda."
+                f"update refused: {decision['reasons'][0]}. Version {state['current']} stays current; try more "
+                "replay (method.replay_ratio) or a stronger method.ewc_lambda."
             )
+        if decision["reasons"]:
+            return _reject(run_dir, learner, experience, row, state, decision, consumed)
         version = 1 + max(int(p.name[1:]) for p in _version_folders(run_dir))
         learner.save_version(run_dir / VERSIONS_DIR / f"v{version}", experience.name, row)
+        if gate:
+            runs.write_json(run_dir / VERSIONS_DIR / f"v{version}" / GATE_FILE, decision)
         matrix = [r + [None] for r in state["matrix"]] + [row]
         state.update(
             current=version,
@@ -465,11 +480,61 @@ def update_run(run_dir: Path, experience: Experience, max_forgetting: float | No
             matrix=matrix,
             initial=state["initial"] + [None],
             lineage=state["lineage"] + [version],
+            **(consumed or {}),
         )
         metrics = finish(run_dir, recipe, learner, datas, state)
+        metrics["gate"] = decision
     finally:
         runs.set_status(run_dir, "finished")
     return metrics
+
+
+GATE_FILE = "gate.json"
+KEEP_REJECTED = 3  # rejected candidates kept on disk (each is a whole model): the newest few
+
+
+def _decision(metric: str, before: list, before_new, row: list, max_forgetting) -> dict:
+    """Both numbers a promotion rests on, and why not where it fails."""
+    old_before, old_after = sum(before) / len(before), sum(row[:-1]) / len(before)
+    drop, reasons = old_before - old_after, []
+    if max_forgetting is not None and drop > max_forgetting:
+        reasons.append(
+            f"{metric} on the earlier experiences fell by {drop:.4f} ({old_before:.4f} -> {old_after:.4f}), more "
+            f"than the forgetting budget {max_forgetting}"
+        )
+    if before_new is not None and not row[-1] > before_new:
+        reasons.append(
+            f"{metric} on the held-out new data is {row[-1]:.4f}, not above the current version's {before_new:.4f}"
+        )
+    return {
+        "metric": metric,
+        "old_before": old_before,
+        "old_after": old_after,
+        "forgetting": drop,
+        "max_forgetting": max_forgetting,
+        "new_before": before_new,
+        "new_after": row[-1],
+        "promoted": not reasons,
+        "reasons": reasons,
+    }
+
+
+def _reject(run_dir: Path, learner, experience, row, state: dict, decision: dict, consumed: dict | None) -> dict:
+    """Keep the candidate beside the versions (for a look), record why, and leave the current version as it is."""
+    rejected = sorted(
+        (p for p in (run_dir / VERSIONS_DIR).glob("rejected-*") if p.name[9:].isdigit()), key=lambda p: int(p.name[9:])
+    )
+    number = 1 + (int(rejected[-1].name[9:]) if rejected else 0)
+    folder = run_dir / VERSIONS_DIR / f"rejected-{number}"
+    learner.save_version(folder, experience.name, row)
+    runs.write_json(folder / GATE_FILE, {**decision, "experience": experience.model_dump(mode="json")})
+    for old in rejected[: max(0, len(rejected) + 1 - KEEP_REJECTED)]:
+        shutil.rmtree(old)
+    state.update(consumed or {})
+    state["rejected"] = state.get("rejected", []) + [{"candidate": folder.name, "reasons": decision["reasons"]}]
+    runs.write_json(run_dir / STATE_FILE, state)
+    log.warning(f"version not promoted ({'; '.join(decision['reasons'])}); version {state['current']} stays current")
+    return {"gate": decision, "continual": {"version": state["current"]}, "candidate": str(folder)}
 
 
 def _claim_update(run_dir: Path) -> None:

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 
 from ..errors import TunesmithError
 from ..predict import Predictor, identify, load_base
+from ..runs.collect import Store
 from .batching import Batcher
-from .collect import Store
 from .errors import ApiError
 from .feedback import checked
 from .guard import Guard

@@ -138,6 +138,33 @@ class Store:
             rows = self._db.execute(query + " ORDER BY seq", params).fetchall()
         return [_request(r) for r in rows]
 
+    def summary(self, recent: int = 10_000) -> list[dict]:
+        """Per model and version: requests, the top-label shares and mean confidence (over its last `recent`
+        answers), feedback received and how much of it agreed with the answer given."""
+        with self._lock:
+            groups = self._db.execute(
+                "SELECT model, version, COUNT(*), MIN(time), MAX(time) FROM requests GROUP BY model, version "
+                "ORDER BY model, version"
+            ).fetchall()
+            out = []
+            for model, version, count, first, last in groups:
+                rows = self._db.execute(
+                    "SELECT r.answer, r.scores, f.kind, f.value FROM requests r LEFT JOIN feedback f ON f.id = r.id "
+                    "WHERE r.model=? AND r.version=? ORDER BY r.seq DESC LIMIT ?",
+                    (model, version, recent),
+                ).fetchall()
+                out.append(
+                    {
+                        "model": model,
+                        "version": version,
+                        "requests": count,
+                        "first": first,
+                        "last": last,
+                        **_signals(rows),
+                    }
+                )
+        return out
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -159,3 +186,25 @@ def _request(row) -> dict:
 
 def _dump(value) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _signals(rows: list) -> dict:
+    labels, confidence, feedback, agreed = {}, [], 0, 0
+    for answer, scores, kind, value in rows:
+        answer = json.loads(answer)
+        label = answer.get("label") if isinstance(answer, dict) else None
+        if label is not None:
+            labels[label] = labels.get(label, 0) + 1
+        probs = json.loads(scores) if scores else None
+        if isinstance(probs, dict) and probs and all(isinstance(v, (int, float)) for v in probs.values()):
+            confidence.append(max(probs.values()))
+        if kind is not None:
+            feedback += 1
+            agreed += kind == "label" and json.loads(value) == label
+    total = sum(labels.values())
+    return {
+        "label_shares": {k: v / total for k, v in sorted(labels.items())} if total else {},
+        "mean_confidence": sum(confidence) / len(confidence) if confidence else None,
+        "feedback": feedback,
+        "feedback_agreement": agreed / feedback if feedback else None,
+    }

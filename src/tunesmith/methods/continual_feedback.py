@@ -1,0 +1,72 @@
+"""Feedback collected by `tunesmith serve --collect` as a continual run's next experience, and the gated
+update on it (`tunesmith update --from-feedback`, `tunesmith loop`).
+
+The feedback not used by an earlier update (the run's state remembers how far it got) becomes a labeled file
+in the run's feedback/<n>/ folder; a seeded share is held out and is never trained on: the new version must
+beat the current one there, and lose no more than method.max_forgetting on the earlier experiences."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import TunesmithError
+from ..recipe import DataSection, Experience, load_recipe
+from ..runs import rundir as runs
+from ..runs.collect import Store
+from .continual import updatable, update_run
+
+FEEDBACK_DIR = "feedback"
+KINDS = {"label": "classification", "value": "regression"}  # what feedback can train today
+
+
+def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[list[dict], int]:
+    """(the feedback rows no update has used yet, the last one's position)."""
+    run_dir, state = updatable(run_dir)
+    rows = Store(store_dir, readonly=True).feedback(model or run_dir.name, after=state.get("feedback_seq", 0))
+    usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
+    return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0)
+
+
+def update_from_feedback(
+    run_dir: Path, store_dir: Path, min_examples: int = 50, holdout: float = 0.2, model: str | None = None
+) -> dict:
+    """Train and gate the next version on the pending feedback; the returned metrics say what was decided."""
+    run_dir = Path(run_dir)
+    rows, last = pending(run_dir, store_dir, model)
+    if len(rows) < min_examples:
+        raise TunesmithError(
+            f"{len(rows)} new feedback row(s) for {model or run_dir.name}; an update waits for --min-examples "
+            f"{min_examples}."
+        )
+    recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    experience = _experience(run_dir, recipe, rows, holdout)
+    budget = getattr(recipe.method, "max_forgetting", 0.01)
+    return update_run(run_dir, experience, budget, gate=True, consumed={"feedback_seq": last})
+
+
+def _experience(run_dir: Path, recipe, rows: list[dict], holdout: float) -> Experience:
+    """The feedback as train.csv and holdout.csv in the run's feedback/<n>/, in the run's own column names."""
+    base = recipe.data or recipe.experiences[-1].data
+    text, label = base.text_column, base.label_column
+    table = [{text: r["input"], label: r["value"]} for r in rows]
+    random.Random(recipe.train.seed + len(rows)).shuffle(table)
+    cut = max(1, round(holdout * len(table)))
+    used = [int(p.name) for p in (run_dir / FEEDBACK_DIR).glob("*") if p.name.isdigit()]
+    folder = run_dir / FEEDBACK_DIR / str(1 + max(used, default=0))
+    folder.mkdir(parents=True)
+    pd.DataFrame(table[cut:]).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(table[:cut]).to_csv(folder / "holdout.csv", index=False)
+    section = DataSection.model_validate(
+        {
+            **base.model_dump(),
+            "train": str(folder / "train.csv"),
+            "validation": None,
+            "test": str(folder / "holdout.csv"),
+            "filter": None,
+            "max_train_samples": None,
+        }
+    )
+    return Experience(name=f"feedback-{folder.name}", data=section)
