@@ -39,7 +39,14 @@ BF16_LANE = {
     "test_cli",
 }
 # over 10 s each: real models, process groups; longest first (the order they are handed to the workers)
-SLOW = ("test_real_smollm2", "test_real_minilm", "test_distributed", "test_ui_browser", "test_tracking")
+SLOW = (
+    "test_real_smollm2",
+    "test_real_minilm",
+    "test_distributed",
+    "test_ui_browser",
+    "test_tracking",
+    "test_feedback_loop",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,6 +12,8 @@ from tunesmith.errors import TunesmithError
 from tunesmith.recipe import Experience
 from tunesmith.serve import create_app
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def continual_run(tmp_path_factory):
@@ -182,3 +184,77 @@ def test_feedback_that_contradicts_the_original_data_is_not_promoted(continual_r
     assert state["current"] == 1 and state["feedback_seq"] == 80
     assert json.loads((run_dir / "versions" / "rejected-1" / "gate.json").read_text())["reasons"] == gate["reasons"]
     assert not (run_dir / "versions" / "v2").exists()
+
+
+def test_clients_running_through_a_swap_all_get_answers(continual_run, tmp_path):
+    import threading
+
+    import uvicorn
+
+    from tests.conftest import free_port
+    from tunesmith.methods.continual import update_run
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app([run_dir], watch_s=0.2), host="127.0.0.1", port=port, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    import httpx
+
+    seen, failures, stop = [], [], threading.Event()
+
+    def client():
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as web:
+            while not stop.is_set():
+                reply = web.post("/v1/classify", json={"model": "run", "input": "a product good 7"})
+                (seen if reply.status_code == 200 else failures).append(reply.json().get("version", reply.text))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        second = {"train": str(files[("second", "train")]), "validation": str(files[("second", "validation")])}
+        update_run(run_dir, Experience(name="second", data=second))
+        deadline = time.time() + 60
+        while 2 not in seen[-5:] and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+        server.should_exit = True
+    assert failures == []
+    assert seen[0] == 1 and seen[-1] == 2 and seen.count(1) > 0 and seen.count(2) > 0
+
+
+def test_a_loop_killed_mid_update_finishes_one_update_when_started_again(continual_run, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    rows = pd.read_csv(files[("second", "train")]).to_dict("records")
+    with _client(run_dir, collect=tmp_path / "store") as web:
+        _send_feedback(web, rows)
+    command = [sys.executable, "-m", "tunesmith", "loop", str(run_dir), "--collect", str(tmp_path / "store")]
+    command += ["--every", "40", "--once"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in first.stdout:  # killed once training has begun
+        if "training the next version" in line:
+            time.sleep(1.0)
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait()
+    assert json.loads((run_dir / "continual.json").read_text())["current"] == 1
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    state = json.loads((run_dir / "continual.json").read_text())
+    assert state["current"] == 2 and state["lineage"] == [1, 2] and state["feedback_seq"] == 80
+    assert sorted(p.name for p in (run_dir / "versions").iterdir()) == ["v1", "v2"]
