@@ -96,6 +96,9 @@ def update(
 def say_decision(metrics: dict) -> None:
     """The gate's two numbers and its decision, as `update --from-feedback` and `loop` print them."""
     gate = metrics["gate"]
+    if gate["new_before"] is None:  # --no-gate: nothing was compared
+        out.print(f"version {metrics['continual']['version']} is current (no gate).")
+        return
     out.print(
         f"held-out feedback: {gate['metric']} {gate['new_before']:.4f} (current) -> {gate['new_after']:.4f} (new); "
         f"earlier experiences: {gate['old_before']:.4f} -> {gate['old_after']:.4f} "
@@ -160,6 +163,9 @@ def loop(
     ] = 0.2,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the feedback.", min=0.1)] = 10.0,
     once: Annotated[bool, typer.Option("--once", help="One look (and at most one update), then stop.")] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="--no-gate promotes every new version (not recommended).")
+    ] = True,
     model: Annotated[
         Optional[str], typer.Option(help="The served model name (default: the run's folder name).")
     ] = None,
@@ -177,7 +183,7 @@ def loop(
         if len(rows) >= every:
             out.print(f"{len(rows)} new feedback rows: training the next version")
             try:
-                say_decision(update_from_feedback(run_dir, collect, every, holdout, model))
+                say_decision(update_from_feedback(run_dir, collect, every, holdout, model, gate))
             except TunesmithError as err:  # another update running, data refused: say it and look again later
                 out.print(f"update not made: {err}")
         if once:

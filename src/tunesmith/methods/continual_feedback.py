@@ -31,9 +31,15 @@ def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[l
 
 
 def update_from_feedback(
-    run_dir: Path, store_dir: Path, min_examples: int = 50, holdout: float = 0.2, model: str | None = None
+    run_dir: Path,
+    store_dir: Path,
+    min_examples: int = 50,
+    holdout: float = 0.2,
+    model: str | None = None,
+    gate: bool = True,
 ) -> dict:
-    """Train and gate the next version on the pending feedback; the returned metrics say what was decided."""
+    """Train and gate the next version on the pending feedback; the returned metrics say what was decided.
+    `gate=False` promotes whatever comes out (the reference the gate is measured against)."""
     run_dir = Path(run_dir)
     rows, last = pending(run_dir, store_dir, model)
     if len(rows) < min_examples:
@@ -43,8 +49,8 @@ def update_from_feedback(
         )
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     experience = _experience(run_dir, recipe, rows, holdout)
-    budget = getattr(recipe.method, "max_forgetting", 0.01)
-    return update_run(run_dir, experience, budget, gate=True, consumed={"feedback_seq": last})
+    budget = getattr(recipe.method, "max_forgetting", 0.01) if gate else None
+    return update_run(run_dir, experience, budget, gate=gate, consumed={"feedback_seq": last})
 
 
 def _experience(run_dir: Path, recipe, rows: list[dict], holdout: float) -> Experience:
