@@ -163,3 +163,22 @@ def test_a_log_with_several_trainings_reads_as_one_sequence():
     assert shown["train"]["step"] == [10, 20, 30]
     assert shown["eval"]["epoch"] == [1, 2] and shown["eval"]["step"] == [20, 35]
     assert shown["eval"]["f1"] == [0.5, 0.7] and shown["eval"]["kept"] == [False, True]
+
+
+def test_the_monitor_shows_what_a_serve_collect_folder_recorded(runs_dir, tmp_path):
+    from tunesmith.runs.collect import Store
+
+    store = Store(tmp_path / "collected")
+    ids = store.record(
+        "first",
+        1,
+        "classification",
+        [("good", {"label": "positive"}, {"positive": 0.9, "negative": 0.1}), ("bad", {"label": "negative"}, None)],
+    )
+    store.add_feedback(ids[0], "first", "label", "negative")
+    store.close()
+    assert client(runs_dir).get("/api/monitor").json() == {"collect": None, "models": []}
+    (shown,) = client(runs_dir, collect=tmp_path / "collected").get("/api/monitor").json()["models"]
+    assert shown["model"] == "first" and shown["requests"] == 2 and shown["version"] == 1
+    assert shown["label_shares"] == {"negative": 0.5, "positive": 0.5} and shown["mean_confidence"] == 0.9
+    assert shown["feedback"] == 1 and shown["feedback_agreement"] == 0.0

@@ -21,6 +21,10 @@ def ui(
         Optional[str],
         typer.Option("--api-key", envvar="TUNESMITH_API_KEY", help="Ask for this key before showing anything."),
     ] = None,
+    collect: Annotated[
+        Optional[Path],
+        typer.Option(help="The folder of a `tunesmith serve --collect`: adds a Monitor page.", metavar="DIR"),
+    ] = None,
     allow_train: Annotated[
         bool, typer.Option("--allow-train", help="Let the page start and stop runs (read-only without it).")
     ] = False,
@@ -42,7 +46,7 @@ def ui(
             "port sees your runs" + (" and can start training (--allow-train)." if allow_train else ".")
         )
     cap_malloc_arenas()
-    application = create_ui_app(runs_dir, allow_train=allow_train, api_key=api_key, host=host)
+    application = create_ui_app(runs_dir, allow_train=allow_train, api_key=api_key, host=host, collect=collect)
     mode = "start and stop runs allowed" if allow_train else "read-only"
     err.print(f"Dashboard for {runs_dir} on http://{host}:{port} ({mode}). Ctrl-C stops.")
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -44,7 +44,9 @@ def create_ui_app(
     api_key: str | None = None,
     host: str = "127.0.0.1",
     workdir: str | Path | None = None,
+    collect: str | Path | None = None,
 ) -> FastAPI:
+    """`collect`: the folder of a `tunesmith serve --collect`, shown on the Monitor page."""
     root = Path(runs_dir)
     if not root.is_dir():
         raise TunesmithError(f"{root} is not a folder. Pass the folder that holds your run directories.")
@@ -82,7 +84,28 @@ def create_ui_app(
     @app.get("/api/runs")
     async def runs():
         rows = await asyncio.to_thread(index.rows)
-        return {"root": str(root), "allow_train": allow_train, "runs": rows, "jobs": jobs.list()}
+        return {
+            "root": str(root),
+            "allow_train": allow_train,
+            "monitor": collect is not None,
+            "runs": rows,
+            "jobs": jobs.list(),
+        }
+
+    @app.get("/api/monitor")
+    async def monitor():
+        if collect is None:
+            return {"collect": None, "models": []}
+        from ..runs.collect import Store
+
+        def read():
+            store = Store(collect, readonly=True)
+            try:
+                return store.summary()
+            finally:
+                store.close()
+
+        return {"collect": str(collect), "models": await asyncio.to_thread(read)}
 
     @app.get("/api/run")
     async def run(name: str):

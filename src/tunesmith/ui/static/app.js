@@ -59,6 +59,7 @@ async function runsPage() {
   info = data;
   document.getElementById("root").textContent = data.root;
   document.getElementById("nav-new").hidden = !data.allow_train;
+  document.getElementById("nav-monitor").hidden = !data.monitor;
   const filter = el("input", { type: "text", id: "filter", placeholder: "filter: name, model, method, status…", value: filterText, size: 40 });
   const compare = el("button", { id: "compare", disabled: true }, "Compare selected");
   const table = el("table", { id: "runs" });
@@ -320,6 +321,18 @@ async function newRunPage() {
     el("div", { class: "toolbar" }, name, file), text, el("div", { class: "toolbar" }, start), message);
 }
 
+// ---------------------------------------------------------------- monitor (serve --collect)
+async function monitorPage() {
+  const d = await api("/api/monitor");
+  if (!d.collect) { view.replaceChildren(el("p", {}, "Start the dashboard with --collect DIR (the folder of tunesmith serve --collect).")); return; }
+  const pct = (v) => (typeof v === "number" ? `${(100 * v).toFixed(1)}%` : "—");
+  view.replaceChildren(el("h1", {}, "Monitor"), el("p", { class: "muted" }, `requests recorded in ${d.collect}`),
+    el("table", { id: "monitor" }, el("tr", {}, ["model", "version", "requests", "predicted labels", "mean confidence", "feedback", "agreed"].map((h) => el("th", {}, h))),
+      d.models.map((m) => el("tr", {}, el("td", {}, m.model), el("td", { class: "num" }, m.version), el("td", { class: "num" }, m.requests),
+        el("td", {}, Object.entries(m.label_shares).map(([k, v]) => `${k} ${pct(v)}`).join(", ") || "—"),
+        el("td", { class: "num" }, fmt(m.mean_confidence, 3)), el("td", { class: "num" }, m.feedback), el("td", { class: "num" }, pct(m.feedback_agreement))))));
+}
+
 // ---------------------------------------------------------------- routing
 async function route() {
   stop();
@@ -330,6 +343,7 @@ async function route() {
     else if (page === "compare") await comparePage(arg.split(",").map(decodeURIComponent));
     else if (page === "playground") await playgroundPage(name);
     else if (page === "new") await newRunPage();
+    else if (page === "monitor") await monitorPage();
     else await runsPage();
   } catch (e) {
     if (e.message !== "sign in first") view.replaceChildren(el("h1", {}, "Not available"), el("p", { class: "error" }, e.message));
