@@ -100,8 +100,9 @@ def say_decision(metrics: dict) -> None:
         out.print(f"version {metrics['continual']['version']} is current (no gate).")
         return
     out.print(
-        f"held-out feedback: {gate['metric']} {gate['new_before']:.4f} (current) -> {gate['new_after']:.4f} (new); "
-        f"earlier experiences: {gate['old_before']:.4f} -> {gate['old_after']:.4f} "
+        f"held-out feedback ({gate['heldout_rows']} rows): {gate['metric']} {gate['new_before']:.4f} (current) -> "
+        f"{gate['new_after']:.4f} (new); "
+        f"data it knew before: {gate['old_before']:.4f} -> {gate['old_after']:.4f} "
         f"(forgetting {gate['forgetting']:+.4f}, budget {gate['max_forgetting']})"
     )
     if gate["promoted"]:

@@ -448,19 +448,19 @@ def update_run(
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
     datas = [learner.task.load(e.data, recipe.train.seed) for e in exps]
-    before = learner.scores(datas[:-1])
-    before_new = learner.scores(datas[-1:])[0] if gate else None
+    before = learner.scores(datas if gate else datas[:-1])  # gated: the current version on the new data too
     _claim_update(run_dir)
     try:
         with own_accelerate_state():
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
         row = learner.scores(datas)
-        decision = _decision(learner.task.metric, before, before_new, row, max_forgetting)
+        sizes = [len(d.evaluation) for d in datas]
+        decision = _decision(learner.task.metric, before, row, sizes, [e.name for e in exps], gate, max_forgetting)
         log.info(
             f"old experiences: {learner.task.metric} {decision['old_before']:.4f} -> {decision['old_after']:.4f}; "
             f"new ({experience.name}): "
-            + (f"{before_new:.4f} -> " if before_new is not None else "")
-            + f"{row[-1]:.4f}"
+            + (f"{decision['new_before']:.4f} -> " if gate else "")
+            + f"{decision['new_after']:.4f}"
         )
         if decision["reasons"] and not gate:
             raise TunesmithError(
@@ -493,18 +493,35 @@ GATE_FILE = "gate.json"
 KEEP_REJECTED = 3  # rejected candidates kept on disk (each is a whole model): the newest few
 
 
-def _decision(metric: str, before: list, before_new, row: list, max_forgetting) -> dict:
-    """Both numbers a promotion rests on, and why not where it fails."""
-    old_before, old_after = sum(before) / len(before), sum(row[:-1]) / len(before)
+FEEDBACK_PREFIX = "feedback-"  # experiences made from served feedback (methods/continual_feedback.py)
+
+
+def _decision(metric: str, before: list, row: list, sizes: list, names: list, gate: bool, max_forgetting) -> dict:
+    """Both numbers a promotion rests on, and why not where it fails.
+
+    Forgetting is measured on the experiences that did not come from feedback (the original data; all earlier
+    experiences for a plain update). With `gate`, "new" is every held-out feedback row so far, the new
+    update's and the earlier ones' (never trained on): one update's holdout alone is a few dozen rows, and a
+    gate on so few would promote or refuse by chance."""
+    count = len(row)
+    if gate:
+        feedback = [i for i in range(count) if names[i].startswith(FEEDBACK_PREFIX) or i == count - 1]
+        original = [i for i in range(count) if i not in feedback] or list(range(count - 1))
+    else:
+        feedback, original = [count - 1], list(range(count - 1))
+    old_before, old_after = _weighted(before, original, sizes), _weighted(row, original, sizes)
+    new_before = _weighted(before, feedback, sizes) if gate else None
+    new_after = _weighted(row, feedback, sizes)
     drop, reasons = old_before - old_after, []
     if max_forgetting is not None and drop > max_forgetting:
         reasons.append(
-            f"{metric} on the earlier experiences fell by {drop:.4f} ({old_before:.4f} -> {old_after:.4f}), more "
+            f"{metric} on the data it knew before fell by {drop:.4f} ({old_before:.4f} -> {old_after:.4f}), more "
             f"than the forgetting budget {max_forgetting}"
         )
-    if before_new is not None and not row[-1] > before_new:
+    if gate and not new_after > new_before:
         reasons.append(
-            f"{metric} on the held-out new data is {row[-1]:.4f}, not above the current version's {before_new:.4f}"
+            f"{metric} on the held-out feedback ({sum(sizes[i] for i in feedback)} rows) is {new_after:.4f}, not "
+            f"above the current version's {new_before:.4f}"
         )
     return {
         "metric": metric,
@@ -512,11 +529,18 @@ def _decision(metric: str, before: list, before_new, row: list, max_forgetting) 
         "old_after": old_after,
         "forgetting": drop,
         "max_forgetting": max_forgetting,
-        "new_before": before_new,
-        "new_after": row[-1],
+        "new_before": new_before,
+        "new_after": new_after,
+        "heldout_rows": sum(sizes[i] for i in feedback),
         "promoted": not reasons,
         "reasons": reasons,
     }
+
+
+def _weighted(scores: list, picked: list[int], sizes: list[int]) -> float:
+    """The score over the picked evaluation sets together (each weighs by its rows)."""
+    total = sum(sizes[i] for i in picked)
+    return sum(scores[i] * sizes[i] for i in picked) / total if total else float("nan")
 
 
 def _reject(run_dir: Path, learner, experience, row, state: dict, decision: dict, consumed: dict | None) -> dict:

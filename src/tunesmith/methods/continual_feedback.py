@@ -16,7 +16,7 @@ from ..errors import TunesmithError
 from ..recipe import DataSection, Experience, load_recipe
 from ..runs import rundir as runs
 from ..runs.collect import Store
-from .continual import updatable, update_run
+from .continual import FEEDBACK_PREFIX, updatable, update_run
 
 FEEDBACK_DIR = "feedback"
 KINDS = {"label": "classification", "value": "regression"}  # what feedback can train today
@@ -75,4 +75,4 @@ def _experience(run_dir: Path, recipe, rows: list[dict], holdout: float) -> Expe
             "max_train_samples": None,
         }
     )
-    return Experience(name=f"feedback-{folder.name}", data=section)
+    return Experience(name=f"{FEEDBACK_PREFIX}{folder.name}", data=section)
