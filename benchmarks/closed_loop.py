@@ -70,8 +70,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def traffic(url: str, texts: list[tuple[str, str, str]], clients: int, feedback_share: float, log: list) -> None:
-    """`clients` threads send the texts in order (each once); log gets (start, seconds, status, version, phase)."""
+def traffic(url: str, texts: list, clients: int, feedback_share: float, log: list, until=None) -> None:
+    """`clients` threads send the texts in order (each once; with `until`, round and round until it is true);
+    log gets (start, seconds, status, version, phase)."""
     import httpx
 
     queue, lock, rng = list(texts), threading.Lock(), random.Random(0)
@@ -80,8 +81,12 @@ def traffic(url: str, texts: list[tuple[str, str, str]], clients: int, feedback_
         with httpx.Client(base_url=url, timeout=120) as web:
             while True:
                 with lock:
-                    if not queue:
+                    if until is not None and until():
                         return
+                    if not queue:
+                        if until is None:
+                            return
+                        queue.extend(texts)
                     text, label, phase = queue.pop(0)
                     give = rng.random() < feedback_share
                 start = time.time()
@@ -144,7 +149,16 @@ def arm(folder: Path, run: Path, gate: bool, every: int, clients: int) -> dict:
         )
         new = [(t, y, NEW) for t, y in split("train", NEW).itertuples(index=False)]
         traffic(url, new, clients, 0.1, log)
-        time.sleep(5)
+        # the load goes on (no more feedback) until the loop has used what it can and the server follows
+        after = [(t, y, "after") for t, y in split("validation", NEW).itertuples(index=False)]
+        deadline, seen = time.time() + 1200, {"at": 0.0, "done": False}
+
+        def done() -> bool:  # looked up every 2 s, not on each of the clients' requests
+            if time.time() - seen["at"] > 2:
+                seen.update(at=time.time(), done=caught_up(run, store, every) or time.time() > deadline)
+            return seen["done"]
+
+        traffic(url, after, clients, 0.0, log, until=done)
     finally:
         if updater:
             updater.terminate()
@@ -152,6 +166,20 @@ def arm(folder: Path, run: Path, gate: bool, every: int, clients: int) -> dict:
         server.terminate()
         server.wait()
     return {"log": log, "switched": switched, "decisions": decisions, "run": run, "store": store}
+
+
+def caught_up(run: Path, store: Path, every: int) -> bool:
+    """No update running, fewer than `every` feedback rows waiting, and the server on the current version."""
+    from tunesmith.methods.continual_feedback import pending
+    from tunesmith.runs import rundir
+
+    if rundir.process_alive(rundir.read_json(run / "run.json").get("updating")):
+        return False
+    try:
+        waiting = len(pending(run, store)[0])
+    except Exception:  # noqa: BLE001  (the store is being written: look again)
+        return False
+    return waiting < every and time.time() - (run / "continual.json").stat().st_mtime > 5
 
 
 def _wait(url: str) -> None:
@@ -176,9 +204,11 @@ def report(result: dict) -> dict:
     log, run = sorted(result["log"]), result["run"]
     state = json.loads((run / "continual.json").read_text())
     tests = {OLD: split("test", OLD), NEW: split("test", NEW)}
+    folders = [f"v{v}" for v in state["lineage"]] + [r["candidate"] for r in state.get("rejected", [])]
     versions = [
-        {"version": v, **{d: accuracy(run / "versions" / f"v{v}" / "model", f) for d, f in tests.items()}}
-        for v in state["lineage"]
+        {"version": name, **{d: accuracy(run / "versions" / name / "model", f) for d, f in tests.items()}}
+        for name in folders
+        if (run / "versions" / name / "model").is_dir()
     ]
     swaps = [log[i][0] for i in range(1, len(log)) if log[i][3] != log[i - 1][3] and log[i][3] is not None]
     around = []
@@ -251,8 +281,7 @@ def publish(results: dict, args) -> None:
     rows, swaps, drift = [], [], []
     for name, r in results.items():
         for v in r["versions"]:
-            rows.append([name, f"v{v['version']}", f"{v[NEW]:.4f}", f"{v[OLD]:.4f}"])
-        rows.append([name, f"rejected candidates: {len(r['rejected'])}", "", ""])
+            rows.append([name, v["version"], f"{v[NEW]:.4f}", f"{v[OLD]:.4f}"])
         swaps.append(
             [
                 name,
@@ -266,7 +295,8 @@ def publish(results: dict, args) -> None:
         for phase, s in r["signals"].items():
             drift.append([name, phase, s["requests"], f"{s['mean_confidence']:.3f}", f"{s['positive_share']:.3f}"])
     ours = results["tunesmith loop (replay + gate)"]
-    first, last = ours["versions"][0], ours["versions"][-1]
+    promoted = [v for v in ours["versions"] if v["version"].startswith("v")]
+    first, last = promoted[0], promoted[-1]
     write(
         "closed_loop",
         title="the closed loop under load: served on books, traffic from kitchen reviews, feedback on 10%",
@@ -275,7 +305,7 @@ def publish(results: dict, args) -> None:
         f"review once; `loop --every {args.every}`; accuracy from each version's saved model on the test splits.",
         tables=[
             {
-                "caption": "accuracy of each promoted version",
+                "caption": "accuracy of each version (v<n>: promoted; rejected-<n>: kept out by the gate)",
                 "columns": ["arm", "version", f"{NEW} test (new)", f"{OLD} test (original)"],
                 "rows": rows,
             },
@@ -291,7 +321,8 @@ def publish(results: dict, args) -> None:
             },
         ],
         reading=f"With the loop, {NEW} accuracy went {first[NEW]:.4f} -> {last[NEW]:.4f} and {OLD} (original) "
-        f"{first[OLD]:.4f} -> {last[OLD]:.4f} over {len(ours['versions']) - 1} promoted version(s); "
+        f"{first[OLD]:.4f} -> {last[OLD]:.4f} over {len(promoted) - 1} promoted version(s), "
+        f"{len(ours['rejected'])} rejected; "
         f"{ours['errors']} failed requests of {ours['requests']}.",
     )
 
