@@ -258,3 +258,24 @@ def test_a_loop_killed_mid_update_finishes_one_update_when_started_again(continu
     state = json.loads((run_dir / "continual.json").read_text())
     assert state["current"] == 2 and state["lineage"] == [1, 2] and state["feedback_seq"] == 80
     assert sorted(p.name for p in (run_dir / "versions").iterdir()) == ["v1", "v2"]
+
+
+def test_inputs_unlike_the_training_texts_are_counted_as_far(continual_run, tmp_path):
+    import pandas as pd
+
+    run_dir, files = continual_run
+    familiar = pd.read_csv(files[("first", "validation")]).text.tolist()
+    strange = [f"quarterly tax filing deadline {i} invoice ledger audit" for i in range(24)]
+    with _client(run_dir, collect=tmp_path / "store") as web:
+        near = web.post("/v1/classify", json={"model": "run", "input": familiar}).json()["data"]
+        far = web.post("/v1/classify", json={"model": "run", "input": strange}).json()["data"]
+        metrics = web.get("/metrics").text
+    share = lambda rows: sum(r["far_from_training"] for r in rows) / len(rows)  # noqa: E731
+    assert share(near) <= 0.25 and share(far) >= 0.75, (share(near), share(far))
+    assert f'tunesmith_drift_checked_total{{model="run"}} {len(familiar) + len(strange)}.0' in metrics
+    from tunesmith.runs.collect import Store
+
+    (summary,) = Store(tmp_path / "store", readonly=True).summary()
+    assert summary["far_from_training"] == pytest.approx(
+        (sum(r["far_from_training"] for r in near) + sum(r["far_from_training"] for r in far)) / (len(near) + len(far))
+    )

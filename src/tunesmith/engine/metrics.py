@@ -66,8 +66,9 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.inference_mode()
-def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn):
-    """Run the model over rows in length-sorted batches; `fn(output, batch)` -> array; results in input order."""
+def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn, **model_kwargs):
+    """Run the model over rows in length-sorted batches; `fn(output, batch)` -> array; results in input order.
+    `model_kwargs` go to every forward call (output_hidden_states=True)."""
     device = next(model.parameters()).device
     lengths = [len(r["input_ids"]) for r in rows]
     batches = inference_batches(lengths, batch_size, cpu=device.type == "cpu")
@@ -76,7 +77,7 @@ def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, preci
     for idx, batch in zip(batches, iterate(rows, batches, pad_id)):
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device, precision):
-            out.append(np.asarray(fn(model(**batch), batch)))
+            out.append(np.asarray(fn(model(**batch, **model_kwargs), batch)))
         order += idx
     result = np.concatenate(out)
     restored = np.empty_like(result)

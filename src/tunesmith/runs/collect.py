@@ -189,10 +189,12 @@ def _dump(value) -> str:
 
 
 def _signals(rows: list) -> dict:
-    labels, confidence, feedback, agreed = {}, [], 0, 0
+    labels, confidence, feedback, agreed, far = {}, [], 0, 0, []
     for answer, scores, kind, value in rows:
         answer = json.loads(answer)
         label = answer.get("label") if isinstance(answer, dict) else None
+        if isinstance(answer, dict) and isinstance(answer.get("far_from_training"), bool):
+            far.append(answer["far_from_training"])
         if label is not None:
             labels[label] = labels.get(label, 0) + 1
         probs = json.loads(scores) if scores else None
@@ -207,4 +209,5 @@ def _signals(rows: list) -> dict:
         "mean_confidence": sum(confidence) / len(confidence) if confidence else None,
         "feedback": feedback,
         "feedback_agreement": agreed / feedback if feedback else None,
+        "far_from_training": sum(far) / len(far) if far else None,
     }

@@ -45,7 +45,15 @@ MAX_BATCHERS = 32  # request settings with a queue of their own, per model
 class Served:
     """One run behind the API: its predictor, what it does, and the batcher that groups its requests."""
 
-    def __init__(self, name: str, run_dir: Path, limits: Limits, quantize: str | None = None, base: bool = False):
+    def __init__(
+        self,
+        name: str,
+        run_dir: Path,
+        limits: Limits,
+        quantize: str | None = None,
+        base: bool = False,
+        drift: bool = False,
+    ):
         """`base`: the model the run started from instead (predict.load_base; the dashboard's playground)."""
         self.run_dir, self.version = Path(run_dir), run_version(Path(run_dir))
         run_dir, method, task, _, recipe = identify(run_dir)
@@ -65,6 +73,11 @@ class Served:
         self.batchers: dict = {}
         self.limits = limits
         self.observe = None  # called with each batched call's size (the server's /metrics)
+        self.reference = None  # where the training texts lie (serve/drift.py): single-label classifiers
+        if drift and hasattr(self.predictor, "proba_and_embedding") and not hasattr(self.predictor, "thresholds"):
+            from .drift import Reference
+
+            self.reference = Reference.build(self.predictor, self.run_dir)
 
     def batcher(self, key, work) -> Batcher:
         if key not in self.batchers:
@@ -119,8 +132,10 @@ def create_app(
     store = Store(collect, collect_max_rows) if collect is not None else None
     served = {}
     for name, path in named.items():
-        served[name] = _loaded(Served(name, Path(path), limits, quantize), monitor)
-    swapper = Swapper(served, lambda run: _loaded(Served(run.name, run.run_dir, limits, quantize), monitor), monitor)
+        served[name] = _loaded(Served(name, Path(path), limits, quantize, drift=True), monitor)
+    swapper = Swapper(
+        served, lambda run: _loaded(Served(run.name, run.run_dir, limits, quantize, drift=True), monitor), monitor
+    )
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -185,7 +200,8 @@ def create_app(
         body = parse(await request.body(), ClassifyRequest)
         run = _model(served, body.model, generative=False)  # this request stays on this version to its end
         texts = _inputs(run, body.input, limits)
-        rows = await _answer(run.batcher("classify", lambda items: classify_items(run.predictor, items)), texts)
+        work = lambda items: classify_items(run.predictor, items, run.reference)  # noqa: E731
+        rows = await _answer(run.batcher("classify", work), texts)
         data = [{"index": i, **top_labels(row, body.top_k)} for i, row in enumerate(rows)]
         monitor.answered(run, data)
         if store:
@@ -234,7 +250,7 @@ def _loaded(run: Served, monitor: Monitor) -> Served:
 
 def _answer_of(item: dict):
     """What the client was told, as recorded: the label (and labels), the value, or the entities."""
-    return {k: item[k] for k in ("label", "labels", "value", "entities") if k in item}
+    return {k: item[k] for k in ("label", "labels", "value", "entities", "far_from_training") if k in item}
 
 
 def _object(raw: bytes) -> dict:
@@ -310,8 +326,14 @@ def _model(served: dict, name: str, generative: bool) -> Served:
     return run
 
 
-def classify_items(predictor, items: list) -> list[dict]:
-    """Per text: label scores (classifier, multi-label: each label's probability) or a value (regression)."""
+def classify_items(predictor, items: list, reference=None) -> list[dict]:
+    """Per text: label scores (classifier, multi-label: each label's probability) or a value (regression).
+    With a drift `reference` (single-label classifiers), each row also says whether the text is far from the
+    training texts, from the same forward pass."""
+    if reference is not None and items and not isinstance(items[0], tuple):
+        probs, embeddings = predictor.proba_and_embedding(items)
+        far = reference.far(probs, embeddings)
+        return [{"probs": dict(zip(predictor.classes_, map(float, row))), "far": bool(f)} for row, f in zip(probs, far)]
     if items and isinstance(items[0], tuple):  # a run trained on text pairs
         texts, pairs = [a for a, _ in items], [b for _, b in items]
         if not hasattr(predictor, "predict_proba"):
@@ -348,6 +370,8 @@ def top_labels(row: dict, k: int) -> dict:
     }
     if "labels" in row:
         out["labels"] = row["labels"]
+    if "far" in row:
+        out["far_from_training"] = row["far"]
     return out
 
 

@@ -45,6 +45,15 @@ class Monitor:
             "tunesmith_feedback_checked", "Feedback comparable with the answer given", ["model", "version"], registry=r
         )
         self.swaps = Counter("tunesmith_swaps", "New versions swapped in without a restart", ["model"], registry=r)
+        self.checked = Counter(
+            "tunesmith_drift_checked", "Inputs compared with the training texts (serve/drift.py)", ["model"], registry=r
+        )
+        self.far = Counter(
+            "tunesmith_far_from_training",
+            "Inputs further from their label's training centroid than 95% of the training texts",
+            ["model"],
+            registry=r,
+        )
 
     def model_loaded(self, run) -> None:
         """A model (re)loaded: its version, and the label shares of its training data (from the data check)."""
@@ -60,6 +69,10 @@ class Monitor:
             if "label" in row:
                 self.predicted.labels(run.name, str(row["label"])).inc()
                 self.confidence.labels(run.name).observe(float(row["score"]))
+            if "far_from_training" in row:
+                self.checked.labels(run.name).inc()
+                if row["far_from_training"]:
+                    self.far.labels(run.name).inc()
 
     def feedback_for(self, run_name: str, version: int, kind: str, value, answer) -> None:
         self.feedback.labels(run_name).inc()

@@ -146,6 +146,26 @@ class ClassifierPredictor:
             return head_proba(self.head, x)
         return predict_proba(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
 
+    def proba_and_embedding(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and each text's L2-normalised mean-pooled last hidden state, from one forward pass
+        (serve's drift signal compares the embedding with where the training texts lie)."""
+        rows, _ = tokenize(self.tokenizer, list(texts), None, self.max_length)
+        pad = self.tokenizer.pad_token_id
+        if self.head:
+            x = forward_batches(self.model, rows, self.batch_size, pad, self.precision, mean_pooled)
+            return head_proba(self.head, x), _unit(x)
+        width = len(self.classes_)
+
+        def both(out, batch):
+            mask = batch["attention_mask"].unsqueeze(-1).to(out.hidden_states[-1].dtype)
+            pooled = (out.hidden_states[-1] * mask).sum(1) / mask.sum(1)
+            return np.concatenate([out.logits.float().softmax(-1).cpu().numpy(), pooled.float().cpu().numpy()], axis=1)
+
+        joined = forward_batches(
+            self.model, rows, self.batch_size, pad, self.precision, both, output_hidden_states=True
+        )
+        return joined[:, :width], _unit(joined[:, width:])
+
     @one_or_many
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
         return [self.classes_[i] for i in self.predict_proba(texts, pairs).argmax(-1)]
@@ -174,6 +194,10 @@ class ClassifierPredictor:
         index = {label: i for i, label in enumerate(self.classes_)}
         probs = self.predict_proba(split.texts, split.pairs)
         return classification_metrics([index[y] for y in split.labels], probs.argmax(-1).tolist(), self.classes_)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
 def head_proba(head: dict, x: np.ndarray) -> np.ndarray:
