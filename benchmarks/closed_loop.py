@@ -231,7 +231,9 @@ def report(result: dict) -> dict:
         rows = [r for r in Store(result["store"], readonly=True).requests("run", start) if r["time"] < end]
         confidence = [max(r["scores"].values()) for r in rows if isinstance(r["scores"], dict)]
         positive = [r["answer"].get("label") == "positive" for r in rows]
+        far = [r["answer"].get("far_from_training") for r in rows if "far_from_training" in r["answer"]]
         signals[phase] = {
+            "far_share": statistics.fmean(far) if far else float("nan"),
             "requests": len(rows),
             "mean_confidence": statistics.fmean(confidence),
             "positive_share": statistics.fmean(positive),
@@ -293,7 +295,16 @@ def publish(results: dict, args) -> None:
             ]
         )
         for phase, s in r["signals"].items():
-            drift.append([name, phase, s["requests"], f"{s['mean_confidence']:.3f}", f"{s['positive_share']:.3f}"])
+            drift.append(
+                [
+                    name,
+                    phase,
+                    s["requests"],
+                    f"{s['mean_confidence']:.3f}",
+                    f"{s['positive_share']:.3f}",
+                    f"{s['far_share']:.3f}",
+                ]
+            )
     ours = results["tunesmith loop (replay + gate)"]
     promoted = [v for v in ours["versions"] if v["version"].startswith("v")]
     first, last = promoted[0], promoted[-1]
@@ -316,7 +327,14 @@ def publish(results: dict, args) -> None:
             },
             {
                 "caption": "drift signals: book traffic vs kitchen traffic (before the first swap)",
-                "columns": ["arm", "traffic", "requests", "mean confidence", "share predicted positive"],
+                "columns": [
+                    "arm",
+                    "traffic",
+                    "requests",
+                    "mean confidence",
+                    "share predicted positive",
+                    "share far from training",
+                ],
                 "rows": drift,
             },
         ],
