@@ -133,7 +133,7 @@ def monitor(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("model", "version", "requests", "predicted labels", "mean confidence", "feedback", "agreed")
+    table = Table("model", "version", "requests", "predicted labels", "mean confidence", "far", "feedback", "agreed")
     for r in rows:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in r["label_shares"].items())
         table.add_row(
@@ -145,6 +145,7 @@ def monitor(
                     str(r["requests"]),
                     shares or "—",
                     "—" if r["mean_confidence"] is None else f"{r['mean_confidence']:.3f}",
+                    "—" if r.get("far_from_training") is None else f"{r['far_from_training']:.1%}",
                     str(r["feedback"]),
                     "—" if r["feedback_agreement"] is None else f"{r['feedback_agreement']:.1%}",
                 ),
