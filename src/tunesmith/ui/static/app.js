@@ -327,10 +327,11 @@ async function monitorPage() {
   if (!d.collect) { view.replaceChildren(el("p", {}, "Start the dashboard with --collect DIR (the folder of tunesmith serve --collect).")); return; }
   const pct = (v) => (typeof v === "number" ? `${(100 * v).toFixed(1)}%` : "—");
   view.replaceChildren(el("h1", {}, "Monitor"), el("p", { class: "muted" }, `requests recorded in ${d.collect}`),
-    el("table", { id: "monitor" }, el("tr", {}, ["model", "version", "requests", "predicted labels", "mean confidence", "feedback", "agreed"].map((h) => el("th", {}, h))),
+    el("table", { id: "monitor" }, el("tr", {}, ["model", "version", "requests", "predicted labels", "mean confidence", "far from training", "feedback", "agreed"].map((h) => el("th", {}, h))),
       d.models.map((m) => el("tr", {}, el("td", {}, m.model), el("td", { class: "num" }, m.version), el("td", { class: "num" }, m.requests),
         el("td", {}, Object.entries(m.label_shares).map(([k, v]) => `${k} ${pct(v)}`).join(", ") || "—"),
-        el("td", { class: "num" }, fmt(m.mean_confidence, 3)), el("td", { class: "num" }, m.feedback), el("td", { class: "num" }, pct(m.feedback_agreement))))));
+        el("td", { class: "num" }, fmt(m.mean_confidence, 3)), el("td", { class: "num" }, pct(m.far_from_training)),
+        el("td", { class: "num" }, m.feedback), el("td", { class: "num" }, pct(m.feedback_agreement))))));
 }
 
 // ---------------------------------------------------------------- routing
