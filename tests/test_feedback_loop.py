@@ -71,6 +71,9 @@ def test_collect_records_each_input_and_feedback_is_checked(continual_run, tmp_p
     assert f'tunesmith_predicted_label_total{{label="{agreed}",model="run"}}' in metrics
     assert 'tunesmith_training_label_share{label="positive",model="run"} 0.5' in metrics
     assert "tunesmith_batch_size_count" in metrics and 'tunesmith_model_version{model="run"} 1.0' in metrics
+    assert 'tunesmith_requests_total{route="/v1/classify",status="200"} 1.0' in metrics
+    assert 'tunesmith_requests_total{route="/v1/feedback",status="400"} 4.0' in metrics
+    assert 'tunesmith_request_seconds_count{route="/v1/feedback"} 7.0' in metrics
 
 
 def test_a_database_file_tunesmith_did_not_write_is_left_alone(continual_run, tmp_path):
