@@ -359,3 +359,21 @@ def test_entity_feedback_becomes_spans_the_tagger_trains_on(tmp_path):
     trained = [json.loads(line) for line in (run_dir / "feedback" / "1" / "train.jsonl").read_text().splitlines()]
     assert len(trained) == 30 and all(isinstance(r["entities"], list) for r in trained)
     assert result["gate"]["metric"] == "f1" and result["gate"]["heldout_rows"] == 10
+
+
+def test_runs_rollback_goes_back_one_version_and_refuses_at_the_first(continual_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+    from tunesmith.methods.continual import update_run
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    first = CliRunner().invoke(app, ["runs", "rollback", str(run_dir)])
+    assert first.exit_code == 2 and "first version" in first.output
+    second = {"train": str(files[("second", "train")]), "validation": str(files[("second", "validation")])}
+    update_run(run_dir, Experience(name="second", data=second))
+    back = CliRunner().invoke(app, ["runs", "rollback", str(run_dir)])
+    assert back.exit_code == 0 and "version 1 is current again" in back.output
+    assert json.loads((run_dir / "continual.json").read_text())["current"] == 1
