@@ -71,6 +71,9 @@ def test_collect_records_each_input_and_feedback_is_checked(continual_run, tmp_p
     assert f'tunesmith_predicted_label_total{{label="{agreed}",model="run"}}' in metrics
     assert 'tunesmith_training_label_share{label="positive",model="run"} 0.5' in metrics
     assert "tunesmith_batch_size_count" in metrics and 'tunesmith_model_version{model="run"} 1.0' in metrics
+    assert 'tunesmith_requests_total{route="/v1/classify",status="200"} 1.0' in metrics
+    assert 'tunesmith_requests_total{route="/v1/feedback",status="400"} 4.0' in metrics
+    assert 'tunesmith_request_seconds_count{route="/v1/feedback"} 7.0' in metrics
 
 
 def test_a_database_file_tunesmith_did_not_write_is_left_alone(continual_run, tmp_path):
@@ -279,3 +282,98 @@ def test_inputs_unlike_the_training_texts_are_counted_as_far(continual_run, tmp_
     assert summary["far_from_training"] == pytest.approx(
         (sum(r["far_from_training"] for r in near) + sum(r["far_from_training"] for r in far)) / (len(near) + len(far))
     )
+
+
+def _update_from_served_feedback(run_dir, tmp_path, texts, feedback: list[dict]):
+    """Serve the run with --collect, ask about the texts, send one feedback body per text, update from it."""
+    from tunesmith.methods.continual_feedback import update_from_feedback
+
+    with _client(run_dir, collect=tmp_path / "store") as web:
+        answer = web.post("/v1/classify", json={"model": "run", "input": texts}).json()
+        for item, body in zip(answer["data"], feedback):
+            sent = web.post("/v1/feedback", json={"id": item["id"], **body})
+            assert sent.status_code == 200, sent.json()
+    return update_from_feedback(run_dir, tmp_path / "store", min_examples=len(texts), holdout=0.25)
+
+
+def test_multi_label_feedback_becomes_an_experience_in_the_runs_columns(tmp_path):
+    import json
+
+    from tests.test_continual_tasks import METHOD, TRAIN, multilabel_files, topic_rows
+
+    files = multilabel_files(tmp_path)
+    data = {"train": str(files[("reviews", "train")]), "validation": str(files[("reviews", "validation")])}
+    recipe = {
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": ["replay"]},
+        "train": TRAIN,
+        "data": {"label_column": "labels", "label_separator": "|"},
+        "experiences": [{"name": "reviews", "data": data}],
+    }
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    rows = topic_rows(["praise", "complaint"], 40, 7).to_dict("records")
+    feedback = [{"labels": [label for label in r["labels"].split("|") if label]} for r in rows]
+    result = _update_from_served_feedback(run_dir, tmp_path, [r["text"] for r in rows], feedback)
+    trained = [json.loads(line) for line in (run_dir / "feedback" / "1" / "train.jsonl").read_text().splitlines()]
+    assert len(trained) == 30 and {r["labels"] for r in trained} <= {"", "praise", "complaint", "complaint|praise"}
+    assert result["gate"]["heldout_rows"] == 10 and isinstance(result["gate"]["promoted"], bool)
+
+
+def test_entity_feedback_becomes_spans_the_tagger_trains_on(tmp_path):
+    import json
+
+    from tests.test_continual_tasks import METHOD, TRAIN, tagged
+
+    data = {}
+    for split, n, offset in (("train", 200, 0), ("validation", 50, 1)):
+        path = tmp_path / f"items_{split}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in tagged(["ITEM"], n, offset)))
+        data[split] = str(path)
+    recipe = {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": "replay"},
+        "train": TRAIN,
+        "experiences": [{"name": "items", "data": data}],
+    }
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    texts, feedback = [], []
+    for row in tagged(["ITEM"], 40, 99):
+        text, spans = "", []
+        for word, tag in zip(row["tokens"], row["tags"]):
+            start = len(text) + (1 if text else 0)
+            text = f"{text} {word}" if text else word
+            if tag == "B-ITEM":
+                spans.append({"start": start, "end": start + len(word), "label": "ITEM"})
+        texts.append(text)
+        feedback.append({"entities": spans})
+    with _client(run_dir, collect=tmp_path / "bad") as web:
+        asked = web.post("/v1/classify", json={"model": "run", "input": texts[:1]}).json()["data"][0]
+        wrong = web.post(
+            "/v1/feedback", json={"id": asked["id"], "entities": [{"start": 0, "end": 3, "label": "DRUG"}]}
+        )
+        assert wrong.status_code == 400 and "'DRUG' is not an entity type" in wrong.json()["error"]["message"]
+    result = _update_from_served_feedback(run_dir, tmp_path, texts, feedback)
+    trained = [json.loads(line) for line in (run_dir / "feedback" / "1" / "train.jsonl").read_text().splitlines()]
+    assert len(trained) == 30 and all(isinstance(r["entities"], list) for r in trained)
+    assert result["gate"]["metric"] == "f1" and result["gate"]["heldout_rows"] == 10
+
+
+def test_runs_rollback_goes_back_one_version_and_refuses_at_the_first(continual_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+    from tunesmith.methods.continual import update_run
+
+    run_dir, files = _copy(continual_run, tmp_path)
+    first = CliRunner().invoke(app, ["runs", "rollback", str(run_dir)])
+    assert first.exit_code == 2 and "first version" in first.output
+    second = {"train": str(files[("second", "train")]), "validation": str(files[("second", "validation")])}
+    update_run(run_dir, Experience(name="second", data=second))
+    back = CliRunner().invoke(app, ["runs", "rollback", str(run_dir)])
+    assert back.exit_code == 0 and "version 1 is current again" in back.output
+    assert json.loads((run_dir / "continual.json").read_text())["current"] == 1

@@ -133,3 +133,26 @@ def versions(
         )
         table.add_row(*map(plain, cells))
     out.print(table)
+
+
+@runs_app.command("rollback")
+@friendly
+def rollback_run(
+    run_dir: Annotated[Path, typer.Argument(help="A continual run directory.")],
+    to: Annotated[
+        Optional[int], typer.Option("--to", help="The version to make current (default: the one before).")
+    ] = None,
+):
+    """Make the previous version (or --to N) current again; a server serving the run follows within seconds."""
+    from ..errors import TunesmithError
+    from ..methods.continual import read_state
+    from ..methods.continual import rollback as do_rollback
+
+    state = read_state(run_dir, "rollback is for method: continual runs.")
+    lineage = state["lineage"]
+    if to is None:
+        if len(lineage) < 2:
+            raise TunesmithError(f"{run_dir} is at its first version; there is none before it.")
+        to = lineage[-2]
+    do_rollback(run_dir, to)
+    out.print(f"version {to} is current again ({run_dir}/model).")

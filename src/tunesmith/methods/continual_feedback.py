@@ -10,8 +10,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import TunesmithError
 from ..recipe import DataSection, Experience, load_recipe
 from ..runs import rundir as runs
@@ -19,7 +17,9 @@ from ..runs.collect import Store
 from .continual import FEEDBACK_PREFIX, updatable, update_run
 
 FEEDBACK_DIR = "feedback"
-KINDS = {"label": "classification", "value": "regression"}  # what feedback can train today
+# the feedback kinds an update trains on (serve/feedback.py takes also a chat's `answer` and `rating`, which
+# are recorded for your own use: continual runs are encoders)
+KINDS = ("label", "labels", "value", "entities")
 
 
 def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[list[dict], int]:
@@ -54,25 +54,34 @@ def update_from_feedback(
 
 
 def _experience(run_dir: Path, recipe, rows: list[dict], holdout: float) -> Experience:
-    """The feedback as train.csv and holdout.csv in the run's feedback/<n>/, in the run's own column names."""
+    """The feedback as train.jsonl and holdout.jsonl in the run's feedback/<n>/, in the run's own column names."""
     base = recipe.data or recipe.experiences[-1].data
-    text, label = base.text_column, base.label_column
-    table = [{text: r["input"], label: r["value"]} for r in rows]
+    table = [{base.text_column: r["input"], **_target(r["kind"], r["value"], base)} for r in rows]
     random.Random(recipe.train.seed + len(rows)).shuffle(table)
     cut = max(1, round(holdout * len(table)))
     used = [int(p.name) for p in (run_dir / FEEDBACK_DIR).glob("*") if p.name.isdigit()]
     folder = run_dir / FEEDBACK_DIR / str(1 + max(used, default=0))
     folder.mkdir(parents=True)
-    pd.DataFrame(table[cut:]).to_csv(folder / "train.csv", index=False)
-    pd.DataFrame(table[:cut]).to_csv(folder / "holdout.csv", index=False)
+    for name, part in (("train.jsonl", table[cut:]), ("holdout.jsonl", table[:cut])):  # JSON lines: spans stay lists
+        runs.write_jsonl(folder / name, part)
     section = DataSection.model_validate(
         {
             **base.model_dump(),
-            "train": str(folder / "train.csv"),
+            "train": str(folder / "train.jsonl"),
             "validation": None,
-            "test": str(folder / "holdout.csv"),
+            "test": str(folder / "holdout.jsonl"),
             "filter": None,
             "max_train_samples": None,
         }
     )
     return Experience(name=f"{FEEDBACK_PREFIX}{folder.name}", data=section)
+
+
+def _target(kind: str, value, base) -> dict:
+    """The feedback in the run's own columns: a label, labels joined by its separator, a value, or entity spans
+    (the span form of token-classification data, beside the text)."""
+    if kind == "labels":
+        return {base.label_column: (base.label_separator or "|").join(value)}
+    if kind == "entities":
+        return {base.entities_column: value}
+    return {base.label_column: value}

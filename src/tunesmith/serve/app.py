@@ -23,7 +23,7 @@ from .batching import Batcher
 from .errors import ApiError
 from .feedback import checked
 from .guard import Guard
-from .monitoring import Monitor
+from .monitoring import Measured, Monitor
 from .requests import ChatRequest, ClassifyRequest, CompletionRequest, parse
 from .versions import Swapper, run_version
 
@@ -177,6 +177,7 @@ def create_app(
         return JSONResponse(error.body, status_code=500)
 
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(Measured, monitor=monitor)  # outermost: it times and counts the Guard's refusals too
 
     @app.get("/health")
     async def health():

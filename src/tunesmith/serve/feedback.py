@@ -25,7 +25,8 @@ def checked(run, body: dict) -> tuple[str, object]:
             code="invalid_value",
         )
     kind, value = given[0], body[given[0]]
-    classes = list(getattr(run.predictor, "classes_", []) or [])
+    # classifiers name their labels classes_; the entity tagger its IOB2 tags labels
+    classes = list(getattr(run.predictor, "classes_", None) or getattr(run.predictor, "labels", None) or [])
     if kind == "label":
         _one_label(value, classes, kind)
     elif kind == "labels":

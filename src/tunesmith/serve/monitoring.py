@@ -7,10 +7,22 @@ agrees with the answer the model gave (the live model's accuracy on the requests
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..runs import rundir
 
+ROUTES = {  # a path outside these is counted as "other": a client cannot add label values (metric series) at will
+    "/v1/classify",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/feedback",
+    "/v1/models",
+    "/health",
+    "/metrics",
+    "/admin/reload",
+}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -93,3 +105,28 @@ def _training_counts(run_dir) -> dict:
         if isinstance(labels, dict) and labels:
             return {k: v for k, v in labels.items() if isinstance(v, (int, float))}
     return {}
+
+
+class Measured:
+    """ASGI middleware: every request's route, status and time to its last byte (refusals by the key check
+    and the size limit included: it wraps them)."""
+
+    def __init__(self, app, monitor: Monitor):
+        self.app, self.monitor = app, monitor
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = scope["path"] if scope["path"] in ROUTES else "other"
+        start, status = time.perf_counter(), {"code": 500}
+
+        async def watched(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            self.monitor.requests.labels(route, str(status["code"])).inc()
+            self.monitor.latency.labels(route).observe(time.perf_counter() - start)
