@@ -43,6 +43,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "serve_soak",
     "tracking_overhead",
     "ui_load",
+    "closed_loop",
     "hostile_probe",
 ]
 HEAD = """# Benchmarks
