@@ -10,8 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import TunesmithError
-from ..serve.app import Limits, Served, classify_items, top_labels
 from ..serve.chat import complete
+from ..serve.served import Limits, Served, classify_items, top_labels
 
 KEEP = 2  # runs (tuned and base models) held at once: a generation run's pair is two full models
 MAX_TEXT = 8_000
