@@ -839,6 +839,16 @@ def json_schema() -> dict:
     return Recipe.model_json_schema()
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """A recipe (or any nested mapping) as dotted keys -> values: {"train": {"lr": 1e-3}} -> {"train.lr": 1e-3};
+    lists stay whole, an empty mapping gives no key."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(dotted(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 

@@ -48,6 +48,7 @@ def _row(run_dir: Path) -> tuple[str | Text, ...]:
     from ..engine.metrics import headline
     from ..errors import TunesmithError
     from ..runs import rundir as runs
+    from ..runs.compare import section_name
 
     status = runs.read_status(run_dir)
     try:
@@ -63,18 +64,11 @@ def _row(run_dir: Path) -> tuple[str | Text, ...]:
     return (
         run_dir.name,
         Text(str(status), style=STATUS_STYLE.get(status, "red")),
-        _name(recipe.get("method"), "supervised"),
-        _name(recipe.get("model"), ""),
+        section_name(recipe.get("method"), "supervised"),
+        section_name(recipe.get("model"), ""),
         shown,
         str(note.get(status, ""))[:80],
     )
-
-
-def _name(section, default: str) -> str:
-    """A recipe section's name: `model: {name: x}` or the shorthand `model: x`."""
-    if isinstance(section, dict):
-        return str(section.get("name", default))
-    return str(section) if section is not None else default
 
 
 @runs_app.command("compare")

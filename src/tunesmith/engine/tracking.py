@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from ..errors import TunesmithError
+from ..recipe import dotted
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +137,10 @@ def _make(name: str, experiment: str, label: str, tags: dict, events_dir: Path, 
 
 def _params(config: dict, tracker: str) -> dict:
     """The recipe flattened to dotted keys (train.lr); TensorBoard's hparams take numbers, text and booleans."""
-    flat = flatten(config)
+    flat = dotted(config)
     if tracker == "tensorboard":
         return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in flat.items()}
     return flat
-
-
-def flatten(config: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _is_number(value) -> bool:

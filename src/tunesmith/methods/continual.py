@@ -29,7 +29,7 @@ from .continual_tasks import TASKS
 from .session import train
 
 log = logging.getLogger(__name__)
-VERSIONS_DIR, STATE_FILE = "versions", "continual.json"
+VERSIONS_DIR, STATE_FILE = "versions", runs.CONTINUAL_FILE
 
 
 def experiences_of(recipe) -> list[Experience]:

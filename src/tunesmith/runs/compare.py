@@ -7,20 +7,22 @@ from pathlib import Path
 
 from ..engine.metrics import shown_keys
 from ..errors import TunesmithError
+from ..recipe import dotted
 from . import rundir
 
 MISSING = "—"
 
 
-def flatten(tree, prefix: str = "") -> dict[str, str]:
+def flatten(tree) -> dict[str, str]:
     """A recipe as dotted keys -> printed values (`train.lr` -> '0.0002'); lists stay whole."""
-    if not isinstance(tree, dict):
-        return {prefix: _text(tree)} if prefix else {}
-    out: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        out.update(flatten(value, name) if isinstance(value, dict) else {name: _text(value)})
-    return out
+    return {key: _text(value) for key, value in dotted(tree).items()} if isinstance(tree, dict) else {}
+
+
+def section_name(section, default: str) -> str:
+    """A recipe section's name: `model: {name: x}` or the shorthand `model: x`."""
+    if isinstance(section, dict):
+        return str(section.get("name", default))
+    return str(section) if section is not None else default
 
 
 def _text(value) -> str:

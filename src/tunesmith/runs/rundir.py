@@ -15,6 +15,7 @@ from ..errors import TunesmithError
 RUN_FILE = "run.json"  # status: running | finished | failed
 METRICS_FILE = "metrics.json"
 LOG_FILE = "train_log.jsonl"
+CONTINUAL_FILE = "continual.json"  # a continual run's versions; "current" names the one at its top
 RECIPE_FILE = "recipe.yaml"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"  # LoRA runs of decoders: the adapter alone (export --merge builds a full model)
@@ -43,7 +44,7 @@ RUN_ENTRIES = (
     "stages",
     "direct",
     "versions",
-    "continual.json",
+    CONTINUAL_FILE,
     "generations.jsonl",
     "base_head.json",
     "tensorboard",

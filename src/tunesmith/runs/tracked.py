@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..engine import tracking
-from ..engine.tracking import flatten
+from ..recipe import dotted
 
 ARTIFACTS = ("report.md", "metrics.json", "data_check.md")
 SUMMARY = ("base", "tuned", "direct")  # metrics.json blocks logged at the end, as base/accuracy, tuned/accuracy
@@ -41,7 +41,7 @@ def log_outcome(run: tracking.Tracking, run_dir: Path, metrics: dict) -> None:
     values = {}
     for block in SUMMARY:
         if isinstance(metrics.get(block), dict):
-            values.update({f"{block}/{k}": v for k, v in flatten(metrics[block]).items()})
+            values.update({f"{block}/{k}": v for k, v in dotted(metrics[block]).items()})
     train = {k: v for k, v in (metrics.get("train") or {}).items() if k != "history"}
     values.update({f"train/{k}": v for k, v in train.items()})
     values.update({f"memory/{k}": v for k, v in (metrics.get("memory") or {}).items()})

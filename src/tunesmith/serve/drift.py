@@ -55,7 +55,7 @@ def training_texts(run_dir: Path, column: str) -> list[str]:
 
     recipe = rundir.read_yaml(Path(run_dir) / rundir.RECIPE_FILE)
     sections = [recipe.get("data")] + [e.get("data") for e in recipe.get("experiences") or [] if isinstance(e, dict)]
-    state = rundir.read_json(Path(run_dir) / "continual.json")
+    state = rundir.read_json(Path(run_dir) / rundir.CONTINUAL_FILE)
     sections += [e.get("data") for e in state.get("experiences") or [] if isinstance(e, dict)]
     texts: list[str] = []
     for path in sorted({s.get("train") for s in sections if isinstance(s, dict) and isinstance(s.get("train"), str)}):

@@ -14,12 +14,11 @@ from pathlib import Path
 from ..runs import rundir
 
 log = logging.getLogger(__name__)
-STATE_FILE = "continual.json"  # methods/continual.py writes it; "current" names the version at the run's top
 
 
 def run_version(run_dir: Path) -> int:
     """The version a run's model folder holds: a continual run's current version, else 1."""
-    current = rundir.read_json(Path(run_dir) / STATE_FILE).get("current")
+    current = rundir.read_json(Path(run_dir) / rundir.CONTINUAL_FILE).get("current")
     return current if isinstance(current, int) and not isinstance(current, bool) else 1
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..engine.metrics import headline
 from ..errors import TunesmithError
 from ..runs import rundir
+from ..runs.compare import section_name
 
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]{0,200}$")  # no "..", no leading dot, no separators
 MAX_LOG_BYTES = 20_000_000  # a train_log.jsonl larger than this is read from its end only
@@ -46,7 +47,8 @@ class Index:
     def rows(self) -> list[dict]:
         found = sorted(p.parent for p in self.root.glob("*/" + rundir.RUN_FILE) if SEGMENT.match(p.parent.name))
         rows = [self._row(path) for path in found]
-        self._rows = {k: v for k, v in self._rows.items() if k in {p.name for p in found}}  # forget deleted runs
+        names = {p.name for p in found}
+        self._rows = {k: v for k, v in self._rows.items() if k in names}  # forget deleted runs
         return rows
 
     def _row(self, path: Path) -> dict:
@@ -82,8 +84,8 @@ def summary(path: Path) -> dict:
         "name": path.name,
         "status": status,
         "task": metrics.get("task") or recipe.get("task") or "classification",
-        "method": _name(recipe.get("method"), "supervised"),
-        "model": _name(recipe.get("model"), ""),
+        "method": section_name(recipe.get("method"), "supervised"),
+        "model": section_name(recipe.get("model"), ""),
         "data": Path(str(data.get("train") or data.get("path") or "")).name,
         "headline": headline(metrics) if metrics else "",
         "runtime_s": train.get("runtime_s"),
@@ -98,19 +100,13 @@ def summary(path: Path) -> dict:
 
 def _kind(recipe: dict, metrics: dict) -> str:
     """What the run page has to show: single, seeds, stages or continual."""
-    if metrics.get("continual") or _name(recipe.get("method"), "") == "continual":
+    if metrics.get("continual") or section_name(recipe.get("method"), "") == "continual":
         return "continual"
     if recipe.get("stages"):
         return "stages"
     if (recipe.get("train") or {}).get("seeds", 1) not in (1, None):
         return "seeds"
     return "single"
-
-
-def _name(section, default: str) -> str:
-    if isinstance(section, dict):
-        return str(section.get("name", default))
-    return str(section) if section is not None else default
 
 
 def read_log(path: Path) -> list[dict]:
@@ -222,7 +218,7 @@ def detail(root: Path, name: str) -> dict:
         "metrics": metrics,
         "curves": curves(run_log(path)),
         "data_check": rundir.read_json(path / "data_check.json"),
-        "continual": rundir.read_json(path / "continual.json"),
+        "continual": rundir.read_json(path / rundir.CONTINUAL_FILE),
         "generations": _generations(path),
         "plots": sorted(p.name for p in (path / "plots").glob("*.png")) if (path / "plots").is_dir() else [],
         "children": children,
