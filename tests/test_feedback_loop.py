@@ -377,3 +377,20 @@ def test_runs_rollback_goes_back_one_version_and_refuses_at_the_first(continual_
     back = CliRunner().invoke(app, ["runs", "rollback", str(run_dir)])
     assert back.exit_code == 0 and "version 1 is current again" in back.output
     assert json.loads((run_dir / "continual.json").read_text())["current"] == 1
+
+
+def test_the_collection_keeps_at_most_its_row_limit_dropping_the_oldest_with_their_feedback(tmp_path):
+    from tunesmith.runs.collect import Store
+
+    store = Store(tmp_path, max_rows=100)
+    record = lambda i: store.record("m", 1, "classification", [(f"text {i}", {"label": "a"}, None)])[0]  # noqa: E731
+    ids = [record(0)]
+    store.add_feedback(ids[0], "m", "label", "a")
+    ids += [record(i) for i in range(1, 150)]
+    store.add_feedback(ids[-1], "m", "label", "a")
+    kept = [r["input"] for r in store.requests("m")]
+    assert len(kept) <= 100 and kept[-1] == "text 149" and "text 0" not in kept
+    assert [f["input"] for f in store.feedback("m")] == ["text 149"]  # the dropped request's feedback went with it
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record("m", 1, "classification", [("again", {}, None)], ids=[ids[-1]])  # an id that exists
+    assert store.record("m", 1, "classification", [("after", {}, None)])  # no transaction left open

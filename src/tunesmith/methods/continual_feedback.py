@@ -25,7 +25,11 @@ KINDS = ("label", "labels", "value", "entities")
 def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[list[dict], int]:
     """(the feedback rows no update has used yet, the last one's position)."""
     run_dir, state = updatable(run_dir)
-    rows = Store(store_dir, readonly=True).feedback(model or run_dir.name, after=state.get("feedback_seq", 0))
+    store = Store(store_dir, readonly=True)
+    try:
+        rows = store.feedback(model or run_dir.name, after=state.get("feedback_seq", 0))
+    finally:
+        store.close()  # `loop` asks every few seconds: no connection left open per look
     usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
     return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0)
 

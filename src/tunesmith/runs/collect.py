@@ -76,17 +76,24 @@ class Store:
         ]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO requests (id, time, model, version, kind, input, answer, scores) VALUES (?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            try:
+                self._db.executemany(
+                    "INSERT INTO requests (id, time, model, version, kind, input, answer, scores) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                self._rotate()
+            except BaseException:
+                self._db.execute("ROLLBACK")  # the next request must not find a transaction left open
+                raise
             self._db.execute("COMMIT")
-            self._rotate()
         return ids
 
     def _rotate(self) -> None:
-        count = self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-        if count > self.max_rows:
+        # rows leave only from the oldest end, so seq is contiguous: its span is the count, read from the
+        # primary key's ends (COUNT(*) would scan every row on every request)
+        first, last = self._db.execute("SELECT MIN(seq), MAX(seq) FROM requests").fetchone()
+        if first is not None and last - first + 1 > self.max_rows:
             drop = max(1, self.max_rows // 10)
             self._db.execute(
                 "DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY seq LIMIT ?)", (drop,)
