@@ -139,7 +139,7 @@ def create_app(
         ident = body.get("id")
         asked = await asyncio.to_thread(store.request, ident) if isinstance(ident, str) else None
         if asked is None:
-            raise ApiError(404, f"No recorded request has id {ident!r}.", param="id", code="unknown_id")
+            raise ApiError(404, f"No recorded request has id {repr(ident)[:80]}.", param="id", code="unknown_id")
         run = served.get(asked["model"])
         if run is None:
             raise ApiError(404, f"Model '{asked['model']}' of that request is not served here.", param="id")
