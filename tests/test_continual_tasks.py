@@ -140,3 +140,44 @@ def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
     with pytest.raises(tunesmith.TunesmithError, match="lwf is for classification"):
         tunesmith.run({**recipe, "method": {**METHOD, "strategy": ["replay", "lwf"]}}, output_dir=tmp_path / "lwf")
     assert not (tmp_path / "lwf").exists()  # refused before anything is written
+
+
+def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_its_units(tmp_path):
+    """A score on the first experience; the second shifts it for a new phrasing. The saved model speaks the labels'
+    units at every version, and an update starts from a saved version without losing its scale."""
+    from tests.test_regression import score_rows
+
+    paths = {}
+    for name, n, seed in (("first", 200, 0), ("first_val", 40, 1)):
+        paths[name] = tmp_path / f"{name}.csv"
+        score_rows(n, seed).to_csv(paths[name], index=False)
+    for name, n, seed in (("second", 200, 2), ("second_val", 40, 3)):
+        rows = score_rows(n, seed)
+        rows["text"] = rows["text"].str.replace("good", "great")  # new words for the same score
+        rows.to_csv(tmp_path / f"{name}.csv", index=False)
+        paths[name] = tmp_path / f"{name}.csv"
+    recipe = {
+        "task": "regression",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": ["replay", "ewc"], "ewc_lambda": 10.0},
+        "train": {**TRAIN, "lr": 3e-3},
+        "experiences": [{"name": "first", "data": {"train": str(paths["first"]), "validation": str(paths["first_val"])}}],
+    }
+    run = tunesmith.run(recipe, output_dir=tmp_path / "run")
+    m = run.metrics
+    assert m["task"] == "regression" and m["continual"]["metric"] == "r2" and m["labels"] == ["value"]
+    assert m["continual"]["matrix"][0][0] > 0.8 and m["tuned"]["spearman"] > 0.85
+    predictor = tunesmith.Predictor.load(run.run_dir)
+    low, high = predictor.predict(["bad bad bad bad the movie", "good good good good the movie"])
+    assert 9 < low < 11.5 and 19 < high < 21.5  # labels' units (10 + 2.5 k), not standardised outputs
+    done = runner.invoke(
+        app, ["update", str(run.run_dir), "--data", str(paths["second"]), "--validation", str(paths["second_val"])]
+    )
+    assert done.exit_code == 0, done.output
+    m = json.loads((run.run_dir / "metrics.json").read_text())
+    assert len(m["continual"]["matrix"]) == 2 and m["continual"]["matrix"][1][1] > 0.7  # learned "great"
+    assert m["continual"]["matrix"][1][0] > 0.7  # and still scores "good"
+    low, high = tunesmith.Predictor.load(run.run_dir).predict(["bad bad bad bad the movie", "great great great great a movie"])
+    assert 9 < low < 11.5 and 19 < high < 21.5
+    assert (run.run_dir / "versions" / "v2" / "ewc.safetensors").is_file()

@@ -41,7 +41,7 @@ METHODS: dict[str, dict] = {
             "domain_adaptation",
         )
     },
-    "continual": {"classification": Continual, "multi_label": Continual, "token_classification": Continual},
+    "continual": {task: Continual for task in ("classification", "multi_label", "regression", "token_classification")},
 }
 
 

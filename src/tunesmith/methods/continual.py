@@ -24,11 +24,18 @@ from ..runs import rundir as runs
 from ..runs.tracked import tracked_run
 from . import supervised
 from .base import Context, Plan, tuning_mode
+from .continual_regression import Regression
 from .continual_strategies import Reservoir, continual_metrics, ewc_penalty, fisher_diagonal, grow_head
-from .continual_tasks import TASKS
+from .continual_tasks import MultiLabel, SingleLabel, TokenTags
 from .session import train
 
 log = logging.getLogger(__name__)
+TASKS = {
+    "classification": SingleLabel,
+    "multi_label": MultiLabel,
+    "token_classification": TokenTags,
+    "regression": Regression,
+}
 VERSIONS_DIR, STATE_FILE = "versions", runs.CONTINUAL_FILE
 
 
@@ -108,8 +115,18 @@ def _run(learner: Learner, exps, datas, run_dir: Path, resume: bool = False) -> 
 
 
 def _make_current(run_dir: Path, version: Path) -> None:
-    """The version's model at the top of the run, copied beside and swapped in: a failed copy leaves the old one."""
-    runs.swap_in(run_dir / runs.MODEL_DIR, lambda folder: shutil.copytree(version / runs.MODEL_DIR, folder))
+    """The version's model (or a generation run's LoRA adapter) at the top of the run, copied beside and swapped
+    in: a failed copy leaves the old one. A merged/ folder built from an earlier version would be loaded before
+    the adapter, so it goes."""
+    for name in _weights_in(version):
+        runs.swap_in(run_dir / name, lambda folder, name=name: shutil.copytree(version / name, folder))
+    if runs.ADAPTER_DIR in _weights_in(version) and (run_dir / runs.MERGED_DIR).is_dir():
+        shutil.rmtree(run_dir / runs.MERGED_DIR)
+        log.info(f"{run_dir / runs.MERGED_DIR} held an earlier version merged; removed (export --merge rebuilds it)")
+
+
+def _weights_in(version: Path) -> list[str]:
+    return [name for name in (runs.MODEL_DIR, runs.ADAPTER_DIR) if (version / name).is_dir()]
 
 
 def _versions_done(run_dir: Path, exps) -> list[list[float]]:
@@ -211,7 +228,7 @@ class Learner:
         if model_dir:  # an earlier version: its labels and head, frozen layers as the recipe says
             self.labels = self._saved_labels(model_dir)
             self.model = task.build(recipe, str(model_dir), spec, self.labels, self.kind)
-            task.restore(Path(model_dir))
+            task.restore(Path(model_dir), self.model)
 
     # ------------------------------------------------------------------ training
 

@@ -49,7 +49,14 @@ Over all evaluation sets together, the current model: {_overall(m["tuned"])}.
 
 
 def _overall(tuned: dict) -> str:
-    names = {"accuracy": "accuracy", "f1_macro": "macro-F1", "f1_micro": "micro-F1", "f1": "entity F1"}
+    names = {
+        "accuracy": "accuracy",
+        "f1_macro": "macro-F1",
+        "f1_micro": "micro-F1",
+        "f1": "entity F1",
+        "r2": "R²",
+        "spearman": "Spearman",
+    }
     return ", ".join(f"{label} {tuned[key]:.4f}" for key, label in names.items() if key in tuned)
 
 

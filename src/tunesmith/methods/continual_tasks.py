@@ -1,7 +1,7 @@
 """What continual learning needs to know about a task kind: how to read an experience's data, encode it against the
 labels seen so far, the loss and the LwF distillation on its outputs, and the one score per experience that fills the
-matrix (accuracy, micro-F1, entity F1). The learner (continual.py) is the same for all three; each kind is a class
-here and a line in TASKS.
+matrix (accuracy, micro-F1, entity F1). The learner (continual.py) is the same for every kind; each kind is a class
+here (regression: continual_regression.py) and a line in continual.TASKS.
 
 Labels only ever grow: a new experience's labels are appended after the old ones, so the grown head keeps every old
 output unchanged (continual_strategies.grow_head).
@@ -9,6 +9,7 @@ output unchanged (continual_strategies.grow_head).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -106,8 +107,12 @@ class SingleLabel:
         """Files the predictor needs beside the model (name -> JSON), once an experience is learned."""
         return {}
 
-    def restore(self, model_dir) -> None:
-        """Read back what after_learning wrote, when an update starts from a saved version."""
+    def restore(self, model_dir, model) -> None:
+        """Read back what after_learning wrote, when an update starts from a saved version (its model built)."""
+
+    def saved_form(self, model):
+        """The model as a version is written (regression folds its target scale in for the write)."""
+        return contextlib.nullcontext(model)
 
     def score_model(self, learner, model, labels: list[str], split) -> float:
         bs = learner.recipe.eval.batch_size
@@ -218,7 +223,7 @@ class MultiLabel(_Scored):
         separator = next((d.label_separator for d in learner.data_sections if d is not None), None)
         return {"thresholds.json": {"labels": learner.labels, **self.thresholds, "separator": separator}}
 
-    def restore(self, model_dir) -> None:
+    def restore(self, model_dir, model) -> None:
         from ..runs import rundir
 
         self.thresholds = rundir.read_json(model_dir / "thresholds.json")
@@ -344,6 +349,3 @@ def _annotated_only(predicted: list, split) -> list:
 def _type_key(tags) -> str:
     """The replay reservoir's class of a sentence: the entity types it holds."""
     return "|".join(sorted({t[2:] for t in tags if t != "O"})) or "O"
-
-
-TASKS = {"classification": SingleLabel, "multi_label": MultiLabel, "token_classification": TokenTags}
