@@ -394,3 +394,34 @@ def test_the_collection_keeps_at_most_its_row_limit_dropping_the_oldest_with_the
     with pytest.raises(sqlite3.IntegrityError):
         store.record("m", 1, "classification", [("again", {}, None)], ids=[ids[-1]])  # an id that exists
     assert store.record("m", 1, "classification", [("after", {}, None)])  # no transaction left open
+
+
+def test_regression_feedback_values_train_and_gate_a_new_version(tmp_path):
+    import json
+
+    from tests.test_continual_tasks import METHOD, TRAIN
+    from tests.test_regression import score_rows, write_sets
+
+    paths = write_sets(tmp_path)
+    recipe = {
+        "task": "regression",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": ["replay"]},
+        "train": TRAIN,
+        "experiences": [{"name": "scores", "data": paths}],
+    }
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    rows = score_rows(40, 9).to_dict("records")
+    with _client(run_dir, collect=tmp_path / "bad") as web:
+        asked = web.post("/v1/classify", json={"model": "run", "input": ["good bad"]}).json()["data"][0]
+        wrong = web.post("/v1/feedback", json={"id": asked["id"], "value": "high"})
+        assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "value"
+    result = _update_from_served_feedback(
+        run_dir, tmp_path, [r["text"] for r in rows], [{"value": r["label"]} for r in rows]
+    )
+    trained = [json.loads(line) for line in (run_dir / "feedback" / "1" / "train.jsonl").read_text().splitlines()]
+    assert len(trained) == 30 and all(isinstance(r["label"], float) for r in trained)
+    gate = result["gate"]
+    assert gate["metric"] == "r2" and gate["heldout_rows"] == 10 and gate["old_before"] > 0.5
+    assert gate["promoted"] == (gate["new_after"] > gate["new_before"] and gate["forgetting"] <= 0.01)

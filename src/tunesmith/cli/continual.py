@@ -48,8 +48,9 @@ def update(
         Optional[float],
         typer.Option(
             "--max-forgetting",
-            help="Refuse the update if the old experiences' score (accuracy; micro-F1 or entity F1 for those "
-            "tasks) drops by more than this (e.g. 0.02).",
+            help="Refuse the update if the old experiences' score (accuracy; micro-F1, entity F1, R² or answer-"
+            "token accuracy for those tasks) drops by more than this (e.g. 0.02). With --from-feedback: the gate's "
+            "forgetting budget (default: the recipe's method.max_forgetting, 0.01).",
         ),
     ] = None,
 ):
@@ -62,7 +63,9 @@ def update(
     if from_feedback is not None:
         from ..methods.continual_feedback import update_from_feedback
 
-        say_decision(update_from_feedback(run_dir, from_feedback, min_examples, holdout, model))
+        say_decision(
+            update_from_feedback(run_dir, from_feedback, min_examples, holdout, model, max_forgetting=max_forgetting)
+        )
         return
     from ..recipe import DataSection, Experience, load_recipe
     from ..runs.rundir import RECIPE_FILE, read_yaml
@@ -157,7 +160,10 @@ def monitor(
 @app.command()
 @friendly
 def loop(
-    run_dir: Annotated[Path, typer.Argument(help="The continual run that `tunesmith serve RUN --collect DIR` serves.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(help="The continual or generation run that `tunesmith serve RUN --collect DIR` serves."),
+    ],
     collect: Annotated[Path, typer.Option("--collect", metavar="DIR", help="The serve's --collect folder.")],
     every: Annotated[int, typer.Option(help="Update after this many new feedback rows.", min=2)] = 500,
     holdout: Annotated[
@@ -170,6 +176,12 @@ def loop(
     ] = True,
     model: Annotated[
         Optional[str], typer.Option(help="The served model name (default: the run's folder name).")
+    ] = None,
+    max_forgetting: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-forgetting", min=0.0, help="The gate's forgetting budget (default: method.max_forgetting, 0.01)."
+        ),
     ] = None,
 ):
     """Collect -> update -> gate -> swap, unattended: every EVERY new feedback rows, train the next version on
@@ -185,7 +197,7 @@ def loop(
         if len(rows) >= every:
             out.print(f"{len(rows)} new feedback rows: training the next version")
             try:
-                say_decision(update_from_feedback(run_dir, collect, every, holdout, model, gate))
+                say_decision(update_from_feedback(run_dir, collect, every, holdout, model, gate, max_forgetting))
             except TunesmithError as err:  # another update running, data refused: say it and look again later
                 out.print(f"update not made: {err}")
         if once:

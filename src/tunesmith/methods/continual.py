@@ -351,7 +351,8 @@ class Learner:
 
     def _write_version(self, folder: Path, experience: str, row: list[float]) -> None:
         folder.mkdir(parents=True)
-        runs.save_model(folder, self.model, self.tokenizer)
+        with self.task.saved_form(self.model) as model:
+            runs.save_model(folder, model, self.tokenizer)
         for name, content in self.files.items():  # what the task's predictor reads beside the model (thresholds)
             runs.write_json(folder / runs.MODEL_DIR / name, content)
         runs.write_json(folder / "replay.json", {"items": self.buffer.items, "seen": self.buffer.seen})
@@ -602,7 +603,7 @@ def list_versions(run_dir: Path) -> tuple[int, list[dict]]:
                 "version": int(folder.name[1:]),
                 "experience": info.get("experience"),
                 "labels": len(info.get("labels", [])),
-                "mean_accuracy": sum(acc) / len(acc) if acc else None,
+                "mean_accuracy": sum(scored) / len(scored) if (scored := [a for a in acc if a is not None]) else None,
                 "accuracies": acc,
             }
         )
@@ -621,7 +622,7 @@ def rollback(run_dir: Path, version: int) -> None:
 
     run_dir = runs.open_finished(run_dir)
     folder = run_dir / VERSIONS_DIR / f"v{version}"
-    if not (folder / runs.MODEL_DIR).is_dir():
+    if not _weights_in(folder):
         raise TunesmithError(f"{run_dir} has no version {version}; `tunesmith runs versions {run_dir}` lists them.")
     state = read_state(run_dir, "versions exist for method: continual runs.")
     if version not in state["lineage"]:

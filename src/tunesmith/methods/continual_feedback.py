@@ -3,7 +3,8 @@ update on it (`tunesmith update --from-feedback`, `tunesmith loop`).
 
 The feedback not used by an earlier update (the run's state remembers how far it got) becomes a labeled file
 in the run's feedback/<n>/ folder; a seeded share is held out and is never trained on: the new version must
-beat the current one there, and lose no more than method.max_forgetting on the earlier experiences."""
+beat the current one there, and lose no more than method.max_forgetting on the earlier experiences. A supervised
+generation run learns from corrected and well-rated answers instead (generation_feedback.py)."""
 
 from __future__ import annotations
 
@@ -17,20 +18,37 @@ from ..runs.collect import Store
 from .continual import FEEDBACK_PREFIX, updatable, update_run
 
 FEEDBACK_DIR = "feedback"
-# the feedback kinds an update trains on (serve/feedback.py takes also a chat's `answer` and `rating`, which
-# are recorded for your own use: continual runs are encoders)
-KINDS = ("label", "labels", "value", "entities")
+KINDS = ("label", "labels", "value", "entities")  # the feedback kinds an encoder update trains on
+CHAT_KINDS = ("answer", "rating")  # a generation run's (methods/generation_feedback.py)
+
+
+def _run_state(run_dir: Path) -> tuple[Path, dict, object]:
+    """(run directory, its version state, its recipe) of a run feedback can update: a continual run, or a
+    supervised generation run (whose first update starts its versions)."""
+    from .generation_feedback import is_generation
+
+    run_dir = runs.open_finished(run_dir)
+    recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    if is_generation(recipe):
+        state = runs.read_json(run_dir / runs.CONTINUAL_FILE) if (run_dir / runs.CONTINUAL_FILE).exists() else {}
+        return run_dir, state, recipe
+    return (*updatable(run_dir), recipe)
 
 
 def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[list[dict], int]:
     """(the feedback rows no update has used yet, the last one's position)."""
-    run_dir, state = updatable(run_dir)
+    from .generation_feedback import is_generation
+
+    run_dir, state, recipe = _run_state(run_dir)
     store = Store(store_dir, readonly=True)
     try:
         rows = store.feedback(model or run_dir.name, after=state.get("feedback_seq", 0))
     finally:
         store.close()  # `loop` asks every few seconds: no connection left open per look
-    usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
+    if is_generation(recipe):
+        usable = [r for r in rows if r["kind"] in CHAT_KINDS and isinstance(r["input"], list)]
+    else:
+        usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
     return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0)
 
 
@@ -41,9 +59,13 @@ def update_from_feedback(
     holdout: float = 0.2,
     model: str | None = None,
     gate: bool = True,
+    max_forgetting: float | None = None,
 ) -> dict:
     """Train and gate the next version on the pending feedback; the returned metrics say what was decided.
-    `gate=False` promotes whatever comes out (the reference the gate is measured against)."""
+    `gate=False` promotes whatever comes out (the reference the gate is measured against). `max_forgetting`:
+    the budget for this update (default: the recipe's method.max_forgetting, else 0.01)."""
+    from .generation_feedback import is_generation, update_generation
+
     run_dir = Path(run_dir)
     rows, last = pending(run_dir, store_dir, model)
     if len(rows) < min_examples:
@@ -52,8 +74,12 @@ def update_from_feedback(
             f"{min_examples}."
         )
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    # a supervised generation recipe has no max_forgetting key: 1 point (of answer-token accuracy) by default
+    default = getattr(recipe.method, "max_forgetting", 0.01)
+    budget = None if not gate else max_forgetting if max_forgetting is not None else default
+    if is_generation(recipe):
+        return update_generation(run_dir, recipe, rows, {"feedback_seq": last}, holdout, budget, gate)
     experience = _experience(run_dir, recipe, rows, holdout)
-    budget = getattr(recipe.method, "max_forgetting", 0.01) if gate else None
     return update_run(run_dir, experience, budget, gate=gate, consumed={"feedback_seq": last})
 
 

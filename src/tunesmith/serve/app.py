@@ -273,13 +273,13 @@ async def _complete(
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if body.stream:
         return streaming_response(
-            stream_chunks(run, messages, max_new, body, stops, ident, kind, used), media_type="text/event-stream"
+            stream_chunks(run, messages, max_new, body, stops, ident, kind, used, store), media_type="text/event-stream"
         )
     try:
         answer, finish, completion = await complete(run, messages, max_new, body, stops)
     except (TunesmithError, ValueError) as err:
         raise ApiError(400, f"messages: {err}", param="messages", code="invalid_value") from None
-    if store:  # streamed answers are not recorded: the text is only whole once the client has it
+    if store:
         await asyncio.to_thread(store.record, run.name, run.version, run.task, [(messages, answer, None)], [ident])
     choice = (
         {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}

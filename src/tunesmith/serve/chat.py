@@ -31,9 +31,11 @@ async def complete(run, messages: list[dict], max_new: int, body, stops: list[st
 
 
 async def stream_chunks(
-    run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str, prompt_used: int
+    run, messages: list[dict], max_new: int, body, stops: list[str], ident: str, kind: str, prompt_used: int, store=None
 ):
     """`data: {chunk}` lines as the model writes, then the finish reason, usage if asked, then `data: [DONE]`.
+    With a `store` (serve --collect), the whole answer is recorded under the stream's id before its last event,
+    so feedback on it can follow at once; a stream the client leaves early is not recorded.
 
     Streams that arrive together share one batched generation (tasks/generation/streams.py); each gets its
     row's text through its own queue, and the event loop never waits on the model."""
@@ -61,13 +63,20 @@ async def stream_chunks(
     )
     job.add_done_callback(lambda _: queue.put_nowait(done))  # after every piece the worker pushed
     try:
-        async for event in _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new):
+        record = (
+            None
+            if store is None
+            else lambda text: asyncio.to_thread(
+                store.record, run.name, run.version, run.task, [(messages, text, None)], [ident]
+            )
+        )
+        async for event in _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new, record):
             yield event
     finally:  # also when the client disconnects: Starlette cancels this generator
         cancel.set()
 
 
-async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new):
+async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, max_new, record=None):
     created, text, finish = int(time.time()), "", None
     yield _event(ident, kind, created, run.name, {"role": "assistant", "content": ""}, None)
     while (piece := await queue.get()) is not done:
@@ -87,6 +96,8 @@ async def _events(run, job, queue, done, body, stops, ident, kind, prompt_used, 
         job.result()[0] if finish is None else len(run.predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
     )
     finish = finish or ("length" if used >= max_new else "stop")
+    if record is not None:
+        await record(text)
     yield _event(ident, kind, created, run.name, {}, finish)
     if (body.stream_options or {}).get("include_usage"):
         yield _usage_event(ident, kind, created, run.name, prompt_used, used)

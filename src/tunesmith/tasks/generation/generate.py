@@ -119,6 +119,34 @@ def causal_lm_loss(model, batch: dict) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits, targets[keep])
 
 
+@torch.no_grad()
+def answer_token_accuracy(model, rows: list[dict], batch_size: int, pad_id: int) -> float:
+    """Share of labelled (answer) tokens the model ranks first given the reference's earlier tokens: a score in
+    [0, 1] with no generation (so cheap and free of sampling noise), higher is better. Continual updates of
+    generation runs compare versions by it, on held-out corrections and on the original test set."""
+    model.eval()
+    core = _causal_lm(model)
+    decoder, head = getattr(core, "get_decoder", lambda: None)(), core.get_output_embeddings()
+    device = next(model.parameters()).device
+    right = total = 0
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    for chunk in _token_bounded(order, rows, batch_size):
+        batch = {k: v.to(device) for k, v in collate([rows[i] for i in chunk], pad_id).items()}
+        inputs = with_packing_mask({k: v for k, v in batch.items() if k != "labels"}, core)
+        targets = batch["labels"][:, 1:]
+        keep = targets != -100
+        if not keep.any():
+            continue
+        if decoder is None or head is None:
+            guess = model(**inputs, use_cache=False).logits[:, :-1][keep].argmax(-1)
+        else:
+            picked = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1][keep]
+            guess = torch.cat([head(picked[i : i + EVAL_CHUNK]).argmax(-1) for i in range(0, len(picked), EVAL_CHUNK)])
+        right += int((guess == targets[keep]).sum())
+        total += int(keep.sum())
+    return right / total if total else float("nan")
+
+
 def with_packing_mask(inputs: dict, core) -> dict:
     """Packed rows come with position ids and no attention mask: give them the block-diagonal one."""
     if "position_ids" in inputs and "attention_mask" not in inputs:
