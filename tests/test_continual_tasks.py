@@ -162,7 +162,9 @@ def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_
         "eval": {"baseline": "none"},
         "method": {**METHOD, "strategy": ["replay", "ewc"], "ewc_lambda": 10.0},
         "train": {**TRAIN, "lr": 3e-3},
-        "experiences": [{"name": "first", "data": {"train": str(paths["first"]), "validation": str(paths["first_val"])}}],
+        "experiences": [
+            {"name": "first", "data": {"train": str(paths["first"]), "validation": str(paths["first_val"])}}
+        ],
     }
     run = tunesmith.run(recipe, output_dir=tmp_path / "run")
     m = run.metrics
@@ -178,6 +180,8 @@ def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_
     m = json.loads((run.run_dir / "metrics.json").read_text())
     assert len(m["continual"]["matrix"]) == 2 and m["continual"]["matrix"][1][1] > 0.7  # learned "great"
     assert m["continual"]["matrix"][1][0] > 0.7  # and still scores "good"
-    low, high = tunesmith.Predictor.load(run.run_dir).predict(["bad bad bad bad the movie", "great great great great a movie"])
+    low, high = tunesmith.Predictor.load(run.run_dir).predict(
+        ["bad bad bad bad the movie", "great great great great a movie"]
+    )
     assert 9 < low < 11.5 and 19 < high < 21.5
     assert (run.run_dir / "versions" / "v2" / "ewc.safetensors").is_file()

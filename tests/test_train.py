@@ -29,6 +29,17 @@ def test_same_seed_same_result(toy_data, tmp_path):
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
 
 
+@pytest.mark.parametrize("max_steps, epochs_run", [(3, 1), (25, 2)])
+def test_max_steps_bounds_the_run_by_optimizer_steps_whatever_epochs_says(toy_data, tmp_path, max_steps, epochs_run):
+    train = {**toy_data["recipe"]["train"], "epochs": 10, "max_steps": max_steps, "log_every": 1, "batch_size": 8}
+    result = run({**toy_data["recipe"], "train": train}, output_dir=tmp_path / "r")
+    log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == list(range(1, max_steps + 1))
+    evals = [r for r in log if "eval" in r]  # every epoch it reached, the last one partial
+    assert len(evals) == epochs_run == result.metrics["train"]["epochs"] and evals[-1]["step"] == max_steps
+
+
 @pytest.mark.parametrize("min_epochs, least", [("auto", 5), (1, 2), (7, 7)])
 def test_early_stopping_stops_when_metric_stalls_but_not_before_min_epochs(toy_data, tmp_path, min_epochs, least):
     stopping = {"metric": "loss", "patience": 1, "min_epochs": min_epochs}  # 'auto': half of the 10 planned epochs

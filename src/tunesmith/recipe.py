@@ -381,6 +381,13 @@ class TrainSection(Strict):
         description="Passes over the training data (fractions allowed); unset or 'auto' = 3, more "
         "for small sets (at least 250 optimizer steps), fewer for very large ones.",
     )
+    max_steps: int | None = Field(
+        None,
+        gt=0,
+        description="Stop after this many optimizer steps, whatever epochs says (the HF Trainer's max_steps): "
+        "bounds the time of a run on a large file. The last epoch may be partial; validation runs at each "
+        "epoch's end and once at the last step.",
+    )
     memory_budget_gb: float | None = Field(
         None,
         gt=0,

@@ -82,7 +82,10 @@ def run_loop(
     procs = accelerator.num_processes
     window = grouping_window(lengths, cfg.batch_size * procs, cfg.seed) if getattr(cfg, "group_by_length", True) else 1
     steps_per_epoch = math.ceil(math.ceil(len(rows) / (cfg.batch_size * procs)) / cfg.grad_accum)
-    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    max_steps = getattr(cfg, "max_steps", None)
+    # max_steps bounds the run by optimizer steps, as in the HF Trainer: the epochs it spans, the last partial
+    epochs = max_steps / steps_per_epoch if max_steps else cfg.epochs
+    total_steps = max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
     from transformers import get_linear_schedule_with_warmup
 
@@ -95,7 +98,7 @@ def run_loop(
         stop_metric=stopping.metric or hooks.default_metric,
         patience=stopping.patience,
         rows=hooks.validation_rows,
-        min_epochs=math.ceil(cfg.epochs / 2) if stopping.min_epochs == "auto" else stopping.min_epochs,
+        min_epochs=math.ceil(epochs / 2) if stopping.min_epochs == "auto" else stopping.min_epochs,
     )
     pos = {"epoch": 1, "batch": 0, "step": 0, "seen": 0, "tokens": 0, "train_time": 0.0}
     saved = ckpt.load(checkpoint) if checkpoint else None
@@ -108,7 +111,7 @@ def run_loop(
     with progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar:
         if saved:
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
-        for epoch in range(pos["epoch"], math.ceil(cfg.epochs) + 1):
+        for epoch in range(pos["epoch"], math.ceil(epochs) + 1):
             model.train()
             batches = _my_share(
                 length_grouped_batches(lengths, cfg.batch_size * procs, seed=cfg.seed + epoch, window=window),

@@ -32,7 +32,7 @@ def probe_wanted(head_init: str, n_labels: int, n_rows: int, cfg) -> bool:
     PROBE_BELOW_STEPS_PER_CLASS optimizer steps per class (`cfg`: the resolved train settings)."""
     if head_init != "auto":
         return head_init == "probe"
-    steps = math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
+    steps = getattr(cfg, "max_steps", None) or math.ceil(n_rows / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
     return n_labels >= PROBE_FROM_CLASSES and steps / n_labels < PROBE_BELOW_STEPS_PER_CLASS
 
 
