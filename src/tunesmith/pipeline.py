@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .check import check_recipe
 from .check.report import as_files
+from .data.hub import materialize
 from .data.readers import checking, read_once
 from .engine.tracking import check_available
 from .errors import TunesmithError
@@ -32,14 +33,21 @@ def run(
     overwrite: bool = False,
     resume: bool = False,
     compare_direct: bool = False,
+    train=None,
+    validation=None,
+    test=None,
 ) -> RunResult:
     """Fine-tune per the recipe; returns the run directory and its metrics (also in metrics.json).
 
     Staged recipes: `resume` skips stages that finished in `output_dir`; `compare_direct` also trains
-    the last stage alone from the base model (the control), reported as `direct`.
+    the last stage alone from the base model (the control), reported as `direct`. `train`, `validation`,
+    `test`: in-memory tables (pandas DataFrame, datasets.Dataset, list of dicts) in place of data files.
     """
     # a Recipe object (what the CLI passes) is already validated: it is not loaded a second time
+    if train is not None or validation is not None or test is not None:
+        recipe = with_tables(recipe, {"train": train, "validation": validation, "test": test})
     recipe = with_absolute_paths(recipe) if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = materialize(recipe)  # data.hub sections: their splits as files
     check_available(recipe.train.report_to)  # a missing tracker package fails before any folder is made
     if compare_direct and not recipe.stages:
         raise TunesmithError("--compare-direct applies to staged recipes (a stages: list); this recipe has none.")
@@ -54,6 +62,27 @@ def run(
         if recipe.stages:
             return RunResult(*run_stages(recipe, output_dir, overwrite, resume, compare_direct, files))
         return RunResult(*run_single(recipe, output_dir, overwrite, resume, files))
+
+
+def with_tables(recipe, tables: dict) -> dict:
+    """The recipe (as a dict) reading the given in-memory tables: each is saved once as a Parquet file."""
+    from .data.hub import table_file
+
+    if isinstance(recipe, Recipe):
+        raw = recipe.model_dump(mode="json", exclude_unset=True)
+    elif isinstance(recipe, dict):
+        raw = dict(recipe)
+    else:
+        raw = load_recipe(recipe).model_dump(mode="json", exclude_unset=True)
+    if tables["train"] is None:
+        raise TunesmithError("tunesmith.run: validation= and test= tables go with a train= table.")
+    if raw.get("stages") or raw.get("experiences"):
+        raise TunesmithError("tunesmith.run(train=...) is for single runs; stages and experiences name their files.")
+    data = {k: v for k, v in (raw.get("data") or {}).items() if k not in ("hub", "config", "revision", "split_map")}
+    for role, table in tables.items():
+        data[role] = None if table is None else table_file(table, role)
+    raw["data"] = {**data, "source": "in-memory tables"}
+    return raw
 
 
 def preflight(recipe) -> dict[str, str]:

@@ -56,9 +56,32 @@ class ModelSection(Strict):
 
 
 class DataSection(Strict):
-    train: str = Field(
+    train: str | None = Field(
+        None,
         description="Training file (.csv, .tsv, .jsonl, .json, .parquet). Relative paths resolve against the "
-        "recipe's folder."
+        "recipe's folder. Required unless `hub` names a dataset.",
+    )
+    hub: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
+        description="A Hugging Face Hub dataset id (org/name) instead of files: its train, validation and test "
+        "splits are read through `datasets.load_dataset` (cached) and used as files would be. Offline, "
+        "TUNESMITH_DATA_ROOT (or --data-root) names a folder holding org/name/ or name/ with train.csv, "
+        "validation.csv, test.csv (any supported extension).",
+    )
+    config: str | None = Field(None, max_length=200, description="hub: the dataset's configuration (subset) name.")
+    revision: str | None = Field(
+        None, max_length=200, description="hub: a branch, tag or commit of the dataset (default: the latest)."
+    )
+    split_map: dict[Literal["train", "validation", "test"], str] | None = Field(
+        None,
+        description="hub: the dataset's split name for each role, where it is not the usual one (e.g. "
+        "{validation: dev}); default: train; validation, valid or dev; test.",
+    )
+    source: str | None = Field(
+        None,
+        description="Where the files came from (filled in by tunesmith for hub data and in-memory tables; "
+        "informational).",
     )
     validation: str | None = Field(
         None, description="Validation file; if absent, a stratified split of train is carved off."
@@ -127,6 +150,16 @@ class DataSection(Strict):
         None, description="Response column for prompt/response data (auto: response, answer, output, completion)."
     )
     system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
+
+    @model_validator(mode="after")
+    def _files_or_hub(self):
+        if (self.train is None) == (self.hub is None):
+            raise ValueError("give data.train (a file) or data.hub (a Hub dataset id), one of them")
+        if self.hub is None and (self.config or self.revision or self.split_map):
+            raise ValueError("data.config, data.revision and data.split_map go with data.hub")
+        if self.hub and (self.validation or self.test):
+            raise ValueError("with data.hub, the splits come from the dataset: name them in data.split_map")
+        return self
 
     @model_validator(mode="before")
     @classmethod

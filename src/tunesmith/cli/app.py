@@ -4,6 +4,8 @@ bad input into one clear message and exit code 2; commands parse, call the libra
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -24,6 +26,23 @@ Overwrite = Annotated[
 Sets = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a recipe field, e.g. --set train.lr=3e-5 (repeatable).")
 ]
+
+DataRoot = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-root",
+        help="A local mirror of Hub datasets: data.hub org/name is read from DIR/org/name/ or DIR/name/ "
+        "(train.csv, test.csv, ...) instead of the Hub (same as TUNESMITH_DATA_ROOT).",
+    ),
+]
+
+
+def use_data_root(root: Path | None) -> None:
+    """--data-root for this process and the processes it starts (torchrun workers, the dashboard's runs)."""
+    if root is not None:
+        if not root.is_dir():
+            raise TunesmithError(f"--data-root {root} is not a folder.")
+        os.environ["TUNESMITH_DATA_ROOT"] = str(root.resolve())
 
 
 def friendly(fn):

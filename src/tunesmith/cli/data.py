@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markdown import Markdown
 
-from .app import Overwrite, Sets, app, err, friendly, out
+from .app import DataRoot, Overwrite, Sets, app, err, friendly, out, use_data_root
 
 data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
 app.add_typer(data_app, name="data")
@@ -37,6 +37,7 @@ def check(
     ] = None,
     overwrite: Overwrite = False,
     set_: Sets = None,
+    data_root: DataRoot = None,
 ):
     """Columns, row counts, labels, duplicates, train/eval overlap, conflicting labels, token lengths and
     truncation, chat-template masking. Exit code 1 when training would fail or learn nothing."""
@@ -45,6 +46,7 @@ def check(
     from ..errors import TunesmithError
     from ..recipe import load_recipe
 
+    use_data_root(data_root)
     if source.suffix.lower() in (".yaml", ".yml"):
         if task or model:
             raise TunesmithError(
@@ -59,7 +61,9 @@ def check(
             {"task": task, "model": {"name": model or DEFAULT_MODEL[task]}, "data": {"train": os.path.abspath(source)}},
             set_ or [],
         )
-    report = check_recipe(recipe)
+    from ..data.hub import materialize
+
+    report = check_recipe(materialize(recipe))
     out.print(Markdown(to_markdown(report)))
     if output:
         if output.exists() and not output.is_dir():

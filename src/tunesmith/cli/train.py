@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import TunesmithError
-from .app import Sets, app, friendly, out
+from .app import DataRoot, Sets, app, friendly, out, use_data_root
 from .tables import print_comparison
 
 
@@ -47,6 +47,7 @@ def train(
         ),
     ] = None,
     set_: Sets = None,
+    data_root: DataRoot = None,
 ):
     """Fine-tune a model as the recipe says; write the run directory; print base vs tuned."""
     from ..pipeline import run
@@ -54,6 +55,7 @@ def train(
     from ..runs.rundir import RECIPE_FILE
 
     overrides = [*(set_ or []), *([f"train.seeds={seeds}"] if seeds else [])]
+    use_data_root(data_root)
     if recipe is None and resume is None:
         raise TunesmithError(
             "Missing the recipe: `tunesmith train RECIPE.yaml` (or `tunesmith train --resume RUN_DIR`)."

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from pathlib import Path
 
 from ..errors import TunesmithError, did_you_mean
+from ..paths import cache_dir
 from .registry import MODELS
 
 
@@ -22,11 +22,6 @@ def quiet_hf() -> None:
 
 
 quiet_hf()
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith"
-    return Path(root)
 
 
 def package_file(source: str) -> Path | None:

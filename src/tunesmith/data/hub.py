@@ -1,0 +1,167 @@
+"""Data that is not a file yet: a Hugging Face Hub dataset (`data.hub`) or a table given in Python
+(`tunesmith.run(recipe, train=frame)`), turned into files the readers take as they take a user's own.
+
+Why files: every check and every error message of the readers (the bad-input corpus) then holds for these
+sources too, and a run directory's saved recipe names files that `--resume`, `update` and `eval` read again.
+
+- Hub datasets go through `datasets.load_dataset` (its cache; datasets 4+ runs no loading scripts, so a
+  dataset id can never run code here) and each split is written once as Parquet under the tunesmith cache,
+  keyed by id, config, revision and the dataset's own fingerprint.
+- Offline, TUNESMITH_DATA_ROOT names a mirror: ROOT/org/name/ or ROOT/name/ holding train.csv,
+  validation.jsonl, test.parquet, ... (any supported extension), read in place.
+- In-memory tables (pandas DataFrames, `datasets.Dataset`, lists of dicts) are written as Parquet named by the
+  hash of their bytes: the same table is the same file, so a second run or a resume reads it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+from ..errors import TunesmithError
+from ..paths import cache_dir
+from .readers import SUFFIXES
+
+ROLES = ("train", "validation", "test")
+DEFAULT_SPLITS = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+MIRROR_ENV = "TUNESMITH_DATA_ROOT"
+
+
+def materialize(recipe):
+    """The recipe with every `data.hub` section replaced by the files of its splits (a copy; the rest untouched)."""
+    sections = [("data", recipe.data)]
+    sections += [(f"stages.{i}.data", s.data) for i, s in enumerate(recipe.stages or [])]
+    sections += [(f"experiences.{i}.data", e.data) for i, e in enumerate(recipe.experiences or [])]
+    if not any(s is not None and s.hub for _, s in sections):
+        return recipe
+    recipe = recipe.model_copy(deep=True)
+    if recipe.data is not None and recipe.data.hub:
+        recipe.data = with_files(recipe.data, hub_files(recipe.data))
+    for stage in recipe.stages or []:
+        if stage.data is not None and stage.data.hub:
+            stage.data = with_files(stage.data, hub_files(stage.data))
+    for exp in recipe.experiences or []:
+        if exp.data.hub:
+            exp.data = with_files(exp.data, hub_files(exp.data))
+    return recipe
+
+
+def with_files(section, files: dict, source: str | None = None):
+    """The section reading `files` (role -> path) instead of its hub id; `source` says where they came from."""
+    origin = source or f"hub:{section.hub}" + (f" ({section.config})" if section.config else "")
+    fields = {**section.model_dump(), "hub": None, "config": None, "revision": None, "split_map": None}
+    return type(section).model_validate({**fields, **{r: files.get(r) for r in ROLES}, "source": origin})
+
+
+def hub_files(section) -> dict[str, str]:
+    """role -> file for a hub section: from the mirror when TUNESMITH_DATA_ROOT is set, else from the Hub."""
+    hub, wanted = section.hub, _split_names(section)
+    root = os.environ.get(MIRROR_ENV)
+    if root:
+        return _mirrored(Path(root), hub, wanted)
+    return _downloaded(section, wanted)
+
+
+def _split_names(section) -> dict[str, tuple[str, ...]]:
+    given = section.split_map or {}
+    return {role: (given[role],) if role in given else DEFAULT_SPLITS[role] for role in ROLES}
+
+
+def _mirrored(root: Path, hub: str, wanted: dict) -> dict[str, str]:
+    if ".." in hub.split("/") or "." in hub.split("/"):  # the schema's pattern already refuses these; twice is cheap
+        raise TunesmithError(f"data.hub: {hub!r} is not a dataset id.")
+    candidates = [root / hub, root / hub.split("/")[-1], root / hub.replace("/", "__")]
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
+        raise TunesmithError(
+            f"data.hub: {hub} is not in the mirror {root} ({MIRROR_ENV}): looked for "
+            f"{', '.join(str(c) for c in candidates)}. Put its split files (train.csv, test.csv, ...) in one of "
+            "them, or unset the variable to download it."
+        )
+    files = {}
+    for role, names in wanted.items():
+        found = [folder / f"{n}{ext}" for n in names for ext in SUFFIXES if (folder / f"{n}{ext}").is_file()]
+        if found:
+            files[role] = str(found[0])
+    if "train" not in files:
+        present = sorted(p.name for p in folder.iterdir())[:20]
+        raise TunesmithError(
+            f"data.hub: {folder} (the mirror of {hub}) has no training split file "
+            f"({' or '.join(wanted['train'])} with one of {', '.join(sorted(set(SUFFIXES)))}); it holds: "
+            f"{', '.join(present) or 'nothing'}."
+        )
+    return files
+
+
+def _downloaded(section, wanted: dict) -> dict[str, str]:
+    try:
+        import datasets
+    except ImportError:
+        raise TunesmithError("data.hub needs the `datasets` package: pip install datasets") from None
+    try:
+        loaded = datasets.load_dataset(section.hub, section.config, revision=section.revision)
+    except Exception as err:  # noqa: BLE001  (offline, unknown id, gated dataset, wrong config: all said the same way)
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise TunesmithError(
+            f"data.hub: {section.hub} could not be loaded ({reason}). Check the id and data.config; offline, "
+            f"load it once where the Hub is reachable (the cache in ~/.cache/huggingface is reused), or set "
+            f"{MIRROR_ENV} (--data-root) to a folder holding {section.hub}/train.csv and its other splits."
+        ) from None
+    files = {}
+    folder = cache_dir() / "hub" / _key(section.hub, section.config, section.revision)
+    for role, names in wanted.items():
+        split = next((n for n in names if n in loaded), None)
+        if split is None:
+            if role == "train" or section.split_map and role in section.split_map:
+                raise TunesmithError(
+                    f"data.hub: {section.hub} has no split {' or '.join(names)} (it has: {', '.join(loaded)}); "
+                    "name the split in data.split_map."
+                )
+            continue
+        part = loaded[split]
+        path = folder / f"{split}-{part._fingerprint}.parquet"
+        if not path.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # processes of one run may race
+            part.to_parquet(str(partial))
+            partial.replace(path)  # whole or absent: a killed download never looks like a split
+        files[role] = str(path)
+    return files
+
+
+def _key(*parts) -> str:
+    text = "\x00".join(str(p) for p in parts)
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(parts[0]))[:60]
+    return f"{readable}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def table_file(table, role: str) -> str:
+    """An in-memory table (pandas DataFrame, datasets.Dataset or list of dicts) as a Parquet file named by its
+    content's hash under the tunesmith cache."""
+    import pandas as pd
+
+    if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame):
+        table = table.to_pandas()
+    elif isinstance(table, list):
+        table = pd.DataFrame(table)
+    if not isinstance(table, pd.DataFrame):
+        raise TunesmithError(
+            f"{role}: give a pandas DataFrame, a datasets.Dataset or a list of dicts, not {type(table).__name__}."
+        )
+    if table.empty:
+        raise TunesmithError(f"{role}: the table has no rows.")
+    buffer = io.BytesIO()
+    try:
+        table.to_parquet(buffer, index=False)
+    except (ValueError, TypeError, ImportError) as err:  # mixed types in a column, objects Parquet cannot hold
+        raise TunesmithError(f"{role}: the table cannot be saved as Parquet ({err}); give plain columns.") from None
+    data = buffer.getvalue()
+    path = cache_dir() / "tables" / f"{hashlib.sha256(data).hexdigest()[:24]}.parquet"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return str(path)

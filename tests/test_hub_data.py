@@ -1,0 +1,126 @@
+"""Data that is not a file yet: `data.hub` (through a local mirror, through `datasets`, and offline), and in-memory
+tables given to `tunesmith.run`; each becomes files the readers check as they check a user's own."""
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import tunesmith
+from tests.conftest import sentiment_rows
+from tunesmith.cli import app
+from tunesmith.errors import TunesmithError
+
+runner = CliRunner()
+TRAIN = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0}
+
+
+def _recipe(data: dict) -> dict:
+    return {"model": "tiny-bert", "eval": {"baseline": "none"}, "train": TRAIN, "data": data}
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    folder = tmp_path / "mirror" / "acme" / "reviews"
+    folder.mkdir(parents=True)
+    sentiment_rows(120, 0).to_csv(folder / "train.csv", index=False)
+    sentiment_rows(30, 1).to_json(folder / "dev.jsonl", orient="records", lines=True)
+    sentiment_rows(30, 2).to_parquet(folder / "test.parquet")
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(tmp_path / "mirror"))
+    return folder
+
+
+def test_a_hub_id_reads_its_splits_from_the_mirror_and_the_run_saves_plain_files(mirror, tmp_path):
+    result = tunesmith.run(_recipe({"hub": "acme/reviews", "split_map": {"validation": "dev"}}), tmp_path / "run")
+    assert result.metrics["eval_set"] == "test" and result.metrics["eval_size"] == 30
+    saved = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())["data"]
+    assert saved["train"] == str(mirror / "train.csv") and saved["validation"] == str(mirror / "dev.jsonl")
+    assert saved["test"] == str(mirror / "test.parquet") and saved["source"] == "hub:acme/reviews"
+    assert "hub" not in saved or saved["hub"] is None  # a resumed or updated run reads the files, not the Hub
+
+
+def test_the_mirror_says_where_it_looked_and_what_a_folder_holds(mirror, tmp_path):
+    with pytest.raises(TunesmithError, match="not in the mirror .*acme/other"):
+        tunesmith.run(_recipe({"hub": "acme/other"}), tmp_path / "run")
+    (mirror / "train.csv").rename(mirror / "training.csv")
+    with pytest.raises(TunesmithError, match="has no training split file .*it holds: dev.jsonl, test.parquet"):
+        tunesmith.run(_recipe({"hub": "acme/reviews"}), tmp_path / "run")
+
+
+def test_data_check_reads_a_hub_dataset_through_data_root(mirror, tmp_path, monkeypatch):
+    monkeypatch.delenv("TUNESMITH_DATA_ROOT")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe({"hub": "acme/reviews"})))
+    done = runner.invoke(
+        app, ["data", "check", str(path), "--data-root", str(tmp_path / "mirror")], env={"COLUMNS": "300"}
+    )
+    assert done.exit_code == 0, done.output
+    assert "train.csv" in done.output and "120" in done.output
+
+
+def test_a_hub_dataset_goes_through_datasets_and_is_written_once_as_parquet(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def load_dataset(name, config, revision=None):  # the Hub's answer, as datasets gives it
+        calls.append((name, config, revision))
+        return datasets.DatasetDict(
+            {
+                "train": datasets.Dataset.from_pandas(sentiment_rows(120, 0)),
+                "validation": datasets.Dataset.from_pandas(sentiment_rows(30, 1)),
+            }
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    recipe = _recipe({"hub": "acme/reviews", "config": "en"})
+    first = tunesmith.run(recipe, tmp_path / "a")
+    second = tunesmith.run(recipe, tmp_path / "b")
+    assert calls == [("acme/reviews", "en", None)] * 2
+    files = [yaml.safe_load((r.run_dir / "recipe.yaml").read_text())["data"] for r in (first, second)]
+    assert files[0]["train"] == files[1]["train"] and files[0]["train"].endswith(".parquet")
+    assert files[0]["test"] is None and first.metrics["eval_set"] == "validation"
+    assert pd.read_parquet(files[0]["train"]).shape[0] == 120 and files[0]["source"] == "hub:acme/reviews (en)"
+
+
+def test_offline_a_hub_id_fails_with_what_to_do(tmp_path):
+    # HF_HUB_OFFLINE is set for the whole suite (conftest): the Hub is never asked
+    with pytest.raises(TunesmithError, match="could not be loaded .*TUNESMITH_DATA_ROOT"):
+        tunesmith.run(_recipe({"hub": "acme/reviews"}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"hub": "acme/reviews", "train": "x.csv"}, "give data.train .* or data.hub"),
+        ({"train": "x.csv", "config": "en"}, "go with data.hub"),
+        ({"hub": "acme/reviews", "test": "x.csv"}, "name them in data.split_map"),
+        ({"hub": "../etc"}, "data.hub"),
+        ({"hub": "acme/.."}, "data.hub"),
+        ({"hub": "acme/reviews", "split_map": {"dev": "validation"}}, "split_map"),
+    ],
+)
+def test_bad_hub_sections_are_schema_errors(data, message, tmp_path):
+    with pytest.raises(TunesmithError, match=message):
+        tunesmith.run(_recipe(data), tmp_path / "run")
+
+
+def test_in_memory_tables_train_like_files_and_the_same_table_is_the_same_file(tmp_path):
+    import datasets
+
+    recipe = _recipe({})
+    recipe.pop("data")
+    train, test = sentiment_rows(120, 0), sentiment_rows(30, 2)
+    a = tunesmith.run(recipe, tmp_path / "a", train=train, test=datasets.Dataset.from_pandas(test))
+    b = tunesmith.run(recipe, tmp_path / "b", train=train.to_dict("records"), test=test)
+    saved = [yaml.safe_load((r.run_dir / "recipe.yaml").read_text())["data"] for r in (a, b)]
+    assert saved[0]["train"] == saved[1]["train"] and saved[0]["source"] == "in-memory tables"
+    assert a.metrics["eval_set"] == "test" and a.metrics["eval_size"] == 30
+    with pytest.raises(TunesmithError, match="train: the table has no rows"):
+        tunesmith.run(recipe, tmp_path / "c", train=train.iloc[:0])
+    with pytest.raises(TunesmithError, match="give a pandas DataFrame"):
+        tunesmith.run(recipe, tmp_path / "d", train="train.csv")
+    # what the readers check still holds: a table without the label column is refused by name
+    with pytest.raises(TunesmithError, match="label"):
+        tunesmith.run(recipe, tmp_path / "e", train=train.drop(columns=["label"]))
