@@ -187,6 +187,11 @@ def test_feedback_that_contradicts_the_original_data_is_not_promoted(continual_r
     assert state["current"] == 1 and state["feedback_seq"] == 80
     assert json.loads((run_dir / "versions" / "rejected-1" / "gate.json").read_text())["reasons"] == gate["reasons"]
     assert not (run_dir / "versions" / "v2").exists()
+    # the rejected update's held-out rows were never trained on: the next gate reads them too
+    with _client(run_dir, collect=tmp_path / "store") as web:
+        _send_feedback(web, rows[:40])
+    second = update_from_feedback(run_dir, tmp_path / "store", min_examples=40)["gate"]
+    assert gate["heldout_rows"] == 16 and second["heldout_rows"] == 16 + 8
 
 
 def test_clients_running_through_a_swap_all_get_answers(continual_run, tmp_path):

@@ -464,16 +464,20 @@ def update_run(
     run_dir, state = updatable(run_dir)
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
+    pooled = pooled_heldout(state) if gate else []
     learner = Learner.load(recipe, run_dir / VERSIONS_DIR / f"v{state['current']}")
     datas = [learner.task.load(e.data, recipe.train.seed) for e in exps]
-    before = learner.scores(datas if gate else datas[:-1])  # gated: the current version on the new data too
+    extra = [learner.task.load(e.data, recipe.train.seed) for e in pooled]
+    before = learner.scores(datas + extra if gate else datas[:-1])  # gated: the current version on the new data too
     _claim_update(run_dir)
     try:
         with own_accelerate_state():
             learner.learn(datas[-1], run_dir / runs.LOG_FILE, earlier=datas[:-1])
-        row = learner.scores(datas)
-        sizes = [len(d.evaluation) for d in datas]
-        decision = _decision(learner.task.metric, before, row, sizes, [e.name for e in exps], gate, max_forgetting)
+        scored = learner.scores(datas + extra)
+        row = scored[: len(datas)]  # the matrix: the run's own experiences
+        sizes = [len(d.evaluation) for d in datas + extra]
+        names = [e.name for e in exps + pooled]
+        decision = _decision(learner.task.metric, before, scored, sizes, names, gate, max_forgetting, len(exps) - 1)
         log.info(
             f"old experiences: {learner.task.metric} {decision['old_before']:.4f} -> {decision['old_after']:.4f}; "
             f"new ({experience.name}): "
@@ -514,19 +518,23 @@ KEEP_REJECTED = 3  # rejected candidates kept on disk (each is a whole model): t
 FEEDBACK_PREFIX = "feedback-"  # experiences made from served feedback (methods/continual_feedback.py)
 
 
-def _decision(metric: str, before: list, row: list, sizes: list, names: list, gate: bool, max_forgetting) -> dict:
-    """Both numbers a promotion rests on, and why not where it fails.
+def _decision(
+    metric: str, before: list, row: list, sizes: list, names: list, gate: bool, max_forgetting, new: int | None = None
+) -> dict:
+    """Both numbers a promotion rests on, and why not where it fails. `new`: the index of the new experience
+    (default: the last); with `gate`, sets after it are earlier updates' held-out feedback, scored only.
 
     Forgetting is measured on the experiences that did not come from feedback (the original data; all earlier
     experiences for a plain update). With `gate`, "new" is every held-out feedback row so far, the new
-    update's and the earlier ones' (never trained on): one update's holdout alone is a few dozen rows, and a
-    gate on so few would promote or refuse by chance."""
+    update's and the earlier ones', promoted or not (never trained on): one update's holdout alone is a few
+    dozen rows, and a gate on so few would promote or refuse by chance."""
     count = len(row)
+    new = count - 1 if new is None else new
     if gate:
-        feedback = [i for i in range(count) if names[i].startswith(FEEDBACK_PREFIX) or i == count - 1]
-        original = [i for i in range(count) if i not in feedback] or list(range(count - 1))
+        feedback = [i for i in range(count) if names[i].startswith(FEEDBACK_PREFIX) or i == new]
+        original = [i for i in range(count) if i not in feedback] or [i for i in range(count) if i != new]
     else:
-        feedback, original = [count - 1], list(range(count - 1))
+        feedback, original = [new], [i for i in range(count) if i != new]
     old_before, old_after = _weighted(before, original, sizes), _weighted(row, original, sizes)
     new_before = _weighted(before, feedback, sizes) if gate else None
     new_after = _weighted(row, feedback, sizes)
@@ -555,6 +563,19 @@ def _decision(metric: str, before: list, row: list, sizes: list, names: list, ga
     }
 
 
+def pooled_heldout(state: dict) -> list[Experience]:
+    """The held-out feedback of rejected updates (continual.json's `heldout`), whose feedback folders still exist."""
+    out = []
+    for raw in state.get("heldout", []):
+        try:
+            exp = Experience.model_validate(raw)
+        except ValueError:  # a hand-edited state: skip what cannot be read, the gate still has the rest
+            continue
+        if exp.name.startswith(FEEDBACK_PREFIX) and exp.data.test and Path(exp.data.test).is_file():
+            out.append(exp)
+    return out
+
+
 def _weighted(scores: list, picked: list[int], sizes: list[int]) -> float:
     """The score over the picked evaluation sets together (each weighs by its rows)."""
     total = sum(sizes[i] for i in picked)
@@ -574,6 +595,8 @@ def _reject(run_dir: Path, learner, experience, row, state: dict, decision: dict
         shutil.rmtree(old)
     state.update(consumed or {})
     state["rejected"] = state.get("rejected", []) + [{"candidate": folder.name, "reasons": decision["reasons"]}]
+    # its holdout was never trained on by any version: later gates read it too
+    state["heldout"] = state.get("heldout", []) + [experience.model_dump(mode="json")]
     runs.write_json(run_dir / STATE_FILE, state)
     log.warning(f"version not promoted ({'; '.join(decision['reasons'])}); version {state['current']} stays current")
     return {"gate": decision, "continual": {"version": state["current"]}, "candidate": str(folder)}

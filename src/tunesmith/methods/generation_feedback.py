@@ -36,6 +36,7 @@ from .continual import (
     _make_current,
     _reject,
     _version_folders,
+    pooled_heldout,
     read_state,
 )
 
@@ -91,7 +92,8 @@ def update_generation(run_dir: Path, recipe, rows: list[dict], consumed: dict, h
     current = run_dir / VERSIONS_DIR / f"v{state['current']}"
     version = _Version(recipe, current)
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
-    sets = [version.rows(s) for s in _evaluation_sets(run_dir, recipe, exps)]
+    pooled = pooled_heldout(state) if gate else []  # rejected updates' held-out rows: never trained on
+    sets = [version.rows(s) for s in _evaluation_sets(run_dir, recipe, exps + pooled)]
     before = [version.score(r) for r in sets]
     if fresh:  # version 1 is scored now, on the original test set it is gated on
         state["matrix"] = [[before[0]]]
@@ -101,8 +103,10 @@ def update_generation(run_dir: Path, recipe, rows: list[dict], consumed: dict, h
     _claim_update(run_dir)
     try:
         version.learn(samples[cut:], run_dir)
-        row = [version.score(r) for r in sets]
-        decision = _decision(SCORE, before, row, [len(r) for r in sets], [e.name for e in exps], gate, budget)
+        scored = [version.score(r) for r in sets]
+        row = scored[: len(exps)]  # the matrix: the run's own experiences
+        names = [e.name for e in exps + pooled]
+        decision = _decision(SCORE, before, scored, [len(r) for r in sets], names, gate, budget, len(exps) - 1)
         log.info(
             f"original test set: {SCORE} {decision['old_before']:.4f} -> {decision['old_after']:.4f}; held-out "
             f"feedback: " + (f"{decision['new_before']:.4f} -> " if gate else "") + f"{decision['new_after']:.4f}"
