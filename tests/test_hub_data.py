@@ -48,14 +48,17 @@ def test_the_mirror_says_where_it_looked_and_what_a_folder_holds(mirror, tmp_pat
 
 
 def test_data_check_reads_a_hub_dataset_through_data_root(mirror, tmp_path, monkeypatch):
+    import json
+
     monkeypatch.delenv("TUNESMITH_DATA_ROOT")
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(_recipe({"hub": "acme/reviews"})))
     done = runner.invoke(
-        app, ["data", "check", str(path), "--data-root", str(tmp_path / "mirror")], env={"COLUMNS": "300"}
+        app, ["data", "check", str(path), "--data-root", str(tmp_path / "mirror"), "-o", str(tmp_path / "check")]
     )
     assert done.exit_code == 0, done.output
-    assert "train.csv" in done.output and "120" in done.output
+    report = json.dumps(json.loads((tmp_path / "check" / "data_check.json").read_text()))
+    assert str(mirror / "train.csv") in report and str(mirror / "test.parquet") in report
 
 
 def test_a_hub_dataset_goes_through_datasets_and_is_written_once_as_parquet(tmp_path, monkeypatch):

@@ -96,10 +96,8 @@ def _mirrored(root: Path, hub: str, wanted: dict) -> dict[str, str]:
 
 
 def _downloaded(section, wanted: dict) -> dict[str, str]:
-    try:
-        import datasets
-    except ImportError:
-        raise TunesmithError("data.hub needs the `datasets` package: pip install datasets") from None
+    import datasets
+
     try:
         loaded = datasets.load_dataset(section.hub, section.config, revision=section.revision)
     except Exception as err:  # noqa: BLE001  (offline, unknown id, gated dataset, wrong config: all said the same way)

@@ -25,6 +25,12 @@ def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
     return rows, [len(enc["input_ids"][i]) for i in long]
 
 
+def row_lengths(rows) -> list[int]:
+    """Tokens per row: a token table knows them without building its rows."""
+    lengths = getattr(rows, "lengths", None)
+    return lengths.tolist() if lengths is not None else [len(r["input_ids"]) for r in rows]
+
+
 # Training batches are sorted by length inside shuffled windows of a few batches, then shuffled: the smaller the
 # window, the more random each batch (SGD's noise) and the more padding. HF's LengthGroupedSampler sorts windows
 # of 50 batches, which cost accuracy on long documents; small windows on short sentences cost speed (padding).

@@ -15,7 +15,7 @@ from ..log import progress
 from ..models.loading import HEAD_MODULES
 from . import checkpoint as ckpt
 from . import tracking
-from .batching import grouping_window, iterate, length_grouped_batches
+from .batching import grouping_window, iterate, length_grouped_batches, row_lengths
 
 
 @dataclass
@@ -78,7 +78,7 @@ def run_loop(
     With `checkpoint`, the loop saves its whole state there every cfg.save_steps optimizer steps and at
     every epoch end, and starts from that state when the file exists (a resumed run).
     """
-    lengths = [len(r["input_ids"]) for r in rows]
+    lengths = row_lengths(rows)
     procs = accelerator.num_processes
     window = grouping_window(lengths, cfg.batch_size * procs, cfg.seed) if getattr(cfg, "group_by_length", True) else 1
     steps_per_epoch = math.ceil(math.ceil(len(rows) / (cfg.batch_size * procs)) / cfg.grad_accum)

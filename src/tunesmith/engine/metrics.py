@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
-from .batching import inference_batches, iterate
+from .batching import inference_batches, iterate, row_lengths
+
+log = logging.getLogger(__name__)
 
 # Metric names, defined once: what tables, reports, the stage table and `runs list` show, per task.
 HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # classification
@@ -70,7 +73,7 @@ def forward_batches(model, rows: list[dict], batch_size: int, pad_id: int, preci
     """Run the model over rows in length-sorted batches; `fn(output, batch)` -> array; results in input order.
     `model_kwargs` go to every forward call (output_hidden_states=True)."""
     device = next(model.parameters()).device
-    lengths = [len(r["input_ids"]) for r in rows]
+    lengths = row_lengths(rows)
     batches = inference_batches(lengths, batch_size, cpu=device.type == "cpu")
     out, order = [], []
     model.eval()
@@ -103,6 +106,19 @@ def evaluate_classifier(model, rows, label_ids, labels, batch_size, pad_id, prec
 def mean_pooled(out, batch) -> np.ndarray:
     mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
     return ((out.last_hidden_state * mask).sum(1) / mask.sum(1)).float().cpu().numpy()
+
+
+PROBE_ROWS = 20_000  # the base line's probe reads at most this many training rows (a forward pass each)
+
+
+def probe_sample(rows, targets, seed: int) -> tuple[list, list]:
+    """All training rows up to PROBE_ROWS, else a seeded sample (with their targets): a base line's probe has long
+    stopped moving by then, and a million-row file would cost it a forward pass per row."""
+    if len(rows) <= PROBE_ROWS:
+        return rows, targets
+    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS]).tolist()
+    log.info(f"base: the probe is fit on {PROBE_ROWS:,} of {len(rows):,} training rows (seeded sample)")
+    return [rows[i] for i in picked], [targets[i] for i in picked]
 
 
 def linear_probe(

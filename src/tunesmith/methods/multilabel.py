@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from ..data.multilabel import load_multilabel, multi_hot
-from ..engine.batching import tokenize
 from ..engine.loop import Hooks
+from ..engine.token_table import token_table
 from ..log import reader_warnings
 from ..models.registry import default_lr
 from ..runs import rundir
@@ -37,7 +37,7 @@ class SupervisedMultiLabel:
         cfg = recipe.train
         names = ("train", "validation", "evaluation")
         rows = {
-            name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
+            name: token_table(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
             for name in names
         }
         targets = {name: multi_hot(getattr(data, name).labels, data.labels) for name in names}

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..data.regression import load_regression
-from ..engine.batching import tokenize
 from ..engine.loop import Hooks
+from ..engine.token_table import token_table
 from ..log import reader_warnings
 from ..models.loading import apply_dropout, apply_lora, freeze_bottom, output_layers, reset_head, saved_head
 from ..models.registry import default_lr
@@ -36,7 +36,7 @@ class SupervisedRegressor:
         recipe, reason = auto_max_length(recipe, tokenizer, data.train.texts, data.train.pairs)
         cfg = recipe.train
         rows = {
-            name: tokenize(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
+            name: token_table(tokenizer, getattr(data, name).texts, getattr(data, name).pairs, cfg.max_length)[0]
             for name in ("train", "validation", "evaluation")
         }
         y = np.asarray(data.train.labels)

@@ -6,6 +6,7 @@ method's name."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from ..engine.checkpoint import CHECKPOINT_FILE
@@ -25,7 +26,9 @@ def run_method(method, recipe, output_dir, overwrite: bool, resume: bool = False
     saved = None
     if resume:  # a resumed run keeps the settings it started with
         saved = rundir.read_yaml(Path(output_dir or recipe.output.dir) / rundir.RECIPE_FILE).get("train") or {}
+    start = time.perf_counter()
     plan = resolve(method.prepare(recipe), saved)  # auto settings and the memory fit, printed before any folder is made
+    plan.train_info["prepare_s"] = time.perf_counter() - start  # reading and tokenizing: where large files cost
     with rundir.RunDir.open(plan.recipe, output_dir, overwrite, resume, files) as run:
         metrics = session(method, plan, run.path)
     return run.path, metrics
@@ -36,7 +39,9 @@ def session(method, plan: Plan, run_dir: Path) -> dict:
     ctx, model, base, result = train(
         method, plan, run_dir, run_dir / rundir.LOG_FILE, checkpoint=run_dir / CHECKPOINT_FILE, seed=cfg.seed
     )
+    start = time.perf_counter()
     tuned = method.evaluate(plan, ctx, model, result)
+    ctx.train_info["evaluate_s"] = time.perf_counter() - start
     metrics = {
         "task": plan.task,
         "method": plan.recipe.method.name,
@@ -75,7 +80,9 @@ def train(method, plan: Plan, run_dir: Path, log_path: Path, checkpoint: Path | 
     if (plan.loop_cfg or cfg).gradient_checkpointing is True and hasattr(model, "gradient_checkpointing_enable"):
         # non-reentrant: works with frozen inputs (LoRA) and needs no enable_input_require_grads
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    start = time.perf_counter()
     base = method.baseline(plan, ctx, model)
+    ctx.train_info["baseline_s"] = time.perf_counter() - start
     model = method.adapt(plan, ctx, model)
     result = run_loop(
         model,

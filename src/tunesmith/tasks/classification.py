@@ -12,7 +12,15 @@ from ..data.classification import load_classification, read_split
 from ..data.inputs import one_or_many
 from ..engine.batching import tokenize, unknown_only
 from ..engine.hardware import resolve_precision
-from ..engine.metrics import classification_metrics, forward_batches, linear_probe, mean_pooled, predict_proba
+from ..engine.metrics import (
+    classification_metrics,
+    forward_batches,
+    linear_probe,
+    mean_pooled,
+    predict_proba,
+    probe_sample,
+)
+from ..engine.token_table import token_table
 from ..errors import TunesmithError
 from ..log import reader_warnings
 from ..models.loading import load_encoder, load_tokenizer, model_kind, model_spec, resolve_weights
@@ -48,7 +56,7 @@ def encode(data, tokenizer, max_length: int) -> dict:
     enc = {}
     for name in ("train", "validation", "evaluation"):
         split = getattr(data, name)
-        enc[name], cut = tokenize(tokenizer, split.texts, split.pairs, max_length)
+        enc[name], cut = token_table(tokenizer, split.texts, split.pairs, max_length)  # memory-mapped, cached
         enc[f"{name}_ids"] = [label_index[label] for label in split.labels]
         if name == "train":
             enc["truncated"] = cut
@@ -93,10 +101,11 @@ def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision
     Returns the metrics and the probe (saved as base_head.json, so the base model can answer again)."""
     if recipe.eval.baseline == "none":
         return {}, None
+    rows, ids = probe_sample(enc["train"], enc["train_ids"], recipe.train.seed)
     base, head = linear_probe(
         load_encoder(weights),
-        enc["train"],
-        enc["train_ids"],
+        rows,
+        ids,
         enc["evaluation"],
         enc["evaluation_ids"],
         data.labels,

@@ -12,7 +12,7 @@ import numpy as np
 from ..data.inputs import one_or_many
 from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
-from ..engine.metrics import forward_batches, mean_pooled
+from ..engine.metrics import forward_batches, mean_pooled, probe_sample
 from ..models.loading import load_encoder
 from .classification import head_proba
 
@@ -74,6 +74,8 @@ def ovr_baseline(
     from sklearn.multiclass import OneVsRestClassifier
 
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
+    rows, targets = dict(rows), dict(targets)
+    rows["train"], targets["train"] = probe_sample(rows["train"], list(targets["train"]), recipe.train.seed)
     x = {
         name: forward_batches(encoder, rows[name], bs, pad_id, precision, mean_pooled)
         for name in ("train", "validation", "evaluation")

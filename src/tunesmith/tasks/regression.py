@@ -16,7 +16,7 @@ from ..data.regression import numeric
 from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import REGRESSION_KEYS as KEYS
-from ..engine.metrics import forward_batches, mean_pooled
+from ..engine.metrics import forward_batches, mean_pooled, probe_sample
 from ..models.loading import load_encoder, output_layers
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval,
     from sklearn.linear_model import RidgeCV
 
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
+    train_rows, y_train = probe_sample(train_rows, list(y_train), recipe.train.seed)
     x_train = forward_batches(encoder, train_rows, bs, pad_id, precision, mean_pooled)
     x_eval = forward_batches(encoder, eval_rows, bs, pad_id, precision, mean_pooled)
     ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x_train, y_train)

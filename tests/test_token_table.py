@@ -1,0 +1,57 @@
+"""Tokenized rows as a memory-mapped table on disk: the same rows `tokenize` gives, written once per texts and
+tokenizer, read back by the next run, rebuilt when damaged."""
+
+import pytest
+
+from tunesmith.engine import token_table as tt
+from tunesmith.engine.batching import collate, row_lengths, tokenize
+from tunesmith.models.loading import load_tokenizer, resolve_weights
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(resolve_weights("tiny-bert"))
+
+
+TEXTS = ["a good movie", "bad", "the plot is thin and long " * 30, "é ü 漢字 🙂", "ok then"]
+
+
+@pytest.mark.parametrize("pairs", [None, ["x", "y y", "z", "w", "v v v"]])
+def test_the_table_holds_the_rows_tokenize_gives(tokenizer, pairs, monkeypatch):
+    monkeypatch.setattr(tt, "CHUNK", 2)  # several chunks, as a large file has
+    rows, cut = tt.token_table(tokenizer, TEXTS, pairs, 32)
+    expected, expected_cut = tokenize(tokenizer, TEXTS, pairs, 32)
+    assert len(rows) == len(expected) and [rows[i] for i in range(len(rows))] == expected
+    assert cut == expected_cut and cut and row_lengths(rows) == [len(r["input_ids"]) for r in expected]
+    assert rows[-1] == expected[-1] and rows[1:3] == expected[1:3]
+    batch = collate([rows[0], rows[2]], tokenizer.pad_token_id, [0, 1])
+    assert batch["input_ids"].shape == (2, 32) and batch["attention_mask"][0].sum() == len(expected[0]["input_ids"])
+
+
+def test_a_second_call_opens_the_cached_file_and_other_texts_get_their_own(tokenizer, monkeypatch):
+    first, _ = tt.token_table(tokenizer, TEXTS, None, 32)
+
+    def tokenized_again(*args, **kwargs):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(tt, "tokenize", tokenized_again)
+    again, _ = tt.token_table(tokenizer, TEXTS, None, 32)
+    assert again.path == first.path and list(again) == list(first)
+    with pytest.raises(AssertionError, match="tokenized again"):  # other texts, or another max_length: new tokens
+        tt.token_table(tokenizer, TEXTS[:-1], None, 32)
+    with pytest.raises(AssertionError, match="tokenized again"):
+        tt.token_table(tokenizer, TEXTS, None, 16)
+
+
+def test_a_damaged_cache_file_is_rebuilt_not_trusted(tokenizer):
+    rows, _ = tt.token_table(tokenizer, ["one text", "two texts"], None, 16)
+    rows.path.write_bytes(b"not an arrow file")
+    again, _ = tt.token_table(tokenizer, ["one text", "two texts"], None, 16)
+    assert list(again) == tokenize(tokenizer, ["one text", "two texts"], None, 16)[0]
+
+
+def test_an_empty_split_is_an_empty_table(tokenizer):
+    rows, cut = tt.token_table(tokenizer, [], None, 16)
+    assert len(rows) == 0 and cut == [] and row_lengths(rows) == []
+    with pytest.raises(IndexError):
+        rows[0]
