@@ -1,6 +1,6 @@
 """Base vs tuned on the shipped domain recipes (finance, legal by default), as a user would run them.
 
-    python benchmarks/recipes_base_vs_tuned.py [recipes/financial_sentiment.yaml ...] [--json out.json]
+    python benchmarks/recipes_base_vs_tuned.py [financial_sentiment ...] [--json out.json]
 
 Prints, per recipe, the base model's (linear probe) and the tuned model's macro-F1 and accuracy on
 the recipe's test set, and the training time.
@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = [ROOT / "recipes/financial_sentiment.yaml", ROOT / "recipes/contract_clauses.yaml"]
+RECIPES = ROOT / "src" / "tunesmith" / "recipes"
+DEFAULT = [RECIPES / "financial_sentiment.yaml", RECIPES / "contract_clauses.yaml"]
+os.environ.setdefault("TUNESMITH_DATA_ROOT", str(ROOT.parent / "shared" / "data"))  # the recipes' data
 
 
 def main() -> None:
@@ -28,6 +31,7 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.recipes:
+            path = path if path.suffix else RECIPES / f"{path}.yaml"  # a shipped recipe's name, or a file
             m = tunesmith.run(tunesmith.load_recipe(path, args.overrides), output_dir=Path(tmp) / path.stem).metrics
             rows[path.stem] = {
                 "base_f1_macro": m["base"]["f1_macro"],

@@ -8,7 +8,13 @@ import tunesmith
 from tunesmith.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted(ROOT.glob("recipes/**/*.yaml")) + [ROOT / "src/tunesmith/samples/quickstart.yaml"]
+RECIPES = sorted((ROOT / "src/tunesmith/recipes").glob("*.yaml")) + [ROOT / "src/tunesmith/samples/quickstart.yaml"]
+
+
+@pytest.fixture(autouse=True)
+def _data_root(monkeypatch):
+    """The recipes name their data relative to a data root: this repository's benchmark data, where present."""
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(ROOT.parent / "shared" / "data"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -105,3 +111,34 @@ def _run_continual_tiny(shipped, tmp_path):
     metrics = tunesmith.run(load_recipe(raw), output_dir=tmp_path / "run").metrics
     assert metrics["continual"]["experiences"] == [e.name for e in shipped.experiences]
     assert len(metrics["continual"]["matrix"]) == len(shipped.experiences)
+
+
+def test_recipes_list_and_copy_write_a_recipe_that_trains_from_the_data_root(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tests.conftest import sentiment_rows
+    from tunesmith.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["recipes", "list"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and "product_reviews" in listed.output and "support_assistant" in listed.output
+    done = runner.invoke(app, ["recipes", "copy", "product_reviews", str(tmp_path / "mine")])
+    assert done.exit_code == 0, done.output
+    copied = tmp_path / "mine" / "product_reviews.yaml"
+    assert copied.read_text() == (ROOT / "src/tunesmith/recipes/product_reviews.yaml").read_text()
+    again = runner.invoke(app, ["recipes", "copy", "product_reviews", str(tmp_path / "mine")])
+    assert again.exit_code == 2 and "--overwrite" in again.output and copied.is_file()
+    for bad in ("../../etc/passwd", "product_reviews.yaml/../x"):
+        refused = runner.invoke(app, ["recipes", "copy", bad, str(tmp_path / "mine")])
+        assert refused.exit_code == 2 and "No shipped recipe" in refused.output
+    # its relative data paths resolve under the data root when they are not next to the recipe
+    root = tmp_path / "data" / "customer_reviews_cr"
+    root.mkdir(parents=True)
+    for name, n, seed in (("train", 120, 0), ("validation", 30, 1), ("test", 30, 2)):
+        sentiment_rows(n, seed).to_csv(root / f"{name}.csv", index=False)
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(tmp_path / "data"))
+    recipe = load_recipe(copied, ["model.name=tiny-bert"])
+    assert recipe.data.train == str(root / "train.csv") and recipe.data.test == str(root / "test.csv")
+    (tmp_path / "mine" / "customer_reviews_cr").mkdir()
+    sentiment_rows(50, 3).to_csv(tmp_path / "mine" / "customer_reviews_cr" / "train.csv", index=False)
+    assert load_recipe(copied).data.train == str(tmp_path / "mine" / "customer_reviews_cr" / "train.csv")  # next to it

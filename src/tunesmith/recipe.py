@@ -766,11 +766,22 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
     return _resolve_paths(recipe.model_copy(deep=True), Path.cwd())
 
 
+DATA_ROOT_ENV = "TUNESMITH_DATA_ROOT"  # --data-root: where relative data paths (and data.hub mirrors) are looked up
+
+
 def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
+    root = os.environ.get(DATA_ROOT_ENV)
+
     def resolve(p):
+        """Against the recipe's folder; a path not there but under the data root is read from the data root
+        (shipped recipes name their data relative to it). abspath, not resolve(): a symlink loop must reach the
+        reader's clear message."""
         if p is None or Path(p).is_absolute():
             return p
-        return os.path.abspath(base_dir / p)  # not resolve(): a symlink loop must reach the reader's clear message
+        near = base_dir / p
+        if root and not near.exists() and (Path(root) / p).exists():
+            return os.path.abspath(Path(root) / p)
+        return os.path.abspath(near)
 
     for data in (
         [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from ..errors import TunesmithError
 from ..paths import cache_dir
+from ..recipe import DATA_ROOT_ENV
 from .readers import SUFFIXES
 
 ROLES = ("train", "validation", "test")
 DEFAULT_SPLITS = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
-MIRROR_ENV = "TUNESMITH_DATA_ROOT"
+MIRROR_ENV = DATA_ROOT_ENV
 
 
 def materialize(recipe):
