@@ -55,3 +55,12 @@ def test_an_empty_split_is_an_empty_table(tokenizer):
     assert len(rows) == 0 and cut == [] and row_lengths(rows) == []
     with pytest.raises(IndexError):
         rows[0]
+
+
+def test_texts_of_unknown_tokens_only_are_counted_the_same_on_the_table(tokenizer):
+    from tunesmith.engine.batching import unknown_only
+
+    texts = ["🙂🙂", "a good movie", "漢字", "ok 🙂", "🙂"]
+    rows, _ = tt.token_table(tokenizer, texts, None, 16)
+    listed = tokenize(tokenizer, texts, None, 16)[0]
+    assert unknown_only(tokenizer, rows) == unknown_only(tokenizer, listed) >= 1

@@ -120,4 +120,15 @@ def unknown_only(tokenizer, rows: list[dict]) -> int:
     if unk is None:
         return 0
     special = set(tokenizer.all_special_ids) - {unk}
+    columns = getattr(rows, "columns", None)
+    if columns is not None:  # a token table: counted on its arrays, without building a million rows
+        import numpy as np
+
+        offsets, values = columns["input_ids"]
+        starts = offsets[:-1][offsets[1:] > offsets[:-1]]
+        if not len(starts):
+            return 0
+        known = (~np.isin(values, list(special)) & (values != unk)).astype(np.int64)
+        unknown = (values == unk).astype(np.int64)
+        return int(((np.add.reduceat(known, starts) == 0) & (np.add.reduceat(unknown, starts) > 0)).sum())
     return sum(1 for r in rows if {t for t in r["input_ids"] if t not in special} == {unk})

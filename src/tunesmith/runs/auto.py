@@ -29,6 +29,7 @@ import logging
 import math
 import os
 
+from ..engine.batching import row_lengths
 from ..errors import TunesmithError
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def fit_memory(plan, cfg, dims: dict) -> str | None:
     import torch
 
     gpu = torch.cuda.is_available()
-    longest = cfg.max_length if cfg.packing else max((len(r["input_ids"]) for r in plan.rows), default=cfg.max_length)
+    longest = cfg.max_length if cfg.packing else max(row_lengths(plan.rows), default=cfg.max_length)
     decoder = plan.kind == "decoder"
     trainable = dims["params"] * (0.02 if plan.info.get("tuning") == "lora" else 1.0)
     est = lambda micro, c: estimate_mb(dims, micro * longest, trainable, decoder, c)  # noqa: E731
