@@ -124,7 +124,8 @@ def scores(recipe: dict, adapter: Path | None, sets: dict) -> dict:
         encoded = learnable(encode(tokenizer, convs, 256, "responses"))
         accuracy = answer_token_accuracy(model, encoded, 16, tokenizer.pad_token_id)
         answers = generate(model, tokenizer, [c[:2] for c in convs[:30]], max_new_tokens=96, batch_size=10)
-        out[name] = {"token_accuracy": accuracy, "rouge_l": rouge_l(answers, [r["response"] for r in items[:30]])}
+        score = rouge_l(answers, [r["response"] for r in items[:30]])["rouge_l"]
+        out[name] = {"token_accuracy": accuracy, "rouge_l": score}
     return out
 
 
@@ -134,7 +135,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true", help="replace this benchmark's entry in benchmarks/README.md")
+    parser.add_argument("--publish-json", type=Path, help="publish the figures an earlier run saved with --json")
     args = parser.parse_args()
+    if args.publish_json:
+        return publish(_floats(json.loads(args.publish_json.read_text())), args)
     times, result = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -220,6 +224,7 @@ def publish(summary: dict, args) -> None:
     gate = summary["gate"]
     write(
         "closed_loop_chat",
+        command=f"python benchmarks/closed_loop_chat.py --requests {summary['requests']} --json out.json --publish",
         title="feedback for a chat model: corrected answers on request categories it never saw",
         baseline="the served version (v1) and the untuned base model, on the same test requests; SmolLM2-135M-Instruct "
         f"LoRA run on 400 bitext support requests of {len(OLD)} categories; {summary['requests']} requests from "
@@ -238,7 +243,6 @@ def publish(summary: dict, args) -> None:
                     "held-out before -> after",
                     "original before -> after",
                     "promoted",
-                    "times",
                 ],
                 "rows": [
                     [
@@ -246,13 +250,21 @@ def publish(summary: dict, args) -> None:
                         f"{gate['new_before']:.4f} -> {gate['new_after']:.4f}",
                         f"{gate['old_before']:.4f} -> {gate['old_after']:.4f}",
                         f"{gate['promoted']} (server after reload: {summary['served_after_swap']})",
-                        ", ".join(f"{k} {v:.0f} s" for k, v in summary["times_s"].items()),
                     ]
                 ],
             },
         ],
         reading=_reading(summary),
     )
+
+
+def _floats(summary: dict) -> dict:
+    """Results saved before ROUGE-L was stored as a number held it as {"rouge_l": x}."""
+    for sets in summary["versions"].values():
+        for scores in sets.values():
+            if isinstance(scores["rouge_l"], dict):
+                scores["rouge_l"] = scores["rouge_l"]["rouge_l"]
+    return summary
 
 
 def _reading(summary: dict) -> str:
@@ -263,11 +275,13 @@ def _reading(summary: dict) -> str:
         f"On the categories the run never saw, answer-token accuracy went {v1['new categories']['token_accuracy']:.3f} "
         f"-> {new['new categories']['token_accuracy']:.3f} and ROUGE-L {v1['new categories']['rouge_l']:.3f} -> "
         f"{new['new categories']['rouge_l']:.3f} ({names[1]} -> {names[2]}); on the original categories "
-        f"{v1['original categories']['token_accuracy']:.3f} -> {new['original categories']['token_accuracy']:.3f}. "
+        f"{v1['original categories']['token_accuracy']:.3f} -> {new['original categories']['token_accuracy']:.3f} "
+        f"(ROUGE-L {v1['original categories']['rouge_l']:.3f} -> {new['original categories']['rouge_l']:.3f}, "
+        "30 greedy answers). "
         f"The gate {'promoted' if gate['promoted'] else 'refused'} it"
         + (f" ({'; '.join(gate['reasons'])})" if gate["reasons"] else "")
         + f". {summary['requests']} requests, {summary['failed']} failed; the server answered as "
-        f"{summary['served_after_swap']} after the reload."
+        f"{summary['served_after_swap']} after the reload. Times are left out: other jobs shared the 2 cores."
     )
 
 

@@ -44,6 +44,8 @@ ORDER = [  # the README's order: the headline comparisons first
     "tracking_overhead",
     "ui_load",
     "closed_loop",
+    "closed_loop_chat",
+    "scale",
     "hostile_probe",
 ]
 HEAD = """# Benchmarks
