@@ -16,8 +16,10 @@ def tokenizer():
 TEXTS = ["a good movie", "bad", "the plot is thin and long " * 30, "é ü 漢字 🙂", "ok then"]
 
 
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
 @pytest.mark.parametrize("pairs", [None, ["x", "y y", "z", "w", "v v v"]])
-def test_the_table_holds_the_rows_tokenize_gives(tokenizer, pairs, monkeypatch):
+def test_the_table_holds_the_rows_tokenize_gives(model, pairs, monkeypatch):
+    tokenizer = load_tokenizer(resolve_weights(model))
     monkeypatch.setattr(tt, "CHUNK", 2)  # several chunks, as a large file has
     rows, cut = tt.token_table(tokenizer, TEXTS, pairs, 32)
     expected, expected_cut = tokenize(tokenizer, TEXTS, pairs, 32)
@@ -30,6 +32,7 @@ def test_the_table_holds_the_rows_tokenize_gives(tokenizer, pairs, monkeypatch):
 
 def test_a_second_call_opens_the_cached_file_and_other_texts_get_their_own(tokenizer, monkeypatch):
     first, _ = tt.token_table(tokenizer, TEXTS, None, 32)
+    tokenizer(["a long text " * 40], truncation=True, max_length=8)  # leaves truncation set on the fast tokenizer
 
     def tokenized_again(*args, **kwargs):
         raise AssertionError("tokenized again")

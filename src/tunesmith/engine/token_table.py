@@ -13,6 +13,8 @@ collate, the loop and the evaluators take it where they took a list.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,22 +84,22 @@ def _write(path: Path, tokenizer, texts, pairs, max_length: int) -> None:
     parts: dict[str, list[np.ndarray]] = {}
     lengths: dict[str, list[np.ndarray]] = {}
     cut: list[int] = []
+    mask = False
     for start in range(0, len(texts), CHUNK):
-        rows, long = tokenize(
-            tokenizer,
-            texts[start : start + CHUNK],
-            pairs[start : start + CHUNK] if pairs else None,
-            max_length,
+        columns, long = _encode(
+            tokenizer, texts[start : start + CHUNK], pairs[start : start + CHUNK] if pairs else None, max_length
         )
         cut += long
-        for key in (k for k in KEYS if rows and k in rows[0]):
-            parts.setdefault(key, []).append(np.fromiter((t for r in rows for t in r[key]), dtype=np.int32))
-            lengths.setdefault(key, []).append(np.fromiter((len(r[key]) for r in rows), dtype=np.int64))
-    mask = "attention_mask" in parts and all(np.all(p == 1) for p in parts["attention_mask"])
+        # unpadded rows: every attention mask is all ones, rebuilt on reading instead of stored
+        mask = "attention_mask" in columns
+        for key in (k for k in KEYS if k in columns and k != "attention_mask"):
+            ids = columns[key]
+            sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(sizes.sum()))
+            parts.setdefault(key, []).append(flat)  # C-level iteration: a Python loop per token costs a minute
+            lengths.setdefault(key, []).append(sizes)
     arrays, names = [], []
     for key in parts:
-        if key == "attention_mask" and mask:
-            continue
         offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths[key]))]).astype(np.int64)
         arrays.append(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(parts[key]))))
         names.append(key)
@@ -105,6 +107,36 @@ def _write(path: Path, tokenizer, texts, pairs, max_length: int) -> None:
     table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(meta)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
+
+
+def _encode(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[dict, list[int]]:
+    """key -> token lists of one chunk, and the full lengths of the texts cut, as `batching.tokenize` makes them.
+    A fast tokenizer's own batch encoder is used directly where it gives the same ids (twice the speed of the
+    transformers call, which builds what this table does not keep); the texts longer than max_length are cut
+    by the transformers call, as `tokenize` cuts them."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+        rows, long = tokenize(tokenizer, texts, pairs, max_length)
+        return ({k: [r[k] for r in rows] for k in rows[0]} if rows else {}), long
+    backend.no_truncation()
+    backend.no_padding()
+    encoded = backend.encode_batch(list(zip(texts, pairs)) if pairs else texts)
+    names = tokenizer.model_input_names
+    columns = {"input_ids": [e.ids for e in encoded]}
+    if "token_type_ids" in names:
+        columns["token_type_ids"] = [e.type_ids for e in encoded]
+    if "attention_mask" in names:
+        columns["attention_mask"] = []  # all ones: not stored
+    long = [i for i, ids in enumerate(columns["input_ids"]) if len(ids) > max_length]
+    if long:
+        rows, _ = tokenize(tokenizer, [texts[i] for i in long], [pairs[i] for i in long] if pairs else None, max_length)
+        full = [len(columns["input_ids"][i]) for i in long]
+        for i, row in zip(long, rows):
+            for key in columns:
+                if key != "attention_mask":
+                    columns[key][i] = row[key]
+        return columns, full
+    return columns, []
 
 
 def _open(path: Path) -> tuple[TokenRows, list[int]]:
@@ -126,7 +158,11 @@ def _key(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) 
     """The texts, the pairs, max_length and the tokenizer itself (its full definition for fast tokenizers)."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    definition = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # without the truncation/padding state a previous call left on it (not the vocabulary)
+        definition = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        definition = json.dumps(definition, sort_keys=True)
+    else:
+        definition = repr(sorted(tokenizer.get_vocab().items()))
     for part in (type(tokenizer).__name__, definition, str(max_length), str(len(texts)), str(pairs is not None)):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
