@@ -98,23 +98,16 @@ class Regression:
         return 1.0 - mse / spread if spread else float(mse == 0.0)  # one repeated target: right or wrong
 
     def score_model(self, learner, model, labels, split) -> float:
-        bs = learner.recipe.eval.batch_size
-        return self.score(
-            self.predictions(model, labels, learner.tokenizer, split, learner.cfg, bs, learner.precision), split
-        )
+        return self.score(self._predicted(learner, model, split), split)
 
     def validation(self, learner, model, split) -> dict:
-        predicted = self.predictions(
-            model,
-            learner.labels,
-            learner.tokenizer,
-            split,
-            learner.cfg,
-            learner.recipe.eval.batch_size,
-            learner.precision,
-        )
+        predicted = self._predicted(learner, model, split)
         metrics = regression_metrics(split.labels, predicted)
         return {**metrics, "r2": self.score(predicted, split), "loss": metrics["mse"] / self.std**2}
+
+    def _predicted(self, learner, model, split) -> list:
+        cfg, bs = learner.cfg, learner.recipe.eval.batch_size
+        return self.predictions(model, learner.labels, learner.tokenizer, split, cfg, bs, learner.precision)
 
     def overall(self, predicted: list, gold_splits: list, labels: list[str]) -> dict:
         gold = [y for s in gold_splits for y in s.labels]
