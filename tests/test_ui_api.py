@@ -130,7 +130,9 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
     import yaml
 
     web = client(runs_dir, allow_train=True, workdir=tmp_path)
-    recipe = {**shared_runs[1], "train": {**shared_runs[1]["train"], "epochs": 200, "log_every": 1}}
+    # long enough to be stopped midway on a fast, idle CPU too (tiny-bert trains ~2,000 samples/s)
+    train = {"epochs": 2000, "log_every": 1, "early_stopping": {"patience": None}}
+    recipe = {**shared_runs[1], "train": {**shared_runs[1]["train"], **train}}
     text = yaml.safe_dump(recipe)
     for bad, says in (
         ({"name": "first", "recipe": text}, "already exists"),
@@ -151,7 +153,7 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
     assert web.get("/api/run", params={"name": "live"}).json()["started_here"] is True
     assert web.post("/api/stop", json={"name": "live"}).json()["stopped"] is True
     assert web.get("/api/log", params={"name": "live"}).json()["status"] == "interrupted"
-    assert yaml.safe_load((runs_dir / "live" / "recipe.yaml").read_text())["train"]["epochs"] == 200
+    assert yaml.safe_load((runs_dir / "live" / "recipe.yaml").read_text())["train"]["epochs"] == 2000
 
 
 def test_a_log_with_several_trainings_reads_as_one_sequence():

@@ -130,7 +130,8 @@ def test_the_playground_answers_with_the_base_and_the_tuned_models_probabilities
 
 
 def test_a_live_runs_step_count_advances_and_stop_interrupts_it(site, page):
-    recipe = {**site["recipe"], "train": {**site["recipe"]["train"], "epochs": 300, "log_every": 1}}
+    train = {"epochs": 3000, "log_every": 1, "early_stopping": {"patience": None}}  # still running when stopped
+    recipe = {**site["recipe"], "train": {**site["recipe"]["train"], **train}}
     page.goto(site["url"] + "/#/new")
     page.wait_for_selector("#new-recipe")
     page.fill("#new-name", "live")
