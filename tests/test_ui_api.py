@@ -127,6 +127,8 @@ def test_other_hosts_non_json_posts_and_writes_when_read_only_are_refused(runs_d
 
 
 def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir, shared_runs, tmp_path):
+    import signal
+
     import yaml
 
     web = client(runs_dir, allow_train=True, workdir=tmp_path)
@@ -143,7 +145,11 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
         refused = web.post("/api/train", json=bad)
         assert refused.status_code == 400 and says in refused.json()["error"], refused.json()
     assert not (runs_dir / "x").exists()
-    assert web.post("/api/train", json={"name": "live", "recipe": text}).status_code == 200
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `&` in a script: the child inherits it
+    try:
+        assert web.post("/api/train", json={"name": "live", "recipe": text}).status_code == 200
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline, step = time.time() + 90, 0
     while time.time() < deadline and step < 5:
         time.sleep(0.5)
@@ -153,6 +159,8 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
     assert web.get("/api/run", params={"name": "live"}).json()["started_here"] is True
     assert web.post("/api/stop", json={"name": "live"}).json()["stopped"] is True
     assert web.get("/api/log", params={"name": "live"}).json()["status"] == "interrupted"
+    # written by the run itself on SIGINT, not inferred from a process killed after ignoring it
+    assert json.loads((runs_dir / "live" / "run.json").read_text())["status"] == "interrupted"
     assert yaml.safe_load((runs_dir / "live" / "recipe.yaml").read_text())["train"]["epochs"] == 2000
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
@@ -56,6 +58,8 @@ def train(
 
     overrides = [*(set_ or []), *([f"train.seeds={seeds}"] if seeds else [])]
     use_data_root(data_root)
+    if os.environ.get("TUNESMITH_STOP_ON_SIGINT") == "1":  # started by the dashboard: its Stop is a SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if recipe is None and resume is None:
         raise TunesmithError(
             "Missing the recipe: `tunesmith train RECIPE.yaml` (or `tunesmith train --resume RUN_DIR`)."

@@ -19,6 +19,9 @@ from ..recipe import load_recipe
 from .folders import SEGMENT
 
 JOBS_DIR = ".ui"  # a leading dot: never listed as a run
+# Stop sends SIGINT. A dashboard started in the background (`&` in a script, a test runner's worker) has SIGINT
+# ignored, and its children inherit that: this tells the child `tunesmith train` to take SIGINT again.
+STOPPABLE_ENV = "TUNESMITH_STOP_ON_SIGINT"
 MAX_RUNNING = 2
 
 
@@ -53,7 +56,7 @@ class Jobs:
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "NO_COLOR": "1"},
+                env={**os.environ, "NO_COLOR": "1", STOPPABLE_ENV: "1"},
             )
         self.running[name] = child
         return {"name": name, "pid": child.pid}
