@@ -32,26 +32,19 @@ MIRROR_ENV = DATA_ROOT_ENV
 
 def materialize(recipe):
     """The recipe with every `data.hub` section replaced by the files of its splits (a copy; the rest untouched)."""
-    sections = [("data", recipe.data)]
-    sections += [(f"stages.{i}.data", s.data) for i, s in enumerate(recipe.stages or [])]
-    sections += [(f"experiences.{i}.data", e.data) for i, e in enumerate(recipe.experiences or [])]
-    if not any(s is not None and s.hub for _, s in sections):
+    holders = lambda r: [r, *(r.stages or []), *(r.experiences or [])]  # noqa: E731  (what holds a data section)
+    if not any(h.data is not None and h.data.hub for h in holders(recipe)):
         return recipe
     recipe = recipe.model_copy(deep=True)
-    if recipe.data is not None and recipe.data.hub:
-        recipe.data = with_files(recipe.data, hub_files(recipe.data))
-    for stage in recipe.stages or []:
-        if stage.data is not None and stage.data.hub:
-            stage.data = with_files(stage.data, hub_files(stage.data))
-    for exp in recipe.experiences or []:
-        if exp.data.hub:
-            exp.data = with_files(exp.data, hub_files(exp.data))
+    for holder in holders(recipe):
+        if holder.data is not None and holder.data.hub:
+            holder.data = with_files(holder.data, hub_files(holder.data))
     return recipe
 
 
-def with_files(section, files: dict, source: str | None = None):
-    """The section reading `files` (role -> path) instead of its hub id; `source` says where they came from."""
-    origin = source or f"hub:{section.hub}" + (f" ({section.config})" if section.config else "")
+def with_files(section, files: dict):
+    """The section reading `files` (role -> path) instead of its hub id; `data.source` says where they came from."""
+    origin = f"hub:{section.hub}" + (f" ({section.config})" if section.config else "")
     fields = {**section.model_dump(), "hub": None, "config": None, "revision": None, "split_map": None}
     return type(section).model_validate({**fields, **{r: files.get(r) for r in ROLES}, "source": origin})
 
