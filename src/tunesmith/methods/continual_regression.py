@@ -92,10 +92,7 @@ class Regression:
         return (scores * self.std + self.mean).tolist()
 
     def score(self, predicted: list, split) -> float:
-        y, p = np.asarray(split.labels, dtype=float), np.asarray(predicted, dtype=float)
-        spread = float(((y - y.mean()) ** 2).mean())
-        mse = float(((p - y) ** 2).mean())
-        return 1.0 - mse / spread if spread else float(mse == 0.0)  # one repeated target: right or wrong
+        return _r2(split.labels, predicted)
 
     def score_model(self, learner, model, labels, split) -> float:
         return self.score(self._predicted(learner, model, split), split)
@@ -111,7 +108,7 @@ class Regression:
 
     def overall(self, predicted: list, gold_splits: list, labels: list[str]) -> dict:
         gold = [y for s in gold_splits for y in s.labels]
-        return {**regression_metrics(gold, predicted), "r2": self.score(predicted, _Gold(gold))}
+        return {**regression_metrics(gold, predicted), "r2": _r2(gold, predicted)}
 
     def relabel(self, learner, examples: list, data) -> list:
         return examples
@@ -145,6 +142,8 @@ class Regression:
         return SupervisedRegressor.load_predictor
 
 
-class _Gold:
-    def __init__(self, labels):
-        self.labels = labels
+def _r2(labels, predicted) -> float:
+    y, p = np.asarray(labels, dtype=float), np.asarray(predicted, dtype=float)
+    spread = float(((y - y.mean()) ** 2).mean())
+    mse = float(((p - y) ** 2).mean())
+    return 1.0 - mse / spread if spread else float(mse == 0.0)  # one repeated target: right or wrong
