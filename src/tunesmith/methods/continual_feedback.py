@@ -37,6 +37,12 @@ def _run_state(run_dir: Path) -> tuple[Path, dict, object]:
 
 def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[list[dict], int]:
     """(the feedback rows no update has used yet, the last one's position)."""
+    rows, last, _ = _pending(run_dir, store_dir, model)
+    return rows, last
+
+
+def _pending(run_dir: Path, store_dir: Path, model: str | None) -> tuple[list[dict], int, object]:
+    """pending's rows and position, and the run's recipe (read once for the update that follows)."""
     from .generation_feedback import is_generation
 
     run_dir, state, recipe = _run_state(run_dir)
@@ -49,7 +55,7 @@ def pending(run_dir: Path, store_dir: Path, model: str | None = None) -> tuple[l
         usable = [r for r in rows if r["kind"] in CHAT_KINDS and isinstance(r["input"], list)]
     else:
         usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
-    return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0)
+    return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0), recipe
 
 
 def update_from_feedback(
@@ -67,13 +73,12 @@ def update_from_feedback(
     from .generation_feedback import is_generation, update_generation
 
     run_dir = Path(run_dir)
-    rows, last = pending(run_dir, store_dir, model)
+    rows, last, recipe = _pending(run_dir, store_dir, model)
     if len(rows) < min_examples:
         raise TunesmithError(
             f"{len(rows)} new feedback row(s) for {model or run_dir.name}; an update waits for --min-examples "
             f"{min_examples}."
         )
-    recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
     # a supervised generation recipe has no max_forgetting key: 1 point (of answer-token accuracy) by default
     default = getattr(recipe.method, "max_forgetting", 0.01)
     budget = None if not gate else max_forgetting if max_forgetting is not None else default

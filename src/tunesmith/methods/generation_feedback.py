@@ -22,6 +22,7 @@ import random
 import shutil
 from pathlib import Path
 
+from ..data.conversations import load_generation
 from ..errors import TunesmithError
 from ..recipe import DataSection, Experience
 from ..runs import rundir as runs
@@ -93,7 +94,8 @@ def update_generation(run_dir: Path, recipe, rows: list[dict], consumed: dict, h
     version = _Version(recipe, current)
     exps = [Experience.model_validate(e) for e in state["experiences"]] + [experience]
     pooled = pooled_heldout(state) if gate else []  # rejected updates' held-out rows: never trained on
-    sets = [version.rows(s) for s in _evaluation_sets(run_dir, recipe, exps + pooled)]
+    original = load_generation(recipe.data, recipe.train.seed)  # read once: the forgetting check and the replay
+    sets = [version.rows(s) for s in _evaluation_sets(run_dir, original, exps + pooled)]
     before = [version.score(r) for r in sets]
     if fresh:  # version 1 is scored now, on the original test set it is gated on
         state["matrix"] = [[before[0]]]
@@ -102,7 +104,7 @@ def update_generation(run_dir: Path, recipe, rows: list[dict], consumed: dict, h
         runs.write_json(run_dir / STATE_FILE, state)
     _claim_update(run_dir)
     try:
-        version.learn(samples[cut:], run_dir)
+        version.learn(samples[cut:], original.train.samples, run_dir)
         scored = [version.score(r) for r in sets]
         row = scored[: len(exps)]  # the matrix: the run's own experiences
         names = [e.name for e in exps + pooled]
@@ -178,11 +180,9 @@ def _write_feedback(run_dir: Path, train: list, heldout: list) -> Experience:
     return Experience(name=f"{FEEDBACK_PREFIX}{folder.name}", data=section)
 
 
-def _evaluation_sets(run_dir: Path, recipe, exps: list[Experience]) -> list[list[list[dict]]]:
+def _evaluation_sets(run_dir: Path, original, exps: list[Experience]) -> list[list[list[dict]]]:
     """Per experience, the conversations it is scored on: the original test set (its first rows), and each
     feedback update's held-out rows, read from the run's own feedback/<n>/ folder by name."""
-    from ..data.conversations import load_generation
-
     sets = []
     for exp in exps:
         if exp.name.startswith(FEEDBACK_PREFIX) and exp.name[len(FEEDBACK_PREFIX) :].isdigit():
@@ -191,7 +191,7 @@ def _evaluation_sets(run_dir: Path, recipe, exps: list[Experience]) -> list[list
             conversations = [_messages_with_answer(line) for line in lines]
             sets.append([c for c in conversations if c])
         else:
-            sets.append(load_generation(recipe.data, recipe.train.seed).evaluation.samples[:ORIGINAL_ROWS])
+            sets.append(original.evaluation.samples[:ORIGINAL_ROWS])
     return sets
 
 
@@ -237,10 +237,9 @@ class _Version:
 
         return answer_token_accuracy(self.model, rows, self.recipe.eval.batch_size, self.tokenizer.pad_token_id)
 
-    def learn(self, feedback: list, run_dir: Path) -> None:
-        """Feedback rows plus as many replayed original training rows; the kept epoch is the one with the
+    def learn(self, feedback: list, original: list, run_dir: Path) -> None:
+        """Feedback rows plus as many replayed `original` training rows; the kept epoch is the one with the
         lowest loss on a share of the feedback set aside for it."""
-        from ..data.conversations import load_generation
         from ..engine.loop import Hooks
         from ..models.loading import model_spec
         from ..models.registry import default_lr
@@ -248,7 +247,6 @@ class _Version:
         from .base import Plan
         from .session import train
 
-        original = load_generation(self.recipe.data, self.cfg.seed).train.samples
         rng = random.Random(self.cfg.seed)
         replay = rng.sample(original, min(len(original), len(feedback)))
         val_n = round(VALIDATION_SHARE * len(feedback)) if len(feedback) >= 8 else 0
