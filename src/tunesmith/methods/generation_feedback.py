@@ -61,9 +61,14 @@ def samples_from(rows: list[dict]) -> list[list[dict]]:
             continue
         if row["kind"] == "answer" and isinstance(row["value"], str):
             out.append([*messages, {"role": "assistant", "content": row["value"]}])
-        elif row["kind"] == "rating" and row["value"] >= LIKED and isinstance(row["answer"], str) and row["answer"]:
+        elif row["kind"] == "rating" and _liked(row["value"]) and isinstance(row["answer"], str) and row["answer"]:
             out.append([*messages, {"role": "assistant", "content": row["answer"]}])
     return out
+
+
+def _liked(value) -> bool:
+    """A rating of LIKED or more; anything else a store file may hold (it is input too) is not one."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= LIKED
 
 
 def _messages(value) -> list[dict] | None:
