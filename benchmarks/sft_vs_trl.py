@@ -4,8 +4,8 @@
 
 Same model, same seeded rows (prompt -> answer, loss on the answer only in both), same LoRA config
 (r 16, alpha 32, dropout 0.05, the registry's target modules), batch 8, 1 epoch, max_length 1024.
-TRL keeps its defaults otherwise (lr 2e-5, activation checkpointing, no packing), except
-`bf16=False`: its bf16 default refuses to start on a CPU and, on CPUs without AMX/AVX512-BF16,
+TRL keeps its defaults otherwise (lr 2e-5, activation checkpointing, no packing; bf16 on a GPU), except
+on a CPU `bf16=False`: its bf16 default refuses to start on a CPU and, on CPUs without AMX/AVX512-BF16,
 emulated bf16 would be ~100x slower (tunesmith's `precision: auto` picks fp32 there too).
 Each run is its own process so peak RSS is its own. Validation loss is computed the same way for
 both (tunesmith's token-weighted loss on answer tokens of 100 held-out rows).
@@ -90,16 +90,19 @@ def run_trl(tmp: Path, seed: int) -> dict:
         target_modules=MODELS["smollm2-135m-instruct"]["lora_targets"],
         task_type="CAUSAL_LM",
     )
+    import torch
+
+    # on a GPU, TRL's own defaults (bf16 where the card has it); on a CPU its bf16 default refuses to start
+    device = {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": False}
     args = SFTConfig(
         output_dir=str(tmp / "trl"),
         num_train_epochs=1,
         per_device_train_batch_size=BATCH,
         max_length=MAX_LENGTH,
         seed=seed,
-        use_cpu=True,
-        bf16=False,
         report_to=[],
         save_strategy="no",
+        **device,
     )
     trainer = SFTTrainer(
         model=load_causal_lm(path),
@@ -123,6 +126,10 @@ def child(which: str, tmp: Path, seed: int) -> None:
     start = time.perf_counter()
     result = run_trl(tmp, seed) if which == "trl" else run_tunesmith(tmp, seed, packing=which == "tunesmith_packing")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import torch
+
+    if torch.cuda.is_available():  # on a GPU the memory that bounds a run is the card's
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     result["wall_s"] = time.perf_counter() - start
     print("RESULT " + json.dumps(result), flush=True)
 
