@@ -1,6 +1,9 @@
 """Data that is not a file yet: `data.hub` (through a local mirror, through `datasets`, and offline), and in-memory
 tables given to `tunesmith.run`; each becomes files the readers check as they check a user's own."""
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -127,3 +130,68 @@ def test_in_memory_tables_train_like_files_and_the_same_table_is_the_same_file(t
     # what the readers check still holds: a table without the label column is refused by name
     with pytest.raises(TunesmithError, match="label"):
         tunesmith.run(recipe, tmp_path / "e", train=train.drop(columns=["label"]))
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "tunesmith" / "recipes" / "financial_sentiment.yaml"
+PHRASEBANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "financial_phrasebank_50agree"
+SIZES = {"train": 150, "validation": 40, "test": 40}
+
+
+def _hub_recipe(tmp_path) -> Path:
+    """The shipped recipe as a user points it at a Hub id instead of files, cut down to a tiny model."""
+    recipe = yaml.safe_load(SHIPPED.read_text())
+    recipe["data"] = {"hub": "acme/financial-news"}
+    recipe["model"] = {"name": "tiny-bert"}
+    recipe["train"].update(epochs=1, max_length=64)
+    recipe["eval"] = {"baseline": "none"}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_shipped_recipe_runs_from_a_datasets_saved_copy_and_from_a_file_mirror(tmp_path, monkeypatch):
+    """Offline, as a user carries a Hub dataset over: `load_dataset(id).save_to_disk(DIR)` where the Hub is
+    reachable, then `--data-root` here; or the same splits as plain files. Both read the same rows."""
+    import datasets
+
+    if not PHRASEBANK.is_dir():
+        pytest.skip(f"shared benchmark data not present: {PHRASEBANK}")
+    splits = {role: pd.read_csv(PHRASEBANK / f"{role}.csv").head(n) for role, n in SIZES.items()}
+    saved, files = tmp_path / "saved" / "acme" / "financial-news", tmp_path / "files" / "acme" / "financial-news"
+    datasets.DatasetDict({r: datasets.Dataset.from_pandas(f) for r, f in splits.items()}).save_to_disk(str(saved))
+    files.mkdir(parents=True)
+    for role, frame in splits.items():
+        frame.to_csv(files / f"{role}.csv", index=False)
+    path, runs = _hub_recipe(tmp_path), {}
+    for name in ("saved", "files"):
+        monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(tmp_path / name))
+        runs[name] = tunesmith.run(tunesmith.recipe.load_recipe(path), tmp_path / f"run-{name}")
+    data = {n: yaml.safe_load((r.run_dir / "recipe.yaml").read_text())["data"] for n, r in runs.items()}
+    assert data["files"]["train"] == str(files / "train.csv")
+    assert data["saved"]["train"].endswith(".parquet") and data["saved"]["source"] == "hub:acme/financial-news"
+    assert all(pd.read_parquet(data["saved"][r]).equals(splits[r]) for r in SIZES)  # the saved copy's rows, whole
+    for run in runs.values():
+        assert run.metrics["train"]["train_size"] == 150 and run.metrics["eval_size"] == 40
+        assert sorted(run.metrics["labels"]) == ["negative", "neutral", "positive"]
+    assert runs["saved"].metrics["tuned"]["accuracy"] == runs["files"].metrics["tuned"]["accuracy"]
+
+
+def test_a_damaged_or_hostile_saved_copy_is_refused_or_kept_inside_the_cache(tmp_path, monkeypatch):
+    import json
+
+    import datasets
+
+    copy = tmp_path / "mirror" / "acme" / "financial-news"
+    datasets.DatasetDict({"train": datasets.Dataset.from_pandas(sentiment_rows(120, 0))}).save_to_disk(str(copy))
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(tmp_path / "mirror"))
+    state = copy / "train" / "state.json"
+    fields = json.loads(state.read_text())
+    state.write_text(json.dumps({**fields, "_fingerprint": "../../../../escaped"}))  # another's text as a name
+    result = tunesmith.run(tunesmith.recipe.load_recipe(_hub_recipe(tmp_path)), tmp_path / "run")
+    written = Path(yaml.safe_load((result.run_dir / "recipe.yaml").read_text())["data"]["train"]).resolve()
+    assert written.is_relative_to(Path(os.environ["TUNESMITH_CACHE"]).resolve())
+    assert not list(tmp_path.rglob("escaped*")) and pd.read_parquet(written).shape[0] == 120
+    state.write_text("{not json")
+    with pytest.raises(TunesmithError, match="looks like a copy saved by datasets but does not load"):
+        tunesmith.run(tunesmith.recipe.load_recipe(_hub_recipe(tmp_path)), tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()

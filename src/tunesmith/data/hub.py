@@ -8,7 +8,9 @@ sources too, and a run directory's saved recipe names files that `--resume`, `up
   dataset id can never run code here) and each split is written once as Parquet under the tunesmith cache,
   keyed by id, config, revision and the dataset's own fingerprint.
 - Offline, TUNESMITH_DATA_ROOT names a mirror: ROOT/org/name/ or ROOT/name/ holding train.csv,
-  validation.jsonl, test.parquet, ... (any supported extension), read in place.
+  validation.jsonl, test.parquet, ... (any supported extension), read in place; or a copy saved by
+  `datasets` (`load_dataset(id).save_to_disk(ROOT/org/name)` on a machine with internet), whose splits are
+  written once as Parquet like a download's.
 - In-memory tables (pandas DataFrames, `datasets.Dataset`, lists of dicts) are written as Parquet named by the
   hash of their bytes: the same table is the same file, so a second run or a resume reads it again.
 """
@@ -54,7 +56,7 @@ def hub_files(section) -> dict[str, str]:
     hub, wanted = section.hub, _split_names(section)
     root = os.environ.get(MIRROR_ENV)
     if root:
-        return _mirrored(Path(root), hub, wanted)
+        return _mirrored(Path(root), section, wanted)
     return _downloaded(section, wanted)
 
 
@@ -63,7 +65,8 @@ def _split_names(section) -> dict[str, tuple[str, ...]]:
     return {role: (given[role],) if role in given else DEFAULT_SPLITS[role] for role in ROLES}
 
 
-def _mirrored(root: Path, hub: str, wanted: dict) -> dict[str, str]:
+def _mirrored(root: Path, section, wanted: dict) -> dict[str, str]:
+    hub = section.hub
     if ".." in hub.split("/") or "." in hub.split("/"):  # the schema's pattern already refuses these; twice is cheap
         raise TunesmithError(f"data.hub: {hub!r} is not a dataset id.")
     candidates = [root / hub, root / hub.split("/")[-1], root / hub.replace("/", "__")]
@@ -74,6 +77,8 @@ def _mirrored(root: Path, hub: str, wanted: dict) -> dict[str, str]:
             f"{', '.join(str(c) for c in candidates)}. Put its split files (train.csv, test.csv, ...) in one of "
             "them, or unset the variable to download it."
         )
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        return _saved_copy(folder, section, wanted)
     files = {}
     for role, names in wanted.items():
         found = [folder / f"{n}{ext}" for n in names for ext in SUFFIXES if (folder / f"{n}{ext}").is_file()]
@@ -101,6 +106,28 @@ def _downloaded(section, wanted: dict) -> dict[str, str]:
             f"load it once where the Hub is reachable (the cache in ~/.cache/huggingface is reused), or set "
             f"{MIRROR_ENV} (--data-root) to a folder holding {section.hub}/train.csv and its other splits."
         ) from None
+    return _as_parquet(loaded, section, wanted)
+
+
+def _saved_copy(folder: Path, section, wanted: dict) -> dict[str, str]:
+    """A mirror folder written by `datasets`' save_to_disk (Arrow files and JSON; nothing in it is executed)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except Exception as err:  # noqa: BLE001  (a damaged or partial copy: missing files, bad JSON, bad Arrow)
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise TunesmithError(
+            f"data.hub: {folder} (the mirror of {section.hub}) looks like a copy saved by datasets but does not load "
+            f"({reason}). Save it again with load_dataset(...).save_to_disk(...), or put its splits there as files."
+        ) from None
+    if isinstance(loaded, datasets.Dataset):  # one saved Dataset: the training split
+        loaded = datasets.DatasetDict({wanted["train"][0]: loaded})
+    return _as_parquet(loaded, section, wanted)
+
+
+def _as_parquet(loaded, section, wanted: dict) -> dict[str, str]:
+    """role -> Parquet file of each wanted split of a DatasetDict, written once under the cache."""
     files = {}
     folder = cache_dir() / "hub" / _key(section.hub, section.config, section.revision)
     for role, names in wanted.items():
@@ -113,7 +140,9 @@ def _downloaded(section, wanted: dict) -> dict[str, str]:
                 )
             continue
         part = loaded[split]
-        path = folder / f"{split}-{part._fingerprint}.parquet"
+        # split names (split_map) and fingerprints (a saved copy's state.json) are others' text: hashed, never
+        # joined into a path as they are
+        path = folder / f"{_key(split, part._fingerprint)}.parquet"
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # processes of one run may race
