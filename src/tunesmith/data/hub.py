@@ -53,7 +53,7 @@ def with_files(section, files: dict):
 
 def hub_files(section) -> dict[str, str]:
     """role -> file for a hub section: from the mirror when TUNESMITH_DATA_ROOT is set, else from the Hub."""
-    hub, wanted = section.hub, _split_names(section)
+    wanted = _split_names(section)
     root = os.environ.get(MIRROR_ENV)
     if root:
         return _mirrored(Path(root), section, wanted)
