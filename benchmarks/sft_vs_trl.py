@@ -4,9 +4,9 @@
 
 Same model, same seeded rows (prompt -> answer, loss on the answer only in both), same LoRA config
 (r 16, alpha 32, dropout 0.05, the registry's target modules), batch 8, 1 epoch, max_length 1024.
-TRL keeps its defaults otherwise (lr 2e-5, activation checkpointing, no packing; bf16 on a GPU), except
-on a CPU `bf16=False`: its bf16 default refuses to start on a CPU and, on CPUs without AMX/AVX512-BF16,
-emulated bf16 would be ~100x slower (tunesmith's `precision: auto` picks fp32 there too).
+TRL keeps its defaults otherwise (lr 2e-5, activation checkpointing, no packing; bf16 on a GPU); on a CPU
+it gets bf16 exactly where tunesmith's `precision: auto` picks it (AMX, or AVX512-BF16 measured faster), since
+its bf16 default refuses to start on a CPU without being asked and emulated bf16 would be ~100x slower.
 Each run is its own process so peak RSS is its own. Validation loss is computed the same way for
 both (tunesmith's token-weighted loss on answer tokens of 100 held-out rows).
 """
@@ -92,8 +92,10 @@ def run_trl(tmp: Path, seed: int) -> dict:
     )
     import torch
 
-    # on a GPU, TRL's own defaults (bf16 where the card has it); on a CPU its bf16 default refuses to start
-    device = {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": False}
+    from tunesmith.engine.hardware import cpu_has_fast_bf16
+
+    # on a GPU, TRL's own defaults (bf16 where the card has it); on a CPU bf16 where it is fast
+    device = {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": cpu_has_fast_bf16()}
     args = SFTConfig(
         output_dir=str(tmp / "trl"),
         num_train_epochs=1,

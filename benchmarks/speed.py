@@ -5,8 +5,8 @@ peak memory, and model FLOP utilisation against matmul peaks measured in the sam
 
 Each measurement runs in its own child process (so peak RSS is that run's own):
 - classification: MiniLM, sst2 (8,000 seeded rows, 1 epoch): HF Trainer with default TrainingArguments,
-  the Trainer with bf16 and batch 32 (only where the CPU runs bf16 natively; elsewhere it is emulated
-  and ~100x slower, so batch 32 in fp32 stands in and the table says so), and tunesmith defaults.
+  the Trainer with bf16 and batch 32 (only where bf16 is fast on the CPU, as `precision: auto` decides;
+  elsewhere it is slower or emulated, so batch 32 in fp32 stands in and the table says so), and tunesmith defaults.
 - sft: SmolLM2-135M LoRA vs TRL SFTTrainer defaults (benchmarks/sft_vs_trl.py's children).
 - few_shot: tunesmith few_shot vs setfit on sst2, K=8 (benchmarks/few_shot.py).
 - inference: classification samples/s (tunesmith Predictor vs transformers pipeline) and generation
@@ -74,7 +74,7 @@ def child_classification(name: str, seed: int, samples: int, tmp: Path) -> dict:
             tmp / "hf",
             **({"bf16": fast, "per_device_train_batch_size": 32} if name == "trainer_bf16_bs32" else {}),
         )
-        result["note"] = "" if name != "trainer_bf16_bs32" or fast else "fp32: bf16 is emulated on this CPU"
+        result["note"] = "" if name != "trainer_bf16_bs32" or fast else "fp32: bf16 is not faster on this CPU"
     params = non_embedding_params(AutoModelForSequenceClassification.from_pretrained(path, num_labels=2))
     result["model_flops_per_s"] = 6 * params * tokens / samples * result["samples_per_s"]
     return result

@@ -466,7 +466,9 @@ class TrainSection(Strict):
         1, ge=1, description="Repeat the whole run over this many seeds (seed, seed+1, ...) and report mean ± std."
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="'auto' = bf16 where the hardware runs it fast (AMX CPUs, recent GPUs), else fp32."
+        "auto",
+        description="'auto' = bf16 where the hardware runs it fast (recent GPUs; CPUs with AMX, or with "
+        "AVX512-BF16 where a bf16 block measured on the machine is 1.5x faster), else fp32.",
     )
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Override the model's dropout rate (None = the model's own)."

@@ -28,7 +28,7 @@ def env():
 
     import torch
 
-    from ..engine.hardware import cpu, resolve_precision
+    from ..engine.hardware import bf16_block_speedup, cpu, resolve_precision
 
     name, present = cpu()
     flags = [f for f in CPU_FLAGS if f in present]
@@ -43,6 +43,9 @@ def env():
             "precision auto": resolve_precision("auto"),
         }
     )
+    if not torch.cuda.is_available() and "avx512_bf16" in present and "amx_bf16" not in present:
+        rows["precision auto"] += f" (a bf16 block measured {bf16_block_speedup():.2f}x fp32 on this CPU)"
+
     for key, value in rows.items():
         out.print(f"{key:15} {value}", highlight=False)
 
