@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bitext_customer_support_sft"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
 BATCH, MAX_LENGTH = 8, 1024
+PRECISION_ENV = "SFT_BENCH_PRECISION"  # --precision, handed to the children
 
 
 def write_rows(tmp: Path, samples: int, seed: int) -> None:
@@ -53,7 +55,14 @@ def run_tunesmith(tmp: Path, seed: int, packing: bool) -> dict:
         "model": {"name": "smollm2-135m-instruct"},
         "data": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "validation.jsonl")},
         "method": {"tuning": "lora", "lora": LORA},
-        "train": {"epochs": 1, "batch_size": BATCH, "max_length": MAX_LENGTH, "seed": seed, "packing": packing},
+        "train": {
+            "epochs": 1,
+            "batch_size": BATCH,
+            "max_length": MAX_LENGTH,
+            "seed": seed,
+            "packing": packing,
+            "precision": os.environ.get(PRECISION_ENV, "auto"),
+        },
         "eval": {"max_samples": 1, "max_new_tokens": 1},
     }
     m = tunesmith.run(recipe, output_dir=tmp / f"ts-{packing}", overwrite=True).metrics
@@ -95,7 +104,9 @@ def run_trl(tmp: Path, seed: int) -> dict:
     from tunesmith.engine.hardware import cpu_has_fast_bf16
 
     # on a GPU, TRL's own defaults (bf16 where the card has it); on a CPU bf16 where it is fast
-    device = {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": cpu_has_fast_bf16()}
+    precision = os.environ.get(PRECISION_ENV, "auto")
+    bf16 = cpu_has_fast_bf16() if precision == "auto" else precision == "bf16"
+    device = {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": bf16}
     args = SFTConfig(
         output_dir=str(tmp / "trl"),
         num_train_epochs=1,
@@ -142,8 +153,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=["trl", "tunesmith", "tunesmith_packing"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="both sides (default: as auto picks)"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ.setdefault(PRECISION_ENV, args.precision)
     if args.child:
         return child(args.child[0], Path(args.child[1]), int(args.child[2]))
     results = {name: [] for name in args.only}

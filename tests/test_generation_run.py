@@ -206,3 +206,26 @@ def test_generation_max_length_keeps_short_data_a_set_value_and_the_cap(gen_data
     assert unset.train.max_length == 256  # a copy
     explicit = load_recipe(recipe(gen_data, max_length=128))
     assert auto_length(explicit, tokenizer, huge) == (explicit, None)
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", "torch.bfloat16"), ("fp32", None)])
+def test_training_loss_runs_in_the_runs_precision(gen_data, tmp_path, monkeypatch, precision, dtype):
+    """The answer-only loss calls the decoder and the LM head directly, around the prepared model's forward and
+    so around its autocast: the loop puts the whole loss under the run's precision."""
+    import torch
+
+    from tunesmith.methods import supervised_generation
+    from tunesmith.tasks.generation.generate import causal_lm_loss
+
+    seen = []
+
+    def spy(model, batch):
+        if torch.is_grad_enabled():  # training steps (validation runs under no_grad)
+            on = torch.is_autocast_enabled("cpu")
+            seen.append(str(torch.get_autocast_dtype("cpu")) if on else None)
+        return causal_lm_loss(model, batch)
+
+    monkeypatch.setattr(supervised_generation, "causal_lm_loss", spy)
+    run = tunesmith.run(recipe(gen_data, epochs=1, precision=precision), output_dir=tmp_path / "run")
+    assert run.metrics["train"]["precision"] == precision
+    assert len(seen) == 12 and set(seen) == {dtype}  # 96 rows / batch 8

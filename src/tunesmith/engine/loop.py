@@ -124,7 +124,10 @@ def run_loop(
                     break
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 with accelerator.accumulate(model):
-                    loss = hooks.compute_loss(model, batch)
+                    # the run's precision for the whole loss: a loss that calls the model's inner modules (a
+                    # decoder's answer-only LM head) goes around the autocast the prepared model's forward has
+                    with accelerator.autocast():
+                        loss = hooks.compute_loss(model, batch)
                     if hooks.before_backward:
                         loss = hooks.before_backward(loss)
                     accelerator.backward(loss)
