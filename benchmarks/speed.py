@@ -72,7 +72,12 @@ def child_classification(name: str, seed: int, samples: int, tmp: Path) -> dict:
             rows,
             seed,
             tmp / "hf",
-            **({"bf16": fast, "per_device_train_batch_size": 32} if name == "trainer_bf16_bs32" else {}),
+            # bf16 on a CPU must be asked for with use_cpu, or TrainingArguments refuses to start
+            **(
+                {"bf16": fast, "use_cpu": fast, "per_device_train_batch_size": 32}
+                if name == "trainer_bf16_bs32"
+                else {}
+            ),
         )
         result["note"] = "" if name != "trainer_bf16_bs32" or fast else "fp32: bf16 is not faster on this CPU"
     params = non_embedding_params(AutoModelForSequenceClassification.from_pretrained(path, num_labels=2))
