@@ -540,6 +540,13 @@ class EvalSection(Strict):
     generation_metric: Literal["auto", "exact_match", "rouge_l"] = Field(
         "auto", description="'auto' = exact match on parsed answers when references are short labels, else ROUGE-L."
     )
+    metrics: list[Literal["rouge", "semantic_similarity", "length_ratio", "repetition", "faithfulness"]] = Field(
+        [],
+        description="Generation: more metrics on the answers, base and tuned alike: rouge (ROUGE-1/2/L, stemmed), "
+        "semantic_similarity (cosine of mean-pooled MiniLM embeddings of answer and reference), length_ratio "
+        "(answer words / reference words), repetition (share of repeated word 4-grams), faithfulness (share of "
+        "the answer's content words and numbers found in its prompt, for summaries; unsupported numbers listed).",
+    )
 
 
 class OutputSection(Strict):

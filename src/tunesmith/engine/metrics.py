@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 # Metric names, defined once: what tables, reports, the stage table and `runs list` show, per task.
 HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # classification
-GENERATION_KEYS = ("loss", "perplexity", "exact_match", "f1_macro", "rouge_l")  # generation (answers scored)
+GENERATION_KEYS = (  # generation (answers scored); the second line only where eval.metrics asks for them
+    *("loss", "perplexity", "exact_match", "f1_macro", "rouge_l"),
+    *("rouge_1", "rouge_2", "semantic_similarity", "length_ratio", "repetition", "faithfulness"),
+)
 HELDOUT_KEYS = ("loss", "perplexity")  # domain adaptation (held-out text)
 REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")  # regression
 MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")  # multi-label classification

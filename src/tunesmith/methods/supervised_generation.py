@@ -195,7 +195,11 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
             else []
         )
     if prompts:
-        metrics.update(generation_metrics(answers, plan.extra["references"], plan.info["generation_metric"]))
+        metrics.update(
+            generation_metrics(
+                answers, plan.extra["references"], plan.info["generation_metric"], ev.metrics, prompts=prompts
+            )
+        )
     plan.extra["answers"][side] = answers
     return metrics
 

@@ -64,12 +64,27 @@ def rouge_l(generations: list[str], references: list[str]) -> dict:
     return {"rouge_l": sum(scores) / max(len(scores), 1)}
 
 
-def generation_metrics(generations: list[str], references: list[str], kind: str) -> dict:
-    """`kind`: exact_match | rouge_l. ROUGE-L is always reported; exact match when answers are labels."""
+def generation_metrics(
+    generations: list[str], references: list[str], kind: str, extra=(), prompts: list | None = None
+) -> dict:
+    """`kind`: exact_match | rouge_l. ROUGE-L is always reported; exact match when answers are labels; `extra`
+    names more metrics (eval.metrics), with `prompts` (message lists) as the sources faithfulness checks against."""
     metrics = rouge_l(generations, references)
     if kind == "exact_match":
         metrics.update(exact_match(generations, references))
+    if extra:
+        from .text_metrics import text_metrics
+
+        sources = [_source_text(p) for p in prompts] if prompts is not None else [""] * len(generations)
+        metrics.update(text_metrics(extra, generations, references, sources))
     return metrics
+
+
+def _source_text(prompt) -> str:
+    """What an answer may draw on: every turn's text before it (a document to summarise, a brief)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt if isinstance(m, dict))
 
 
 DEFAULT_MAX_NEW_TOKENS = 256

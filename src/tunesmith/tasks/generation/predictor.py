@@ -77,8 +77,10 @@ class GenerativePredictor:
         pairs = [split_prompt(s) for s in conv.samples][: max_samples or recipe.eval.max_samples]
         references = [r for _, r in pairs]
         kind, max_new = answer_settings(recipe.eval, references)
-        answers = self.generate([p for p, _ in pairs], max_new)
-        return {**metrics, **generation_metrics(answers, references, kind), "generated": len(answers)}
+        prompts = [p for p, _ in pairs]
+        answers = self.generate(prompts, max_new)
+        scored = generation_metrics(answers, references, kind, recipe.eval.metrics, prompts=prompts)
+        return {**metrics, **scored, "generated": len(answers)}
 
     def generate(
         self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
