@@ -64,3 +64,20 @@ def test_the_measurement_leaves_the_callers_random_draws_alone():
     torch.manual_seed(5)
     speedup = hardware._measure_bf16_block(tokens=64, steps=1)
     assert torch.equal(torch.rand(3), expected) and speedup > 0
+
+
+def test_under_torchrun_other_ranks_take_rank_zeros_figure(flags, monkeypatch):
+    """Ranks that measured apart could pick different precisions; the others wait for local rank 0's figure."""
+    calls, naps = [], []
+    flags("avx2 avx512_bf16")
+    monkeypatch.setattr(hardware, "_measure_bf16_block", lambda: calls.append(1) or 2.5)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert hardware.bf16_block_speedup() == 2.5 and len(calls) == 1  # rank 0 measures and writes
+    hardware.bf16_block_speedup.cache_clear()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(hardware.time, "sleep", naps.append)
+    assert hardware.bf16_block_speedup() == 2.5 and len(calls) == 1 and naps == []  # read, not measured
+    for saved in (Path(os.environ["TUNESMITH_CACHE"]) / "hardware").glob("bf16-*.json"):
+        saved.unlink()
+    hardware.bf16_block_speedup.cache_clear()
+    assert hardware.bf16_block_speedup() == 2.5 and len(naps) == 60 and len(calls) == 2  # rank 0 gone: measure

@@ -55,6 +55,9 @@ def launch(
     cmd += ["--overwrite"] * overwrite + ["--compare-direct"] * compare_direct
     for item in overrides:
         cmd += ["--set", item]
+    from ..engine.hardware import resolve_precision
+
+    resolve_precision("auto")  # measured here once, so every process reads the same figure and trains alike
     env = dict(os.environ)
     if not torch.cuda.is_available():  # split the cores between the processes instead of oversubscribing them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))

@@ -1,6 +1,7 @@
 """What the hardware runs fast: picks the precision for `train.precision: auto`."""
 
 import os
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +38,7 @@ BF16_MIN_BLOCK_SPEEDUP = 1.5
 def cpu_has_fast_bf16() -> bool:
     """True where bf16 training is faster than fp32 on this CPU: always with AMX tiles (Intel Sapphire Rapids and
     later); with AVX512-BF16 alone when the block above, measured here once, runs BF16_MIN_BLOCK_SPEEDUP faster
-    (kept per CPU, threads and torch version in the cache); never without either (bf16 is emulated, ~100x
+    (kept per CPU and torch version in the cache); never without either (bf16 is emulated, ~100x
     slower)."""
     flags = cpu()[1]
     if "amx_bf16" in flags:
@@ -54,14 +55,17 @@ def bf16_block_speedup() -> float:
 
     from ..paths import cache_dir
 
-    key = "\x00".join([cpu()[0], " ".join(sorted(cpu()[1])), torch.__version__, str(torch.get_num_threads())])
+    # no thread count in the key: the processes of one `--nproc` run (fewer threads each) must decide alike
+    key = "\x00".join([cpu()[0], " ".join(sorted(cpu()[1])), torch.__version__])
     path = cache_dir() / "hardware" / f"bf16-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    try:
-        saved = json.loads(path.read_text())
-        if isinstance(saved, dict) and isinstance(saved.get("speedup"), float):
-            return saved["speedup"]
-    except (OSError, ValueError):
-        pass
+    # under torchrun, local rank 0 measures and the others wait for its figure: every process must decide alike
+    waits = 60 if os.environ.get("LOCAL_RANK", "0") != "0" else 0
+    for attempt in range(waits + 1):
+        saved = _saved_speedup(path)
+        if saved is not None:
+            return saved
+        if attempt < waits:
+            time.sleep(1)
     speedup = _measure_bf16_block()
     try:  # whole or absent: another process may be writing the same figure
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,9 +77,18 @@ def bf16_block_speedup() -> float:
     return speedup
 
 
+def _saved_speedup(path: Path) -> float | None:
+    import json
+
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved["speedup"] if isinstance(saved, dict) and isinstance(saved.get("speedup"), float) else None
+
+
 def _measure_bf16_block(tokens: int = 1024, steps: int = 5) -> float:
     import statistics
-    import time
 
     with torch.random.fork_rng(devices=[]):  # a run's seeded draws must not depend on whether this ran first
         torch.manual_seed(0)
