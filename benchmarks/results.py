@@ -37,6 +37,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "head_init",
     "auto_cost",
     "memory_sft",
+    "sft_micro_batch",
     "bf16_ab",
     "data_check",
     "serve",
