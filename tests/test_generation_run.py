@@ -67,6 +67,9 @@ def test_full_run_lowers_validation_loss_and_writes_run_dir(full_run):
     for key in ("exact_match", "rouge_l", "f1_macro"):
         assert 0.0 <= m["tuned"][key] <= 1.0 and key in m["base"]
     assert m["train"]["tokens_per_s"] > 0 and m["data"]["format"] == "prompt_response"
+    # answering the held-out prompts is timed, base and tuned alike (a side that answers nothing gets 0 tokens/s)
+    assert all(m[side]["generation_s"] > 0 and m[side]["generation_tokens_per_s"] >= 0 for side in ("base", "tuned"))
+    assert max(m[side]["generation_tokens_per_s"] for side in ("base", "tuned")) > 0
     run_dir = full_run.run_dir
     assert (
         yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["group_by_length"] is True

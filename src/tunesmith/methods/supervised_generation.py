@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 
 from ..data.conversations import load_generation
@@ -187,6 +188,7 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
     ev, prompts = plan.recipe.eval, plan.extra["prompts"]
     with ctx.accelerator.autocast():
         metrics = validation_loss(model, plan.extra["rows"]["evaluation"], ev.batch_size, plan.pad_id)
+        start = time.perf_counter()
         answers = (
             generate(
                 model, plan.tokenizer, prompts, max_new_tokens=plan.extra["max_new"], batch_size=min(ev.batch_size, 16)
@@ -194,7 +196,10 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
             if prompts
             else []
         )
-    if prompts:
+    if prompts:  # on a CPU, answering the held-out prompts is much of a generation run's time: say how much
+        took = time.perf_counter() - start
+        tokens = sum(len(ids) for ids in plan.tokenizer(answers, add_special_tokens=False)["input_ids"])
+        metrics.update(generation_s=round(took, 2), generation_tokens_per_s=round(tokens / max(took, 1e-9), 1))
         metrics.update(
             generation_metrics(
                 answers, plan.extra["references"], plan.info["generation_metric"], ev.metrics, prompts=prompts
