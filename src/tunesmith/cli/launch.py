@@ -57,7 +57,7 @@ def launch(
         cmd += ["--set", item]
     from ..engine.hardware import resolve_precision
 
-    resolve_precision("auto")  # measured here once, so every process reads the same figure and trains alike
+    resolve_precision(recipe.train.precision)  # `auto` measures here once: every process reads the same figure
     env = dict(os.environ)
     if not torch.cuda.is_available():  # split the cores between the processes instead of oversubscribing them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))

@@ -69,7 +69,7 @@ def generation_metrics(
 ) -> dict:
     """`kind`: exact_match | rouge_l. ROUGE-L is always reported; exact match when answers are labels; `extra`
     names more metrics (eval.metrics), with `prompts` (message lists) as the sources faithfulness checks against."""
-    metrics = rouge_l(generations, references)
+    metrics = {} if "rouge" in extra else rouge_l(generations, references)  # "rouge" scores ROUGE-L with 1 and 2
     if kind == "exact_match":
         metrics.update(exact_match(generations, references))
     if extra:

@@ -15,10 +15,10 @@ reference, so each of these answers one of those questions:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
-METRICS = ("rouge", "semantic_similarity", "length_ratio", "repetition", "faithfulness")
 SIMILARITY_ENCODER = "minilm-l6"
 REPEAT_N = 4
 MAX_LISTED = 20  # possible hallucinations kept in metrics.json: enough to look at, not the whole test set
@@ -68,7 +68,8 @@ def faithfulness(answers: list[str], sources: list[str]) -> dict:
 
     shares, unsupported = [], []
     for i, (answer, source) in enumerate(zip(answers, sources)):
-        known = set(words(source)) | {_plain_number(w) for w in words(source) if _NUMBER.search(w)}
+        given = words(source)
+        known = set(given) | {_plain_number(w) for w in given if _NUMBER.search(w)}
         content = [w for w in words(answer) if w not in ENGLISH_STOP_WORDS]
         if not content:
             continue
@@ -87,35 +88,24 @@ def semantic_similarity(answers: list[str], references: list[str]) -> float:
     return float(cos.mean()) if len(cos) else float("nan")
 
 
-def _embed(texts: list[str], batch_size: int = 32) -> np.ndarray:
-    import torch
+def _embed(texts: list[str]) -> np.ndarray:
+    from ...engine.batching import tokenize
+    from ...engine.metrics import forward_batches, mean_pooled
 
     model, tokenizer = _encoder()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
+    rows, _ = tokenize(tokenizer, texts, None, max_length=256)
+    return forward_batches(model, rows, 32, tokenizer.pad_token_id, "fp32", mean_pooled)
 
 
-_ENCODER = {}
-
-
+@lru_cache(maxsize=1)
 def _encoder():
     """The shipped sentence encoder, loaded once per process (the base and the tuned answers share it)."""
-    if not _ENCODER:
-        from transformers import AutoModel
+    from transformers import AutoModel
 
-        from ...models.loading import load_tokenizer, resolve_weights
+    from ...models.loading import load_tokenizer, resolve_weights
 
-        path = resolve_weights(SIMILARITY_ENCODER)
-        _ENCODER["pair"] = AutoModel.from_pretrained(path).eval(), load_tokenizer(path)
-    return _ENCODER["pair"]
+    path = resolve_weights(SIMILARITY_ENCODER)
+    return AutoModel.from_pretrained(path).eval(), load_tokenizer(path)
 
 
 def _ngrams(tokens: list[str], n: int):
