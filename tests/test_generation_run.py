@@ -232,3 +232,39 @@ def test_training_loss_runs_in_the_runs_precision(gen_data, tmp_path, monkeypatc
     run = tunesmith.run(recipe(gen_data, epochs=1, precision=precision), output_dir=tmp_path / "run")
     assert run.metrics["train"]["precision"] == precision
     assert len(seen) == 12 and set(seen) == {dtype}  # 96 rows / batch 8
+
+
+@pytest.mark.parametrize("precision, frozen", [("bf16", {"torch.bfloat16"}), ("fp32", {"torch.float32"})])
+def test_lora_under_bf16_holds_the_frozen_base_in_bf16(gen_data, tmp_path, monkeypatch, precision, frozen):
+    """Autocast re-casts frozen fp32 weights in every forward and keeps both copies; a LoRA run under bf16 holds
+    the frozen base in bf16 instead, and its adapters (what the optimizer updates) in fp32."""
+    import torch
+
+    from tunesmith.methods import supervised_generation
+    from tunesmith.tasks.generation.generate import causal_lm_loss
+
+    seen = {"trained": set(), "frozen": set()}
+
+    def spy(model, batch):
+        if torch.is_grad_enabled():
+            for p in model.parameters():
+                seen["trained" if p.requires_grad else "frozen"].add(str(p.dtype))
+        return causal_lm_loss(model, batch)
+
+    monkeypatch.setattr(supervised_generation, "causal_lm_loss", spy)
+    lora = {**recipe(gen_data, epochs=1, precision=precision), "method": {"tuning": "lora"}}
+    run = tunesmith.run(lora, output_dir=tmp_path / "run")
+    assert seen == {"trained": {"torch.float32"}, "frozen": frozen}
+    assert run.metrics["tuned"]["loss"] < run.metrics["base"]["loss"]
+    adapter = safetensors_dtypes(run.run_dir / "adapter" / "adapter_model.safetensors")
+    assert adapter == {"F32"}  # the saved adapter is full precision whatever the base was held in
+
+
+def safetensors_dtypes(path) -> set[str]:
+    import json
+    import struct
+
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}

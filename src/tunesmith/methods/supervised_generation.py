@@ -75,7 +75,8 @@ class SupervisedGeneration:
         )
 
     def build(self, plan: Plan, ctx: Context):
-        model = load_causal_lm(plan.weights)
+        # built before the baseline, so that base and tuned are scored with the same weights' precision
+        model = load_causal_lm(plan.weights, frozen_bf16=plan.info["tuning"] == "lora" and ctx.precision == "bf16")
         apply_dropout(model, plan.recipe.train)
         return model
 
