@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 import tunesmith
+from tunesmith.engine.hardware import resolve_precision
 from tunesmith.errors import TunesmithError
+from tunesmith.recipe import load_recipe
 from tunesmith.runs import auto
 
 SMOLLM2 = {"layers": 30, "hidden": 576, "inter": 1536, "vocab": 49152, "params": 134.5e6}
@@ -100,7 +102,6 @@ def test_max_length_rises_for_long_texts_is_printed_saved_and_predicted_with(toy
 
 def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
     from tunesmith.models.loading import load_tokenizer, resolve_weights
-    from tunesmith.recipe import load_recipe
     from tunesmith.runs.auto_length import auto_max_length
 
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
@@ -117,9 +118,9 @@ def test_max_length_stays_for_short_texts_and_a_set_value_wins(toy_data):
 
 
 def test_a_batch_that_does_not_fit_is_split_into_micro_batches(toy_data, tmp_path, logged):
-    one = auto.estimate_mb(
-        auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert")), 16 * 12, 1e5, False, False
-    )
+    half = resolve_precision(load_recipe(toy_data["recipe"]).train.precision) == "bf16"  # as the run will train
+    dims = auto.model_dims(tunesmith.models.loading.resolve_weights("tiny-bert"))
+    one = auto.estimate_mb(dims, 16 * 12, dims["params"], False, False, half)  # batch 16 of 12 tokens, all trained
     recipe = {**toy_data["recipe"], "train": {**toy_data["recipe"]["train"], "memory_budget_gb": one / 1024 * 0.6}}
     result = tunesmith.run(recipe, output_dir=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]
