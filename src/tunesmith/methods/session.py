@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..engine.checkpoint import CHECKPOINT_FILE
+from ..engine.dropout import cheap_dropout
 from ..engine.hardware import make_accelerator, resolve_precision
 from ..engine.loop import run_loop
 from ..engine.metrics import outcome_warnings
@@ -84,6 +85,8 @@ def train(method, plan: Plan, run_dir: Path, log_path: Path, checkpoint: Path | 
     base = method.baseline(plan, ctx, model)
     ctx.train_info["baseline_s"] = time.perf_counter() - start
     model = method.adapt(plan, ctx, model)
+    if ctx.accelerator.device.type == "cpu":
+        cheap_dropout(model)  # after adapt: the LoRA path's dropout too
     result = run_loop(
         model,
         ctx.accelerator,
