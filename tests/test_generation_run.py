@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import tunesmith
 from tunesmith.cli import app
+from tunesmith.errors import TunesmithError
 
 runner = CliRunner()
 INTENTS = {
@@ -268,3 +269,74 @@ def safetensors_dtypes(path) -> set[str]:
     (size,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + size])
     return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+def test_decoding_settings_reach_the_model_and_bad_ones_are_refused(full_run, monkeypatch):
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    seen = []
+    real = predictor.model.generate
+
+    def spy(**kwargs):
+        out = real(**kwargs)
+        seen.append((kwargs, out[:, kwargs["input_ids"].shape[1] :]))
+        return out
+
+    monkeypatch.setattr(predictor.model, "generate", spy)
+    settings = {"no_repeat_ngram_size": 1, "repetition_penalty": 1.3}
+    predictor.generate(["where is my order now"], max_new_tokens=12, decoding=settings)
+    kwargs, new = seen[-1]
+    assert kwargs["no_repeat_ngram_size"] == 1 and kwargs["repetition_penalty"] == 1.3
+    special = {predictor.tokenizer.pad_token_id, predictor.tokenizer.eos_token_id}
+    ids = [t for t in new[0].tolist() if t not in special]
+    assert ids and len(ids) == len(set(ids))  # no 1-gram written twice
+    predictor.generate(["where is my order now"], max_new_tokens=4)
+    assert "repetition_penalty" not in seen[-1][0] and "stop_strings" not in seen[-1][0]  # the run's: all off
+    for bad, field in (({"repetition_penalty": 5}, "repetition_penalty"), ({"stop": [""]}, "stop")):
+        with pytest.raises(TunesmithError, match=field):
+            predictor.generate("hi", max_new_tokens=4, decoding=bad)
+
+
+def test_stop_strings_cut_answers_in_generate_stream_and_the_cli(full_run, gen_data, tmp_path):
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    prompt = "where is my order now"
+    whole = predictor.generate(prompt, max_new_tokens=8)
+    assert len(whole) >= 3, whole
+    stop = whole[1:3]
+    expected = whole[: whole.index(stop)].strip()
+    assert predictor.generate(prompt, max_new_tokens=8, decoding={"stop": [stop]}) == expected
+    streamed = "".join(predictor.stream([{"role": "user", "content": prompt}], 8, decoding={"stop": [stop]}))
+    assert streamed.strip() == expected
+    out = tmp_path / "answers.jsonl"
+    args = ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "8"]
+    assert runner.invoke(app, [*args, "--stop", stop]).exit_code == 0
+    assert not any(stop in json.loads(line)["generated"] for line in out.read_text().splitlines())
+    refused = runner.invoke(app, [*args, "--repetition-penalty", "9", "--overwrite"])
+    assert refused.exit_code == 2 and "repetition_penalty" in refused.output
+
+
+@pytest.mark.parametrize(
+    "pieces, stops, expected",
+    [
+        (["Hel", "lo ##", "# world"], ["###"], "Hello "),  # a stop split across pieces: nothing of it shown
+        (["a#", "b", "c"], ["##"], "a#bc"),  # a false start is held back, then shown
+        (["one ", "two"], [], "one two"),
+        (["END", "more"], ["END"], ""),
+    ],
+)
+def test_a_stream_ends_before_its_stop_string(pieces, stops, expected):
+    from tunesmith.tasks.generation.predictor import until_stop
+
+    shown = list(until_stop(iter(pieces), stops))
+    assert "".join(shown) == expected and all(shown)
+    if stops:
+        assert not any("##" in "".join(shown[: i + 1]) for i in range(len(shown)))  # never shown, not even briefly
+
+
+def test_a_recipes_decoding_settings_hold_in_evaluation_and_after(gen_data, tmp_path):
+    run = tunesmith.run(
+        {**recipe(gen_data, epochs=1), "eval": {"max_new_tokens": 6, "decoding": {"stop": ["_"]}}},
+        output_dir=tmp_path / "run",
+    )
+    answers = [json.loads(line) for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
+    assert answers and not any("_" in a["base"] + a["tuned"] for a in answers)
+    assert tunesmith.Predictor.load(run.run_dir).decoding.stop == ["_"]  # the run's default from then on

@@ -164,6 +164,8 @@ def test_bad_classify_requests_are_4xx_in_openai_shape(server, payload, raw, sta
         ({"temperature": 5}, ["temperature"]),
         ({"n": 2}, ["n"]),
         ({"model": "classifier"}, ["use /v1/classify"]),
+        ({"repetition_penalty": 5}, ["repetition_penalty"]),
+        ({"no_repeat_ngram_size": 11}, ["no_repeat_ngram_size"]),
     ],
 )
 def test_bad_chat_requests_are_4xx(server, change, words):
@@ -172,6 +174,23 @@ def test_bad_chat_requests_are_4xx(server, change, words):
     assert response.status_code == 400, response.text
     for word in words:
         assert word in response.json()["error"]["message"]
+
+
+def test_decoding_fields_change_the_answer_as_in_python(server):
+    """repetition_penalty and no_repeat_ngram_size (vLLM's names) reach the model: the server's answer is the one
+    Predictor.generate gives with the same settings, and a stop string cuts it."""
+    predictor = tunesmith.Predictor.load(server["folder"] / "chat")
+    prompt = "where is my order 7"
+    settings = {"repetition_penalty": 1.5, "no_repeat_ngram_size": 1}
+    expected = predictor.generate(prompt, max_new_tokens=12, decoding=settings)
+    payload = {"model": "chat", "messages": [{"role": "user", "content": prompt}], "max_tokens": 12, **settings}
+    answer = _post(server, "/v1/chat/completions", payload)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == expected
+    if len(expected) >= 3:
+        stop = expected[1:3]
+        cut = _post(server, "/v1/chat/completions", {**payload, "stop": [stop]}).json()["choices"][0]
+        assert cut["message"]["content"] == expected[: expected.index(stop)] and cut["finish_reason"] == "stop"
 
 
 def test_concurrent_requests_are_all_answered(server):

@@ -525,6 +525,28 @@ class TrainSection(Strict):
         return "off" if value is False else value
 
 
+StopString = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class DecodingSection(Strict):
+    """How generated answers are decoded: held-out answers in evaluation, and the run's defaults for
+    `tunesmith generate`, `chat` and `serve` (each may override them)."""
+
+    repetition_penalty: float = Field(
+        1.0,
+        gt=0,
+        le=2,
+        description="Scales down the scores of tokens already in the prompt or answer (1 = off; 1.1-1.3 curbs "
+        "the loops long answers fall into).",
+    )
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, le=10, description="Never repeat a word-piece n-gram of this size within an answer (0 = off)."
+    )
+    stop: list[StopString] = Field(
+        [], max_length=4, description="Strings that end an answer; the answer is cut before the first one."
+    )
+
+
 class EvalSection(Strict):
     baseline: Literal["linear_probe", "none"] = Field(
         "linear_probe",
@@ -546,6 +568,18 @@ class EvalSection(Strict):
         "semantic_similarity (cosine of mean-pooled MiniLM embeddings of answer and reference), length_ratio "
         "(answer words / reference words), repetition (share of repeated word 4-grams), faithfulness (share of "
         "the answer's content words and numbers found in its prompt, for summaries; unsupported numbers listed).",
+    )
+    style_reference: Literal["train"] | None = Field(
+        None,
+        description="Generation, brand voice: 'train' = judge whether answers read like the training responses. "
+        "A logistic regression on MiniLM embeddings learns the training responses against the base model's "
+        "answers to the same training prompts (up to 100); base and tuned get style_match (share of held-out "
+        "answers it takes for the brand) and brand_ngrams (the brand's distinctive n-grams per answer).",
+    )
+    decoding: DecodingSection = Field(
+        default_factory=DecodingSection,
+        description="Generation: repetition_penalty, no_repeat_ngram_size and stop strings, for evaluation and as "
+        "the run's defaults when it generates, chats or serves.",
     )
 
 

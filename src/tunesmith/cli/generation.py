@@ -16,6 +16,22 @@ TopP = Annotated[
     float, typer.Option("--top-p", help="Nucleus sampling: keep the smallest token set with this much probability.")
 ]
 MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
+RepetitionPenalty = Annotated[
+    Optional[float],
+    typer.Option(help="Scale down tokens already written (1 = off, 1.1-1.3 curbs loops); default: the run's."),
+]
+NoRepeat = Annotated[
+    Optional[int], typer.Option(help="Never repeat an n-gram of this many tokens (0 = off); default: the run's.")
+]
+Stop = Annotated[
+    Optional[list[str]],
+    typer.Option("--stop", help="A string that ends an answer (repeatable, up to 4); default: the run's."),
+]
+
+
+def _decoding(repetition_penalty, no_repeat_ngram_size, stop) -> dict:
+    """The run's eval.decoding, overridden by what was given on the command line."""
+    return {"repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size, "stop": stop}
 
 
 def _generator(run_dir: Path):
@@ -34,9 +50,14 @@ def chat(
     temperature: Temperature = 0.0,
     top_p: TopP = 1.0,
     max_new_tokens: MaxNew = 256,
+    repetition_penalty: RepetitionPenalty = None,
+    no_repeat_ngram_size: NoRepeat = None,
+    stop: Stop = None,
 ):
     """Talk to a tuned model; answers stream as they are generated; the history is kept (type /reset, /exit)."""
     generator = _generator(run_dir)
+    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop)
+    generator.decoding_with(decoding)  # bad settings fail here, not at the first answer
     history = [{"role": "system", "content": system}] if system else []
     err.print("Chat with the tuned model. /reset clears the history, /exit (or Ctrl-D) quits.")
     while True:
@@ -58,7 +79,7 @@ def chat(
         out.print("model> ", end="")
         answer = ""
         try:
-            for piece in generator.stream(history, max_new_tokens, temperature, top_p):
+            for piece in generator.stream(history, max_new_tokens, temperature, top_p, decoding):
                 out.print(piece, end="", highlight=False, markup=False)
                 answer += piece
         except TunesmithError as exc:  # a failed generation ends the turn, never the session (and never hangs)
@@ -86,6 +107,9 @@ def generate_(
     top_p: TopP = 1.0,
     max_new_tokens: MaxNew = 256,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
+    repetition_penalty: RepetitionPenalty = None,
+    no_repeat_ngram_size: NoRepeat = None,
+    stop: Stop = None,
     overwrite: Overwrite = False,
 ):
     """Add a `generated` column to every row of INPUT (batched)."""
@@ -96,6 +120,8 @@ def generate_(
     claim_output(output, overwrite, inputs=[input], table=True)
     generator = _generator(run_dir)
     generator.batch_size = batch_size
+    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop)
+    generator.decoding_with(decoding)  # bad settings fail before the file is read
     frame = read_table(input, "input")
     column = prompt_column or next(
         (c for c in ("messages", "prompt", "text", "instruction") if c in frame.columns), None
@@ -108,7 +134,7 @@ def generate_(
     prompts = (
         _message_cells(frame[column].tolist(), input) if column == "messages" else text_cells(frame, column, str(input))
     )
-    frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p)
+    frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p, decoding)
     write_table(frame, output)
     out.print(f"{len(frame)} answers written to {output}")
 

@@ -19,6 +19,7 @@ HEADLINE = ("accuracy", "f1_macro", "precision_macro", "recall_macro")  # classi
 GENERATION_KEYS = (  # generation (answers scored); the second line only where eval.metrics asks for them
     *("loss", "perplexity", "exact_match", "f1_macro", "rouge_l"),
     *("rouge_1", "rouge_2", "semantic_similarity", "length_ratio", "repetition", "faithfulness"),
+    *("style_match", "brand_ngrams"),  # eval.style_reference
 )
 HELDOUT_KEYS = ("loss", "perplexity")  # domain adaptation (held-out text)
 REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")  # regression

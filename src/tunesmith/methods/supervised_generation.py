@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data.conversations import load_generation
 from ..engine.loop import Hooks
+from ..errors import TunesmithError
 from ..models.loading import (
     apply_dropout,
     apply_lora,
@@ -27,6 +28,7 @@ from ..tasks.generation.metrics import answer_settings, generation_metrics
 from .base import Context, Plan, tuning_mode
 
 log = logging.getLogger(__name__)
+STYLE_SAMPLES = 100  # training prompts the base model answers for the style judge (generation is the cost)
 
 
 class SupervisedGeneration:
@@ -49,6 +51,7 @@ class SupervisedGeneration:
         for warning in warnings:
             log.warning(f"{warning}")
         prompts, references, metric_kind, max_new = _eval_prompts(recipe, data)
+        style = _style_samples(recipe, data)
         cfg = recipe.train
         return Plan(
             recipe,
@@ -71,7 +74,14 @@ class SupervisedGeneration:
             train_info={"packing": cfg.packing, "auto": [reason] if reason else []},
             warnings=warnings,
             data=data,
-            extra={"rows": rows, "prompts": prompts, "references": references, "max_new": max_new, "answers": {}},
+            extra={
+                "rows": rows,
+                "prompts": prompts,
+                "references": references,
+                "max_new": max_new,
+                "answers": {},
+                "style": style,
+            },
         )
 
     def build(self, plan: Plan, ctx: Context):
@@ -81,6 +91,8 @@ class SupervisedGeneration:
         return model
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
+        if plan.extra["style"]:  # before the base answers are scored: the judge scores them too
+            _fit_style_judge(plan, ctx, model)
         log.info(f"base: generating {len(plan.extra['prompts'])} answers ...")
         base = _evaluate(plan, ctx, model, "base")
         log.info(f"base: {_headline(base)}")
@@ -192,7 +204,12 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
         start = time.perf_counter()
         answers = (
             generate(
-                model, plan.tokenizer, prompts, max_new_tokens=plan.extra["max_new"], batch_size=min(ev.batch_size, 16)
+                model,
+                plan.tokenizer,
+                prompts,
+                max_new_tokens=plan.extra["max_new"],
+                batch_size=min(ev.batch_size, 16),
+                decoding=ev.decoding,
             )
             if prompts
             else []
@@ -206,8 +223,47 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
                 answers, plan.extra["references"], plan.info["generation_metric"], ev.metrics, prompts=prompts
             )
         )
+        if plan.extra.get("style_judge"):
+            metrics.update(plan.extra["style_judge"].score(answers))
     plan.extra["answers"][side] = answers
     return metrics
+
+
+def _style_samples(recipe, data) -> dict | None:
+    """eval.style_reference: train -> up to STYLE_SAMPLES training (prompt, brand response) pairs, seeded."""
+    if recipe.eval.style_reference is None:
+        return None
+    if data.train.format == "text":
+        raise TunesmithError(
+            "eval.style_reference: train needs prompts and responses (prompt/response columns or chat messages): "
+            "the judge compares the brand's responses with the base model's answers to the same prompts."
+        )
+    pairs = [split_prompt(s) for s in data.train.samples]
+    pairs = random.Random(recipe.train.seed).sample(pairs, min(STYLE_SAMPLES, len(pairs)))
+    return {"prompts": [p for p, _ in pairs], "brand": [r for _, r in pairs]}
+
+
+def _fit_style_judge(plan: Plan, ctx: Context, model) -> None:
+    from ..tasks.generation.style import fit_style_judge
+
+    style, ev = plan.extra["style"], plan.recipe.eval
+    log.info(f"style: the base model answers {len(style['prompts'])} training prompts, to learn the brand's voice from")
+    with ctx.accelerator.autocast():
+        other = generate(
+            model,
+            plan.tokenizer,
+            style["prompts"],
+            max_new_tokens=plan.extra["max_new"],
+            batch_size=min(ev.batch_size, 16),
+            decoding=ev.decoding,
+        )
+    judge = fit_style_judge(style["brand"], other, plan.recipe.train.seed)
+    plan.extra["style_judge"] = judge
+    plan.info["style"] = judge.describe()
+    log.info(
+        f"style: the judge tells the brand from the base model {judge.judge_accuracy:.0%} of the time (5-fold); "
+        f"distinctive n-grams: {', '.join(judge.ngrams[:8])}"
+    )
 
 
 def _headline(m: dict) -> str:

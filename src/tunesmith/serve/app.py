@@ -269,7 +269,8 @@ async def _complete(
             param="messages",
             code="max_prompt_tokens",
         )
-    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    # the request's stop strings and the run's own (eval.decoding.stop) both end an answer
+    stops = ([body.stop] if isinstance(body.stop, str) else list(body.stop or [])) + list(run.predictor.decoding.stop)
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if body.stream:
         return streaming_response(

@@ -7,6 +7,8 @@ import json
 import threading
 import time
 
+from ..tasks.generation.generate import cut_at_stop
+
 
 def prompt_tokens(predictor, messages: list[dict]) -> int:
     from ..tasks.generation.formatting import render
@@ -15,16 +17,18 @@ def prompt_tokens(predictor, messages: list[dict]) -> int:
     return len(predictor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    hits = [text.index(s) for s in stops if s and s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
+def penalties_of(body) -> dict:
+    """The request's repetition settings (None: the run's eval.decoding); stop strings are matched here instead."""
+    return {"repetition_penalty": body.repetition_penalty, "no_repeat_ngram_size": body.no_repeat_ngram_size}
 
 
 async def complete(run, messages: list[dict], max_new: int, body, stops: list[str]) -> tuple[str, str, int]:
     """(answer, finish_reason, completion tokens). Concurrent requests with the same settings share one batch."""
     predictor = run.predictor
-    work = lambda prompts: predictor.generate(prompts, max_new, body.temperature, body.top_p)  # noqa: E731
-    answer = (await run.batcher(("generate", max_new, body.temperature, body.top_p), work).submit([messages]))[0]
+    decoding = penalties_of(body)
+    work = lambda prompts: predictor.generate(prompts, max_new, body.temperature, body.top_p, decoding)  # noqa: E731
+    key = ("generate", max_new, body.temperature, body.top_p, *decoding.values())  # a batch shares its settings
+    answer = (await run.batcher(key, work).submit([messages]))[0]
     answer, stopped = cut_at_stop(answer, stops)
     used = len(predictor.tokenizer(answer, add_special_tokens=False)["input_ids"])
     return answer, "length" if used >= max_new and not stopped else "stop", used
@@ -45,6 +49,8 @@ async def stream_chunks(
     push = lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece)  # noqa: E731  (called from the worker thread)
     cancel = threading.Event()  # set when the client leaves or a stop sequence matches: the model stops this row
     predictor = run.predictor
+    decoding = penalties_of(body)
+    settings = predictor.decoding_with(decoding)
 
     def work(items):
         return generate_streams(
@@ -56,11 +62,11 @@ async def stream_chunks(
             body.temperature,
             body.top_p,
             [c.is_set for _, _, c in items],
+            settings,
         )
 
-    job = asyncio.ensure_future(
-        run.batcher(("stream", max_new, body.temperature, body.top_p), work).submit([(messages, push, cancel)])
-    )
+    key = ("stream", max_new, body.temperature, body.top_p, *decoding.values())
+    job = asyncio.ensure_future(run.batcher(key, work).submit([(messages, push, cancel)]))
     job.add_done_callback(lambda _: queue.put_nowait(done))  # after every piece the worker pushed
     try:
         record = (

@@ -32,8 +32,10 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     streamer=None,
+    decoding=None,
 ) -> list[str]:
-    """Answers to chat prompts (strings or message lists), greedy unless temperature > 0."""
+    """Answers to chat prompts (strings or message lists), greedy unless temperature > 0; `decoding`: the
+    recipe's DecodingSection (repetition penalty, n-gram block, stop strings), None = none of them."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     ids = _fit_context(ids, getattr(model.config, "max_position_embeddings", None), max_new_tokens)
@@ -50,11 +52,40 @@ def generate(
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
             **_sampling(temperature, top_p),
+            **penalties(decoding),
+            **_stop_strings(decoding, tokenizer),
         )
         new = out[:, enc["input_ids"].shape[1] :]
         for i, tokens in zip(idx, new):
-            answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            answers[i] = cut_at_stop(text, list(decoding.stop) if decoding else [])[0].strip()
     return answers
+
+
+def penalties(decoding) -> dict:
+    """model.generate's arguments for the decoding section's penalties; the model's own defaults when off."""
+    if decoding is None:
+        return {}
+    out = {}
+    if decoding.repetition_penalty != 1.0:
+        out["repetition_penalty"] = decoding.repetition_penalty
+    if decoding.no_repeat_ngram_size:
+        out["no_repeat_ngram_size"] = decoding.no_repeat_ngram_size
+    return out
+
+
+def _stop_strings(decoding, tokenizer) -> dict:
+    """Stop strings end a row's generation early (each row on its own); the text is cut before them afterwards,
+    since generation stops only once the whole string has been written."""
+    if decoding is None or not decoding.stop:
+        return {}
+    return {"stop_strings": list(decoding.stop), "tokenizer": tokenizer}
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """(text before the first stop string, whether one was found)."""
+    hits = [text.index(s) for s in stops if s and s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
 
 
 def _fit_context(ids: list[list[int]], context: int | None, max_new_tokens: int) -> list[list[int]]:

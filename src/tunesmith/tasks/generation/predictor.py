@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...errors import TunesmithError
 from ...runs import rundir as runs
-from .generate import generate
+from .generate import cut_at_stop, generate
 
 
 def load_generation_model(run_dir: Path):
@@ -57,9 +57,27 @@ class GenerativePredictor:
     """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
 
     def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16, recipe=None):
+        from ...recipe import DecodingSection
+
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
+        # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
+        self.decoding = recipe.eval.decoding if recipe is not None else DecodingSection()
+
+    def decoding_with(self, overrides: dict | None):
+        """The run's decoding settings with the caller's (None values keep the run's), checked as a recipe is."""
+        from pydantic import ValidationError
+
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if not given:
+            return self.decoding
+        try:
+            return type(self.decoding).model_validate({**self.decoding.model_dump(), **given})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise TunesmithError(f"{where}: {first['msg']} (got {first.get('input')!r}).") from None
 
     def evaluate(self, path: str | Path, max_samples: int | None = None) -> dict:
         """Loss/perplexity on every sample of the file, generation metrics on its prompts (the run's eval settings)."""
@@ -78,13 +96,19 @@ class GenerativePredictor:
         references = [r for _, r in pairs]
         kind, max_new = answer_settings(recipe.eval, references)
         prompts = [p for p, _ in pairs]
-        answers = self.generate(prompts, max_new)
+        answers = self.generate(prompts, max_new)  # the run's decoding settings, as in training's evaluation
         scored = generation_metrics(answers, references, kind, recipe.eval.metrics, prompts=prompts)
         return {**metrics, **scored, "generated": len(answers)}
 
     def generate(
-        self, prompts: list, max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
+        self,
+        prompts: list,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        decoding: dict | None = None,
     ) -> list[str]:
+        """`decoding`: overrides of the run's eval.decoding ({"repetition_penalty": 1.2, "stop": ["###"]})."""
         single = isinstance(prompts, str) or (
             isinstance(prompts, list) and bool(prompts) and isinstance(prompts[0], dict)
         )
@@ -94,15 +118,23 @@ class GenerativePredictor:
         max_new = checked_settings(
             self.max_new_tokens if max_new_tokens is None else max_new_tokens, temperature, top_p
         )
+        settings = self.decoding_with(decoding)
         answers = (
-            generate(self.model, self.tokenizer, batch, max_new, self.batch_size, temperature, top_p) if batch else []
+            generate(self.model, self.tokenizer, batch, max_new, self.batch_size, temperature, top_p, None, settings)
+            if batch
+            else []
         )
         return answers[0] if single else answers
 
     def stream(
-        self, messages: list[dict], max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
+        self,
+        messages: list[dict],
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        decoding: dict | None = None,
     ):
-        """Yield the answer to one conversation piece by piece as it is generated."""
+        """Yield the answer to one conversation piece by piece as it is generated, ending before a stop string."""
         from threading import Thread
 
         from transformers import TextIteratorStreamer
@@ -111,6 +143,7 @@ class GenerativePredictor:
         max_new_tokens = checked_settings(
             self.max_new_tokens if max_new_tokens is None else max_new_tokens, temperature, top_p
         )
+        settings = self.decoding_with(decoding)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
 
@@ -125,6 +158,7 @@ class GenerativePredictor:
                     temperature,
                     top_p,
                     streamer,
+                    settings,
                 )
             except BaseException as exc:  # noqa: BLE001  (reported below, in the caller's thread)
                 failed.append(exc)
@@ -132,10 +166,31 @@ class GenerativePredictor:
 
         worker = Thread(target=work, daemon=True)
         worker.start()
-        yield from streamer
+        yield from until_stop(streamer, list(settings.stop))
         worker.join()
         if failed:
             raise TunesmithError(f"generation failed ({type(failed[0]).__name__}: {failed[0]}); the turn was dropped.")
+
+
+def until_stop(pieces, stops: list[str]):
+    """The streamed pieces up to the first stop string. The text that could still be the start of one is held
+    back until the next piece shows it is not; the rest of the stream is drained (the generation ends itself)."""
+    if not stops:
+        yield from pieces
+        return
+    hold = max(len(s) for s in stops) - 1
+    text, sent, stopped = "", 0, False
+    for piece in pieces:
+        if stopped:
+            continue
+        text += piece
+        cut, stopped = cut_at_stop(text, stops)
+        end = len(cut) if stopped else max(sent, len(text) - hold)
+        if end > sent:
+            yield text[sent:end]
+            sent = end
+    if not stopped and len(text) > sent:
+        yield text[sent:]
 
 
 def checked_prompts(prompts) -> list:

@@ -11,7 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .formatting import render, stop_token_ids
-from .generate import _fit_context, _left_padded, _sampling, as_messages
+from .generate import _fit_context, _left_padded, _sampling, as_messages, penalties
 
 
 class RowStreamer(BaseStreamer):
@@ -71,8 +71,10 @@ def generate_streams(
     temperature: float = 0.0,
     top_p: float = 1.0,
     cancelled: list | None = None,
+    decoding=None,
 ) -> list[int]:
-    """One left-padded batch; `sink(row, text)` as text appears; `cancelled[row]()` true ends that row early.
+    """One left-padded batch; `sink(row, text)` as text appears; `cancelled[row]()` true ends that row early
+    (the caller matches stop strings and cancels); `decoding`: the penalties every row of the batch shares.
     Returns each row's count of new tokens."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -89,5 +91,6 @@ def generate_streams(
         streamer=streamer,
         stopping_criteria=stopping,
         **_sampling(temperature, top_p),
+        **penalties(decoding),
     )
     return [len(t) for t in streamer.tokens]

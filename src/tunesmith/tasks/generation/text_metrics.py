@@ -83,12 +83,12 @@ def faithfulness(answers: list[str], sources: list[str]) -> dict:
 
 def semantic_similarity(answers: list[str], references: list[str]) -> float:
     """Mean cosine between each answer's and its reference's mean-pooled MiniLM embedding."""
-    a, b = _embed(answers), _embed(references)
+    a, b = embed(answers), embed(references)
     cos = (a * b).sum(1) / np.clip(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12, None)
     return float(cos.mean()) if len(cos) else float("nan")
 
 
-def _embed(texts: list[str]) -> np.ndarray:
+def embed(texts: list[str]) -> np.ndarray:
     from ...engine.batching import tokenize
     from ...engine.metrics import forward_batches, mean_pooled
 
