@@ -32,6 +32,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "regression_stsb",
     "recipes_base_vs_tuned",
     "generation_recipes",
+    "generation_cases",
     "staged",
     "continual",
     "head_init",
