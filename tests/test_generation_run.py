@@ -340,3 +340,26 @@ def test_a_recipes_decoding_settings_hold_in_evaluation_and_after(gen_data, tmp_
     answers = [json.loads(line) for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
     assert answers and not any("_" in a["base"] + a["tuned"] for a in answers)
     assert tunesmith.Predictor.load(run.run_dir).decoding.stop == ["_"]  # the run's default from then on
+
+
+def test_lora_answers_merged_and_leaves_the_adapter_as_trained(gen_data, tmp_path, monkeypatch):
+    """The tuned model answers with LoRA merged (fast), then the base is restored: the saved adapter is the trained
+    one and the loaded run answers as the run's evaluation did."""
+    from tunesmith.methods import supervised_generation
+
+    states = []
+    real = supervised_generation._evaluate
+
+    def spy(plan, ctx, model, side):
+        layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+        states.append((side, {m.merged for m in layers}))
+        return real(plan, ctx, model, side)
+
+    monkeypatch.setattr(supervised_generation, "_evaluate", spy)
+    lora = {**recipe(gen_data, epochs=1, precision="fp32"), "method": {"tuning": "lora"}}
+    run = tunesmith.run(lora, output_dir=tmp_path / "run")
+    assert states == [("base", set()), ("tuned", {True})]  # base: no adapter yet; tuned: every adapted layer merged
+    answers = [json.loads(line)["tuned"] for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
+    prompts = [json.loads(line)["prompt"] for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
+    loaded = tunesmith.Predictor.load(run.run_dir).generate(prompts, max_new_tokens=6)
+    assert loaded == answers  # fp32: the saved adapter, merged on load, answers exactly as evaluated

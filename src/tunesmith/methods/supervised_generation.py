@@ -112,7 +112,16 @@ class SupervisedGeneration:
         )
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
-        tuned = _evaluate(plan, ctx, model, "tuned")
+        # LoRA merged while the tuned model answers: unmerged, every generated token runs two extra small matmuls
+        # per adapted layer (SmolLM2 on a CPU: merged generated 1.36x faster). Merged is also how it is served.
+        merged = hasattr(model, "merge_adapter")
+        if merged:
+            model.merge_adapter()
+        try:
+            tuned = _evaluate(plan, ctx, model, "tuned")
+        finally:
+            if merged:
+                model.unmerge_adapter()  # the adapter is what is saved; the base must be the base again
         log.info(f"tuned: {_headline(tuned)} ({plan.data.eval_name} set)")
         return tuned
 
