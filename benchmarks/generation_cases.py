@@ -183,6 +183,12 @@ def table(results: dict) -> dict:
     return {"columns": columns, "rows": rows}
 
 
+def save(results: dict, path: Path | None) -> None:
+    """After every run: a long benchmark that is stopped still leaves what it measured."""
+    if path:
+        path.write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="*", default=CASES, help=f"any of {', '.join(CASES)} (default: all)")
@@ -204,11 +210,11 @@ def main() -> None:
             recipe = case_recipe(name, train_file, args)
             results[name] = {"tunesmith": run_tunesmith(name, recipe, tmp)}
             print(name, "tunesmith", json.dumps(results[name]["tunesmith"]), flush=True)
+            save(results, args.json)
             if name in args.trl:
                 results[name]["trl"] = run_trl(name, recipe, tmp)
                 print(name, "trl", json.dumps(results[name]["trl"]), flush=True)
-            if args.json:  # after every case: a long run that stops still leaves what it measured
-                args.json.write_text(json.dumps(results, indent=2))
+                save(results, args.json)
     out = table(results)
     print("\n| " + " | ".join(out["columns"]) + " |")
     for row in out["rows"]:
