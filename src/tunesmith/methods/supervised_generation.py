@@ -211,18 +211,7 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
     with ctx.accelerator.autocast():
         metrics = validation_loss(model, plan.extra["rows"]["evaluation"], ev.batch_size, plan.pad_id)
         start = time.perf_counter()
-        answers = (
-            generate(
-                model,
-                plan.tokenizer,
-                prompts,
-                max_new_tokens=plan.extra["max_new"],
-                batch_size=min(ev.batch_size, 16),
-                decoding=ev.decoding,
-            )
-            if prompts
-            else []
-        )
+        answers = _answer(plan, model, prompts) if prompts else []
     if prompts:  # on a CPU, answering the held-out prompts is much of a generation run's time: say how much
         took = time.perf_counter() - start
         tokens = sum(len(ids) for ids in plan.tokenizer(answers, add_special_tokens=False)["input_ids"])
@@ -236,6 +225,19 @@ def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
             metrics.update(plan.extra["style_judge"].score(answers))
     plan.extra["answers"][side] = answers
     return metrics
+
+
+def _answer(plan: Plan, model, prompts: list) -> list[str]:
+    """The model's answers as the run's evaluation generates them (its length limit and decoding settings)."""
+    ev = plan.recipe.eval
+    return generate(
+        model,
+        plan.tokenizer,
+        prompts,
+        max_new_tokens=plan.extra["max_new"],
+        batch_size=min(ev.batch_size, 16),
+        decoding=ev.decoding,
+    )
 
 
 def _style_samples(recipe, data) -> dict | None:
@@ -255,17 +257,10 @@ def _style_samples(recipe, data) -> dict | None:
 def _fit_style_judge(plan: Plan, ctx: Context, model) -> None:
     from ..tasks.generation.style import fit_style_judge
 
-    style, ev = plan.extra["style"], plan.recipe.eval
+    style = plan.extra["style"]
     log.info(f"style: the base model answers {len(style['prompts'])} training prompts, to learn the brand's voice from")
     with ctx.accelerator.autocast():
-        other = generate(
-            model,
-            plan.tokenizer,
-            style["prompts"],
-            max_new_tokens=plan.extra["max_new"],
-            batch_size=min(ev.batch_size, 16),
-            decoding=ev.decoding,
-        )
+        other = _answer(plan, model, style["prompts"])
     judge = fit_style_judge(style["brand"], other, plan.recipe.train.seed)
     plan.extra["style_judge"] = judge
     plan.info["style"] = judge.describe()

@@ -39,11 +39,9 @@ class StyleJudge:
             return {"style_match": 0.0, "brand_ngrams": 0.0}
         brand = self.classifier.predict(embed(texts))
         grams = set(self.ngrams)
-        used = [len(grams & set(_grams(a))) for a in texts]
-        return {
-            "style_match": float(np.sum(brand == 1) / len(answers)),  # an empty answer is not the brand's
-            "brand_ngrams": float(np.mean(used)),
-        }
+        used = sum(len(grams & set(_grams(a))) for a in texts)
+        # both over every answer: an empty one is not the brand's and uses none of its n-grams
+        return {"style_match": float(np.sum(brand == 1) / len(answers)), "brand_ngrams": used / len(answers)}
 
     def describe(self) -> dict:
         """metrics.json's `style`: what the judge learnt from, how well it separates, the n-grams it counts."""
