@@ -540,7 +540,11 @@ class DecodingSection(Strict):
         "the loops long answers fall into).",
     )
     no_repeat_ngram_size: int = Field(
-        0, ge=0, le=10, description="Never repeat a word-piece n-gram of this size within an answer (0 = off)."
+        0,
+        ge=0,
+        le=10,
+        strict=True,  # YAML's `yes` must not become a size of 1
+        description="Never repeat a word-piece n-gram of this size within an answer (0 = off).",
     )
     stop: list[StopString] = Field(
         [], max_length=4, description="Strings that end an answer; the answer is cut before the first one."

@@ -37,7 +37,7 @@ class ChatRequest(_Request):
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None  # OpenAI's bound: up to 4 sequences
     # not OpenAI's (vLLM's OpenAI server takes the same names); unset = the run's eval.decoding
     repetition_penalty: float | None = Field(None, gt=0, le=2)
-    no_repeat_ngram_size: int | None = Field(None, ge=0, le=10)
+    no_repeat_ngram_size: int | None = Field(None, ge=0, le=10, strict=True)  # `true` is not an n-gram size
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stream_options: dict | None = None  # {"include_usage": true}: a last chunk with the token counts
