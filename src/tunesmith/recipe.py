@@ -150,6 +150,12 @@ class DataSection(Strict):
         None, description="Response column for prompt/response data (auto: response, answer, output, completion)."
     )
     system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
+    chosen_column: str = Field(
+        "chosen", description="Preference pairs (method preference): column holding the answer wanted."
+    )
+    rejected_column: str = Field(
+        "rejected", description="Preference pairs (method preference): column holding the answer not wanted."
+    )
 
     @model_validator(mode="after")
     def _files_or_hub(self):
@@ -342,6 +348,33 @@ class ContinualMethod(SupervisedMethod):
         return raw
 
 
+class PreferenceMethod(Strict):
+    name: Literal["preference"]
+    loss: Literal["dpo", "orpo"] = Field(
+        "dpo",
+        description="dpo: Direct Preference Optimization against the model as it started (the reference; its "
+        "log-probabilities are computed once before training, so no second copy of the weights is held); orpo: "
+        "odds-ratio preference optimization, SFT on the chosen answer plus a preference term, no reference.",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="dpo: how far the model may move from the reference (higher = stays closer); orpo: the weight "
+        "of the preference term beside the SFT loss (TRL's beta for both).",
+    )
+    rejected_from: Literal["data", "model"] = Field(
+        "data",
+        description="data: pairs from files with prompt/chosen/rejected columns; model: from ordinary "
+        "prompt/response (or chat) data, chosen = the data's answer, rejected = the starting model's own answer to "
+        "the same prompt (for brand voice, where only the brand's copy exists).",
+    )
+    tuning: Literal["auto", "full", "lora"] = Field(
+        "auto", description="'auto' = LoRA for decoders (or when a lora section is given), full otherwise."
+    )
+    lora: LoraSection | None = Field(None, description="LoRA settings when tuning is lora.")
+
+
 def _method_tag(value) -> str | None:
     """`method.name` picks the method; a section without a name means supervised."""
     if isinstance(value, dict):
@@ -356,6 +389,7 @@ Method = Annotated[
         Annotated[FewShotMethod, Tag("few_shot")],
         Annotated[DomainAdaptationMethod, Tag("domain_adaptation")],
         Annotated[ContinualMethod, Tag("continual")],
+        Annotated[PreferenceMethod, Tag("preference")],
     ],
     Discriminator(_method_tag),
 ]
@@ -692,6 +726,13 @@ class Recipe(Strict):
                 f"train.early_stopping.metric: {self.train.early_stopping.metric} is a sentence-classification "
                 f"metric; {self.task} runs pick the best epoch by their own (leave it unset, or loss)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _preference_generates(self):
+        tasks = [(self.method, self.task)] + [(s.method, s.task or self.task) for s in self.stages or []]
+        if any(isinstance(m, PreferenceMethod) and t != "generation" for m, t in tasks):
+            raise ValueError("method preference trains decoders that answer prompts: it needs task: generation")
         return self
 
     @model_validator(mode="after")

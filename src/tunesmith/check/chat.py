@@ -39,6 +39,40 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     _masking(entry, tokenizer, samples, recipe, name, report)
 
 
+def check_preference(recipe, name: str, tokenizer, report: Report) -> None:
+    """Preference pairs: what the generation check reads, on the chosen conversations; lengths and masking on the
+    rejected ones too (a pair trains both)."""
+    from ..data.conversations import Conversations
+    from ..data.preference import read_pairs
+
+    data = recipe.data
+    read = read_splits(data, name, report, lambda path, split: read_pairs(path, data, f"data.{split}"))
+
+    def side(pairs, answer: str) -> Conversations:
+        samples = [[*p.prompt, {"role": "assistant", "content": getattr(p, answer)}] for p in pairs.pairs]
+        return Conversations(samples, "messages", pairs.source)
+
+    convs = {split: side(pairs, "chosen") for split, pairs in read.items()}
+    entry: dict = {
+        "name": name,
+        "task": "generation",
+        "splits": {s: {"file": c.source, "format": "preference pairs", "rows": len(c)} for s, c in convs.items()},
+    }
+    report.datasets.append(entry)
+    if "train" not in convs:
+        return
+    _duplicates(entry, convs["train"].samples, convs, name, report)
+    if tokenizer is None:
+        return
+    from ..tasks.generation.formatting import ensure_chat_template
+
+    ensure_chat_template(tokenizer)
+    _round_trip(entry, tokenizer, convs["train"].samples, name, report)
+    _masking(entry, tokenizer, convs["train"].samples, recipe, name, report)
+    rejected = side(read["train"], "rejected").samples
+    _masking(entry.setdefault("rejected", {}), tokenizer, rejected, recipe, f"{name} (rejected answers)", report)
+
+
 def _prompt(sample: list[dict]) -> str:
     return "\n".join(m["content"] for m in sample if m["role"] not in ("assistant",))
 
@@ -95,7 +129,7 @@ def _round_trip(entry, tokenizer, samples, name, report) -> None:
 def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
     from ..tasks.generation.formatting import auto_length, encode_sample
 
-    loss_on = recipe.method.loss_on
+    loss_on = getattr(recipe.method, "loss_on", "responses")  # preference pairs learn from the answers
     try:
         max_length = auto_length(recipe, tokenizer, samples)[0].train.max_length  # what training will use
     except TunesmithError as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import TunesmithError
 from ..recipe import task_kind
-from .chat import check_generation
+from .chat import check_generation, check_preference
 from .classification import check_classification, check_regression
 from .common import Report
 from .multilabel import check_multilabel
@@ -16,6 +16,7 @@ CHECKS = {
     "regression": check_regression,
     "token_classification": check_tokens,
     "generation": check_generation,
+    "preference": check_preference,  # method preference on prompt/chosen/rejected files
 }
 
 
@@ -42,7 +43,8 @@ def _check_one(recipe, name: str, report: Report) -> None:
     if recipe.data is None:
         return
     tokenizer = _tokenizer(recipe.model.name, name, report)
-    CHECKS[task_kind(recipe)](recipe, name, tokenizer, report)
+    pairs = recipe.method.name == "preference" and recipe.method.rejected_from == "data"
+    CHECKS["preference" if pairs else task_kind(recipe)](recipe, name, tokenizer, report)
 
 
 def _tokenizer(model_name: str, name: str, report: Report):

@@ -11,6 +11,7 @@ SECTIONS = (  # (heading, path to the keys' object in the schema, prefix of the 
     ("method: few_shot", "FewShotMethod", "method."),
     ("method: domain_adaptation", "DomainAdaptationMethod", "method."),
     ("method: continual", "ContinualMethod", "method."),
+    ("method: preference", "PreferenceMethod", "method."),
     ("method.lora", "LoraSection", "method.lora."),
     ("train", "TrainSection", "train."),
     ("train.early_stopping", "EarlyStopping", "train.early_stopping."),

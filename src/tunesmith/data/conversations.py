@@ -202,23 +202,35 @@ def load_generation(data, seed: int) -> GenerationData:
     if data.validation:
         validation = read_conversations(data.validation, data, "data.validation")
     else:
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        n_val = max(1, round(len(order) * data.validation_split))
-        if len(order) - n_val < 1:
-            raise TunesmithError(
-                f"{data.train}: only {len(order)} sample(s); need at least 2 to carve a validation split."
-            )
-        held = set(order[:n_val])
-        validation = Conversations(
-            [train.samples[i] for i in sorted(held)], train.format, f"{data.train} (validation split)"
-        )
-        train = Conversations([s for i, s in enumerate(train.samples) if i not in held], train.format, data.train)
+        kept, held = carve_validation(train.samples, seed, data.validation_split, data.train, "sample")
+        validation = Conversations(held, train.format, f"{data.train} (validation split)")
+        train = Conversations(kept, train.format, data.train)
     test = read_conversations(data.test, data, "data.test") if data.test else None
     if data.max_eval_samples:
         for split in (validation, test):
-            if split is not None and len(split) > data.max_eval_samples:
-                keep = sorted(random.Random(seed).sample(range(len(split)), data.max_eval_samples))
-                split.samples = [split.samples[i] for i in keep]
+            if split is not None:
+                split.samples = seeded_subset(split.samples, data.max_eval_samples, seed)
     evaluation, eval_name = (test, "test") if test else (validation, "validation")
     return GenerationData(train, validation, evaluation, eval_name, warnings)
+
+
+def carve_validation(items: list, seed: int, share: float, source: str, unit: str) -> tuple[list, list]:
+    """(training items, a seeded `share` of them held out for validation, in file order)."""
+    import random
+
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(order) * share))
+    if len(order) - n_val < 1:
+        raise TunesmithError(f"{source}: only {len(order)} {unit}(s); need at least 2 to carve a validation split.")
+    held = set(order[:n_val])
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+
+def seeded_subset(items: list, n: int, seed: int) -> list:
+    """At most `n` of the items, a seeded sample kept in file order."""
+    import random
+
+    if len(items) <= n:
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]

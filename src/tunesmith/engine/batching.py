@@ -98,8 +98,12 @@ def inference_batches(lengths: list[int], batch_size: int, cpu: bool) -> list[li
 def collate(rows: list[dict], pad_id: int, labels: list[int] | None = None) -> dict:
     """Pad a list of tokenized rows to the longest in the batch (token labels with -100: no loss on padding)."""
     batch = {}
-    fills = {"input_ids": pad_id, "pair_input_ids": pad_id, "labels": -100}
+    fills = {"input_ids": pad_id, "pair_input_ids": pad_id, "rejected_input_ids": pad_id}
+    fills.update(labels=-100, rejected_labels=-100)
     for key in rows[0]:
+        if not isinstance(rows[0][key], list):  # a number per row (a preference pair's reference log-probability)
+            batch[key] = torch.tensor([r[key] for r in rows])
+            continue
         fill, width = fills.get(key, 0), max(len(r[key]) for r in rows)  # per key: pair rows hold two texts
         batch[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
     if labels is not None:

@@ -20,6 +20,7 @@ GENERATION_KEYS = (  # generation (answers scored); the second line only where e
     *("loss", "perplexity", "exact_match", "f1_macro", "rouge_l"),
     *("rouge_1", "rouge_2", "semantic_similarity", "length_ratio", "repetition", "faithfulness"),
     *("style_match", "brand_ngrams"),  # eval.style_reference
+    *("preference_accuracy", "pair_loss"),  # method preference, on held-out pairs
 )
 HELDOUT_KEYS = ("loss", "perplexity")  # domain adaptation (held-out text)
 REGRESSION_KEYS = ("spearman", "pearson", "mse", "mae")  # regression

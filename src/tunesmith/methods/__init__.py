@@ -12,6 +12,7 @@ from .few_shot import FewShotContrastive
 from .few_shot_multilabel import FewShotMultiLabel
 from .few_shot_prompted import FewShotPrompted
 from .multilabel import SupervisedMultiLabel
+from .preference import PreferenceTuning
 from .regression import SupervisedRegressor
 from .supervised import SupervisedClassifier
 from .supervised_generation import SupervisedGeneration
@@ -41,6 +42,7 @@ METHODS: dict[str, dict] = {
             "domain_adaptation",
         )
     },
+    "preference": {"generation": PreferenceTuning},
     "continual": {task: Continual for task in ("classification", "multi_label", "regression", "token_classification")},
 }
 
