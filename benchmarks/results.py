@@ -33,6 +33,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "recipes_base_vs_tuned",
     "generation_recipes",
     "generation_cases",
+    "preference_vs_trl",
     "staged",
     "continual",
     "head_init",
