@@ -1,7 +1,8 @@
 """The generation cases users bring, base vs tuned, scored the way they judge them; and a plain TRL script beside.
 
     python benchmarks/generation_cases.py [legal_summaries clinical_notes ...] [--train-samples 300]
-        [--prompts 100] [--epochs 1] [--trl legal_summaries brand_product_copy] [--json out.json] [--publish]
+        [--prompts 100] [--epochs 1] [--trl legal_summaries brand_product_copy] [--then-dpo brand_product_copy]
+        [--json out.json] [--publish]
 
 Each case is a shipped recipe run as a user runs it (its data from ../shared/data through the data root), on
 `--train-samples` seeded training rows and the first `--prompts` test prompts: ROUGE-L, semantic similarity,
@@ -11,6 +12,11 @@ train`), base and tuned on the same prompts, with training and evaluation wall t
 `--trl NAME ...` also trains those cases with a plain TRL `SFTTrainer` script on the same rows, LoRA and epochs
 (TRL's documented LoRA setup: its defaults, lr 2e-4 as TRL's PEFT docs use, prompt/completion data so the loss
 is on the answers), then answers the same prompts with the same decoding and scores them with the same metrics.
+
+`--then-dpo NAME ...` also runs those cases as a staged recipe, SFT then DPO (`method: preference`,
+`rejected_from: model`: the brand's copy chosen, the SFT model's own answer rejected), on the same rows. Its second
+stage's base is the SFT model, so its base vs tuned is SFT alone vs SFT then DPO on the same prompts, the style
+judge trained on the brand's copy against the SFT model's answers.
 """
 
 from __future__ import annotations
@@ -73,6 +79,26 @@ def run_tunesmith(name: str, recipe, tmp: Path) -> dict:
         "wall_s": wall,
         "generated": m["generated"],
         "style": {k: v for k, v in (m.get("style") or {}).items() if k != "ngrams"},
+    }
+
+
+def run_then_dpo(name: str, recipe, tmp: Path) -> dict:
+    """The case's recipe as stage 1 (SFT), then DPO against the SFT model's own answers as stage 2."""
+    import tunesmith
+
+    raw = recipe.model_dump(mode="json", exclude_unset=True)
+    dpo = {"name": "preference", "loss": "dpo", "rejected_from": "model"}
+    raw["stages"] = [{"name": "sft", "method": raw.pop("method")}, {"name": "dpo", "method": dpo}]
+    start = time.perf_counter()
+    m = tunesmith.run(raw, output_dir=tmp / f"dpo-{name}").metrics
+    keep = ("rouge_l", "semantic_similarity", "length_ratio", "repetition", "style_match", "preference_accuracy")
+    sft, then = m["stages"][0]["own"], m["stages"][1]["own"]
+    return {
+        "sft": {k: sft["tuned"][k] for k in keep if k in sft["tuned"]},
+        "sft_judged_against_sft": {k: then["base"][k] for k in keep if k in then["base"]},
+        "sft_then_dpo": {k: then["tuned"][k] for k in keep if k in then["tuned"]},
+        "dpo_reward_accuracy": then["tuned"].get("reward_accuracy"),
+        "wall_s": time.perf_counter() - start,
     }
 
 
@@ -180,6 +206,21 @@ def table(results: dict) -> dict:
                     f"{r['trl']['wall_s'] / 60:.1f} min ({r['trl']['tokens_per_s']:.0f} train tokens/s)",
                 ]
             )
+        if "then_dpo" in r:
+            d = r["then_dpo"]
+            for label, side, secs in (
+                ("SFT (style judged against SFT answers)", d["sft_judged_against_sft"], None),
+                ("SFT then DPO (same judge)", d["sft_then_dpo"], d["wall_s"]),
+            ):
+                rows.append(
+                    [
+                        "",
+                        label,
+                        *(fmt(side.get(k)) for k in ("rouge_l", "semantic_similarity", "length_ratio", "faithfulness")),
+                        fmt(side.get("style_match")),
+                        "" if secs is None else f"{secs / 60:.1f} min (both stages)",
+                    ]
+                )
     return {"columns": columns, "rows": rows}
 
 
@@ -196,6 +237,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--trl", nargs="*", default=[], choices=CASES)
+    parser.add_argument("--then-dpo", nargs="*", default=[], choices=CASES)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true", help="replace this benchmark's entry in benchmarks/README.md")
     args = parser.parse_args()
@@ -214,6 +256,10 @@ def main() -> None:
             if name in args.trl:
                 results[name]["trl"] = run_trl(name, recipe, tmp)
                 print(name, "trl", json.dumps(results[name]["trl"]), flush=True)
+                save(results, args.json)
+            if name in args.then_dpo:
+                results[name]["then_dpo"] = run_then_dpo(name, recipe, tmp)
+                print(name, "then_dpo", json.dumps(results[name]["then_dpo"]), flush=True)
                 save(results, args.json)
     out = table(results)
     print("\n| " + " | ".join(out["columns"]) + " |")
