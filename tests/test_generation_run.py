@@ -363,3 +363,17 @@ def test_lora_answers_merged_and_leaves_the_adapter_as_trained(gen_data, tmp_pat
     prompts = [json.loads(line)["prompt"] for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
     loaded = tunesmith.Predictor.load(run.run_dir).generate(prompts, max_new_tokens=6)
     assert loaded == answers  # fp32: the saved adapter, merged on load, answers exactly as evaluated
+
+
+def test_answers_are_capped_by_the_training_answers_length_unless_the_recipe_sets_a_limit():
+    from tunesmith.recipe import EvalSection
+    from tunesmith.tasks.generation.metrics import answer_p95, answer_settings
+
+    free = ["a long free text answer that is no label at all, " * 3] * 5
+    assert answer_settings(EvalSection(), free, train_p95=40) == ("rouge_l", 68)  # 1.5 x 40 + 8
+    assert answer_settings(EvalSection(), free, train_p95=900) == ("rouge_l", 256)  # never above the default
+    assert answer_settings(EvalSection(), free) == ("rouge_l", 256)  # no training answers known
+    assert answer_settings(EvalSection(max_new_tokens=500), free, train_p95=40) == ("rouge_l", 500)
+    assert answer_settings(EvalSection(), ["yes", "no", "yes", "no"], train_p95=40) == ("exact_match", 32)
+    rows = [{"labels": [-100] * 3 + [1] * n} for n in range(1, 101)]  # 1..100 answer tokens
+    assert answer_p95(rows) == 95 and answer_p95([]) is None

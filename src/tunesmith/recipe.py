@@ -595,7 +595,10 @@ class EvalSection(Strict):
         100, gt=0, description="Generation: held-out prompts to generate answers for (base and tuned); None = all."
     )
     max_new_tokens: int | None = Field(
-        None, gt=0, description="Generation: answer length limit (None = longest reference + margin, up to 256)."
+        None,
+        gt=0,
+        description="Generation: answer length limit (None = 1.5x the 95th-percentile training answer + 8 tokens, "
+        "at most 256; 32 for label-like answers).",
     )
     generation_metric: Literal["auto", "exact_match", "rouge_l"] = Field(
         "auto", description="'auto' = exact match on parsed answers when references are short labels, else ROUGE-L."

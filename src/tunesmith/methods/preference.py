@@ -20,6 +20,7 @@ from ..models.loading import load_tokenizer, model_kind, model_spec, resolve_wei
 from ..runs import rundir
 from ..tasks.generation.formatting import auto_length, encode, ensure_chat_template, learnable
 from ..tasks.generation.generate import split_prompt
+from ..tasks.generation.metrics import answer_p95
 from ..tasks.generation.preference import PairRows, encode_pair, pair_metrics, reference_logps, training_loss
 from .base import Context, Plan, tuning_mode, with_train_defaults
 from .supervised_generation import SupervisedGeneration, _answer, _eval_prompts, _style_samples
@@ -54,7 +55,7 @@ class PreferenceTuning(SupervisedGeneration):
         for warning in warnings:
             log.warning(warning)
         sft_eval = learnable(encode(tokenizer, conversations.evaluation.samples, recipe.train.max_length, "responses"))
-        prompts, references, metric_kind, max_new = _eval_prompts(recipe, conversations)
+        prompts, references, metric_kind, max_new = _eval_prompts(recipe, conversations, answer_p95(rows["train"]))
         for split in (pairs.train, pairs.validation, pairs.evaluation):
             log.info(split.describe())
         return Plan(

@@ -24,7 +24,7 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks.generation.formatting import auto_length, check_learnable, encode, ensure_chat_template, learnable, pack
 from ..tasks.generation.generate import causal_lm_loss, generate, split_prompt, validation_loss
-from ..tasks.generation.metrics import answer_settings, generation_metrics
+from ..tasks.generation.metrics import answer_p95, answer_settings, generation_metrics
 from .base import Context, Plan, tuning_mode
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SupervisedGeneration:
         rows, stats, warnings = _encode(recipe, data, tokenizer)
         for warning in warnings:
             log.warning(f"{warning}")
-        prompts, references, metric_kind, max_new = _eval_prompts(recipe, data)
+        prompts, references, metric_kind, max_new = _eval_prompts(recipe, data, stats["answer_p95"])
         style = _style_samples(recipe, data)
         cfg = recipe.train
         return Plan(
@@ -161,7 +161,10 @@ class SupervisedGeneration:
         from ..tasks.generation.predictor import GenerativePredictor, load_generation_model
 
         recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
-        return GenerativePredictor(*load_generation_model(run_dir), recipe=recipe, **kwargs)
+        data = rundir.read_json(run_dir / rundir.METRICS_FILE).get("data")
+        p95 = data.get("answer_p95") if isinstance(data, dict) else None
+        p95 = p95 if isinstance(p95, int) and not isinstance(p95, bool) and 0 < p95 < 10**6 else None  # a file: input
+        return GenerativePredictor(*load_generation_model(run_dir), recipe=recipe, answer_p95=p95, **kwargs)
 
 
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
@@ -175,6 +178,7 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
     stats = {
         "format": data.train.format,
         "train_samples": len(rows["train"]),
+        "answer_p95": answer_p95(rows["train"]) if data.train.format != "text" else None,
         "truncated": len(encoded["train"].truncated),
         "fully_masked": len(encoded["train"].fully_masked),
     }
@@ -194,15 +198,16 @@ def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
     return rows, stats, warnings
 
 
-def _eval_prompts(recipe, data) -> tuple[list, list[str], str, int]:
-    """Held-out prompts and references (the last assistant turn), the metric and an answer-length limit."""
+def _eval_prompts(recipe, data, train_p95: int | None = None) -> tuple[list, list[str], str, int]:
+    """Held-out prompts and references (the last assistant turn), the metric and an answer-length limit (from the
+    training answers' lengths, `train_p95` tokens, unless the recipe sets one)."""
     if data.evaluation.format == "text":
         return [], [], "none", 0
     pairs = [split_prompt(s) for s in data.evaluation.samples]
     if recipe.eval.max_samples:
         pairs = pairs[: recipe.eval.max_samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
-    return (prompts, references, *answer_settings(recipe.eval, references))
+    return (prompts, references, *answer_settings(recipe.eval, references, train_p95))
 
 
 def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:

@@ -56,10 +56,13 @@ def load_base_predictor(run_dir: Path, **kwargs) -> GenerativePredictor:
 class GenerativePredictor:
     """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16, recipe=None):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16, recipe=None, answer_p95=None):
         from ...recipe import DecodingSection
 
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.answer_p95 = (
+            answer_p95  # the training answers' length: `evaluate` caps answers as the run's evaluation did
+        )
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
         # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
@@ -88,13 +91,14 @@ class GenerativePredictor:
 
         recipe = self.recipe
         conv = read_conversations(str(path), recipe.data, "--data")
-        rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, recipe.method.loss_on))
+        loss_on = getattr(recipe.method, "loss_on", "responses")  # preference runs learn from answers only
+        rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, loss_on))
         metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
         if conv.format == "text":
             return metrics
         pairs = [split_prompt(s) for s in conv.samples][: max_samples or recipe.eval.max_samples]
         references = [r for _, r in pairs]
-        kind, max_new = answer_settings(recipe.eval, references)
+        kind, max_new = answer_settings(recipe.eval, references, self.answer_p95)
         prompts = [p for p, _ in pairs]
         answers = self.generate(prompts, max_new)  # the run's decoding settings, as in training's evaluation
         scored = generation_metrics(answers, references, kind, recipe.eval.metrics, prompts=prompts)
