@@ -16,3 +16,8 @@ def closest(name: str, choices) -> str | None:
 def did_you_mean(name: str, choices) -> str:
     match = closest(name, choices)
     return f" Did you mean '{match}'?" if match else ""
+
+
+class RunPruned(Exception):
+    """A sweep stopped this run after an epoch: its validation metric was worse than earlier trials' median.
+    Not an error: the run folder is marked `pruned` and the sweep goes on."""

@@ -6,6 +6,8 @@ message naming what replaced them.
 
 from __future__ import annotations
 
+import copy
+
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -631,6 +633,81 @@ class OutputSection(Strict):
     overwrite: bool = Field(False, description="Allow writing into a run directory that already holds a run.")
 
 
+class SweepRange(Strict):
+    low: int | float = Field(description="Lowest value tried.")
+    high: int | float = Field(description="Highest value tried.")
+    log: bool = Field(False, description="Sample on a log scale (learning rates): low must be above 0.")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low above 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+SweepChoices = Annotated[list[Union[bool, int, float, str]], Field(min_length=1)]
+# keys a sweep may not vary: where the data lives and where runs go are the sweep's own business
+NOT_SWEPT = ("sweep", "data.train", "data.validation", "data.test", "data.hub", "output", "stages", "experiences")
+
+
+class SweepSection(Strict):
+    trials: int = Field(12, ge=1, le=10_000, description="Trials to finish (`--trials` wins).")
+    metric: str | None = Field(
+        None,
+        max_length=64,
+        description="Validation metric to optimise (a key of the run's per-epoch validation metrics). Default: "
+        "f1_macro for classification, f1 for entities, spearman for regression, loss for generation.",
+    )
+    params: dict[str, SweepRange | SweepChoices] = Field(
+        default_factory=dict,
+        description="Recipe keys to search, by dotted name: a range {low, high, log} (integers when both ends "
+        "are) or a list of choices, e.g. {train.lr: {low: 1e-5, high: 1e-3, log: true}, method.lora.r: [8, 16]}. "
+        "Empty: the default space for the task and tuning mode (docs/sweeps.md).",
+    )
+    pruning: bool = Field(
+        True, description="Stop a trial after an epoch whose validation metric is below the median of earlier trials'."
+    )
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _each_space(cls, raw):
+        """Clear messages per key before the union's: a range is a mapping, choices a non-empty list of values."""
+        if not isinstance(raw, dict):
+            return raw
+        for key, space in raw.items():
+            if isinstance(space, dict):
+                try:
+                    SweepRange.model_validate(space)
+                except ValidationError as err:
+                    problem = err.errors()[0]
+                    where = ".".join(map(str, problem["loc"]))
+                    raise ValueError(
+                        f"'{key}'{f' {where}' if where else ''}: {problem['msg'].removeprefix('Value error, ')}"
+                    ) from None
+            elif isinstance(space, list):
+                if not space:
+                    raise ValueError(f"'{key}': an empty list of choices leaves nothing to try")
+                if any(not isinstance(v, (bool, int, float, str)) for v in space):
+                    raise ValueError(f"'{key}': choices are numbers, text or true/false")
+            else:
+                raise ValueError(f"'{key}': give a range {{low, high, log}} or a list of choices, not {space!r:.60}")
+        return raw
+
+    defaults_seeds: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="After the search: train the recipe as written with this many seeds, so the report can say "
+        "whether the best trial's gain on the test set is larger than the defaults' seed-to-seed spread.",
+    )
+
+
 # A stage overrides only the train keys it names; the rest come from the recipe's train section.
 StageTrain = create_model(
     "StageTrain",
@@ -686,6 +763,9 @@ class Recipe(Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    sweep: SweepSection | None = Field(
+        None, description="Hyperparameter search (`tunesmith sweep`): what to vary and how the result is judged."
+    )
     stages: list[Stage] | None = Field(
         None,
         min_length=1,
@@ -729,6 +809,29 @@ class Recipe(Strict):
                 f"train.early_stopping.metric: {self.train.early_stopping.metric} is a sentence-classification "
                 f"metric; {self.task} runs pick the best epoch by their own (leave it unset, or loss)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_keys(self):
+        """Every swept key is a recipe key, and every value it may take makes a valid recipe."""
+        if not self.sweep or not self.sweep.params:
+            return self
+        if self.stages or self.experiences:
+            raise ValueError("sweep: searches single runs; a staged or continual recipe has no one run to tune")
+        known = set(_all_paths(Recipe))
+        raw = self.model_dump(mode="json", exclude_unset=True, exclude={"sweep"})
+        for key, space in self.sweep.params.items():
+            if key not in known:
+                raise ValueError(f"sweep.params: '{key}' is not a recipe key.{_suggest_key(key, known)}")
+            if any(key == k or key.startswith(k + ".") for k in NOT_SWEPT):
+                raise ValueError(f"sweep.params: '{key}' cannot be searched (the sweep owns the data and the outputs)")
+            values = [space.low, space.high] if isinstance(space, SweepRange) else space
+            for value in values:
+                try:
+                    Recipe.model_validate(set_dotted(copy.deepcopy(raw), key, value))
+                except ValidationError as err:
+                    problem = err.errors()[0]
+                    raise ValueError(f"sweep.params.{key}: {value!r} is not a valid value: {problem['msg']}") from None
         return self
 
     @model_validator(mode="after")
@@ -827,6 +930,30 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def _suggest_key(key: str, known: set[str]) -> str:
+    """A dotted key's nearest recipe key: the schema's own hint (train.lora_r lives at method.lora.r), else the
+    closest spelling."""
+    hint = _suggest(tuple(key.split(".")))
+    if "." in hint:
+        return hint
+    return did_you_mean(key, sorted(k for k in known if not k.startswith(("stages.", "experiences."))))
+
+
+def set_dotted(raw: dict, key: str, value) -> dict:
+    """`raw` (a recipe as a dict) with the dotted `key` set to `value`; sections on the way are created."""
+    keys = key.split(".")
+    for section in ("model", "method"):  # `method: few_shot` shorthand
+        if len(keys) > 1 and keys[0] == section and isinstance(raw.get(section), str):
+            raw[section] = {"name": raw[section]}
+    node = raw
+    for part in keys[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[keys[-1]] = value
+    return raw
+
+
 def _apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise TunesmithError(f"Override '{item}' must look like section.key=value, e.g. train.lr=3e-5.")
@@ -909,13 +1036,17 @@ def format_validation_error(err: ValidationError, where: str) -> str:
         elif e["type"] == "missing":
             lines.append(f"  - missing required key '{dotted}'.")
         elif not dotted:
-            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}.")
+            lines.append(_sentence(f"  - {e['msg'].removeprefix('Value error, ')}"))
         else:
             got = e.get("input")
             shown = f" (got {got!r})" if not isinstance(got, dict) else ""
-            lines.append(f"  - {dotted}: {e['msg']}{shown}.")
+            lines.append(_sentence(f"  - {dotted}: {e['msg'].removeprefix('Value error, ')}{shown}"))
     lines.append("See `tunesmith recipe schema` for every key and its meaning.")
     return "\n".join(lines)
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 def _suggest(loc: tuple) -> str:

@@ -17,6 +17,7 @@ SECTIONS = (  # (heading, path to the keys' object in the schema, prefix of the 
     ("train.early_stopping", "EarlyStopping", "train.early_stopping."),
     ("eval", "EvalSection", "eval."),
     ("output", "OutputSection", "output."),
+    ("sweep", "SweepSection", "sweep."),
     ("stages[]", "Stage", "stages[]."),
     ("experiences[]", "Experience", "experiences[]."),
 )

@@ -15,7 +15,7 @@ from .tables import plain
 runs_app = typer.Typer(no_args_is_help=True, help="Inspect run directories.")
 app.add_typer(runs_app, name="runs")
 
-STATUS_STYLE = {"finished": "green", "interrupted": "yellow", "failed": "red", "running": "cyan"}
+STATUS_STYLE = {"finished": "green", "interrupted": "yellow", "failed": "red", "running": "cyan", "pruned": "magenta"}
 
 
 @runs_app.command("list")

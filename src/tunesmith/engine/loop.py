@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,20 @@ class Hooks:
     validation_rows: int = (
         0  # rows behind a share-type metric (accuracy, macro F1): sets how much of its change is noise
     )
+
+
+# Callables (epoch, validation metrics) every loop in this context calls after each epoch's evaluation: a sweep's
+# pruner reads them there, without the methods knowing a sweep exists.
+_epoch_observers: ContextVar[tuple] = ContextVar("tunesmith_epoch_observers", default=())
+
+
+@contextmanager
+def observe_epochs(callback: Callable[[int, dict], None]) -> Iterator[None]:
+    token = _epoch_observers.set((*_epoch_observers.get(), callback))
+    try:
+        yield
+    finally:
+        _epoch_observers.reset(token)
 
 
 @dataclass
@@ -161,6 +177,8 @@ def run_loop(
                 tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
             if hooks.after_epoch:
                 hooks.after_epoch(epoch, metrics)
+            for observe in _epoch_observers.get():
+                observe(epoch, metrics)  # may stop the run (a sweep's pruner raises RunPruned)
             if state.should_stop(epoch) or step >= total_steps:
                 break
             save(epoch + 1, 0, step, pos["train_time"])

@@ -10,7 +10,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import TunesmithError
+from ..errors import RunPruned, TunesmithError
 
 RUN_FILE = "run.json"  # status: running | finished | failed
 METRICS_FILE = "metrics.json"
@@ -199,6 +199,11 @@ class RunDir:
             if state.is_main_process:
                 set_status(run.path, "interrupted", error="stopped by Ctrl-C")
             raise
+        except RunPruned as err:
+            if state.is_main_process:
+                set_status(run.path, "pruned", error=str(err))
+                checkpoint.clear(run.path)
+            raise
         except BaseException as err:
             if state.is_main_process:
                 set_status(run.path, "failed", error=f"{type(err).__name__}: {err}")
@@ -247,7 +252,7 @@ def set_status(run_dir: Path, status: str, **extra) -> None:
             handle.write(json.dumps(payload))
 
 
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "failed", "interrupted", "pruned")
 
 
 def read_status(run_dir: Path) -> str | None:

@@ -1,0 +1,158 @@
+"""tunesmith sweep on tiny models: the search space, pruning, parallel workers on one study, a killed sweep that
+continues, the test set read only at the end, and bad sweep sections."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import sentiment_rows
+from tunesmith.errors import TunesmithError
+from tunesmith.recipe import load_recipe
+from tunesmith.runs.rundir import read_status
+from tunesmith.sweep import run_sweep
+
+optuna = pytest.importorskip("optuna")
+
+
+@pytest.fixture
+def toy(tmp_path):
+    for name, n, seed in (("train", 160, 0), ("validation", 40, 1), ("test", 40, 2)):
+        sentiment_rows(n, seed).to_csv(tmp_path / f"{name}.csv", index=False)
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {k: str(tmp_path / f"{k}.csv") for k in ("train", "validation", "test")},
+        "method": {"name": "supervised", "freeze_embeddings": False},
+        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "warmup_ratio": 0.0},
+        "sweep": {
+            "trials": 4,
+            "defaults_seeds": 2,
+            "params": {
+                "train.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                "train.batch_size": [8, 16],
+                "train.epochs": {"low": 1, "high": 3},
+            },
+        },
+    }
+    return tmp_path, recipe
+
+
+def test_every_trial_stays_in_the_space_and_the_report_judges_the_best_against_the_defaults(toy, monkeypatch):
+    """And the test file is read only after the last trial and the last defaults run (asserted on reads)."""
+    import tunesmith.data.readers as readers
+    import tunesmith.sweep.report as report
+
+    tmp, recipe = toy
+    events = []
+    parse = readers._parse
+    monkeypatch.setattr(readers, "_parse", lambda path, fmt: events.append(("read", str(path))) or parse(path, fmt))
+    defaults = report._defaults
+    monkeypatch.setattr(report, "_defaults", lambda *a: [*defaults(*a), events.append(("defaults done", ""))][:-1])
+    summary = run_sweep(recipe, tmp / "sweep")
+    trials = summary["trials"]
+    assert len(trials) == 4 and {t["state"] for t in trials} <= {"complete", "pruned"}
+    for t in trials:
+        assert 1e-4 <= t["params"]["train.lr"] <= 1e-2 and t["params"]["train.batch_size"] in (8, 16)
+        assert isinstance(t["params"]["train.epochs"], int) and 1 <= t["params"]["train.epochs"] <= 3
+        ran = yaml.safe_load((tmp / "sweep" / "trials" / str(t["number"]) / "recipe.yaml").read_text())
+        assert ran["train"]["lr"] == pytest.approx(t["params"]["train.lr"]) and ran["data"].get("test") is None
+    test_reads = [i for i, e in enumerate(events) if e == ("read", str(tmp / "test.csv"))]
+    assert test_reads and min(test_reads) > events.index(("defaults done", ""))
+    assert len(test_reads) == 3  # once each: the best trial, two defaults seeds
+    best = summary["best"]
+    assert best["validation"] == max(t["value"] for t in trials if t["state"] == "complete")
+    assert [d["seed"] for d in summary["defaults"]] == [42, 43] and all("test" in d for d in summary["defaults"])
+    assert "seed-to-seed" in summary["verdict"] or "every defaults seed" in summary["verdict"]
+    best_recipe = load_recipe(tmp / "sweep" / "best_recipe.yaml")
+    assert best_recipe.train.lr == pytest.approx(best["params"]["train.lr"]) and best_recipe.data.test
+    report_md = (tmp / "sweep" / "report.md").read_text()
+    assert "What the search bought" in report_md and "Verdict" in report_md
+    assert (tmp / "sweep" / "plots" / "history.png").is_file()
+    assert json.loads((tmp / "sweep" / "sweep.json").read_text())["best"]["number"] == best["number"]
+
+
+def test_the_median_pruner_stops_a_clearly_worse_trial(toy):
+    from tunesmith.sweep.study import open_study, prepare
+
+    tmp, recipe = toy
+    recipe["train"]["epochs"] = 4
+    recipe["sweep"] = {"trials": 4, "defaults_seeds": 0, "params": {"train.lr": [1e-2, 1e-7]}}
+    setup = prepare(load_recipe(recipe), tmp / "sweep", None, None, None)
+    study = open_study(setup)
+    for lr in (1e-2, 1e-2, 1e-2, 1e-7):  # three that learn, then one that cannot move
+        study.enqueue_trial({"train.lr": lr})
+    summary = run_sweep(recipe, tmp / "sweep")
+    last = summary["trials"][3]
+    assert last["params"]["train.lr"] == 1e-7 and last["state"] == "pruned"
+    assert read_status(tmp / "sweep" / "trials" / "3") == "pruned"
+    epochs = [json.loads(x) for x in (tmp / "sweep" / "trials" / "3" / "train_log.jsonl").read_text().splitlines()]
+    assert max(e["epoch"] for e in epochs) < 4  # stopped before its last epoch
+    assert all(t["state"] == "complete" for t in summary["trials"][:3])
+
+
+def test_two_jobs_finish_n_trials_of_one_study_without_duplicates(toy):
+    tmp, recipe = toy
+    recipe["sweep"]["defaults_seeds"] = 0
+    summary = run_sweep(recipe, tmp / "sweep", trials=4, jobs=2)
+    numbers = [t["number"] for t in summary["trials"]]
+    assert sorted(numbers) == [0, 1, 2, 3] and len({t["run_dir"] for t in summary["trials"]}) == 4
+    assert all(read_status(tmp / "sweep" / "trials" / str(n)) in ("finished", "pruned") for n in numbers)
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp / 'sweep' / 'study.db'}")
+    assert len(study.trials) == 4
+
+
+def test_a_killed_sweep_continues_and_retries_the_trial_it_was_running(toy):
+    tmp, recipe = toy
+    recipe["sweep"].update(defaults_seeds=0, trials=3)
+    recipe["train"]["epochs"] = 3
+    (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    folder = tmp / "sweep"
+    command = [sys.executable, "-m", "tunesmith", "sweep", str(tmp / "recipe.yaml"), "-o", str(folder)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (folder / "trials" / "1" / "train_log.jsonl").is_file():
+            time.sleep(0.2)  # trial 0 finished, trial 1 is training
+        assert (folder / "trials" / "1").is_dir(), "the sweep did not reach its second trial"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    summary = run_sweep(recipe, folder)
+    states = {t["number"]: t["state"] for t in summary["trials"]}
+    assert states[1] == "fail"  # left running by the killed process, then marked failed
+    done = [t for t in summary["trials"] if t["state"] in ("complete", "pruned")]
+    assert len(done) == 3
+    killed = next(t for t in summary["trials"] if t["number"] == 1)
+    assert any(t["params"] == killed["params"] and t["number"] > 1 for t in done)  # its values tried again
+
+
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ({"params": {"train.lrr": [1e-3]}}, "'train.lrr' is not a recipe key. Did you mean 'train.lr'?"),
+        ({"params": {"train.lr": {"low": 1e-2, "high": 1e-4}}}, "'train.lr': low (0.01) is above high"),
+        ({"params": {"train.epochs": []}}, "'train.epochs': an empty list of choices"),
+        ({"params": {"train.batch_size": [8, 0]}}, "sweep.params.train.batch_size: 0 is not a valid value"),
+        ({"params": {"data.test": ["x.csv"]}}, "'data.test' cannot be searched"),
+        ({"params": {"method.lora.r": {"low": 0, "high": 8}}}, "sweep.params.method.lora.r: 0 is not a valid value"),
+        ({"trials": 0}, "sweep.trials"),
+    ],
+)
+def test_a_bad_sweep_section_is_a_schema_error_naming_the_key(toy, sweep, message):
+    _, recipe = toy
+    with pytest.raises(TunesmithError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        load_recipe({**recipe, "sweep": sweep})
+
+
+def test_a_folder_holding_something_else_is_never_taken_over(toy):
+    tmp, recipe = toy
+    (tmp / "busy").mkdir()
+    (tmp / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(TunesmithError, match="not a tunesmith sweep"):
+        run_sweep(recipe, tmp / "busy")
+    assert (tmp / "busy" / "notes.txt").read_text() == "mine"
