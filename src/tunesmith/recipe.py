@@ -7,7 +7,6 @@ message naming what replaced them.
 from __future__ import annotations
 
 import copy
-
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
