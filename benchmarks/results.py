@@ -34,6 +34,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "generation_recipes",
     "generation_cases",
     "preference_vs_trl",
+    "sweep",
     "staged",
     "continual",
     "head_init",
