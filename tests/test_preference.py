@@ -206,8 +206,10 @@ def test_a_dpo_run_starts_at_log_2_and_learns_the_preference_on_held_out_pairs(p
     assert [h["epoch"] for h in m["train"]["history"]] == [1, 2] and "reward_accuracy" in m["train"]["history"][0]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Preference pairs" in report and "DPO (beta 0.1)" in report
-    answer = tunesmith.Predictor.load(tmp_path / "run").generate(["add 1 2"], max_new_tokens=2)
-    assert isinstance(answer[0], str)
+    predictor = tunesmith.Predictor.load(tmp_path / "run")
+    assert isinstance(predictor.generate(["add 1 2"], max_new_tokens=2)[0], str)
+    # `tunesmith eval` on a pairs file: the chosen answers as references, and the model's own preference
+    assert predictor.evaluate(pair_files["test"])["preference_accuracy"] >= 0.9
 
 
 def test_an_orpo_run_needs_no_reference_and_learns_the_preference(pair_files, tmp_path):

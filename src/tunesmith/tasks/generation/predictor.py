@@ -90,10 +90,19 @@ class GenerativePredictor:
         from .metrics import answer_settings, generation_metrics
 
         recipe = self.recipe
-        conv = read_conversations(str(path), recipe.data, "--data")
+        pairs = self._pairs(path)
+        if pairs is not None:  # a preference run on prompt/chosen/rejected: the chosen answer is the reference
+            from ...data.conversations import Conversations
+
+            samples = [[*p.prompt, {"role": "assistant", "content": p.chosen}] for p in pairs]
+            conv = Conversations(samples, "messages", str(path))
+        else:
+            conv = read_conversations(str(path), recipe.data, "--data")
         loss_on = getattr(recipe.method, "loss_on", "responses")  # preference runs learn from answers only
         rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, loss_on))
         metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
+        if pairs is not None:
+            metrics["preference_accuracy"] = self._preference_accuracy(pairs)
         if conv.format == "text":
             return metrics
         pairs = [split_prompt(s) for s in conv.samples][: max_samples or recipe.eval.max_samples]
@@ -103,6 +112,29 @@ class GenerativePredictor:
         answers = self.generate(prompts, max_new)  # the run's decoding settings, as in training's evaluation
         scored = generation_metrics(answers, references, kind, recipe.eval.metrics, prompts=prompts)
         return {**metrics, **scored, "generated": len(answers)}
+
+    def _pairs(self, path) -> list | None:
+        """The file's preference pairs when this is a preference run and the file has chosen/rejected columns."""
+        from ...data.preference import read_pairs
+        from ...data.readers import read_table
+
+        data = self.recipe.data
+        if self.recipe.method.name != "preference":
+            return None
+        columns = set(map(str, read_table(path, "--data").columns))
+        if not {data.chosen_column, data.rejected_column} <= columns:
+            return None
+        return read_pairs(str(path), data, "--data").pairs
+
+    def _preference_accuracy(self, pairs: list) -> float:
+        """Share of pairs whose chosen answer the model finds more likely per token (needs no reference model)."""
+        from .preference import PairRows, encode_pair, pair_metrics
+
+        cut = self.recipe.train.max_length
+        encoded = (encode_pair(self.tokenizer, p.prompt, p.chosen, p.rejected, cut) for p in pairs)
+        rows = PairRows(row for row, _, ok in encoded if ok)
+        scored = pair_metrics(self.model, rows, self.recipe.eval.batch_size, self.tokenizer.pad_token_id, "orpo", 0.1)
+        return scored["preference_accuracy"]
 
     def generate(
         self,
