@@ -84,6 +84,7 @@ def open_study(setup: Setup, worker: int = 0):
     """The shared study (created on first use), with this worker's sampler and the median pruner."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunesmith says what each trial does, once
     metric, direction = objective_metric(setup.recipe)
     storage = optuna.storages.RDBStorage(setup.storage)
     # random first trials, then TPE; workers draw different random starts
