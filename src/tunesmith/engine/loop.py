@@ -154,9 +154,8 @@ def run_loop(
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 pos["seen"] += len(batch["input_ids"])
-                pos["tokens"] += (
-                    int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-                )
+                masks = [v for k, v in batch.items() if k.endswith("attention_mask")]  # a preference pair: both sides
+                pos["tokens"] += sum(int(m.sum()) for m in masks) if masks else batch["input_ids"].numel()
                 if accelerator.sync_gradients:
                     step += 1
                     value = loss.item()
