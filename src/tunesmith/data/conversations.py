@@ -167,6 +167,16 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
             ) from None
     if not isinstance(value, list) or not value:
         raise TunesmithError(f'{where}: \'messages\' must be a non-empty list of {{"role", "content"}} objects.')
+    out = checked_turns(value, where)
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
+        raise TunesmithError(
+            f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it."
+        )
+    return out
+
+
+def checked_turns(value: list, where: str) -> list[dict]:
+    """Each message a {role, content} of a known role with text; copied, so nothing else of the cell is kept."""
     out = []
     for turn, m in enumerate(value, start=1):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
@@ -175,10 +185,6 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
                 f"{m!r:.120}."
             )
         out.append({"role": m["role"], "content": m["content"]})
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
-        raise TunesmithError(
-            f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it."
-        )
     return out
 
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
-from .conversations import PROMPT_NAMES, ROLES, _blank, _pick, carve_validation, seeded_subset
+from .conversations import PROMPT_NAMES, _blank, _pick, carve_validation, checked_turns, seeded_subset
 from .readers import read_table
 
 
@@ -113,15 +113,7 @@ def _turns(value, where: str) -> str | list[dict]:
         raise TunesmithError(f"{where}: empty cell. Remove the row or fill it in.")
     if not isinstance(value, list) or not value:
         raise TunesmithError(f"{where}: expected text or a list of chat messages, got {type(value).__name__}.")
-    out = []
-    for turn, m in enumerate(value, start=1):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise TunesmithError(
-                f'{where}, message {turn}: expected {{"role": one of {sorted(ROLES)}, "content": text}}, '
-                f"got {m!r:.120}."
-            )
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
+    return checked_turns(value, where)
 
 
 def _answer(turns, where: str, column: str) -> str:
