@@ -31,7 +31,7 @@ def finish(setup: Setup) -> dict:
     if not complete:
         raise TunesmithError(f"no trial of the sweep in {setup.out_dir} completed; see the trials' run.json files.")
     best = study.best_trial
-    best_dir = Path(best.user_attrs["run_dir"])
+    best_dir = _best_model(setup, best)
     best_recipe = trial_recipe(setup.recipe, best.params, keep_test=True)
     (setup.out_dir / BEST_RECIPE).write_text(dump_recipe(best_recipe), encoding="utf-8")
     defaults = _defaults(setup, metric)
@@ -55,6 +55,22 @@ def finish(setup: Setup) -> dict:
     _plots(study, setup.out_dir / "plots")
     (setup.out_dir / "report.md").write_text(markdown(summary, setup), encoding="utf-8")
     return summary
+
+
+def _best_model(setup: Setup, best) -> Path:
+    """The best trial's run folder here (named by its number: a study database is input too, its paths are not
+    trusted); a trial another machine ran is trained again here, with its values and seed, under best/."""
+    from ..pipeline import run
+    from .study import TRIALS_DIR
+
+    folder = setup.out_dir / TRIALS_DIR / str(best.number)
+    if rundir.read_status(folder) == "finished":
+        return folder
+    folder = setup.out_dir / "best"
+    if rundir.read_status(folder) != "finished":
+        log.info(f"sweep: trial {best.number} ran on another machine; training its values here")
+        run(trial_recipe(setup.recipe, best.params), output_dir=folder, overwrite=folder.exists())
+    return folder
 
 
 def _defaults(setup: Setup, metric: str) -> list[dict]:
@@ -111,7 +127,7 @@ def _trial_row(trial) -> dict:
         "value": trial.value,
         "epochs": trial.user_attrs.get("epochs"),
         "runtime_s": trial.user_attrs.get("runtime_s"),
-        "run_dir": trial.user_attrs.get("run_dir"),
+        "run_dir": trial.user_attrs.get("run_dir") if isinstance(trial.user_attrs.get("run_dir"), str) else None,
     }
 
 
