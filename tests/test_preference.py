@@ -203,6 +203,7 @@ def test_a_dpo_run_starts_at_log_2_and_learns_the_preference_on_held_out_pairs(p
     assert m["tuned"]["pair_loss"] < math.log(2)
     assert m["tuned"]["preference_accuracy"] > m["base"]["preference_accuracy"]
     assert m["tuning"] == tuning and m["preference"] == {"loss": "dpo", "beta": 0.1, "rejected_from": "data"}
+    assert m["train"]["reference_s"] > 0  # scoring the training pairs once is part of what training cost
     assert [h["epoch"] for h in m["train"]["history"]] == [1, 2] and "reward_accuracy" in m["train"]["history"][0]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Preference pairs" in report and "DPO (beta 0.1)" in report

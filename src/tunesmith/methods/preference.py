@@ -11,6 +11,7 @@ update, so no second copy of the weights is ever held (LoRA or full).
 from __future__ import annotations
 
 import logging
+import time
 
 from ..data.conversations import Conversations, GenerationData, load_generation
 from ..data.preference import Pair, Pairs, PreferenceData, load_preference
@@ -102,7 +103,10 @@ class PreferenceTuning(SupervisedGeneration):
             if method.loss == "dpo":
                 log.info("dpo: scoring every pair with the starting model (the reference) ...")
                 for split in SPLITS:
+                    start = time.perf_counter()
                     reference_logps(model, rows[split], ev.batch_size, plan.pad_id)
+                    if split == "train":  # part of what training costs (TRL pays it inside its steps)
+                        ctx.train_info["reference_s"] = round(time.perf_counter() - start, 2)
             scored = pair_metrics(model, rows["evaluation"], ev.batch_size, plan.pad_id, method.loss, method.beta)
         # the starting model's DPO rewards are zero by definition: its own preference is what compares
         base.update({k: scored[k] for k in ("preference_accuracy", "pair_loss")})
