@@ -12,6 +12,9 @@ TRL keeps its other defaults (activation checkpointing on, dropout off, referenc
 `trl_no_checkpointing` is the same script with activation checkpointing off, its fastest setting on a CPU.
 On a CPU, bf16 where tunesmith's `precision: auto` picks it, for both.
 
+`--side-by-side` runs tunesmith and each TRL side at the same time, each pinned to a core of its own with one
+thread (a 2-core machine measures both under the same load; with two TRL sides tunesmith runs twice).
+
 Held-out reward accuracy (the share of held-out pairs whose chosen answer gets the higher DPO reward) is scored
 for every side by the same code (tunesmith's pair_metrics, reference = the base model); TRL's own evaluate()
 figure is kept beside it. Pairs/s is training pairs over training time. Each side runs in its own process so that
@@ -199,6 +202,41 @@ def child(which: str, folder: Path, seed: int) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def rounds(args) -> list[list[str]]:
+    """Sequential: each side alone. Side by side: tunesmith beside each TRL side in turn (so with two TRL sides
+    tunesmith runs twice, a repeat of its own)."""
+    if not args.side_by_side:
+        return [[name] for name in args.only]
+    return [["tunesmith", other] for other in args.only if other != "tunesmith"]
+
+
+def run_round(names: list[str], folder: Path, seed: int, pinned: bool) -> dict:
+    """Each side in its own process (its output in a log file beside the pairs); pinned: all at once, process i
+    on core i with one thread."""
+    cores = sorted(os.sched_getaffinity(0))
+    procs = {}
+    for i, name in enumerate(names):
+        command = [sys.executable, __file__, "--child", name, str(folder), str(seed)]
+        env = dict(os.environ)
+        if pinned:
+            command = ["taskset", "-c", str(cores[i % len(cores)]), *command]
+            env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        log = (folder / f"{name}-{seed}.log").open("w")
+        procs[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        if not pinned:
+            procs[name][0].wait()
+    out = {}
+    for name, (proc, log) in procs.items():
+        proc.wait()
+        log.close()
+        text = (folder / f"{name}-{seed}.log").read_text(errors="replace")
+        line = next((x for x in text.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{name} failed:\n{text[-3000:]}")
+        out[name] = json.loads(line[7:])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=200, help="training prompts (pairs where the base answer differs)")
@@ -206,6 +244,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="seeds 42, 43, ...")
     parser.add_argument("--only", nargs="*", default=SIDES, choices=SIDES)
     parser.add_argument("--pairs-dir", type=Path, help="keep the generated pairs here (reused when present)")
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run tunesmith and each TRL side at the same time, each on a core of its own with one thread",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -217,17 +260,10 @@ def main() -> None:
         build_pairs(folder, args.pairs, args.heldout)
         results = {name: [] for name in args.only}
         for r in range(args.repeats):
-            for name in args.only:
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--child", name, str(folder), str(42 + r)],
-                    capture_output=True,
-                    text=True,
-                )
-                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-                if line is None:
-                    sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-                results[name].append(json.loads(line[7:]))
-                print(name, results[name][-1], file=sys.stderr, flush=True)
+            for names in rounds(args):
+                for name, result in run_round(names, folder, 42 + r, args.side_by_side).items():
+                    results[name].append(result)
+                    print(name, result, file=sys.stderr, flush=True)
                 if args.json:
                     args.json.write_text(json.dumps({"runs": results}, indent=2))
         pairs = sum(1 for _ in (folder / "train.jsonl").open())
@@ -237,7 +273,7 @@ def main() -> None:
     for name in summary:
         if "trl" in summary:
             summary[name]["speed_vs_trl"] = summary[name]["pairs_per_s"] / summary["trl"]["pairs_per_s"]
-    summary.update(pairs=pairs, heldout=heldout, repeats=args.repeats)
+    summary.update(pairs=pairs, heldout=heldout, repeats=args.repeats, side_by_side=args.side_by_side)
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "runs": results}, indent=2))
