@@ -1,7 +1,7 @@
 """Brand-voice DPO with SmolLM2-135M LoRA: tunesmith's `method: preference` vs a plain TRL DPOTrainer script.
 
     python benchmarks/preference_vs_trl.py [--pairs 200] [--heldout 100] [--repeats 1] [--only trl tunesmith]
-        [--pairs-dir DIR] [--json out.json] [--publish]
+        [--pairs-dir DIR] [--side-by-side] [--json out.json] [--publish]
 
 The pairs are the ones a brand team has: chosen = the brand's own copy (the adidas product descriptions in
 ../shared/data), rejected = the base model's answer to the same product prompt (generated once, greedy, with the
@@ -17,7 +17,8 @@ thread (a 2-core machine measures both under the same load; with two TRL sides t
 
 Held-out reward accuracy (the share of held-out pairs whose chosen answer gets the higher DPO reward) is scored
 for every side by the same code (tunesmith's pair_metrics, reference = the base model); TRL's own evaluate()
-figure is kept beside it. Pairs/s is training pairs over training time. Each side runs in its own process so that
+figure is kept beside it. Pairs/s is training pairs over training time (tunesmith's includes scoring the training
+pairs with the reference once, which TRL does inside its steps; neither includes evaluation). Each side runs in its own process so that
 its peak RSS is its own.
 """
 
