@@ -236,6 +236,9 @@ def _pairs_from_model(plan: Plan, ctx: Context, model) -> None:
     prompts were answered by the baseline just now); pairs where it wrote the chosen text itself are dropped."""
     pairs, answers = plan.extra["pairs"], plan.extra["answers"]["base"]
     generated = dict(zip(map(_key, plan.extra["prompts"]), answers))
+    style = plan.extra.get("style") or {}
+    # the style judge's base answers to training prompts: the same model and decoding, not generated twice
+    generated.update(zip(map(_key, style.get("prompts", [])), style.get("base_answers", [])))
     for split in (pairs.train, pairs.validation, pairs.evaluation):
         todo = [p.prompt for p in split.pairs if _key(p.prompt) not in generated]
         if todo:

@@ -268,6 +268,7 @@ def _fit_style_judge(plan: Plan, ctx: Context, model) -> None:
         other = _answer(plan, model, style["prompts"])
     judge = fit_style_judge(style["brand"], other, plan.recipe.train.seed)
     plan.extra["style_judge"] = judge
+    style["base_answers"] = other  # the base model's answers to these training prompts (preference pairs reuse them)
     plan.info["style"] = judge.describe()
     log.info(
         f"style: the judge tells the brand from the base model {judge.judge_accuracy:.0%} of the time (5-fold); "
