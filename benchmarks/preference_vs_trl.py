@@ -18,8 +18,8 @@ thread (a 2-core machine measures both under the same load; with two TRL sides t
 Held-out reward accuracy (the share of held-out pairs whose chosen answer gets the higher DPO reward) is scored
 for every side by the same code (tunesmith's pair_metrics, reference = the base model); TRL's own evaluate()
 figure is kept beside it. Pairs/s is training pairs over training time (tunesmith's includes scoring the training
-pairs with the reference once, which TRL does inside its steps; neither includes evaluation). Each side runs in its own process so that
-its peak RSS is its own.
+pairs with the reference once, which TRL does inside its steps; neither includes evaluation). Each side runs in
+its own process so that its peak RSS is its own.
 """
 
 from __future__ import annotations
