@@ -108,7 +108,7 @@ class PreferenceTuning(SupervisedGeneration):
                     reference_logps(model, rows[split], ev.batch_size, plan.pad_id)
                     if split == "train":  # part of what training costs (TRL pays it inside its steps)
                         ctx.train_info["reference_s"] = round(time.perf_counter() - start, 2)
-            scored = pair_metrics(model, rows["evaluation"], ev.batch_size, plan.pad_id, method.loss, method.beta)
+            scored = _score_pairs(plan, model, rows["evaluation"])
         # the starting model's DPO rewards are zero by definition: its own preference is what compares
         base.update({k: scored[k] for k in ("preference_accuracy", "pair_loss")})
         log.info(f"base: prefers the chosen answer on {scored['preference_accuracy']:.1%} of held-out pairs")
@@ -120,20 +120,17 @@ class PreferenceTuning(SupervisedGeneration):
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
-        method, ev, rows = plan.recipe.method, plan.recipe.eval, plan.extra["pair_rows"]["validation"]
+        method, rows = plan.recipe.method, plan.extra["pair_rows"]["validation"]
 
         def validate(model) -> dict:
-            scored = pair_metrics(model, rows, ev.batch_size, plan.pad_id, method.loss, method.beta)
+            scored = _score_pairs(plan, model, rows)
             return {"loss": scored.pop("pair_loss"), **scored}
 
         return Hooks(evaluate=validate, compute_loss=training_loss(method.loss, method.beta), default_metric="loss")
 
     def evaluate(self, plan: Plan, ctx: Context, model, result) -> dict:
-        method, ev = plan.recipe.method, plan.recipe.eval
         with ctx.accelerator.autocast():  # before the LoRA merge of the generation below: the adapter as trained
-            scored = pair_metrics(
-                model, plan.extra["pair_rows"]["evaluation"], ev.batch_size, plan.pad_id, method.loss, method.beta
-            )
+            scored = _score_pairs(plan, model, plan.extra["pair_rows"]["evaluation"])
         tuned = {**super().evaluate(plan, ctx, model, result), **scored}
         log.info(
             f"tuned: reward accuracy {scored['reward_accuracy']:.1%}, margin {scored['reward_margin']:.3f}, prefers "
@@ -164,6 +161,12 @@ class PreferenceTuning(SupervisedGeneration):
         )
         with (ctx.run_dir / "report.md").open("a", encoding="utf-8") as handle:
             handle.write(section)
+
+
+def _score_pairs(plan: Plan, model, rows) -> dict:
+    """pair_metrics with the run's loss, beta and evaluation batch size."""
+    method = plan.recipe.method
+    return pair_metrics(model, rows, plan.recipe.eval.batch_size, plan.pad_id, method.loss, method.beta)
 
 
 def _read(recipe) -> PreferenceData:

@@ -242,10 +242,11 @@ def _reclaim(study) -> None:
 def _counts(study) -> tuple[int, int, int]:
     from optuna.trial import TrialState
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)  # one read of the storage for all three counts
+    states = [t.state for t in trials]
     done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
     # failed by an error in the run (not stopped and retried): values that break the recipe
-    failed = sum(t.state == TrialState.FAIL and "error" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    failed = sum(t.state == TrialState.FAIL and "error" in t.user_attrs for t in trials)
     return done, states.count(TrialState.RUNNING), failed
 
 
