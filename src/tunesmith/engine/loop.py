@@ -169,7 +169,8 @@ def run_loop(
                     if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
                         save(epoch, index, step, pos["train_time"] + time.perf_counter() - t0)
             pos["train_time"] += time.perf_counter() - t0
-            metrics = hooks.evaluate(accelerator.unwrap_model(model))
+            with accelerator.autocast():  # scored in the precision it trained in, as base and tuned are
+                metrics = hooks.evaluate(accelerator.unwrap_model(model))
             kept = state.update(epoch, metrics, accelerator.unwrap_model(model))
             if log:
                 _write(log, {"step": step, "epoch": epoch, "eval": metrics, "best": kept})

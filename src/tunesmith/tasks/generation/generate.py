@@ -187,7 +187,7 @@ def with_packing_mask(inputs: dict, core) -> dict:
     return inputs
 
 
-EVAL_CHUNK = 2048  # labelled positions projected to the vocabulary at once in evaluation
+EVAL_CHUNK = 512  # labelled positions projected to the vocabulary at once in evaluation
 EVAL_TOKENS = 16384  # padded tokens per evaluation batch: long rows come in fewer per batch
 
 
