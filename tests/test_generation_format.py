@@ -125,7 +125,12 @@ def test_chatml_template_marks_end_of_turn_token(tiny):
 
 def test_truncation_is_counted_and_all_masked_refused(tiny):
     _, tokenizer = tiny
-    long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    # every prompt message long: the longest gives up half of max_length, the other still leaves no room
+    long_prompt = [
+        {"role": "system", "content": "rule " * 200},
+        {"role": "user", "content": "word " * 200},
+        {"role": "assistant", "content": "ok"},
+    ]
     fits = len(encode_sample(tokenizer, CHAT, 10_000, "responses")[0]["input_ids"])
     enc = encode(tokenizer, [long_prompt, CHAT], max_length=fits, loss_on="responses")
     assert enc.truncated == [0] and enc.fully_masked == [0]
@@ -134,6 +139,43 @@ def test_truncation_is_counted_and_all_masked_refused(tiny):
     only_masked = encode(tokenizer, [long_prompt], max_length=64, loss_on="responses")
     with pytest.raises(TunesmithError, match="no response token left"):
         check_learnable(only_masked, "data.train", 64)
+
+
+def answer_of(tokenizer, row) -> str:
+    return tokenizer.decode([t for t in row["labels"] if t != -100], skip_special_tokens=True)
+
+
+def test_a_long_document_gives_up_its_middle_not_its_summary(tiny):
+    """Cut from the right, a summary after a long document is lost whole: the document's middle goes instead,
+    its start (the lead) and end (an instruction after it) stay."""
+    _, tokenizer = tiny
+    document = " ".join(f"w{i}" for i in range(400))
+    sample = [{"role": "user", "content": f"{document} Summarize it."}, {"role": "assistant", "content": "a summary"}]
+    enc = encode(tokenizer, [sample], max_length=128, loss_on="responses")
+    row = enc.rows[0]
+    assert enc.truncated == [0] and enc.fully_masked == [] and len(row["input_ids"]) == 128
+    assert answer_of(tokenizer, row) == "a summary"
+    prompt = tokenizer.decode(row["input_ids"])
+    assert "w0 w1 w2" in prompt and "Summarize it." in prompt and " w200 " not in prompt
+    assert prompt.index("w0") < prompt.index("Summarize") < prompt.index("a summary")
+    # an answer too long for what is left keeps half of max_length of prompt and loses its own end
+    essay = [sample[0], {"role": "assistant", "content": " ".join(f"a{i}" for i in range(300))}]
+    row = encode(tokenizer, [essay], max_length=128, loss_on="responses").rows[0]
+    answer = answer_of(tokenizer, row)
+    assert len(row["input_ids"]) == 128 and answer.startswith("a0 a1") and "a299" not in answer
+    assert 64 < row["labels"].index(next(t for t in row["labels"] if t != -100)) < 100  # 64 + the template
+
+
+def test_both_sides_of_a_long_pair_keep_one_prompt(tiny):
+    from tunesmith.tasks.generation.preference import encode_pair
+
+    _, tokenizer = tiny
+    prompt = [{"role": "user", "content": " ".join(f"w{i}" for i in range(400))}]
+    row, cut, learnable = encode_pair(tokenizer, prompt, "short", " ".join(["long"] * 60), max_length=128)
+    assert cut and learnable and len(row["rejected_input_ids"]) == 128
+    first = row["labels"].index(next(t for t in row["labels"] if t != -100))
+    assert row["input_ids"][:first] == row["rejected_input_ids"][:first]  # the same prompt, cut once
+    assert row["rejected_labels"][first] != -100 and row["rejected_labels"][first - 1] == -100
 
 
 def test_packing_never_lets_one_sample_attend_to_another(tiny):

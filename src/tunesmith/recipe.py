@@ -479,7 +479,8 @@ class TrainSection(Strict):
         256,
         gt=1,
         json_schema_extra=AUTO,
-        description="Token limit per example; longer inputs are truncated and counted. Unset or "
+        description="Token limit per example; longer inputs are truncated and counted (generation samples lose "
+        "the middle of their longest prompt message first, their answer's end last). Unset or "
         "'auto': 256, raised when over 5% of the training examples are longer, to their 95th percentile: "
         "texts for classification, multi-label and regression (up to the model's limit and 512); whole "
         "rendered samples, prompt and answer, for generation (up to the model's limit and 1,024).",

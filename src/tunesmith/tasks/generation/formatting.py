@@ -87,25 +87,66 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
     return full, spans
 
 
-def encode_sample(tokenizer, messages: list[dict], max_length: int, loss_on: str) -> tuple[dict, bool]:
-    """One sample -> row with labels; also whether it was cut at max_length."""
+def encode_sample(
+    tokenizer, messages: list[dict], max_length: int, loss_on: str, cut_as: int | None = None
+) -> tuple[dict, bool]:
+    """One sample -> row with labels; also whether it was cut at max_length.
+
+    A sample over max_length gives up prompt tokens before answer tokens (see `_cut_prompt`): cut from the right,
+    a long document's summary would be lost whole. `cut_as`: the uncut length the prompt is shortened for (default:
+    this sample's own); the two sides of a preference pair are cut as the longer one, so both keep one prompt."""
     if messages[0]["role"] == "text":  # plain text: no template, learn every token and EOS
         ids = tokenizer(messages[0]["content"])["input_ids"] + [tokenizer.eos_token_id]
         labels = list(ids)
     else:
         text, spans = assistant_spans(tokenizer, messages)
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = enc["input_ids"]
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
         if loss_on == "all":
             labels = list(ids)
         else:
-            labels = [
-                tid if any(a <= start < b for a, b in spans) else -100
-                for tid, (start, _) in zip(ids, enc["offset_mapping"])
-            ]
-    cut = len(ids) > max_length
+            labels = [tid if any(a <= start < b for a, b in spans) else -100 for tid, (start, _) in zip(ids, offsets)]
+            cut_as = cut_as or len(ids)
+            excess = cut_as - max_length
+            if excess > 0 and spans:
+                span = _prompt_span(text, messages, spans[-1][0])
+                ids, labels = _cut_prompt(ids, labels, offsets, span, excess, keep=max_length // 2)
+    cut = (cut_as or len(ids)) > max_length  # the length before any cut
     ids, labels = ids[:max_length], labels[:max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}, cut
+
+
+PROMPT_HEAD = 0.75  # of the prompt tokens a cut keeps: the start (a document's lead); the rest from its end
+
+
+def _prompt_span(text: str, messages: list[dict], before: int) -> tuple[int, int] | None:
+    """Character span, in the rendered text, of the longest system or user message before `before` (where the
+    last answer starts): the one a cut shortens. None when the template changed the contents past finding."""
+    found, pos = [], 0
+    for message in messages:
+        content = message["content"].strip()
+        at = text.find(content, pos) if content else -1
+        if at < 0:
+            continue
+        pos = at + len(content)
+        if message["role"] != "assistant" and pos <= before:
+            found.append((at, pos))
+    return max(found, key=lambda span: span[1] - span[0], default=None)
+
+
+def _cut_prompt(ids: list, labels: list, offsets: list, span, excess: int, keep: int) -> tuple[list, list]:
+    """Drop up to `excess` tokens from the middle of the prompt message at `span`, keeping at least `keep` of them
+    (half of max_length: an answer too long for the rest is then cut from its end). The middle, because the start
+    of a long document carries most of its content and its end is where an instruction after it sits; head and
+    tail also truncated long texts best for BERT classification (Sun et al., 2019)."""
+    if span is None:
+        return ids, labels
+    inside = [i for i, (a, b) in enumerate(offsets) if a >= span[0] and b <= span[1] and b > a]
+    drop = min(excess, len(inside) - keep)
+    if drop <= 0:
+        return ids, labels
+    head = inside[0] + round((len(inside) - drop) * PROMPT_HEAD)
+    return ids[:head] + ids[head + drop :], labels[:head] + labels[head + drop :]
 
 
 def encode(tokenizer, samples: list[list[dict]], max_length: int, loss_on: str) -> Encoded:
@@ -133,7 +174,8 @@ def check_learnable(enc: Encoded, role: str, max_length: int) -> list[str]:
     warnings = []
     if enc.truncated:
         warnings.append(
-            f"{role}: {len(enc.truncated)} of {n} samples exceed train.max_length={max_length} tokens and were cut."
+            f"{role}: {len(enc.truncated)} of {n} samples exceed train.max_length={max_length} tokens and were cut "
+            "(the longest prompt message shortened in its middle first, then the answer's end)."
         )
     if enc.fully_masked:
         warnings.append(

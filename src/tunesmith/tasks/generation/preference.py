@@ -29,15 +29,15 @@ class PairRows(list):
 
 
 def encode_pair(tokenizer, prompt: list[dict], chosen: str, rejected: str, max_length: int) -> tuple[dict, bool, bool]:
-    """(row, cut: either side was cut at max_length, learnable: both sides keep an answer token)."""
-    good, cut_good = encode_sample(
-        tokenizer, [*prompt, {"role": "assistant", "content": chosen}], max_length, "responses"
-    )
-    bad, cut_bad = encode_sample(
-        tokenizer, [*prompt, {"role": "assistant", "content": rejected}], max_length, "responses"
-    )
+    """(row, cut: either side was cut at max_length, learnable: both sides keep an answer token). A pair over
+    max_length has its prompt shortened as the longer side needs, so both sides answer the same prompt."""
+    sides = [[*prompt, {"role": "assistant", "content": answer}] for answer in (chosen, rejected)]
+    good, bad = (encode_sample(tokenizer, side, 10**9, "responses")[0] for side in sides)
+    longest = max(len(good["input_ids"]), len(bad["input_ids"]))
+    if longest > max_length:
+        good, bad = (encode_sample(tokenizer, side, max_length, "responses", cut_as=longest)[0] for side in sides)
     learnable = all(any(t != -100 for t in side["labels"][1:]) for side in (good, bad))
-    return {**good, **{f"rejected_{k}": bad[k] for k in PAIR_KEYS}}, cut_good or cut_bad, learnable
+    return {**good, **{f"rejected_{k}": bad[k] for k in PAIR_KEYS}}, longest > max_length, learnable
 
 
 def _both(batch: dict) -> dict:
