@@ -235,28 +235,38 @@ def test_training_loss_runs_in_the_runs_precision(gen_data, tmp_path, monkeypatc
     assert len(seen) == 12 and set(seen) == {dtype}  # 96 rows / batch 8
 
 
-@pytest.mark.parametrize("precision, frozen", [("bf16", {"torch.bfloat16"}), ("fp32", {"torch.float32"})])
-def test_lora_under_bf16_holds_the_frozen_base_in_bf16(gen_data, tmp_path, monkeypatch, precision, frozen):
+@pytest.mark.parametrize("precision, linear", [("bf16", {"torch.bfloat16"}), ("fp32", {"torch.float32"})])
+def test_lora_under_bf16_holds_the_frozen_base_in_bf16(gen_data, tmp_path, monkeypatch, precision, linear):
     """Autocast re-casts frozen fp32 weights in every forward and keeps both copies; a LoRA run under bf16 holds
-    the frozen base in bf16 instead, and its adapters (what the optimizer updates) in fp32."""
+    the blocks' frozen linear weights in bf16 instead, its adapters (what the optimizer updates) in fp32, and
+    embeddings and norms in fp32 (the residual stream is summed in fp32)."""
     import torch
 
     from tunesmith.methods import supervised_generation
     from tunesmith.tasks.generation.generate import causal_lm_loss
 
-    seen = {"trained": set(), "frozen": set()}
+    seen = {"trained": set(), "linear": set(), "other": set(), "residual": set()}
 
     def spy(model, batch):
         if torch.is_grad_enabled():
-            for p in model.parameters():
-                seen["trained" if p.requires_grad else "frozen"].add(str(p.dtype))
+            for name, p in model.named_parameters():
+                kind = "trained" if p.requires_grad else "linear" if "proj" in name else "other"
+                seen[kind].add(str(p.dtype))
+            core = model.get_base_model()
+            out = core.model(input_ids=batch["input_ids"], output_hidden_states=True, use_cache=False)
+            seen["residual"] |= {str(h.dtype) for h in out.hidden_states}
         return causal_lm_loss(model, batch)
 
     monkeypatch.setattr(supervised_generation, "causal_lm_loss", spy)
     lora = {**recipe(gen_data, epochs=1, precision=precision), "method": {"tuning": "lora"}}
     del lora["data"]["test"]  # the tuned model is scored on the validation set, as the loop scored it
     run = tunesmith.run(lora, output_dir=tmp_path / "run")
-    assert seen == {"trained": {"torch.float32"}, "frozen": frozen}
+    assert seen == {
+        "trained": {"torch.float32"},
+        "linear": linear,
+        "other": {"torch.float32"},
+        "residual": {"torch.float32"},
+    }
     tuned = run.metrics["tuned"]["loss"]
     assert tuned < run.metrics["base"]["loss"]
     # the tuned model answers as it trained: not merged into bf16 weights, where the update would be rounded

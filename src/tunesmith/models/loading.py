@@ -234,18 +234,26 @@ def load_encoder(path: str):
 def load_causal_lm(path: str, frozen_bf16: bool = False):
     """A decoder LM in fp32 weights (autocast handles bf16 where the hardware is fast at it).
 
-    `frozen_bf16`: the weights in bf16, for LoRA under bf16, where they stay frozen. Autocast caches its bf16
-    copy only of weights that take gradients, so frozen fp32 weights were cast again in every forward and held
-    twice; bf16 weights skip both. The adapters stay fp32 (PEFT upcasts them), so the optimizer's copy is full
-    precision, as with bf16 weights and fp32 master copies.
+    `frozen_bf16`: the transformer blocks' linear weights in bf16, for LoRA under bf16, where they stay frozen.
+    Autocast caches its bf16 copy only of weights that take gradients, so frozen fp32 weights were cast again in
+    every forward and held twice; bf16 weights skip both. Embeddings and norms stay fp32, so the residual stream
+    is summed in fp32 as under plain autocast: with the whole model in bf16, DPO on 60 brand pairs reached a
+    held-out reward accuracy of 0.77 against 0.93 for TRL and for this. The adapters stay fp32 (PEFT upcasts
+    them), so the optimizer's copy is full precision, as with bf16 weights and fp32 master copies.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise TunesmithError(f"Could not load '{path}' as a causal (decoder) language model: {err}") from None
+    if frozen_bf16:
+        for layer in transformer_layers(model):
+            for module in layer.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)
+    return model
 
 
 def model_kind(weights: str, spec: dict) -> str:
