@@ -1,4 +1,12 @@
-from tunesmith.engine.batching import PAD_BUDGET, WINDOWS, collate, grouping_window, length_grouped_batches, tokenize
+from tunesmith.engine.batching import (
+    PAD_BUDGET,
+    WINDOWS,
+    collate,
+    grouping_window,
+    length_grouped_batches,
+    padded_width,
+    tokenize,
+)
 from tunesmith.models.loading import load_tokenizer, resolve_weights
 
 
@@ -60,6 +68,20 @@ def test_collate_pads_to_longest_and_masks_padding():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_long_batches_are_padded_to_few_widths_within_the_cap():
+    """A CPU keeps buffers per input shape: widths from 128 tokens are rounded to 8 steps per doubling, never past
+    the cap (train.max_length) and never under the longest row."""
+    widths = {padded_width(n) for n in range(200, 300)}
+    assert len(widths) <= 8 and all(padded_width(n) >= n and padded_width(n) <= n * 1.125 for n in range(1, 2049))
+    assert padded_width(100) == 100 and padded_width(129) == 144 and padded_width(257) == 288
+    rows = [{"input_ids": [5] * 257, "labels": [1] * 257}, {"input_ids": [5] * 3, "labels": [1] * 3}]
+    batch = collate(rows, pad_id=0, cap=1024)
+    assert batch["input_ids"].shape == (2, 288) and int((batch["labels"] != -100).sum()) == 260
+    assert collate(rows, pad_id=0, cap=270)["input_ids"].shape == (2, 270)  # the cap wins over rounding
+    assert collate(rows, pad_id=0, cap=100)["input_ids"].shape == (2, 257)  # a row longer than the cap is kept
+    assert collate(rows, pad_id=0)["input_ids"].shape == (2, 257)  # no cap: exact widths
 
 
 def test_tokenize_truncates_and_reports_original_lengths():

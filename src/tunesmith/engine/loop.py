@@ -135,7 +135,8 @@ def run_loop(
             )
             skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
-            for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids), start=skip + 1):
+            cap = getattr(cfg, "max_length", None)  # rounded widths (fewer shapes) never past what the model takes
+            for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids, cap), start=skip + 1):
                 if step >= total_steps:
                     break
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}

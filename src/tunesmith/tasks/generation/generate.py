@@ -217,8 +217,9 @@ def validation_loss(
     total, count = 0.0, 0
     device = next(model.parameters()).device
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    cap = len(rows[order[-1]]["input_ids"]) if rows else None  # rounded widths, never past the longest row
     for chunk in _token_bounded(order, rows, batch_size):
-        batch = collate([rows[i] for i in chunk], pad_id)
+        batch = collate([rows[i] for i in chunk], pad_id, cap=cap)
         batch = {k: v.to(device) for k, v in batch.items()}
         n = int(((batch["labels"][:, 1:] if shifted else batch["labels"]) != -100).sum())
         if n:
