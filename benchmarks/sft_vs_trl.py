@@ -1,6 +1,6 @@
 """SmolLM2-135M LoRA SFT on Bitext support answers: tunesmith vs a plain TRL SFTTrainer script.
 
-    python benchmarks/sft_vs_trl.py [--samples 300] [--repeats 1] [--json out.json]
+    python benchmarks/sft_vs_trl.py [--samples 300] [--repeats 1] [--first-seed 42] [--json out.json]
 
 Same model, same seeded rows (prompt -> answer, loss on the answer only in both), same LoRA config
 (r 16, alpha 32, dropout 0.05, the registry's target modules), batch 8, 1 epoch, max_length 1024.
@@ -151,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=42, help="seeds first-seed, first-seed + 1, ...")
     parser.add_argument("--only", nargs="*", default=["trl", "tunesmith", "tunesmith_packing"])
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -164,7 +165,7 @@ def main() -> None:
     results = {name: [] for name in args.only}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            seed = 42 + r
+            seed = args.first_seed + r
             write_rows(Path(tmp), args.samples, seed)
             for name in args.only:
                 proc = subprocess.run(
