@@ -147,7 +147,9 @@ def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
             report.errors.append(f"{name}: {err}")
             return
         lengths.append(len(row["input_ids"]))
-        masked += all(label == -100 for label in row["labels"][1:max_length])
+        if len(row["input_ids"]) > max_length:  # cut as training cuts it: the prompt gives way first
+            row, _ = encode_sample(tokenizer, sample, max_length, loss_on)
+        masked += all(label == -100 for label in row["labels"][1:])
     entry["lengths"] = length_stats(np.array(lengths), max_length, len(picked) < len(samples))
     entry["fully_masked"] = masked
     length_warning(entry["lengths"], name, report)
