@@ -124,6 +124,7 @@ def run_loop(
     save = _saver(checkpoint, accelerator, model, optimizer, scheduler, state, pos, log)
     tracker = tracking.current()  # the run's experiment trackers (none unless train.report_to names some)
     start, step = time.perf_counter(), pos["step"]
+    cap = getattr(cfg, "max_length", None)  # rounded batch widths (fewer shapes) never past what the model takes
     with progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar:
         if saved:
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
@@ -135,7 +136,6 @@ def run_loop(
             )
             skip = pos["batch"] if epoch == pos["epoch"] else 0  # batches a resumed epoch already trained on
             t0 = time.perf_counter()
-            cap = getattr(cfg, "max_length", None)  # rounded widths (fewer shapes) never past what the model takes
             for index, batch in enumerate(iterate(rows, batches[skip:], pad_id, label_ids, cap), start=skip + 1):
                 if step >= total_steps:
                     break

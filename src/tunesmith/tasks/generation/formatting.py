@@ -97,23 +97,21 @@ def encode_sample(
     this sample's own); the two sides of a preference pair are cut as the longer one, so both keep one prompt."""
     if messages[0]["role"] == "text":  # plain text: no template, learn every token and EOS
         ids = tokenizer(messages[0]["content"])["input_ids"] + [tokenizer.eos_token_id]
-        labels = list(ids)
+        labels, full = list(ids), cut_as or len(ids)
     else:
         text, spans = assistant_spans(tokenizer, messages)
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        full = cut_as or len(ids)  # the length before any cut
         if loss_on == "all":
             labels = list(ids)
         else:
             labels = [tid if any(a <= start < b for a, b in spans) else -100 for tid, (start, _) in zip(ids, offsets)]
-            cut_as = cut_as or len(ids)
-            excess = cut_as - max_length
-            if excess > 0 and spans:
+            if full > max_length and spans:
                 span = _prompt_span(text, messages, spans[-1][0])
-                ids, labels = _cut_prompt(ids, labels, offsets, span, excess, keep=max_length // 2)
-    cut = (cut_as or len(ids)) > max_length  # the length before any cut
+                ids, labels = _cut_prompt(ids, labels, offsets, span, full - max_length, keep=max_length // 2)
     ids, labels = ids[:max_length], labels[:max_length]
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}, cut
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}, full > max_length
 
 
 PROMPT_HEAD = 0.75  # of the prompt tokens a cut keeps: the start (a document's lead); the rest from its end
