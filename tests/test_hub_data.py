@@ -195,3 +195,116 @@ def test_a_damaged_or_hostile_saved_copy_is_refused_or_kept_inside_the_cache(tmp
     with pytest.raises(TunesmithError, match="looks like a copy saved by datasets but does not load"):
         tunesmith.run(tunesmith.recipe.load_recipe(_hub_recipe(tmp_path)), tmp_path / "run2")
     assert not (tmp_path / "run2").exists()
+
+
+def _class_label_hub(monkeypatch, calls=None):
+    """A Hub dataset as `datasets` gives it: labels stored as ClassLabel numbers, the test split's hidden (-1)."""
+    import datasets
+
+    names = ["negative", "positive"]
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+
+    def split(seed, hidden=False):
+        rows = sentiment_rows(120 if seed == 0 else 30, seed)
+        labels = [-1] * len(rows) if hidden else [names.index(x) for x in rows.label]
+        return datasets.Dataset.from_dict({"sentence": rows.text.tolist(), "label": labels}, features=features)
+
+    def load_dataset(name, config=None, revision=None):
+        if calls is not None:
+            calls.append((name, config, revision))
+        return datasets.DatasetDict({"train": split(0), "validation": split(1), "test": split(2, hidden=True)})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+
+def test_class_numbers_become_names_and_a_split_with_hidden_labels_is_left_out(tmp_path, monkeypatch, caplog):
+    _class_label_hub(monkeypatch)
+    result = tunesmith.run(_recipe({"hub": "acme/glue-like", "text_column": "sentence"}), tmp_path / "run")
+    assert sorted(result.metrics["labels"]) == ["negative", "positive"]  # not 0 and 1
+    saved = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())["data"]
+    assert saved["test"] is None and result.metrics["eval_set"] == "validation"
+    assert set(pd.read_parquet(saved["train"]).label) == {"negative", "positive"}
+    assert "hides its labels" in caplog.text and "test" in caplog.text
+
+
+def test_class_numbers_in_lists_become_lists_of_names(tmp_path, monkeypatch):
+    import datasets
+
+    from tunesmith.data.hub import _as_parquet, _split_names
+
+    names = ["anger", "joy", "neutral"]
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "labels": datasets.List(datasets.ClassLabel(names=names))}
+    )
+    part = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "labels": [[0, 1], [2], []]}, features=features)
+    section = tunesmith.recipe.DataSection.model_validate({"hub": "acme/emotions"})
+    files = _as_parquet(datasets.DatasetDict({"train": part}), section, _split_names(section))
+    assert [list(x) for x in pd.read_parquet(files["train"]).labels] == [["anger", "joy"], ["neutral"], []]
+
+
+def test_data_roots_are_searched_in_order_for_files_and_hub_mirrors(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    (second / "mine").mkdir(parents=True)
+    sentiment_rows(120, 0).to_csv(second / "mine" / "train.csv", index=False)
+    for root, seed in ((first, 3), (second, 4)):  # the same id in both: the first root's copy is read
+        folder = root / "acme" / "reviews" / "en"
+        folder.mkdir(parents=True)
+        sentiment_rows(100 + seed, seed).to_csv(folder / "train.csv", index=False)
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", os.pathsep.join(map(str, (first, second))))
+    recipe = tunesmith.recipe.load_recipe(_recipe({"train": "mine/train.csv"}))
+    assert recipe.data.train == str(second / "mine" / "train.csv")
+    from tunesmith.data.hub import materialize
+
+    hub = materialize(tunesmith.recipe.load_recipe(_recipe({"hub": "acme/reviews", "config": "en"})))
+    assert hub.data.train == str(first / "acme" / "reviews" / "en" / "train.csv")  # the config's own folder
+    done = runner.invoke(app, ["data", "check", "--help"])
+    assert "Repeatable" in done.output
+
+
+def test_data_mirror_saves_a_hub_dataset_that_runs_offline_and_never_replaces_a_folder(tmp_path, monkeypatch):
+    calls = []
+    _class_label_hub(monkeypatch, calls)
+    out = tmp_path / "mirror"
+    done = runner.invoke(app, ["data", "mirror", "acme/glue-like", "--config", "en", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    folder = out / "acme" / "glue-like" / "en"
+    assert (folder / "dataset_dict.json").is_file() and calls == [("acme/glue-like", "en", None)]
+    again = runner.invoke(app, ["data", "mirror", "acme/glue-like", "--config", "en", "-o", str(out)])
+    assert again.exit_code == 2 and "already exists" in again.output and len(calls) == 1
+    for bad in ("../etc", "acme/.."):
+        refused = runner.invoke(app, ["data", "mirror", bad, "-o", str(out)])
+        assert refused.exit_code == 2 and "data.hub" in refused.output
+    assert runner.invoke(app, ["data", "mirror", "acme/x", "--config", "../../up", "-o", str(out)]).exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]  # nothing written outside the mirror
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("the Hub is asked while a mirror is set"))
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(out))
+    recipe = _recipe({"hub": "acme/glue-like", "config": "en", "text_column": "sentence"})
+    result = tunesmith.run(recipe, tmp_path / "run")
+    assert sorted(result.metrics["labels"]) == ["negative", "positive"] and result.metrics["eval_set"] == "validation"
+
+
+SHIPPED_HUB = Path(__file__).resolve().parents[1] / "src" / "tunesmith" / "recipes" / "emotion_tags.yaml"
+
+
+@pytest.mark.parametrize("form", ["saved", "files"])
+def test_a_shipped_hub_recipe_reads_the_same_rows_from_either_mirror_form(form, tmp_path, monkeypatch):
+    """emotion_tags names google-research-datasets/go_emotions: offline, the copy `data mirror` saves and plain
+    split files hold the same rows, labels as names."""
+    import importlib.util
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "goemotions_multilabel").is_dir():
+        pytest.skip("shared benchmark data not present")
+    spec = importlib.util.spec_from_file_location("hub_mirror", SHIPPED_HUB.parents[3] / "scripts" / "hub_mirror.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "MIRRORS", {k: v for k, v in module.MIRRORS.items() if "go_emotions" in k[0]})
+    monkeypatch.setenv("TUNESMITH_DATA_ROOT", str(module.build(tmp_path / form, shared, as_files=form == "files")))
+    from tunesmith.data.hub import materialize
+
+    data = materialize(tunesmith.recipe.load_recipe(SHIPPED_HUB)).data
+    train = pd.read_parquet(data.train)
+    expected = pd.read_csv(shared / "goemotions_multilabel" / "train.csv", keep_default_na=False)
+    assert len(train) == len(expected) == 43410 and data.source.startswith("hub:google-research-datasets/go_emotions")
+    assert [list(x) for x in train.labels[:50]] == [x.split("|") for x in expected.labels[:50]]
+    assert pd.read_parquet(data.test).shape[0] == 5427

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .errors import TunesmithError, did_you_mean
+from .paths import data_roots
 
 SCHEMA_VERSION = 1
 
@@ -66,9 +67,10 @@ class DataSection(Strict):
         None,
         pattern=r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$",
         description="A Hugging Face Hub dataset id (org/name) instead of files: its train, validation and test "
-        "splits are read through `datasets.load_dataset` (cached) and used as files would be. Offline, "
-        "TUNESMITH_DATA_ROOT (or --data-root) names a folder holding org/name/ or name/ with train.csv, "
-        "validation.csv, test.csv (any supported extension).",
+        "splits are read through `datasets.load_dataset` (cached) and used as files would be; class numbers "
+        "become class names. Offline, TUNESMITH_DATA_ROOT (or --data-root) names a mirror holding org/name/ "
+        "(`tunesmith data mirror` saves one) or name/ with train.csv, validation.csv, test.csv (any supported "
+        "extension).",
     )
     config: str | None = Field(None, max_length=200, description="hub: the dataset's configuration (subset) name.")
     revision: str | None = Field(
@@ -984,22 +986,18 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
     return _resolve_paths(recipe.model_copy(deep=True), Path.cwd())
 
 
-DATA_ROOT_ENV = "TUNESMITH_DATA_ROOT"  # --data-root: where relative data paths (and data.hub mirrors) are looked up
-
-
 def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
-    root = os.environ.get(DATA_ROOT_ENV)
+    roots = data_roots()
 
     def resolve(p):
-        """Against the recipe's folder; a path not there but under the data root is read from the data root
-        (shipped recipes name their data relative to it). abspath, not resolve(): a symlink loop must reach the
-        reader's clear message."""
+        """Against the recipe's folder; a path not there but under a data root is read from the first root that
+        holds it (shipped recipes name their data relative to one). abspath, not resolve(): a symlink loop must
+        reach the reader's clear message."""
         if p is None or Path(p).is_absolute():
             return p
         near = base_dir / p
-        if root and not near.exists() and (Path(root) / p).exists():
-            return os.path.abspath(Path(root) / p)
-        return os.path.abspath(near)
+        found = next((root / p for root in roots if (root / p).exists()), None) if not near.exists() else None
+        return os.path.abspath(found if found is not None else near)
 
     for data in (
         [recipe.data] + [stage.data for stage in recipe.stages or []] + [e.data for e in recipe.experiences or []]

@@ -28,21 +28,23 @@ Sets = Annotated[
 ]
 
 DataRoot = Annotated[
-    Optional[Path],
+    Optional[list[Path]],
     typer.Option(
         "--data-root",
-        help="A local mirror of Hub datasets: data.hub org/name is read from DIR/org/name/ or DIR/name/ "
-        "(train.csv, test.csv, ...) instead of the Hub (same as TUNESMITH_DATA_ROOT).",
+        help="Where relative data paths are also looked up, and a local mirror of Hub datasets: data.hub org/name "
+        "is read from DIR/org/name/ or DIR/name/ (train.csv, test.csv, ..., or `tunesmith data mirror`'s copy) "
+        "instead of the Hub. Repeatable: the first folder that holds it wins (same as TUNESMITH_DATA_ROOT).",
     ),
 ]
 
 
-def use_data_root(root: Path | None) -> None:
+def use_data_root(roots: list[Path] | None) -> None:
     """--data-root for this process and the processes it starts (torchrun workers, the dashboard's runs)."""
-    if root is not None:
-        if not root.is_dir():
-            raise TunesmithError(f"--data-root {root} is not a folder.")
-        os.environ["TUNESMITH_DATA_ROOT"] = str(root.resolve())
+    if roots:
+        for root in roots:
+            if not root.is_dir():
+                raise TunesmithError(f"--data-root {root} is not a folder.")
+        os.environ["TUNESMITH_DATA_ROOT"] = os.pathsep.join(str(root.resolve()) for root in roots)
 
 
 def friendly(fn):

@@ -1,4 +1,5 @@
-"""`tunesmith data check`: the pre-flight report on a recipe's data (or one data file) before training."""
+"""`tunesmith data check`: the pre-flight report on a recipe's data (or one data file) before training; `tunesmith
+data mirror`: a Hub dataset saved for machines without internet."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from rich.markdown import Markdown
 
 from .app import DataRoot, Overwrite, Sets, app, err, friendly, out, use_data_root
 
-data_app = typer.Typer(no_args_is_help=True, help="Check training data before paying for a run.")
+data_app = typer.Typer(
+    no_args_is_help=True, help="Check training data before paying for a run; mirror Hub datasets for offline machines."
+)
 app.add_typer(data_app, name="data")
 
 DEFAULT_MODEL = {
@@ -73,3 +76,19 @@ def check(
     if not report.ok:
         err.print(f"[bold red]{len(report.errors)} error(s):[/] training would fail or learn nothing.")
         raise typer.Exit(1)
+
+
+@data_app.command("mirror")
+@friendly
+def mirror(
+    dataset: Annotated[str, typer.Argument(help="A Hugging Face Hub dataset id (org/name).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The mirror's root folder (created if missing).")],
+    config: Annotated[Optional[str], typer.Option(help="The dataset's configuration (subset).")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="A branch, tag or commit (default: the latest).")] = None,
+) -> None:
+    """Save a Hub dataset for machines without internet: run this where the Hub is reachable, copy the folder over,
+    and train there with --data-root FOLDER (recipes name the dataset with data.hub as before)."""
+    from ..data.hub import save_mirror
+
+    folder = save_mirror(dataset, output, config, revision)
+    out.print(f"saved {dataset}{f' ({config})' if config else ''} to {folder}; offline: --data-root {output}")

@@ -7,10 +7,14 @@ sources too, and a run directory's saved recipe names files that `--resume`, `up
 - Hub datasets go through `datasets.load_dataset` (its cache; datasets 4+ runs no loading scripts, so a
   dataset id can never run code here) and each split is written once as Parquet under the tunesmith cache,
   keyed by id, config, revision and the dataset's own fingerprint.
-- Offline, TUNESMITH_DATA_ROOT names a mirror: ROOT/org/name/ or ROOT/name/ holding train.csv,
-  validation.jsonl, test.parquet, ... (any supported extension), read in place; or a copy saved by
-  `datasets` (`load_dataset(id).save_to_disk(ROOT/org/name)` on a machine with internet), whose splits are
+- Offline, TUNESMITH_DATA_ROOT names a mirror (or several, joined like PATH): ROOT/org/name/ (ROOT/org/name/
+  CONFIG/ first when data.config is set), ROOT/name/ or ROOT/org__name/ holding train.csv, validation.jsonl,
+  test.parquet, ... (any supported extension), read in place; or a copy saved by `datasets` (`tunesmith data
+  mirror ID -o ROOT`, i.e. `load_dataset(id).save_to_disk(...)`, on a machine with internet), whose splits are
   written once as Parquet like a download's.
+- Class labels stored as numbers (`datasets.ClassLabel`, also in lists) are written as their names, so a run's
+  labels read "positive", not 1; -1, a label the dataset hides (GLUE's test sets), is missing, and a validation
+  or test split whose labels are all hidden is left out with a warning (validation is then carved from train).
 - In-memory tables (pandas DataFrames, `datasets.Dataset`, lists of dicts) are written as Parquet named by the
   hash of their bytes: the same table is the same file, so a second run or a resume reads it again.
 """
@@ -19,17 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 from pathlib import Path
 
 from ..errors import TunesmithError
-from ..paths import cache_dir
-from ..recipe import DATA_ROOT_ENV
+from ..paths import DATA_ROOT_ENV, cache_dir, data_roots
 from .readers import SUFFIXES
 
 ROLES = ("train", "validation", "test")
 DEFAULT_SPLITS = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
 MIRROR_ENV = DATA_ROOT_ENV
+BATCH = 10_000  # rows written to Parquet at once: a million-row split never sits in memory whole
+log = logging.getLogger(__name__)
 
 
 def materialize(recipe):
@@ -54,9 +60,9 @@ def with_files(section, files: dict):
 def hub_files(section) -> dict[str, str]:
     """role -> file for a hub section: from the mirror when TUNESMITH_DATA_ROOT is set, else from the Hub."""
     wanted = _split_names(section)
-    root = os.environ.get(MIRROR_ENV)
-    if root:
-        return _mirrored(Path(root), section, wanted)
+    roots = data_roots()
+    if roots:
+        return _mirrored(roots, section, wanted)
     return _downloaded(section, wanted)
 
 
@@ -65,17 +71,32 @@ def _split_names(section) -> dict[str, tuple[str, ...]]:
     return {role: (given[role],) if role in given else DEFAULT_SPLITS[role] for role in ROLES}
 
 
-def _mirrored(root: Path, section, wanted: dict) -> dict[str, str]:
+def mirror_folder(root: Path, hub: str, config: str | None = None) -> Path:
+    """Where a mirror keeps one Hub dataset (one configuration of it): ROOT/org/name[/CONFIG]."""
+    parts = [hub, *([config] if config else [])]
+    if any(p in ("", ".", "..") or "\\" in p for part in parts for p in part.split("/")):
+        raise TunesmithError(f"data.hub: {hub!r} ({config!r}) cannot name a folder.")  # the schema refuses most
+    return root.joinpath(*hub.split("/"), *([config] if config else []))
+
+
+def _mirrored(roots: list[Path], section, wanted: dict) -> dict[str, str]:
     hub = section.hub
-    if ".." in hub.split("/") or "." in hub.split("/"):  # the schema's pattern already refuses these; twice is cheap
-        raise TunesmithError(f"data.hub: {hub!r} is not a dataset id.")
-    candidates = [root / hub, root / hub.split("/")[-1], root / hub.replace("/", "__")]
+    candidates = [
+        folder
+        for root in roots
+        for folder in (
+            *([mirror_folder(root, hub, section.config)] if section.config else []),
+            mirror_folder(root, hub),
+            root / hub.split("/")[-1],
+            root / hub.replace("/", "__"),
+        )
+    ]
     folder = next((c for c in candidates if c.is_dir()), None)
     if folder is None:
         raise TunesmithError(
-            f"data.hub: {hub} is not in the mirror {root} ({MIRROR_ENV}): looked for "
+            f"data.hub: {hub} is not in the mirror {os.pathsep.join(map(str, roots))} ({MIRROR_ENV}): looked for "
             f"{', '.join(str(c) for c in candidates)}. Put its split files (train.csv, test.csv, ...) in one of "
-            "them, or unset the variable to download it."
+            "them (`tunesmith data mirror` saves a Hub dataset there), or unset the variable to download it."
         )
     if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
         return _saved_copy(folder, section, wanted)
@@ -95,18 +116,43 @@ def _mirrored(root: Path, section, wanted: dict) -> dict[str, str]:
 
 
 def _downloaded(section, wanted: dict) -> dict[str, str]:
+    return _as_parquet(_load(section), section, wanted)
+
+
+def _load(section):
     import datasets
 
     try:
-        loaded = datasets.load_dataset(section.hub, section.config, revision=section.revision)
+        return datasets.load_dataset(section.hub, section.config, revision=section.revision)
     except Exception as err:  # noqa: BLE001  (offline, unknown id, gated dataset, wrong config: all said the same way)
         reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise TunesmithError(
             f"data.hub: {section.hub} could not be loaded ({reason}). Check the id and data.config; offline, "
             f"load it once where the Hub is reachable (the cache in ~/.cache/huggingface is reused), or set "
-            f"{MIRROR_ENV} (--data-root) to a folder holding {section.hub}/train.csv and its other splits."
+            f"{MIRROR_ENV} (--data-root) to a mirror made by `tunesmith data mirror` where the Hub is reachable, "
+            f"or to a folder holding {section.hub}/train.csv and its other splits."
         ) from None
-    return _as_parquet(loaded, section, wanted)
+
+
+def save_mirror(hub: str, root: Path, config: str | None = None, revision: str | None = None) -> Path:
+    """Download a Hub dataset and save it under ROOT as an offline mirror (`datasets`' save_to_disk, read back by
+    `data.hub` with TUNESMITH_DATA_ROOT=ROOT): how a team carries Hub data to machines without internet."""
+    from pydantic import ValidationError
+
+    from ..recipe import DataSection, format_validation_error
+
+    try:  # the id's checks, as a recipe's data.hub gets them
+        section = DataSection.model_validate({"hub": hub, "config": config, "revision": revision})
+    except ValidationError as err:
+        raise TunesmithError(format_validation_error(err, "data.hub")) from None
+    folder = mirror_folder(root, section.hub, section.config)
+    if folder.exists():  # never replaces what it did not write
+        raise TunesmithError(f"{folder} already exists: remove it first to save {hub} again, or choose another -o.")
+    loaded = _load(section)
+    partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+    loaded.save_to_disk(str(partial))
+    partial.replace(folder)  # whole or absent: an interrupted download never looks like a mirror
+    return folder
 
 
 def _saved_copy(folder: Path, section, wanted: dict) -> dict[str, str]:
@@ -142,14 +188,81 @@ def _as_parquet(loaded, section, wanted: dict) -> dict[str, str]:
         part = loaded[split]
         # split names (split_map) and fingerprints (a saved copy's state.json) are others' text: hashed, never
         # joined into a path as they are
-        path = folder / f"{_key(split, part._fingerprint)}.parquet"
+        path = folder / f"{_key(split, part._fingerprint, 'names')}.parquet"
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # processes of one run may race
-            part.to_parquet(str(partial))
+            _write_named(part, partial)
             partial.replace(path)  # whole or absent: a killed download never looks like a split
+        if role != "train" and _labels_hidden(path, part):
+            log.warning(
+                f"data.hub: {section.hub}'s {split} split hides its labels (all -1): it is not used as the "
+                f"{role} set; name a labelled split in data.split_map to use one."
+            )
+            continue
         files[role] = str(path)
     return files
+
+
+def _class_labels(features) -> dict[str, tuple[list[str], bool]]:
+    """column -> (class names, whether the column holds lists) for the columns datasets stores as class numbers."""
+    import datasets
+
+    found = {}
+    for column, feature in features.items():
+        inner = getattr(feature, "feature", None)
+        if isinstance(feature, datasets.ClassLabel):
+            found[column] = (list(feature.names), False)
+        elif isinstance(inner, datasets.ClassLabel):
+            found[column] = (list(inner.names), True)
+    return found
+
+
+def _write_named(part, path: Path) -> None:
+    """The split as Parquet, batch by batch, its class numbers written as class names (-1 as missing)."""
+    import pyarrow.parquet as pq
+
+    labels = _class_labels(part.features)
+    writer = None
+    try:
+        for batch in part.with_format("arrow").iter(batch_size=BATCH):
+            batch = _named(batch, labels)
+            writer = writer or pq.ParquetWriter(str(path), batch.schema)
+            writer.write_table(batch)
+        if writer is None:  # an empty split: an empty file with its columns
+            pq.write_table(_named(part.with_format("arrow")[:0], labels), str(path))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _named(table, labels: dict):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for column, (names, many) in labels.items():
+        index = table.schema.get_field_index(column)
+        values = table.column(index).combine_chunks()
+        ids = values.values if many else values
+        ids = pc.if_else(pc.less(ids, 0), pa.scalar(None, ids.type), ids)
+        if len(ids) and (pc.max(ids).as_py() or 0) >= len(names):
+            raise TunesmithError(f"data.hub: column {column!r} has a class number past its {len(names)} names.")
+        named = pc.take(pa.array(names, pa.string()), ids)
+        if many:
+            named = pa.ListArray.from_arrays(values.offsets, named, mask=values.is_null())
+        table = table.set_column(index, pa.field(column, named.type), named)
+    return table
+
+
+def _labels_hidden(path: Path, part) -> bool:
+    """Every class column of the split is missing throughout (GLUE-style test sets publish -1 for every label)."""
+    import pyarrow.parquet as pq
+
+    columns = [c for c, (_, many) in _class_labels(part.features).items() if not many]
+    if not columns or not len(part):
+        return False
+    table = pq.read_table(str(path), columns=columns)
+    return all(table.column(c).null_count == len(table) for c in columns)
 
 
 def _key(*parts) -> str:
