@@ -65,6 +65,7 @@ class GenerativePredictor:
         )
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
+        self.style_judge = None  # eval.style_reference runs: set from the run's style_judge.json by load_predictor
         # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
         self.decoding = recipe.eval.decoding if recipe is not None else DecodingSection()
 
@@ -111,6 +112,8 @@ class GenerativePredictor:
         prompts = [p for p, _ in pairs]
         answers = self.generate(prompts, max_new)  # the run's decoding settings, as in training's evaluation
         scored = generation_metrics(answers, references, kind, recipe.eval.metrics, prompts=prompts)
+        if self.style_judge is not None:  # a brand-voice run: the judge it built scores these answers too
+            scored.update(self.style_judge.score(answers))
         return {**metrics, **scored, "generated": len(answers)}
 
     def _pairs(self, path) -> list | None:

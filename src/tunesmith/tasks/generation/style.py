@@ -9,6 +9,9 @@ log-odds) give a second, readable signal: how many of them an answer uses (`bran
 
 The judge's own 5-fold accuracy on its training texts is reported (`style.judge_accuracy`): near 0.5 it
 cannot tell the brand from the base model and its shares mean little.
+
+The judge is kept in the run directory as numbers in JSON (`style_judge.json`: the regression's weights and bias,
+the n-grams), never as a pickle, so `tunesmith eval RUN --data FILE` scores new answers with the same judge.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ TOP_NGRAMS = 30
 MIN_BRAND_COUNT = 3  # an n-gram the brand used fewer times is chance, not voice
 
 
+FILE = "style_judge.json"
+
+
 @dataclass
 class StyleJudge:
-    classifier: object  # sklearn LogisticRegression over MiniLM embeddings: 1 = the brand
+    weights: np.ndarray  # the logistic regression over MiniLM embeddings: w.x + b > 0 is the brand
+    bias: float
     ngrams: list[str]
     judge_accuracy: float
     sizes: dict = field(default_factory=dict)
@@ -37,7 +44,10 @@ class StyleJudge:
         texts = [a for a in answers if a.strip()]
         if not texts:
             return {"style_match": 0.0, "brand_ngrams": 0.0}
-        brand = self.classifier.predict(embed(texts))
+        x = embed(texts)
+        if x.shape[1] != len(self.weights):
+            raise ValueError(f"{FILE}: {len(self.weights)} weights for {x.shape[1]}-wide embeddings")
+        brand = (x @ self.weights + self.bias > 0).astype(int)  # LogisticRegression.predict, as numbers
         grams = set(self.ngrams)
         used = sum(len(grams & set(_grams(a))) for a in texts)
         # both over every answer: an empty one is not the brand's and uses none of its n-grams
@@ -46,6 +56,30 @@ class StyleJudge:
     def describe(self) -> dict:
         """metrics.json's `style`: what the judge learnt from, how well it separates, the n-grams it counts."""
         return {"judge_accuracy": self.judge_accuracy, **self.sizes, "ngrams": self.ngrams}
+
+    def to_json(self) -> dict:
+        return {**self.describe(), "weights": [float(w) for w in self.weights], "bias": float(self.bias)}
+
+    @classmethod
+    def from_json(cls, data: dict, width: int | None = None) -> StyleJudge:
+        """A judge saved by a run (a file: checked as input): a row of weights (as many as the encoder's embeddings
+        are wide, when `width` is given), a bias, n-gram strings."""
+        try:
+            weights = np.asarray(data["weights"], dtype=np.float64)
+            bias, accuracy = float(data["bias"]), float(data["judge_accuracy"])
+            ngrams = [str(g) for g in data["ngrams"] if isinstance(g, str)][: TOP_NGRAMS * 2]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{FILE}: not a style judge ({err})") from None
+        if (
+            weights.ndim != 1
+            or not 0 < len(weights) <= 8192
+            or not np.isfinite(weights).all()
+            or not math.isfinite(bias)
+        ):
+            raise ValueError(f"{FILE}: expected one row of finite weights and a finite bias")
+        if width is not None and len(weights) != width:
+            raise ValueError(f"{FILE}: {len(weights)} weights for {width}-wide embeddings")
+        return cls(weights, bias, ngrams, accuracy)
 
 
 def fit_style_judge(brand: list[str], other: list[str], seed: int = 42) -> StyleJudge:
@@ -66,7 +100,8 @@ def fit_style_judge(brand: list[str], other: list[str], seed: int = 42) -> Style
     )
     classifier.fit(x, y)
     return StyleJudge(
-        classifier,
+        classifier.coef_[0].astype(np.float64),
+        float(classifier.intercept_[0]),
         distinctive_ngrams(brand, other),
         accuracy,
         {"brand_texts": len(brand), "base_texts": len(other)},

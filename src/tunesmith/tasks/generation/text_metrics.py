@@ -97,6 +97,10 @@ def embed(texts: list[str]) -> np.ndarray:
     return forward_batches(model, rows, 32, tokenizer.pad_token_id, "fp32", mean_pooled)
 
 
+def embedding_width() -> int:
+    return int(_encoder()[0].config.hidden_size)
+
+
 @lru_cache(maxsize=1)
 def _encoder():
     """The shipped sentence encoder, loaded once per process (the base and the tuned answers share it)."""
