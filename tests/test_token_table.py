@@ -37,7 +37,7 @@ def test_a_second_call_opens_the_cached_file_and_other_texts_get_their_own(token
     def tokenized_again(*args, **kwargs):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(tt, "tokenize", tokenized_again)
+    monkeypatch.setattr(tt, "tokenize_marked", tokenized_again)
     again, _ = tt.token_table(tokenizer, TEXTS, None, 32)
     assert again.path == first.path and list(again) == list(first)
     with pytest.raises(AssertionError, match="tokenized again"):  # other texts, or another max_length: new tokens

@@ -9,6 +9,12 @@ import torch
 
 def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[list[dict], list[int]]:
     """Token ids per example (no padding), and the full lengths of the examples cut at max_length."""
+    rows, cut = tokenize_marked(tokenizer, texts, pairs, max_length)
+    return rows, [full for _, full in cut]
+
+
+def tokenize_marked(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int):
+    """As `tokenize`, the cut examples given as (index, full length)."""
     enc = tokenizer(texts, pairs, truncation=False, verbose=False)
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
@@ -22,7 +28,7 @@ def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
         )
         for j, i in enumerate(long):
             rows[i] = {k: cut[k][j] for k in keys}
-    return rows, [len(enc["input_ids"][i]) for i in long]
+    return rows, [(i, len(enc["input_ids"][i])) for i in long]
 
 
 def row_lengths(rows) -> list[int]:
@@ -142,15 +148,20 @@ def unknown_only(tokenizer, rows: list[dict]) -> int:
     if unk is None:
         return 0
     special = set(tokenizer.all_special_ids) - {unk}
-    columns = getattr(rows, "columns", None)
-    if columns is not None:  # a token table: counted on its arrays, without building a million rows
-        import numpy as np
-
-        offsets, values = columns["input_ids"]
-        starts = offsets[:-1][offsets[1:] > offsets[:-1]]
-        if not len(starts):
-            return 0
-        known = (~np.isin(values, list(special)) & (values != unk)).astype(np.int64)
-        unknown = (values == unk).astype(np.int64)
-        return int(((np.add.reduceat(known, starts) == 0) & (np.add.reduceat(unknown, starts) > 0)).sum())
+    chunks = getattr(rows, "chunks", None)
+    if chunks is not None:  # a token table: counted on its arrays, without building a million rows
+        return sum(_unknown_only(*chunk["input_ids"], unk, special) for chunk in chunks)
     return sum(1 for r in rows if {t for t in r["input_ids"] if t not in special} == {unk})
+
+
+def _unknown_only(offsets, values, unk: int, special: set) -> int:
+    import numpy as np
+
+    values = values[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    starts = offsets[:-1][offsets[1:] > offsets[:-1]]
+    if not len(starts):
+        return 0
+    known = (~np.isin(values, list(special)) & (values != unk)).astype(np.int64)
+    unknown = (values == unk).astype(np.int64)
+    return int(((np.add.reduceat(known, starts) == 0) & (np.add.reduceat(unknown, starts) > 0)).sum())
