@@ -25,6 +25,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import TunesmithError
@@ -150,8 +151,11 @@ def save_mirror(hub: str, root: Path, config: str | None = None, revision: str |
         raise TunesmithError(f"{folder} already exists: remove it first to save {hub} again, or choose another -o.")
     loaded = _load(section)
     partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-    loaded.save_to_disk(str(partial))
-    partial.replace(folder)  # whole or absent: an interrupted download never looks like a mirror
+    try:
+        loaded.save_to_disk(str(partial))
+        partial.replace(folder)  # whole or absent: an interrupted save never looks like a mirror
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # what a failed save left (gone already after the rename)
     return folder
 
 
