@@ -1,7 +1,8 @@
 """What a 12-trial sweep buys over tunesmith's defaults, on shipped recipes, and what --jobs 2 saves.
 
     python benchmarks/sweep.py [medical_specialties medical_entities support_assistant] [--trials 12]
-        [--train-samples 1000] [--generation-samples 200] [--jobs-compare] [--json out.json] [--publish]
+        [--train-samples 1000] [--generation-samples 200] [--jobs-compare] [--from earlier.json] [--json out.json]
+        [--publish]
 
 Each case is a shipped recipe (its data from ../shared/data through the data root) on a seeded sample of
 `--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x), searched
@@ -9,7 +10,8 @@ with the recipe's tuning mode's default space (docs/sweeps.md), pruning
 on, then the defaults over 3 seeds and the test set read once: validation and test of the best trial beside the
 defaults' mean ± std, the verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values again
 with `--jobs 1` and with `--jobs 2` (pruning off, no defaults runs: only the search is timed) and gives both wall
-times.
+times. `--from earlier.json` takes the cases' sweeps from an earlier run's --json instead of searching again (to
+time --jobs on a quiet machine after a search that shared one).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=1000)
     parser.add_argument("--generation-samples", type=int, default=200)
     parser.add_argument("--jobs-compare", action="store_true")
+    parser.add_argument("--from", dest="earlier", type=Path, help="an earlier --json: its sweeps, not searched again")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true")
     args = parser.parse_args()
@@ -107,9 +110,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     results = {}
+    earlier = json.loads(args.earlier.read_text()) if args.earlier else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
-            results[name] = run_case(name, args, Path(tmp))
+            results[name] = earlier.get(name) or run_case(name, args, Path(tmp))
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "trial_params"}), flush=True)
             if args.jobs_compare:
                 results[name]["jobs"] = jobs_compare(name, args, Path(tmp), results[name]["trial_params"])
