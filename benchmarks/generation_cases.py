@@ -82,6 +82,10 @@ def run_tunesmith(name: str, recipe, tmp: Path) -> dict:
     }
 
 
+def _stage_metrics(result, index: int) -> dict:
+    return json.loads((result.run_dir / result.metrics["stages"][index]["dir"] / "metrics.json").read_text())
+
+
 def run_then_dpo(name: str, recipe, tmp: Path) -> dict:
     """The case's recipe as stage 1 (SFT), then DPO against the SFT model's own answers as stage 2."""
     import tunesmith
@@ -94,7 +98,7 @@ def run_then_dpo(name: str, recipe, tmp: Path) -> dict:
     m = result.metrics
     keep = ("rouge_l", "semantic_similarity", "length_ratio", "repetition", "style_match", "preference_accuracy")
     then = m["stages"][1]["own"]
-    sft = json.loads((result.run_dir / m["stages"][0]["dir"] / "metrics.json").read_text())  # SFT alone: stage 1
+    sft = _stage_metrics(result, 0)  # SFT alone: stage 1
     return {
         "tunesmith": {
             "base": {k: sft["base"][k] for k in keep if k in sft["base"]},
@@ -108,7 +112,8 @@ def run_then_dpo(name: str, recipe, tmp: Path) -> dict:
         "then_dpo": {
             "sft_judged_against_sft": {k: then["base"][k] for k in keep if k in then["base"]},
             "sft_then_dpo": {k: then["tuned"][k] for k in keep if k in then["tuned"]},
-            "dpo_reward_accuracy": then["tuned"].get("reward_accuracy"),
+            # the stage headline keeps generation figures only: the pair scores are in the stage's own metrics
+            "dpo_reward_accuracy": _stage_metrics(result, 1)["tuned"].get("reward_accuracy"),
             "wall_s": time.perf_counter() - start,
         },
     }
