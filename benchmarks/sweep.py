@@ -1,17 +1,18 @@
 """What a 12-trial sweep buys over tunesmith's defaults, on shipped recipes, and what --jobs 2 saves.
 
     python benchmarks/sweep.py [medical_specialties medical_entities support_assistant] [--trials 12]
-        [--train-samples 1000] [--generation-samples 200] [--jobs-compare] [--from earlier.json] [--json out.json]
-        [--publish]
+        [--train-samples 1000] [--generation-samples 200] [--jobs-compare [--compare-trials N]] [--from earlier.json]
+        [--json out.json] [--publish]
 
 Each case is a shipped recipe (its data from ../shared/data through the data root) on a seeded sample of
-`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x), searched
-with the recipe's tuning mode's default space (docs/sweeps.md), pruning
-on, then the defaults over 3 seeds and the test set read once: validation and test of the best trial beside the
-defaults' mean ± std, the verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values again
-with `--jobs 1` and with `--jobs 2` (pruning off, no defaults runs: only the search is timed) and gives both wall
-times. `--from earlier.json` takes the cases' sweeps from an earlier run's --json instead of searching again (to
-time --jobs on a quiet machine after a search that shared one).
+`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x),
+searched with the recipe's tuning mode's default space (docs/sweeps.md), pruning on, then the defaults over 3
+seeds and the test set read once: validation and test of the best trial beside the defaults' mean ± std, the
+verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values again with `--jobs 1` and
+with `--jobs 2` (pruning off, no defaults runs: only the search is timed) and gives both wall times
+(`--compare-trials N`: the first N trials' values only). `--from earlier.json` takes the cases' sweeps from an
+earlier run's --json instead of searching again (to time --jobs on a quiet machine after a search that shared
+one).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=1000)
     parser.add_argument("--generation-samples", type=int, default=200)
     parser.add_argument("--jobs-compare", action="store_true")
+    parser.add_argument("--compare-trials", type=int, help="time --jobs on the first N trials' values (default: all)")
     parser.add_argument("--from", dest="earlier", type=Path, help="an earlier --json: its sweeps, not searched again")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true")
@@ -116,7 +118,8 @@ def main() -> None:
             results[name] = earlier.get(name) or run_case(name, args, Path(tmp))
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "trial_params"}), flush=True)
             if args.jobs_compare:
-                results[name]["jobs"] = jobs_compare(name, args, Path(tmp), results[name]["trial_params"])
+                params = results[name]["trial_params"][: args.compare_trials]
+                results[name]["jobs"] = {**jobs_compare(name, args, Path(tmp), params), "trials": len(params)}
                 print(name, "jobs", json.dumps(results[name]["jobs"]), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
@@ -134,7 +137,9 @@ def main() -> None:
                 r["verdict"],
                 f"{r['pruned']} of {args.trials}",
                 f"{r['wall_s'] / 60:.1f} min",
-                f"{r['jobs']['jobs1_s'] / 60:.1f} / {r['jobs']['jobs2_s'] / 60:.1f} min" if "jobs" in r else "",
+                f"{r['jobs']['jobs1_s'] / 60:.1f} / {r['jobs']['jobs2_s'] / 60:.1f} min ({r['jobs']['trials']} trials)"
+                if "jobs" in r
+                else "",
             ]
             for name, r in results.items()
         ],
