@@ -15,6 +15,7 @@ collate, the loop and the evaluators take it where they took a list.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ def _write(path: Path, key: str, tokenizer, texts, pairs, max_length: int) -> No
             cut[i] = full
         return {**{k: columns[k] for k in keys}, CUT: cut}
 
-    with _quiet(datasets):
+    with _no_progress_bars():
         source.map(
             encode,
             batched=True,
@@ -112,21 +113,18 @@ def _write(path: Path, key: str, tokenizer, texts, pairs, max_length: int) -> No
         )
 
 
-def _quiet(datasets):
+@contextlib.contextmanager
+def _no_progress_bars():
     """No progress bar of datasets' own inside a run (the run reports its stages)."""
-    import contextlib
+    import datasets
 
-    @contextlib.contextmanager
-    def quiet():
-        shown = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
-        try:
-            yield
-        finally:
-            if shown:
-                datasets.enable_progress_bars()
-
-    return quiet()
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
 
 def _encode(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[dict, list]:
