@@ -36,11 +36,15 @@ CASES = {  # shipped recipe -> what it stands for
 os.environ.setdefault("TUNESMITH_DATA_ROOT", str(ROOT.parent / "shared" / "data"))
 
 
+def case_samples(name: str, args) -> int:
+    return args.generation_samples if name == "support_assistant" else args.train_samples
+
+
 def case_recipe(name: str, args) -> dict:
     """The shipped recipe with a test file, a training sample, and a 12-trial sweep over the default space."""
     import tunesmith
 
-    samples = args.generation_samples if name == "support_assistant" else args.train_samples
+    samples = case_samples(name, args)
     recipe = tunesmith.load_recipe(RECIPES / f"{name}.yaml", [f"data.max_train_samples={samples}"])
     raw = recipe.model_dump(mode="json", exclude_unset=True)
     data = raw["data"]
@@ -73,6 +77,7 @@ def run_case(name: str, args, tmp: Path) -> dict:
         "pruned": states.count("pruned"),
         "wall_s": wall,
         "trial_params": [t["params"] for t in summary["trials"]],
+        "train_samples": case_samples(name, args),
     }
 
 
@@ -128,7 +133,7 @@ def main() -> None:
                     "verdict", "pruned", "wall", "jobs 1 / jobs 2"],
         "rows": [
             [
-                f"{name} ({CASES[name]})",
+                f"{name} ({CASES[name]}, {r.get('train_samples', '?')} training rows)",
                 r["metric"],
                 f"{r['defaults_validation'][0]:.4f} ± {r['defaults_validation'][1]:.4f}",
                 f"{r['best']['validation']:.4f}",
@@ -155,9 +160,8 @@ def main() -> None:
             "sweep",
             title="What a sweep buys over the defaults (shipped recipes, default search spaces)",
             baseline=(
-                f"the recipe as written, 3 seeds; {args.trials} trials (TPE, median pruning), "
-                f"{args.train_samples} seeded training rows ({args.generation_samples} for SmolLM2), the test set read "
-                "once after the search"
+                f"the recipe as written, 3 seeds; {args.trials} trials (TPE, median pruning) on a seeded sample of "
+                "training rows (per case), the test set read once after the search"
             ),
             tables=[table],
             reading="A gain inside the defaults' seed-to-seed range is called noise by the verdict.",
