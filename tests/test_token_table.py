@@ -67,3 +67,50 @@ def test_texts_of_unknown_tokens_only_are_counted_the_same_on_the_table(tokenize
     rows, _ = tt.token_table(tokenizer, texts, None, 16)
     listed = tokenize(tokenizer, texts, None, 16)[0]
     assert unknown_only(tokenizer, rows) == unknown_only(tokenizer, listed) >= 1
+
+
+SENTENCES = [
+    ["Aspirin", "eased", "the", "migraine"],
+    ["no", "entity", "here"],
+    ["long"] * 40,
+    ["Crohn", "'s", "disease"],
+]
+TAGS = [["O", "O", "O", "B-Disease"], ["O", "O", "O"], ["O"] * 40, ["B-Disease", "I-Disease", "I-Disease"]]
+LABELS = ["B-Disease", "I-Disease", "O"]
+
+
+@pytest.mark.parametrize("label_all", [False, True])
+def test_token_classification_rows_come_back_from_the_table_as_encode_makes_them(tokenizer, label_all, monkeypatch):
+    from tunesmith.tasks import token_classification as tc
+
+    monkeypatch.setattr(tt, "CHUNK", 3)  # several record batches
+    rows, firsts, cut = tc.encode_table(tokenizer, SENTENCES, TAGS, LABELS, 16, label_all)
+    expected, expected_firsts, expected_cut = tc.encode(tokenizer, SENTENCES, TAGS, LABELS, 16, label_all)
+    assert list(rows) == expected and list(firsts) == expected_firsts
+    assert cut == expected_cut == 1 and -1 in firsts[2]  # the 40-word sentence lost its end
+    batch = collate([rows[0], rows[2]], tokenizer.pad_token_id)
+    assert batch["labels"].shape == batch["input_ids"].shape and (batch["labels"][0] == -100).any()
+
+
+def test_token_classification_tables_are_reused_only_for_the_same_words_tags_and_labels(tokenizer, monkeypatch):
+    from tunesmith.tasks import token_classification as tc
+
+    first, _, _ = tc.encode_table(tokenizer, SENTENCES, TAGS, LABELS, 16)
+
+    def encoded_again(*args, **kwargs):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(tc, "encode", encoded_again)
+    again, _, _ = tc.encode_table(tokenizer, SENTENCES, TAGS, LABELS, 16)
+    assert again.path == first.path and list(again) == list(first)
+    other_tags = [list(t) for t in TAGS]
+    other_tags[1][0] = "B-Disease"
+    joined = [["Aspirin eased", "the", "migraine"], *SENTENCES[1:]]  # the same characters split into other words
+    for call in (
+        (SENTENCES, other_tags, LABELS, 16),
+        (joined, [["O", "O", "B-Disease"], *TAGS[1:]], LABELS, 16),
+        (SENTENCES, TAGS, ["O", "B-Disease", "I-Disease"], 16),  # the same labels in another order: other ids
+        (SENTENCES, TAGS, LABELS, 32),
+    ):
+        with pytest.raises(AssertionError, match="encoded again"):
+            tc.encode_table(tokenizer, *call)

@@ -10,7 +10,8 @@ opens that file instead of tokenizing again. The fast tokenizer already encodes 
 process maps (num_proc would split the cores it already uses).
 
 `TokenRows` is a read-only sequence of rows as the rest of the code knows them ({"input_ids": [...], ...}):
-collate, the loop and the evaluators take it where they took a list.
+collate, the loop and the evaluators take it where they took a list. `cached_table` is the same cache for
+rows tokenized another way (token classification's words, tags and word positions).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ KEYS = ("input_ids", "token_type_ids")  # stored; attention masks of unpadded ro
 CUT = "cut_length"  # a text's full length when max_length cut it, else 0
 
 
-class TokenRows(Sequence):
-    """Rows of token ids over the table's record batches: per batch, (offsets, values) arrays per key."""
+class _Chunked(Sequence):
+    """A sequence over a table's record batches: per batch, (offsets, values) arrays per list column."""
 
-    def __init__(self, chunks: list[dict[str, tuple[np.ndarray, np.ndarray]]], mask: bool, path: Path | None = None):
-        self.chunks, self.mask, self.path = chunks, mask, path
-        sizes = [len(c["input_ids"][0]) - 1 for c in chunks]
+    def __init__(self, chunks: list[dict[str, tuple[np.ndarray, np.ndarray]]], path: Path | None = None):
+        self.chunks, self.path = chunks, path
+        first = next(iter(chunks[0])) if chunks else None
+        sizes = [len(c[first][0]) - 1 for c in chunks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     def __len__(self) -> int:
@@ -50,11 +52,21 @@ class TokenRows(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(index)
         at = int(np.searchsorted(self._starts, index, side="right")) - 1
-        local = index - int(self._starts[at])
-        row = {
-            key: values[offsets[local] : offsets[local + 1]].tolist()
-            for key, (offsets, values) in self.chunks[at].items()
-        }
+        return self._row(self.chunks[at], index - int(self._starts[at]))
+
+    def _row(self, chunk: dict, local: int):
+        raise NotImplementedError
+
+
+class TokenRows(_Chunked):
+    """Rows of token ids ({"input_ids": [...], ...}, one key per stored list column) over the table."""
+
+    def __init__(self, chunks: list[dict[str, tuple[np.ndarray, np.ndarray]]], mask: bool, path: Path | None = None):
+        super().__init__(chunks, path)
+        self.mask = mask
+
+    def _row(self, chunk: dict, local: int) -> dict:
+        row = {key: values[offsets[local] : offsets[local + 1]].tolist() for key, (offsets, values) in chunk.items()}
         if self.mask:
             row["attention_mask"] = [1] * len(row["input_ids"])
         return row
@@ -64,33 +76,25 @@ class TokenRows(Sequence):
         return np.concatenate([np.diff(c["input_ids"][0]) for c in self.chunks] or [np.zeros(0, np.int64)])
 
 
+class ListColumn(_Chunked):
+    """One list column of the table as a sequence of Python lists (token classification's word positions)."""
+
+    def _row(self, chunk: dict, local: int) -> list:
+        ((offsets, values),) = chunk.values()
+        return values[offsets[local] : offsets[local + 1]].tolist()
+
+
 def token_table(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[TokenRows, list[int]]:
     """(rows, full lengths of the texts cut at max_length) as `batching.tokenize` returns them, from the cache
     when these texts were tokenized the same way before."""
     mask = "attention_mask" in tokenizer.model_input_names
     if not texts:
         return TokenRows([], mask), []
-    key = _key(tokenizer, texts, pairs, max_length)
-    path = cache_dir() / "tokens" / f"{key}.arrow"
-    if path.is_file():
-        try:
-            return _open(path, len(texts), mask)
-        except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
-            path.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, key, tokenizer, texts, pairs, max_length)
-    return _open(path, len(texts), mask)
-
-
-def _write(path: Path, key: str, tokenizer, texts, pairs, max_length: int) -> None:
-    """datasets' map writes the file (to a temporary file moved into place: a killed run leaves no half table)."""
     import datasets
 
-    source = datasets.Dataset.from_dict({"text": texts, **({"pair": [str(p) for p in pairs]} if pairs else {})})
+    key = table_key(tokenizer, [str(max_length), str(len(texts)), str(pairs is not None)], [texts, pairs or []])
     keys = [k for k in KEYS if k in tokenizer.model_input_names or k == "input_ids"]
-    features = datasets.Features(
-        {**{k: datasets.List(datasets.Value("int32")) for k in keys}, CUT: datasets.Value("int32")}
-    )
+    features = {**{k: datasets.List(datasets.Value("int32")) for k in keys}, CUT: datasets.Value("int32")}
 
     def encode(batch):
         columns, marked = _encode(tokenizer, batch["text"], batch.get("pair"), max_length)
@@ -99,6 +103,32 @@ def _write(path: Path, key: str, tokenizer, texts, pairs, max_length: int) -> No
             cut[i] = full
         return {**{k: columns[k] for k in keys}, CUT: cut}
 
+    source = {"text": texts, **({"pair": [str(p) for p in pairs]} if pairs else {})}
+    table, path = cached_table(key, source, encode, features)
+    cut = table.column(CUT).to_numpy()
+    return TokenRows(list_chunks(table, keys), mask, path), [int(x) for x in cut[cut > 0]]
+
+
+def cached_table(key: str, source: dict[str, list], encode, features: dict):
+    """(the Arrow table `encode` makes of `source`'s columns batch by batch, its file): opened memory-mapped
+    from the cache when the same key was written before, else written there by `datasets`' map first."""
+    rows = len(next(iter(source.values())))
+    path = cache_dir() / "tokens" / f"{key}.arrow"
+    if path.is_file():
+        try:
+            return _open(path, rows, list(features)), path
+        except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
+            path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, key, source, encode, features)
+    return _open(path, rows, list(features)), path
+
+
+def _write(path: Path, key: str, source: dict, encode, features: dict) -> None:
+    """datasets' map writes the file (to a temporary file moved into place: a killed run leaves no half table)."""
+    import datasets
+
+    source = datasets.Dataset.from_dict(source)
     with _no_progress_bars():
         source.map(
             encode,
@@ -106,9 +136,9 @@ def _write(path: Path, key: str, tokenizer, texts, pairs, max_length: int) -> No
             batch_size=CHUNK,
             writer_batch_size=CHUNK,
             remove_columns=source.column_names,
-            features=features,
+            features=datasets.Features(features),
             cache_file_name=str(path),
-            load_from_cache_file=False,  # `token_table` opened it already if it was there and sound
+            load_from_cache_file=False,  # `cached_table` opened it already if it was there and sound
             new_fingerprint=key,
         )
 
@@ -155,24 +185,28 @@ def _encode(tokenizer, texts: list[str], pairs: list[str] | None, max_length: in
     return columns, cut
 
 
-def _open(path: Path, rows: int, mask: bool) -> tuple[TokenRows, list[int]]:
-    """The table memory-mapped: each record batch's arrays are views of the file, never copies."""
+def _open(path: Path, rows: int, columns: list[str]):
+    """The table memory-mapped (datasets writes the Arrow stream format): its arrays are views of the file."""
     import pyarrow as pa
 
-    table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()  # datasets writes the Arrow stream format
-    if table.num_rows != rows or "input_ids" not in table.column_names:
-        raise ValueError("not the table of these texts")
-    keys = [k for k in KEYS if k in table.column_names]
+    table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+    if table.num_rows != rows or not set(columns) <= set(table.column_names):
+        raise ValueError("not the table of these rows")
+    return table
+
+
+def list_chunks(table, keys: list[str]) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per record batch, (offsets, values) numpy views of the list columns `keys`: no copy of the file."""
     chunks = []
     for batch in table.to_batches():
         arrays = {k: batch.column(batch.schema.get_field_index(k)) for k in keys}
         chunks.append({k: (a.offsets.to_numpy(), a.values.to_numpy()) for k, a in arrays.items()})
-    cut = table.column(CUT).to_numpy()
-    return TokenRows(chunks, mask, path), [int(x) for x in cut[cut > 0]]
+    return chunks
 
 
-def _key(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> str:
-    """The texts, the pairs, max_length and the tokenizer itself (its full definition for fast tokenizers)."""
+def table_key(tokenizer, parts: list[str], streams: list) -> str:
+    """The tokenizer itself (its full definition for fast tokenizers), the settings in `parts`, and every string
+    of `streams` (lists of texts, or of word lists)."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # without the truncation/padding state a previous call left on it (not the vocabulary)
@@ -180,13 +214,14 @@ def _key(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) 
         definition = json.dumps(definition, sort_keys=True)
     else:
         definition = repr(sorted(tokenizer.get_vocab().items()))
-    for part in (type(tokenizer).__name__, definition, str(max_length), str(len(texts)), str(pairs is not None)):
+    for part in (type(tokenizer).__name__, definition, *parts):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
-    for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x01")
-    for pair in pairs or []:
-        digest.update(str(pair).encode("utf-8", "surrogatepass"))
-        digest.update(b"\x01")
+    for stream in streams:  # each string behind its length: no two different lists of texts read the same
+        digest.update(b"\x03")
+        for item in stream:
+            for text in item if isinstance(item, list) else [item]:
+                data = str(text).encode("utf-8", "surrogatepass")
+                digest.update(len(data).to_bytes(8, "little") + data)
+            digest.update(b"\x01")
     return digest.hexdigest()[:32]

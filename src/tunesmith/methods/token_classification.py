@@ -28,7 +28,7 @@ class SupervisedTokenClassifier:
         rows, firsts, cut = {}, {}, {}
         for name in ("train", "validation", "evaluation"):
             split = getattr(data, name)
-            rows[name], firsts[name], cut[name] = tc.encode(
+            rows[name], firsts[name], cut[name] = tc.encode_table(  # memory-mapped, cached
                 tokenizer, split.tokens, split.tags, data.labels, cfg.max_length, recipe.method.label_all_subtokens
             )
         if cut["train"]:

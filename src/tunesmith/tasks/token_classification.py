@@ -4,6 +4,7 @@ returns entities with their text, character offsets and score."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -47,6 +48,41 @@ def encode(
         rows.append(row)
         firsts.append(first)
     return rows, firsts, cut
+
+
+def encode_table(
+    tokenizer,
+    sentences: list[list[str]],
+    tags: list[list[str]],
+    labels: list[str],
+    max_length: int,
+    label_all: bool = False,
+):
+    """`encode`'s rows, word positions and cut count, written once to the token table (memory-mapped, cached on
+    disk by the words, tags, labels, tokenizer and max_length) and read back as sequences of the same lists."""
+    import datasets
+
+    from ..engine.token_table import CUT, ListColumn, TokenRows, cached_table, list_chunks, table_key
+
+    if not sentences:
+        return [], [], 0
+    settings = ["token_classification", str(max_length), str(label_all), json.dumps(labels), str(len(sentences))]
+    key = table_key(tokenizer, settings, [sentences, tags])
+    ints = datasets.List(datasets.Value("int32"))
+    features = {"input_ids": ints, "labels": ints, "firsts": ints, CUT: datasets.Value("int32")}
+
+    def batch(columns):
+        rows, firsts, _ = encode(tokenizer, columns["words"], columns["tags"], labels, max_length, label_all)
+        return {
+            "input_ids": [r["input_ids"] for r in rows],
+            "labels": [r["labels"] for r in rows],
+            "firsts": firsts,
+            CUT: [int(any(f < 0 for f in first)) for first in firsts],
+        }
+
+    table, path = cached_table(key, {"words": sentences, "tags": tags}, batch, features)
+    rows = TokenRows(list_chunks(table, ["input_ids", "labels"]), mask=True, path=path)
+    return rows, ListColumn(list_chunks(table, ["firsts"]), path), int(table.column(CUT).to_numpy().sum())
 
 
 def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn) -> list:
