@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+import tunesmith
 from tests.conftest import sentiment_rows
 from tunesmith.errors import TunesmithError
 from tunesmith.recipe import load_recipe
@@ -156,3 +157,50 @@ def test_a_folder_holding_something_else_is_never_taken_over(toy):
     with pytest.raises(TunesmithError, match="not a tunesmith sweep"):
         run_sweep(recipe, tmp / "busy")
     assert (tmp / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_a_generation_sweep_judged_by_the_loss_generates_no_answers_until_the_best_recipe(tmp_path, monkeypatch):
+    """Its trials and defaults runs score the answer-token loss alone (answers would be most of their time); the
+    best recipe keeps the user's eval section and answers when run."""
+    import tunesmith.methods.supervised_generation as sg
+    from tests.test_generation_run import intent_rows, write_jsonl
+
+    data = {k: write_jsonl(tmp_path / f"{k}.jsonl", intent_rows(n, s)) for k, n, s in ATOMS}
+    recipe = {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "data": data,
+        "method": {"tuning": "full"},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 3e-3},
+        "eval": {"max_new_tokens": 4, "max_samples": 5},
+        "sweep": {"trials": 2, "defaults_seeds": 1, "params": {"train.lr": [1e-3, 3e-3]}},
+    }
+    answered = []
+
+    def generate(model, tokenizer, prompts, **settings):
+        answered.append(len(prompts))
+        return [""] * len(prompts)
+
+    monkeypatch.setattr(sg, "generate", generate)
+    summary = run_sweep(recipe, tmp_path / "loss")
+    assert summary["metric"] == "loss" and answered == []
+    trial = json.loads((tmp_path / "loss" / "trials" / "0" / "metrics.json").read_text())
+    assert trial["tuned"]["loss"] > 0 and "exact_match" not in trial["tuned"] and "generation_s" not in trial["tuned"]
+    best = load_recipe(tmp_path / "loss" / "best_recipe.yaml")
+    assert best.eval.max_samples == 5
+    tunesmith.run(best.model_copy(update={"sweep": None}), output_dir=tmp_path / "best")
+    assert answered == [5, 5]  # the best recipe run as it is: base and tuned answers
+
+
+ATOMS = (("train", 48, 0), ("validation", 12, 1), ("test", 12, 2))
+
+
+def test_no_answers_is_a_choice_for_supervised_generation_not_for_preference(tmp_path):
+    from tunesmith.recipe import Recipe
+
+    base = {"task": "generation", "model": "tiny-llama", "data": {"train": "t.jsonl"}, "eval": {"max_samples": 0}}
+    assert Recipe.model_validate(base).eval.max_samples == 0
+    with pytest.raises(ValueError, match="does not suit method preference"):
+        Recipe.model_validate({**base, "method": {"name": "preference"}})
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Recipe.model_validate({**base, "eval": {"max_samples": -1}})

@@ -596,7 +596,10 @@ class EvalSection(Strict):
     )
     batch_size: int = Field(64, gt=0, description="Batch size for evaluation and prediction.")
     max_samples: int | None = Field(
-        100, gt=0, description="Generation: held-out prompts to generate answers for (base and tuned); None = all."
+        100,
+        ge=0,
+        description="Generation: held-out prompts to generate answers for (base and tuned); None = all; 0 = none, "
+        "the answer-token loss alone (what a sweep's trials do when the loss is what they are judged by).",
     )
     max_new_tokens: int | None = Field(
         None,
@@ -841,6 +844,11 @@ class Recipe(Strict):
         tasks = [(self.method, self.task)] + [(s.method, s.task or self.task) for s in self.stages or []]
         if any(isinstance(m, PreferenceMethod) and t != "generation" for m, t in tasks):
             raise ValueError("method preference trains decoders that answer prompts: it needs task: generation")
+        if any(isinstance(m, PreferenceMethod) for m, _ in tasks) and self.eval.max_samples == 0:
+            raise ValueError(
+                "eval.max_samples: 0 (no answers) does not suit method preference: its held-out pairs are the "
+                "base model's answers to the evaluation prompts. Leave it unset, or give a number of prompts."
+            )
         return self
 
     @model_validator(mode="after")

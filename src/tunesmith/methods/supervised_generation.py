@@ -212,7 +212,7 @@ def _eval_prompts(recipe, data, train_p95: int | None = None) -> tuple[list, lis
     if data.evaluation.format == "text":
         return [], [], "none", 0
     pairs = [split_prompt(s) for s in data.evaluation.samples]
-    if recipe.eval.max_samples:
+    if recipe.eval.max_samples is not None:  # 0: no answers at all, the loss alone
         pairs = pairs[: recipe.eval.max_samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     return (prompts, references, *answer_settings(recipe.eval, references, train_p95))

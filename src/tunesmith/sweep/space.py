@@ -33,6 +33,7 @@ DEFAULT_METRICS = {
     "generation": "loss",
 }
 LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "hamming_loss", "pair_loss")
+ANSWER_FREE = ("loss", "perplexity")  # generation metrics of the answer-token loss: no answer is generated for them
 
 
 def search_space(recipe: Recipe) -> dict[str, SweepRange | list]:
@@ -79,4 +80,12 @@ def trial_recipe(recipe: Recipe, values: dict, keep_test: bool = False) -> Recip
     raw.setdefault("output", {}).pop("dir", None)
     if not keep_test and raw.get("data"):
         raw["data"].pop("test", None)
+    if not keep_test and _loss_judged(recipe):  # answers to the held-out prompts would be most of a trial's time
+        raw.setdefault("eval", {})["max_samples"] = 0
     return Recipe.model_validate(raw)
+
+
+def _loss_judged(recipe: Recipe) -> bool:
+    """A supervised generation sweep judged by a metric of the loss, which needs no generated answer."""
+    method = recipe.method.name if recipe.method else "supervised"
+    return task_kind(recipe) == "generation" and method == "supervised" and objective_metric(recipe)[0] in ANSWER_FREE

@@ -104,9 +104,10 @@ class GenerativePredictor:
         metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
         if pairs is not None:
             metrics["preference_accuracy"] = self._preference_accuracy(pairs)
-        if conv.format == "text":
+        limit = max_samples if max_samples is not None else recipe.eval.max_samples
+        if conv.format == "text" or limit == 0:
             return metrics
-        pairs = [split_prompt(s) for s in conv.samples][: max_samples or recipe.eval.max_samples]
+        pairs = [split_prompt(s) for s in conv.samples][:limit]
         references = [r for _, r in pairs]
         kind, max_new = answer_settings(recipe.eval, references, self.answer_p95)
         prompts = [p for p, _ in pairs]
