@@ -5,7 +5,7 @@
         [--json out.json] [--publish]
 
 Each case is a shipped recipe (its data from ../shared/data through the data root) on a seeded sample of
-`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x),
+`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x; judged by the loss, its trials generate no answers),
 searched with the recipe's tuning mode's default space (docs/sweeps.md), pruning on, then the defaults over 3
 seeds and the test set read once: validation and test of the best trial beside the defaults' mean ± std, the
 verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values again with `--jobs 1` and
@@ -52,8 +52,6 @@ def case_recipe(name: str, args) -> dict:
         data["test"] = str(
             Path(data["validation"]).with_name(Path(data["validation"]).name.replace("validation", "test"))
         )
-    if name == "support_assistant":
-        raw.setdefault("eval", {}).update(max_samples=50)  # generation is the cost of every trial's evaluation
     raw["sweep"] = {"trials": args.trials, "defaults_seeds": 3}
     return raw
 
