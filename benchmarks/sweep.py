@@ -5,14 +5,14 @@
         [--json out.json] [--publish]
 
 Each case is a shipped recipe (its data from ../shared/data through the data root) on a seeded sample of
-`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x; judged by the loss, its trials generate no answers),
-searched with the recipe's tuning mode's default space (docs/sweeps.md), pruning on, then the defaults over 3
-seeds and the test set read once: validation and test of the best trial beside the defaults' mean ± std, the
-verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values again with `--jobs 1` and
-with `--jobs 2` (pruning off, no defaults runs: only the search is timed) and gives both wall times
-(`--compare-trials N`: the first N trials' values only). `--from earlier.json` takes the cases' sweeps from an
-earlier run's --json instead of searching again (to time --jobs on a quiet machine after a search that shared
-one).
+`--train-samples` training rows (`--generation-samples` for the SmolLM2 case: a row costs it over 100x; judged by
+the loss, its trials generate no answers), searched with the recipe's tuning mode's default space (docs/sweeps.md),
+pruning on, then the defaults over 3 seeds and the test set read once: validation and test of the best trial beside
+the defaults' mean ± std, the verdict, and the sweep's wall time. `--jobs-compare` trains the same trials' values
+again with `--jobs 1` and with `--jobs 2` (pruning off, no defaults runs: only the search is timed) and gives both
+wall times (`--compare-trials N`: the first N trials' values only). `--from earlier.json` takes the cases' sweeps
+from an earlier run's --json instead of searching again (to time --jobs on a quiet machine after a search that
+shared one).
 """
 
 from __future__ import annotations
