@@ -116,6 +116,13 @@ def test_eval_cli_scores_a_generation_run_on_any_file(full_run, gen_data, tmp_pa
     rel = 1e-4 if full_run.metrics["train"]["precision"] == "fp32" else 2e-3
     assert metrics["loss"] == pytest.approx(full_run.metrics["tuned"]["loss"], rel=rel)
     assert metrics["exact_match"] == pytest.approx(full_run.metrics["tuned"]["exact_match"])
+    assert metrics["generated"] == 12  # every prompt of the file (the run's eval.max_samples is 100)
+    for limit, generated in ((3, 3), (0, None)):  # 0: the loss alone, as a loss-judged sweep's trials score
+        out = tmp_path / f"eval-{limit}.json"
+        args = ["eval", str(full_run.run_dir), "--data", gen_data["test"], "--max-samples", str(limit), "-o", str(out)]
+        assert runner.invoke(app, args).exit_code == 0
+        limited = json.loads(out.read_text())
+        assert limited.get("generated") == generated and limited["loss"] == pytest.approx(metrics["loss"])
 
 
 def test_chat_cli_keeps_history_and_exits(full_run):

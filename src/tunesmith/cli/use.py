@@ -20,6 +20,14 @@ def eval_(
     text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column (default: the run's).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write metrics as JSON here.")] = None,
+    max_samples: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-samples",
+            min=0,
+            help="Generation runs: prompts to answer (default: the run's eval.max_samples; 0: the loss alone).",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
 ):
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
@@ -32,7 +40,7 @@ def eval_(
         claim_output(output, overwrite, inputs=[data])
     predictor = Predictor.load(run_dir)
     if hasattr(predictor, "generate"):
-        metrics = predictor.evaluate(data)
+        metrics = predictor.evaluate(data, max_samples)
     else:
         metrics = predictor.evaluate(data, text_column, label_column)
     print_metrics({data.name: metrics})
