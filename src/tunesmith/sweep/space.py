@@ -87,5 +87,5 @@ def trial_recipe(recipe: Recipe, values: dict, keep_test: bool = False) -> Recip
 
 def _loss_judged(recipe: Recipe) -> bool:
     """A supervised generation sweep judged by a metric of the loss, which needs no generated answer."""
-    method = recipe.method.name if recipe.method else "supervised"
-    return task_kind(recipe) == "generation" and method == "supervised" and objective_metric(recipe)[0] in ANSWER_FREE
+    supervised = recipe.method.name == "supervised"  # a recipe always has a method section (default: supervised)
+    return task_kind(recipe) == "generation" and supervised and objective_metric(recipe)[0] in ANSWER_FREE
