@@ -46,19 +46,20 @@ def case_recipe(name: str, train_file: Path, args):
         f"data.train={train_file}",
         f"eval.max_samples={args.prompts}",
         f"train.epochs={args.epochs}",
+        f"train.seed={args.seed}",
     ]
     if name in BRAND:
         overrides.append("eval.style_reference=train")
     return tunesmith.load_recipe(RECIPES / f"{name}.yaml", overrides)
 
 
-def sampled_train(name: str, n: int, tmp: Path) -> Path:
+def sampled_train(name: str, n: int, tmp: Path, seed: int = 42) -> Path:
     """`n` seeded training rows as their own file, so that tunesmith and TRL train on the very same rows."""
     import tunesmith
 
     path = Path(tunesmith.load_recipe(RECIPES / f"{name}.yaml").data.train)
     rows = path.read_text(encoding="utf-8").splitlines()
-    rows = random.Random(42).sample(rows, min(n, len(rows)))
+    rows = random.Random(seed).sample(rows, min(n, len(rows)))
     out = tmp / f"{name}-train.jsonl"
     out.write_text("\n".join(rows), encoding="utf-8")
     return out
@@ -258,6 +259,9 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=300)
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument(
+        "--seed", type=int, default=42, help="draws the training rows and seeds training (another seed: other rows)"
+    )
     parser.add_argument("--trl", nargs="*", default=[], choices=CASES)
     parser.add_argument("--then-dpo", nargs="*", default=[], choices=CASES)
     parser.add_argument("--json", type=Path)
@@ -270,7 +274,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.cases:
-            train_file = sampled_train(name, args.train_samples, tmp)
+            train_file = sampled_train(name, args.train_samples, tmp, args.seed)
             recipe = case_recipe(name, train_file, args)
             if name in args.then_dpo:  # its first stage is the SFT run alone: not trained twice
                 results[name] = run_then_dpo(name, recipe, tmp)
@@ -297,7 +301,7 @@ def main() -> None:
             baseline=(
                 f"the base SmolLM2-135M-Instruct on the same {args.prompts} test prompts; a plain TRL `SFTTrainer` "
                 f"(its defaults, lr {TRL_LR:g}, same rows, LoRA and epochs) where a TRL row is shown. "
-                f"{args.train_samples} seeded training rows, {args.epochs:g} epoch(s), seed 42, one run each."
+                f"{args.train_samples} seeded training rows, {args.epochs:g} epoch(s), seed {args.seed}, one run each."
             ),
             tables=[out],
             reading="See the closing figures in docs/generation.md.",
