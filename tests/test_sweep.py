@@ -45,13 +45,14 @@ def toy(tmp_path):
 
 def test_every_trial_stays_in_the_space_and_the_report_judges_the_best_against_the_defaults(toy, monkeypatch):
     """And the test file is read only after the last trial and the last defaults run (asserted on reads)."""
-    import tunesmith.data.readers as readers
+    import tunesmith.data.columns as columns
     import tunesmith.sweep.report as report
 
     tmp, recipe = toy
     events = []
-    parse = readers._parse
-    monkeypatch.setattr(readers, "_parse", lambda path, fmt: events.append(("read", str(path))) or parse(path, fmt))
+    checked = columns.checked_path  # every read of a split, parsed or opened from the table cache, starts here
+    spy = lambda path, role: events.append(("read", str(path))) or checked(path, role)  # noqa: E731
+    monkeypatch.setattr(columns, "checked_path", spy)
     defaults = report._defaults
     monkeypatch.setattr(report, "_defaults", lambda *a: [*defaults(*a), events.append(("defaults done", ""))][:-1])
     summary = run_sweep(recipe, tmp / "sweep")

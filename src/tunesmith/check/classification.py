@@ -3,13 +3,14 @@ conflicting labels, train/evaluation overlap, token lengths and truncation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data.classification import label_text, look_alike_labels
-from ..data.readers import read_table
+from ..data.classification import look_alike_labels, row_hashes
+from ..data.columns import Read, read_columns
 from ..errors import did_you_mean
 from ..runs.auto_length import auto_max_length
 from .common import Report, length_warning, normalise, read_splits, token_lengths
@@ -32,27 +33,28 @@ def check_classification(recipe, name: str, tokenizer, report: Report) -> None:
 
 
 def read_usable(recipe, name: str, task: str, report: Report) -> tuple[dict, dict | None]:
-    """The report entry, and split -> (texts, labels) of the usable rows (None when training could not start)."""
+    """The report entry, and split -> (texts, labels) of the usable rows (None when training could not start).
+    Files are read in chunks into the table training reads too (texts memory-mapped: a file of any size)."""
     data = recipe.data
     read = read_splits(data, name, report, lambda path, split: _read(path, split, data))
     entry: dict = {"name": name, "task": task, "splits": {s: info for s, (_, info) in read.items()}}
     report.datasets.append(entry)
-    frames = {s: frame for s, (frame, _) in read.items()}
-    if "train" not in frames:
+    if "train" not in read:
         return entry, None
     needed = [(data.text_column, "text_column"), (data.label_column, "label_column")]
     if data.text_pair_column:
         needed.append((data.text_pair_column, "text_pair_column"))
     usable = {}
-    for split, frame in frames.items():
-        missing = [(col, key) for col, key in needed if col not in frame.columns]
+    for split, (got, info) in read.items():
+        found = list(got.scan.seen)
+        missing = [(col, key) for col, key in needed if col not in got.scan.seen]
         for col, key in missing:
             report.errors.append(
                 f"{name}: {getattr(data, split)} has no column '{col}' (data.{key}). Columns found: "
-                f"{', '.join(map(str, frame.columns))}.{did_you_mean(col, frame.columns)}"
+                f"{', '.join(found)}.{did_you_mean(col, found)}"
             )
         if not missing:
-            usable[split] = _cells(frame, data, entry["splits"][split], f"{name}: {getattr(data, split)}", report)
+            usable[split] = _cells(got, data, info, f"{name}: {getattr(data, split)}", report)
     if "train" not in usable:
         return entry, None
     if not usable["train"][0]:
@@ -109,59 +111,43 @@ def check_regression(recipe, name: str, tokenizer, report: Report) -> None:
     text_checks(entry, recipe, texts, tokenizer, name, report)
 
 
-def _read(path: str, split: str, data) -> tuple[pd.DataFrame, dict]:
-    from ..data.classification import filter_rows
-
-    frame = read_table(path, f"data.{split}")
-    rows_in_file = len(frame)
-    if data.filter:
-        frame = filter_rows(frame, data.filter, path)
+def _read(path: str, split: str, data) -> tuple[Read, dict]:
+    wanted = {"text": data.text_column, "pair": data.text_pair_column, "label": data.label_column}
+    got = read_columns(path, f"data.{split}", wanted, data.filter, strict=False)
     info = {
         "file": path,
         "format": Path(path).suffix.lower().lstrip("."),
-        "columns": list(map(str, frame.columns)),
-        "rows": len(frame),
+        "columns": list(got.scan.seen),
+        "rows": got.scan.kept,
     }
     if data.filter:
-        info["rows_in_file"] = rows_in_file
-    return frame, info
+        info["rows_in_file"] = got.scan.rows
+    return got, info
 
 
-def _cells(frame: pd.DataFrame, data, info: dict, where: str, report: Report) -> tuple[list[str], list[str]]:
+def _cells(got: Read, data, info: dict, where: str, report: Report) -> tuple[Sequence[str], list[str]]:
     """Texts and labels of the usable rows; empty cells counted (and an error: the loader refuses them)."""
-
-    def blank(v) -> bool:
-        return not isinstance(v, str) or not v.strip()
-
-    text_blank = frame[data.text_column].map(blank)
-    label_blank = frame[data.label_column].map(
-        lambda v: v is None or (isinstance(v, float) and v != v) or str(v).strip() == ""
-    )
-    info.update(empty_text=int(text_blank.sum()), empty_label=int(label_blank.sum()))
-    for count, what, col in (
-        (info["empty_text"], "empty or non-text (blank counts as empty)", data.text_column),
-        (info["empty_label"], "empty", data.label_column),
-    ):
+    bad = got.scan.bad
+    info.update(empty_text=bad["text"][0], empty_label=bad["label"][0])
+    problems = [(bad["text"], "empty or non-text (blank counts as empty)", data.text_column)]
+    if data.text_pair_column:
+        problems.append((bad["pair"], "empty or non-text (blank counts as empty)", data.text_pair_column))
+    for (count, shown), what, col in [*problems, (bad["label"], "empty", data.label_column)]:
         if count:
-            rows = text_blank if col == data.text_column else label_blank
-            shown = ", ".join(str(i + 1) for i in np.flatnonzero(rows.to_numpy())[:10])
             report.errors.append(
-                f"{where}: {count} {what} cell(s) in column '{col}' (data rows {shown}"
-                f"{' ...' if count > 10 else ''}). Remove those rows or fill them in."
+                f"{where}: {count} {what} cell(s) in column '{col}' (data rows {', '.join(map(str, shown))}"
+                f"{' ...' if count > len(shown) else ''}). Remove those rows or fill them in."
             )
-    listed = frame[data.label_column].map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray)))
-    if listed.any():
+    if bad["listed"][0]:
         report.errors.append(
-            f"{where}: {int(listed.sum())} label cell(s) in column '{data.label_column}' hold lists or "
+            f"{where}: {bad['listed'][0]} label cell(s) in column '{data.label_column}' hold lists or "
             "objects (several labels per text: multi-label classification). Set data.multi_label: true "
             "(or data.label_separator for strings like 'a|b'), or give each row one label."
         )
-    keep = ~(text_blank | label_blank | listed)
-    texts = frame.loc[keep, data.text_column].tolist()
+    texts = got.columns["text"]
     if data.text_pair_column:  # a pair is one input: duplicates, overlap and lengths are of both texts
-        texts = [f"{t}\n{p}" for t, p in zip(texts, frame.loc[keep, data.text_pair_column].astype(str).tolist())]
-    labels = [label_text(v) for v in frame.loc[keep, data.label_column].tolist()]
-    return texts, labels
+        texts = [f"{t}\n{p}" for t, p in zip(texts, got.columns["pair"])]
+    return texts, got.labels
 
 
 def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
@@ -201,30 +187,34 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
                 f"{name}: {split} label(s) {', '.join(map(repr, unseen[:10]))} never appear in training "
                 f"data, so the model cannot learn them.{did_you_mean(unseen[0], counts.index)}"
             )
-    frame = pd.DataFrame({"text": texts, "label": labels})
-    entry["duplicates"] = int(frame.duplicated().sum())
+    text_ids = row_hashes(texts)  # hashes, not a frame of the texts: a second copy of a million of them
+    pairs = np.unique(np.column_stack([text_ids, pd.factorize(pd.Series(labels))[0]]), axis=0)
+    entry["duplicates"] = len(labels) - len(pairs)
     if entry["duplicates"]:
         report.warnings.append(f"{name}: {entry['duplicates']} duplicate training row(s) (same text and label).")
-    per_text = frame.drop_duplicates().groupby("text")["label"].nunique()
-    conflicting = per_text[per_text > 1]
+    ids, label_counts = np.unique(pairs[:, 0], return_counts=True)
+    conflicting = ids[label_counts > 1]
     entry["conflicting_texts"] = len(conflicting)
     if len(conflicting):
-        example = conflicting.index[0]
+        rows = np.flatnonzero(np.isin(text_ids, conflicting))
+        example = min(texts[i] for i in rows)  # the first in sorted order, with every label it is given
+        shown = sorted({labels[i] for i in rows if texts[i] == example})
         report.warnings.append(
             f"{name}: {len(conflicting)} text(s) appear with different labels (e.g. {example[:60]!r}: "
-            f"{sorted(frame[frame.text == example].label.unique())}). The model cannot fit both."
+            f"{shown}). The model cannot fit both."
         )
 
 
 def _overlap_checks(entry, train_texts, usable, name, report) -> None:
-    # hashes, not the strings: a second copy of a million training texts (twice) is what this check would hold
-    exact, loose = {hash(t) for t in train_texts}, {hash(normalise(t)) for t in train_texts}
+    # hashes in arrays, not the strings (nor sets of Python ints): a second copy of a million training texts
+    # (twice) is what this check would hold otherwise
+    exact, loose = np.unique(row_hashes(train_texts)), np.unique(_loose_hashes(train_texts))
     entry["overlap_with_train"] = {}
     for split, (texts, _) in usable.items():
         if split == "train":
             continue
-        same = sum(hash(t) in exact for t in texts)
-        similar = sum(hash(normalise(t)) in loose for t in texts)
+        same = int(np.isin(row_hashes(texts), exact).sum())
+        similar = int(np.isin(_loose_hashes(texts), loose).sum())
         entry["overlap_with_train"][split] = {"exact": same, "normalised": similar, "rows": len(texts)}
         if similar:
             report.warnings.append(
@@ -232,3 +222,7 @@ def _overlap_checks(entry, train_texts, usable, name, report) -> None:
                 f"({same} exactly, {similar - same} after normalising case and spaces); scores on "
                 f"them overstate what the model learned."
             )
+
+
+def _loose_hashes(texts) -> np.ndarray:
+    return np.fromiter((hash(normalise(t)) for t in texts), dtype=np.int64, count=len(texts))

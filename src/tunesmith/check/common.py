@@ -56,6 +56,7 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
     if sampled:
         rng = np.random.default_rng(seed)
         texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
+    texts = list(texts)  # the tokenizer takes a list (a memory-mapped column is read here)
     ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     from ..engine.batching import unknown_only
 

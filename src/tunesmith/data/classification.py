@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +10,15 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from ..errors import TunesmithError, did_you_mean
-from .readers import read_table
+from .columns import (
+    SHOWN,
+    TextColumn,
+    bad_texts,
+    filter_values,
+    missing_filter_column,
+    no_filter_match,
+    read_columns,
+)
 
 
 @dataclass
@@ -44,39 +51,20 @@ def read_split(
     where: dict | None = None,
     options: dict[str, str] | None = None,
 ) -> Split:
-    """`options` names the command-line flag that sets each column (eval: --label-column), for the error text."""
-    frame = read_table(path, role)
-    if where:
-        frame = filter_rows(frame, where, path)
-    for col, key in ((text_col, "text_column"), (pair_col, "text_pair_column"), (label_col, "label_column")):
-        if col is not None and col not in frame.columns:
-            found = ", ".join(map(str, frame.columns))
-            raise TunesmithError(
-                f"{path}: no column '{col}' (data.{key}). Columns found: {found}.{did_you_mean(col, frame.columns)} "
-                + (
-                    f"Pass {options[key]} NAME."
-                    if options and key in options
-                    else f"Set data.{key} to the right column name (e.g. --set data.{key}=NAME)."
-                )
-            )
-    texts = text_cells(frame, text_col, path)
-    pairs = text_cells(frame, pair_col, path) if pair_col else None
-    labels = _label_cells(frame, label_col, path) if label_col else None
-    return Split(texts, labels, pairs, source=path)
+    """The file's texts (memory-mapped columns, read in chunks and cached: any size) and labels. `options` names
+    the command-line flag that sets each column (eval: --label-column), for the error text."""
+    read = read_columns(path, role, {"text": text_col, "pair": pair_col, "label": label_col}, where, options)
+    return Split(read.columns["text"], read.labels, read.columns.get("pair"), source=path)
 
 
 def filter_rows(frame: pd.DataFrame, where: dict, path: str) -> pd.DataFrame:
     """Rows whose columns hold the given value (or one of the listed values): data.filter."""
     for col, wanted in where.items():
         if col not in frame.columns:
-            raise TunesmithError(
-                f"{path}: data.filter names column '{col}', which the file lacks. Columns found: "
-                f"{', '.join(map(str, frame.columns))}.{did_you_mean(col, frame.columns)}"
-            )
-        values = {str(v) for v in (wanted if isinstance(wanted, list) else [wanted])}
-        frame = frame[frame[col].astype(str).isin(values)]
+            raise missing_filter_column(path, col, list(map(str, frame.columns)))
+        frame = frame[frame[col].astype(str).isin(filter_values(wanted))]
     if frame.empty:
-        raise TunesmithError(f"{path}: no rows match data.filter {where}. Check the values against the file's column.")
+        raise no_filter_match(path, where)
     return frame.reset_index(drop=True)
 
 
@@ -84,49 +72,8 @@ def text_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
     values = frame[col].tolist()
     bad = [i + 1 for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
     if bad:
-        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(
-            f"{path}: {len(bad)} empty or non-text cell(s) in column '{col}' at data row(s) {shown} "
-            "(1-based, header not counted). Remove those rows or fill in the text."
-        )
+        raise bad_texts(path, col, len(bad), bad[:SHOWN])
     return values
-
-
-def _label_cells(frame: pd.DataFrame, col: str, path: str) -> list[str]:
-    values = frame[col].tolist()
-    listed = [i + 1 for i, v in enumerate(values) if isinstance(v, (list, tuple, dict, set, np.ndarray))]
-    if listed:
-        shown = ", ".join(map(str, listed[:10])) + (" ..." if len(listed) > 10 else "")
-        raise TunesmithError(
-            f"{path}: column '{col}' holds lists (or objects), not one label per row, at data row(s) {shown}. "
-            "Several labels per text is multi-label classification: set data.multi_label: true (or "
-            "data.label_separator for strings like 'a|b'), or give each row one label."
-        )
-    bad = [
-        i + 1
-        for i, v in enumerate(values)
-        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
-    ]
-    if bad:
-        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(
-            f"{path}: {len(bad)} empty label cell(s) in column '{col}' at data row(s) {shown}. Every row needs a label."
-        )
-    return [label_text(v) for v in values]
-
-
-_WHOLE_NUMBER = re.compile(r"^[+-]?\d+\.0*$")
-
-
-def label_text(value) -> str:
-    """Labels keep the user's spelling; numbers become their plain string form: 1, 1.0 (a JSON or Parquet
-    float) and "1.0" (a CSV cell written by a float column) are all the label "1"."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return str(int(value)) if float(value).is_integer() else str(value)
-    text = str(value).strip()
-    return text.rstrip("0").rstrip(".").lstrip("+") if _WHOLE_NUMBER.match(text) else text
 
 
 def load_classification(data, seed: int) -> ClassificationData:
@@ -192,8 +139,7 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     """A stratified, seeded validation split (at least one example per class)."""
     n_classes = len(set(train.labels))
     size = max(math.ceil(fraction * len(train)), n_classes)
-    idx = list(range(len(train)))
-    keep, held = train_test_split(idx, test_size=size, random_state=seed, stratify=train.labels)
+    keep, held = train_test_split(np.arange(len(train)), test_size=size, random_state=seed, stratify=train.labels)
     return _take(train, keep), _take(train, held, source=f"{train.source} (validation split)")
 
 
@@ -201,9 +147,9 @@ def sample_split(split: Split, n: int, seed: int) -> Split:
     """A seeded sample of n rows, stratified so every class keeps its share (and at least one row)."""
     counts = pd.Series(split.labels).value_counts()
     if n >= len(counts) and counts.min() >= 2:
-        idx, _ = train_test_split(list(range(len(split))), train_size=n, random_state=seed, stratify=split.labels)
+        idx, _ = train_test_split(np.arange(len(split)), train_size=n, random_state=seed, stratify=split.labels)
     else:
-        idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).tolist()
+        idx = pd.Series(range(len(split))).sample(n=n, random_state=seed).to_numpy()
     return _take(split, idx)
 
 
@@ -222,9 +168,15 @@ def sample_per_class(split: Split, k: int, seed: int) -> Split:
     return _take(split, sorted(picked.i.tolist()))
 
 
-def _take(split: Split, idx: list[int], source: str | None = None) -> Split:
-    pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
-    return Split(pick(split.texts), pick(split.labels), pick(split.pairs), source or split.source)
+def _take(split: Split, idx, source: str | None = None) -> Split:
+    return Split(take(split.texts, idx), take(split.labels, idx), take(split.pairs, idx), source or split.source)
+
+
+def take(values, idx):
+    """The items at positions `idx`: a column over the same table for a memory-mapped column, else a list."""
+    if values is None:
+        return None
+    return values.take(idx) if isinstance(values, TextColumn) else [values[i] for i in idx]
 
 
 def look_alike_labels(labels: list[str], path: str) -> list[str]:
@@ -241,18 +193,19 @@ def look_alike_labels(labels: list[str], path: str) -> list[str]:
 
 
 def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
-    """Repeated training rows, and evaluation inputs also in training (a pair counts as one input: both texts)."""
-    inputs = lambda split: list(zip(split.texts, split.pairs)) if split.pairs is not None else split.texts  # noqa: E731
+    """Repeated training rows, and evaluation inputs also in training (a pair counts as one input: both texts).
+    Rows are compared by hash: a set of a million training texts would be a second copy of them in memory."""
     out = []
-    dupes = len(train) - len(set(zip(inputs(train), train.labels)))
+    rows = row_hashes(train.texts, train.pairs, train.labels)
+    dupes = len(rows) - len(np.unique(rows))
     if dupes:
         out.append(
             f"{train.source}: {dupes} duplicate row(s) (same {'pair' if train.pairs else 'text'} and label) in "
             f"training data."
         )
-    seen = set(inputs(train))
+    seen = np.unique(row_hashes(train.texts, train.pairs))
     for split in others:
-        shared = sum(t in seen for t in inputs(split))
+        shared = int(np.isin(row_hashes(split.texts, split.pairs), seen).sum())
         if shared:
             what = "text pair(s)" if split.pairs is not None else "text(s)"
             out.append(
@@ -260,3 +213,9 @@ def duplicate_warnings(train: Split, others: list[Split]) -> list[str]:
                 f"overstates accuracy."
             )
     return out
+
+
+def row_hashes(*columns) -> np.ndarray:
+    """One 64-bit hash per row of the given columns (None columns skipped), read a block at a time."""
+    columns = [c for c in columns if c is not None]
+    return np.fromiter((hash(row) for row in zip(*columns)), dtype=np.int64, count=len(columns[0]))

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TunesmithError, did_you_mean
-from .classification import filter_rows, label_text, text_cells
+from .classification import filter_rows, text_cells
+from .columns import label_text
 from .readers import read_table
 
 

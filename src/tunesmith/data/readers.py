@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +25,31 @@ SUFFIXES = {
 
 def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     """All rows of a tabular file. `role` ("data.train", ...) is named in errors."""
+    path, fmt = checked_path(path, role)
+    frame = next(_frames(path, fmt, role, _parse))
+    if frame.empty:
+        raise _no_rows(path, role, frame.columns)
+    return _checked_frame(frame, path, role)
+
+
+def iter_table(path: str | Path, role: str = "data", rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """The file's rows as frames of at most `rows` rows, each checked as `read_table` checks a whole file, so
+    a file of any size is read in bounded memory. Each frame's index counts data rows from 0 across the file."""
+    path, fmt = checked_path(path, role)
+    offset, columns = 0, []
+    for frame in _frames(path, fmt, role, lambda p, f: _CHUNKS[f](p, rows)):
+        columns = list(frame.columns)
+        if frame.empty:
+            continue
+        frame.index = pd.RangeIndex(offset, offset + len(frame))
+        offset += len(frame)
+        yield _checked_frame(frame, path, role)
+    if not offset:
+        raise _no_rows(path, role, columns)
+
+
+def checked_path(path: str | Path, role: str) -> tuple[Path, str]:
+    """(the path, its format) when it names a non-empty regular file of a supported type; else the error."""
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise TunesmithError(
@@ -48,16 +74,25 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
         )
     if path.stat().st_size == 0:
         raise TunesmithError(f"{role}: {path} is empty (0 bytes). Fill it with a header and at least one row.")
+    return path, fmt
+
+
+def _no_rows(path: Path, role: str, columns) -> TunesmithError:
+    return TunesmithError(f"{role}: {path} has no data rows (columns found: {', '.join(map(str, columns)) or 'none'}).")
+
+
+def _frames(path: Path, fmt: str, role: str, parse) -> Iterator[pd.DataFrame]:
+    """`parse(path, fmt)`'s frames, a file that is not UTF-8 named as such (the decoder may fail in any chunk)."""
     try:
-        frame = _parse(path, fmt)
+        frames = parse(path, fmt)
+        yield from [frames] if isinstance(frames, pd.DataFrame) else frames
     except UnicodeDecodeError as err:
         raise TunesmithError(
             f"{role}: {path} is not UTF-8 text (bad byte at offset {err.start}). Re-save it as UTF-8."
         ) from None
-    if frame.empty:
-        raise TunesmithError(
-            f"{role}: {path} has no data rows (columns found: {', '.join(map(str, frame.columns)) or 'none'})."
-        )
+
+
+def _checked_frame(frame: pd.DataFrame, path: Path, role: str) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if repeated:
@@ -101,14 +136,29 @@ def checking():
 def _parse(path: Path, fmt: str) -> pd.DataFrame:
     if _kept is None:
         return _READERS[fmt](path)
-    info = path.stat()
-    key = (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    key = _identity(path)
     if key in _kept:  # the check reading a file twice gets a copy; the method takes the parse
         return _kept[key].copy() if _keeping else _kept.pop(key)
     frame = _READERS[fmt](path)
     if _keeping:
         _kept[key] = frame.copy()  # read_table changes the frame it returns; the method gets the file as read
     return frame
+
+
+def _identity(path: Path) -> tuple:
+    info = path.stat()
+    return (str(path.resolve()), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def kept_parse(path: Path, role: str) -> pd.DataFrame | None:
+    """The data check's parse of this file, checked as `read_table` checks it, when `read_once()` kept one for
+    the method: taken, so nothing holds it after (a reader that finds its rows elsewhere takes it all the same)."""
+    if _kept is None or _keeping:
+        return None
+    frame = _kept.pop(_identity(path), None)
+    if frame is not None and frame.empty:
+        raise _no_rows(path, role, frame.columns)
+    return None if frame is None else _checked_frame(frame, path, role)
 
 
 MAX_CELL_CHARS = (
@@ -120,7 +170,7 @@ def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
     for col in frame.columns:
         sizes = frame[col].map(lambda v: len(v) if isinstance(v, str) else 0)
         if len(sizes) and sizes.max() > MAX_CELL_CHARS:
-            row = int(sizes.idxmax()) + 1
+            row = int(sizes.idxmax()) + 1  # the index counts rows across the file
             raise TunesmithError(
                 f"{role}: {path}: column '{col}', data row {row} holds {sizes.max():,} characters (limit "
                 f"{MAX_CELL_CHARS:,}). "
@@ -129,7 +179,7 @@ def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
             )
 
 
-def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataFrame]:
     _check_text(path)
     header = _header(path, sep)
     if len(header) == 1:
@@ -145,11 +195,10 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        frame.attrs["separator"] = sep
-        return frame
+        frames = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows)
+        yield from [frames] if rows is None else frames  # the parser may stop at a bad line in any chunk
     except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+        yield pd.DataFrame()
     except pd.errors.ParserError as err:
         raise TunesmithError(
             f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {err}. "
@@ -175,9 +224,9 @@ def _other_separator(header: str, sep: str) -> str:
     return sep
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _read_jsonl(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
     _check_text(path)
-    records = []
+    records: list[dict] = []
     with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -192,10 +241,15 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not isinstance(record, dict):
                 raise TunesmithError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}.")
             records.append(record)
-    return pd.DataFrame.from_records(records)
+            if rows is not None and len(records) == rows:
+                yield pd.DataFrame.from_records(records)
+                records = []
+    if records or rows is None:
+        yield pd.DataFrame.from_records(records)
 
 
-def _read_json(path: Path) -> pd.DataFrame:
+def _read_json(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
+    """One JSON document is parsed whole (the format has no rows to stop at); its records are framed in chunks."""
     _check_text(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -209,12 +263,20 @@ def _read_json(path: Path) -> pd.DataFrame:
         raise TunesmithError(
             f'{path}: expected a JSON list of objects ([{{"text": ..., "label": ...}}, ...]) or an object of columns.'
         )
-    return pd.DataFrame.from_records(payload)
+    step = rows or max(len(payload), 1)
+    for start in range(0, max(len(payload), 1), step):
+        yield pd.DataFrame.from_records(payload[start : start + step])
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
     try:
-        return pd.read_parquet(path)
+        if rows is None:
+            yield pd.read_parquet(path)
+            return
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
     except Exception as err:  # pyarrow raises many types for corrupt files
         raise TunesmithError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
@@ -233,10 +295,11 @@ def _check_text(path: Path) -> None:
             offset += len(chunk)
 
 
-_READERS = {
-    "csv": lambda p: _read_delimited(p, ","),
-    "tsv": lambda p: _read_delimited(p, "\t"),
+_CHUNKS = {
+    "csv": lambda p, rows: _read_delimited(p, ",", rows),
+    "tsv": lambda p, rows: _read_delimited(p, "\t", rows),
     "jsonl": _read_jsonl,
     "json": _read_json,
     "parquet": _read_parquet,
 }
+_READERS = {fmt: lambda p, read=read: next(read(p, None)) for fmt, read in _CHUNKS.items()}  # the whole file

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
-from .classification import Split, duplicate_warnings, read_split, sample_split
+from .classification import Split, duplicate_warnings, read_split, sample_split, take
 
 
 @dataclass
@@ -81,10 +81,7 @@ def _random_split(train: Split, fraction: float, seed: int) -> tuple[Split, Spli
     idx = list(range(len(train)))
     random.Random(seed).shuffle(idx)
     cut = max(1, math.ceil(fraction * len(idx)))
-    pick = lambda rows, source=None: Split(
-        [train.texts[i] for i in rows],
-        [train.labels[i] for i in rows],  # noqa: E731
-        None if train.pairs is None else [train.pairs[i] for i in rows],
-        source or train.source,
+    pick = lambda rows, source=None: Split(  # noqa: E731
+        take(train.texts, rows), take(train.labels, rows), take(train.pairs, rows), source or train.source
     )
     return pick(sorted(idx[cut:])), pick(sorted(idx[:cut]), f"{train.source} (validation split)")

@@ -15,6 +15,7 @@ def tokenize(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
 
 def tokenize_marked(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int):
     """As `tokenize`, the cut examples given as (index, full length)."""
+    texts, pairs = list(texts), None if pairs is None else list(pairs)  # the tokenizer takes lists, not columns
     enc = tokenizer(texts, pairs, truncation=False, verbose=False)
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.columns import dataset_of
 from ..paths import cache_dir
 from .batching import tokenize_marked
 
@@ -103,16 +104,18 @@ def token_table(tokenizer, texts: list[str], pairs: list[str] | None, max_length
             cut[i] = full
         return {**{k: columns[k] for k in keys}, CUT: cut}
 
-    source = {"text": texts, **({"pair": [str(p) for p in pairs]} if pairs else {})}
+    source = {"text": texts, **({"pair": pairs} if pairs else {})}
+    source = dataset_of(source) or {"text": list(texts), **({"pair": [str(p) for p in pairs]} if pairs else {})}
     table, path = cached_table(key, source, encode, features)
     cut = table.column(CUT).to_numpy()
     return TokenRows(list_chunks(table, keys), mask, path), [int(x) for x in cut[cut > 0]]
 
 
-def cached_table(key: str, source: dict[str, list], encode, features: dict):
+def cached_table(key: str, source, encode, features: dict):
     """(the Arrow table `encode` makes of `source`'s columns batch by batch, its file): opened memory-mapped
-    from the cache when the same key was written before, else written there by `datasets`' map first."""
-    rows = len(next(iter(source.values())))
+    from the cache when the same key was written before, else written there by `datasets`' map first. `source`:
+    column -> list, or a `datasets.Dataset` (a memory-mapped data table, never read whole)."""
+    rows = len(source) if not isinstance(source, dict) else len(next(iter(source.values())))
     path = cache_dir() / "tokens" / f"{key}.arrow"
     if path.is_file():
         try:
@@ -128,7 +131,8 @@ def _write(path: Path, key: str, source: dict, encode, features: dict) -> None:
     """datasets' map writes the file (to a temporary file moved into place: a killed run leaves no half table)."""
     import datasets
 
-    source = datasets.Dataset.from_dict(source)
+    if isinstance(source, dict):
+        source = datasets.Dataset.from_dict(source)
     with _no_progress_bars():
         source.map(
             encode,
