@@ -8,7 +8,7 @@ warnings), written as one CSV per size; sst2's validation set (872 rows) validat
 batch 32, `train.max_steps` steps, no base line (the Trainer script has none). Each command runs in its own
 process; its peak RSS is the kernel's figure for that process (os.wait4). tunesmith's stage times come from
 its metrics.json (prepare = read + tokenize; train; evaluate); the data check is also run alone
-(`tunesmith data check`). "Cold": tunesmith's token cache / the Hugging Face datasets cache emptied first;
+(`tunesmith data check`). "Cold": tunesmith's data and token tables / the Hugging Face datasets cache emptied first;
 "warm": the same command again.
 
 Baseline: datasets.load_dataset("csv") + map(batched=True) tokenization + transformers.Trainer with
@@ -152,7 +152,8 @@ def main() -> None:
         for n, train in files.items():
             row = {"rows": n}
             row["data check"] = measured([sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)], env)
-            shutil.rmtree(cache / "tokens", ignore_errors=True)
+            for kept in ("tokens", "tables"):  # cold: neither the token table nor the data table of the check
+                shutil.rmtree(cache / kept, ignore_errors=True)
             row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}")
             row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}")
             shutil.rmtree(hf_cache, ignore_errors=True)
