@@ -47,6 +47,7 @@ def case_recipe(name: str, train_file: Path, args):
         f"eval.max_samples={args.prompts}",
         f"train.epochs={args.epochs}",
         f"train.seed={args.seed}",
+        *args.set,
     ]
     if name in BRAND:
         overrides.append("eval.style_reference=train")
@@ -262,6 +263,9 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=42, help="draws the training rows and seeds training (another seed: other rows)"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for tunesmith's runs"
+    )
     parser.add_argument("--trl", nargs="*", default=[], choices=CASES)
     parser.add_argument("--then-dpo", nargs="*", default=[], choices=CASES)
     parser.add_argument("--json", type=Path)
@@ -301,7 +305,9 @@ def main() -> None:
             baseline=(
                 f"the base SmolLM2-135M-Instruct on the same {args.prompts} test prompts; a plain TRL `SFTTrainer` "
                 f"(its defaults, lr {TRL_LR:g}, same rows, LoRA and epochs) where a TRL row is shown. "
-                f"{args.train_samples} seeded training rows, {args.epochs:g} epoch(s), seed {args.seed}, one run each."
+                f"{args.train_samples} seeded training rows, {args.epochs:g} epoch(s), seed {args.seed}"
+                + "".join(f", {o}" for o in args.set)
+                + ", one run each."
             ),
             tables=[out],
             reading="See the closing figures in docs/generation.md.",
