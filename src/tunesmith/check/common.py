@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import TunesmithError
 
 LENGTH_SAMPLE = 20_000  # token lengths are measured on at most this many rows (seeded sample)
+LENGTH_BLOCK = 2_000  # texts tokenized at once for them
 SPLITS = ("train", "validation", "test")
 
 
@@ -56,14 +57,15 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
     if sampled:
         rng = np.random.default_rng(seed)
         texts = [texts[i] for i in rng.choice(len(texts), LENGTH_SAMPLE, replace=False)]
-    texts = list(texts)  # the tokenizer takes a list (a memory-mapped column is read here)
-    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     from ..engine.batching import unknown_only
 
-    return {
-        **length_stats(np.array([len(row) for row in ids]), max_length, sampled),
-        "unknown_only": unknown_only(tokenizer, [{"input_ids": row} for row in ids]),
-    }
+    lengths, unknown = [], 0
+    for start in range(0, len(texts), LENGTH_BLOCK):  # a fast tokenizer's encodings weigh kilobytes each: a block
+        block = [texts[i] for i in range(start, min(start + LENGTH_BLOCK, len(texts)))]
+        ids = tokenizer(block, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        lengths += [len(row) for row in ids]
+        unknown += unknown_only(tokenizer, [{"input_ids": row} for row in ids])
+    return {**length_stats(np.array(lengths), max_length, sampled), "unknown_only": unknown}
 
 
 def length_stats(lengths: np.ndarray, max_length: int, sampled: bool = False) -> dict:
