@@ -271,3 +271,43 @@ def test_parquet_messages_arrays_are_accepted(tmp_path):
     pd.DataFrame({"messages": [CHAT, CHAT[:3]]}).to_parquet(path)
     conv = read_conversations(str(path), DataSection(train="x"), "data.train")
     assert conv.format == "messages" and conv.samples[1] == CHAT[:3]
+
+
+@pytest.mark.parametrize("loss_on", ["responses", "all"])
+def test_the_token_table_holds_the_rows_encode_gives_and_is_reused(tiny, loss_on, monkeypatch):
+    from tunesmith.engine import token_table
+    from tunesmith.tasks.generation import token_rows
+
+    _, tokenizer = tiny
+    long_prompt = [
+        {"role": "system", "content": "rule " * 200},
+        {"role": "user", "content": "word " * 200},
+        {"role": "assistant", "content": "ok"},
+    ]
+    samples = [CHAT, long_prompt, [{"role": "text", "content": "plain text to learn"}], CHAT[:3]]
+    monkeypatch.setattr(token_table, "CHUNK", 2)  # several record batches, as a large set has
+    max_length = len(encode_sample(tokenizer, CHAT, 10_000, loss_on)[0]["input_ids"])
+    table = token_rows.encode_rows(tokenizer, samples, max_length, loss_on)
+    whole = encode(tokenizer, samples, max_length, loss_on)
+    assert list(table.rows) == whole.rows and table.rows.lengths.tolist() == [len(r["input_ids"]) for r in whole.rows]
+    assert (table.truncated, table.fully_masked) == (whole.truncated, whole.fully_masked) and table.truncated
+    kept = token_rows.learnable_rows(table)
+    assert list(kept) == [r for i, r in enumerate(whole.rows) if i not in whole.fully_masked]
+    assert kept.lengths.tolist() == [len(r["input_ids"]) for r in kept]
+
+    def encoded_again(*args, **kwargs):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(token_rows, "encode_sample", encoded_again)
+    assert list(token_rows.encode_rows(tokenizer, samples, max_length, loss_on).rows) == whole.rows  # from the file
+    template = tokenizer.chat_template
+    try:  # another chat template renders other tokens: another table
+        tokenizer.chat_template = template.replace("<|im_start|>", "<|start|>")
+        with pytest.raises(AssertionError, match="encoded again"):
+            token_rows.encode_rows(tokenizer, samples, max_length, loss_on)
+    finally:
+        tokenizer.chat_template = template
+    with pytest.raises(AssertionError, match="encoded again"):  # another sample, or another max_length
+        token_rows.encode_rows(tokenizer, samples[:-1], max_length, loss_on)
+    with pytest.raises(AssertionError, match="encoded again"):
+        token_rows.encode_rows(tokenizer, samples, max_length - 1, loss_on)

@@ -85,6 +85,26 @@ class ListColumn(_Chunked):
         return values[offsets[local] : offsets[local + 1]].tolist()
 
 
+class RowsView(Sequence):
+    """Some rows of a token table, by position (the rows left after a filter), read as the table's are."""
+
+    def __init__(self, rows: _Chunked, positions):
+        self.rows, self.positions = rows, np.asarray(positions, dtype=np.int64)
+        self.path = rows.path
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.rows[int(self.positions[index])]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.rows.lengths[self.positions]
+
+
 def token_table(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> tuple[TokenRows, list[int]]:
     """(rows, full lengths of the texts cut at max_length) as `batching.tokenize` returns them, from the cache
     when these texts were tokenized the same way before."""

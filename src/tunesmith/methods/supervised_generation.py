@@ -22,9 +22,10 @@ from ..models.loading import (
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
-from ..tasks.generation.formatting import auto_length, check_learnable, encode, ensure_chat_template, learnable, pack
+from ..tasks.generation.formatting import auto_length, check_learnable, ensure_chat_template, pack
 from ..tasks.generation.generate import causal_lm_loss, generate, split_prompt, validation_loss
 from ..tasks.generation.metrics import answer_p95, answer_settings, generation_metrics
+from ..tasks.generation.token_rows import encode_rows, learnable_rows
 from .base import Context, Plan, tuning_mode
 
 log = logging.getLogger(__name__)
@@ -178,11 +179,11 @@ class SupervisedGeneration:
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
     cfg, loss_on = recipe.train, recipe.method.loss_on
     encoded = {
-        name: encode(tokenizer, getattr(data, name).samples, cfg.max_length, loss_on)
+        name: encode_rows(tokenizer, getattr(data, name).samples, cfg.max_length, loss_on)  # memory-mapped, cached
         for name in ("train", "validation", "evaluation")
     }
     warnings = [w for name, enc in encoded.items() for w in check_learnable(enc, f"data.{name}", cfg.max_length)]
-    rows = {name: learnable(enc) for name, enc in encoded.items()}
+    rows = {name: learnable_rows(enc) for name, enc in encoded.items()}
     stats = {
         "format": data.train.format,
         "train_samples": len(rows["train"]),
