@@ -29,12 +29,7 @@ def _messy(tmp_path) -> dict:
     test.loc[0, "text"] = train.text[3]  # exact overlap
     test.loc[1, "text"] = "  " + train.text[4].upper() + " "  # overlap after normalising
     test.to_csv(tmp_path / "test.csv", index=False)
-    return {
-        "model": {"name": "tiny-bert"},
-        "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
-        "train": {"max_length": 32, "epochs": 1},
-        "eval": {"baseline": "none"},
-    }
+    return _messy_paths(tmp_path)
 
 
 def test_finds_duplicates_conflicts_overlap_and_truncation(tmp_path):
@@ -55,6 +50,41 @@ def test_finds_duplicates_conflicts_overlap_and_truncation(tmp_path):
         "exceed train.max_length=32",
     ):
         assert words in text
+
+
+def test_the_check_reads_in_chunks_and_finds_the_same(tmp_path, monkeypatch):
+    """Chunks of 7 rows and token lengths in blocks of 9: every count as from one read, rows named file-wide."""
+    from tunesmith.check import common
+    from tunesmith.data import columns
+
+    monkeypatch.setattr(columns, "CHUNK", 7)
+    monkeypatch.setattr(columns, "BLOCK", 5)
+    monkeypatch.setattr(common, "LENGTH_BLOCK", 9)
+    report = check_recipe(tunesmith.load_recipe(_messy(tmp_path)))
+    entry = report.datasets[0]
+    assert report.ok and entry["duplicates"] == 1 and entry["conflicting_texts"] == 1
+    assert entry["overlap_with_train"]["test"] == {"exact": 1, "normalised": 2, "rows": 10}
+    assert entry["labels"]["train"] == {"positive": 33, "negative": 31} and entry["lengths"]["truncated"] == 1
+    assert "'same words here': ['negative', 'positive']" in " ".join(report.warnings)
+    frame = pd.read_csv(tmp_path / "train.csv")
+    frame.loc[[39, 54], "text"] = " "
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    report = check_recipe(tunesmith.load_recipe(_messy_paths(tmp_path)))
+    assert report.datasets[0]["splits"]["train"]["empty_text"] == 2
+    assert any(
+        "2 empty or non-text (blank counts as empty) cell(s) in column 'text' (data rows 40, 55)" in e
+        for e in report.errors
+    )
+
+
+def _messy_paths(tmp_path) -> dict:
+    """_messy's recipe for the files already in tmp_path."""
+    return {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
+        "train": {"max_length": 32, "epochs": 1},
+        "eval": {"baseline": "none"},
+    }
 
 
 def test_cli_prints_the_report_and_writes_it(tmp_path):
