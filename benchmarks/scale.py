@@ -141,17 +141,23 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str) -
 
 
 def trainer_run(folder: Path, train: Path, steps: int, env: dict) -> dict:
-    from tunesmith.models.loading import resolve_weights
-
     script = folder / "trainer_baseline.py"
     script.write_text(TRAINER_SCRIPT)
     out = folder / "trainer-out"
-    cmd = [sys.executable, str(script), str(train), str(SST2 / "validation.csv"), resolve_weights("minilm-l6")]
+    cmd = [sys.executable, str(script), str(train), str(SST2 / "validation.csv"), _weights(env)]
     got = measured([*cmd, str(steps), str(out)], env)
     line = next(x for x in got["output"].splitlines() if x.startswith("RESULT "))
     got.update(eval(line[7:], {}))  # noqa: S307  (our own script's dict of floats)
     shutil.rmtree(out, ignore_errors=True)
     return got
+
+
+def _weights(env: dict) -> str:
+    """MiniLM's folder, found by a child process: this one must not import torch, since a child's peak RSS
+    (os.wait4) starts from what its parent held when it was forked."""
+    code = "from tunesmith.models.loading import resolve_weights; print(resolve_weights('minilm-l6'))"
+    found = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return found.stdout.strip()
 
 
 def main() -> None:
