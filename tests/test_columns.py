@@ -149,3 +149,17 @@ def test_tokens_of_a_column_are_the_tokens_of_its_list(tmp_path, small_chunks):
     from_column, _ = tt.token_table(tokenizer, split.texts.take(sample), split.pairs.take(sample), 16)
     expected, _ = tokenize(tokenizer, [frame.text[i] for i in sample], [frame.pair[i] for i in sample], 16)
     assert list(from_column) == expected
+    again, _ = tt.token_table(tokenizer, split.texts.take(sample), split.pairs.take(sample), 16)
+    other, _ = tt.token_table(tokenizer, split.texts.take(sample[:3]), split.pairs.take(sample[:3]), 16)
+    assert again.path == from_column.path and other.path != from_column.path  # keyed by the table and the rows
+
+
+@pytest.mark.parametrize("scan", ["not json", "[]", '{"seen": "text", "rows": 1, "kept": 1, "bad": {}}', "{}"])
+def test_a_damaged_scan_beside_a_table_rebuilds_it(tmp_path, scan):
+    path = tmp_path / "t.csv"
+    rows(12).to_csv(path, index=False)
+    first = read_split(str(path), "text", "label")
+    first.texts.path.with_suffix(".scan.json").write_text(scan, encoding="utf-8")
+    again = read_split(str(path), "text", "label")
+    assert again.texts == rows(12).text.tolist() and again.labels == rows(12).label.tolist()
+    assert json.loads(again.texts.path.with_suffix(".scan.json").read_text())["rows"] == 12

@@ -61,7 +61,7 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
 
     lengths, unknown = [], 0
     for start in range(0, len(texts), LENGTH_BLOCK):  # a fast tokenizer's encodings weigh kilobytes each: a block
-        block = [texts[i] for i in range(start, min(start + LENGTH_BLOCK, len(texts)))]
+        block = list(texts[start : start + LENGTH_BLOCK])  # the tokenizer takes a list, not a column
         ids = tokenizer(block, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         lengths += [len(row) for row in ids]
         unknown += unknown_only(tokenizer, [{"input_ids": row} for row in ids])

@@ -62,13 +62,19 @@ class TextColumn(Sequence):
 
     def _block(self, positions: np.ndarray):
         rows = positions if self.rows is None else self.rows[positions]
-        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        if len(rows) and np.all(np.diff(rows) == 1):
             return self.array.slice(int(rows[0]), len(rows))  # a run of rows: a view, no copy
         import pyarrow as pa
         import pyarrow.compute as pc
 
         # the system allocator gives a copied block back when it is dropped; Arrow's own pool would keep it
         return pc.take(self.array, rows, memory_pool=pa.system_memory_pool())
+
+    def fingerprint(self) -> bytes:
+        """What names these strings: the table (named by the file's bytes, columns and filter), the column and
+        the rows; a cache keyed by it need not read a million strings to tell them apart."""
+        rows = b"all" if self.rows is None else self.rows.tobytes()
+        return f"{self.path.name}:{self.name}:".encode() + rows
 
     def take(self, positions) -> TextColumn:
         """The strings at these positions, as a column over the same table."""
@@ -135,13 +141,13 @@ def read_columns(
     source, fmt = checked_path(path, role)
     wanted = {k: v for k, v in wanted.items() if v is not None}
     table_path = cache_dir() / "tables" / f"{_key(source, fmt, wanted, where)}.arrow"
-    table = _open(table_path)
-    if table is None:
+    opened = _open(table_path, _Scan(path, wanted, where))
+    if opened is None:
         _write(table_path, source, role, wanted, where)
-        table = _open(table_path)
+        opened = _open(table_path, _Scan(path, wanted, where))
     else:
         kept_parse(source, role)  # a parse the data check left for the method is not needed: dropped, not held
-    scan = _Scan.restored(path, wanted, where, json.loads(_scan_file(table_path).read_text(encoding="utf-8")))
+    table, scan = opened
     if strict:
         scan.raise_problems(options)
     else:
@@ -170,15 +176,16 @@ def _key(source: Path, fmt: str, wanted: dict, where: dict | None) -> str:
     return digest.hexdigest()[:32]
 
 
-def _open(path: Path):
-    """The table memory-mapped, or None when there is none (or a damaged one, which is dropped and rebuilt)."""
+def _open(path: Path, scan: _Scan):
+    """(the table memory-mapped, `scan` filled from the file beside it), or None when there is none (or a damaged
+    one, which is dropped and rebuilt)."""
     import pyarrow as pa
 
     if not path.is_file():
         return None
     try:
-        json.loads(_scan_file(path).read_text(encoding="utf-8"))
-        return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+        scan.restore(json.loads(_scan_file(path).read_text(encoding="utf-8")))
+        return pa.ipc.open_stream(pa.memory_map(str(path))).read_all(), scan
     except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
         path.unlink(missing_ok=True)
         return None
@@ -228,12 +235,15 @@ class _Scan:
     def summary(self) -> dict:
         return {"seen": list(self.seen), "rows": self.rows, "kept": self.kept, "bad": self.bad}
 
-    @classmethod
-    def restored(cls, name: str, wanted: dict, where: dict | None, summary: dict) -> _Scan:
-        scan = cls(name, wanted, where)
-        scan.seen = dict.fromkeys(summary["seen"])
-        scan.rows, scan.kept, scan.bad = summary["rows"], summary["kept"], summary["bad"]
-        return scan
+    def restore(self, summary: dict) -> None:
+        """The scan as `summary()` saved it; a summary of another shape is an error (the table is rebuilt)."""
+        seen, rows, kept, bad = summary["seen"], summary["rows"], summary["kept"], summary["bad"]
+        if not (
+            isinstance(seen, list) and isinstance(rows, int) and isinstance(kept, int) and set(bad) == set(self.bad)
+        ):
+            raise ValueError("not a scan summary")
+        self.seen, self.rows, self.kept = dict.fromkeys(map(str, seen)), rows, kept
+        self.bad = {k: [int(bad[k][0]), [int(r) for r in bad[k][1]]] for k in self.bad}
 
     def chunk(self, frame: pd.DataFrame) -> dict | None:
         """The usable rows of one chunk, column by column; the others counted."""

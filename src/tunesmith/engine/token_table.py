@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.columns import dataset_of
+from ..data.columns import TextColumn, dataset_of
 from ..paths import cache_dir
 from .batching import tokenize_marked
 
@@ -230,7 +230,7 @@ def list_chunks(table, keys: list[str]) -> list[dict[str, tuple[np.ndarray, np.n
 
 def table_key(tokenizer, parts: list[str], streams: list) -> str:
     """The tokenizer itself (its full definition for fast tokenizers), the settings in `parts`, and every string
-    of `streams` (lists of texts, or of word lists)."""
+    of `streams` (lists of texts, or of word lists; a data table's column by its fingerprint)."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # without the truncation/padding state a previous call left on it (not the vocabulary)
@@ -242,6 +242,9 @@ def table_key(tokenizer, parts: list[str], streams: list) -> str:
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     for stream in streams:  # each string behind its length: no two different lists of texts read the same
+        if isinstance(stream, TextColumn) and stream.path is not None:
+            digest.update(b"\x04" + stream.fingerprint())  # a column of a data table: named without reading it
+            continue
         digest.update(b"\x03")
         for item in stream:
             for text in item if isinstance(item, list) else [item]:
