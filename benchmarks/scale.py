@@ -140,11 +140,11 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str) -
     return got
 
 
-def trainer_run(folder: Path, train: Path, steps: int, env: dict) -> dict:
+def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str) -> dict:
     script = folder / "trainer_baseline.py"
     script.write_text(TRAINER_SCRIPT)
     out = folder / "trainer-out"
-    cmd = [sys.executable, str(script), str(train), str(SST2 / "validation.csv"), _weights(env)]
+    cmd = [sys.executable, str(script), str(train), str(SST2 / "validation.csv"), weights]
     got = measured([*cmd, str(steps), str(out)], env)
     line = next(x for x in got["output"].splitlines() if x.startswith("RESULT "))
     got.update(eval(line[7:], {}))  # noqa: S307  (our own script's dict of floats)
@@ -180,6 +180,7 @@ def main() -> None:
         env["TUNESMITH_CACHE"] = str(cache)
         if (models / "models").is_dir():  # converted model weights: shared, they are not what is measured
             shutil.copytree(models / "models", cache / "models")
+        weights = _weights(env)
         for n, train in files.items():
             row = {"rows": n}
             row["data check"] = measured([sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)], env)
@@ -188,8 +189,8 @@ def main() -> None:
             row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}")
             row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}")
             shutil.rmtree(hf_cache, ignore_errors=True)
-            row["Trainer cold"] = trainer_run(folder, train, args.steps, env)
-            row["Trainer warm"] = trainer_run(folder, train, args.steps, env)
+            row["Trainer cold"] = trainer_run(folder, train, args.steps, env, weights)
+            row["Trainer warm"] = trainer_run(folder, train, args.steps, env, weights)
             for value in row.values():
                 if isinstance(value, dict):
                     value.pop("output", None)
