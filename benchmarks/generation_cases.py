@@ -11,7 +11,8 @@ train`), base and tuned on the same prompts, with training and evaluation wall t
 
 `--trl NAME ...` also trains those cases with a plain TRL `SFTTrainer` script on the same rows, LoRA and epochs
 (TRL's documented LoRA setup: its defaults, lr 2e-4 as TRL's PEFT docs use, prompt/completion data so the loss
-is on the answers), then answers the same prompts with the same decoding and scores them with the same metrics.
+is on the answers), then answers the same prompts with the same decoding and answer-length cap and scores them with
+the same metrics. `--trl-only` runs the TRL side alone, where tunesmith's rows are already measured.
 
 `--then-dpo NAME ...` also runs those cases as a staged recipe, SFT then DPO (`method: preference`,
 `rejected_from: model`: the brand's copy chosen, the SFT model's own answer rejected), on the same rows. Its second
@@ -36,6 +37,7 @@ CASES = ["legal_summaries", "clinical_notes", "news_one_sentence", "brand_produc
 SUMMARIES = {"legal_summaries", "clinical_notes", "news_one_sentence"}
 BRAND = {"brand_product_copy"}
 TRL_LR = 2e-4
+UNCUT = 1 << 20  # a max_length no training row reaches
 os.environ.setdefault("TUNESMITH_DATA_ROOT", str(ROOT.parent / "shared" / "data"))
 
 
@@ -131,8 +133,9 @@ def run_trl(name: str, recipe, tmp: Path) -> dict:
     from tunesmith.engine.hardware import resolve_precision
     from tunesmith.models.loading import load_causal_lm, load_tokenizer, model_spec, resolve_weights
     from tunesmith.recipe import LoraSection
+    from tunesmith.tasks.generation.formatting import encode, learnable
     from tunesmith.tasks.generation.generate import generate, split_prompt
-    from tunesmith.tasks.generation.metrics import answer_settings, generation_metrics
+    from tunesmith.tasks.generation.metrics import answer_p95, answer_settings, generation_metrics
 
     data = load_generation(recipe.data, recipe.train.seed)
     train = [split_prompt(s) for s in data.train.samples]
@@ -167,8 +170,10 @@ def run_trl(name: str, recipe, tmp: Path) -> dict:
     result = trainer.train()
     pairs = [split_prompt(s) for s in data.evaluation.samples][: recipe.eval.max_samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
-    kind, max_new = answer_settings(recipe.eval, references)
     model, tokenizer = trainer.model.eval(), load_tokenizer(weights)
+    # the same answer-length cap as tunesmith's evaluation: from the training answers' token counts (uncut)
+    p95 = answer_p95(learnable(encode(tokenizer, data.train.samples, UNCUT, "responses")))
+    kind, max_new = answer_settings(recipe.eval, references, p95)
     import torch
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not _cuda()):
@@ -197,8 +202,9 @@ def table(results: dict) -> dict:
     columns = ["case", "model", "ROUGE-L", "semantic sim.", "length ratio", "faithfulness", "style match", "time"]
     rows = []
     for name, r in results.items():
-        ts = r["tunesmith"]
-        for label, side, secs in (("base", ts["base"], None), ("tuned", ts["tuned"], ts["wall_s"])):
+        ts = r.get("tunesmith")  # absent with --trl-only
+        sides = (("base", ts["base"], None), ("tuned", ts["tuned"], ts["wall_s"])) if ts else ()
+        for label, side, secs in sides:
             rows.append(
                 [
                     name if label == "base" else "",
@@ -215,7 +221,7 @@ def table(results: dict) -> dict:
             t = r["trl"]["tuned"]
             rows.append(
                 [
-                    "",
+                    "" if ts else name,
                     "TRL SFTTrainer tuned",
                     fmt(t.get("rouge_l")),
                     fmt(t.get("semantic_similarity")),
@@ -268,24 +274,32 @@ def main() -> None:
     )
     parser.add_argument("--trl", nargs="*", default=[], choices=CASES)
     parser.add_argument("--then-dpo", nargs="*", default=[], choices=CASES)
+    parser.add_argument(
+        "--trl-only", action="store_true", help="the --trl runs alone, where tunesmith's rows are already measured"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true", help="replace this benchmark's entry in benchmarks/README.md")
     args = parser.parse_args()
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:  # argparse's choices cannot check a positional list that has a default
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if args.trl_only and not args.trl:
+        args.trl = args.cases
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.cases:
             train_file = sampled_train(name, args.train_samples, tmp, args.seed)
             recipe = case_recipe(name, train_file, args)
-            if name in args.then_dpo:  # its first stage is the SFT run alone: not trained twice
+            if args.trl_only:
+                results[name] = {}
+            elif name in args.then_dpo:  # its first stage is the SFT run alone: not trained twice
                 results[name] = run_then_dpo(name, recipe, tmp)
             else:
                 results[name] = {"tunesmith": run_tunesmith(name, recipe, tmp)}
-            print(name, "tunesmith", json.dumps(results[name]), flush=True)
-            save(results, args.json)
+            if results[name]:
+                print(name, "tunesmith", json.dumps(results[name]), flush=True)
+                save(results, args.json)
             if name in args.trl:
                 results[name]["trl"] = run_trl(name, recipe, tmp)
                 print(name, "trl", json.dumps(results[name]["trl"]), flush=True)
