@@ -1,7 +1,7 @@
 """The generation cases users bring, base vs tuned, scored the way they judge them; and a plain TRL script beside.
 
     python benchmarks/generation_cases.py [legal_summaries clinical_notes ...] [--train-samples 300]
-        [--prompts 100] [--epochs 1] [--trl legal_summaries brand_product_copy] [--then-dpo brand_product_copy]
+        [--prompts 100] [--epochs N] [--trl legal_summaries brand_product_copy] [--then-dpo brand_product_copy]
         [--json out.json] [--publish]
 
 Each case is a shipped recipe run as a user runs it (its data from ../shared/data through the data root), on
@@ -47,7 +47,7 @@ def case_recipe(name: str, train_file: Path, args):
     overrides = [
         f"data.train={train_file}",
         f"eval.max_samples={args.prompts}",
-        f"train.epochs={args.epochs}",
+        *([f"train.epochs={args.epochs}"] if args.epochs is not None else []),
         f"train.seed={args.seed}",
         *args.set,
     ]
@@ -265,7 +265,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", default=CASES, help=f"any of {', '.join(CASES)} (default: all)")
     parser.add_argument("--train-samples", type=int, default=300)
     parser.add_argument("--prompts", type=int, default=100)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, help="passes over the training rows (default: the recipe's own)")
     parser.add_argument(
         "--seed", type=int, default=42, help="draws the training rows and seeds training (another seed: other rows)"
     )
@@ -319,7 +319,9 @@ def main() -> None:
             baseline=(
                 f"the base SmolLM2-135M-Instruct on the same {args.prompts} test prompts; a plain TRL `SFTTrainer` "
                 f"(its defaults, lr {TRL_LR:g}, same rows, LoRA and epochs) where a TRL row is shown. "
-                f"{args.train_samples} seeded training rows, {args.epochs:g} epoch(s), seed {args.seed}"
+                f"{args.train_samples} seeded training rows, "
+                + ("the recipe's epochs" if args.epochs is None else f"{args.epochs:g} epoch(s)")
+                + f", seed {args.seed}"
                 + "".join(f", {o}" for o in args.set)
                 + ", one run each."
             ),
