@@ -291,17 +291,15 @@ def main() -> None:
         for name in args.cases:
             train_file = sampled_train(name, args.train_samples, tmp, args.seed)
             recipe = case_recipe(name, train_file, args)
-            if args.trl_only:
-                results[name] = {}
-            elif name in args.then_dpo:  # its first stage is the SFT run alone: not trained twice
-                results[name] = run_then_dpo(name, recipe, tmp)
-            else:
-                results[name] = {"tunesmith": run_tunesmith(name, recipe, tmp)}
-            if results[name]:
+            if not args.trl_only:
+                if name in args.then_dpo:  # its first stage is the SFT run alone: not trained twice
+                    results[name] = run_then_dpo(name, recipe, tmp)
+                else:
+                    results[name] = {"tunesmith": run_tunesmith(name, recipe, tmp)}
                 print(name, "tunesmith", json.dumps(results[name]), flush=True)
                 save(results, args.json)
             if name in args.trl:
-                results[name]["trl"] = run_trl(name, recipe, tmp)
+                results.setdefault(name, {})["trl"] = run_trl(name, recipe, tmp)
                 print(name, "trl", json.dumps(results[name]["trl"]), flush=True)
                 save(results, args.json)
 
