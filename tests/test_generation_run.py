@@ -335,6 +335,32 @@ def test_stop_strings_cut_answers_in_generate_stream_and_the_cli(full_run, gen_d
     assert refused.exit_code == 2 and "repetition_penalty" in refused.output
 
 
+def test_beam_search_keeps_memory_per_batch_and_streams_its_answer_whole(full_run, gen_data, tmp_path, monkeypatch):
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    prompts = [f"where is my order {i}" for i in range(8)]
+    beams = {"num_beams": 4, "length_penalty": 0.5}
+    expected = predictor.generate(prompts, max_new_tokens=6, decoding=beams)
+    seen = []
+    real = predictor.model.generate
+    monkeypatch.setattr(predictor.model, "generate", lambda **kw: seen.append(kw) or real(**kw))
+    predictor.batch_size = 8
+    assert predictor.generate(prompts, max_new_tokens=6, decoding=beams) == expected  # batching changes no answer
+    assert [kw["input_ids"].shape[0] for kw in seen] == [2, 2, 2, 2]  # 8 sequences a batch: 2 prompts x 4 beams
+    assert all(kw["num_beams"] == 4 and kw["length_penalty"] == 0.5 for kw in seen)
+    pieces = list(predictor.stream([{"role": "user", "content": prompts[0]}], 6, decoding=beams))
+    assert pieces == [expected[0]]  # transformers cannot stream beams: the answer comes in one piece
+    predictor.generate(prompts[:1], max_new_tokens=6)
+    assert "num_beams" not in seen[-1]  # the run's default: greedy
+    with pytest.raises(TunesmithError, match="length_penalty acts only in beam search"):
+        predictor.generate("hi", max_new_tokens=4, decoding={"length_penalty": 2.0})
+    out = tmp_path / "beams.jsonl"
+    args = ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "6"]
+    assert runner.invoke(app, [*args, "--num-beams", "2"]).exit_code == 0
+    assert len(out.read_text().splitlines()) == 12
+    refused = runner.invoke(app, [*args, "--length-penalty", "2", "--overwrite"])
+    assert refused.exit_code == 2 and "length_penalty acts only in beam search" in refused.output
+
+
 @pytest.mark.parametrize(
     "pieces, stops, expected",
     [
@@ -355,12 +381,13 @@ def test_a_stream_ends_before_its_stop_string(pieces, stops, expected):
 
 def test_a_recipes_decoding_settings_hold_in_evaluation_and_after(gen_data, tmp_path):
     run = tunesmith.run(
-        {**recipe(gen_data, epochs=1), "eval": {"max_new_tokens": 6, "decoding": {"stop": ["_"]}}},
+        {**recipe(gen_data, epochs=1), "eval": {"max_new_tokens": 6, "decoding": {"stop": ["_"], "num_beams": 2}}},
         output_dir=tmp_path / "run",
     )
     answers = [json.loads(line) for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
     assert answers and not any("_" in a["base"] + a["tuned"] for a in answers)
-    assert tunesmith.Predictor.load(run.run_dir).decoding.stop == ["_"]  # the run's default from then on
+    decoding = tunesmith.Predictor.load(run.run_dir).decoding
+    assert decoding.stop == ["_"] and decoding.num_beams == 2  # the run's default from then on
 
 
 def test_lora_answers_merged_and_leaves_the_adapter_as_trained(gen_data, tmp_path, monkeypatch):

@@ -193,6 +193,24 @@ def test_decoding_fields_change_the_answer_as_in_python(server):
         assert cut["message"]["content"] == expected[: expected.index(stop)] and cut["finish_reason"] == "stop"
 
 
+def test_beam_search_answers_as_in_python_streamed_or_not(server):
+    predictor = tunesmith.Predictor.load(server["folder"] / "chat")
+    prompt = "where is my order 7"
+    settings = {"num_beams": 3, "length_penalty": 0.7}
+    expected = predictor.generate(prompt, max_new_tokens=8, decoding=settings)
+    payload = {"model": "chat", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8, **settings}
+    answer = _post(server, "/v1/chat/completions", payload)
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == expected
+    # transformers refuses a streamer with beams: the stream carries the finished answer instead of an error
+    streamed = _post(server, "/v1/chat/completions", {**payload, "stream": True})
+    chunks = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")]
+    assert all("error" not in c for c in chunks) and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip() == expected
+    refused = _post(server, "/v1/chat/completions", {**payload, "num_beams": 1, "stream": True})
+    assert refused.status_code == 400 and "length_penalty acts only in beam search" in refused.text
+    assert _post(server, "/v1/chat/completions", {**payload, "num_beams": 9}).status_code == 400  # bounded
+
+
 def test_concurrent_requests_are_all_answered(server):
     texts = [f"the movie is good {i}" for i in range(16)]
     with ThreadPoolExecutor(16) as pool:

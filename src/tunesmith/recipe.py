@@ -587,6 +587,28 @@ class DecodingSection(Strict):
     stop: list[StopString] = Field(
         [], max_length=4, description="Strings that end an answer; the answer is cut before the first one."
     )
+    num_beams: int = Field(
+        1,
+        ge=1,
+        le=8,
+        strict=True,
+        description="Beam search: keep this many candidate answers at each step and return the most likely "
+        "(1 = greedy, or sampling with temperature > 0). 4 is usual for summaries; generation costs about that "
+        "many times more, and streamed answers arrive whole.",
+    )
+    length_penalty: float = Field(
+        1.0,
+        ge=-5,
+        le=5,
+        description="Beam search only: finished candidates are scored by log-likelihood / length**length_penalty; "
+        "above 1 favours longer answers, below 1 shorter ones.",
+    )
+
+    @model_validator(mode="after")
+    def _beams_for_length_penalty(self):
+        if self.length_penalty != 1.0 and self.num_beams == 1:
+            raise ValueError("length_penalty acts only in beam search: set num_beams to 2 or more, or leave it at 1")
+        return self
 
 
 class EvalSection(Strict):
@@ -626,8 +648,8 @@ class EvalSection(Strict):
     )
     decoding: DecodingSection = Field(
         default_factory=DecodingSection,
-        description="Generation: repetition_penalty, no_repeat_ngram_size and stop strings, for evaluation and as "
-        "the run's defaults when it generates, chats or serves.",
+        description="Generation: repetition_penalty, no_repeat_ngram_size, stop strings and beam search, for "
+        "evaluation and as the run's defaults when it generates, chats or serves.",
     )
 
 

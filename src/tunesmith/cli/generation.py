@@ -28,10 +28,27 @@ Stop = Annotated[
     typer.Option("--stop", help="A string that ends an answer (repeatable, up to 4); default: the run's."),
 ]
 
+NumBeams = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Beam search: candidates kept per step (1 = greedy; 4 is usual for summaries); default: the run's."
+    ),
+]
+LengthPenalty = Annotated[
+    Optional[float],
+    typer.Option(help="Beam search only: above 1 favours longer answers, below 1 shorter; default: the run's."),
+]
 
-def _decoding(repetition_penalty, no_repeat_ngram_size, stop) -> dict:
+
+def _decoding(repetition_penalty, no_repeat_ngram_size, stop, num_beams=None, length_penalty=None) -> dict:
     """The run's eval.decoding, overridden by what was given on the command line."""
-    return {"repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size, "stop": stop}
+    return {
+        "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size,
+        "stop": stop,
+        "num_beams": num_beams,
+        "length_penalty": length_penalty,
+    }
 
 
 def _generator(run_dir: Path):
@@ -53,10 +70,13 @@ def chat(
     repetition_penalty: RepetitionPenalty = None,
     no_repeat_ngram_size: NoRepeat = None,
     stop: Stop = None,
+    num_beams: NumBeams = None,
+    length_penalty: LengthPenalty = None,
 ):
-    """Talk to a tuned model; answers stream as they are generated; the history is kept (type /reset, /exit)."""
+    """Talk to a tuned model; answers stream as they are generated (whole, with beam search); the history is
+    kept (type /reset, /exit)."""
     generator = _generator(run_dir)
-    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop)
+    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop, num_beams, length_penalty)
     generator.decoding_with(decoding)  # bad settings fail here, not at the first answer
     history = [{"role": "system", "content": system}] if system else []
     err.print("Chat with the tuned model. /reset clears the history, /exit (or Ctrl-D) quits.")
@@ -110,6 +130,8 @@ def generate_(
     repetition_penalty: RepetitionPenalty = None,
     no_repeat_ngram_size: NoRepeat = None,
     stop: Stop = None,
+    num_beams: NumBeams = None,
+    length_penalty: LengthPenalty = None,
     overwrite: Overwrite = False,
 ):
     """Add a `generated` column to every row of INPUT (batched)."""
@@ -120,7 +142,7 @@ def generate_(
     claim_output(output, overwrite, inputs=[input], table=True)
     generator = _generator(run_dir)
     generator.batch_size = batch_size
-    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop)
+    decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop, num_beams, length_penalty)
     generator.decoding_with(decoding)  # bad settings fail before the file is read
     frame = read_table(input, "input")
     column = prompt_column or next(

@@ -16,6 +16,7 @@ SECTIONS = (  # (heading, path to the keys' object in the schema, prefix of the 
     ("train", "TrainSection", "train."),
     ("train.early_stopping", "EarlyStopping", "train.early_stopping."),
     ("eval", "EvalSection", "eval."),
+    ("eval.decoding", "DecodingSection", "eval.decoding."),
     ("output", "OutputSection", "output."),
     ("sweep", "SweepSection", "sweep."),
     ("stages[]", "Stage", "stages[]."),

@@ -249,9 +249,13 @@ def _model(served: dict, name: str, generative: bool) -> Served:
 async def _complete(
     served: dict, body, messages: list[dict], kind: str, limits: Limits, streaming_response, store=None
 ):
-    from .chat import complete, prompt_tokens, stream_chunks
+    from .chat import complete, penalties_of, prompt_tokens, stream_chunks
 
     run = _model(served, body.model, generative=True)
+    try:  # settings that contradict each other or the run's (length_penalty without beams) fail before a stream starts
+        run.predictor.decoding_with(penalties_of(body))
+    except TunesmithError as err:
+        raise ApiError(400, str(err), code="invalid_value") from None
     messages = [_message(m, i) for i, m in enumerate(messages)]
     max_new = body.max_tokens or body.max_completion_tokens or min(256, limits.max_tokens)
     if max_new > limits.max_tokens:

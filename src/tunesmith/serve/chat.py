@@ -18,8 +18,14 @@ def prompt_tokens(predictor, messages: list[dict]) -> int:
 
 
 def penalties_of(body) -> dict:
-    """The request's repetition settings (None: the run's eval.decoding); stop strings are matched here instead."""
-    return {"repetition_penalty": body.repetition_penalty, "no_repeat_ngram_size": body.no_repeat_ngram_size}
+    """The request's repetition and beam settings (None: the run's eval.decoding); stop strings are matched here
+    instead."""
+    return {
+        "repetition_penalty": body.repetition_penalty,
+        "no_repeat_ngram_size": body.no_repeat_ngram_size,
+        "num_beams": body.num_beams,
+        "length_penalty": body.length_penalty,
+    }
 
 
 async def complete(run, messages: list[dict], max_new: int, body, stops: list[str]) -> tuple[str, str, int]:

@@ -38,6 +38,8 @@ class ChatRequest(_Request):
     # not OpenAI's (vLLM's OpenAI server takes the same names); unset = the run's eval.decoding
     repetition_penalty: float | None = Field(None, gt=0, le=2)
     no_repeat_ngram_size: int | None = Field(None, ge=0, le=10, strict=True)  # `true` is not an n-gram size
+    num_beams: int | None = Field(None, ge=1, le=8, strict=True)  # bounded: each beam costs a sequence's compute
+    length_penalty: float | None = Field(None, ge=-5, le=5)
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stream_options: dict | None = None  # {"include_usage": true}: a last chunk with the token counts

@@ -35,12 +35,15 @@ def generate(
     decoding=None,
 ) -> list[str]:
     """Answers to chat prompts (strings or message lists), greedy unless temperature > 0; `decoding`: the
-    recipe's DecodingSection (repetition penalty, n-gram block, stop strings), None = none of them."""
+    recipe's DecodingSection (repetition penalty, n-gram block, stop strings, beams), None = none of them."""
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     ids = _fit_context(ids, getattr(model.config, "max_position_embeddings", None), max_new_tokens)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
     answers: list[str] = [""] * len(ids)
+    beams = beam_settings(decoding)
+    # each prompt holds num_beams sequences (and their caches): fewer prompts per batch, the same memory
+    batch_size = max(1, batch_size // beams.get("num_beams", 1))
     model.eval()
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -53,6 +56,7 @@ def generate(
             streamer=streamer,
             **_sampling(temperature, top_p),
             **penalties(decoding),
+            **beams,
             **_stop_strings(decoding, tokenizer),
         )
         new = out[:, enc["input_ids"].shape[1] :]
@@ -72,6 +76,13 @@ def penalties(decoding) -> dict:
     if decoding.no_repeat_ngram_size:
         out["no_repeat_ngram_size"] = decoding.no_repeat_ngram_size
     return out
+
+
+def beam_settings(decoding) -> dict:
+    """model.generate's beam-search arguments; {} for greedy or sampling (one candidate per step)."""
+    if decoding is None or decoding.num_beams == 1:
+        return {}
+    return {"num_beams": decoding.num_beams, "length_penalty": decoding.length_penalty}
 
 
 def _stop_strings(decoding, tokenizer) -> dict:

@@ -80,6 +80,8 @@ class GenerativePredictor:
             return type(self.decoding).model_validate({**self.decoding.model_dump(), **given})
         except ValidationError as err:
             first = err.errors()[0]
+            if not first["loc"]:  # settings that contradict each other: the message names them
+                raise TunesmithError(f"decoding: {first['msg'].removeprefix('Value error, ')}.") from None
             where = ".".join(str(p) for p in first["loc"])
             raise TunesmithError(f"{where}: {first['msg']} (got {first.get('input')!r}).") from None
 
@@ -184,6 +186,9 @@ class GenerativePredictor:
             self.max_new_tokens if max_new_tokens is None else max_new_tokens, temperature, top_p
         )
         settings = self.decoding_with(decoding)
+        if settings.num_beams > 1:  # beam search knows its answer only at the end: it comes whole
+            yield self._whole(messages, max_new_tokens or self.max_new_tokens, temperature, top_p, settings)
+            return
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
 
@@ -210,6 +215,14 @@ class GenerativePredictor:
         worker.join()
         if failed:
             raise TunesmithError(f"generation failed ({type(failed[0]).__name__}: {failed[0]}); the turn was dropped.")
+
+    def _whole(self, messages: list[dict], max_new_tokens: int, temperature: float, top_p: float, settings) -> str:
+        try:
+            return generate(
+                self.model, self.tokenizer, [messages], max_new_tokens, 1, temperature, top_p, None, settings
+            )[0]
+        except Exception as exc:  # noqa: BLE001  (as a streamed turn's failure reads)
+            raise TunesmithError(f"generation failed ({type(exc).__name__}: {exc}); the turn was dropped.") from None
 
 
 def until_stop(pieces, stops: list[str]):

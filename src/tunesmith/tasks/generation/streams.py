@@ -11,7 +11,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .formatting import render, stop_token_ids
-from .generate import _fit_context, _left_padded, _sampling, as_messages, penalties
+from .generate import _fit_context, _left_padded, _sampling, as_messages, beam_settings, penalties
 
 
 class RowStreamer(BaseStreamer):
@@ -82,6 +82,8 @@ def generate_streams(
     enc = {k: v.to(model.device) for k, v in _left_padded(ids, tokenizer.pad_token_id).items()}
     streamer = RowStreamer(tokenizer, len(ids), sink)
     model.eval()
+    if beam_settings(decoding):
+        return _whole_answers(model, tokenizer, enc, streamer, max_new_tokens, temperature, top_p, decoding)
     stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled else None
     model.generate(
         **enc,
@@ -93,4 +95,23 @@ def generate_streams(
         **_sampling(temperature, top_p),
         **penalties(decoding),
     )
+    return [len(t) for t in streamer.tokens]
+
+
+def _whole_answers(model, tokenizer, enc, streamer, max_new_tokens, temperature, top_p, decoding) -> list[int]:
+    """Beam search knows its answer only at the end (transformers cannot stream it): each row's answer goes to
+    its sink whole. A row cannot be cut short either; its caller still cuts the text at its stop strings."""
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stop_token_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        **_sampling(temperature, top_p),
+        **penalties(decoding),
+        **beam_settings(decoding),
+    )
+    streamer.prompt_seen = True
+    for step in out[:, enc["input_ids"].shape[1] :].T:  # the streamer's own bookkeeping: stop tokens, bytes
+        streamer.put(step)
+    streamer.end()
     return [len(t) for t in streamer.tokens]
