@@ -353,6 +353,8 @@ def test_beam_search_keeps_memory_per_batch_and_streams_its_answer_whole(full_ru
     assert "num_beams" not in seen[-1]  # the run's default: greedy
     with pytest.raises(TunesmithError, match="length_penalty acts only in beam search"):
         predictor.generate("hi", max_new_tokens=4, decoding={"length_penalty": 2.0})
+    predictor.decoding = predictor.decoding_with(beams)  # a run that decodes with beams by default ...
+    assert predictor.decoding_with({"num_beams": 1}).length_penalty == 1.0  # ... can turn them off alone
     out = tmp_path / "beams.jsonl"
     args = ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--max-new-tokens", "6"]
     assert runner.invoke(app, [*args, "--num-beams", "2"]).exit_code == 0

@@ -76,6 +76,8 @@ class GenerativePredictor:
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         if not given:
             return self.decoding
+        if given.get("num_beams") == 1:  # beams turned off: the run's length_penalty goes with them
+            given.setdefault("length_penalty", 1.0)
         try:
             return type(self.decoding).model_validate({**self.decoding.model_dump(), **given})
         except ValidationError as err:
