@@ -82,36 +82,24 @@ def generate_streams(
     enc = {k: v.to(model.device) for k, v in _left_padded(ids, tokenizer.pad_token_id).items()}
     streamer = RowStreamer(tokenizer, len(ids), sink)
     model.eval()
-    if beam_settings(decoding):
-        return _whole_answers(model, tokenizer, enc, streamer, max_new_tokens, temperature, top_p, decoding)
-    stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled else None
-    model.generate(
-        **enc,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=stop_token_ids(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        streamer=streamer,
-        stopping_criteria=stopping,
-        **_sampling(temperature, top_p),
-        **penalties(decoding),
-    )
-    return [len(t) for t in streamer.tokens]
-
-
-def _whole_answers(model, tokenizer, enc, streamer, max_new_tokens, temperature, top_p, decoding) -> list[int]:
-    """Beam search knows its answer only at the end (transformers cannot stream it): each row's answer goes to
-    its sink whole. A row cannot be cut short either; its caller still cuts the text at its stop strings."""
+    # transformers cannot stream beam search, nor stop one of its rows (its criteria see every beam): with beams
+    # the rows run to their end and reach their sinks whole; the caller still cuts them at its stop strings
+    beams = beam_settings(decoding)
+    stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled and not beams else None
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
         eos_token_id=stop_token_ids(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
+        streamer=None if beams else streamer,
+        stopping_criteria=stopping,
         **_sampling(temperature, top_p),
         **penalties(decoding),
-        **beam_settings(decoding),
+        **beams,
     )
-    streamer.prompt_seen = True
-    for step in out[:, enc["input_ids"].shape[1] :].T:  # the streamer's own bookkeeping: stop tokens, bytes
-        streamer.put(step)
-    streamer.end()
+    if beams:
+        streamer.prompt_seen = True
+        for step in out[:, enc["input_ids"].shape[1] :].T:  # the streamer's own bookkeeping: stop tokens, bytes
+            streamer.put(step)
+        streamer.end()
     return [len(t) for t in streamer.tokens]
