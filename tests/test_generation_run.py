@@ -427,3 +427,122 @@ def test_answers_are_capped_by_the_training_answers_length_unless_the_recipe_set
     assert answer_settings(EvalSection(), ["yes", "no", "yes", "no"], train_p95=40) == ("exact_match", 32)
     rows = [{"labels": [-100] * 3 + [1] * n} for n in range(1, 101)]  # 1..100 answer tokens
     assert answer_p95(rows) == 95 and answer_p95([]) is None
+
+
+SYSTEM = 'Sort the request into one intent. Say "only" the intent {{ not code }} 100%.'
+
+
+@pytest.fixture(scope="module")
+def system_run(gen_data):
+    """A run trained under data.system_prompt, on columns of its own naming (ask/reply)."""
+    rows = [{"ask": r["prompt"], "reply": r["response"]} for r in intent_rows(48, 5)]
+    train = write_jsonl(gen_data["dir"] / "ask_reply.jsonl", rows)
+    spec = {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "data": {"train": train, "prompt_column": "ask", "response_column": "reply", "system_prompt": SYSTEM},
+        "method": {"tuning": "full"},
+        "train": {"epochs": 1, "batch_size": 8, "precision": "fp32"},
+        "eval": {"max_new_tokens": 4, "max_samples": 4},
+    }
+    return tunesmith.run(spec, output_dir=gen_data["dir"] / "system")
+
+
+def _rendered_inputs(predictor, monkeypatch) -> list[str]:
+    """The prompts as the model receives them, decoded from what reaches model.generate."""
+    seen, real = [], predictor.model.generate
+
+    def spy(**kwargs):
+        seen.extend(predictor.tokenizer.batch_decode(kwargs["input_ids"], skip_special_tokens=False))
+        return real(**kwargs)
+
+    monkeypatch.setattr(predictor.model, "generate", spy)
+    return seen
+
+
+def test_a_runs_system_prompt_leads_what_its_model_answers_after_training(system_run, tmp_path, monkeypatch):
+    from tunesmith.tasks.generation.formatting import render
+
+    predictor = tunesmith.Predictor.load(system_run.run_dir)
+    seen = _rendered_inputs(predictor, monkeypatch)
+    predictor.generate(
+        ["where is my order now", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]]
+    )
+    assert sum(SYSTEM in text for text in seen) == 1 and any("Be brief." in text for text in seen)
+    list(predictor.stream([{"role": "user", "content": "cancel it"}], max_new_tokens=2))
+    assert SYSTEM in seen[-1]
+    # the prompt a plain string becomes is the one the run's own evaluation rendered from its data
+    evaluated = json.loads((system_run.run_dir / "generations.jsonl").read_text().splitlines()[0])["prompt"]
+    user = evaluated[-1]["content"]
+    assert evaluated[0] == {"role": "system", "content": SYSTEM}
+    assert render(predictor.tokenizer, [{"role": "user", "content": user}], add_generation_prompt=True) == render(
+        predictor.tokenizer, evaluated, add_generation_prompt=True
+    )
+
+
+def test_generate_reads_prompts_from_the_runs_own_column(system_run, tmp_path):
+    prompts = tmp_path / "asks.csv"
+    prompts.write_text("id,ask\n1,where is my order today\n2,please cancel my order now\n")
+    out = tmp_path / "answers.csv"
+    result = runner.invoke(
+        app, ["generate", str(system_run.run_dir), str(prompts), "-o", str(out), "--max-new-tokens", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    written = pd.read_csv(out, keep_default_na=False)
+    expected = tunesmith.Predictor.load(system_run.run_dir).generate(list(written["ask"]), max_new_tokens=4)
+    assert list(written["generated"]) == expected and list(written["id"]) == [1, 2]
+    other = runner.invoke(
+        app, ["generate", str(system_run.run_dir), str(out), "-o", str(tmp_path / "b.csv"), "--prompt-column", "nope"]
+    )
+    assert other.exit_code == 2 and "no prompt column 'nope'" in other.output and "ask" in other.output
+
+
+def test_prompt_files_are_read_as_training_read_their_layout():
+    import pandas as pd
+
+    from tunesmith.data.conversations import prompts_of
+    from tunesmith.recipe import DataSection
+
+    data = DataSection(train="x")
+    alpaca = pd.DataFrame({"instruction": ["Translate", "Sum up"], "input": ["hola", ""]})
+    assert prompts_of(alpaca, data, "f") == ["Translate\n\nhola", "Sum up"]
+    talk = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    chats = pd.DataFrame({"messages": [json.dumps(talk), json.dumps(talk[:1])]})
+    assert prompts_of(chats, data, "f") == [talk[:1], talk[:1]]  # a trailing answer is answered again
+    named = pd.DataFrame({"question": ["why"], "text": ["no"]})
+    assert prompts_of(named, data, "f") == ["why"] and prompts_of(named, data, "f", "text") == ["no"]
+    with pytest.raises(TunesmithError, match="empty or non-text"):
+        prompts_of(pd.DataFrame({"prompt": ["ok", "  "]}), data, "f")
+
+
+def test_exports_carry_the_runs_system_prompt_as_the_templates_default(system_run, tmp_path):
+    from transformers import AutoTokenizer
+
+    from tunesmith.export import export_run
+
+    export_run(system_run.run_dir, "hf", tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    plain = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    own = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], tokenize=False
+    )
+    assert SYSTEM in plain and SYSTEM not in own and "Be brief." in own
+    export_run(system_run.run_dir, "gguf", tmp_path / "gguf", gguf_type="f32")
+    assert f'SYSTEM """{SYSTEM}"""' in (tmp_path / "gguf" / "Modelfile").read_text()
+
+
+def test_served_answers_start_from_the_runs_system_prompt(system_run):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.serve import create_app
+    from tunesmith.tasks.generation.formatting import render
+
+    tokenizer = tunesmith.Predictor.load(system_run.run_dir).tokenizer
+    user = [{"role": "user", "content": "where is my order"}]
+    with_system = render(tokenizer, [{"role": "system", "content": SYSTEM}, *user], add_generation_prompt=True)
+    with TestClient(create_app([system_run.run_dir])) as client:
+        reply = client.post("/v1/chat/completions", json={"model": "system", "messages": user, "max_tokens": 2})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["usage"]["prompt_tokens"] == len(tokenizer(with_system, add_special_tokens=False)["input_ids"])

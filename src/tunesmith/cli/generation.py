@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -63,7 +62,9 @@ def _generator(run_dir: Path):
 @friendly
 def chat(
     run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
-    system: Annotated[Optional[str], typer.Option(help="System message for the conversation.")] = None,
+    system: Annotated[
+        Optional[str], typer.Option(help="System message for the conversation (default: the run's data.system_prompt).")
+    ] = None,
     temperature: Temperature = 0.0,
     top_p: TopP = 1.0,
     max_new_tokens: MaxNew = 256,
@@ -122,7 +123,10 @@ def generate_(
     run_dir: Annotated[Path, typer.Argument(help="A finished generation run directory.")],
     input: Annotated[Path, typer.Argument(help="CSV/JSONL/... with a prompt column, or a messages column.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write (format from its extension).")],
-    prompt_column: Annotated[Optional[str], typer.Option(help="Prompt column (default: prompt, or messages).")] = None,
+    prompt_column: Annotated[
+        Optional[str],
+        typer.Option(help="Prompt column (default: found as the run found its training prompts)."),
+    ] = None,
     temperature: Temperature = 0.0,
     top_p: TopP = 1.0,
     max_new_tokens: MaxNew = 256,
@@ -135,7 +139,7 @@ def generate_(
     overwrite: Overwrite = False,
 ):
     """Add a `generated` column to every row of INPUT (batched)."""
-    from ..data.classification import text_cells
+    from ..data.conversations import prompts_of
     from ..data.readers import read_table
     from ..data.writers import claim_output, write_table
 
@@ -145,38 +149,10 @@ def generate_(
     decoding = _decoding(repetition_penalty, no_repeat_ngram_size, stop, num_beams, length_penalty)
     generator.decoding_with(decoding)  # bad settings fail before the file is read
     frame = read_table(input, "input")
-    column = prompt_column or next(
-        (c for c in ("messages", "prompt", "text", "instruction") if c in frame.columns), None
-    )
-    if column is None or column not in frame.columns:
-        raise TunesmithError(
-            f"{input}: no prompt column{f' {column!r}' if column else ''}. Columns found: "
-            f"{', '.join(frame.columns)}. Pass --prompt-column NAME."
-        )
-    prompts = (
-        _message_cells(frame[column].tolist(), input) if column == "messages" else text_cells(frame, column, str(input))
-    )
+    prompts = prompts_of(frame, generator.recipe.data, str(input), prompt_column)  # found as the run found its own
     frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p, decoding)
     write_table(frame, output)
     out.print(f"{len(frame)} answers written to {output}")
-
-
-def _message_cells(values: list, path: Path) -> list[list[dict]]:
-    cells = []
-    for row, value in enumerate(values, start=1):
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise TunesmithError(f"{path}: data row {row}: 'messages' is not a JSON list of messages.") from None
-        if not isinstance(value, list) or not all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in value
-        ):
-            raise TunesmithError(
-                f'{path}: data row {row}: \'messages\' must be a list of {{"role", "content"}} objects.'
-            )
-        cells.append(value)
-    return cells
 
 
 @app.command()

@@ -134,14 +134,18 @@ def _from_pairs(frame, columns, data, path) -> list[list[dict]]:
 
 
 def _from_alpaca(frame, columns, data, path) -> list[list[dict]]:
-    instructions = _texts(_column(frame, columns, "instruction", "format (alpaca)", path), "instruction", path)
     outputs = _texts(_column(frame, columns, "output", "format (alpaca)", path), "output", path)
+    return [
+        [*turns, {"role": "assistant", "content": out}]
+        for turns, out in zip(_from_alpaca_prompts(frame, columns, path), outputs)
+    ]
+
+
+def _from_alpaca_prompts(frame, columns, path) -> list[list[dict]]:
+    instructions = _texts(_column(frame, columns, "instruction", "format (alpaca)", path), "instruction", path)
     inputs = _column(frame, columns, "input", "format (alpaca)", path, optional=True) or [""] * len(frame)
     inputs = _texts(inputs, "input", path, allow_empty=True)
-    return [
-        [{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}, {"role": "assistant", "content": out}]
-        for ins, inp, out in zip(instructions, inputs, outputs)
-    ]
+    return [[{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}] for ins, inp in zip(instructions, inputs)]
 
 
 def _from_text(frame, columns, data, path) -> list[list[dict]]:
@@ -186,6 +190,45 @@ def checked_turns(value: list, where: str) -> list[dict]:
             )
         out.append({"role": m["role"], "content": m["content"]})
     return out
+
+
+def prompts_of(frame: pd.DataFrame, data, path: str, column: str | None = None) -> list:
+    """The prompts of a file to answer (`tunesmith generate`), read as the run read its data: `column` when given
+    (a messages column holds message lists, any other one text), else the run's messages column, Alpaca's
+    instruction (+ input, joined as in training), the run's prompt column or a usual prompt name, or `text`. A
+    conversation that ends with an assistant turn is answered from the turns before it, as evaluation does."""
+    columns = list(map(str, frame.columns))
+    if column is None:
+        if data.messages_column in columns:
+            column = data.messages_column
+        elif "instruction" in columns:
+            return [s[0]["content"] for s in _from_alpaca_prompts(frame, columns, path)]
+        else:
+            column = _pick(columns, data.prompt_column, PROMPT_NAMES) or ("text" if "text" in columns else None)
+    if column is None or column not in columns:
+        raise TunesmithError(
+            f"{path}: no prompt column{f' {column!r}' if column else ''}. Columns found: {', '.join(columns)}. "
+            "Pass --prompt-column NAME."
+        )
+    if column in (data.messages_column, "messages"):
+        return [_prompt_turns(v, i + 1, path) for i, v in enumerate(frame[column].tolist())]
+    return _texts(frame[column].tolist(), column, path)
+
+
+def _prompt_turns(value, row: int, path: str) -> list[dict]:
+    if hasattr(value, "tolist"):  # parquet gives numpy arrays
+        value = value.tolist()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise TunesmithError(f"{path}: data row {row}: 'messages' is not a JSON list of messages.") from None
+    if not isinstance(value, list) or not value:
+        raise TunesmithError(f'{path}: data row {row}: \'messages\' must be a list of {{"role", "content"}} objects.')
+    turns = checked_turns(value, f"{path}: data row {row}")
+    if turns[-1]["role"] == "assistant" and len(turns) > 1:
+        turns = turns[:-1]
+    return turns
 
 
 _CONVERTERS = {"messages": _from_messages, "prompt_response": _from_pairs, "alpaca": _from_alpaca, "text": _from_text}

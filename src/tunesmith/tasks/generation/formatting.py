@@ -39,6 +39,29 @@ def ensure_chat_template(tokenizer) -> bool:
     return True
 
 
+def with_default_system(tokenizer, system: str | None) -> None:
+    """Make `system` the chat template's own default system turn, put first where a conversation has none: a
+    model tuned under data.system_prompt then answers, through any tool that renders its template (transformers,
+    vLLM, TGI, an Ollama Modelfile), the way it was trained. The text enters the template as a JSON-escaped string
+    literal, which Jinja reads as data, braces and all."""
+    if not system:
+        return
+    import json
+
+    literal = json.dumps(system, ensure_ascii=False)
+    lead = (
+        "{%- if not messages or messages[0]['role'] != 'system' %}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}"
+        "{%- endif %}"
+    )
+    ensure_chat_template(tokenizer)
+    template = tokenizer.chat_template
+    if isinstance(template, dict):  # named templates (tool use, RAG): each gets the default
+        tokenizer.chat_template = {name: lead + t for name, t in template.items()}
+    else:
+        tokenizer.chat_template = lead + template
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """EOS plus the end-of-turn marker of ChatML-style templates, when the vocabulary has one."""
     ids = {tokenizer.eos_token_id}

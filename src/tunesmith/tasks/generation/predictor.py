@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ...errors import TunesmithError
 from ...runs import rundir as runs
+from .formatting import with_default_system
 from .generate import cut_at_stop, generate
 
 
@@ -68,6 +69,10 @@ class GenerativePredictor:
         self.style_judge = None  # eval.style_reference runs: set from the run's style_judge.json by load_predictor
         # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
         self.decoding = recipe.eval.decoding if recipe is not None else DecodingSection()
+        # training put data.system_prompt before every conversation without a system turn; the template now does
+        # so for every prompt rendered here (generate, chat, serve, and the exports, which save this tokenizer)
+        self.system_prompt = recipe.data.system_prompt if recipe is not None else None
+        with_default_system(tokenizer, self.system_prompt)
 
     def decoding_with(self, overrides: dict | None):
         """The run's decoding settings with the caller's (None values keep the run's), checked as a recipe is."""
