@@ -141,3 +141,137 @@ def test_chat_data_round_trip_and_masked_samples(tmp_path):
     assert entry["template_round_trip"] == {"checked": 8, "lost_text": 0}
     assert entry["fully_masked"] == 2 and entry["duplicates"] == 1
     assert any("2 of 8 training samples have no response token" in w for w in report.warnings)
+
+
+def _warn(recipe: dict) -> dict:
+    return {**recipe, "train": {**recipe["train"], "epochs": 1, "data_check": "warn"}}
+
+
+def test_warn_leaves_out_the_rows_training_cannot_use_and_trains_on_the_rest(toy_data, tmp_path, logged):
+    import pytest
+
+    train = pd.read_csv(toy_data["recipe"]["data"]["train"])
+    train.loc[3, "text"] = "  "  # an empty text
+    train.loc[7, "label"] = None  # an empty label
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test = pd.read_csv(toy_data["recipe"]["data"]["test"])
+    test.loc[0, "label"] = "neutral"  # a label training never saw
+    test.to_csv(tmp_path / "test.csv", index=False)
+    recipe = {**toy_data["recipe"], "data": {**toy_data["recipe"]["data"], "train": str(tmp_path / "train.csv")}}
+    recipe["data"]["test"] = str(tmp_path / "test.csv")
+    with pytest.raises(tunesmith.TunesmithError, match="data check found 3 problem"):
+        tunesmith.run(recipe, output_dir=tmp_path / "stopped")  # the default stops, naming all three
+    metrics = tunesmith.run(_warn(recipe), output_dir=tmp_path / "run").metrics
+    assert metrics["train"]["train_size"] == 160 - 2 and metrics["eval_size"] == 40 - 1
+    said = logged()
+    assert "data check error (train.data_check: warn)" in said
+    left = said.split("left out (train.data_check: warn): ")[1:]
+    for problem in (
+        "in column 'text' at data row(s) 4",
+        "empty label cell(s) in column 'label' at data row(s) 8",
+        "'neutral' never appear",
+    ):
+        assert any(problem in line for line in left), problem
+    assert not json.loads((tmp_path / "run" / "data_check.json").read_text())["ok"]  # the report keeps the errors
+
+
+def test_warn_still_stops_on_a_problem_of_the_whole_file(toy_data, tmp_path):
+    import pytest
+
+    pd.read_csv(toy_data["recipe"]["data"]["train"]).rename(columns={"text": "body"}).to_csv(
+        tmp_path / "renamed.csv", index=False
+    )
+    recipe = _warn({**toy_data["recipe"], "data": {"train": str(tmp_path / "renamed.csv")}})
+    with pytest.raises(tunesmith.TunesmithError, match="no column 'text'"):
+        tunesmith.run(recipe, output_dir=tmp_path / "run")
+
+
+def test_every_reader_leaves_out_bad_rows_only_when_told(tmp_path):
+    import pytest
+
+    from tunesmith.data.conversations import load_generation
+    from tunesmith.data.multilabel import load_multilabel
+    from tunesmith.data.preference import load_preference
+    from tunesmith.data.readers import leaving_out
+    from tunesmith.data.regression import load_regression
+    from tunesmith.data.tokens import load_tokens
+    from tunesmith.recipe import DataSection
+
+    def jsonl(name, rows):
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+        return str(tmp_path / name)
+
+    cases = {  # loader, data section, the bad row, how many good rows there are
+        "generation": (
+            load_generation,
+            {
+                "train": jsonl(
+                    "chat.jsonl",
+                    [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(9)] + [{"prompt": "q", "response": " "}],
+                )
+            },
+            lambda d: len(d.train) + len(d.validation),
+        ),
+        "chat messages": (
+            load_generation,
+            {
+                "train": jsonl(
+                    "msgs.jsonl",
+                    [
+                        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+                        for i in range(9)
+                    ]
+                    + [{"messages": [{"role": "user", "content": "no answer"}]}],
+                )
+            },
+            lambda d: len(d.train) + len(d.validation),
+        ),
+        "preference": (
+            load_preference,
+            {
+                "train": jsonl(
+                    "pairs.jsonl",
+                    [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(9)]
+                    + [{"prompt": "q", "chosen": "same", "rejected": "same"}],
+                )
+            },
+            lambda d: len(d.train.pairs) + len(d.validation.pairs),
+        ),
+        "multi-label": (
+            load_multilabel,
+            {
+                "train": jsonl(
+                    "ml.jsonl",
+                    [{"text": f"t{i}", "label": ["a", "b"][: 1 + i % 2]} for i in range(9)]
+                    + [{"text": "", "label": ["a"]}],
+                )
+            },
+            lambda d: len(d.train) + len(d.validation),
+        ),
+        "regression": (
+            load_regression,
+            {
+                "train": jsonl(
+                    "rg.jsonl", [{"text": f"t{i}", "label": i / 2} for i in range(9)] + [{"text": "t", "label": "high"}]
+                )
+            },
+            lambda d: len(d.train) + len(d.validation),
+        ),
+        "entities": (
+            load_tokens,
+            {
+                "train": jsonl(
+                    "ner.jsonl",
+                    [{"tokens": ["Ann", "runs"], "tags": ["B-PER", "O"]} for _ in range(9)]
+                    + [{"tokens": ["Ann", "runs"], "tags": ["B-PER"]}],
+                )
+            },
+            lambda d: len(d.train.tokens) + len(d.validation.tokens),
+        ),
+    }
+    for name, (load, data, count) in cases.items():
+        section = DataSection(**data)
+        with pytest.raises(tunesmith.TunesmithError):
+            load(section, 0)
+        with leaving_out():
+            assert count(load(section, 0)) == 9, name

@@ -9,7 +9,7 @@ from pathlib import Path
 from .check import check_recipe
 from .check.report import as_files
 from .data.hub import materialize
-from .data.readers import checking, read_once
+from .data.readers import checking, leaving_out, read_once
 from .engine.tracking import check_available
 from .errors import TunesmithError
 from .flows.seeds import run_seeds
@@ -55,7 +55,9 @@ def run(
         rundir.check_resumable(Path(output_dir or recipe.output.dir or "."))
     if resume and recipe.train.seeds > 1:
         raise TunesmithError("--resume continues single runs and staged runs; a multi-seed run restarts.")
-    with read_once():  # each data file is parsed once, for the data check and the method together
+    # each data file is parsed once, for the data check and the method together; under data_check: warn the
+    # readers leave out the rows the check listed as unusable instead of stopping
+    with read_once(), leaving_out(recipe.train.data_check == "warn"):
         files = {} if resume else preflight(recipe)
         if recipe.train.seeds > 1:
             return RunResult(*run_seeds(recipe, output_dir, overwrite, files))
@@ -90,16 +92,22 @@ def preflight(recipe) -> dict[str, str]:
     Returns the report as the files the run directory keeps (data_check.md, data_check.json)."""
     if recipe.train.data_check == "off":
         return {}
-    with checking():  # inside run's read_once(): what the check parses is kept for the method
+    # inside run's read_once(): what the check parses is kept for the method; the check lists every bad row, so
+    # it reads strictly even where the method will leave them out
+    with checking(), leaving_out(False):
         report = check_recipe(recipe)
     for warning in report.warnings:
         log.warning(f"data check: {warning}")
+    if report.errors and recipe.train.data_check == "warn":  # reported, and training goes on without those rows
+        for error in report.errors:
+            log.warning(f"data check error (train.data_check: warn): {error}")
     if report.errors and recipe.train.data_check == "stop":
         listed = "\n".join(f"  - {e}" for e in report.errors)
         raise TunesmithError(
             f"The data check found {len(report.errors)} problem(s); training would fail or learn nothing:\n"
             f"{listed}\nFix the data (`tunesmith data check RECIPE` prints the full report), or set "
-            "train.data_check: warn to train anyway."
+            "train.data_check: warn to leave out the rows training cannot use (empty cells, evaluation labels "
+            "training lacks, unreadable rows) and train on the rest; a problem of a whole file still stops."
         )
     log.info(
         f"data check: {'OK' if report.ok else f'{len(report.errors)} error(s)'}, {len(report.warnings)} warning(s)"

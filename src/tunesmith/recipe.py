@@ -529,7 +529,8 @@ class TrainSection(Strict):
     data_check: Literal["stop", "warn", "off"] = Field(
         "stop",
         description="The data check before training (`tunesmith data check`): 'stop' on errors, 'warn' = report "
-        "and train anyway, 'off' = skip it.",
+        "them, leave out the rows training cannot use (empty cells, evaluation labels training lacks, unreadable "
+        "rows) and train on the rest, 'off' = skip it.",
     )
     save_steps: int | None = Field(
         500,

@@ -19,6 +19,7 @@ from .columns import (
     no_filter_match,
     read_columns,
 )
+from .readers import leave_out
 
 
 @dataclass
@@ -98,10 +99,8 @@ def load_classification(data, seed: int) -> ClassificationData:
         train = sample_split(train, data.max_train_samples, seed)
     _check_class_counts(train, data.min_examples_per_class, data.train)
     labels = sorted(set(train.labels))
-    test = read(data.test, "data.test") if data.test else None
-    for split in (validation, test):
-        if split is not None:
-            _check_known_labels(split, labels, data.train)
+    validation = _known_labels(validation, labels, data.train)
+    test = _known_labels(read(data.test, "data.test"), labels, data.train) if data.test else None
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     warnings = duplicate_warnings(train, [s for s in (validation, test) if s is not None]) + look_alike_labels(
         labels, data.train
@@ -124,15 +123,24 @@ def _check_class_counts(split: Split, minimum: int, path: str) -> None:
         )
 
 
-def _check_known_labels(split: Split, labels: list[str], train_path: str) -> None:
+def _known_labels(split: Split, labels: list[str], train_path: str) -> Split:
+    """The split, whose labels must all be in training; under data_check: warn, without the rows whose are not."""
     unseen = sorted(set(split.labels) - set(labels))
-    if unseen:
-        listed = ", ".join(f"'{u}'" for u in unseen[:10])
-        hint = did_you_mean(unseen[0], labels)
-        raise TunesmithError(
-            f"{split.source}: label(s) {listed} never appear in the training data ({train_path}), so the model cannot "
-            f"learn them.{hint} Fix the spelling, add training examples, or drop those rows."
-        )
+    if not unseen:
+        return split
+    listed = ", ".join(f"'{u}'" for u in unseen[:10])
+    hint = did_you_mean(unseen[0], labels)
+    problem = TunesmithError(
+        f"{split.source}: label(s) {listed} never appear in the training data ({train_path}), so the model cannot "
+        f"learn them.{hint} Fix the spelling, add training examples, or drop those rows."
+    )
+    if not leave_out(problem):
+        raise problem
+    known = set(labels)
+    kept = [i for i, label in enumerate(split.labels) if label in known]
+    if not kept:
+        raise TunesmithError(f"{split.source}: no row left: every label is one training lacks.")
+    return _take(split, kept)
 
 
 def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import TunesmithError, did_you_mean
 from ..paths import cache_dir
-from .readers import checked_path, iter_table, kept_parse
+from .readers import checked_path, iter_table, kept_parse, leave_out
 
 VERSION = "1"  # what a table holds; a change makes new keys
 CHUNK = 50_000  # rows parsed and checked at once
@@ -150,6 +150,8 @@ def read_columns(
     table, scan = opened
     if strict:
         scan.raise_problems(options)
+        if not table.num_rows:  # data_check: warn left every row out
+            raise TunesmithError(f"{path}: no usable row: every row has an empty or unreadable cell (see above).")
     else:
         scan.raise_filter_problems()
     columns = {k: TextColumn(table.column(k), None, table_path, k) for k in TEXT_KEYS if k in wanted}
@@ -289,7 +291,8 @@ class _Scan:
             raise no_filter_match(path, self.where)
 
     def raise_problems(self, options: dict | None) -> None:
-        """The first problem, in the order a whole-file read finds them: filter, columns, texts, labels."""
+        """The first problem, in the order a whole-file read finds them: filter, columns, texts, labels. Bad cells
+        are rows the table left out already: inside `leaving_out()` they are logged, not raised."""
         self.raise_filter_problems()
         found, path = list(self.seen), self.name
         for key, setting in (("text", "text_column"), ("pair", "text_pair_column"), ("label", "label_column")):
@@ -304,23 +307,35 @@ class _Scan:
                         else f"Set data.{setting} to the right column name (e.g. --set data.{setting}=NAME)."
                     )
                 )
+        for problem in self._cell_problems():
+            if not leave_out(problem):
+                raise problem
+
+    def _cell_problems(self) -> list[TunesmithError]:
+        path, out = self.name, []
         for key in TEXT_KEYS:
             count, shown = self.bad[key]
             if count:
-                raise bad_texts(path, self.wanted[key], count, shown)
+                out.append(bad_texts(path, self.wanted[key], count, shown))
         count, shown = self.bad["listed"]
         if count:
-            raise TunesmithError(
-                f"{path}: column '{self.wanted['label']}' holds lists (or objects), not one label per row, at data "
-                f"row(s) {_rows(shown, count)}. Several labels per text is multi-label classification: set "
-                "data.multi_label: true (or data.label_separator for strings like 'a|b'), or give each row one label."
+            out.append(
+                TunesmithError(
+                    f"{path}: column '{self.wanted['label']}' holds lists (or objects), not one label per row, at "
+                    f"data row(s) {_rows(shown, count)}. Several labels per text is multi-label classification: set "
+                    "data.multi_label: true (or data.label_separator for strings like 'a|b'), or give each row one "
+                    "label."
+                )
             )
         count, shown = self.bad["label"]
         if count:
-            raise TunesmithError(
-                f"{path}: {count} empty label cell(s) in column '{self.wanted['label']}' at data row(s) "
-                f"{_rows(shown, count)}. Every row needs a label."
+            out.append(
+                TunesmithError(
+                    f"{path}: {count} empty label cell(s) in column '{self.wanted['label']}' at data row(s) "
+                    f"{_rows(shown, count)}. Every row needs a label."
+                )
             )
+        return out
 
 
 def bad_texts(path: str, col: str, count: int, shown: list[int]) -> TunesmithError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import TunesmithError
-from .readers import read_table
+from .readers import read_table, read_usable
 
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
@@ -80,7 +80,7 @@ def read_conversations(path: str, data, role: str) -> Conversations:
     frame = read_table(path, role)
     columns = list(map(str, frame.columns))
     fmt = detect_format(columns, data)
-    samples = _CONVERTERS[fmt](frame, columns, data, path)
+    samples = read_usable(frame, lambda rows: _CONVERTERS[fmt](rows, columns, data, path), path)
     if data.system_prompt and fmt != "text":
         samples = [
             s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples

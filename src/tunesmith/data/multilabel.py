@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from .classification import filter_rows, text_cells
 from .columns import label_text
-from .readers import read_table
+from .readers import read_table, read_usable
 
 
 @dataclass
@@ -51,6 +51,10 @@ def read_multilabel(path: str, data, role: str) -> MultiLabelSplit:
                 f"{path}: no column '{col}' (data.{key}). Columns found: {', '.join(map(str, frame.columns))}."
                 f"{did_you_mean(col, frame.columns)} Set data.{key} to the right column name."
             )
+    return read_usable(frame, lambda rows: _split(rows, data, path), path)
+
+
+def _split(frame, data, path: str) -> MultiLabelSplit:
     pairs = text_cells(frame, data.text_pair_column, path) if data.text_pair_column else None
     return MultiLabelSplit(
         text_cells(frame, data.text_column, path),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
 from .conversations import PROMPT_NAMES, _blank, _pick, carve_validation, checked_turns, seeded_subset
-from .readers import read_table
+from .readers import read_table, read_usable
 
 
 @dataclass
@@ -59,16 +59,20 @@ def read_pairs(path: str, data, role: str) -> Pairs:
     prompt_col = _pick(columns, data.prompt_column, PROMPT_NAMES)
     if data.prompt_column and prompt_col is None:
         raise TunesmithError(f"{path}: no column '{data.prompt_column}' for data.prompt_column.")
-    prompts = frame[prompt_col].tolist() if prompt_col else [None] * len(frame)
-    pairs = [
-        _pair(p, c, r, i + 1, path, prompt_col, data)
-        for i, (p, c, r) in enumerate(zip(prompts, frame[data.chosen_column], frame[data.rejected_column]))
-    ]
+    pairs = read_usable(frame, lambda rows: _pairs(rows, path, prompt_col, data), path)
     if data.system_prompt:
         for pair in pairs:
             if pair.prompt[0]["role"] != "system":
                 pair.prompt.insert(0, {"role": "system", "content": data.system_prompt})
     return Pairs(pairs, path)
+
+
+def _pairs(frame, path: str, prompt_col: str | None, data) -> list[Pair]:
+    prompts = frame[prompt_col].tolist() if prompt_col else [None] * len(frame)
+    return [
+        _pair(p, c, r, i + 1, path, prompt_col, data)
+        for i, (p, c, r) in enumerate(zip(prompts, frame[data.chosen_column], frame[data.rejected_column]))
+    ]
 
 
 def _pair(prompt, chosen, rejected, row: int, path: str, prompt_col: str | None, data) -> Pair:

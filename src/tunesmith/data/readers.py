@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import TunesmithError
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {
     ".csv": "csv",
@@ -120,6 +124,52 @@ def read_once():
         yield
     finally:
         _kept = outer
+
+
+_leave_out: ContextVar[bool] = ContextVar("tunesmith_leave_out_bad_rows", default=False)
+
+
+@contextmanager
+def leaving_out(on: bool = True):
+    """Inside (`train.data_check: warn`), a row training cannot use (an empty cell, an evaluation label training
+    never saw, an unreadable message list) is left out with a warning instead of stopping the read; the data
+    check has listed every such row first. A problem of the whole file (a missing column, one class) still stops."""
+    token = _leave_out.set(on)
+    try:
+        yield
+    finally:
+        _leave_out.reset(token)
+
+
+def leave_out(problem: TunesmithError) -> bool:
+    """True, with the problem logged as rows left out, inside `leaving_out()`; False where the caller must raise."""
+    if not _leave_out.get():
+        return False
+    log.warning(f"left out (train.data_check: warn): {problem}")
+    return True
+
+
+def read_usable(frame: pd.DataFrame, read, path: str):
+    """read(frame). Inside `leaving_out()`, where that fails, the rows it fails on alone are left out (found one
+    by one, so only a file with such rows pays for it) and the rest read; a problem every row has is the file's
+    own (a missing column) and stops the read."""
+    try:
+        return read(frame)
+    except TunesmithError as first:
+        if not _leave_out.get():
+            raise
+        problem = first
+    bad = []
+    for i in range(len(frame)):
+        try:
+            read(frame.iloc[i : i + 1].reset_index(drop=True))
+        except TunesmithError:
+            bad.append(i)
+    if not bad or len(bad) == len(frame):
+        raise problem
+    shown = ", ".join(str(i + 1) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    log.warning(f"left out (train.data_check: warn): {path}: {len(bad)} row(s), data rows {shown}. First: {problem}")
+    return read(frame.drop(frame.index[bad]).reset_index(drop=True))
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
 from .classification import Split, duplicate_warnings, read_split, sample_split, take
+from .readers import leave_out
 
 
 @dataclass
@@ -61,19 +62,32 @@ def numeric(split: Split, column: str) -> Split:
         if not math.isfinite(value):
             bad.append(row)
         values.append(value)
+    problems = []
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        raise TunesmithError(
-            f"{split.source}: task regression needs a number in column '{column}'; data row(s) {shown} hold "
-            f"something else (e.g. {split.labels[bad[0] - 1]!r}). For classes, use task: classification."
+        problems.append(
+            TunesmithError(
+                f"{split.source}: task regression needs a number in column '{column}'; data row(s) {shown} hold "
+                f"something else (e.g. {split.labels[bad[0] - 1]!r}). For classes, use task: classification."
+            )
         )
     huge = [row for row, value in enumerate(values, start=1) if abs(value) > MAX_TARGET]
     if huge:  # a model computes in 32 (or 16) bits: squared errors of such numbers overflow, and the run ends in NaN
-        raise TunesmithError(
-            f"{split.source}: data row(s) {', '.join(map(str, huge[:10]))} hold targets beyond +-{MAX_TARGET:.0e} "
-            f"(e.g. {values[huge[0] - 1]:.3g}) in column '{column}'. Rescale them first (divide by a unit, or "
-            "take the log) and scale the predictions back."
+        problems.append(
+            TunesmithError(
+                f"{split.source}: data row(s) {', '.join(map(str, huge[:10]))} hold targets beyond "
+                f"+-{MAX_TARGET:.0e} (e.g. {values[huge[0] - 1]:.3g}) in column '{column}'. Rescale them first "
+                "(divide by a unit, or take the log) and scale the predictions back."
+            )
         )
+    for problem in problems:  # under data_check: warn, those rows are left out
+        if not leave_out(problem):
+            raise problem
+    kept = [i for i, value in enumerate(values) if math.isfinite(value) and abs(value) <= MAX_TARGET]
+    if not kept:
+        raise TunesmithError(f"{split.source}: no row left with a usable number in column '{column}'.")
+    if len(kept) < len(values):
+        return Split(take(split.texts, kept), [values[i] for i in kept], take(split.pairs, kept), split.source)
     return Split(split.texts, values, split.pairs, split.source)
 
 

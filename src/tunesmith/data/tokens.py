@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import TunesmithError, did_you_mean
 from .classification import filter_rows
-from .readers import read_table
+from .readers import read_table, read_usable
 
 WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
 
@@ -78,6 +78,10 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
     frame = read_table(path, role)
     if data.filter:
         frame = filter_rows(frame, data.filter, path)
+    return read_usable(frame, lambda rows: _tagged(rows, data, path), path)
+
+
+def _tagged(frame, data, path: str) -> TaggedSplit:
     if data.tokens_column in frame.columns and data.tags_column in frame.columns:
         tokens, tags = (
             _lists(frame[data.tokens_column], path, data.tokens_column),
