@@ -546,3 +546,32 @@ def test_served_answers_start_from_the_runs_system_prompt(system_run):
         reply = client.post("/v1/chat/completions", json={"model": "system", "messages": user, "max_tokens": 2})
     assert reply.status_code == 200, reply.text
     assert reply.json()["usage"]["prompt_tokens"] == len(tokenizer(with_system, add_special_tokens=False)["input_ids"])
+
+
+def test_the_recipes_answer_length_stays_the_runs_default(full_run, gen_data, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.serve import create_app
+
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    assert predictor.max_new_tokens == 6  # the recipe's eval.max_new_tokens
+    limits, real = [], predictor.model.generate
+
+    def spy(**kwargs):
+        limits.append(kwargs["max_new_tokens"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(predictor.model, "generate", spy)
+    predictor.generate("where is my order")
+    predictor.generate("where is my order", max_new_tokens=2)
+    assert limits == [6, 2]
+    monkeypatch.setattr(tunesmith.Predictor, "load", lambda *a, **k: predictor)  # the CLI and server load this one
+    out = tmp_path / "a.jsonl"
+    result = runner.invoke(app, ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(limits) > 2 and set(limits[2:]) == {6}  # every batch of the file
+    answered = len(limits)
+    with TestClient(create_app([full_run.run_dir])) as client:
+        body = {"model": "full", "messages": [{"role": "user", "content": "where is my order"}]}
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    assert len(limits) == answered + 1 and limits[-1] == 6

@@ -14,7 +14,12 @@ Temperature = Annotated[float, typer.Option(help="Sampling temperature; 0 = gree
 TopP = Annotated[
     float, typer.Option("--top-p", help="Nucleus sampling: keep the smallest token set with this much probability.")
 ]
-MaxNew = Annotated[int, typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
+MaxNew = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-new-tokens", help="Answer length limit in tokens; default: the run's eval.max_new_tokens, or 256."
+    ),
+]
 RepetitionPenalty = Annotated[
     Optional[float],
     typer.Option(help="Scale down tokens already written (1 = off, 1.1-1.3 curbs loops); default: the run's."),
@@ -67,7 +72,7 @@ def chat(
     ] = None,
     temperature: Temperature = 0.0,
     top_p: TopP = 1.0,
-    max_new_tokens: MaxNew = 256,
+    max_new_tokens: MaxNew = None,
     repetition_penalty: RepetitionPenalty = None,
     no_repeat_ngram_size: NoRepeat = None,
     stop: Stop = None,
@@ -129,7 +134,7 @@ def generate_(
     ] = None,
     temperature: Temperature = 0.0,
     top_p: TopP = 1.0,
-    max_new_tokens: MaxNew = 256,
+    max_new_tokens: MaxNew = None,
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 16,
     repetition_penalty: RepetitionPenalty = None,
     no_repeat_ngram_size: NoRepeat = None,

@@ -257,7 +257,7 @@ async def _complete(
     except TunesmithError as err:
         raise ApiError(400, str(err), code="invalid_value") from None
     messages = [_message(m, i) for i, m in enumerate(messages)]
-    max_new = body.max_tokens or body.max_completion_tokens or min(256, limits.max_tokens)
+    max_new = body.max_tokens or body.max_completion_tokens or min(run.predictor.max_new_tokens, limits.max_tokens)
     if max_new > limits.max_tokens:
         raise ApiError(
             400,

@@ -9,6 +9,8 @@ from ...runs import rundir as runs
 from .formatting import with_default_system
 from .generate import cut_at_stop, generate
 
+DEFAULT_MAX_NEW = 256  # new tokens per answer where neither the caller nor the run's recipe sets a limit
+
 
 def load_generation_model(run_dir: Path):
     """(model, tokenizer) from a run: merged/ or model/ when present, else base weights + adapter/."""
@@ -57,14 +59,18 @@ def load_base_predictor(run_dir: Path, **kwargs) -> GenerativePredictor:
 class GenerativePredictor:
     """`generate(prompts)` for prompts as strings (one user turn each) or OpenAI-style message lists."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 256, batch_size: int = 16, recipe=None, answer_p95=None):
+    def __init__(
+        self, model, tokenizer, max_new_tokens: int | None = None, batch_size: int = 16, recipe=None, answer_p95=None
+    ):
         from ...recipe import DecodingSection
 
         self.model, self.tokenizer = model.eval(), tokenizer
         self.answer_p95 = (
             answer_p95  # the training answers' length: `evaluate` caps answers as the run's evaluation did
         )
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        # the answer length a recipe set (eval.max_new_tokens) stays the run's default, as its decoding settings do
+        limit = recipe.eval.max_new_tokens if recipe is not None else None
+        self.max_new_tokens, self.batch_size = max_new_tokens or limit or DEFAULT_MAX_NEW, batch_size
         self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
         self.style_judge = None  # eval.style_reference runs: set from the run's style_judge.json by load_predictor
         # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
