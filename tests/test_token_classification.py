@@ -292,3 +292,44 @@ def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
     ).data
     with pytest.raises(TunesmithError, match="overlaps another entity"):
         read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
+
+
+def _as_conll(jsonl: str, target) -> str:
+    """The JSONL set as a CoNLL file: a -DOCSTART- line, a part-of-speech field between word and tag, tabs and
+    spaces, and no blank line after the last sentence."""
+    lines = ["-DOCSTART- -X- O", ""]
+    for i, row in enumerate(json.loads(line) for line in open(jsonl, encoding="utf-8")):
+        sep = "\t" if i % 2 else " "
+        lines += [f"{w}{sep}NN{sep}{t}" for w, t in zip(row["tokens"], row["tags"])] + [""]
+    target.write_text("\n".join(lines).rstrip("\n"), encoding="utf-8")
+    return str(target)
+
+
+def test_conll_files_read_train_and_score_as_their_jsonl_twins(ner_run, tmp_path):
+    from tunesmith.data.readers import iter_table, read_table
+
+    result, paths = ner_run
+    conll = {name: _as_conll(paths[name], tmp_path / f"{name}.conll") for name in ("train", "validation", "test")}
+    frame = read_table(conll["test"])
+    rows = [json.loads(line) for line in open(paths["test"], encoding="utf-8")]
+    assert frame["tokens"].tolist() == [r["tokens"] for r in rows] and frame["tags"].tolist() == [
+        r["tags"] for r in rows
+    ]
+    assert sum(len(chunk) for chunk in iter_table(conll["test"], rows=7)) == len(rows)
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    assert predictor.evaluate(conll["test"])["f1"] == pytest.approx(predictor.evaluate(paths["test"])["f1"], abs=1e-9)
+    spec = recipe(conll)
+    run = tunesmith.run({**spec, "train": {**spec["train"], "epochs": 1}}, output_dir=tmp_path / "run")
+    assert run.metrics["train"]["train_size"] == 240 and run.metrics["eval_size"] == 50
+
+
+def test_a_broken_conll_file_is_refused_with_its_line(tmp_path, monkeypatch):
+    from tunesmith.data import readers
+
+    (tmp_path / "one_field.conll").write_text("Ann B-PER\nruns\n\n", encoding="utf-8")
+    with pytest.raises(tunesmith.TunesmithError, match=r"one_field.conll:2: a CoNLL line holds a word and its tag"):
+        readers.read_table(tmp_path / "one_field.conll")
+    monkeypatch.setattr(readers, "MAX_SENTENCE_WORDS", 5)
+    (tmp_path / "no_blank.conll").write_text("".join(f"w{i} O\n" for i in range(9)), encoding="utf-8")
+    with pytest.raises(tunesmith.TunesmithError, match=r"no_blank.conll:6: over 5 words without a blank line"):
+        readers.read_table(tmp_path / "no_blank.conll")

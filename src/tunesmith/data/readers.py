@@ -24,7 +24,11 @@ SUFFIXES = {
     ".json": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".bio": "conll",
 }
+MAX_SENTENCE_WORDS = 10_000  # a CoNLL "sentence" this long is a file without blank lines between sentences
 
 
 def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
@@ -331,6 +335,43 @@ def _read_parquet(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
         raise TunesmithError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
 
+def _read_conll(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
+    """CoNLL-style token files (CoNLL-2003, WNUT, most NER exports): a word per line with its tag in the last
+    field (fields split on spaces or tabs; those between, such as part of speech, are ignored), a blank line
+    between sentences, `-DOCSTART-` lines skipped. A sentence is a row: {"tokens": [...], "tags": [...]}."""
+    _check_text(path)
+    records: list[dict] = []
+    words: list[str] = []
+    tags: list[str] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if fields and fields[0] != "-DOCSTART-":
+                if len(fields) < 2:
+                    raise TunesmithError(
+                        f"{path}:{number}: a CoNLL line holds a word and its tag, separated by a space or a tab; "
+                        f"got {line.strip()[:80]!r}."
+                    )
+                words.append(fields[0])
+                tags.append(fields[-1])
+                if len(words) > MAX_SENTENCE_WORDS:
+                    raise TunesmithError(
+                        f"{path}:{number}: over {MAX_SENTENCE_WORDS:,} words without a blank line; CoNLL files "
+                        "put a blank line after each sentence."
+                    )
+                continue
+            if words:
+                records.append({"tokens": words, "tags": tags})
+                words, tags = [], []
+            if rows is not None and len(records) == rows:
+                yield pd.DataFrame.from_records(records)
+                records = []
+    if words:
+        records.append({"tokens": words, "tags": tags})
+    if records or rows is None:
+        yield pd.DataFrame.from_records(records, columns=["tokens", "tags"])
+
+
 def _check_text(path: Path) -> None:
     """NUL bytes anywhere (not only in the first block) mean a binary file or a broken export."""
     offset = 0
@@ -351,5 +392,6 @@ _CHUNKS = {
     "jsonl": _read_jsonl,
     "json": _read_json,
     "parquet": _read_parquet,
+    "conll": _read_conll,
 }
 _READERS = {fmt: lambda p, read=read: next(read(p, None)) for fmt, read in _CHUNKS.items()}  # the whole file
