@@ -160,9 +160,19 @@ def _from_messages(frame, columns, data, path) -> list[list[dict]]:
 
 def _check_messages(value, row: int, path: str) -> list[dict]:
     where = f"{path}: data row {row}"
+    out = _message_list(value, where)
+    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
+        raise TunesmithError(
+            f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it."
+        )
+    return out
+
+
+def _message_list(value, where: str) -> list[dict]:
+    """A messages cell as checked turns: a list, a Parquet array, or JSON text of one (CSV/TSV cells)."""
     if hasattr(value, "tolist"):  # parquet gives numpy arrays
         value = value.tolist()
-    if isinstance(value, str):  # CSV/TSV cells hold the list as JSON text
+    if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
@@ -171,12 +181,7 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
             ) from None
     if not isinstance(value, list) or not value:
         raise TunesmithError(f'{where}: \'messages\' must be a non-empty list of {{"role", "content"}} objects.')
-    out = checked_turns(value, where)
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in out):
-        raise TunesmithError(
-            f"{where}: the conversation has no non-empty assistant message, so there is nothing to learn from it."
-        )
-    return out
+    return checked_turns(value, where)
 
 
 def checked_turns(value: list, where: str) -> list[dict]:
@@ -216,19 +221,8 @@ def prompts_of(frame: pd.DataFrame, data, path: str, column: str | None = None) 
 
 
 def _prompt_turns(value, row: int, path: str) -> list[dict]:
-    if hasattr(value, "tolist"):  # parquet gives numpy arrays
-        value = value.tolist()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise TunesmithError(f"{path}: data row {row}: 'messages' is not a JSON list of messages.") from None
-    if not isinstance(value, list) or not value:
-        raise TunesmithError(f'{path}: data row {row}: \'messages\' must be a list of {{"role", "content"}} objects.')
-    turns = checked_turns(value, f"{path}: data row {row}")
-    if turns[-1]["role"] == "assistant" and len(turns) > 1:
-        turns = turns[:-1]
-    return turns
+    turns = _message_list(value, f"{path}: data row {row}")
+    return turns[:-1] if turns[-1]["role"] == "assistant" and len(turns) > 1 else turns
 
 
 _CONVERTERS = {"messages": _from_messages, "prompt_response": _from_pairs, "alpaca": _from_alpaca, "text": _from_text}
