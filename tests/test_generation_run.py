@@ -435,14 +435,16 @@ SYSTEM = 'Sort the request into one intent. Say "only" the intent {{ not code }}
 @pytest.fixture(scope="module")
 def system_run(gen_data):
     """A run trained under data.system_prompt, on columns of its own naming (ask/reply)."""
-    rows = [{"ask": r["prompt"], "reply": r["response"]} for r in intent_rows(48, 5)]
-    train = write_jsonl(gen_data["dir"] / "ask_reply.jsonl", rows)
+    rows = [{"ask": r["prompt"], "reply": r["response"]} for r in intent_rows(56, 5)]
+    train = write_jsonl(gen_data["dir"] / "ask_reply.jsonl", rows[:48])
+    test = write_jsonl(gen_data["dir"] / "ask_reply_test.jsonl", rows[48:])
+    columns = {"prompt_column": "ask", "response_column": "reply", "system_prompt": SYSTEM}
     spec = {
         "task": "generation",
         "model": {"name": "tiny-llama"},
-        "data": {"train": train, "prompt_column": "ask", "response_column": "reply", "system_prompt": SYSTEM},
+        "data": {"train": train, "test": test, **columns},
         "method": {"tuning": "full"},
-        "train": {"epochs": 1, "batch_size": 8, "precision": "fp32"},
+        "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, "precision": "fp32"},
         "eval": {"max_new_tokens": 4, "max_samples": 4},
     }
     return tunesmith.run(spec, output_dir=gen_data["dir"] / "system")
@@ -478,6 +480,18 @@ def test_a_runs_system_prompt_leads_what_its_model_answers_after_training(system
     assert render(predictor.tokenizer, [{"role": "user", "content": user}], add_generation_prompt=True) == render(
         predictor.tokenizer, evaluated, add_generation_prompt=True
     )
+
+
+def test_eval_of_a_system_prompt_run_gives_its_own_evaluations_scores(system_run):
+    tuned = system_run.metrics["tuned"]
+    scored = tunesmith.Predictor.load(system_run.run_dir).evaluate(system_run.run_dir.parent / "ask_reply_test.jsonl")
+    assert scored["generated"] == 4 and scored["loss"] == pytest.approx(tuned["loss"], rel=1e-5)
+    assert scored["rouge_l"] == pytest.approx(tuned["rouge_l"])
+    # and its prompts, given as plain strings, get the very answers the run's evaluation wrote
+    written = [json.loads(line) for line in (system_run.run_dir / "generations.jsonl").read_text().splitlines()]
+    asked = [row["prompt"][-1]["content"] for row in written]
+    answers = tunesmith.Predictor.load(system_run.run_dir).generate(asked)
+    assert answers == [row["tuned"] for row in written] and any(answers)
 
 
 def test_generate_reads_prompts_from_the_runs_own_column(system_run, tmp_path):
