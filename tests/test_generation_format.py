@@ -311,3 +311,39 @@ def test_the_token_table_holds_the_rows_encode_gives_and_is_reused(tiny, loss_on
         token_rows.encode_rows(tokenizer, samples[:-1], max_length, loss_on)
     with pytest.raises(AssertionError, match="encoded again"):
         token_rows.encode_rows(tokenizer, samples, max_length - 1, loss_on)
+
+
+HASH_TEMPLATE = (
+    "{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}### assistant:\n{% endif %}"
+)
+
+
+def test_a_recipe_chooses_the_chat_template_and_bad_ones_are_refused(tmp_path):
+    from tunesmith.tasks.generation.formatting import render
+
+    tiny = resolve_weights("tiny-llama")
+    own = load_tokenizer(tiny)
+    own.chat_template = HASH_TEMPLATE  # a model with a template of its own
+    assert not ensure_chat_template(own, "auto") and own.chat_template == HASH_TEMPLATE
+    assert ensure_chat_template(own, "chatml") and own.chat_template == DEFAULT_TEMPLATE
+    tok = load_tokenizer(tiny)
+    (tmp_path / "hash.jinja").write_text(HASH_TEMPLATE, encoding="utf-8")
+    for choice in (HASH_TEMPLATE, str(tmp_path / "hash.jinja")):  # its text, or a file holding it
+        assert ensure_chat_template(tok, choice) and tok.chat_template == HASH_TEMPLATE
+    rendered = render(tok, CHAT[1:3])
+    assert rendered.startswith("### user:\nwhere is my order") and rendered.endswith(f"on the way{tok.eos_token}")
+    row, _ = encode_sample(tok, CHAT[1:3], 512, "responses")  # the answer and its EOS are what is learned
+    learned = tok.decode([i for i, label in zip(row["input_ids"], row["labels"]) if label != -100])
+    assert "on the way" in learned and tok.eos_token in learned and "where is my order" not in learned
+    refused = {
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}": "without a token generation stops at",
+        "{% for m in messages %}X{% endfor %}{{ eos_token }}": "drops or reorders message text",
+        "{% for m in messages %}": "model.chat_template",
+        "{{ ''.__class__.__mro__ }}{{ eos_token }}": "model.chat_template",  # the sandbox refuses it
+        str(tmp_path / "missing.jinja"): "is not a file",
+    }
+    for choice, words in refused.items():
+        with pytest.raises(TunesmithError, match=words.replace(".", r"\.")):
+            ensure_chat_template(load_tokenizer(tiny), choice)

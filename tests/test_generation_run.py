@@ -589,3 +589,25 @@ def test_the_recipes_answer_length_stays_the_runs_default(full_run, gen_data, tm
         body = {"model": "full", "messages": [{"role": "user", "content": "where is my order"}]}
         assert client.post("/v1/chat/completions", json=body).status_code == 200
     assert len(limits) == answered + 1 and limits[-1] == 6
+
+
+def test_a_recipes_chat_template_file_trains_and_goes_with_the_model(gen_data, tmp_path, monkeypatch):
+    from tests.test_generation_format import HASH_TEMPLATE
+    from tunesmith.check import check_recipe
+    from tunesmith.recipe import load_recipe
+
+    (tmp_path / "hash.jinja").write_text(HASH_TEMPLATE, encoding="utf-8")
+    spec = recipe(gen_data, epochs=1)
+    spec["model"]["chat_template"] = "hash.jinja"  # relative to the recipe's folder, as data files are
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    result = tunesmith.run(tmp_path / "r.yaml", output_dir=tmp_path / "run")
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    assert predictor.tokenizer.chat_template == HASH_TEMPLATE
+    seen = _rendered_inputs(predictor, monkeypatch)
+    predictor.generate("where is my order", max_new_tokens=2)
+    assert "### user:\nwhere is my order" in seen[0] and seen[0].rstrip().endswith("### assistant:")
+    spec["model"]["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"  # answers never end
+    report = check_recipe(load_recipe(spec))
+    assert any("never stop" in e for e in report.errors)
+    with pytest.raises(TunesmithError, match="never stop"):
+        tunesmith.run(spec, output_dir=tmp_path / "refused")

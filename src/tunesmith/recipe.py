@@ -44,6 +44,8 @@ RENAMED = {
     "base_model": "model.name",
     "model_name_or_path": "model.name",
     "output_dir": "output.dir",
+    "chat_template": "model.chat_template",
+    "template": "model.chat_template",
 }
 
 
@@ -55,6 +57,15 @@ class Strict(BaseModel):
 class ModelSection(Strict):
     name: str = Field(description="Registry alias (see `tunesmith models list`), Hugging Face id or local folder.")
     revision: str | None = Field(None, description="Hub revision, for Hub model ids only.")
+    chat_template: str = Field(
+        "auto",
+        min_length=1,
+        max_length=100_000,
+        description="Decoders: the chat template samples are rendered with and the tuned model is saved with. "
+        "'auto' = the model's own (ChatML ending turns with EOS for a model without one); 'chatml' = that ChatML "
+        "even over the model's own (e.g. one that refuses system messages); else a Jinja template: its text, or "
+        "a file holding it (relative to the recipe).",
+    )
 
 
 class DataSection(Strict):
@@ -1012,6 +1023,11 @@ def _apply_override(raw: dict, item: str) -> None:
         ) from None
 
 
+def is_inline_or_named(template: str) -> bool:
+    """model.chat_template names a template ('auto', 'chatml') or holds its Jinja text, rather than a file."""
+    return template in ("auto", "chatml") or "{" in template
+
+
 def with_absolute_paths(recipe: Recipe) -> Recipe:
     """A validated Recipe object as a run uses it: a copy whose relative paths name files under the current folder."""
     return _resolve_paths(recipe.model_copy(deep=True), Path.cwd())
@@ -1039,6 +1055,8 @@ def _resolve_paths(recipe: Recipe, base_dir: Path) -> Recipe:
         if isinstance(method, DomainAdaptationMethod):
             method.corpus = [resolve(p) for p in method.corpus]
             method.general_corpus = [resolve(p) for p in method.general_corpus]
+    if not is_inline_or_named(recipe.model.chat_template):  # a template file, found as data files are
+        recipe.model.chat_template = resolve(recipe.model.chat_template)
     local_model = base_dir / recipe.model.name
     if recipe.model.name.startswith(".") or local_model.is_dir():
         recipe.model.name = os.path.abspath(local_model)

@@ -32,8 +32,12 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
         return
     from ..tasks.generation.formatting import ensure_chat_template
 
-    if ensure_chat_template(tokenizer):
-        report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
+    try:
+        if ensure_chat_template(tokenizer, recipe.model.chat_template) and recipe.model.chat_template == "auto":
+            report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
+    except TunesmithError as err:
+        report.errors.append(f"{name}: {err}")
+        return
     if convs["train"].format != "text":
         _round_trip(entry, tokenizer, samples, name, report)
     _masking(entry, tokenizer, samples, recipe, name, report)
@@ -66,7 +70,11 @@ def check_preference(recipe, name: str, tokenizer, report: Report) -> None:
         return
     from ..tasks.generation.formatting import ensure_chat_template
 
-    ensure_chat_template(tokenizer)
+    try:
+        ensure_chat_template(tokenizer, recipe.model.chat_template)
+    except TunesmithError as err:
+        report.errors.append(f"{name}: {err}")
+        return
     _round_trip(entry, tokenizer, convs["train"].samples, name, report)
     _masking(entry, tokenizer, convs["train"].samples, recipe, name, report)
     rejected = side(read["train"], "rejected").samples

@@ -98,7 +98,7 @@ class Target:
 
         weights = resolve_weights(model_name)
         tokenizer = load_tokenizer(weights)
-        ensure_chat_template(tokenizer)
+        ensure_chat_template(tokenizer, self.recipe.model.chat_template)
         cfg = auto_length(self.recipe, tokenizer, self.data.train.samples)[
             0
         ].train  # the limit the target's training uses

@@ -49,7 +49,7 @@ class PreferenceTuning(SupervisedGeneration):
             raise TunesmithError(f"method preference tunes decoder LLMs; {recipe.model.name} is an encoder.")
         mode = tuning_mode(method, kind)
         tokenizer = load_tokenizer(weights)
-        ensure_chat_template(tokenizer)
+        ensure_chat_template(tokenizer, recipe.model.chat_template)
         conversations = _as_generation(pairs)
         recipe, reason = auto_length(recipe, tokenizer, conversations.train.samples)
         rows, stats, warnings = _encode_pairs(recipe, pairs, tokenizer)

@@ -22,7 +22,7 @@ from ..models.loading import (
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
-from ..tasks.generation.formatting import auto_length, check_learnable, ensure_chat_template, pack
+from ..tasks.generation.formatting import auto_length, check_learnable, ensure_chat_template, pack, template_source
 from ..tasks.generation.generate import causal_lm_loss, generate, split_prompt, validation_loss
 from ..tasks.generation.metrics import answer_p95, answer_settings, generation_metrics
 from ..tasks.generation.token_rows import encode_rows, learnable_rows
@@ -45,8 +45,8 @@ class SupervisedGeneration:
         kind = model_kind(weights, spec)
         mode = tuning_mode(recipe.method, kind)
         tokenizer = load_tokenizer(weights)
-        if ensure_chat_template(tokenizer):
-            log.info("The model has no chat template; using tunesmith's default (saved with the tuned model).")
+        if ensure_chat_template(tokenizer, recipe.model.chat_template):
+            log.info(f"chat template: {template_source(recipe.model.chat_template)} (saved with the tuned model).")
         recipe, reason = auto_length(recipe, tokenizer, data.train.samples)
         rows, stats, warnings = _encode(recipe, data, tokenizer)
         for warning in warnings:

@@ -27,16 +27,73 @@ DEFAULT_TEMPLATE = (
 )
 
 
-def ensure_chat_template(tokenizer) -> bool:
-    """Give a template-less (base) tokenizer the default one. True when it did."""
-    if getattr(tokenizer, "chat_template", None):
+MAX_TEMPLATE_BYTES = 100_000
+
+
+def ensure_chat_template(tokenizer, choice: str = "auto") -> bool:
+    """Set the template samples are rendered with, which the tuned model is saved with. `choice` is the recipe's
+    model.chat_template: 'auto' keeps the model's own and gives a template-less (base) tokenizer DEFAULT_TEMPLATE;
+    'chatml' sets DEFAULT_TEMPLATE over the model's own; anything else is a Jinja template's text, or a file
+    holding one. True when the template is not the model's own."""
+    if choice == "auto" and getattr(tokenizer, "chat_template", None):
         return False
-    if tokenizer.eos_token is None:
-        raise TunesmithError(
-            "The tokenizer has neither a chat template nor an EOS token, so a tuned model could never stop."
-        )
-    tokenizer.chat_template = DEFAULT_TEMPLATE
+    if choice in ("auto", "chatml"):
+        if tokenizer.eos_token is None:
+            raise TunesmithError(
+                "The tokenizer has neither a chat template nor an EOS token, so a tuned model could never stop."
+            )
+        tokenizer.chat_template = DEFAULT_TEMPLATE
+        return True
+    tokenizer.chat_template = choice if "{" in choice else _template_file(choice)
+    _check_template(tokenizer)
     return True
+
+
+def template_source(choice: str) -> str:
+    """How model.chat_template reads in a log line."""
+    if choice in ("auto", "chatml"):
+        return "tunesmith's ChatML default" + (" (the model has none)" if choice == "auto" else "")
+    return "the recipe's own" if "{" in choice else f"the recipe's, from {choice}"
+
+
+def _template_file(path: str) -> str:
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise TunesmithError(
+            f"model.chat_template: {path} is not a file; give 'auto', 'chatml', a Jinja template's text, or a file "
+            "holding one."
+        )
+    if file.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise TunesmithError(f"model.chat_template: {path} is over {MAX_TEMPLATE_BYTES:,} bytes; not a chat template.")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TunesmithError(f"model.chat_template: {path} is not UTF-8 text.") from None
+
+
+def _check_template(tokenizer) -> None:
+    """A recipe's own template must render a conversation with its text in order, and end an answer with a token
+    generation stops at: the loss covers that token, so without one the tuned model would never stop."""
+    probe = [{"role": "user", "content": "\x02question\x02"}, {"role": "assistant", "content": "\x02answer\x02"}]
+    try:
+        text = render(tokenizer, probe)
+        render(tokenizer, probe[:1], add_generation_prompt=True)
+    except TunesmithError as err:
+        raise TunesmithError(f"model.chat_template: {err}") from None
+    except Exception as err:  # noqa: BLE001  (a template that does not parse, or calls what it cannot)
+        raise TunesmithError(f"model.chat_template does not render ({type(err).__name__}: {err}).") from None
+    asked, answered = text.find("\x02question\x02"), text.find("\x02answer\x02")
+    if asked < 0 or answered < asked:
+        raise TunesmithError("model.chat_template drops or reorders message text: use {{ message['content'] }}.")
+    after = tokenizer(text[answered + len("\x02answer\x02") :], add_special_tokens=False)["input_ids"]
+    if not set(after) & set(stop_token_ids(tokenizer)):
+        raise TunesmithError(
+            "model.chat_template ends an assistant turn without a token generation stops at (the EOS token, or "
+            "<|im_end|>, <|eot_id|>, <end_of_turn>): a tuned model would never stop. End assistant turns with "
+            "{{ eos_token }}."
+        )
 
 
 def with_default_system(tokenizer, system: str | None) -> None:
