@@ -217,3 +217,26 @@ def test_an_error_message_with_brackets_is_printed_as_written(tmp_path):
     missing = tmp_path / "[urgent] runs"
     shown = CliRunner().invoke(app, ["runs", "list", str(missing)])
     assert shown.exit_code == 2 and "[urgent] runs is not a folder" in " ".join(shown.output.split())
+
+
+def test_eval_base_scores_the_starting_model_on_the_same_file(finished_run):
+    out = finished_run["dir"] / "eval_base.json"
+    result = invoke("eval", finished_run["run"], "--data", finished_run["dir"] / "test.csv", "--base", "-o", out)
+    assert result.exit_code == 0, result.output
+    scored = json.loads(out.read_text())
+    trained = json.loads((finished_run["run"] / "metrics.json").read_text())
+    assert set(scored) == {"base", "tuned"} and "base" in result.output and "tuned" in result.output
+    for side in ("base", "tuned"):  # the run scored both on this very file: the same numbers come back
+        assert scored[side]["f1_macro"] == pytest.approx(trained[side]["f1_macro"], abs=1e-6), side
+
+
+def test_eval_base_is_refused_for_a_run_without_a_base_line(finished_run, tmp_path):
+    recipe = {
+        "model": {"name": "tiny-bert"},
+        "data": {"train": str(finished_run["dir"] / "train.csv")},
+        "train": {"epochs": 1},
+        "eval": {"baseline": "none"},
+    }
+    assert invoke("train", write_recipe(tmp_path, recipe), "-o", tmp_path / "run").exit_code == 0
+    result = invoke("eval", tmp_path / "run", "--data", finished_run["dir"] / "test.csv", "--base")
+    assert result.exit_code == 2 and "kept no base line" in " ".join(result.output.split())

@@ -611,3 +611,16 @@ def test_a_recipes_chat_template_file_trains_and_goes_with_the_model(gen_data, t
     assert any("never stop" in e for e in report.errors)
     with pytest.raises(TunesmithError, match="never stop"):
         tunesmith.run(spec, output_dir=tmp_path / "refused")
+
+
+def test_eval_base_answers_with_the_base_model_as_the_run_did(full_run, gen_data, tmp_path):
+    out = tmp_path / "both.json"
+    args = ["eval", str(full_run.run_dir), "--data", gen_data["test"], "--base", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scored, trained = json.loads(out.read_text()), full_run.metrics
+    rel = 1e-4 if trained["train"]["precision"] == "fp32" else 2e-3  # the run scored in its precision, eval in fp32
+    for side in ("base", "tuned"):
+        assert scored[side]["generated"] == 12
+        assert scored[side]["loss"] == pytest.approx(trained[side]["loss"], rel=rel), side
+    assert scored["tuned"]["loss"] < scored["base"]["loss"] - 0.5

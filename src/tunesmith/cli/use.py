@@ -28,22 +28,38 @@ def eval_(
             help="Generation runs: prompts to answer (default: the run's eval.max_samples; 0: the loss alone).",
         ),
     ] = None,
+    base: Annotated[
+        bool,
+        typer.Option(
+            "--base", help="Score the model the run started from on the same file too: base vs tuned, as in training."
+        ),
+    ] = False,
     overwrite: Overwrite = False,
 ):
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
     from ..data.writers import claim_output
-    from ..predict import Predictor
+    from ..predict import Predictor, load_base
     from ..runs.rundir import write_json
 
     if output:
         claim_output(output, overwrite, inputs=[data])
-    predictor = Predictor.load(run_dir)
-    if hasattr(predictor, "generate"):
-        metrics = predictor.evaluate(data, max_samples)
-    else:
-        metrics = predictor.evaluate(data, text_column, label_column)
-    print_metrics({data.name: metrics})
+
+    def score(predictor) -> dict:
+        if hasattr(predictor, "generate"):
+            return predictor.evaluate(data, max_samples)
+        return predictor.evaluate(data, text_column, label_column)
+
+    metrics = score(Predictor.load(run_dir))
+    if base:
+        start = load_base(run_dir)
+        if start is None:
+            raise TunesmithError(
+                f"--base: {run_dir} kept no base line to score (its recipe set eval.baseline: none, or its method "
+                "keeps none)."
+            )
+        metrics = {"base": score(start), "tuned": metrics}
+    print_metrics(metrics if base else {data.name: metrics}, title=f"{data.name}" if base else None)
     if output:
         write_json(output, metrics)  # written beside and renamed: never half a file
         out.print(f"Metrics written to {output}")

@@ -164,16 +164,9 @@ class SupervisedGeneration:
 
     @staticmethod
     def load_predictor(run_dir: Path, columns: dict, max_length: int | None = None, **kwargs):
-        from ..recipe import load_recipe
-        from ..tasks.generation.predictor import GenerativePredictor, load_generation_model
+        from ..tasks.generation.predictor import load_generation_model, run_predictor
 
-        recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
-        data = rundir.read_json(run_dir / rundir.METRICS_FILE).get("data")
-        p95 = data.get("answer_p95") if isinstance(data, dict) else None
-        p95 = p95 if isinstance(p95, int) and not isinstance(p95, bool) and 0 < p95 < 10**6 else None  # a file: input
-        predictor = GenerativePredictor(*load_generation_model(run_dir), recipe=recipe, answer_p95=p95, **kwargs)
-        predictor.style_judge = _saved_style_judge(run_dir)
-        return predictor
+        return run_predictor(run_dir, *load_generation_model(run_dir), **kwargs)
 
 
 def _encode(recipe, data, tokenizer) -> tuple[dict, dict, list[str]]:
@@ -273,20 +266,6 @@ def _style_samples(recipe, data) -> dict | None:
     pairs = [split_prompt(s) for s in data.train.samples]
     pairs = random.Random(recipe.train.seed).sample(pairs, min(STYLE_SAMPLES, len(pairs)))
     return {"prompts": [p for p, _ in pairs], "brand": [r for _, r in pairs]}
-
-
-def _saved_style_judge(run_dir: Path):
-    """The style judge a brand-voice run saved, or None; a file that is not one is an error, never code."""
-    from ..tasks.generation.style import FILE, StyleJudge
-    from ..tasks.generation.text_metrics import embedding_width
-
-    path = run_dir / FILE
-    if not path.is_file():
-        return None
-    try:
-        return StyleJudge.from_json(rundir.read_json(path), embedding_width())
-    except ValueError as err:
-        raise TunesmithError(f"{run_dir}: {err}") from None
 
 
 def _fit_style_judge(plan: Plan, ctx: Context, model) -> None:

@@ -47,13 +47,56 @@ def _merge(run_dir: Path, adapter: Path):
 
 
 def load_base_predictor(run_dir: Path, **kwargs) -> GenerativePredictor:
-    """The model the run started from, as a predictor: what the tuned model is compared against by hand."""
-    from ...models.loading import load_causal_lm, load_tokenizer, resolve_weights
+    """The model the run started from, as a predictor that answers and scores as the run's does (its recipe, its
+    answer cap, its style judge): what the tuned model is compared against by hand."""
+    from ...models.loading import load_causal_lm, resolve_weights
+
+    weights = resolve_weights(runs.read_yaml(run_dir / runs.RECIPE_FILE)["model"]["name"])
+    return run_predictor(run_dir, load_causal_lm(weights), _run_tokenizer(run_dir), **kwargs)
+
+
+def _run_tokenizer(run_dir: Path):
+    """The tokenizer the run saved: the base model's, with the chat template training rendered samples with (the
+    base model may have none, or the recipe chose another), so the base answers as in the run's evaluation."""
+    from ...models.loading import load_tokenizer
+
+    for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
+        if (run_dir / folder / "config.json").is_file():
+            return runs.load_saved_model(run_dir / folder, load_tokenizer)
+    adapter = run_dir / runs.ADAPTER_DIR
+    if not (adapter / "tokenizer_config.json").is_file():
+        raise TunesmithError(
+            f"{run_dir}: no model/, merged/ or adapter/ folder with a tokenizer; was the run completed?"
+        )
+    return load_tokenizer(str(adapter))
+
+
+def run_predictor(run_dir: Path, model, tokenizer, **kwargs) -> GenerativePredictor:
+    """A predictor of `model` with what the run recorded: its recipe (decoding, system prompt, metrics), the
+    training answers' length (the evaluation's answer cap) and the style judge a brand-voice run built."""
     from ...recipe import load_recipe
 
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
-    weights = resolve_weights(recipe.model.name)
-    return GenerativePredictor(load_causal_lm(weights), load_tokenizer(weights), recipe=recipe, **kwargs)
+    data = runs.read_json(run_dir / runs.METRICS_FILE).get("data")
+    p95 = data.get("answer_p95") if isinstance(data, dict) else None
+    p95 = p95 if isinstance(p95, int) and not isinstance(p95, bool) and 0 < p95 < 10**6 else None  # a file: input
+    predictor = GenerativePredictor(model, tokenizer, recipe=recipe, answer_p95=p95, **kwargs)
+    predictor.style_judge = _saved_style_judge(run_dir)
+    return predictor
+
+
+def _saved_style_judge(run_dir: Path):
+    """The style judge a brand-voice run saved, or None; a file that is not one is an error, never code."""
+    from .style import FILE, StyleJudge
+    from .text_metrics import embedding_width
+
+    path = run_dir / FILE
+    if not path.is_file():
+        return None
+    try:
+        return StyleJudge.from_json(runs.read_json(path), embedding_width())
+    except ValueError as err:
+        raise TunesmithError(f"{run_dir}: {err}") from None
 
 
 class GenerativePredictor:
