@@ -275,3 +275,19 @@ def test_every_reader_leaves_out_bad_rows_only_when_told(tmp_path):
             load(section, 0)
         with leaving_out():
             assert count(load(section, 0)) == 9, name
+
+
+def test_a_row_readers_error_names_every_bad_row(tmp_path):
+    import pytest
+
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(30)]
+    rows[3]["rejected"] = rows[3]["chosen"]  # prefers nothing
+    rows[7]["chosen"] = ""  # empty
+    rows[21]["prompt"] = "  "
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    recipe = {"task": "generation", "model": "tiny-llama", "data": {"train": str(tmp_path / "pairs.jsonl")}}
+    recipe["method"] = {"name": "preference"}
+    report = check_recipe(tunesmith.load_recipe(recipe))
+    assert any("data row 4" in e and "In all, 3 rows cannot be used: data rows 4, 8, 22." in e for e in report.errors)
+    with pytest.raises(tunesmith.TunesmithError, match="data rows 4, 8, 22"):
+        tunesmith.run(recipe, output_dir=tmp_path / "run")
