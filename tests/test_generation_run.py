@@ -624,3 +624,23 @@ def test_eval_base_answers_with_the_base_model_as_the_run_did(full_run, gen_data
         assert scored[side]["generated"] == 12
         assert scored[side]["loss"] == pytest.approx(trained[side]["loss"], rel=rel), side
     assert scored["tuned"]["loss"] < scored["base"]["loss"] - 0.5
+
+
+def test_a_streamed_beam_row_whose_client_left_ends_early(full_run):
+    from tunesmith.recipe import DecodingSection
+    from tunesmith.tasks.generation.streams import generate_streams
+
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    beams, sent = DecodingSection(num_beams=4), {}
+
+    def stream(cancelled):
+        sink = lambda row, text: sent.setdefault(row, []).append(text)  # noqa: E731
+        prompts = ["where is my order", "please cancel my order"]
+        return generate_streams(
+            predictor.model, predictor.tokenizer, prompts, sink, 30, cancelled=cancelled, decoding=beams
+        )
+
+    kept = stream([lambda: False, lambda: False])
+    left = stream([lambda: True, lambda: False])  # the first client left at once: its row stops, the other runs on
+    assert left[0] <= 1 and left[1] == kept[1] and kept[0] > 1
+    assert stream([lambda: True, lambda: True]) == [left[0], left[0]]  # nobody left listening: the batch ends

@@ -52,13 +52,15 @@ class RowStreamer(BaseStreamer):
 
 class RowsCancelled(StoppingCriteria):
     """Ends a row once its `cancelled()` says so (its client left, or a stop sequence matched); the batch ends when
-    every row has, instead of running on to max_new_tokens for nobody."""
+    every row has, instead of running on to max_new_tokens for nobody. Beam search asks about each of a row's
+    candidate sequences (rows x candidates, in row order): they all end with their row."""
 
     def __init__(self, cancelled: list):
         self.cancelled = cancelled
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        return torch.tensor([bool(done()) for done in self.cancelled], dtype=torch.bool, device=input_ids.device)
+        rows = torch.tensor([bool(done()) for done in self.cancelled], dtype=torch.bool, device=input_ids.device)
+        return rows.repeat_interleave(input_ids.shape[0] // len(self.cancelled))
 
 
 @torch.inference_mode()
@@ -82,10 +84,10 @@ def generate_streams(
     enc = {k: v.to(model.device) for k, v in _left_padded(ids, tokenizer.pad_token_id).items()}
     streamer = RowStreamer(tokenizer, len(ids), sink)
     model.eval()
-    # transformers cannot stream beam search, nor stop one of its rows (its criteria see every beam): with beams
-    # the rows run to their end and reach their sinks whole; the caller still cuts them at its stop strings
+    # transformers cannot stream beam search: with beams the rows reach their sinks whole when the batch ends (the
+    # caller still cuts them at its stop strings); a row whose client left still ends its candidates early
     beams = beam_settings(decoding)
-    stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled and not beams else None
+    stopping = StoppingCriteriaList([RowsCancelled(cancelled)]) if cancelled else None
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
