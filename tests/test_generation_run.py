@@ -644,3 +644,19 @@ def test_a_streamed_beam_row_whose_client_left_ends_early(full_run):
     left = stream([lambda: True, lambda: False])  # the first client left at once: its row stops, the other runs on
     assert left[0] <= 1 and left[1] == kept[1] and kept[0] > 1
     assert stream([lambda: True, lambda: True]) == [left[0], left[0]]  # nobody left listening: the batch ends
+
+
+def test_generate_base_adds_the_starting_models_answers_beside(full_run, gen_data, tmp_path):
+    from tunesmith.predict import load_base
+
+    out = tmp_path / "both.jsonl"
+    args = ["generate", str(full_run.run_dir), gen_data["test"], "-o", str(out), "--base", "--max-new-tokens", "4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    prompts = [r["prompt"] for r in rows]
+    assert [r["base_generated"] for r in rows] == load_base(full_run.run_dir).generate(prompts, max_new_tokens=4)
+    assert [r["generated"] for r in rows] == tunesmith.Predictor.load(full_run.run_dir).generate(
+        prompts, max_new_tokens=4
+    )
+    assert [r["generated"] for r in rows] != [r["base_generated"] for r in rows]  # fine-tuning changed the answers

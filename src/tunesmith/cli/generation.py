@@ -141,6 +141,10 @@ def generate_(
     stop: Stop = None,
     num_beams: NumBeams = None,
     length_penalty: LengthPenalty = None,
+    base: Annotated[
+        bool,
+        typer.Option("--base", help="Also a `base_generated` column: the model the run started from, same settings."),
+    ] = False,
     overwrite: Overwrite = False,
 ):
     """Add a `generated` column to every row of INPUT (batched)."""
@@ -156,6 +160,12 @@ def generate_(
     frame = read_table(input, "input")
     prompts = prompts_of(frame, generator.recipe.data, str(input), prompt_column)  # found as the run found its own
     frame["generated"] = generator.generate(prompts, max_new_tokens, temperature, top_p, decoding)
+    if base:  # side by side: what fine-tuning changed on these prompts
+        from ..predict import load_base
+
+        start = load_base(run_dir)
+        start.batch_size = batch_size
+        frame["base_generated"] = start.generate(prompts, max_new_tokens, temperature, top_p, decoding)
     write_table(frame, output)
     out.print(f"{len(frame)} answers written to {output}")
 
