@@ -8,8 +8,9 @@ from pathlib import Path
 
 from .check import check_recipe
 from .check.report import as_files
+from .data.bad_rows import leaving_out
 from .data.hub import materialize
-from .data.readers import checking, leaving_out, read_once
+from .data.readers import checking, read_once
 from .engine.tracking import check_available
 from .errors import TunesmithError
 from .flows.seeds import run_seeds

@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from ..errors import TunesmithError, did_you_mean
+from .bad_rows import leave_out
 from .columns import (
     SHOWN,
     TextColumn,
@@ -19,7 +20,6 @@ from .columns import (
     no_filter_match,
     read_columns,
 )
-from .readers import leave_out
 
 
 @dataclass

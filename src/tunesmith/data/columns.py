@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..errors import TunesmithError, did_you_mean
 from ..paths import cache_dir
-from .readers import checked_path, iter_table, kept_parse, leave_out
+from .bad_rows import leave_out
+from .readers import checked_path, iter_table, kept_parse
 
 VERSION = "1"  # what a table holds; a change makes new keys
 CHUNK = 50_000  # rows parsed and checked at once

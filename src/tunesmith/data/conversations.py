@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import TunesmithError
-from .readers import read_table, read_usable
+from .bad_rows import read_usable
+from .readers import read_table
 
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")

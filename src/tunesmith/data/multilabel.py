@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TunesmithError, did_you_mean
+from .bad_rows import read_usable
 from .classification import filter_rows, text_cells
 from .columns import label_text
-from .readers import read_table, read_usable
+from .readers import read_table
 
 
 @dataclass

@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
+from .bad_rows import read_usable
 from .conversations import PROMPT_NAMES, _blank, _pick, carve_validation, checked_turns, seeded_subset
-from .readers import read_table, read_usable
+from .readers import read_table
 
 
 @dataclass

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
+from .bad_rows import leave_out
 from .classification import Split, duplicate_warnings, read_split, sample_split, take
-from .readers import leave_out
 
 
 @dataclass

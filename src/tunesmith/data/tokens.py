@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TunesmithError, did_you_mean
+from .bad_rows import read_usable
 from .classification import filter_rows
-from .readers import read_table, read_usable
+from .readers import read_table
 
 WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
 
