@@ -120,7 +120,7 @@ class GenerativePredictor:
         self.decoding = recipe.eval.decoding if recipe is not None else DecodingSection()
         # training put data.system_prompt before every conversation without a system turn; the template now does
         # so for every prompt rendered here (generate, chat, serve, and the exports, which save this tokenizer)
-        self.system_prompt = recipe.data.system_prompt if recipe is not None else None
+        self.system_prompt = recipe.data.system_prompt if recipe is not None and recipe.data is not None else None
         with_default_system(tokenizer, self.system_prompt)
 
     def decoding_with(self, overrides: dict | None):
