@@ -189,10 +189,10 @@ def test_warn_still_stops_on_a_problem_of_the_whole_file(toy_data, tmp_path):
 def test_every_reader_leaves_out_bad_rows_only_when_told(tmp_path):
     import pytest
 
+    from tunesmith.data.bad_rows import leaving_out
     from tunesmith.data.conversations import load_generation
     from tunesmith.data.multilabel import load_multilabel
     from tunesmith.data.preference import load_preference
-    from tunesmith.data.bad_rows import leaving_out
     from tunesmith.data.regression import load_regression
     from tunesmith.data.tokens import load_tokens
     from tunesmith.recipe import DataSection

@@ -225,3 +225,25 @@ def test_stages_may_change_the_task_kind(first, second, tmp_path):
         assert len(answer) == 2 and all(isinstance(float(v), float) for v in answer)
     else:
         assert set(answer) <= {"positive", "negative"}
+
+
+def test_a_staged_runs_served_model_takes_its_last_stages_system_prompt(tmp_path):
+    from tunesmith.tasks.generation.formatting import render
+
+    rows = [{"prompt": f"where is my order {i}", "response": "track_order"} for i in range(24)]
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("\n\n".join(["the customer asked where the order is"] * 20), encoding="utf-8")
+    chat = {"train": str(tmp_path / "chat.jsonl"), "system_prompt": "Name the intent."}
+    recipe = {
+        "task": "generation",
+        "model": {"name": "tiny-llama"},
+        "train": {"epochs": 1, "batch_size": 8, "max_length": 64},
+        "eval": {"max_samples": 2, "max_new_tokens": 4},
+        "stages": [
+            {"name": "cpt", "method": {"name": "domain_adaptation", "corpus": [str(tmp_path / "notes.txt")]}},
+            {"name": "sft", "data": chat},  # only the last stage has the chat data and its system prompt
+        ],
+    }
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    predictor = tunesmith.Predictor.load(run_dir)
+    assert "Name the intent." in render(predictor.tokenizer, [{"role": "user", "content": "hi"}])

@@ -74,9 +74,11 @@ def _run_tokenizer(run_dir: Path):
 def run_predictor(run_dir: Path, model, tokenizer, **kwargs) -> GenerativePredictor:
     """A predictor of `model` with what the run recorded: its recipe (decoding, system prompt, metrics), the
     training answers' length (the evaluation's answer cap) and the style judge a brand-voice run built."""
-    from ...recipe import load_recipe
+    from ...recipe import load_recipe, stage_recipe
 
     recipe = load_recipe(runs.read_yaml(run_dir / runs.RECIPE_FILE))
+    if recipe.stages:  # the model is the last stage's: its data section (system prompt) and settings hold
+        recipe = stage_recipe(recipe, len(recipe.stages) - 1)
     data = runs.read_json(run_dir / runs.METRICS_FILE).get("data")
     p95 = data.get("answer_p95") if isinstance(data, dict) else None
     p95 = p95 if isinstance(p95, int) and not isinstance(p95, bool) and 0 < p95 < 10**6 else None  # a file: input
