@@ -240,3 +240,17 @@ def test_eval_base_is_refused_for_a_run_without_a_base_line(finished_run, tmp_pa
     assert invoke("train", write_recipe(tmp_path, recipe), "-o", tmp_path / "run").exit_code == 0
     result = invoke("eval", tmp_path / "run", "--data", finished_run["dir"] / "test.csv", "--base")
     assert result.exit_code == 2 and "kept no base line" in " ".join(result.output.split())
+    out = tmp_path / "p.csv"
+    result = invoke("predict", tmp_path / "run", finished_run["dir"] / "test.csv", "-o", out, "--base")
+    assert result.exit_code == 2 and "kept no base line" in " ".join(result.output.split()) and not out.exists()
+
+
+def test_predict_base_adds_the_base_lines_answers_beside(finished_run):
+    from tunesmith.predict import load_base
+
+    out = finished_run["dir"] / "both.csv"
+    result = invoke("predict", finished_run["run"], finished_run["dir"] / "test.csv", "-o", out, "--base")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out)
+    assert {"predicted_label", "base_predicted_label", "base_probability"} <= set(rows.columns)
+    assert rows.base_predicted_label.tolist() == load_base(finished_run["run"]).predict(rows.text.tolist())

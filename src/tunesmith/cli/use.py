@@ -39,7 +39,7 @@ def eval_(
     """Evaluate a run's model on any labeled file: accuracy, macro F1/precision/recall, per class
     (generation runs: loss, perplexity, ROUGE-L and exact match on the file's prompts)."""
     from ..data.writers import claim_output
-    from ..predict import Predictor, load_base
+    from ..predict import Predictor
     from ..runs.rundir import write_json
 
     if output:
@@ -52,13 +52,7 @@ def eval_(
 
     metrics = score(Predictor.load(run_dir))
     if base:
-        start = load_base(run_dir)
-        if start is None:
-            raise TunesmithError(
-                f"--base: {run_dir} kept no base line to score (its recipe set eval.baseline: none, or its method "
-                "keeps none)."
-            )
-        metrics = {"base": score(start), "tuned": metrics}
+        metrics = {"base": score(_base_line(run_dir)), "tuned": metrics}
     print_metrics(metrics if base else {data.name: metrics}, title=f"{data.name}" if base else None)
     if output:
         write_json(output, metrics)  # written beside and renamed: never half a file
@@ -74,6 +68,12 @@ def predict(
         Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")
     ],
     text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the run's).")] = None,
+    base: Annotated[
+        bool,
+        typer.Option(
+            "--base", help="Also the base line's answers (`base_` columns): what fine-tuning changed, row by row."
+        ),
+    ] = False,
     overwrite: Overwrite = False,
 ):
     """Add `predicted_label` and `probability` columns to every row of INPUT (regression runs: `predicted_score`)."""
@@ -94,10 +94,27 @@ def predict(
         )
     pair = predictor.columns.get("pair")
     pairs = text_cells(frame, pair, str(input)) if pair and pair in frame.columns else None
-    for name, values in predictor.annotate(text_cells(frame, column, str(input)), pairs).items():
+    texts = text_cells(frame, column, str(input))
+    for name, values in predictor.annotate(texts, pairs).items():
         frame[name] = values
+    if base:
+        for name, values in _base_line(run_dir).annotate(texts, pairs).items():
+            frame[f"base_{name}"] = values
     write_table(frame, output)
     out.print(f"{len(frame)} predictions written to {output}")
+
+
+def _base_line(run_dir: Path):
+    """The model the run started from, answering as the run's base line did; an error where the run kept none."""
+    from ..predict import load_base
+
+    start = load_base(run_dir)
+    if start is None:
+        raise TunesmithError(
+            f"--base: {run_dir} kept no base line to score (its recipe set eval.baseline: none, or its method "
+            "keeps none)."
+        )
+    return start
 
 
 def classifier(run_dir: Path):
