@@ -660,3 +660,13 @@ def test_generate_base_adds_the_starting_models_answers_beside(full_run, gen_dat
         prompts, max_new_tokens=4
     )
     assert [r["generated"] for r in rows] != [r["base_generated"] for r in rows]  # fine-tuning changed the answers
+
+
+def test_answering_many_prompts_says_how_far_it_got(full_run, logged):
+    predictor = tunesmith.Predictor.load(full_run.run_dir)
+    predictor.batch_size = 4
+    predictor.generate(["where is my order"] * 3, max_new_tokens=2)  # one batch: nothing to report
+    assert "answered" not in logged()
+    predictor.generate(["where is my order"] * 20, max_new_tokens=2)
+    said = logged()
+    assert "answered 4 of 20 prompts" in said and "answered 20 of 20 prompts" in said

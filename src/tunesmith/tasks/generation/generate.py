@@ -45,6 +45,7 @@ def generate(
     # each prompt holds num_beams sequences (and their caches): fewer prompts per batch, the same memory
     batch_size = max(1, batch_size // beams.get("num_beams", 1))
     model.eval()
+    report = _Answered(len(order), batch_size)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         enc = {k: v.to(model.device) for k, v in _left_padded([ids[i] for i in idx], tokenizer.pad_token_id).items()}
@@ -63,7 +64,21 @@ def generate(
         for i, tokens in zip(idx, new):
             text = tokenizer.decode(tokens, skip_special_tokens=True)
             answers[i] = cut_at_stop(text, list(decoding.stop) if decoding else [])[0].strip()
+        report(start + len(idx))
     return answers
+
+
+class _Answered:
+    """A log line at every tenth of the prompts answered, when they take several batches: on a CPU a file of
+    prompts or a run's evaluation can take minutes, and nothing else says how far it got."""
+
+    def __init__(self, total: int, batch_size: int):
+        self.total, self.next = total, max(total // 10, 1) if total > batch_size else total + 1
+
+    def __call__(self, done: int) -> None:
+        if done >= self.next:
+            logging.getLogger("tunesmith.progress").info(f"answered {done:,} of {self.total:,} prompts")
+            self.next = done + max(self.total // 10, 1)
 
 
 def penalties(decoding) -> dict:
