@@ -14,26 +14,31 @@ DEFAULT_MAX_NEW = 256  # new tokens per answer where neither the caller nor the 
 
 def load_generation_model(run_dir: Path):
     """(model, tokenizer) from a run: merged/ or model/ when present, else base weights + adapter/."""
-    from ...models.loading import load_causal_lm, load_tokenizer
+    from ...models.loading import load_causal_lm
 
-    for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
-        if (run_dir / folder / "config.json").is_file():
-            return (
-                runs.load_saved_model(run_dir / folder, load_causal_lm),
-                runs.load_saved_model(run_dir / folder, load_tokenizer),
-            )
-    adapter = run_dir / runs.ADAPTER_DIR
-    if not (adapter / "adapter_config.json").is_file():
-        raise TunesmithError(f"{run_dir}: no model/, merged/ or adapter/ folder with weights; was the run completed?")
+    folder = _saved_folder(run_dir)
+    if folder.name != runs.ADAPTER_DIR:
+        return runs.load_saved_model(folder, load_causal_lm), _run_tokenizer(run_dir)
     try:
-        return _merge(run_dir, adapter), load_tokenizer(str(adapter))
+        return _merge(run_dir, folder), _run_tokenizer(run_dir)
     except TunesmithError:
         raise
     except Exception as err:  # noqa: BLE001
         raise TunesmithError(
-            f"{adapter}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
+            f"{folder}: the run's LoRA adapter cannot be loaded ({type(err).__name__}); the folder is "
             "damaged or was changed after training. Train the run again, or restore it from a copy."
         ) from None
+
+
+def _saved_folder(run_dir: Path) -> Path:
+    """Where the run keeps its model: merged/ or model/ (a full model), else adapter/ (LoRA)."""
+    for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
+        if (run_dir / folder / "config.json").is_file():
+            return run_dir / folder
+    adapter = run_dir / runs.ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise TunesmithError(f"{run_dir}: no model/, merged/ or adapter/ folder with weights; was the run completed?")
+    return adapter
 
 
 def _merge(run_dir: Path, adapter: Path):
@@ -56,19 +61,14 @@ def load_base_predictor(run_dir: Path, **kwargs) -> GenerativePredictor:
 
 
 def _run_tokenizer(run_dir: Path):
-    """The tokenizer the run saved: the base model's, with the chat template training rendered samples with (the
-    base model may have none, or the recipe chose another), so the base answers as in the run's evaluation."""
+    """The tokenizer the run saved beside its model: the base model's, with the chat template training rendered
+    samples with (the base model may have none, or the recipe chose another)."""
     from ...models.loading import load_tokenizer
 
-    for folder in (runs.MERGED_DIR, runs.MODEL_DIR):
-        if (run_dir / folder / "config.json").is_file():
-            return runs.load_saved_model(run_dir / folder, load_tokenizer)
-    adapter = run_dir / runs.ADAPTER_DIR
-    if not (adapter / "tokenizer_config.json").is_file():
-        raise TunesmithError(
-            f"{run_dir}: no model/, merged/ or adapter/ folder with a tokenizer; was the run completed?"
-        )
-    return load_tokenizer(str(adapter))
+    folder = _saved_folder(run_dir)
+    if folder.name == runs.ADAPTER_DIR:
+        return load_tokenizer(str(folder))
+    return runs.load_saved_model(folder, load_tokenizer)
 
 
 def run_predictor(run_dir: Path, model, tokenizer, **kwargs) -> GenerativePredictor:
@@ -117,7 +117,7 @@ class GenerativePredictor:
         limit = recipe.eval.max_new_tokens if recipe is not None else None
         self.max_new_tokens, self.batch_size = max_new_tokens or limit or DEFAULT_MAX_NEW, batch_size
         self.recipe = recipe  # the run's recipe: how `evaluate` reads a file and scores answers, as in training
-        self.style_judge = None  # eval.style_reference runs: set from the run's style_judge.json by load_predictor
+        self.style_judge = None  # eval.style_reference runs: set from the run's style_judge.json by run_predictor
         # the run's decoding settings (eval.decoding) are the defaults of every answer it gives
         self.decoding = recipe.eval.decoding if recipe is not None else DecodingSection()
         # training put data.system_prompt before every conversation without a system turn; the template now does
