@@ -83,12 +83,12 @@ def numeric(split: Split, column: str) -> Split:
     for problem in problems:  # under data_check: warn, those rows are left out
         if not leave_out(problem):
             raise problem
+    if not problems:
+        return Split(split.texts, values, split.pairs, split.source)
     kept = [i for i, value in enumerate(values) if math.isfinite(value) and abs(value) <= MAX_TARGET]
     if not kept:
         raise TunesmithError(f"{split.source}: no row left with a usable number in column '{column}'.")
-    if len(kept) < len(values):
-        return Split(take(split.texts, kept), [values[i] for i in kept], take(split.pairs, kept), split.source)
-    return Split(split.texts, values, split.pairs, split.source)
+    return Split(take(split.texts, kept), [values[i] for i in kept], take(split.pairs, kept), split.source)
 
 
 def _random_split(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
