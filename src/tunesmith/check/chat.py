@@ -30,13 +30,7 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     _duplicates(entry, samples, convs, name, report)
     if tokenizer is None:
         return
-    from ..tasks.generation.formatting import ensure_chat_template
-
-    try:
-        if ensure_chat_template(tokenizer, recipe.model.chat_template) and recipe.model.chat_template == "auto":
-            report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
-    except TunesmithError as err:
-        report.errors.append(f"{name}: {err}")
+    if not _chat_template(tokenizer, recipe, name, report):
         return
     if convs["train"].format != "text":
         _round_trip(entry, tokenizer, samples, name, report)
@@ -68,12 +62,7 @@ def check_preference(recipe, name: str, tokenizer, report: Report) -> None:
     _duplicates(entry, convs["train"].samples, convs, name, report)
     if tokenizer is None:
         return
-    from ..tasks.generation.formatting import ensure_chat_template
-
-    try:
-        ensure_chat_template(tokenizer, recipe.model.chat_template)
-    except TunesmithError as err:
-        report.errors.append(f"{name}: {err}")
+    if not _chat_template(tokenizer, recipe, name, report):
         return
     _round_trip(entry, tokenizer, convs["train"].samples, name, report)
     _masking(entry, tokenizer, convs["train"].samples, recipe, name, report)
@@ -172,3 +161,17 @@ def _masking(entry, tokenizer, samples, recipe, name, report) -> None:
             f"{name}: {masked} of {len(picked)} training samples have no response token within "
             f"train.max_length={max_length}; they are dropped."
         )
+
+
+def _chat_template(tokenizer, recipe, name: str, report: Report) -> bool:
+    """Give the tokenizer the template training will render with (model.chat_template); False, with the error in
+    the report, where that template cannot be used."""
+    from ..tasks.generation.formatting import ensure_chat_template
+
+    try:
+        if ensure_chat_template(tokenizer, recipe.model.chat_template) and recipe.model.chat_template == "auto":
+            report.warnings.append(f"{name}: the model has no chat template; tunesmith's default one will be used.")
+    except TunesmithError as err:
+        report.errors.append(f"{name}: {err}")
+        return False
+    return True

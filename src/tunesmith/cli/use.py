@@ -53,7 +53,7 @@ def eval_(
     metrics = score(Predictor.load(run_dir))
     if base:
         metrics = {"base": score(_base_line(run_dir)), "tuned": metrics}
-    print_metrics(metrics if base else {data.name: metrics}, title=f"{data.name}" if base else None)
+    print_metrics(metrics if base else {data.name: metrics}, title=data.name if base else None)
     if output:
         write_json(output, metrics)  # written beside and renamed: never half a file
         out.print(f"Metrics written to {output}")

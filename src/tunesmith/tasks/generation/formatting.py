@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...errors import TunesmithError
+from ...recipe import is_inline_or_named
 
 # ChatML markers, but turns end with the tokenizer's own EOS so `generate` stops without extra config.
 DEFAULT_TEMPLATE = (
@@ -44,7 +45,7 @@ def ensure_chat_template(tokenizer, choice: str = "auto") -> bool:
             )
         tokenizer.chat_template = DEFAULT_TEMPLATE
         return True
-    tokenizer.chat_template = choice if "{" in choice else _template_file(choice)
+    tokenizer.chat_template = choice if is_inline_or_named(choice) else _template_file(choice)
     _check_template(tokenizer)
     return True
 
@@ -53,7 +54,7 @@ def template_source(choice: str) -> str:
     """How model.chat_template reads in a log line."""
     if choice in ("auto", "chatml"):
         return "tunesmith's ChatML default" + (" (the model has none)" if choice == "auto" else "")
-    return "the recipe's own" if "{" in choice else f"the recipe's, from {choice}"
+    return "the recipe's own" if is_inline_or_named(choice) else f"the recipe's, from {choice}"
 
 
 def _template_file(path: str) -> str:
