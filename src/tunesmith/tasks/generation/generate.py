@@ -8,6 +8,7 @@ import math
 import torch
 
 from ...engine.batching import collate
+from ...log import ROOT
 from .formatting import packed_attention_mask, render, stop_token_ids
 
 
@@ -77,7 +78,7 @@ class _Answered:
 
     def __call__(self, done: int) -> None:
         if done >= self.next:
-            logging.getLogger("tunesmith.progress").info(f"answered {done:,} of {self.total:,} prompts")
+            logging.getLogger(f"{ROOT}.progress").info(f"answered {done:,} of {self.total:,} prompts")
             self.next = done + max(self.total // 10, 1)
 
 
