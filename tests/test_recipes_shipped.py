@@ -147,6 +147,12 @@ def test_recipes_list_and_copy_write_a_recipe_that_trains_from_the_data_root(tmp
     runner = CliRunner()
     listed = runner.invoke(app, ["recipes", "list"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "product_reviews" in listed.output and "support_assistant" in listed.output
+    # on an 80-column terminal each description is its recipe's whole first sentence, never cut at an abbreviation
+    narrow = runner.invoke(app, ["recipes", "list"], env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    flat = " ".join(narrow.split())
+    assert "(MTS-Dialog, Ben Abacha et al. 2023, CC BY 4.0): the prompt names the section" in flat
+    assert '(35 CUAD categories, e.g. "Exclusivity", "Minimum Commitment"). contract_clauses_few_shot' in flat
     done = runner.invoke(app, ["recipes", "copy", "product_reviews", str(tmp_path / "mine")])
     assert done.exit_code == 0, done.output
     copied = tmp_path / "mine" / "product_reviews.yaml"

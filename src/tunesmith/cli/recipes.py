@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Column, Table
+from rich.markup import escape
 
 from ..errors import TunesmithError, did_you_mean
 from .app import Overwrite, app, friendly, out
@@ -24,29 +26,52 @@ def shipped() -> dict[str, Path]:
 
 
 def _about(path: Path) -> tuple[dict, str]:
+    """The recipe as data, and what it does: the first sentence of its opening comment (the line before is
+    its command)."""
     import yaml
 
     text = path.read_text(encoding="utf-8")
-    comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
-    return yaml.safe_load(text) or {}, comments[1] if len(comments) > 1 else ""
+    head = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line[1:].strip())
+    return yaml.safe_load(text) or {}, first_sentence(" ".join(head[1:]))
+
+
+# a full stop after these is not a sentence's end ("Ben Abacha et al. 2023", "e.g. "Exclusivity"")
+_ABBREVIATIONS = ("al.", "e.g.", "i.e.", "incl.", "etc.", "vs.", "cf.")
+_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z-]|\s*$)")
+
+
+def first_sentence(text: str) -> str:
+    for end in _SENTENCE_END.finditer(text):
+        if not text[: end.end()].endswith(_ABBREVIATIONS):
+            return text[: end.end()]
+    return text
 
 
 @recipes_app.command("list")
 def recipes_list():
     """The shipped recipes: task, method, model and what each does."""
-    table = Table(Column("name", no_wrap=True), "task", "method", "model", "what it does")  # names: never broken
+    # a line per recipe and its description under it, not a table: five columns leave a description a few
+    # characters a line on an 80-column terminal
     for name, path in shipped().items():
         raw, about = _about(path)
         method = raw.get("method") or {}
         model = raw.get("model") or {}
-        table.add_row(
-            name,
-            str(raw.get("task", "classification")),
-            str(method.get("name", "supervised") if isinstance(method, dict) else method),
-            str(model.get("name", "") if isinstance(model, dict) else model),
-            about,
+        kind = " · ".join(
+            (
+                str(raw.get("task", "classification")),
+                str(method.get("name", "supervised") if isinstance(method, dict) else method),
+                str(model.get("name", "") if isinstance(model, dict) else model),
+            )
         )
-    out.print(table)
+        out.print(f"[bold]{escape(name)}[/]  [dim]{escape(kind)}[/]")
+        wrapped = textwrap.fill(
+            about, max(out.width - 4, 40), initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+        )
+        out.print(wrapped + "\n", markup=False, highlight=False)
     out.print("Copy one to edit it: tunesmith recipes copy NAME DIR")
 
 
