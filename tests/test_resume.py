@@ -99,6 +99,7 @@ def test_sigkill_mid_run_then_resume_matches(toy_data, tmp_path):
     assert read_status(cut) == "interrupted"  # killed mid-run: run.json still says running, its process is gone
     listed = runner.invoke(app, ["runs", "list", str(tmp_path)])
     assert listed.exit_code == 0 and "interrupted" in listed.output and "finished" in listed.output
+    assert f"{cut.name}: tunesmith train --resume {cut}\n" in listed.output  # whole on its line, to copy
     resumed = runner.invoke(app, ["train", "--resume", str(cut)])
     assert resumed.exit_code == 0, resumed.output
     assert _max_weight_diff(whole.run_dir, cut) < 1e-6

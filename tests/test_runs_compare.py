@@ -37,6 +37,7 @@ def test_compare_shows_only_the_keys_that_differ_and_each_runs_metrics(toy_data,
     listed = runner.invoke(app, ["runs", "list", str(folder)])
     base, tuned = first["base"]["f1_macro"], first["tuned"]["f1_macro"]
     assert listed.exit_code == 0 and f"{base:.4f} -> {tuned:.4f}" in " ".join(listed.output.split())
+    assert listed.output.rstrip().endswith("┘")  # finished runs: no note lines under the table
 
 
 def test_compare_refuses_one_run_and_a_folder_that_is_not_a_run(tmp_path):

@@ -35,12 +35,16 @@ def list_runs(
         {p.parent for p in folder.glob("*/" + runs.RUN_FILE)}
         | ({folder} if (folder / runs.RUN_FILE).is_file() else set())
     )
+    rows = [_row(run_dir) for run_dir in found]
     table = Table("run", "status", "method", "model", title=plain(str(folder)))
     table.add_column("base -> tuned", no_wrap=True)  # one figure pair, read across
-    table.add_column("note")
-    for run_dir in found:
-        table.add_row(*map(plain, _row(run_dir)))
+    for row in rows:
+        table.add_row(*map(plain, row[:-1]))
     out.print(table if found else f"No run directories under {folder}.")
+    # notes under the table, a line each: in a column a resume command wraps past copying on a narrow terminal
+    for row in rows:
+        if row[-1]:
+            out.print(plain(f"{row[0]}: {row[-1]}"), soft_wrap=True)
 
 
 def _row(run_dir: Path) -> tuple[str | Text, ...]:
@@ -67,7 +71,7 @@ def _row(run_dir: Path) -> tuple[str | Text, ...]:
         section_name(recipe.get("method"), "supervised"),
         section_name(recipe.get("model"), ""),
         shown,
-        str(note.get(status, ""))[:80],
+        str(note.get(status, ""))[:300],
     )
 
 
