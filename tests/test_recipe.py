@@ -41,6 +41,27 @@ def test_set_overrides_nested_fields_with_yaml_typing():
     assert recipe.data.validation is None
 
 
+def test_set_reaches_into_a_stage_and_a_list_by_position():
+    staged = {
+        **BASE,
+        "stages": [{"name": "mlm", "method": "domain_adaptation", "train": {"lr": 1e-4}}, {"name": "task"}],
+        "eval": {"metrics": ["rouge", "repetition"]},
+    }
+    recipe = load_recipe(
+        staged,
+        ["stages.0.method.max_tokens=8000", "stages.1.train.lr=5e-5", "stages.0.train.lr=2e-4", "eval.metrics.1=rouge"],
+    )
+    first, last = recipe.stages
+    assert first.method.name == "domain_adaptation" and first.method.max_tokens == 8000 and first.train.lr == 2e-4
+    assert last.train.lr == 5e-5 and recipe.eval.metrics == ["rouge", "rouge"]
+    with pytest.raises(TunesmithError, match="'2' is not a position in that list; it has 2 item"):
+        load_recipe(staged, ["stages.2.train.lr=1e-5"])
+    with pytest.raises(TunesmithError, match="'first' is not a position"):
+        load_recipe(staged, ["stages.first.train.lr=1e-5"])
+    with pytest.raises(TunesmithError, match="'train' is not a section"):
+        load_recipe(BASE, ["data.train.x=1"])
+
+
 def test_wrong_type_and_range_are_reported_with_the_value():
     with pytest.raises(TunesmithError) as err:
         load_recipe({**BASE, "train": {"batch_size": "big", "lr": -1}})

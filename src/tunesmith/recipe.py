@@ -1003,24 +1003,41 @@ def _apply_override(raw: dict, item: str) -> None:
         raise TunesmithError(f"Override '{item}' must look like section.key=value, e.g. train.lr=3e-5.")
     dotted, value = item.split("=", 1)
     keys = dotted.strip().split(".")
-    for section in ("model", "method"):  # `model: minilm-l6` shorthand: --set model.name=... still applies
-        if len(keys) > 1 and keys[0] == section and isinstance(raw.get(section), str):
-            raw[section] = {"name": raw[section]}
     node = raw
     for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise TunesmithError(f"Override '{item}': '{key}' is not a section.")
+        node = _override_child(node, key, item)
+    last = _list_index(node, keys[-1], item) if isinstance(node, list) else keys[-1]
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
         # '|' and '>' open YAML block scalars and read as '': on a command line they mean the characters themselves
-        node[keys[-1]] = value.strip() if parsed == "" and value.strip() else parsed
+        node[last] = value.strip() if parsed == "" and value.strip() else parsed
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or type(err).__name__
         raise TunesmithError(
             f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "
             f"e.g. --set '{dotted.strip()}=\"...\"'."
         ) from None
+
+
+def _override_child(node, key: str, item: str):
+    """The section (or list: `stages.1.train.lr`) that `key` names under `node`; a missing one is made."""
+    if isinstance(node, list):
+        return node[_list_index(node, key, item)]
+    child = node.setdefault(key, {})
+    if isinstance(child, str) and key in ("model", "method"):  # `model: minilm-l6` shorthand: model.name=... applies
+        child = node[key] = {"name": child}
+    if not isinstance(child, dict | list):
+        raise TunesmithError(f"Override '{item}': '{key}' is not a section.")
+    return child
+
+
+def _list_index(node: list, key: str, item: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise TunesmithError(
+            f"Override '{item}': '{key}' is not a position in that list; it has {len(node)} item(s), "
+            f"0 to {len(node) - 1}."
+        )
+    return int(key)
 
 
 def is_inline_or_named(template: str) -> bool:

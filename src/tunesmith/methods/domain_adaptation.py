@@ -49,6 +49,7 @@ class DomainAdaptation:
         kind = model_kind(weights, spec)
         objective = method.objective if method.objective != "auto" else ("mlm" if kind == "encoder" else "clm")
         docs = read_corpus(method.corpus, method.text_column, "method.corpus") if method.corpus else []
+        from_corpus = len(docs)
         if method.task_texts:
             docs += self.task_texts if self.task_texts is not None else _recipe_task_texts(recipe)
         if len(docs) < 2:
@@ -58,6 +59,12 @@ class DomainAdaptation:
                 "Separate documents in .txt files with a blank line."
             )
         train_docs, held_docs = hold_out(docs, method.heldout_fraction or 0.05, cfg.seed)
+        # the data check counts method.corpus alone: say where the other documents come from
+        log.info(
+            f"corpus: {from_corpus} documents from method.corpus"
+            + (f" + {len(docs) - from_corpus} task texts" if method.task_texts else "")
+            + f"; {len(held_docs)} held out to measure perplexity"
+        )
         tokenizer = load_tokenizer(weights)
         words = []
         if method.vocab_extension:  # before the text is tokenized: the new words must be whole tokens in it
@@ -227,7 +234,13 @@ def _training_rows(recipe, tokenizer, docs: list[str], objective: str) -> tuple[
         blocks = rng.sample(blocks, min(keep, len(blocks)))
     stats["blocks"], stats["tokens"] = len(blocks), sum(map(len, blocks))
     log.info(
-        f"corpus: {stats['documents']} documents -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
+        f"training: {stats['documents']} documents"
+        + (
+            f" ({stats['documents_used']} within method.max_tokens)"
+            if stats["documents_used"] < stats["documents"]
+            else ""
+        )
+        + f" -> {stats['blocks']} blocks of <= {cfg.max_length} tokens "
         f"({stats['tokens']:,} tokens, {stats['general_blocks']} general-text blocks)"
     )
     return _rows(blocks, objective), stats
