@@ -128,8 +128,8 @@ def test_first_sub_token_carries_the_tag():
 def test_bad_tags_and_uneven_rows_are_refused(tmp_path):
     from tunesmith.errors import TunesmithError
 
-    (tmp_path / "t.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["B-X", "E-X"]}))
-    with pytest.raises(TunesmithError, match="not IOB2"):
+    (tmp_path / "t.jsonl").write_text(json.dumps({"tokens": ["a", "b"], "tags": ["B-X", "PER"]}))
+    with pytest.raises(TunesmithError, match=r"\['PER'\] are not IOB2"):
         tunesmith.run(
             {**recipe({"train": str(tmp_path / "t.jsonl")}), "train": {"data_check": "off"}}, output_dir=tmp_path / "r1"
         )
@@ -150,6 +150,36 @@ def test_data_check_counts_entities_and_reads_iob1_as_iob2(tmp_path):
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
     assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["iob1_rows"]["train"] == 1
     assert "read as IOB2" in " ".join(done.output.split())
+
+
+def _as_bioes(tags: list[str]) -> list[str]:
+    """IOB2 tags as BIOES: an entity's last word E-, a one-word entity S-."""
+    out = []
+    for i, tag in enumerate(tags):
+        ends = i + 1 == len(tags) or not tags[i + 1].startswith("I-")
+        out.append(tag if tag == "O" or not ends else ("S-" if tag.startswith("B-") else "E-") + tag[2:])
+    return out
+
+
+def test_bioes_and_bilou_files_are_read_as_their_iob2_twins(ner_run, tmp_path):
+    from tunesmith.data.tokens import from_bioes
+
+    assert from_bioes(["S-PER", "O", "B-ORG", "I-ORG", "E-ORG"]) == (["B-PER", "O", "B-ORG", "I-ORG", "I-ORG"], True)
+    assert from_bioes(["U-LOC", "B-PER", "L-PER"]) == (["B-LOC", "B-PER", "I-PER"], True)  # spaCy's BILOU
+    assert from_bioes(["B-PER", "I-PER", "O"]) == (["B-PER", "I-PER", "O"], False)
+    result, paths = ner_run
+    rows = [json.loads(line) for line in open(paths["test"], encoding="utf-8")]
+    bioes = [{**row, "tags": _as_bioes(row["tags"])} for row in rows]
+    assert any(t.startswith("S-") for row in bioes for t in row["tags"])  # the twin really differs
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(row) for row in bioes))
+    predictor = tunesmith.Predictor.load(result.run_dir)
+    assert predictor.evaluate(str(tmp_path / "test.jsonl"))["f1"] == predictor.evaluate(paths["test"])["f1"]
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe({**paths, "test": str(tmp_path / "test.jsonl")})))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
+    assert done.exit_code == 0, done.output
+    entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
+    assert entry["bioes_rows"]["test"] == sum(row["tags"] != _as_bioes(row["tags"]) for row in rows) > 0
+    assert entry["bioes_rows"]["train"] == 0 and "read as IOB2 (S-/U- as B-" in " ".join(done.output.split())
 
 
 def test_the_server_returns_entities(ner_run):

@@ -1,5 +1,6 @@
 """Tagged words for token classification (named entities, information extraction): JSONL/Parquet rows with
-`tokens` + `tags` (IOB2: B-TYPE, I-TYPE, O), or `text` + `entities` ([{start, end, label}] character spans)."""
+`tokens` + `tags` (IOB2: B-TYPE, I-TYPE, O; IOB1, BIOES and BILOU read as IOB2), or `text` + `entities`
+([{start, end, label}] character spans)."""
 
 from __future__ import annotations
 
@@ -23,20 +24,25 @@ class TaggedSplit:
     tags: list[list[str]]
     source: str = ""
     iob1_rows: int = 0  # rows whose entities opened with I- (IOB1), read as IOB2
+    bioes_rows: int = 0  # rows tagged BIOES/BILOU, read as IOB2
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     @property
     def warnings(self) -> list[str]:
-        return (
-            [
+        out = []
+        if self.bioes_rows:
+            out.append(
+                f"{self.source}: {self.bioes_rows} row(s) tagged BIOES/BILOU; read as IOB2 (S-/U- as B-, E-/L- as "
+                "I-), the tags the model learns and predicts."
+            )
+        if self.iob1_rows:
+            out.append(
                 f"{self.source}: {self.iob1_rows} row(s) tagged IOB1 (an entity may start with I-); read as IOB2, each "
                 "entity's first word now B-."
-            ]
-            if self.iob1_rows
-            else []
-        )
+            )
+        return out
 
 
 @dataclass
@@ -107,11 +113,25 @@ def _tagged(frame, data, path: str) -> TaggedSplit:
             f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
             "Set data.tokens_column / data.tags_column (or data.entities_column)."
         )
-    bad = sorted({t for row in tags for t in row if t != "O" and not re.match(r"^[BI]-.+", t)})
+    bad = sorted({t for row in tags for t in row if t != "O" and not _TAG.match(t)})
     if bad:
-        raise TunesmithError(f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O).")
+        raise TunesmithError(
+            f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O), nor BIOES/BILOU (S-, E-, U-, L- too)."
+        )
+    tags, bioes = zip(*(from_bioes(row) for row in tags)) if tags else ((), ())
     tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
-    return TaggedSplit(tokens, list(tags), source=path, iob1_rows=sum(changed))
+    return TaggedSplit(tokens, list(tags), source=path, iob1_rows=sum(changed), bioes_rows=sum(bioes))
+
+
+_TAG = re.compile(r"^[BIESLU]-.+")
+_AS_IOB2 = {"S": "B", "U": "B", "E": "I", "L": "I"}  # single-word entity opens one; an entity's last word is inside
+
+
+def from_bioes(tags: list[str]) -> tuple[list[str], bool]:
+    """BIOES (Flair, OntoNotes conversions) and BILOU (spaCy) tags as IOB2: they mark the same entities, with
+    extra prefixes for an entity's last word and a one-word entity."""
+    out = [_AS_IOB2[t[0]] + t[1:] if t[0] in _AS_IOB2 and t[1:2] == "-" else t for t in tags]
+    return out, out != tags
 
 
 def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
