@@ -125,6 +125,38 @@ def test_without_multi_label_list_labels_are_refused_with_the_way_out(tmp_path):
     assert done.exit_code == 2 and "multi-label" in " ".join(done.output.split())
 
 
+def test_lists_written_into_csv_cells_are_read_as_label_sets(multilabel_run, tmp_path):
+    """A list column saved to CSV arrives as text: JSON ('["a"]') or, from pandas' to_csv, a Python list ("['a']")."""
+    from tunesmith.data.multilabel import list_cell
+
+    assert list_cell('["praise", "item"]') == ["praise", "item"] and list_cell("['it''s', \"don't\"]") == [
+        "its",
+        "don't",
+    ]
+    assert list_cell("[]") == [] and list_cell(" ['a'] ") == ["a"]
+    for text in ("praise", "[praise]", "[['a']]", "[__import__('os').getcwd()]", "[{'a': 1}]", "[" + "1," * 9999 + "]"):
+        assert list_cell(text) is None, text  # no list of labels, code, nesting, or a cell too long to be one
+    result, paths = multilabel_run
+    for name, write in (("json", json.dumps), ("python", repr)):
+        frame = pd.read_csv(paths["test"], keep_default_na=False)
+        frame["labels"] = [write(cell.split("|") if cell else []) for cell in frame["labels"]]
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        predictor = tunesmith.Predictor.load(result.run_dir)
+        assert predictor.evaluate(str(tmp_path / f"{name}.csv")) == predictor.evaluate(paths["test"])
+    # without multi_label the check says what such labels are, instead of only listing each combination as a class
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe({"train": str(tmp_path / "json.csv")})))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml")])
+    flat = " ".join(done.output.split())
+    assert "7 of 7 label values look like lists (e.g. '[]')" in flat and "Set data.multi_label: true" in flat
+    rare = ['["praise", "item"]', '["complaint", "item"]', '["praise"]', '["praise"]']
+    pd.DataFrame({"text": ["good movie", "bad movie", "great", "good"], "labels": rare}).to_csv(tmp_path / "rare.csv")
+    (tmp_path / "rare.yaml").write_text(json.dumps(recipe({"train": str(tmp_path / "rare.csv")})))
+    done = runner.invoke(app, ["data", "check", str(tmp_path / "rare.yaml")])
+    flat = " ".join(done.output.split())
+    assert done.exit_code == 1 and "2 class(es) with fewer than 2 training examples" in flat
+    assert "The labels look like lists: set data.multi_label: true." in flat
+
+
 def test_metrics_average_over_labels_in_play():
     from tunesmith.tasks.multilabel import choose_thresholds, multilabel_metrics
 

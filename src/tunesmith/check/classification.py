@@ -11,11 +11,13 @@ import pandas as pd
 
 from ..data.classification import look_alike_labels, row_hashes
 from ..data.columns import Read, read_columns
+from ..data.multilabel import list_cell
 from ..errors import did_you_mean
 from ..runs.auto_length import auto_max_length
 from .common import Report, length_warning, normalise, read_splits, token_lengths
 
 IMBALANCE = 10.0  # warn when the largest class has this many times the examples of the smallest
+SHOWN_CLASSES = 20  # classes named in an error; the rest counted
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -153,6 +155,13 @@ def _cells(got: Read, data, info: dict, where: str, report: Report) -> tuple[Seq
 def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
     counts = pd.Series(labels).value_counts()
     entry["labels"] = {split: pd.Series(lab).value_counts().to_dict() for split, (_, lab) in usable.items()}
+    listed = [c for c in counts.index if list_cell(str(c)) is not None]
+    lists = len(listed) * 2 >= len(counts)  # CSV cells that hold lists: every combination would be a class of its own
+    if lists:
+        report.warnings.append(
+            f"{name}: {len(listed)} of {len(counts)} label values look like lists (e.g. {listed[0]!r}): several "
+            "labels per text is multi-label classification. Set data.multi_label: true to read them as label lists."
+        )
     if len(counts) < 2:
         report.errors.append(
             f"{name}: the training data has {len(counts)} class(es); classification needs at least two."
@@ -175,10 +184,15 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
             if k and k >= data.min_examples_per_class
             else f"data.min_examples_per_class={data.min_examples_per_class}"
         )
-        listed = ", ".join(f"'{c}' ({n})" for c, n in short.items())
+        named = ", ".join(f"'{c}' ({n})" for c, n in short.head(SHOWN_CLASSES).items())
+        more = f" and {len(short) - SHOWN_CLASSES} more" if len(short) > SHOWN_CLASSES else ""
         report.errors.append(
-            f"{name}: class(es) with fewer than {floor} training examples ({key}): {listed}. "
-            "Add examples, merge or drop those classes, or lower the setting."
+            f"{name}: {len(short)} class(es) with fewer than {floor} training examples ({key}): {named}{more}. "
+            + (
+                "The labels look like lists: set data.multi_label: true."
+                if lists
+                else "Add examples, merge or drop those classes, or lower the setting."
+            )
         )
     for split, (_, lab) in usable.items():
         unseen = sorted(set(lab) - set(counts.index))

@@ -1,8 +1,11 @@
 """Texts with a set of labels each (a clause that is both a liability cap and a unilateral change; a comment
-with two emotions): lists in JSONL/Parquet cells, or strings split on data.label_separator."""
+with two emotions): lists in JSONL/Parquet cells, lists written into CSV cells (as JSON, or as pandas writes a
+Python list), or strings split on data.label_separator."""
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import random
 from collections import Counter
@@ -73,12 +76,34 @@ def label_sets(values: list, separator: str | None) -> list[list[str]]:
             items = [label_text(v) for v in value]
         elif value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
             items = []
+        elif isinstance(value, str) and (listed := list_cell(value)) is not None:
+            items = [label_text(v) for v in listed]
         elif separator and isinstance(value, str):
             items = [part.strip() for part in value.split(separator)]
         else:
             items = [label_text(value)]
         out.append(sorted({item for item in items if item}))
     return out
+
+
+LIST_CELL_MAX = 10_000  # characters: a label list is short; a longer cell is not parsed
+
+
+def list_cell(text: str) -> list | None:
+    """The labels of a CSV cell that holds a list: JSON ('["a", "b"]') or a Python list as pandas' to_csv writes
+    it ("['a', 'b']", read with ast.literal_eval: literals only, never code). None when the cell is no such list."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")) or len(text) > LIST_CELL_MAX:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    scalar = (str, int, float)
+    return value if isinstance(value, list) and all(isinstance(v, scalar) for v in value) else None
 
 
 def load_multilabel(data, seed: int) -> MultiLabelData:
