@@ -127,7 +127,7 @@ def test_without_multi_label_list_labels_are_refused_with_the_way_out(tmp_path):
 
 def test_lists_written_into_csv_cells_are_read_as_label_sets(multilabel_run, tmp_path):
     """A list column saved to CSV arrives as text: JSON ('["a"]') or, from pandas' to_csv, a Python list ("['a']")."""
-    from tunesmith.data.multilabel import list_cell
+    from tunesmith.data.columns import list_cell
 
     assert list_cell('["praise", "item"]') == ["praise", "item"] and list_cell("['it''s', \"don't\"]") == [
         "its",

@@ -4,6 +4,7 @@ its first sub-token, entity F1 with seqeval base vs tuned, entities with offsets
 import json
 import random
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -161,7 +162,7 @@ def _as_bioes(tags: list[str]) -> list[str]:
     return out
 
 
-def test_bioes_and_bilou_files_are_read_as_their_iob2_twins(ner_run, tmp_path):
+def test_bioes_bilou_and_csv_list_files_are_read_as_their_iob2_jsonl_twins(ner_run, tmp_path):
     from tunesmith.data.tokens import from_bioes
 
     assert from_bioes(["S-PER", "O", "B-ORG", "I-ORG", "E-ORG"]) == (["B-PER", "O", "B-ORG", "I-ORG", "I-ORG"], True)
@@ -174,6 +175,8 @@ def test_bioes_and_bilou_files_are_read_as_their_iob2_twins(ner_run, tmp_path):
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(row) for row in bioes))
     predictor = tunesmith.Predictor.load(result.run_dir)
     assert predictor.evaluate(str(tmp_path / "test.jsonl"))["f1"] == predictor.evaluate(paths["test"])["f1"]
+    pd.DataFrame(rows).to_csv(tmp_path / "test.csv", index=False)  # list columns saved by pandas: "['EU', ...]"
+    assert predictor.evaluate(str(tmp_path / "test.csv")) == predictor.evaluate(paths["test"])
     (tmp_path / "r.yaml").write_text(json.dumps(recipe({**paths, "test": str(tmp_path / "test.jsonl")})))
     done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
     assert done.exit_code == 0, done.output

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.classification import look_alike_labels, row_hashes
-from ..data.columns import Read, read_columns
-from ..data.multilabel import list_cell
+from ..data.columns import Read, list_cell, read_columns
 from ..errors import did_you_mean
 from ..runs.auto_length import auto_max_length
 from .common import Report, length_warning, normalise, read_splits, token_lengths

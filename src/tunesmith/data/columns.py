@@ -13,6 +13,7 @@ same words, each time such a file is read.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -374,6 +375,26 @@ def label_text(value) -> str:
         return str(int(value)) if float(value).is_integer() else str(value)
     text = str(value).strip()
     return text.rstrip("0").rstrip(".").lstrip("+") if _WHOLE_NUMBER.match(text) else text
+
+
+LIST_CELL_MAX = 10_000  # characters: labels, or a sentence's words, are shorter; a longer cell is not parsed
+
+
+def list_cell(text: str) -> list | None:
+    """The items of a CSV cell that holds a list (labels; a sentence's words or tags): JSON ('["a", "b"]') or a Python list as pandas' to_csv writes
+    it ("['a', 'b']", read with ast.literal_eval: literals only, never code). None when the cell is no such list."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")) or len(text) > LIST_CELL_MAX:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    scalar = (str, int, float)
+    return value if isinstance(value, list) and all(isinstance(v, scalar) for v in value) else None
 
 
 def _empty_label(value) -> bool:

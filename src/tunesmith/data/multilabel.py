@@ -4,8 +4,6 @@ Python list), or strings split on data.label_separator."""
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 import random
 from collections import Counter
@@ -16,7 +14,7 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from .bad_rows import read_usable
 from .classification import filter_rows, text_cells
-from .columns import label_text
+from .columns import label_text, list_cell
 from .readers import read_table
 
 
@@ -84,26 +82,6 @@ def label_sets(values: list, separator: str | None) -> list[list[str]]:
             items = [label_text(value)]
         out.append(sorted({item for item in items if item}))
     return out
-
-
-LIST_CELL_MAX = 10_000  # characters: a label list is short; a longer cell is not parsed
-
-
-def list_cell(text: str) -> list | None:
-    """The labels of a CSV cell that holds a list: JSON ('["a", "b"]') or a Python list as pandas' to_csv writes
-    it ("['a', 'b']", read with ast.literal_eval: literals only, never code). None when the cell is no such list."""
-    text = text.strip()
-    if not (text.startswith("[") and text.endswith("]")) or len(text) > LIST_CELL_MAX:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return None
-    scalar = (str, int, float)
-    return value if isinstance(value, list) and all(isinstance(v, scalar) for v in value) else None
 
 
 def load_multilabel(data, seed: int) -> MultiLabelData:

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from .bad_rows import read_usable
 from .classification import filter_rows
+from .columns import list_cell
 from .readers import read_table
 
 WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
@@ -147,6 +148,8 @@ def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
 def _lists(column, path: str, name: str) -> list[list[str]]:
     out = []
     for row, value in enumerate(column, start=1):
+        if isinstance(value, str) and (listed := list_cell(value)) is not None:  # a list column saved to CSV
+            value = listed
         if not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
             raise TunesmithError(
                 f"{path}: data row {row}: '{name}' must be a non-empty list (a JSON array), got {type(value).__name__}."
