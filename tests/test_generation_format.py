@@ -246,13 +246,16 @@ def test_loss_on_labeled_positions_only_equals_the_models_own_loss(tiny):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
-def test_csv_messages_cells_hold_json(tmp_path):
+def test_csv_messages_cells_hold_json_or_a_python_list(tmp_path):
     path = tmp_path / "d.csv"
     pd.DataFrame({"messages": [json.dumps(CHAT)]}).to_csv(path, index=False)
     assert read_conversations(str(path), DataSection(train="x"), "data.train").samples == [CHAT]
-    pd.DataFrame({"messages": ["[{not json"]}).to_csv(path, index=False)
-    with pytest.raises(TunesmithError, match="not valid JSON"):
-        read_conversations(str(path), DataSection(train="x"), "data.train")
+    pd.DataFrame({"messages": [CHAT]}).to_csv(path, index=False)  # pandas writes the Python list: [{'role': ...
+    assert read_conversations(str(path), DataSection(train="x"), "data.train").samples == [CHAT]
+    for bad in ("[{not json", "[{'role': 'user', 'content': __import__('os').getcwd()}]"):
+        pd.DataFrame({"messages": [bad]}).to_csv(path, index=False)
+        with pytest.raises(TunesmithError, match="not valid JSON"):  # literals only: never run
+            read_conversations(str(path), DataSection(train="x"), "data.train")
 
 
 def test_a_template_that_rejects_a_conversation_is_a_clear_error(tiny):

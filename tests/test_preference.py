@@ -78,6 +78,9 @@ def test_pairs_are_read_in_trl_standard_conversational_and_implicit_prompt_layou
     csv = tmp_path / "d.csv"
     csv.write_text('prompt,chosen,rejected\n"[{""role"": ""user"", ""content"": ""p""}]",c,r\n', encoding="utf-8")
     assert read_pairs(str(csv), data, "t").pairs[0].prompt == [turn("user", "p")]
+    # or as pandas' to_csv writes a Python list of dicts
+    csv.write_text("prompt,chosen,rejected\n\"[{'role': 'user', 'content': 'p'}]\",c,r\n", encoding="utf-8")
+    assert read_pairs(str(csv), data, "t").pairs[0].prompt == [turn("user", "p")]
 
 
 @pytest.mark.parametrize(

@@ -381,10 +381,17 @@ LIST_CELL_MAX = 10_000  # characters: labels, or a sentence's words, are shorter
 
 
 def list_cell(text: str) -> list | None:
-    """The items of a CSV cell that holds a list (labels; a sentence's words or tags): JSON ('["a", "b"]') or a Python list as pandas' to_csv writes
-    it ("['a', 'b']", read with ast.literal_eval: literals only, never code). None when the cell is no such list."""
+    """The items of a CSV cell that holds a list of labels, or of a sentence's words or tags; None otherwise."""
+    value = list_literal(text, LIST_CELL_MAX)
+    return value if value is not None and all(isinstance(v, (str, int, float)) for v in value) else None
+
+
+def list_literal(text: str, limit: int) -> list | None:
+    """A list written into a text cell: as JSON ('["a", "b"]'), or as pandas' to_csv writes a Python list
+    ("['a', 'b']", read with ast.literal_eval: literals only, never code). None when the text is no list, or is
+    longer than `limit` characters."""
     text = text.strip()
-    if not (text.startswith("[") and text.endswith("]")) or len(text) > LIST_CELL_MAX:
+    if not (text.startswith("[") and text.endswith("]")) or len(text) > limit:
         return None
     try:
         value = json.loads(text)
@@ -393,8 +400,7 @@ def list_cell(text: str) -> list | None:
             value = ast.literal_eval(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return None
-    scalar = (str, int, float)
-    return value if isinstance(value, list) and all(isinstance(v, scalar) for v in value) else None
+    return value if isinstance(value, list) else None
 
 
 def _empty_label(value) -> bool:

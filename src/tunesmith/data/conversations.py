@@ -14,11 +14,13 @@ import pandas as pd
 
 from ..errors import TunesmithError
 from .bad_rows import read_usable
+from .columns import list_literal
 from .readers import read_table
 
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
 ROLES = {"system", "user", "assistant"}
+MESSAGES_CELL_MAX = 4_000_000  # characters of a conversation written into one CSV cell (a long document and its answer)
 FORMAT_NAMES = {
     "messages": "chat messages",
     "prompt_response": "prompt/response pairs",
@@ -170,16 +172,19 @@ def _check_messages(value, row: int, path: str) -> list[dict]:
 
 
 def _message_list(value, where: str) -> list[dict]:
-    """A messages cell as checked turns: a list, a Parquet array, or JSON text of one (CSV/TSV cells)."""
+    """A messages cell as checked turns: a list, a Parquet array, or text of one (CSV/TSV cells)."""
     if hasattr(value, "tolist"):  # parquet gives numpy arrays
         value = value.tolist()
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise TunesmithError(
-                f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno})."
-            ) from None
+        listed = list_literal(value, MESSAGES_CELL_MAX)  # JSON, or a Python list of dicts as pandas' to_csv writes it
+        if listed is None:
+            try:
+                listed = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise TunesmithError(
+                    f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno})."
+                ) from None
+        value = listed
     if not isinstance(value, list) or not value:
         raise TunesmithError(f'{where}: \'messages\' must be a non-empty list of {{"role", "content"}} objects.')
     return checked_turns(value, where)

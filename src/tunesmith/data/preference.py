@@ -8,13 +8,21 @@ implicit prompt). Every pair becomes (prompt messages, chosen text, rejected tex
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
 from .bad_rows import read_usable
-from .conversations import PROMPT_NAMES, _blank, _pick, carve_validation, checked_turns, seeded_subset
+from .columns import list_literal
+from .conversations import (
+    MESSAGES_CELL_MAX,
+    PROMPT_NAMES,
+    _blank,
+    _pick,
+    carve_validation,
+    checked_turns,
+    seeded_subset,
+)
 from .readers import read_table
 
 
@@ -102,14 +110,14 @@ def _pair(prompt, chosen, rejected, row: int, path: str, prompt_col: str | None,
 
 
 def _turns(value, where: str) -> str | list[dict]:
-    """A cell as text, or as chat messages (lists, or JSON text of a list in CSV/TSV cells)."""
+    """A cell as text, or as chat messages (lists, or a list written as text into a CSV/TSV cell)."""
     if hasattr(value, "tolist"):  # parquet gives numpy arrays
         value = value.tolist()
     if isinstance(value, str) and value.lstrip().startswith("[{"):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return value  # text that happens to start like JSON
+        listed = list_literal(value, MESSAGES_CELL_MAX)  # JSON, or a Python list as pandas' to_csv writes it
+        if listed is None:
+            return value  # text that happens to start like a list
+        value = listed
     if isinstance(value, str):
         if not value.strip():
             raise TunesmithError(f"{where}: empty text. Remove the row or fill it in.")
