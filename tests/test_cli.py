@@ -22,6 +22,20 @@ def write_recipe(tmp_path, recipe, name="recipe.yaml"):
     return path
 
 
+def test_help_places_every_command_in_a_panel_in_the_order_a_new_user_meets_them():
+    from tunesmith.cli.app import HELP_PANELS, command_name
+
+    placed = [name for names in HELP_PANELS.values() for name in names]
+    registered = [command_name(info) for info in (*app.registered_commands, *app.registered_groups)]
+    assert sorted(registered) == sorted(placed)  # a new command must be given its panel
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "100"}).output
+    at = [shown.index(f"─ {panel} ─") for panel in HELP_PANELS]
+    assert at == sorted(at) and "─ Commands ─" not in shown
+    # a panel's list gives each command's first paragraph with its lines joined, not broken where the docstring is
+    wide = runner.invoke(app, ["--help"], env={"COLUMNS": "250"}).output
+    assert "judge the best trial against the defaults over seeds on the test set" in wide
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from tests.conftest import sentiment_rows
