@@ -195,7 +195,7 @@ CASES = {
     "predict: input lacks the text column": (
         lambda d: (
             _finished(d),
-            (d / "in.csv").write_text("body\nhello\n"),
+            (d / "in.csv").write_text("body,id\nhello,1\n"),  # two columns: which one holds the text is a guess
             ["predict", d / "run", d / "in.csv", "-o", d / "p.csv"],
         )[2],
         ["no column 'text'", "--text-column"],

@@ -109,6 +109,14 @@ def test_predict_keeps_input_format_and_adds_columns(finished_run, suffix):
     assert out.predicted_label.tolist() == ["positive", "negative"]
 
 
+def test_predict_reads_the_texts_of_a_file_with_one_column_whatever_its_name(finished_run):
+    src, dst = finished_run["dir"] / "reviews.csv", finished_run["dir"] / "reviews_out.csv"
+    pd.DataFrame({"review": ["the movie is great", "the product is terrible"]}).to_csv(src, index=False)
+    result = invoke("predict", finished_run["run"], src, "-o", dst)
+    assert result.exit_code == 0 and "reading texts from 'review'" in " ".join(result.output.split())
+    assert pd.read_csv(dst).predicted_label.tolist() == ["positive", "negative"]
+
+
 def test_eval_on_any_labeled_file(finished_run):
     out = finished_run["dir"] / "eval.json"
     result = invoke("eval", finished_run["run"], "--data", finished_run["dir"] / "test.csv", "-o", out)

@@ -86,6 +86,12 @@ def predict(
     predictor = classifier(run_dir)
     column = text_column or predictor.columns["text"]
     frame = read_table(input, "input")
+    if column not in frame.columns and not text_column:
+        # a file of new texts often has the usual name, or one column only: that column is unambiguous
+        fallback = "text" if "text" in frame.columns else (frame.columns[0] if len(frame.columns) == 1 else None)
+        if fallback is not None:
+            out.print(f"{input}: no column '{column}' (the run's); reading texts from '{fallback}'.", markup=False)
+            column = str(fallback)
     if column not in frame.columns:
         raise TunesmithError(
             f"{input}: no column '{column}'. Columns found: "
