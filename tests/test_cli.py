@@ -276,3 +276,23 @@ def test_predict_base_adds_the_base_lines_answers_beside(finished_run):
     rows = pd.read_csv(out)
     assert {"predicted_label", "base_predicted_label", "base_probability"} <= set(rows.columns)
     assert rows.base_predicted_label.tolist() == load_base(finished_run["run"]).predict(rows.text.tolist())
+
+
+def test_a_hub_model_that_cannot_be_fetched_is_answered_with_the_offline_ways(capsys):
+    import typer
+
+    from tunesmith.cli.app import friendly
+
+    @friendly
+    def load(error):
+        raise error
+
+    with pytest.raises(typer.Exit) as stopped:  # transformers' words when the Hub cannot be reached
+        load(OSError("We couldn't connect to 'https://huggingface.co' to load the files"))
+    shown = " ".join(capsys.readouterr().err.split())
+    assert stopped.value.exit_code == 2 and "couldn't connect" in shown and "--local-dir DIR" in shown
+    assert "HF_HUB_OFFLINE=1" in shown and "disk space" not in shown
+    with pytest.raises(typer.Exit):  # a full disk is still the system's words with its own advice
+        load(OSError(28, "No space left on device", "/runs/x/model.safetensors"))
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "No space left on device" in shown and "disk space" in shown and "HF_HUB_OFFLINE" not in shown

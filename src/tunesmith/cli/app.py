@@ -76,6 +76,13 @@ def use_data_root(roots: list[Path] | None) -> None:
         os.environ["TUNESMITH_DATA_ROOT"] = os.pathsep.join(str(root.resolve()) for root in roots)
 
 
+HUB_HINT = (
+    "A Hub id (owner/name) is downloaded once into the Hugging Face cache. Without internet, point model.name at a "
+    "model folder (`hf download OWNER/NAME --local-dir DIR` where there is internet), or use a built-in model "
+    "(`tunesmith models list`); HF_HUB_OFFLINE=1 reads the cache alone, without waiting on the network."
+)
+
+
 def friendly(fn):
     """Show TunesmithError (and the system's OSError) as a message, not a traceback."""
 
@@ -91,6 +98,11 @@ def friendly(fn):
             err.print("interrupted (an unfinished run continues with `tunesmith train --resume RUN_DIR`)")
             raise typer.Exit(130) from None
         except OSError as exc:  # disk full, permissions, read-only folders: the system's words, no traceback
+            if exc.errno is None and "huggingface.co" in str(exc):  # transformers could not fetch a Hub id
+                err.print(
+                    f"[bold red]error:[/] {escape(str(exc).strip())}\n{HUB_HINT}", highlight=False, soft_wrap=True
+                )
+                raise typer.Exit(2) from None
             where = f" ({escape(str(exc.filename))})" if exc.filename else ""
             err.print(
                 f"[bold red]error:[/] cannot read or write{where}: {escape(str(exc.strerror or exc))}. Check free "
