@@ -130,6 +130,23 @@ def test_classify_matches_the_predictor(server):
         assert len(row["top"]) == 2
     single = _post(server, "/v1/classify", {"model": "classifier", "input": "good"}).json()
     assert len(single["data"]) == 1
+    unnamed = _post(server, "/v1/classify", {"input": "good"}).json()  # the only classifier served answers
+    assert unnamed["model"] == "classifier" and unnamed["data"] == single["data"]
+
+
+def test_a_request_without_a_model_goes_to_the_routes_only_model_or_is_told_to_name_one():
+    from types import SimpleNamespace
+
+    from tunesmith.serve.app import _model
+    from tunesmith.serve.errors import ApiError
+
+    chat, a, b = (SimpleNamespace(generative=g, task="t") for g in (True, False, False))
+    assert _model({"chat": chat, "a": a}, None, generative=False) is a
+    assert _model({"chat": chat, "a": a}, None, generative=True) is chat
+    for served, generative, listed in (({"a": a, "b": b}, False, "(a, b)"), ({"a": a}, True, "(none for this route)")):
+        with pytest.raises(ApiError) as refused:
+            _model(served, None, generative)
+        assert refused.value.status == 400 and f"model: name the model to ask {listed}." in str(refused.value)
 
 
 @pytest.mark.parametrize(

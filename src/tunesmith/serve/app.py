@@ -231,7 +231,13 @@ async def _answer(batcher: Batcher, items: list) -> list:
         raise ApiError(400, f"input: {err}", param="input", code="invalid_value") from None
 
 
-def _model(served: dict, name: str, generative: bool) -> Served:
+def _model(served: dict, name: str | None, generative: bool) -> Served:
+    if name is None:  # the route's only model answers; with several, which one is the client's to say
+        fitting = sorted(n for n, run in served.items() if run.generative == generative)
+        if len(fitting) != 1:
+            listed = ", ".join(fitting) or "none for this route"
+            raise ApiError(400, f"model: name the model to ask ({listed}).", param="model", code="invalid_value")
+        name = fitting[0]
     run = served.get(name)
     if run is None:
         raise ApiError(

@@ -19,7 +19,7 @@ Text = Annotated[str, Field(max_length=1_000_000)]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str
+    model: str | None = None  # None: the one model served for the route (vLLM's default); several must be named
 
 
 class ClassifyRequest(_Request):
