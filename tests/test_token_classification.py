@@ -185,6 +185,24 @@ def test_bioes_bilou_and_csv_list_files_are_read_as_their_iob2_jsonl_twins(ner_r
     assert entry["bioes_rows"]["train"] == 0 and "read as IOB2 (S-/U- as B-" in " ".join(done.output.split())
 
 
+def test_an_io_file_the_type_alone_per_word_is_read_as_iob2(tmp_path):
+    from tunesmith.data.tokens import read_tagged
+    from tunesmith.recipe import load_recipe
+
+    rows = [
+        {
+            "tokens": ["Ann", "Lee", "met", "Bob", "in", "Paris"],
+            "tags": ["person", "person", "O", "person", "O", "loc"],
+        },
+        {"tokens": ["nothing", "here"], "tags": ["O", "O"]},
+    ]
+    (tmp_path / "io.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    data = load_recipe({**recipe({"train": str(tmp_path / "io.jsonl")}), "task": "token_classification"}).data
+    split = read_tagged(str(tmp_path / "io.jsonl"), data, "data.train")
+    assert split.tags[0] == ["B-person", "I-person", "O", "B-person", "O", "B-loc"] and split.tags[1] == ["O", "O"]
+    assert split.io_rows == 1 and split.iob1_rows == 0 and "tagged IO" in split.warnings[0]
+
+
 def test_the_server_returns_entities(ner_run):
     from fastapi.testclient import TestClient
 

@@ -31,6 +31,7 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
     }
     entry["iob1_rows"] = {s: sp.iob1_rows for s, sp in splits.items()}
     entry["bioes_rows"] = {s: sp.bioes_rows for s, sp in splits.items()}
+    entry["io_rows"] = {s: sp.io_rows for s, sp in splits.items()}
     report.warnings += [f"{name}: {w}" for sp in splits.values() for w in sp.warnings]  # read as IOB2
     if not entry["labels"]["train"]:
         report.errors.append(f"{name}: no entity (B- tag) in the training data; there is nothing to learn.")

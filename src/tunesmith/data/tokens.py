@@ -1,5 +1,5 @@
 """Tagged words for token classification (named entities, information extraction): JSONL/Parquet rows with
-`tokens` + `tags` (IOB2: B-TYPE, I-TYPE, O; IOB1, BIOES and BILOU read as IOB2), or `text` + `entities`
+`tokens` + `tags` (IOB2: B-TYPE, I-TYPE, O; IOB1, BIOES, BILOU and IO read as IOB2), or `text` + `entities`
 ([{start, end, label}] character spans)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class TaggedSplit:
     source: str = ""
     iob1_rows: int = 0  # rows whose entities opened with I- (IOB1), read as IOB2
     bioes_rows: int = 0  # rows tagged BIOES/BILOU, read as IOB2
+    io_rows: int = 0  # rows of a file tagged IO (the type alone), read as IOB2
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -37,6 +38,11 @@ class TaggedSplit:
             out.append(
                 f"{self.source}: {self.bioes_rows} row(s) tagged BIOES/BILOU; read as IOB2 (S-/U- as B-, E-/L- as "
                 "I-), the tags the model learns and predicts."
+            )
+        if self.io_rows:
+            out.append(
+                f"{self.source}: tagged IO (an entity type per word, no B-/I-); read as IOB2 in {self.io_rows} row(s): "
+                "neighbouring words of one type make one entity."
             )
         if self.iob1_rows:
             out.append(
@@ -114,13 +120,20 @@ def _tagged(frame, data, path: str) -> TaggedSplit:
             f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
             "Set data.tokens_column / data.tags_column (or data.entities_column)."
         )
+    named = {t for row in tags for t in row if t != "O"}
+    io = bool(named) and not any(_TAG.match(t) for t in named)  # IO: the type alone (Few-NERD), no B-/I-
+    if io:
+        tags = [[t if t == "O" else f"I-{t}" for t in row] for row in tags]
     bad = sorted({t for row in tags for t in row if t != "O" and not _TAG.match(t)})
     if bad:
         raise TunesmithError(
-            f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O), nor BIOES/BILOU (S-, E-, U-, L- too)."
+            f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O), nor BIOES/BILOU (S-, E-, U-, L- too); "
+            "a file tagged IO (the type alone) must have no prefixed tag."
         )
     tags, bioes = zip(*(from_bioes(row) for row in tags)) if tags else ((), ())
     tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
+    if io:
+        return TaggedSplit(tokens, list(tags), source=path, io_rows=sum(changed))
     return TaggedSplit(tokens, list(tags), source=path, iob1_rows=sum(changed), bioes_rows=sum(bioes))
 
 
