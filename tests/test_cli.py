@@ -96,15 +96,17 @@ def test_predictor_returns_label_names_and_probabilities(finished_run):
     assert probs.shape == (1, 2) and abs(probs.sum() - 1) < 1e-5
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".xlsx"])
 def test_predict_keeps_input_format_and_adds_columns(finished_run, suffix):
     src = finished_run["dir"] / f"in{suffix}"
     frame = pd.DataFrame({"id": [1, 2], "text": ["the movie is great", "the product is terrible"]})
-    frame.to_csv(src, index=False) if suffix == ".csv" else frame.to_json(src, orient="records", lines=True)
+    write = {".csv": frame.to_csv, ".xlsx": frame.to_excel}.get(suffix)
+    write(src, index=False) if write else frame.to_json(src, orient="records", lines=True)
     dst = finished_run["dir"] / f"out{suffix}"
     result = invoke("predict", finished_run["run"], src, "-o", dst)
     assert result.exit_code == 0, result.output
-    out = pd.read_csv(dst) if suffix == ".csv" else pd.read_json(dst, lines=True)
+    read = {".csv": pd.read_csv, ".xlsx": pd.read_excel}.get(suffix, lambda p: pd.read_json(p, lines=True))
+    out = read(dst)
     assert list(out.columns) == ["id", "text", "predicted_label", "probability"]
     assert out.predicted_label.tolist() == ["positive", "negative"]
 

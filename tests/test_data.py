@@ -44,12 +44,49 @@ def test_csv_keeps_text_that_looks_like_numbers_or_na(tmp_path):
         ("header.csv", "text,label\n", "no data rows"),
         ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n', "bad.jsonl:2: malformed JSON line"),
         ("list.jsonl", '["a", "b"]\n', "expected a JSON object per line"),
-        ("data.xlsx", "whatever", "unsupported extension"),
+        ("data.xlsx", "whatever", "not a readable .xlsx file"),
+        ("old.xls", "whatever", r"unsupported extension '.xls'.*Save it from Excel as .xlsx or CSV UTF-8"),
     ],
 )
 def test_unreadable_files_are_explained(tmp_path, name, content, expected):
     with pytest.raises(TunesmithError, match=expected):
         read_table(write(tmp_path / name, content))
+
+
+def test_xlsx_reads_the_first_sheet_as_text_and_predictions_write_texts_never_formulas(tmp_path):
+    import openpyxl
+
+    from tunesmith.data.writers import write_table
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["text", "label", "score"], ["hello", 1, 0.5], ["=1+1", "b", None], [None, "c", 2]):
+        sheet.append(row)
+    book.create_sheet("other").append(["not", "read"])
+    book.save(tmp_path / "d.xlsx")
+    frame = read_table(tmp_path / "d.xlsx")  # a formula reads as its last computed value (none: never computed)
+    assert frame.to_dict("records") == [
+        {"text": "hello", "label": "1", "score": "0.5"},
+        {"text": "", "label": "b", "score": ""},
+        {"text": "", "label": "c", "score": "2"},
+    ]
+    texts = ['=HYPERLINK("http://x", "y")', "bell\x07", "plain"]
+    write_table(
+        pd.DataFrame({"text": texts, "p": [0.5, 1.0, None], "top": [["a", "b"], [], ["c"]]}), tmp_path / "o.xlsx"
+    )
+    cells = list(openpyxl.load_workbook(tmp_path / "o.xlsx").active.iter_rows(min_row=2))
+    assert [c[0].data_type for c in cells] == ["s", "s", "s"]  # a text, not a formula a spreadsheet would run
+    assert [c[0].value for c in cells] == [texts[0], "bell", "plain"] and cells[0][2].value == '["a", "b"]'
+    assert read_table(tmp_path / "o.xlsx")["text"].tolist() == [texts[0], "bell", "plain"]
+
+
+def test_an_xlsx_that_unpacks_unlike_a_spreadsheet_is_refused_before_parsing(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.xlsx", "w", compression=zipfile.ZIP_DEFLATED) as packed:
+        packed.writestr("xl/worksheets/sheet1.xml", b"\0" * 50_000_000)  # ~50 kB packed, 1000x
+    with pytest.raises(TunesmithError, match="unlike a spreadsheet"):
+        read_table(tmp_path / "bomb.xlsx")
 
 
 def test_binary_and_non_utf8_files(tmp_path):

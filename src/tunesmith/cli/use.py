@@ -63,7 +63,7 @@ def eval_(
 @friendly
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet file with a text column.")],
+    input: Annotated[Path, typer.Argument(help="CSV/TSV/JSONL/JSON/Parquet/Excel file with a text column.")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Where to write predictions (format from its extension).")
     ],

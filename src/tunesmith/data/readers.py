@@ -1,4 +1,4 @@
-"""Read CSV, TSV, JSONL, JSON and Parquet into a DataFrame, with errors that name file and line."""
+"""Read CSV, TSV, JSONL, JSON, Parquet and Excel into a DataFrame, with errors that name file and line."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ SUFFIXES = {
     ".json": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".xlsx": "xlsx",
     ".conll": "conll",
     ".iob": "conll",
     ".bio": "conll",
 }
 MAX_SENTENCE_WORDS = 10_000  # a CoNLL "sentence" this long is a file without blank lines between sentences
+# an .xlsx is a zip of XML: refused before parsing when it would unpack past this, or packs unlike a spreadsheet
+XLSX_MAX_UNPACKED = 2 << 30
+XLSX_MAX_RATIO = 200
 
 
 def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
@@ -73,8 +77,12 @@ def checked_path(path: str | Path, role: str) -> tuple[Path, str]:
         )
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
+        old_excel = (
+            " Save it from Excel as .xlsx or CSV UTF-8." if path.suffix.lower() in (".xls", ".xlsm", ".xlsb") else ""
+        )
         raise TunesmithError(
             f"{role}: {path} has an unsupported extension '{path.suffix}'. Use one of: {', '.join(sorted(SUFFIXES))}."
+            + old_excel
         )
     if path.stat().st_size == 0:
         raise TunesmithError(f"{role}: {path} is empty (0 bytes). Fill it with a header and at least one row.")
@@ -285,6 +293,33 @@ def _read_parquet(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
         raise TunesmithError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}).") from None
 
 
+def _read_xlsx(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
+    """The first sheet, every cell as text as the CSV reader reads it (a formula as its last computed value; macros
+    and external links are never run). openpyxl parses the XML through defusedxml (no entity expansion)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as packed:
+            unpacked = sum(info.file_size for info in packed.infolist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise TunesmithError(f"{path}: not a readable .xlsx file ({err}).") from None
+    if unpacked > XLSX_MAX_UNPACKED or unpacked > XLSX_MAX_RATIO * max(path.stat().st_size, 1):
+        raise TunesmithError(
+            f"{path}: unpacks to {unpacked:,} bytes from {path.stat().st_size:,}, unlike a spreadsheet; refused "
+            "(export the sheet as CSV if it is real)."
+        )
+    try:
+        frame = pd.read_excel(path, sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl")
+    except ImportError:
+        raise TunesmithError(f"{path}: reading .xlsx needs openpyxl: pip install openpyxl defusedxml") from None
+    except Exception as err:  # openpyxl raises many types for damaged files
+        raise TunesmithError(f"{path}: not a readable .xlsx file ({type(err).__name__}: {err}).") from None
+    frame.columns = [str(c) for c in frame.columns]
+    step = rows or max(len(frame), 1)
+    for start in range(0, max(len(frame), 1), step):
+        yield frame.iloc[start : start + step].reset_index(drop=True)
+
+
 def _read_conll(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
     """CoNLL-style token files (CoNLL-2003, WNUT, most NER exports): a word per line with its tag in the last
     field (fields split on spaces or tabs; those between, such as part of speech, are ignored), a blank line
@@ -342,6 +377,7 @@ _CHUNKS = {
     "jsonl": _read_jsonl,
     "json": _read_json,
     "parquet": _read_parquet,
+    "xlsx": _read_xlsx,
     "conll": _read_conll,
 }
 _READERS = {fmt: lambda p, read=read: next(read(p, None)) for fmt, read in _CHUNKS.items()}  # the whole file

@@ -4,10 +4,12 @@ asked, and never a partial file (written beside, then moved into place)."""
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import TunesmithError
@@ -70,5 +72,43 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
             frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
         elif fmt == "json":
             frame.to_json(tmp, orient="records", force_ascii=False, indent=1)
+        elif fmt == "xlsx":
+            _write_xlsx(frame, tmp)
         else:
             frame.to_parquet(tmp, index=False)
+
+
+def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
+    """One sheet, every text a text: openpyxl (and pandas' to_excel) store a string that starts with '=' as a
+    formula, which a spreadsheet would run when the file is opened; input texts come from other people."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet()
+    sheet.append([str(c) for c in frame.columns])
+    for row in frame.itertuples(index=False):
+        cells = []
+        for value in row:
+            cell = WriteOnlyCell(sheet, value=_cell_value(value))
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
+            cells.append(cell)
+        sheet.append(cells)
+    book.save(path)
+
+
+def _cell_value(value):
+    """What a sheet cell can hold: numbers stay numbers; lists and objects as JSON; text without the control
+    characters XML 1.0 cannot carry."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        value = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value, ensure_ascii=False)
+    return ILLEGAL_CHARACTERS_RE.sub("", str(value))
