@@ -68,11 +68,22 @@ def _row(run_dir: Path) -> tuple[str | Text, ...]:
     return (
         run_dir.name,
         Text(str(status), style=STATUS_STYLE.get(status, "red")),
-        section_name(recipe.get("method"), "supervised"),
+        _method(recipe),
         section_name(recipe.get("model"), ""),
         shown,
         str(note.get(status, ""))[:300],
     )
+
+
+def _method(recipe: dict) -> str:
+    """The method, or a staged run's methods in order (domain_adaptation -> supervised)."""
+    from ..runs.compare import section_name
+
+    stages = recipe.get("stages")
+    if isinstance(stages, list) and stages:
+        top = section_name(recipe.get("method"), "supervised")
+        return " -> ".join(section_name(s.get("method"), top) if isinstance(s, dict) else top for s in stages)
+    return section_name(recipe.get("method"), "supervised")
 
 
 @runs_app.command("compare")
