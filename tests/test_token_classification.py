@@ -345,6 +345,20 @@ def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
         read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
 
 
+def test_character_spans_in_a_csv_read_as_their_jsonl_twin(tmp_path):
+    from tunesmith.data.tokens import read_tagged
+    from tunesmith.recipe import load_recipe
+
+    spans = [{"start": 0, "end": 4, "label": "PRAISE"}, {"start": 5, "end": 10, "label": "ITEM"}]
+    (tmp_path / "s.jsonl").write_text(json.dumps({"text": "good movie here", "entities": spans}))
+    frame = pd.DataFrame({"text": ["good movie here"] * 2, "entities": [json.dumps(spans), repr(spans)]})
+    frame.to_csv(tmp_path / "s.csv", index=False)  # JSON text, and a Python list as pandas writes one
+    data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": "x"}}).data
+    twin = read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
+    read = read_tagged(str(tmp_path / "s.csv"), data, "data.train")
+    assert read.tags == twin.tags * 2 == [["B-PRAISE", "B-ITEM", "O"]] * 2
+
+
 def _as_conll(jsonl: str, target) -> str:
     """The JSONL set as a CoNLL file: a -DOCSTART- line, a part-of-speech field between word and tag, tabs and
     spaces, and no blank line after the last sentence."""

@@ -13,9 +13,10 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from .bad_rows import read_usable
 from .classification import filter_rows
-from .columns import list_cell
+from .columns import list_cell, list_literal
 from .readers import read_table
 
+ENTITIES_CELL_MAX = 1_000_000  # characters of an entities list written into one CSV cell
 WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
 
 
@@ -172,6 +173,8 @@ def _lists(column, path: str, name: str) -> list[list[str]]:
 
 
 def _entities(value, text: str, path: str, row: int) -> list[dict]:
+    if isinstance(value, str):  # a CSV cell: the list as JSON, or as pandas' to_csv writes it
+        value = list_literal(value, ENTITIES_CELL_MAX)
     items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
     if items is None or not all(isinstance(e, dict) and {"start", "end", "label"} <= set(e) for e in items):
         raise TunesmithError(f'{path}: data row {row}: entities must be a list of {{"start", "end", "label"}} objects.')
