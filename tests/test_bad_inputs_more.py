@@ -335,6 +335,22 @@ CASES = {
         ["not a continual run"],
     ),
     "models pull an unknown alias": (lambda d: ["models", "pull", "minilm-l7"], ["Unknown model alias", "minilm-l6"]),
+    # JSON nested past Python's stack: json raises RecursionError, not a ValueError
+    "JSONL nested too deeply": (
+        lambda d: _train_on(d, "deep.jsonl", '{"text": ' + "[" * 100_000 + "]" * 100_000 + ', "label": "a"}\n'),
+        ["deep.jsonl:1", "nested too deeply"],
+    ),
+    "JSON nested too deeply": (
+        lambda d: _train_on(d, "deep.json", "[" * 100_000 + "]" * 100_000),
+        ["deep.json", "nested too deeply"],
+    ),
+    "a messages cell nested too deeply": (
+        lambda d: (
+            pd.DataFrame({"messages": ["[" * 100_000 + "]" * 100_000]}).to_csv(d / "chat.csv", index=False),
+            ["data", "check", d / "chat.csv", "--task", "generation"],
+        )[1],
+        ["messages", "nested too deeply"],
+    ),
 }
 
 

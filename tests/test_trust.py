@@ -214,18 +214,19 @@ def test_recipe_shorthands_and_shared_experience_columns(tmp_path):
 
 def test_runs_list_skips_a_damaged_run_with_a_note(tmp_path):
     good = fake_run(tmp_path / "good")
-    for name, content in (("list", "[1, 2]"), ("cut", '{"status": "fini')):
+    deep = "[" * 100_000 + "]" * 100_000  # json raises RecursionError, not a ValueError
+    for name, content in (("list", "[1, 2]"), ("cut", '{"status": "fini'), ("deep", deep)):
         bad = fake_run(tmp_path / name)
         (bad / "run.json").write_text(content)
     weird = fake_run(tmp_path / "weird")
     (weird / "recipe.yaml").write_text("just a string\n")
     folder = tmp_path / "all"
     folder.mkdir()
-    for d in (good, tmp_path / "list" / "run", tmp_path / "cut" / "run", weird):
+    for d in (good, tmp_path / "list" / "run", tmp_path / "cut" / "run", tmp_path / "deep" / "run", weird):
         d.rename(folder / d.parent.name)
     result, text = _cli("runs", "list", folder)
     assert result.exit_code == 0, text
-    assert "finished" in text and text.count("damaged") >= 3
+    assert "finished" in text and text.count("damaged") >= 4 and "deep: run.json damaged" in text
 
 
 # ------------------------------------------------------------------ generation never fails on one prompt, never hangs

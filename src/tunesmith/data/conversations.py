@@ -184,6 +184,10 @@ def _message_list(value, where: str) -> list[dict]:
                 raise TunesmithError(
                     f"{where}: the 'messages' cell is not valid JSON ({err.msg} at column {err.colno})."
                 ) from None
+            except RecursionError:
+                raise TunesmithError(
+                    f"{where}: the 'messages' cell is JSON nested too deeply to be messages."
+                ) from None
         value = listed
     if not isinstance(value, list) or not value:
         raise TunesmithError(f'{where}: \'messages\' must be a non-empty list of {{"role", "content"}} objects.')

@@ -250,6 +250,8 @@ def _read_jsonl(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
                     f"{path}:{number}: malformed JSON line ({err.msg} at column {err.colno}). "
                     'Each line must be one JSON object, e.g. {"text": "...", "label": "..."}.'
                 ) from None
+            except RecursionError:
+                raise TunesmithError(f"{path}:{number}: JSON nested too deeply to be data.") from None
             if not isinstance(record, dict):
                 raise TunesmithError(f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}.")
             records.append(record)
@@ -269,6 +271,8 @@ def _read_json(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
         raise TunesmithError(
             f"{path}:{err.lineno}: malformed JSON ({err.msg}). If it holds one object per line, name it .jsonl."
         ) from None
+    except RecursionError:
+        raise TunesmithError(f"{path}: JSON nested too deeply to be data.") from None
     if isinstance(payload, dict) and all(isinstance(v, list) for v in payload.values()):
         payload = [dict(zip(payload, row)) for row in zip(*payload.values())]
     if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):

@@ -377,7 +377,7 @@ def read_json(path: Path) -> dict:
     """A JSON object file as a dict; {} when absent, unreadable (cut short by a crash) or not an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (ValueError, OSError):
+    except (ValueError, RecursionError, OSError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -388,7 +388,7 @@ def json_problem(path: Path) -> str | None:
         return "missing"
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
+    except (ValueError, RecursionError, OSError) as err:
         return f"damaged ({type(err).__name__}: cut short or not JSON)"
     return None if isinstance(value, dict) else f"damaged (a JSON {type(value).__name__}, not an object)"
 

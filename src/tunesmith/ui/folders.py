@@ -122,7 +122,7 @@ def read_log(path: Path) -> list[dict]:
     for line in text.splitlines():
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             records.append(record)
@@ -141,7 +141,7 @@ def last_step(path: Path) -> int:
     for line in reversed(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             return record["step"]
@@ -235,7 +235,7 @@ def _generations(path: Path) -> list[dict]:
         for line in handle:
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(record, dict):
                 out.append({k: _text(record.get(k, ""))[:4000] for k in ("prompt", "reference", "base", "tuned")})
