@@ -62,6 +62,16 @@ def test_set_reaches_into_a_stage_and_a_list_by_position():
         load_recipe(BASE, ["data.train.x=1"])
 
 
+def test_yaml_nested_past_the_stack_is_a_clear_error_in_a_recipe_and_an_override(tmp_path):
+    deep = "[" * 50_000 + "]" * 50_000  # PyYAML composes recursively: RecursionError, not a YAMLError
+    (tmp_path / "deep.yaml").write_text(f"model: tiny-bert\ndata: {deep}\n")
+    with pytest.raises(TunesmithError, match="nested too deeply to be a recipe"):
+        load_recipe(tmp_path / "deep.yaml")
+    with pytest.raises(TunesmithError, match=r"nested too deeply") as err:
+        load_recipe(BASE, [f"train.lr={deep}"])
+    assert len(str(err.value)) < 400  # the override is named, not echoed whole
+
+
 def test_wrong_type_and_range_are_reported_with_the_value():
     with pytest.raises(TunesmithError) as err:
         load_recipe({**BASE, "train": {"batch_size": "big", "lr": -1}})

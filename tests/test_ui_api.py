@@ -141,6 +141,7 @@ def test_a_run_started_here_is_an_ordinary_run_and_stops_as_interrupted(runs_dir
         ({"name": "../x", "recipe": text}, "Name the run"),
         ({"name": "x", "recipe": "model: {name: tiny-bert}\ntrain: {epochz: 1}"}, "epochz"),
         ({"name": "x", "recipe": "[1, 2"}, "not YAML"),
+        ({"name": "x", "recipe": "[" * 50_000 + "]" * 50_000}, "nested too deeply"),  # not a 500
     ):
         refused = web.post("/api/train", json=bad)
         assert refused.status_code == 400 and says in refused.json()["error"], refused.json()

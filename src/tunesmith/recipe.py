@@ -969,6 +969,8 @@ def _read_yaml(path: Path) -> dict:
         ) from None
     except UnicodeDecodeError:
         raise TunesmithError(f"{path}: not UTF-8 text. Save the recipe as UTF-8 YAML.") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise TunesmithError(f"{path}: YAML nested too deeply to be a recipe.") from None
     if not isinstance(raw, dict):
         raise TunesmithError(f"{path}: a recipe must be a YAML mapping (key: value lines), got {type(raw).__name__}.")
     return raw
@@ -999,9 +1001,10 @@ def set_dotted(raw: dict, key: str, value) -> dict:
 
 
 def _apply_override(raw: dict, item: str) -> None:
-    if "=" not in item:
+    dotted, value = item.split("=", 1) if "=" in item else (item, None)
+    item = item if len(item) <= 120 else item[:100] + " ..."  # as errors name it: a pasted document stays out
+    if value is None:
         raise TunesmithError(f"Override '{item}' must look like section.key=value, e.g. train.lr=3e-5.")
-    dotted, value = item.split("=", 1)
     keys = dotted.strip().split(".")
     node = raw
     for key in keys[:-1]:
@@ -1011,8 +1014,9 @@ def _apply_override(raw: dict, item: str) -> None:
         parsed = yaml.safe_load(value) if value.strip() else None
         # '|' and '>' open YAML block scalars and read as '': on a command line they mean the characters themselves
         node[last] = value.strip() if parsed == "" and value.strip() else parsed
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or type(err).__name__
+    except (yaml.YAMLError, RecursionError) as err:
+        problem = "nested too deeply" if isinstance(err, RecursionError) else getattr(err, "problem", None)
+        problem = problem or type(err).__name__
         raise TunesmithError(
             f"Override '{item}': the value is not valid YAML ({problem}). Quote it as a string, "
             f"e.g. --set '{dotted.strip()}=\"...\"'."

@@ -360,7 +360,7 @@ def read_yaml(path: Path) -> dict:
         return {}
     try:
         value = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
         raise TunesmithError(
             f"{path} is damaged ({type(err).__name__}); it is not the recipe tunesmith saved."
         ) from None

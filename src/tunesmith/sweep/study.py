@@ -76,7 +76,7 @@ def _parsed(text: str):
 
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None  # a damaged marker matches no recipe
 
 

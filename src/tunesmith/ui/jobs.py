@@ -42,6 +42,8 @@ class Jobs:
             raw = yaml.safe_load(recipe_text)
         except yaml.YAMLError as err:
             raise TunesmithError(f"The recipe is not YAML: {str(err).splitlines()[0]}") from None
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise TunesmithError("The recipe is YAML nested too deeply to be a recipe.") from None
         if not isinstance(raw, dict):
             raise TunesmithError("The recipe must be a YAML mapping (model:, data:, ...).")
         raw.pop("output", None)  # the run goes where the dashboard puts it
