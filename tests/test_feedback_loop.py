@@ -61,6 +61,8 @@ def test_collect_records_each_input_and_feedback_is_checked(continual_run, tmp_p
         ):
             refused = web.post("/v1/feedback", json=body)
             assert refused.status_code == status and says in refused.json()["error"]["message"], refused.json()
+        deep = web.post("/v1/feedback", content=b"[" * 100_000 + b"]" * 100_000)  # RecursionError, not a 500
+        assert deep.status_code == 400 and "not JSON" in deep.json()["error"]["message"]
         agreed = answer["data"][0]["label"]
         assert web.post("/v1/feedback", json={"id": ids[0], "label": agreed}).status_code == 200
         other = next(label for label in ("positive", "negative") if label != answer["data"][1]["label"])
@@ -72,8 +74,8 @@ def test_collect_records_each_input_and_feedback_is_checked(continual_run, tmp_p
     assert 'tunesmith_training_label_share{label="positive",model="run"} 0.5' in metrics
     assert "tunesmith_batch_size_count" in metrics and 'tunesmith_model_version{model="run"} 1.0' in metrics
     assert 'tunesmith_requests_total{route="/v1/classify",status="200"} 1.0' in metrics
-    assert 'tunesmith_requests_total{route="/v1/feedback",status="400"} 4.0' in metrics
-    assert 'tunesmith_request_seconds_count{route="/v1/feedback"} 7.0' in metrics
+    assert 'tunesmith_requests_total{route="/v1/feedback",status="400"} 5.0' in metrics
+    assert 'tunesmith_request_seconds_count{route="/v1/feedback"} 8.0' in metrics
 
 
 def test_a_database_file_tunesmith_did_not_write_is_left_alone(continual_run, tmp_path):

@@ -122,6 +122,10 @@ def test_other_hosts_non_json_posts_and_writes_when_read_only_are_refused(runs_d
         "/api/playground", content=b"{" + b" " * 1_100_000 + b"}", headers={"Content-Type": "application/json"}
     )
     assert huge.status_code == 413
+    deep = web.post(
+        "/api/playground", content=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert deep.status_code == 400 and "not JSON" in deep.json()["error"]  # RecursionError, not a 500
     page = web.get("/")
     assert "default-src 'self'" in page.headers["content-security-policy"]
 

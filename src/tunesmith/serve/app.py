@@ -178,7 +178,7 @@ def _object(raw: bytes) -> dict:
 
     try:
         body = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the stack raises the latter
         raise ApiError(400, "The request body is not JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")

@@ -190,7 +190,7 @@ async def _json(request: Request) -> dict:
 
     try:
         body = json.loads(await request.body() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the stack raises the latter
         raise TunesmithError("The request body is not JSON.") from None
     if not isinstance(body, dict):
         raise TunesmithError("The request body must be a JSON object.")
