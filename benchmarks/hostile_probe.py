@@ -209,13 +209,13 @@ def classify_top_k_zero():
 
 
 @case("serve")
-def classify_model_null():
-    return http(*W.post("/v1/classify", {"model": None, "input": "x"}))
+def classify_model_null():  # null is no model named: the route's only model answers, as without the field
+    return http(*W.post("/v1/classify", {"model": None, "input": "x"}), want=200)
 
 
 @case("serve")
-def classify_no_model():
-    return http(*W.post("/v1/classify", {"input": "x"}))
+def classify_no_model():  # the route's only model answers, as vLLM defaults it
+    return http(*W.post("/v1/classify", {"input": "x"}), want=200)
 
 
 @case("serve")
@@ -492,13 +492,26 @@ def eval_over_an_existing_file():
 
 @case("outputs")
 def predict_to_an_unknown_extension():
-    return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.xlsx")])
+    return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.docx")])
+
+
+@case("outputs")
+def predict_a_formula_looking_text_to_xlsx():  # written, and kept a text: a formula would run when the sheet opens
+    import openpyxl
+
+    folder = W.scratch("xlsx_out")
+    pd.DataFrame({"text": ['=HYPERLINK("http://evil.example", "x")']}).to_csv(folder / "in.csv", index=False)
+    verdict = cli(["predict", str(W.classifier), str(folder / "in.csv"), "-o", str(folder / "p.xlsx")], refuse=False)
+    if verdict != "well":
+        return verdict
+    cell = openpyxl.load_workbook(folder / "p.xlsx").active["A2"]
+    return "well" if cell.data_type == "s" else "unclear"
 
 
 # ------------------------------------------------------------------ data for the new task kinds
 
 
-def _train_on(rows: list[dict], task: str, name: str, **data) -> str:
+def _train_on(rows: list[dict], task: str, name: str, refuse: bool = True, **data) -> str:
     folder = W.scratch(name)
     path = folder / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
@@ -512,7 +525,8 @@ def _train_on(rows: list[dict], task: str, name: str, **data) -> str:
                 "eval": {"baseline": "none"},
             },
             output_dir=folder / "run",
-        )
+        ),
+        refuse,
     )
 
 
@@ -525,8 +539,14 @@ def tokens_cell_is_a_string():
 
 
 @case("data")
-def bioes_tags():
-    return _train_on([{"tokens": ["a", "b"], "tags": ["S-X", "E-X"]}] + TOKENS, "token_classification", "bioes")
+def bioes_tags():  # read as IOB2, the right answer
+    rows = [{"tokens": ["a", "b", "c"], "tags": ["S-X", "B-X", "E-X"]}] * 12
+    return _train_on(rows, "token_classification", "bioes", refuse=False)
+
+
+@case("data")
+def tag_prefix_of_no_scheme():
+    return _train_on([{"tokens": ["a", "b"], "tags": ["Z-X", "O"]}] + TOKENS, "token_classification", "no_scheme")
 
 
 @case("data")
@@ -670,6 +690,35 @@ def jsonl_with_a_broken_line():
 def separator_pipe_from_the_command_line():
     recipe = tunesmith.load_recipe({"model": "tiny-bert", "data": {"train": "x.csv"}}, ["data.label_separator=|"])
     return "well" if recipe.data.label_separator == "|" else "unclear"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past Python's stack: json and PyYAML raise RecursionError, not their errors
+
+
+@case("data")
+def jsonl_nested_past_the_stack():
+    folder = W.scratch("deep_jsonl")
+    (folder / "d.jsonl").write_text('{"text": ' + DEEP + ', "label": "a"}\n')
+    return cli(["data", "check", str(folder / "d.jsonl")])
+
+
+@case("data")
+def recipe_nested_past_the_stack():
+    folder = W.scratch("deep_yaml")
+    (folder / "r.yaml").write_text(f"model: tiny-bert\ndata: {DEEP}\n")
+    return cli(["recipe", "validate", str(folder / "r.yaml")])
+
+
+@case("data")
+def xlsx_that_unpacks_a_thousandfold():
+    import zipfile
+
+    from tunesmith.data.readers import read_table
+
+    folder = W.scratch("xlsx_bomb")
+    with zipfile.ZipFile(folder / "d.xlsx", "w", compression=zipfile.ZIP_DEFLATED) as packed:
+        packed.writestr("xl/worksheets/sheet1.xml", b"\0" * 50_000_000)
+    return api(lambda: read_table(folder / "d.xlsx"))
 
 
 # ------------------------------------------------------------------ runs: staged, continual, resume
