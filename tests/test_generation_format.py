@@ -350,3 +350,41 @@ def test_a_recipe_chooses_the_chat_template_and_bad_ones_are_refused(tmp_path):
     for choice, words in refused.items():
         with pytest.raises(TunesmithError, match=words.replace(".", r"\.")):
             ensure_chat_template(load_tokenizer(tiny), choice)
+
+
+def test_min_answer_support_leaves_out_answers_that_go_beyond_their_prompts(tmp_path, caplog):
+    from typer.testing import CliRunner
+
+    import tunesmith
+    from tunesmith.cli import app
+    from tunesmith.data.conversations import load_generation
+
+    rows = []
+    for i in range(12):  # every other answer says what its prompt does not
+        rows.append({"prompt": f"Summarise: the order {i} shipped on monday", "response": f"order {i} shipped"})
+        rows.append({"prompt": f"Summarise: the order {i} shipped", "response": "a storm hit paris yesterday"})
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    data = DataSection(train=str(tmp_path / "train.jsonl"), validation=str(tmp_path / "train.jsonl"))
+    with caplog.at_level("INFO"):
+        kept = load_generation(data.model_copy(update={"min_answer_support": 0.5}), 42)
+    assert [s[-1]["content"] for s in kept.train.samples] == [r["response"] for r in rows[::2]]
+    assert len(kept.validation.samples) == len(rows)  # a validation file is kept whole
+    assert "12 of 24 training rows left out" in caplog.text
+    assert len(load_generation(data, 42).train.samples) == len(rows)  # unset: every row
+    write_jsonl(tmp_path / "beyond.jsonl", rows[1::2])
+    with pytest.raises(TunesmithError, match="none of the 12 training answers"):
+        load_generation(DataSection(train=str(tmp_path / "beyond.jsonl"), min_answer_support=0.5), 42)
+    # the data check says how many rows a run will leave out, before it runs
+    recipe = {"task": "generation", "model": "tiny-llama", "data": {"train": str(tmp_path / "train.jsonl")}}
+    recipe["data"]["min_answer_support"] = 0.5
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    checked = CliRunner().invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
+    entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
+    assert entry["answer_support"] == {"least": 0.5, "rows": 24, "left_out": 12}
+    assert "leaves out 12 of 24 training rows" in " ".join(checked.output.split())
+    for wrong, says in (
+        ({"task": "classification", "data": {"train": "x.csv", "min_answer_support": 0.5}}, "needs task: generation"),
+        ({**recipe, "method": {"name": "preference"}}, "preference pairs from a file are kept whole"),
+    ):
+        with pytest.raises(TunesmithError, match=says):
+            tunesmith.load_recipe({"model": "tiny-llama", **wrong})

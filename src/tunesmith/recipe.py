@@ -164,6 +164,14 @@ class DataSection(Strict):
         None, description="Response column for prompt/response data (auto: response, answer, output, completion)."
     )
     system_prompt: str | None = Field(None, description="System message added to every conversation that has none.")
+    min_answer_support: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Generation: leave out training rows whose answer has under this share of its content words and "
+        "numbers in its prompt (summaries that go beyond their source, as XSum's often do); validation and test "
+        "files are kept whole.",
+    )
     chosen_column: str = Field(
         "chosen", description="Preference pairs (method preference): column holding the answer wanted."
     )
@@ -871,6 +879,24 @@ class Recipe(Strict):
                 except ValidationError as err:
                     problem = err.errors()[0]
                     raise ValueError(f"sweep.params.{key}: {value!r} is not a valid value: {problem['msg']}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _answer_support_generates(self):
+        parts = [(self.data, self.task, self.method)]
+        parts += [(s.data or self.data, s.task or self.task, s.method or self.method) for s in self.stages or []]
+        for data, task, method in parts:
+            if data is None or not data.min_answer_support:
+                continue
+            if task != "generation":
+                raise ValueError(
+                    "data.min_answer_support: measures answers against their prompts; it needs task: generation"
+                )
+            if isinstance(method, PreferenceMethod) and method.rejected_from == "data":
+                raise ValueError(
+                    "data.min_answer_support: preference pairs from a file are kept whole (which side would it "
+                    "measure?); filter the file, or leave it unset"
+                )
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
         return
     samples = convs["train"].samples
     _duplicates(entry, samples, convs, name, report)
+    _answer_support(entry, samples, recipe.data.min_answer_support, name, report)
     if tokenizer is None:
         return
     if not _chat_template(tokenizer, recipe, name, report):
@@ -35,6 +36,25 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     if convs["train"].format != "text":
         _round_trip(entry, tokenizer, samples, name, report)
     _masking(entry, tokenizer, samples, recipe, name, report)
+
+
+def _answer_support(entry: dict, samples: list, least: float | None, name: str, report: Report) -> None:
+    """How many training rows data.min_answer_support will leave out, before a run does."""
+    if not least:
+        return
+    from ..data.conversations import supported_samples
+    from ..errors import TunesmithError
+
+    try:
+        kept = len(supported_samples(samples, least, "data.train"))
+    except TunesmithError as err:
+        report.errors.append(f"{name}: {err}")
+        return
+    entry["answer_support"] = {"least": least, "rows": len(samples), "left_out": len(samples) - kept}
+    report.warnings.append(
+        f"{name}: data.min_answer_support={least} leaves out {len(samples) - kept} of {len(samples)} training rows "
+        "(their answers' words mostly not in their prompts)."
+    )
 
 
 def check_preference(recipe, name: str, tokenizer, report: Report) -> None:

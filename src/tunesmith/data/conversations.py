@@ -8,6 +8,7 @@ it is trained on whole, without a chat template.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -17,6 +18,7 @@ from .bad_rows import read_usable
 from .columns import list_literal
 from .readers import read_table
 
+log = logging.getLogger(__name__)
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
 ROLES = {"system", "user", "assistant"}
@@ -250,6 +252,8 @@ def load_generation(data, seed: int) -> GenerationData:
         )
     train = read_conversations(data.train, data, "data.train")
     warnings = []
+    if data.min_answer_support:
+        train.samples = supported_samples(train.samples, data.min_answer_support, data.train)
     if data.max_train_samples and data.max_train_samples < len(train):
         train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
     if data.validation:
@@ -265,6 +269,29 @@ def load_generation(data, seed: int) -> GenerationData:
                 split.samples = seeded_subset(split.samples, data.max_eval_samples, seed)
     evaluation, eval_name = (test, "test") if test else (validation, "validation")
     return GenerationData(train, validation, evaluation, eval_name, warnings)
+
+
+def supported_samples(samples: list[list[dict]], least: float, source: str) -> list[list[dict]]:
+    """The conversations whose last answer has at least `least` of its content words and numbers in the turns
+    before it (data.min_answer_support); an answer without content words is kept."""
+    from ..errors import TunesmithError
+    from .support import support_share
+
+    def share(sample: list[dict]) -> float | None:
+        answer = sample[-1]["content"] if sample[-1]["role"] == "assistant" else ""
+        return support_share(answer, "\n".join(m["content"] for m in sample[:-1] if m["role"] != "assistant"))
+
+    kept = [s for s in samples if (found := share(s)) is None or found >= least]
+    if not kept:
+        raise TunesmithError(
+            f"data.min_answer_support={least}: none of the {len(samples)} training answers in {source} has that share "
+            "of its words in its prompt; lower the setting."
+        )
+    log.info(
+        f"data.min_answer_support={least}: {len(samples) - len(kept)} of {len(samples)} training rows left out "
+        "(their answers' words mostly not in their prompts)"
+    )
+    return kept
 
 
 def carve_validation(items: list, seed: int, share: float, source: str, unit: str) -> tuple[list, list]:

@@ -14,16 +14,15 @@ reference, so each of these answers one of those questions:
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
 
+from ...data.support import is_number, supported, words
+
 SIMILARITY_ENCODER = "minilm-l6"
 REPEAT_N = 4
 MAX_LISTED = 20  # possible hallucinations kept in metrics.json: enough to look at, not the whole test set
-_WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*%?")  # an apostrophe splits: Acme's -> acme, s
-_NUMBER = re.compile(r"\d")
 
 
 def text_metrics(names, answers: list[str], references: list[str], sources: list[str]) -> dict:
@@ -43,10 +42,6 @@ def text_metrics(names, answers: list[str], references: list[str], sources: list
     return out
 
 
-def words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
-
-
 def rouge(answers: list[str], references: list[str]) -> dict:
     from rouge_score import rouge_scorer
 
@@ -64,18 +59,13 @@ def repetition(text: str) -> float:
 
 def faithfulness(answers: list[str], sources: list[str]) -> dict:
     """Share of content words and numbers supported by the source, and the numbers that are not."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     shares, unsupported = [], []
     for i, (answer, source) in enumerate(zip(answers, sources)):
-        given = words(source)
-        known = set(given) | {_plain_number(w) for w in given if _NUMBER.search(w)}
-        content = [w for w in words(answer) if w not in ENGLISH_STOP_WORDS]
-        if not content:
+        found = supported(answer, source)
+        if not found:
             continue
-        found = [w in known or (bool(_NUMBER.search(w)) and _plain_number(w) in known) for w in content]
-        shares.append(sum(found) / len(found))
-        missing = sorted({w for w, ok in zip(content, found) if not ok and _NUMBER.search(w)})
+        shares.append(sum(ok for _, ok in found) / len(found))
+        missing = sorted({w for w, ok in found if not ok and is_number(w)})
         if missing and len(unsupported) < MAX_LISTED:
             unsupported.append({"index": i, "numbers": missing})
     return {"faithfulness": _mean(shares), "unsupported_numbers": unsupported}
@@ -114,10 +104,6 @@ def _encoder():
 
 def _ngrams(tokens: list[str], n: int):
     return (tokens[i : i + n] for i in range(len(tokens) - n + 1))
-
-
-def _plain_number(text: str) -> str:
-    return text.replace(",", "").rstrip("%").rstrip(".")
 
 
 def _mean(values) -> float:
