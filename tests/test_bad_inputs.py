@@ -144,7 +144,8 @@ CASES = {
         lambda d: _train_on(d, "x.csv", "text,label\ncaf\xe9 ok,positive\nbad,negative\n".encode("latin-1")),
         ["not UTF-8"],
     ),
-    "unsupported extension": (lambda d: _train_on(d, "x.xlsx", b"whatever"), ["unsupported extension", ".xlsx"]),
+    "unsupported extension": (lambda d: _train_on(d, "x.docx", b"whatever"), ["unsupported extension", ".docx"]),
+    "an .xlsx that is no workbook": (lambda d: _train_on(d, "x.xlsx", b"whatever"), ["not a readable .xlsx file"]),
     "folder instead of file": (
         lambda d: ((d / "folder.csv").mkdir(), _train_on(d, "folder.csv", None))[1],
         ["is a folder"],
