@@ -374,6 +374,9 @@ def test_min_answer_support_leaves_out_answers_that_go_beyond_their_prompts(tmp_
     write_jsonl(tmp_path / "beyond.jsonl", rows[1::2])
     with pytest.raises(TunesmithError, match="none of the 12 training answers"):
         load_generation(DataSection(train=str(tmp_path / "beyond.jsonl"), min_answer_support=0.5), 42)
+    write_jsonl(tmp_path / "text.jsonl", [{"text": "plain text"}] * 4)
+    with pytest.raises(TunesmithError, match="plain text has no prompt"):
+        load_generation(DataSection(train=str(tmp_path / "text.jsonl"), min_answer_support=0.5), 42)
     # the data check says how many rows a run will leave out, before it runs
     recipe = {"task": "generation", "model": "tiny-llama", "data": {"train": str(tmp_path / "train.jsonl")}}
     recipe["data"]["min_answer_support"] = 0.5

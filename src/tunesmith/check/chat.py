@@ -28,7 +28,7 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
         return
     samples = convs["train"].samples
     _duplicates(entry, samples, convs, name, report)
-    _answer_support(entry, samples, recipe.data.min_answer_support, name, report)
+    _answer_support(entry, convs["train"], recipe.data.min_answer_support, name, report)
     if tokenizer is None:
         return
     if not _chat_template(tokenizer, recipe, name, report):
@@ -38,10 +38,16 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     _masking(entry, tokenizer, samples, recipe, name, report)
 
 
-def _answer_support(entry: dict, samples: list, least: float | None, name: str, report: Report) -> None:
+def _answer_support(entry: dict, train, least: float | None, name: str, report: Report) -> None:
     """How many training rows data.min_answer_support will leave out, before a run does."""
     if not least:
         return
+    if train.format == "text":
+        report.errors.append(
+            f"{name}: data.min_answer_support measures answers against their prompts; plain text has none."
+        )
+        return
+    samples = train.samples
     from ..data.conversations import supported_samples
     from ..errors import TunesmithError
 

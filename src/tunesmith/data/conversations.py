@@ -253,6 +253,12 @@ def load_generation(data, seed: int) -> GenerationData:
     train = read_conversations(data.train, data, "data.train")
     warnings = []
     if data.min_answer_support:
+        if train.format == "text":
+            from ..errors import TunesmithError
+
+            raise TunesmithError(
+                "data.min_answer_support measures answers against their prompts; plain text has no prompt."
+            )
         train.samples = supported_samples(train.samples, data.min_answer_support, data.train)
     if data.max_train_samples and data.max_train_samples < len(train):
         train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
