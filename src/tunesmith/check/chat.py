@@ -42,17 +42,12 @@ def _answer_support(entry: dict, train, least: float | None, name: str, report: 
     """How many training rows data.min_answer_support will leave out, before a run does."""
     if not least:
         return
-    if train.format == "text":
-        report.errors.append(
-            f"{name}: data.min_answer_support measures answers against their prompts; plain text has none."
-        )
-        return
-    samples = train.samples
     from ..data.conversations import supported_samples
     from ..errors import TunesmithError
 
+    samples = train.samples
     try:
-        kept = len(supported_samples(samples, least, "data.train"))
+        kept = len(supported_samples(train, least))
     except TunesmithError as err:
         report.errors.append(f"{name}: {err}")
         return

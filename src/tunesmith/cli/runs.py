@@ -79,11 +79,10 @@ def _method(recipe: dict) -> str:
     """The method, or a staged run's methods in order (domain_adaptation -> supervised)."""
     from ..runs.compare import section_name
 
-    stages = recipe.get("stages")
-    if isinstance(stages, list) and stages:
-        top = section_name(recipe.get("method"), "supervised")
-        return " -> ".join(section_name(s.get("method"), top) if isinstance(s, dict) else top for s in stages)
-    return section_name(recipe.get("method"), "supervised")
+    top, stages = section_name(recipe.get("method"), "supervised"), recipe.get("stages")
+    if not isinstance(stages, list) or not stages:
+        return top
+    return " -> ".join(section_name(s.get("method"), top) if isinstance(s, dict) else top for s in stages)
 
 
 @runs_app.command("compare")

@@ -253,13 +253,7 @@ def load_generation(data, seed: int) -> GenerationData:
     train = read_conversations(data.train, data, "data.train")
     warnings = []
     if data.min_answer_support:
-        if train.format == "text":
-            from ..errors import TunesmithError
-
-            raise TunesmithError(
-                "data.min_answer_support measures answers against their prompts; plain text has no prompt."
-            )
-        train.samples = supported_samples(train.samples, data.min_answer_support, data.train)
+        train.samples = supported_samples(train, data.min_answer_support)
     if data.max_train_samples and data.max_train_samples < len(train):
         train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
     if data.validation:
@@ -277,11 +271,17 @@ def load_generation(data, seed: int) -> GenerationData:
     return GenerationData(train, validation, evaluation, eval_name, warnings)
 
 
-def supported_samples(samples: list[list[dict]], least: float, source: str) -> list[list[dict]]:
+def supported_samples(train: Conversations, least: float) -> list[list[dict]]:
     """The conversations whose last answer has at least `least` of its content words and numbers in the turns
     before it (data.min_answer_support); an answer without content words is kept."""
     from ..errors import TunesmithError
     from .support import support_share
+
+    if train.format == "text":
+        raise TunesmithError(
+            "data.min_answer_support measures answers against their prompts; plain text has no prompt."
+        )
+    samples, source = train.samples, train.source
 
     def share(sample: list[dict]) -> float | None:
         answer = sample[-1]["content"] if sample[-1]["role"] == "assistant" else ""
