@@ -189,3 +189,24 @@ def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_
     )
     assert 9 < low < 11.5 and 19 < high < 21.5
     assert (run.run_dir / "versions" / "v2" / "ewc.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("metric", "shown"), [("f1", "f1 matrix"), ("r2", "r2 matrix"), ("accuracy", "accuracy matrix")]
+)
+def test_the_printed_matrix_names_the_metric_it_holds(metric, shown):
+    from tunesmith.cli import tables
+
+    continual = {
+        "experiences": ["a", "b"],
+        "matrix": [[0.5, None], [0.4, 0.6]],
+        "average_accuracy": 0.5,
+        "bwt": -0.1,
+        "metric": metric,
+        "strategy": ["replay"],
+    }
+    with tables.out.capture() as captured:
+        tables._print_matrix({"model": "m", "continual": continual})
+    text = captured.get()
+    assert shown in text and f"average {metric} 0.5000, BWT -0.1000" in text
+    assert metric == "accuracy" or "accuracy" not in text

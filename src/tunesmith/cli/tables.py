@@ -63,11 +63,12 @@ def print_comparison(metrics: dict) -> None:
 def _print_matrix(metrics: dict) -> None:
     c = metrics["continual"]
     columns = {f"after {name}": dict(zip(c["experiences"], row)) for name, row in zip(c["experiences"], c["matrix"])}
-    table = Table("evaluated on", *columns, title=f"{metrics['model']}: accuracy matrix ({' + '.join(c['strategy'])})")
+    metric = c.get("metric", "accuracy")  # f1, micro-F1 or R² for other tasks: the matrix says which it holds
+    table = Table("evaluated on", *columns, title=f"{metrics['model']}: {metric} matrix ({' + '.join(c['strategy'])})")
     for name in c["experiences"]:
         table.add_row(name, *(f"{col[name]:.4f}" if col.get(name) is not None else "-" for col in columns.values()))
     out.print(table)
-    out.print(f"average accuracy {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
+    out.print(f"average {metric} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
 
 
 def print_metrics(columns: dict[str, dict], title: str | None = None, keys=None) -> None:
