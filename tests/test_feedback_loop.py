@@ -362,6 +362,18 @@ def test_entity_feedback_becomes_spans_the_tagger_trains_on(tmp_path):
             "/v1/feedback", json={"id": asked["id"], "entities": [{"start": 0, "end": 3, "label": "DRUG"}]}
         )
         assert wrong.status_code == 400 and "'DRUG' is not an entity type" in wrong.json()["error"]["message"]
+        # spans an update could not tag are refused here, not found later by the update they would stop
+        end = len(texts[0])
+        for spans, says in (
+            ([{"start": end, "end": end + 5, "label": "ITEM"}], f"0 <= start < end <= {end}"),
+            ([{"start": 0, "end": end, "label": "ITEM"}, {"start": 0, "end": 2, "label": "ITEM"}], "overlaps"),
+        ):
+            refused = web.post("/v1/feedback", json={"id": asked["id"], "entities": spans})
+            assert refused.status_code == 400 and says in refused.json()["error"]["message"]
+        inside = web.post(
+            "/v1/feedback", json={"id": asked["id"], "entities": [{"start": 0, "end": end, "label": "ITEM"}]}
+        )
+        assert inside.status_code == 200
     result = _update_from_served_feedback(run_dir, tmp_path, texts, feedback)
     trained = [json.loads(line) for line in (run_dir / "feedback" / "1" / "train.jsonl").read_text().splitlines()]
     assert len(trained) == 30 and all(isinstance(r["entities"], list) for r in trained)

@@ -49,7 +49,7 @@ def serve(
     ] = None,
 ):
     """Serve runs over HTTP: /v1/chat/completions and /v1/completions (generation runs, streaming too),
-    /v1/classify (classification, multi-label and regression runs), /v1/models, /health."""
+    /v1/classify (classification, multi-label, regression and entity runs), /v1/models, /health."""
     needs_server_packages("serve")
     import torch
     import uvicorn

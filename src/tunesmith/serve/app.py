@@ -143,7 +143,7 @@ def create_app(
         run = served.get(asked["model"])
         if run is None:
             raise ApiError(404, f"Model '{asked['model']}' of that request is not served here.", param="id")
-        kind, value = checked(run, body)
+        kind, value = checked(run, body, asked["input"])
         await asyncio.to_thread(store.add_feedback, ident, run.name, kind, value)
         monitor.feedback_for(run.name, asked["version"], kind, value, asked["answer"])
         return {"object": "feedback", "id": ident, "model": run.name, "kind": kind}

@@ -13,8 +13,9 @@ from .errors import ApiError
 FIELDS = ("label", "labels", "value", "entities", "answer", "rating")
 
 
-def checked(run, body: dict) -> tuple[str, object]:
-    """(kind, value) of a feedback body for `run` (a Served), or the 400 that says what is wrong."""
+def checked(run, body: dict, given_input=None) -> tuple[str, object]:
+    """(kind, value) of a feedback body for `run` (a Served), or the 400 that says what is wrong. `given_input`:
+    the recorded request's input, which entity spans must fit (a span an update cannot tag would stop it)."""
     given = [f for f in FIELDS if f in body]
     wanted = _wanted(run)
     if len(given) != 1 or given[0] not in wanted:
@@ -39,6 +40,8 @@ def checked(run, body: dict) -> tuple[str, object]:
             raise _bad(kind, "a finite number")
     elif kind == "entities":
         _entities(value, classes)
+        if isinstance(given_input, str):
+            _spans_fit(value, given_input)
     elif kind == "answer":
         if not isinstance(value, str) or not value.strip() or len(value) > 100_000:
             raise _bad(kind, "the corrected answer as a non-empty string")
@@ -88,6 +91,21 @@ def _entities(value, classes: list) -> None:
                 param="entities",
                 code="unknown_label",
             )
+
+
+def _spans_fit(spans: list[dict], text: str) -> None:
+    """The spans tag the request's own words, as an update will read them: inside the text, each covering a
+    word, none sharing a word with another."""
+    from ..data.tokens import spans_to_tags
+    from ..errors import TunesmithError
+
+    for span in spans:
+        if span["end"] > len(text):
+            raise _bad("entities", f"spans inside the request's text (0 <= start < end <= {len(text)})")
+    try:
+        spans_to_tags(text, spans, "entities")
+    except TunesmithError as error:
+        raise ApiError(400, str(error), param="entities", code="invalid_value") from None
 
 
 def _bad(field: str, what: str) -> ApiError:
