@@ -210,3 +210,59 @@ def test_the_printed_matrix_names_the_metric_it_holds(metric, shown):
     text = captured.get()
     assert shown in text and f"average {metric} 0.5000, BWT -0.1000" in text
     assert metric == "accuracy" or "accuracy" not in text
+
+
+@pytest.mark.parametrize("head_init", ["probe", "random"])
+def test_the_first_experiences_tag_head_starts_as_head_init_says(tmp_path, monkeypatch, head_init):
+    """A continual run's first head is new, as a supervised run's is: method.head_init applies to it (the heads
+    that grow later keep their learned rows)."""
+    from tunesmith.methods import head_init as module
+
+    started = []
+    real = module.copy_head
+    monkeypatch.setattr(module, "copy_head", lambda model, w, b: started.append(w.shape) or real(model, w, b))
+    exps = []
+    for name, seed in (("both", 0), ("more", 20)):
+        data = {}
+        for split, n, offset in (("train", 120, 0), ("validation", 30, 1)):
+            path = tmp_path / f"{name}_{split}.jsonl"
+            path.write_text("\n".join(json.dumps(r) for r in tagged(["ITEM", "PRAISE"], n, seed + offset)))
+            data[split] = str(path)
+        exps.append({"name": name, "data": data})
+    recipe = {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "head_init": head_init},
+        "train": {**TRAIN, "epochs": 1},
+        "experiences": exps,
+    }
+    m = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics
+    assert len(m["continual"]["matrix"]) == 2
+    assert started == ([(4, 32)] if head_init == "probe" else [])  # once, the first head: 4 tags x hidden size
+
+
+def test_the_first_experiences_class_head_starts_from_the_probe_when_asked(tmp_path, monkeypatch):
+    from tests.conftest import sentiment_rows
+    from tunesmith.methods import head_init as module
+
+    fitted = []
+    real = module.init_head_from_probe
+    monkeypatch.setattr(module, "init_head_from_probe", lambda *a, **k: fitted.append(a[3]) or real(*a, **k))
+    exps = []
+    for name, seed in (("first", 0), ("second", 5)):
+        data = {}
+        for split, n, offset in (("train", 80, 0), ("validation", 30, 1)):
+            path = tmp_path / f"{name}_{split}.csv"
+            sentiment_rows(n, seed + offset).to_csv(path, index=False)
+            data[split] = str(path)
+        exps.append({"name": name, "data": data})
+    recipe = {
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "head_init": "probe"},
+        "train": {**TRAIN, "epochs": 1},
+        "experiences": exps,
+    }
+    tunesmith.run(recipe, output_dir=tmp_path / "run")
+    assert fitted == [2]  # the first experience's two classes, once

@@ -152,3 +152,101 @@ def test_auto_probes_only_many_classes_with_few_steps_each():
         "auto", 3, 200, SimpleNamespace(batch_size=32, grad_accum=1, epochs=1)
     )  # 2-3 classes: never
     assert probe_wanted("probe", 2, 10_000, cfg) and not probe_wanted("random", 35, 10, cfg)
+
+
+def _tag_rows(n: int = 80):
+    """Toy entity sentences as the tag head's rows (tiny body), with each word's first piece and its tags."""
+    import random
+
+    from tests.test_token_classification import sentence
+    from tunesmith.tasks import token_classification as tc
+
+    rng = random.Random(3)
+    sentences = [sentence(rng) for _ in range(n)]
+    labels = ["O", "B-ITEM", "B-PRAISE", "I-PRAISE"]
+    weights = resolve_weights("tiny-bert")
+    tokenizer = load_tokenizer(weights)
+    rows, firsts, _ = tc.encode(tokenizer, [w for w, _ in sentences], [t for _, t in sentences], labels, 32)
+    return weights, tokenizer, rows, firsts, [t for _, t in sentences], labels
+
+
+def test_a_started_tag_head_gives_the_token_probes_probabilities():
+    from tunesmith.methods.head_init import copy_head
+    from tunesmith.methods.token_classification import load_token_model
+    from tunesmith.recipe import TrainSection
+    from tunesmith.tasks import token_classification as tc
+
+    torch.manual_seed(0)
+    weights, tokenizer, rows, firsts, tags, labels = _tag_rows()
+    model = load_token_model(weights, labels, TrainSection())
+    pad = tokenizer.pad_token_id
+    features = tc.word_features(model.base_model, rows, firsts, 16, pad, "fp32")
+    probe = tc.fit_probe(features, tags, labels, seed=0)
+    before = np.concatenate(tc.word_scores(model, rows, firsts, 16, pad, "fp32"))
+    expected = probe.predict_proba(np.concatenate(features))
+    assert not np.allclose(before, expected, atol=1e-3)  # a random head is not the probe
+
+    assert copy_head(model, *tc.probe_head(probe, len(labels)))
+    got = np.concatenate(tc.word_scores(model, rows, firsts, 16, pad, "fp32"))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("seen", [[0, 2], [0, 1, 3]])
+def test_a_tag_the_probe_never_saw_starts_unpredicted(seen):
+    """scikit-learn's probe holds only the tags in its sample (one row for two of them): the head gets a row per
+    tag, the probe's probabilities over the tags it saw, and ~0 for the rest."""
+    from tunesmith.tasks.token_classification import probe_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    y = np.asarray(seen)[np.argmax(x[:, : len(seen)], axis=1)]
+    probe = LogisticRegression(max_iter=1000).fit(x, y)
+    weight, bias = probe_head(probe, 4)
+    logits = x @ weight.T + bias
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    np.testing.assert_allclose(probs[:, seen], probe.predict_proba(x), atol=2e-4)  # the unseen tags hold ~e-10 of it
+    unseen = [k for k in range(4) if k not in seen]
+    assert probs[:, unseen].max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("head_init", "baseline", "started"),
+    [("probe", "linear_probe", True), ("probe", "none", True), ("random", "linear_probe", False)],
+)
+def test_tag_runs_start_their_head_as_the_recipe_says(tmp_path, head_init, baseline, started):
+    """With no base line to take the probe from, it is fitted on the model's own body."""
+    import tunesmith
+    from tests.test_token_classification import recipe, write_sets
+
+    spec = recipe(write_sets(tmp_path))
+    spec["method"] = {**spec["method"], "head_init": head_init}
+    spec["train"] = {**spec["train"], "epochs": 1}
+    spec["eval"] = {"baseline": baseline}
+    m = tunesmith.run(spec, output_dir=tmp_path / "run").metrics
+    assert (m["train"]["head_init_s"] > 0) == started
+    assert m["tuned"]["f1"] >= 0  # the run finished and scored
+
+
+def test_a_tag_head_saved_for_the_same_tags_is_kept(tmp_path):
+    from tunesmith.methods.token_classification import load_token_model, saved_tags
+    from tunesmith.recipe import TrainSection
+
+    tags = ["O", "B-ITEM", "I-ITEM"]
+    load_token_model(resolve_weights("tiny-bert"), tags, TrainSection()).save_pretrained(tmp_path)
+    assert saved_tags(str(tmp_path)) == tags
+    assert saved_tags(resolve_weights("tiny-bert")) is None
+
+
+def test_auto_probes_tag_heads_only_with_very_few_steps_per_tag():
+    """Every step trains each tag on many words: a random tag head catches up by ~15 steps per tag, where a
+    sentence head needs 25 (benchmarks/head_init.py --task token_classification)."""
+    from types import SimpleNamespace
+
+    from tunesmith.methods.head_init import PROBE_BELOW_STEPS_PER_TAG, probe_wanted
+
+    two_epochs = SimpleNamespace(batch_size=16, grad_accum=1, epochs=2)  # 800 sentences: 100 steps, 13 tags
+    assert probe_wanted("auto", 13, 800, two_epochs, PROBE_BELOW_STEPS_PER_TAG)
+    auto = SimpleNamespace(batch_size=16, grad_accum=1, epochs=4)  # 1,000 sentences: 252 steps, ~19 per tag
+    assert not probe_wanted("auto", 13, 1000, auto, PROBE_BELOW_STEPS_PER_TAG)
+    assert probe_wanted("auto", 13, 1000, auto)  # where the sentence rule would have started from the probe

@@ -243,7 +243,8 @@ class Learner:
             fresh = self.task.relabel(self, fresh, data)  # by the old model, before the head grows
         new_labels = [label for label in data.labels if label not in self.labels]
         self.labels = self.labels + new_labels
-        if self.model is None:
+        first = self.model is None
+        if first:
             self.model = self.task.build(self.recipe, self.weights, self.spec, self.labels, self.kind)
         else:
             grow_head(self.model, self.labels)
@@ -253,6 +254,8 @@ class Learner:
             examples += self.task.replayed(replayed, new_labels if n_old else [])
             log.info(f"replay: {len(replayed)} past examples mixed in ({len(self.buffer)} in the buffer)")
         rows, ids = self.task.encode(self.tokenizer, examples, self.labels, self.cfg, self.method)
+        if first:
+            self.task.start_head(self, rows, ids)
         hooks = self._hooks(data, rows, [key for _, key in examples], n_old)
         plan = Plan(self.recipe, self.task.name, self.tokenizer, self.weights, self.spec, self.kind, self.lr, rows, ids)
         # the run skeleton's training step, seeded above (before the head grew); no checkpoint: an interrupted

@@ -40,6 +40,9 @@ class Regression:
             self.mean, self.std = float(y.mean()), float(y.std()) or 1.0
         return loaded
 
+    def start_head(self, learner, rows: list[dict], ids: list) -> None:
+        """A score head has no classes to fit a probe for: it starts random."""
+
     def build(self, recipe, weights: str, spec: dict, labels: list[str], kind: str):
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging

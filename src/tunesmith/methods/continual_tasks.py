@@ -37,6 +37,21 @@ class SingleLabel:
 
         return build_model(recipe, weights, spec, labels, kind)
 
+    def start_head(self, learner, rows: list[dict], ids: list) -> None:
+        """The first experience's new head starts from a probe where method.head_init asks for it (the rule
+        supervised runs use, head_init.probe_wanted); heads that grow later keep their learned rows."""
+        from ..models.loading import head_is_fresh
+        from .head_init import init_head_from_probe, probe_wanted
+
+        n = len(learner.labels)
+        if not probe_wanted(learner.method.head_init, n, len(rows), learner.cfg) or learner.kind == "decoder":
+            return
+        if not head_is_fresh(learner.weights, learner.labels):
+            return
+        pad, bs = learner.tokenizer.pad_token_id, learner.recipe.eval.batch_size
+        if init_head_from_probe(learner.model, rows, ids, n, bs, pad, learner.precision, learner.cfg.seed) is not None:
+            log.info("head: started from a linear probe on the body's features")
+
     def examples(self, split) -> list[tuple]:
         """(example, reservoir key) per training row: replay keeps the same share per key."""
         return [(text, label) for text, label in zip(split.texts, split.labels)]
@@ -151,6 +166,9 @@ class MultiLabel(_Scored):
         model.config.problem_type = "multi_label_classification"  # its own loss (EWC's Fisher) is then BCE
         return model
 
+    def start_head(self, learner, rows: list[dict], ids: list) -> None:
+        """A random head, as before head_init applied to continual runs: not yet measured for label sets."""
+
     def examples(self, split) -> list[tuple]:
         return [
             ((text, tuple(labels)), "|".join(labels) or "(no label)") for text, labels in zip(split.texts, split.labels)
@@ -254,6 +272,28 @@ class TokenTags(_Scored):
         model = load_token_model(weights, labels, recipe.train)
         freeze_bottom(model, *token_freezing(recipe.method))
         return model
+
+    def start_head(self, learner, rows: list[dict], ids) -> None:
+        """The first experience's tag head starts as the per-token probe on the body's word vectors where
+        method.head_init asks for it (the rule supervised tag runs use)."""
+        from ..tasks import token_classification as tc
+        from .head_init import PROBE_BELOW_STEPS_PER_TAG, copy_head, probe_wanted
+        from .token_classification import saved_tags
+
+        labels, cfg = learner.labels, learner.cfg
+        if not probe_wanted(learner.method.head_init, len(labels), len(rows), cfg, PROBE_BELOW_STEPS_PER_TAG):
+            return
+        if saved_tags(learner.weights) == labels:
+            return
+        firsts = [[i for i, y in enumerate(row["labels"]) if y != -100] for row in rows]  # the words that carry a tag
+        tags = [[labels[row["labels"][i]] for i in first] for row, first in zip(rows, firsts)]
+        model, pad = learner.model, learner.tokenizer.pad_token_id
+        features = tc.word_features(
+            model.base_model, rows, firsts, learner.recipe.eval.batch_size, pad, learner.precision
+        )
+        if copy_head(model, *tc.probe_head(tc.fit_probe(features, tags, labels, cfg.seed), len(labels))):
+            log.info("tag head: started from the per-token probe on the body's word vectors")
+        model.train()
 
     def examples(self, split) -> list[tuple]:
         return [((tuple(words), tuple(tags)), _type_key(tags)) for words, tags in zip(split.tokens, split.tags)]

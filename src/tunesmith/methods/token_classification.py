@@ -4,6 +4,7 @@ token, trained on each word's first sub-token; entity-level F1 with seqeval, bas
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from ..data.tokens import load_tokens
@@ -14,6 +15,7 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import token_classification as tc
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
+from .head_init import PROBE_BELOW_STEPS_PER_TAG, copy_head, probe_wanted
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class SupervisedTokenClassifier:
         return load_token_model(plan.weights, plan.data.labels, plan.recipe.train)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return tc.probe_baseline(
+        base, plan.extra["probe_head"] = tc.probe_baseline(
             plan.recipe,
             plan.weights,
             plan.extra["rows"],
@@ -73,9 +75,11 @@ class SupervisedTokenClassifier:
             plan.pad_id,
             ctx.precision,
         )
+        return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
+        start_tag_head(plan, ctx, model)
         if tuning_mode(method, plan.kind) == "lora":
             return apply_lora(model, method.lora or LoraSection(), plan.spec, task_type="TOKEN_CLS")
         freeze_bottom(model, *token_freezing(method))
@@ -124,6 +128,45 @@ class SupervisedTokenClassifier:
             ctx.precision,
         )
         return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)
+
+
+def start_tag_head(plan: Plan, ctx: Context, model) -> None:
+    """LP-FT for tags: a new tag head starts as the per-token probe (the base line's, else one fitted on the
+    body's word vectors) when method.head_init asks for it (see head_init.probe_wanted); with few steps per tag
+    a random head is still learning the tags when training ends, below the probe (docs/why-defaults.md).
+    A head carried over from a stage with the same tags is already trained and is kept."""
+    labels, train = plan.data.labels, plan.recipe.train
+    method = plan.recipe.method
+    wanted = probe_wanted(
+        method.head_init, len(labels), len(plan.rows), plan.loop_cfg or train, PROBE_BELOW_STEPS_PER_TAG
+    )
+    ctx.train_info["head_init_s"] = 0.0
+    if not wanted or saved_tags(plan.weights) == list(labels):
+        return
+    start, rows, firsts = time.perf_counter(), plan.extra["rows"]["train"], plan.extra["firsts"]["train"]
+    head = plan.extra.get("probe_head")
+    if head is None:  # no base line was run (eval.baseline: none): fit the probe on the model's own body
+        features = tc.word_features(
+            model.base_model, rows, firsts, plan.recipe.eval.batch_size, plan.pad_id, ctx.precision
+        )
+        head = tc.probe_head(tc.fit_probe(features, plan.data.train.tags, labels, train.seed), len(labels))
+    if copy_head(model, *head):
+        log.info("tag head: started from the per-token probe on the body's word vectors")
+    model.train()
+    ctx.train_info["head_init_s"] = time.perf_counter() - start
+
+
+def saved_tags(path: str) -> list[str] | None:
+    """The tags of a saved token classifier (a previous stage), None for any other checkpoint."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+    if not any(a.endswith("ForTokenClassification") for a in config.architectures or []):
+        return None
+    return [config.id2label[i] for i in range(config.num_labels)]
 
 
 def load_token_model(weights: str, labels: list[str], train_cfg):

@@ -151,36 +151,57 @@ def probe_baseline(
     labels: list[str],
     pad_id: int,
     precision: str,
-    max_tokens: int = 20_000,
-) -> dict:
+) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
     """The base model's frozen token embeddings (each word's first piece) with a logistic regression per token,
-    scored the same way (at most `max_tokens` training words, seeded)."""
+    scored the same way; and that regression as a tag head's (weight, bias), for a head that starts from it."""
     if recipe.eval.baseline == "none":
-        return {}
-    from sklearn.linear_model import LogisticRegression
-
+        return {}, None
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
-    index = {label: i for i, label in enumerate(labels)}
-
-    def features(split: str) -> list[np.ndarray]:
-        hidden = per_row(
-            encoder, rows[split], bs, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy()
-        )
-        return [h[[max(p, 0) for p in f]] for h, f in zip(hidden, firsts[split])]
-
-    x_train = features("train")
-    pairs = [(vec, index[tag]) for sent, tags in zip(x_train, data.train.tags) for vec, tag in zip(sent, tags)]
-    rng = np.random.default_rng(recipe.train.seed)
-    pick = rng.choice(len(pairs), min(max_tokens, len(pairs)), replace=False)
-    clf = LogisticRegression(max_iter=1000, random_state=recipe.train.seed).fit(
-        np.stack([pairs[i][0] for i in pick]), [pairs[i][1] for i in pick]
+    probe = fit_probe(
+        word_features(encoder, rows["train"], firsts["train"], bs, pad_id, precision),
+        data.train.tags,
+        labels,
+        recipe.train.seed,
     )
     predicted = [
-        [labels[clf.classes_[k]] for k in clf.predict_proba(sent).argmax(-1)] for sent in features("evaluation")
+        [labels[probe.classes_[k]] for k in probe.predict_proba(sent).argmax(-1)]
+        for sent in word_features(encoder, rows["evaluation"], firsts["evaluation"], bs, pad_id, precision)
     ]
     base = ner_metrics(data.evaluation.tags, predicted)
     log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
-    return {"kind": "logistic regression per token on the frozen base model's token embeddings", **base}
+    kind = "logistic regression per token on the frozen base model's token embeddings"
+    return {"kind": kind, **base}, probe_head(probe, len(labels))
+
+
+def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision: str) -> list[np.ndarray]:
+    """Per sentence, the encoder's last-layer vector at each word's first piece (a word cut by max_length reads
+    the first position): what a tag head sees."""
+    hidden = per_row(
+        encoder, rows, batch_size, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy()
+    )
+    return [h[[max(p, 0) for p in f]] for h, f in zip(hidden, firsts)]
+
+
+def fit_probe(features: list[np.ndarray], tags: list[list[str]], labels: list[str], seed: int, max_words=20_000):
+    """A logistic regression from word vectors to tags, on at most `max_words` seeded training words."""
+    from sklearn.linear_model import LogisticRegression
+
+    index = {label: i for i, label in enumerate(labels)}
+    x = np.concatenate(features)
+    y = np.asarray([index[tag] for row in tags for tag in row])
+    pick = np.random.default_rng(seed).choice(len(y), min(max_words, len(y)), replace=False)
+    return LogisticRegression(max_iter=1000, random_state=seed).fit(x[pick], y[pick])
+
+
+def probe_head(probe, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The probe as a softmax head over all `n_labels` tags: scikit-learn keeps one row for two classes, and
+    a tag missing from the probe's sample gets no weights and a bias under every other, so it starts unpredicted."""
+    coef, intercept = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2:  # softmax over (-z/2, z/2) == sigmoid(z)
+        coef, intercept = np.stack([-coef[0], coef[0]]) / 2, np.array([-intercept[0], intercept[0]]) / 2
+    weight, bias = np.zeros((n_labels, coef.shape[1])), np.full(n_labels, intercept.min() - 10.0)
+    weight[probe.classes_], bias[probe.classes_] = coef, intercept
+    return weight, bias
 
 
 def entities(words: list[tuple[str, int, int]], tags: list[str], probs: np.ndarray, text: str) -> list[dict]:
