@@ -444,3 +444,27 @@ def test_regression_feedback_values_train_and_gate_a_new_version(tmp_path):
     gate = result["gate"]
     assert gate["metric"] == "r2" and gate["heldout_rows"] == 10 and gate["old_before"] > 0.5
     assert gate["promoted"] == (gate["new_after"] > gate["new_before"] and gate["forgetting"] <= 0.01)
+
+
+def test_agreement_compares_what_can_match_and_leaves_out_what_cannot():
+    """A label, a label set or the entities (type and offsets) agree or not; a regression value, a corrected
+    generation or a rating has no exact match, and is left out of the share rather than counted as wrong."""
+    import json
+
+    from tunesmith.runs.collect import _signals, agrees
+
+    found = {"entities": [{"type": "person", "text": "Ann", "start": 0, "end": 3, "score": 0.9}]}
+    assert agrees("entities", [{"start": 0, "end": 3, "label": "person"}], found) is True
+    assert agrees("entities", [{"start": 0, "end": 3, "label": "location"}], found) is False
+    assert agrees("entities", [], {"entities": []}) is True  # nothing to find, nothing found
+    assert agrees("labels", ["b", "a"], {"labels": ["a", "b"]}) is True
+    assert agrees("label", "a", {"label": "b"}) is False
+    assert agrees("value", 3.0, {"value": 3.0}) is None and agrees("rating", 5, "an answer") is None
+    rows = [
+        (json.dumps(found), None, "entities", json.dumps([{"start": 0, "end": 3, "label": "person"}])),
+        (json.dumps({"entities": []}), None, "entities", json.dumps([{"start": 4, "end": 9, "label": "group"}])),
+        (json.dumps({"value": 2.0}), None, "value", json.dumps(2.5)),
+    ]
+    summary = _signals(rows)
+    assert summary["feedback"] == 3 and summary["feedback_agreement"] == 0.5
+    assert _signals(rows[2:])["feedback_agreement"] is None  # shown as "—", not 0%

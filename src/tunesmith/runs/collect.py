@@ -191,12 +191,27 @@ def _request(row) -> dict:
     }
 
 
+def agrees(kind: str, value, answer) -> bool | None:
+    """Whether a correction says the answer given was right: the same label, the same label set, the same entities
+    (type and offsets). None where an exact match means nothing (a regression value, a generated answer, a rating)."""
+    if not isinstance(answer, dict):
+        return None
+    if kind == "label" and "label" in answer:
+        return answer["label"] == value
+    if kind == "labels" and isinstance(answer.get("labels"), list) and isinstance(value, list):
+        return set(answer["labels"]) == set(value)
+    if kind == "entities" and isinstance(answer.get("entities"), list) and isinstance(value, list):
+        given = {(e.get("start"), e.get("end"), e.get("type")) for e in answer["entities"] if isinstance(e, dict)}
+        return given == {(e.get("start"), e.get("end"), e.get("label")) for e in value if isinstance(e, dict)}
+    return None
+
+
 def _dump(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
 def _signals(rows: list) -> dict:
-    labels, confidence, feedback, agreed, far = {}, [], 0, 0, []
+    labels, confidence, feedback, agreed, compared, far = {}, [], 0, 0, 0, []
     for answer, scores, kind, value in rows:
         answer = json.loads(answer)
         label = answer.get("label") if isinstance(answer, dict) else None
@@ -209,12 +224,14 @@ def _signals(rows: list) -> dict:
             confidence.append(max(probs.values()))
         if kind is not None:
             feedback += 1
-            agreed += kind == "label" and json.loads(value) == label
+            same = agrees(kind, json.loads(value), answer)
+            compared += same is not None
+            agreed += bool(same)
     total = sum(labels.values())
     return {
         "label_shares": {k: v / total for k, v in sorted(labels.items())} if total else {},
         "mean_confidence": sum(confidence) / len(confidence) if confidence else None,
         "feedback": feedback,
-        "feedback_agreement": agreed / feedback if feedback else None,
+        "feedback_agreement": agreed / compared if compared else None,
         "far_from_training": sum(far) / len(far) if far else None,
     }

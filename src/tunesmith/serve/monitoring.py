@@ -12,6 +12,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..runs import rundir
+from ..runs.collect import agrees
 
 ROUTES = {  # a path outside these is counted as "other": a client cannot add label values (metric series) at will
     "/v1/classify",
@@ -88,9 +89,10 @@ class Monitor:
 
     def feedback_for(self, run_name: str, version: int, kind: str, value, answer) -> None:
         self.feedback.labels(run_name).inc()
-        if kind == "label" and isinstance(answer, dict) and "label" in answer:
+        same = agrees(kind, value, answer)
+        if same is not None:
             self.corrected.labels(run_name, str(version)).inc()
-            if answer["label"] == value:
+            if same:
                 self.agreed.labels(run_name, str(version)).inc()
 
     def text(self) -> bytes:
