@@ -105,6 +105,32 @@ def test_predict_returns_entities_with_offsets(ner_run, tmp_path):
     assert {"type": "ITEM", "text": "product"}.items() <= json.loads(row["entities"])[0].items()
 
 
+def test_the_base_model_answers_with_the_runs_per_token_probe(ner_run, tmp_path):
+    """base_head.json holds the base line's probe as numbers: the base body with it as its tag head scores the test
+    file as the base line did, and `predict --base` puts its entities beside the tuned model's."""
+    import shutil
+
+    from tunesmith.predict import load_base
+
+    result, paths = ner_run
+    base = load_base(result.run_dir)
+    assert base.evaluate(paths["test"])["f1"] == pytest.approx(result.metrics["base"]["f1"], abs=0.01)
+    assert result.metrics["base"]["f1"] > 0.3  # a probe that finds entities, so a wrong head would not match
+    (tmp_path / "in.csv").write_text("text\nthe product is good great\n")
+    done = runner.invoke(
+        app, ["predict", str(result.run_dir), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.jsonl"), "--base"]
+    )
+    assert done.exit_code == 0, done.output
+    row = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
+    assert isinstance(json.loads(row["base_entities"]), list) and json.loads(row["entities"])
+    copy = tmp_path / "copy"
+    shutil.copytree(result.run_dir, copy)
+    head = json.loads((copy / "base_head.json").read_text())
+    (copy / "base_head.json").write_text(json.dumps({**head, "coef": head["coef"][:-1]}))
+    with pytest.raises(tunesmith.TunesmithError, match="not a tag head"):
+        load_base(copy)
+
+
 def test_character_spans_train_as_well(tmp_path):
     paths = write_sets(tmp_path, spans=True)
     result = tunesmith.run(recipe(paths), output_dir=tmp_path / "run")

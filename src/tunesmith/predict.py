@@ -27,13 +27,17 @@ class Predictor(ClassifierPredictor):
 
 def load_base(run_dir: str | Path):
     """The model a finished run started from, answering the same way: the base LLM for generation runs, the
-    base encoder with the run's linear probe for classification runs that kept one. None where there is none."""
+    base encoder with the run's linear probe for classification and entity runs that kept one. None where there
+    is none."""
     run_dir, _, task, _, recipe = identify(run_dir)
     if task == "generation":
         from .tasks.generation.predictor import load_base_predictor
 
         return load_base_predictor(run_dir)
-    from .tasks.classification import load_base_predictor
+    if task == "token_classification":
+        from .tasks.token_classification import load_base_predictor
+    else:
+        from .tasks.classification import load_base_predictor
 
     max_length = recipe.get("train", {}).get("max_length", 256)
     return load_base_predictor(run_dir, recipe_columns(run_dir), max_length if isinstance(max_length, int) else 256)

@@ -246,9 +246,10 @@ class SupervisedMethod(Strict):
     # 'auto': the rule and the figures behind it are in methods/head_init.py (probe_wanted).
     head_init: Literal["auto", "probe", "random"] = Field(
         "auto",
-        description="Classification: start a new head from a logistic regression on the frozen body's features "
-        "(linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ classes with "
-        "under 25 optimizer steps per class.",
+        description="Classification and entity tags: start a new head from a logistic regression on the frozen "
+        "body's features (linear-probe-then-fine-tune; encoders) or from random numbers; 'auto' = probe for 4+ "
+        "classes with under 25 optimizer steps per class, or 4+ tags with under 15 per tag. A continual run's "
+        "first head follows it too.",
     )
 
 

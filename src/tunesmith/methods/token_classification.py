@@ -98,6 +98,12 @@ class SupervisedTokenClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+        if (
+            plan.extra.get("probe_head") is not None
+        ):  # the base line's probe: the base model can answer beside the tuned
+            weight, bias = plan.extra["probe_head"]
+            head = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
+            rundir.write_json(ctx.run_dir / tc.BASE_HEAD_FILE, head)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         from ..tasks.token_report import write_report

@@ -16,6 +16,7 @@ from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
 
 log = logging.getLogger(__name__)
+BASE_HEAD_FILE = "base_head.json"  # the base line's per-token probe, as numbers (never a pickle)
 
 
 def encode(
@@ -171,6 +172,48 @@ def probe_baseline(
     log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
     kind = "logistic regression per token on the frozen base model's token embeddings"
     return {"kind": kind, **base}, probe_head(probe, len(labels))
+
+
+def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
+    """The base model with the per-token probe the run scored it by: the pre-trained body, and base_head.json as its
+    tag head. None for a run that kept no probe (eval.baseline: none, a continual run)."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    from ..errors import TunesmithError
+    from ..models.loading import load_tokenizer, output_layers, resolve_weights
+    from ..recipe import load_recipe
+    from ..runs import rundir
+
+    head = rundir.read_json(run_dir / BASE_HEAD_FILE)
+    if not {"labels", "coef", "intercept"} <= set(head):
+        return None
+    recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
+    labels, weights = head["labels"], resolve_weights(recipe.model.name)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the tag head is expected to be new: the probe fills it below
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            weights,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={x: i for i, x in enumerate(labels)},
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    layers = output_layers(model, len(labels))
+    try:  # a run folder comes from anyone: the numbers must be the head's shape, nothing else
+        coef, bias = np.asarray(head["coef"], dtype=np.float32), np.asarray(head["intercept"], dtype=np.float32)
+        if not layers or coef.shape != tuple(layers[-1].weight.shape) or bias.shape != (len(labels),):
+            raise ValueError(f"shapes {coef.shape} and {bias.shape}")
+    except (TypeError, ValueError) as error:
+        raise TunesmithError(f"{run_dir / BASE_HEAD_FILE} is not a tag head for this run's model ({error}).") from None
+    with torch.no_grad():
+        layers[-1].weight.copy_(torch.from_numpy(coef))
+        layers[-1].bias.copy_(torch.from_numpy(bias))
+    data = recipe.data if recipe.data is not None else recipe.experiences[0].data
+    return TokenPredictor(model, load_tokenizer(weights), max_length=max_length, columns=columns, data=data)
 
 
 def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision: str) -> list[np.ndarray]:
