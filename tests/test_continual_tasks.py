@@ -110,15 +110,21 @@ def tagged(types: list[str], n: int, seed: int) -> list[dict]:
     return out
 
 
-def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
+def tagged_experiences(folder, specs, n_train: int, n_validation: int) -> list[dict]:
+    """Experiences (name, annotated types, seed) written as train/validation JSONL files under `folder`."""
     exps = []
-    for name, types, seed in (("items", ["ITEM"], 0), ("praise", ["PRAISE"], 10)):
+    for name, types, seed in specs:
         data = {}
-        for split, n, offset in (("train", 200, 0), ("validation", 50, 1)):
-            path = tmp_path / f"{name}_{split}.jsonl"
+        for split, n, offset in (("train", n_train, 0), ("validation", n_validation, 1)):
+            path = folder / f"{name}_{split}.jsonl"
             path.write_text("\n".join(json.dumps(r) for r in tagged(types, n, seed + offset)))
             data[split] = str(path)
         exps.append({"name": name, "data": data})
+    return exps
+
+
+def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
+    exps = tagged_experiences(tmp_path, (("items", ["ITEM"], 0), ("praise", ["PRAISE"], 10)), 200, 50)
     recipe = {
         "task": "token_classification",
         "model": "tiny-bert",
@@ -221,14 +227,8 @@ def test_the_first_experiences_tag_head_starts_as_head_init_says(tmp_path, monke
     started = []
     real = module.copy_head
     monkeypatch.setattr(module, "copy_head", lambda model, w, b: started.append(w.shape) or real(model, w, b))
-    exps = []
-    for name, seed in (("both", 0), ("more", 20)):
-        data = {}
-        for split, n, offset in (("train", 120, 0), ("validation", 30, 1)):
-            path = tmp_path / f"{name}_{split}.jsonl"
-            path.write_text("\n".join(json.dumps(r) for r in tagged(["ITEM", "PRAISE"], n, seed + offset)))
-            data[split] = str(path)
-        exps.append({"name": name, "data": data})
+    both = ["ITEM", "PRAISE"]
+    exps = tagged_experiences(tmp_path, (("both", both, 0), ("more", both, 20)), 120, 30)
     recipe = {
         "task": "token_classification",
         "model": "tiny-bert",

@@ -229,7 +229,8 @@ def test_tag_runs_start_their_head_as_the_recipe_says(tmp_path, head_init, basel
 
 
 def test_a_tag_head_saved_for_the_same_tags_is_kept(tmp_path):
-    from tunesmith.methods.token_classification import load_token_model, saved_tags
+    from tunesmith.methods.token_classification import load_token_model
+    from tunesmith.models.loading import saved_tags
     from tunesmith.recipe import TrainSection
 
     tags = ["O", "B-ITEM", "I-ITEM"]

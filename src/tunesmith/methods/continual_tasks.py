@@ -276,9 +276,9 @@ class TokenTags(_Scored):
     def start_head(self, learner, rows: list[dict], ids) -> None:
         """The first experience's tag head starts as the per-token probe on the body's word vectors where
         method.head_init asks for it (the rule supervised tag runs use)."""
+        from ..models.loading import saved_tags
         from ..tasks import token_classification as tc
         from .head_init import PROBE_BELOW_STEPS_PER_TAG, copy_head, probe_wanted
-        from .token_classification import saved_tags
 
         labels, cfg = learner.labels, learner.cfg
         if not probe_wanted(learner.method.head_init, len(labels), len(rows), cfg, PROBE_BELOW_STEPS_PER_TAG):

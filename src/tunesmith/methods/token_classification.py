@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
-from ..models.loading import apply_dropout, apply_lora, freeze_bottom
+from ..models.loading import apply_dropout, apply_lora, freeze_bottom, load_token_classifier, saved_tags
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
@@ -162,37 +162,10 @@ def start_tag_head(plan: Plan, ctx: Context, model) -> None:
     ctx.train_info["head_init_s"] = time.perf_counter() - start
 
 
-def saved_tags(path: str) -> list[str] | None:
-    """The tags of a saved token classifier (a previous stage), None for any other checkpoint."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError):
-        return None
-    if not any(a.endswith("ForTokenClassification") for a in config.architectures or []):
-        return None
-    return [config.id2label[i] for i in range(config.num_labels)]
-
-
 def load_token_model(weights: str, labels: list[str], train_cfg):
     """The body with a token head for `labels` (a new head, or a saved run's own when the labels match), with the
     recipe's dropout; attention dropout off unless the recipe sets it (see train.attention_dropout)."""
-    from transformers import AutoModelForTokenClassification
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new token head is expected
-    try:
-        model = AutoModelForTokenClassification.from_pretrained(
-            weights,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model = load_token_classifier(weights, labels)
     apply_dropout(model, train_cfg, attention_auto=0.0)
     return model
 

@@ -185,6 +185,25 @@ def load_classifier(path: str, labels: list[str], problem_type: str = SINGLE):
     return model
 
 
+def load_token_classifier(path: str, labels: list[str]):
+    """Body plus a tag head for `labels` (IOB2 tags): a new head unless `path` is a tagger saved for the same tags."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new token head is expected
+    try:
+        return AutoModelForTokenClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def head_is_fresh(path: str, labels: list[str], problem_type: str = SINGLE) -> bool:
     """Whether load_classifier gives `path` a new head for `labels` (anything but a classifier saved for them)."""
     return saved_head(path) != (list(labels), problem_type)
@@ -193,15 +212,28 @@ def head_is_fresh(path: str, labels: list[str], problem_type: str = SINGLE) -> b
 def saved_head(path: str) -> tuple[list[str], str] | None:
     """(label names, problem type) of a saved classifier or regressor (a previous stage), None for any other
     checkpoint."""
+    config = _saved_config(path, "ForSequenceClassification")
+    return (
+        None
+        if config is None
+        else ([config.id2label[i] for i in range(config.num_labels)], config.problem_type or SINGLE)
+    )
+
+
+def saved_tags(path: str) -> list[str] | None:
+    """The tags of a saved token classifier (a previous stage), None for any other checkpoint."""
+    config = _saved_config(path, "ForTokenClassification")
+    return None if config is None else [config.id2label[i] for i in range(config.num_labels)]
+
+
+def _saved_config(path: str, architecture: str):
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError):
         return None
-    if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
-        return None
-    return [config.id2label[i] for i in range(config.num_labels)], config.problem_type or SINGLE
+    return config if any(a.endswith(architecture) for a in config.architectures or []) else None
 
 
 def reset_head(model) -> None:

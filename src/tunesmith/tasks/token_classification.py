@@ -178,30 +178,18 @@ def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: 
     """The base model with the per-token probe the run scored it by: the pre-trained body, and base_head.json as its
     tag head. None for a run that kept no probe (eval.baseline: none, a continual run)."""
     import torch
-    from transformers import AutoModelForTokenClassification
-    from transformers.utils import logging as hf_logging
 
     from ..errors import TunesmithError
-    from ..models.loading import load_tokenizer, output_layers, resolve_weights
+    from ..models.loading import load_token_classifier, load_tokenizer, output_layers, resolve_weights
     from ..recipe import load_recipe
     from ..runs import rundir
 
     head = rundir.read_json(run_dir / BASE_HEAD_FILE)
-    if not {"labels", "coef", "intercept"} <= set(head):
+    if not {"labels", "coef", "intercept"} <= set(head) or not isinstance(head["labels"], list):
         return None
     recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
-    labels, weights = head["labels"], resolve_weights(recipe.model.name)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the tag head is expected to be new: the probe fills it below
-    try:
-        model = AutoModelForTokenClassification.from_pretrained(
-            weights,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={x: i for i, x in enumerate(labels)},
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    labels, weights = [str(label) for label in head["labels"]], resolve_weights(recipe.model.name)
+    model = load_token_classifier(weights, labels)  # the pre-trained body; the probe fills its new head below
     layers = output_layers(model, len(labels))
     try:  # a run folder comes from anyone: the numbers must be the head's shape, nothing else
         coef, bias = np.asarray(head["coef"], dtype=np.float32), np.asarray(head["intercept"], dtype=np.float32)
