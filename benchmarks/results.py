@@ -38,6 +38,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "staged",
     "continual",
     "head_init",
+    "head_init_tags",
     "auto_cost",
     "memory_sft",
     "sft_micro_batch",

@@ -25,8 +25,9 @@ from ..models.loading import output_layers
 PROBE_FROM_CLASSES = 4
 PROBE_BELOW_STEPS_PER_CLASS = 25
 # Tag heads (benchmarks/head_init.py --task token_classification): every step trains a tag on many words, so a random
-# tag head catches up sooner. Under 13 steps per tag the probe start won by 17-45 F1 points (a random head had
-# tagged nothing after 5 steps per tag); at 19-20 a random head won by 9-12 points, and at 38-50 they were level.
+# tag head catches up sooner. Under 15 steps per tag the probe start won on every set and seed (by 5-33 F1 points; a
+# random head had tagged nothing after 5 steps per tag); at 18-20 it won on one set and lost on another by 9-10
+# points; from 36 on the two were level.
 PROBE_BELOW_STEPS_PER_TAG = 15
 PROBE_ROWS = 2000  # enough for a good start; the probe's forward pass stays a small fraction of one epoch
 
