@@ -468,3 +468,37 @@ def test_agreement_compares_what_can_match_and_leaves_out_what_cannot():
     summary = _signals(rows)
     assert summary["feedback"] == 3 and summary["feedback_agreement"] == 0.5
     assert _signals(rows[2:])["feedback_agreement"] is None  # shown as "—", not 0%
+
+
+def test_entity_corrections_that_do_not_fit_their_text_are_left_out_of_an_update(tmp_path, caplog):
+    """A store written before the server checked spans may hold corrections no update can tag: they are left out
+    with a warning, and the rest still trains (one bad row must not stop every update)."""
+    from tests.test_continual_tasks import METHOD, TRAIN, tagged_experiences
+    from tunesmith.methods.continual_feedback import _pending
+    from tunesmith.runs.collect import Store
+
+    recipe = {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": "replay"},
+        "train": {**TRAIN, "epochs": 1},
+        "experiences": tagged_experiences(tmp_path, (("items", ["ITEM"], 0),), 40, 10),
+    }
+    run_dir = tunesmith.run(recipe, output_dir=tmp_path / "run").run_dir
+    store = Store(tmp_path / "store")
+    text = "the movie is good"
+    ids = store.record("run", 1, "classify", [(text, {"entities": []}, None)] * 4)
+    spans = [
+        [{"start": 4, "end": 9, "label": "ITEM"}],  # fits
+        [{"start": 4, "end": 90, "label": "ITEM"}],  # past the text
+        [{"start": 4, "end": 9, "label": "ITEM"}, {"start": 5, "end": 7, "label": "ITEM"}],  # overlapping
+        ["not a span"],
+    ]
+    for ident, value in zip(ids, spans):
+        store.add_feedback(ident, "run", "entities", value)
+    store.close()
+    with caplog.at_level("WARNING"):
+        rows, _, _ = _pending(run_dir, tmp_path / "store", None)
+    assert [r["value"] for r in rows] == [spans[0]]
+    assert "3 entity correction(s) left out" in caplog.text

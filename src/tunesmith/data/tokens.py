@@ -89,6 +89,18 @@ def spans_to_tags(text: str, entities: list[dict], where: str = "text") -> tuple
     return [w for w, _, _ in words], tags
 
 
+def check_spans(text: str, entities: list[dict], where: str = "entities") -> None:
+    """Raise, saying why, unless the spans (start, end, label) tag words of `text` as a data file's would be read:
+    whole-number offsets inside the text, each covering a word, none sharing a word with another."""
+    for entity in entities:
+        start, end = entity.get("start"), entity.get("end")
+        if not (type(start) is int and type(end) is int and 0 <= start < end <= len(text)):
+            raise TunesmithError(
+                f"{where}: spans inside the text, 0 <= start < end <= {len(text)} (got {start}, {end})."
+            )
+    spans_to_tags(text, entities, where)
+
+
 def read_tagged(path: str, data, role: str) -> TaggedSplit:
     frame = read_table(path, role)
     if data.filter:

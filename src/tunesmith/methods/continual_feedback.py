@@ -8,6 +8,7 @@ generation run learns from corrected and well-rated answers instead (generation_
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ..runs import rundir as runs
 from ..runs.collect import Store
 from .continual import FEEDBACK_PREFIX, updatable, update_run
 
+log = logging.getLogger(__name__)
 FEEDBACK_DIR = "feedback"
 KINDS = ("label", "labels", "value", "entities")  # the feedback kinds an encoder update trains on
 CHAT_KINDS = ("answer", "rating")  # a generation run's (methods/generation_feedback.py)
@@ -55,7 +57,22 @@ def _pending(run_dir: Path, store_dir: Path, model: str | None) -> tuple[list[di
         usable = [r for r in rows if r["kind"] in CHAT_KINDS and isinstance(r["input"], list)]
     else:
         usable = [r for r in rows if r["kind"] in KINDS and isinstance(r["input"], str)]
+        fit = [r for r in usable if r["kind"] != "entities" or _spans_fit(r["input"], r["value"])]
+        if len(fit) < len(usable):  # stored by a server that did not check spans against the text yet
+            log.warning(f"{len(usable) - len(fit)} entity correction(s) left out: their spans do not fit their text")
+        usable = fit
     return usable, rows[-1]["seq"] if rows else state.get("feedback_seq", 0), recipe
+
+
+def _spans_fit(text: str, spans) -> bool:
+    """Whether the spans tag words of the text as a data file's would be read (data.tokens.check_spans)."""
+    from ..data.tokens import check_spans
+
+    try:
+        check_spans(text, spans)
+    except (TunesmithError, TypeError, AttributeError):  # not a list of span objects at all
+        return False
+    return True
 
 
 def update_from_feedback(

@@ -94,16 +94,12 @@ def _entities(value, classes: list) -> None:
 
 
 def _spans_fit(spans: list[dict], text: str) -> None:
-    """The spans tag the request's own words, as an update will read them: inside the text, each covering a
-    word, none sharing a word with another."""
-    from ..data.tokens import spans_to_tags
+    """The spans tag the request's own words, as an update will read them (data.tokens.check_spans)."""
+    from ..data.tokens import check_spans
     from ..errors import TunesmithError
 
-    for span in spans:
-        if span["end"] > len(text):
-            raise _bad("entities", f"spans inside the request's text (0 <= start < end <= {len(text)})")
     try:
-        spans_to_tags(text, spans, "entities")
+        check_spans(text, spans)
     except TunesmithError as error:
         raise ApiError(400, str(error), param="entities", code="invalid_value") from None
 
