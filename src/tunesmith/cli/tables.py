@@ -67,8 +67,7 @@ def _print_matrix(metrics: dict) -> None:
     table = Table("evaluated on", *columns, title=f"{metrics['model']}: {metric} matrix ({' + '.join(c['strategy'])})")
     for name in c["experiences"]:
         table.add_row(name, *(f"{col[name]:.4f}" if col.get(name) is not None else "-" for col in columns.values()))
-    out.print(table)
-    out.print(f"average {metric} {c['average_accuracy']:.4f}, BWT {c['bwt']:+.4f}")
+    out.print(table)  # the average and BWT: the run's log line just before, not printed twice
 
 
 def print_metrics(columns: dict[str, dict], title: str | None = None, keys=None) -> None:
