@@ -48,7 +48,9 @@ def test_multi_label_continual_grows_labels_keeps_thresholds_and_updates(tmp_pat
     recipe = {
         "model": "tiny-bert",
         "eval": {"baseline": "none"},
-        "method": {**METHOD, "strategy": ["replay", "lwf"]},
+        # growth, thresholds and updates are checked here; the head's start (a probe on the tiny random body's
+        # features by default) has its own test below
+        "method": {**METHOD, "strategy": ["replay", "lwf"], "head_init": "random"},
         "train": TRAIN,
         "data": {"label_column": "labels", "label_separator": "|"},  # shared by every experience
         "experiences": [exp("reviews")],
@@ -266,3 +268,26 @@ def test_the_first_experiences_class_head_starts_from_the_probe_when_asked(tmp_p
     }
     tunesmith.run(recipe, output_dir=tmp_path / "run")
     assert fitted == [2]  # the first experience's two classes, once
+
+
+@pytest.mark.parametrize(("head_init", "calls"), [("auto", 1), ("random", 0)])
+def test_the_first_experiences_label_set_head_starts_as_a_supervised_one_does(tmp_path, monkeypatch, head_init, calls):
+    from tunesmith.methods import head_init as module
+
+    fitted = []
+    real = module.init_multilabel_head
+    monkeypatch.setattr(module, "init_multilabel_head", lambda *a, **k: fitted.append(a[2].shape) or real(*a, **k))
+    files = multilabel_files(tmp_path)
+    recipe = {
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "head_init": head_init},
+        "train": {**TRAIN, "epochs": 1},
+        "data": {"label_column": "labels", "label_separator": "|"},
+        "experiences": [
+            {"name": n, "data": {"train": str(files[(n, "train")]), "validation": str(files[(n, "validation")])}}
+            for n in ("reviews", "products")
+        ],
+    }
+    tunesmith.run(recipe, output_dir=tmp_path / "run")
+    assert len(fitted) == calls and all(shape == (200, 2) for shape in fitted)  # the first experience's 2 labels

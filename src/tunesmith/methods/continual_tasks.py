@@ -167,7 +167,16 @@ class MultiLabel(_Scored):
         return model
 
     def start_head(self, learner, rows: list[dict], ids: list) -> None:
-        """A random head, as before head_init applied to continual runs: not yet measured for label sets."""
+        """The first head starts as a logistic regression per label unless method.head_init is random, as a
+        supervised multi-label run's does (a random head spends a short run learning the label priors)."""
+        from .head_init import init_multilabel_head
+
+        if learner.method.head_init == "random" or learner.kind == "decoder":
+            return
+        pad, bs = learner.tokenizer.pad_token_id, learner.recipe.eval.batch_size
+        targets = np.asarray(ids)
+        if init_multilabel_head(learner.model, rows, targets, bs, pad, learner.precision, learner.cfg.seed):
+            log.info("head: started from a logistic regression per label on the body's features")
 
     def examples(self, split) -> list[tuple]:
         return [
