@@ -98,9 +98,8 @@ class SupervisedTokenClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        if (
-            plan.extra.get("probe_head") is not None
-        ):  # the base line's probe: the base model can answer beside the tuned
+        # the base line's probe, as numbers: the base model can answer beside the tuned one (predict --base)
+        if plan.extra.get("probe_head") is not None:
             weight, bias = plan.extra["probe_head"]
             head = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
             rundir.write_json(ctx.run_dir / tc.BASE_HEAD_FILE, head)
