@@ -225,6 +225,8 @@ def test_tag_runs_start_their_head_as_the_recipe_says(tmp_path, head_init, basel
     spec["eval"] = {"baseline": baseline}
     m = tunesmith.run(spec, output_dir=tmp_path / "run").metrics
     assert (m["train"]["head_init_s"] > 0) == started
+    said = "started as the base line's per-token probe" in (tmp_path / "run" / "report.md").read_text()
+    assert said == started and (m["train"].get("head_start") == "probe") == started
     assert m["tuned"]["f1"] >= 0  # the run finished and scored
 
 

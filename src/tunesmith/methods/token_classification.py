@@ -157,6 +157,7 @@ def start_tag_head(plan: Plan, ctx: Context, model) -> None:
         head = tc.probe_head(tc.fit_probe(features, plan.data.train.tags, labels, train.seed), len(labels))
     if copy_head(model, *head):
         log.info("tag head: started from the per-token probe on the body's word vectors")
+        ctx.train_info["head_start"] = "probe"  # the report says so
     model.train()
     ctx.train_info["head_init_s"] = time.perf_counter() - start
 

@@ -23,6 +23,11 @@ def write_report(run_dir: Path, metrics: dict) -> None:
         f"| {kind} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
         for kind, v in tuned.get("per_type", {}).items()
     )
+    start = (
+        "\nThe tag head started as the base line's per-token probe (`method.head_init`), not from random numbers."
+        if t.get("head_start") == "probe"
+        else ""
+    )
     (run_dir / "report.md").write_text(
         f"""# tunesmith run report
 
@@ -46,7 +51,7 @@ Base = {base.get("kind", "none")}.
 
 {t["epochs"]} epoch(s), best epoch {t["best_epoch"]}, {t["runtime_s"]:.1f} s, {t["samples_per_s"]:.1f}
 sentences/s, lr {t["lr"]};
-{t["truncated"]} training sentence(s) cut at train.max_length.
+{t["truncated"]} training sentence(s) cut at train.max_length.{start}
 
 ![loss](plots/loss.png)
 """,
