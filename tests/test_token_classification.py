@@ -83,7 +83,9 @@ def test_tuned_model_finds_entities_and_reports_base_vs_tuned(ner_run):
     assert m["tuned"]["f1"] > 0.8 and m["tuned"]["token_accuracy"] > 0.9
     assert set(m["tuned"]["per_type"]) == {"ITEM", "PRAISE"}
     assert "per token" in m["base"]["kind"] and 0 <= m["base"]["f1"] <= 1
-    assert "| PRAISE |" in (result.run_dir / "report.md").read_text()
+    report = (result.run_dir / "report.md").read_text()
+    base_praise = m["base"]["per_type"]["PRAISE"]["f1-score"]
+    assert f"| PRAISE | {base_praise:.3f} | " in report  # each type's base F1 beside the tuned figures
 
 
 def test_predict_returns_entities_with_offsets(ner_run, tmp_path):

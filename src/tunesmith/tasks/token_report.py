@@ -19,8 +19,12 @@ def write_report(run_dir: Path, metrics: dict) -> None:
         else f"| {k} | n/a | {tuned[k]:.4f} | n/a |"
         for k in KEYS
     )
+    base_types = base.get("per_type", {})  # which types fine-tuning improved, beside the tuned figures
+    base_types = base.get("per_type", {})  # which types fine-tuning improved, beside the tuned figures
+    base_f1 = lambda kind: f"{base_types[kind]['f1-score']:.3f}" if kind in base_types else "n/a"  # noqa: E731
     per = "\n".join(
-        f"| {kind} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
+        f"| {kind} | {base_f1(kind)} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | "
+        f"{int(v['support'])} |"
         for kind, v in tuned.get("per_type", {}).items()
     )
     start = (
@@ -41,10 +45,10 @@ Base = {base.get("kind", "none")}.
 |---|---|---|---|
 {rows}
 
-## Per entity type (tuned)
+## Per entity type
 
-| type | precision | recall | F1 | support |
-|---|---|---|---|---|
+| type | base F1 | tuned precision | tuned recall | tuned F1 | support |
+|---|---|---|---|---|---|
 {per}
 
 ## Training
