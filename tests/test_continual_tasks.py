@@ -224,11 +224,11 @@ def test_the_printed_matrix_names_the_metric_it_holds(metric, shown):
 def test_the_first_experiences_tag_head_starts_as_head_init_says(tmp_path, monkeypatch, head_init):
     """A continual run's first head is new, as a supervised run's is: method.head_init applies to it (the heads
     that grow later keep their learned rows)."""
-    from tunesmith.methods import head_init as module
+    from tunesmith.models import loading as module
 
     started = []
-    real = module.copy_head
-    monkeypatch.setattr(module, "copy_head", lambda model, w, b: started.append(w.shape) or real(model, w, b))
+    real = module.fill_head
+    monkeypatch.setattr(module, "fill_head", lambda model, w, b: started.append(w.shape) or real(model, w, b))
     both = ["ITEM", "PRAISE"]
     exps = tagged_experiences(tmp_path, (("both", both, 0), ("more", both, 20)), 120, 30)
     recipe = {

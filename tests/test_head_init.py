@@ -171,8 +171,8 @@ def _tag_rows(n: int = 80):
 
 
 def test_a_started_tag_head_gives_the_token_probes_probabilities():
-    from tunesmith.methods.head_init import copy_head
     from tunesmith.methods.token_classification import load_token_model
+    from tunesmith.models.loading import fill_head
     from tunesmith.recipe import TrainSection
     from tunesmith.tasks import token_classification as tc
 
@@ -186,7 +186,7 @@ def test_a_started_tag_head_gives_the_token_probes_probabilities():
     expected = probe.predict_proba(np.concatenate(features))
     assert not np.allclose(before, expected, atol=1e-3)  # a random head is not the probe
 
-    assert copy_head(model, *tc.probe_head(probe, len(labels)))
+    assert fill_head(model, *tc.probe_head(probe, len(labels)))
     got = np.concatenate(tc.word_scores(model, rows, firsts, 16, pad, "fp32"))
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 

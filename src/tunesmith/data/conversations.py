@@ -253,7 +253,11 @@ def load_generation(data, seed: int) -> GenerationData:
     train = read_conversations(data.train, data, "data.train")
     warnings = []
     if data.min_answer_support:
-        train.samples = supported_samples(train, data.min_answer_support)
+        given, train.samples = len(train), supported_samples(train, data.min_answer_support)
+        log.info(
+            f"data.min_answer_support={data.min_answer_support}: {given - len(train)} of {given} training rows left "
+            "out (their answers' words mostly not in their prompts)"
+        )
     if data.max_train_samples and data.max_train_samples < len(train):
         train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
     if data.validation:
@@ -293,10 +297,6 @@ def supported_samples(train: Conversations, least: float) -> list[list[dict]]:
             f"data.min_answer_support={least}: none of the {len(samples)} training answers in {source} has that share "
             "of its words in its prompt; lower the setting."
         )
-    log.info(
-        f"data.min_answer_support={least}: {len(samples) - len(kept)} of {len(samples)} training rows left out "
-        "(their answers' words mostly not in their prompts)"
-    )
     return kept
 
 

@@ -21,9 +21,9 @@ def supported(answer: str, source: str) -> list[tuple[str, bool]]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     given = words(source)
-    known = set(given) | {plain_number(w) for w in given if _NUMBER.search(w)}
+    known = set(given) | {plain_number(w) for w in given if is_number(w)}
     content = [w for w in words(answer) if w not in ENGLISH_STOP_WORDS]
-    return [(w, w in known or (bool(_NUMBER.search(w)) and plain_number(w) in known)) for w in content]
+    return [(w, w in known or (is_number(w) and plain_number(w) in known)) for w in content]
 
 
 def support_share(answer: str, source: str) -> float | None:

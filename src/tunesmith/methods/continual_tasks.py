@@ -285,9 +285,9 @@ class TokenTags(_Scored):
     def start_head(self, learner, rows: list[dict], ids) -> None:
         """The first experience's tag head starts as the per-token probe on the body's word vectors where
         method.head_init asks for it (the rule supervised tag runs use)."""
-        from ..models.loading import saved_tags
-        from ..tasks import token_classification as tc
-        from .head_init import PROBE_BELOW_STEPS_PER_TAG, copy_head, probe_wanted
+        from ..models.loading import fill_head, saved_tags
+        from ..tasks.token_classification import fitted_head
+        from .head_init import PROBE_BELOW_STEPS_PER_TAG, probe_wanted
 
         labels, cfg = learner.labels, learner.cfg
         if not probe_wanted(learner.method.head_init, len(labels), len(rows), cfg, PROBE_BELOW_STEPS_PER_TAG):
@@ -296,11 +296,10 @@ class TokenTags(_Scored):
             return
         firsts = [[i for i, y in enumerate(row["labels"]) if y != -100] for row in rows]  # the words that carry a tag
         tags = [[labels[row["labels"][i]] for i in first] for row, first in zip(rows, firsts)]
-        model, pad = learner.model, learner.tokenizer.pad_token_id
-        features = tc.word_features(
-            model.base_model, rows, firsts, learner.recipe.eval.batch_size, pad, learner.precision
-        )
-        if copy_head(model, *tc.probe_head(tc.fit_probe(features, tags, labels, cfg.seed), len(labels))):
+        model, pad, bs = learner.model, learner.tokenizer.pad_token_id, learner.recipe.eval.batch_size
+        if fill_head(
+            model, *fitted_head(model.base_model, rows, firsts, tags, labels, bs, pad, learner.precision, cfg.seed)
+        ):
             log.info("tag head: started from the per-token probe on the body's word vectors")
         model.train()
 

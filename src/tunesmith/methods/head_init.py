@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 
 from ..engine.metrics import forward_batches
-from ..models.loading import output_layers
+from ..models.loading import fill_head, output_layers
 
 # head_init 'auto' (benchmarks/head_init.py): a random head is under-trained when it has many classes and few optimizer
 # steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at
@@ -76,7 +75,7 @@ def init_head_from_probe(
         return None  # a class missing from the sample would get no row of weights
     probe = LogisticRegression(max_iter=2000, random_state=seed).fit(x, y)
     weight, bias = _per_class(probe, n_labels)
-    _copy_into(layers, weight, bias)
+    fill_head(model, weight, bias)
     model.train()
     return float(probe.score(x, y))
 
@@ -113,22 +112,6 @@ def init_multilabel_head(
         else:
             prior = np.clip(y[:, j].mean(), 1e-3, 1 - 1e-3)
             bias[j] = np.log(prior / (1 - prior))
-    _copy_into(layers, weight, bias)
+    fill_head(model, weight, bias)
     model.train()
     return True
-
-
-def copy_head(model, weight: np.ndarray, bias: np.ndarray) -> bool:
-    """Put a fitted (weight, bias) into the head's last linear layer(s); False when the model has no such layer."""
-    layers = output_layers(model, len(bias))
-    if layers:
-        _copy_into(layers, weight, bias)
-    return bool(layers)
-
-
-@torch.no_grad()
-def _copy_into(layers, weight: np.ndarray, bias: np.ndarray) -> None:
-    for layer in layers:
-        layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
-        if layer.bias is not None:
-            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))

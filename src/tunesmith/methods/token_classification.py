@@ -9,13 +9,13 @@ from pathlib import Path
 
 from ..data.tokens import load_tokens
 from ..engine.loop import Hooks
-from ..models.loading import apply_dropout, apply_lora, freeze_bottom, load_token_classifier, saved_tags
+from ..models.loading import apply_dropout, apply_lora, fill_head, freeze_bottom, load_token_classifier, saved_tags
 from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import token_classification as tc
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
-from .head_init import PROBE_BELOW_STEPS_PER_TAG, copy_head, probe_wanted
+from .head_init import PROBE_BELOW_STEPS_PER_TAG, probe_wanted
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ def start_tag_head(plan: Plan, ctx: Context, model) -> None:
     body's word vectors) when method.head_init asks for it (see head_init.probe_wanted); with few steps per tag
     a random head is still learning the tags when training ends, below the probe (docs/why-defaults.md).
     A head carried over from a stage with the same tags is already trained and is kept."""
-    labels, train = plan.data.labels, plan.recipe.train
-    method = plan.recipe.method
+    labels, train, method = plan.data.labels, plan.recipe.train, plan.recipe.method
     wanted = probe_wanted(
         method.head_init, len(labels), len(plan.rows), plan.loop_cfg or train, PROBE_BELOW_STEPS_PER_TAG
     )
@@ -151,11 +150,9 @@ def start_tag_head(plan: Plan, ctx: Context, model) -> None:
     start, rows, firsts = time.perf_counter(), plan.extra["rows"]["train"], plan.extra["firsts"]["train"]
     head = plan.extra.get("probe_head")
     if head is None:  # no base line was run (eval.baseline: none): fit the probe on the model's own body
-        features = tc.word_features(
-            model.base_model, rows, firsts, plan.recipe.eval.batch_size, plan.pad_id, ctx.precision
-        )
-        head = tc.probe_head(tc.fit_probe(features, plan.data.train.tags, labels, train.seed), len(labels))
-    if copy_head(model, *head):
+        bs, tags = plan.recipe.eval.batch_size, plan.data.train.tags
+        head = tc.fitted_head(model.base_model, rows, firsts, tags, labels, bs, plan.pad_id, ctx.precision, train.seed)
+    if fill_head(model, *head):
         log.info("tag head: started from the per-token probe on the body's word vectors")
         ctx.train_info["head_start"] = "probe"  # the report says so
     model.train()

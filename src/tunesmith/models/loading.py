@@ -125,6 +125,25 @@ def output_layers(model, n_labels: int) -> list:
     ]
 
 
+def fill_head(model, weight, bias) -> bool:
+    """Put fitted numbers (a probe: a row of weights and a bias per output) into the head's last linear layer(s);
+    False when the model has no head with that many outputs. A weight not of the layer's shape is a ValueError:
+    copying would broadcast one row over every output."""
+    import numpy as np
+    import torch
+
+    layers = output_layers(model, len(bias))
+    for layer in layers:
+        if np.shape(weight) != tuple(layer.weight.shape):
+            raise ValueError(f"weights of shape {np.shape(weight)} for a head of {tuple(layer.weight.shape)}")
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+            if layer.bias is not None:
+                layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    return bool(layers)
+
+
 _DECODER_TYPES = {
     "llama",
     "mistral",

@@ -177,10 +177,8 @@ def probe_baseline(
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the per-token probe the run scored it by: the pre-trained body, and base_head.json as its
     tag head. None for a run that kept no probe (eval.baseline: none, a continual run)."""
-    import torch
-
     from ..errors import TunesmithError
-    from ..models.loading import load_token_classifier, load_tokenizer, output_layers, resolve_weights
+    from ..models.loading import fill_head, load_token_classifier, load_tokenizer, resolve_weights
     from ..recipe import load_recipe
     from ..runs import rundir
 
@@ -190,16 +188,12 @@ def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: 
     recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
     labels, weights = [str(label) for label in head["labels"]], resolve_weights(recipe.model.name)
     model = load_token_classifier(weights, labels)  # the pre-trained body; the probe fills its new head below
-    layers = output_layers(model, len(labels))
     try:  # a run folder comes from anyone: the numbers must be the head's shape, nothing else
         coef, bias = np.asarray(head["coef"], dtype=np.float32), np.asarray(head["intercept"], dtype=np.float32)
-        if not layers or coef.shape != tuple(layers[-1].weight.shape) or bias.shape != (len(labels),):
-            raise ValueError(f"shapes {coef.shape} and {bias.shape}")
+        if bias.shape != (len(labels),) or not fill_head(model, coef, bias):
+            raise ValueError(f"{len(bias)} biases for {len(labels)} tags")
     except (TypeError, ValueError) as error:
         raise TunesmithError(f"{run_dir / BASE_HEAD_FILE} is not a tag head for this run's model ({error}).") from None
-    with torch.no_grad():
-        layers[-1].weight.copy_(torch.from_numpy(coef))
-        layers[-1].bias.copy_(torch.from_numpy(bias))
     data = recipe.data if recipe.data is not None else recipe.experiences[0].data
     return TokenPredictor(model, load_tokenizer(weights), max_length=max_length, columns=columns, data=data)
 
@@ -211,6 +205,13 @@ def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision
         encoder, rows, batch_size, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy()
     )
     return [h[[max(p, 0) for p in f]] for h, f in zip(hidden, firsts)]
+
+
+def fitted_head(body, rows, firsts, tags, labels: list[str], batch_size: int, pad_id: int, precision: str, seed: int):
+    """A per-token probe fitted on `body`'s word vectors, as a tag head's (weight, bias): where a new tag head
+    starts when no base line has fitted one."""
+    features = word_features(body, rows, firsts, batch_size, pad_id, precision)
+    return probe_head(fit_probe(features, tags, labels, seed), len(labels))
 
 
 def fit_probe(features: list[np.ndarray], tags: list[list[str]], labels: list[str], seed: int, max_words=20_000):
