@@ -139,6 +139,14 @@ CASES = {
     ),
     "json not a list of objects": (lambda d: _train_on(d, "x.json", '"just a string"'), ["list of objects"]),
     "malformed csv": (lambda d: _train_on(d, "x.csv", 'text,label\n"a,b,c,d\nx,y,z\n'), ["x.csv"]),
+    "unquoted comma in the first row": (  # pandas would take the texts as an index and read texts as labels
+        lambda d: _train_on(d, "x.csv", "text,label\nHello, world,positive\nbad,negative\nok,positive\n"),
+        ["x.csv", "line 2 has 3 fields where the header has 2", "double quotes"],
+    ),
+    "unquoted comma in a later row": (
+        lambda d: _train_on(d, "x.csv", "text,label\nbad,negative\nHello, world,positive\nok,positive\n"),
+        ["x.csv", "line 3, saw 3", "quoting"],
+    ),
     "binary file as csv": (lambda d: _train_on(d, "x.csv", b"PK\x03\x04\x00\x00binary zip"), ["binary"]),
     "latin-1 csv": (
         lambda d: _train_on(d, "x.csv", "text,label\ncaf\xe9 ok,positive\nbad,negative\n".encode("latin-1")),

@@ -204,16 +204,20 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
             f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
             "(spaces around names are ignored). Rename the columns so each is unique."
         )
+    _check_first_row(path, sep, len(header))
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
-        frames = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows)
+        # index_col=False: never take the first column as the index (see _check_first_row)
+        frames = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows, index_col=False
+        )
         yield from [frames] if rows is None else frames  # the parser may stop at a bad line in any chunk
     except pd.errors.EmptyDataError:
         yield pd.DataFrame()
     except pd.errors.ParserError as err:
         raise TunesmithError(
-            f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {err}. "
+            f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {str(err).strip()}. "
             "Check quoting and the number of fields on that line."
         ) from None
 
@@ -226,6 +230,28 @@ def _header(path: Path, sep: str) -> list[str]:
             return next(csv.reader(handle, delimiter=sep), [])
     except csv.Error:
         return []  # pandas reads it next and names the problem with its line
+
+
+def _check_first_row(path: Path, sep: str, width: int) -> None:
+    """A first data row with more fields than the header is refused. pandas would take the file's first column as
+    its index and shift every column by one without a word (a text with an unquoted comma in the first row: the
+    texts read as labels); a later row with extra fields is already a parser error naming its line."""
+    import csv
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=sep)
+            next(reader, None)
+            first = next(reader, None)
+            line = reader.line_num
+    except csv.Error:
+        return  # pandas reads it next and names the problem with its line
+    if first is not None and len(first) > width:
+        name = "CSV" if sep == "," else "TSV" if sep == "\t" else f"'{sep}'-separated"
+        raise TunesmithError(
+            f"{path}: malformed {name}: line {line} has {len(first)} fields where the header has {width}. A text that "
+            f"holds the separator {sep!r} must be in double quotes (\"Hello, world\"); spreadsheet exports do this."
+        )
 
 
 def _other_separator(header: str, sep: str) -> str:
