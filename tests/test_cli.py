@@ -280,6 +280,31 @@ def test_predict_base_adds_the_base_lines_answers_beside(finished_run):
     assert rows.base_predicted_label.tolist() == load_base(finished_run["run"]).predict(rows.text.tolist())
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"coef": [[0.5, 0.5]]},  # rows of the wrong width
+        {"intercept": [0.0, 0.0, 0.0, 0.0, 0.0]},  # more biases than rows
+        {"labels": [{"x": 1}, "b"]},  # labels that are not names
+        {"coef": "nan"},  # not numbers
+    ],
+)
+def test_a_damaged_base_head_is_refused_with_the_file_named(finished_run, tmp_path, damage):
+    """base_head.json comes with a run folder from anyone: a head that does not fit the model is an error naming
+    the file, never a broadcast over every class or a numpy error on the first request."""
+    import shutil
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.predict import load_base
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run["run"], copy)
+    head = json.loads((copy / "base_head.json").read_text())
+    (copy / "base_head.json").write_text(json.dumps({**head, **damage}))
+    with pytest.raises(TunesmithError, match=r"base_head.json is not a head for this run's model"):
+        load_base(copy)
+
+
 def test_a_hub_model_that_cannot_be_fetched_is_answered_with_the_offline_ways(capsys):
     import typer
 

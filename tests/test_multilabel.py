@@ -112,6 +112,24 @@ def test_predict_writes_label_sets_and_probabilities(multilabel_run, tmp_path):
     assert set(json.loads(out["probabilities"][0])) == {"complaint", "item", "praise"}
 
 
+def test_the_base_model_answers_with_the_runs_regressions_and_thresholds(multilabel_run, tmp_path):
+    """base_head.json holds the base line's regression per label and its thresholds: the base body with them scores
+    the test file as the base line did, and `predict --base` puts its label sets beside the tuned model's."""
+    from tunesmith.predict import load_base
+
+    result, paths = multilabel_run
+    base = load_base(result.run_dir)
+    assert base.classes_ == ["complaint", "item", "praise"]
+    assert base.evaluate(paths["test"])["f1_micro"] == pytest.approx(result.metrics["base"]["f1_micro"], abs=1e-4)
+    out = tmp_path / "both.csv"
+    done = runner.invoke(app, ["predict", str(result.run_dir), paths["test"], "-o", str(out), "--base"])
+    assert done.exit_code == 0, done.output
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert rows["base_predicted_labels"].tolist() == ["|".join(s) for s in base.predict(rows["text"].tolist())]
+    head = json.loads((result.run_dir / "base_head.json").read_text())
+    assert head["thresholds"]["per_label"] == pytest.approx(base.thresholds["per_label"])
+
+
 def test_list_labels_in_jsonl_train_with_multi_label_on(tmp_path):
     paths = write_sets(tmp_path, as_lists=True)
     result = tunesmith.run(recipe(paths, multi_label=True), output_dir=tmp_path / "run")

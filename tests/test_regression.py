@@ -106,6 +106,40 @@ def test_predict_and_eval_from_the_command_line(regression_run, tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["spearman"] > 0.85
 
 
+def test_the_base_model_answers_with_the_runs_ridge_regression(regression_run, tmp_path):
+    """base_head.json holds the base line's ridge as numbers: the base body with it scores the test file as the
+    base line did, `eval --base` and `predict --base` answer with it, and a head of the wrong shape is refused."""
+    import shutil
+
+    from tunesmith.predict import load_base
+
+    result, paths, _ = regression_run
+    base = load_base(result.run_dir)
+    assert base.evaluate(paths["test"])["spearman"] == pytest.approx(result.metrics["base"]["spearman"], abs=1e-4)
+    assert base.predict(["good good good good the movie"]) != pytest.approx(
+        tunesmith.Predictor.load(result.run_dir).predict(["good good good good the movie"])
+    )
+    out = tmp_path / "both.csv"
+    done = runner.invoke(app, ["predict", str(result.run_dir), paths["test"], "-o", str(out), "--base"])
+    assert done.exit_code == 0, done.output
+    scored = pd.read_csv(out)
+    assert scored["base_predicted_score"].round(4).tolist() == pytest.approx(
+        base.predict(scored["text"].tolist()), abs=1e-3
+    )
+    done = runner.invoke(
+        app, ["eval", str(result.run_dir), "--data", paths["test"], "--base", "-o", str(tmp_path / "m.json")]
+    )
+    assert done.exit_code == 0, done.output
+    both = json.loads((tmp_path / "m.json").read_text())
+    assert both["base"]["spearman"] == pytest.approx(result.metrics["base"]["spearman"], abs=1e-4)
+    copy = tmp_path / "copy"
+    shutil.copytree(result.run_dir, copy)
+    head = json.loads((copy / "base_head.json").read_text())
+    (copy / "base_head.json").write_text(json.dumps({**head, "coef": [head["coef"][0][:-1]]}))
+    with pytest.raises(tunesmith.TunesmithError, match="not a head for this run's model"):
+        load_base(copy)
+
+
 def test_text_pairs_and_a_decoder_head_without_bias(tmp_path):
     paths = write_sets(tmp_path, pairs=True)
     decoder = recipe(paths, model="tiny-llama", text_pair_column="other")

@@ -27,8 +27,8 @@ class Predictor(ClassifierPredictor):
 
 def load_base(run_dir: str | Path):
     """The model a finished run started from, answering the same way: the base LLM for generation runs, the
-    base encoder with the run's linear probe for classification and entity runs that kept one. None where there
-    is none."""
+    base encoder with the run's linear base line (probe, per-token probe, ridge, one regression per label) for
+    the supervised runs that kept one. None where there is none."""
     run_dir, _, task, _, recipe = identify(run_dir)
     if task == "generation":
         from .tasks.generation.predictor import load_base_predictor
@@ -36,6 +36,10 @@ def load_base(run_dir: str | Path):
         return load_base_predictor(run_dir)
     if task == "token_classification":
         from .tasks.token_classification import load_base_predictor
+    elif task == "regression":
+        from .tasks.regression import load_base_predictor
+    elif task == "multi_label":
+        from .tasks.multilabel import load_base_predictor
     else:
         from .tasks.classification import load_base_predictor
 

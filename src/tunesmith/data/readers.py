@@ -250,7 +250,7 @@ def _check_first_row(path: Path, sep: str, width: int) -> None:
         name = "CSV" if sep == "," else "TSV" if sep == "\t" else f"'{sep}'-separated"
         raise TunesmithError(
             f"{path}: malformed {name}: line {line} has {len(first)} fields where the header has {width}. A text that "
-            f"holds the separator {sep!r} must be in double quotes (\"Hello, world\"); spreadsheet exports do this."
+            f'holds the separator {sep!r} must be in double quotes ("Hello, world"); spreadsheet exports do this.'
         )
 
 

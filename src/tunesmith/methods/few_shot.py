@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.metrics import classification_metrics, forward_batches, mean_pooled
-from ..errors import TunesmithError
 from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..runs.report import write_report
@@ -127,11 +126,10 @@ class FewShotContrastive:
         from ..models.loading import load_tokenizer
 
         model_dir = run_dir / rundir.MODEL_DIR
-        head = load_head(model_dir)
+        body = rundir.load_saved_model(model_dir, load_encoder)
+        head = load_head(model_dir, body.config.hidden_size)
         tokenizer = rundir.load_saved_model(model_dir, load_tokenizer)
-        return classification.ClassifierPredictor(
-            rundir.load_saved_model(model_dir, load_encoder), tokenizer, head=head, columns=columns, **kwargs
-        )
+        return classification.ClassifierPredictor(body, tokenizer, head=head, columns=columns, **kwargs)
 
 
 def guarded(plan: Plan) -> bool:
@@ -168,12 +166,6 @@ def _head_metrics(plan: Plan, ctx: Context, model, split: str, detail=True) -> t
     return metrics, head
 
 
-def load_head(model_dir: Path) -> dict:
-    path = model_dir / HEAD_FILE
-    head = rundir.read_json(path)
-    if not {"labels", "coef", "intercept"} <= set(head):
-        raise TunesmithError(
-            f"{path} is {rundir.json_problem(path) or 'damaged (labels, coef or intercept missing)'}; "
-            "train the run again, or restore the file from a copy."
-        )
-    return head
+def load_head(model_dir: Path, width: int, outputs: str = "classes") -> dict:
+    """The run's head.json, checked against its body's width and its labels (classification.read_head)."""
+    return classification.read_head(model_dir / HEAD_FILE, width, outputs)

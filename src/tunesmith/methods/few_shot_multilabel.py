@@ -128,14 +128,16 @@ class FewShotMultiLabel:
         from ..models.loading import load_tokenizer
 
         model_dir = run_dir / rundir.MODEL_DIR
-        head, thresholds = load_head(model_dir), rundir.read_json(model_dir / THRESHOLDS_FILE)
+        body = rundir.load_saved_model(model_dir, load_encoder)
+        head = load_head(model_dir, body.config.hidden_size, "labels")
+        thresholds = rundir.read_json(model_dir / THRESHOLDS_FILE)
         if not head.get("multi_label") or len(thresholds.get("per_label") or []) != len(head["labels"]):
             raise TunesmithError(
                 f"{model_dir}: head.json and thresholds.json do not describe the same labels; train the run "
                 "again, or restore the files."
             )
         return multilabel.MultiLabelPredictor(
-            rundir.load_saved_model(model_dir, load_encoder),
+            body,
             rundir.load_saved_model(model_dir, load_tokenizer),
             thresholds,
             columns=columns,

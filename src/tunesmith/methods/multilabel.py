@@ -69,7 +69,7 @@ class SupervisedMultiLabel:
         return build_model(plan.recipe, plan.weights, plan.spec, plan.data.labels, plan.kind, MULTI)
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
-        return multilabel.ovr_baseline(
+        base, plan.extra["base_head"] = multilabel.ovr_baseline(
             plan.recipe,
             plan.weights,
             plan.extra["rows"],
@@ -78,6 +78,7 @@ class SupervisedMultiLabel:
             plan.pad_id,
             ctx.precision,
         )
+        return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
         """The head starts from a probe per label (method.head_init: auto or probe; random keeps it random)."""
@@ -124,6 +125,8 @@ class SupervisedMultiLabel:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         save_thresholds(rundir.save_model(ctx.run_dir, model, plan.tokenizer), plan)
+        if plan.extra.get("base_head"):  # the base line's regressions: lets the base model answer beside the tuned one
+            rundir.write_json(ctx.run_dir / multilabel.BASE_HEAD_FILE, plan.extra["base_head"])
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         multilabel.write_report(ctx.run_dir, metrics)

@@ -90,7 +90,7 @@ class SupervisedRegressor:
 
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         rows, data = plan.extra["rows"], plan.data
-        return regression.ridge_baseline(
+        base, plan.extra["base_head"] = regression.ridge_baseline(
             plan.recipe,
             plan.weights,
             rows["train"],
@@ -100,6 +100,7 @@ class SupervisedRegressor:
             plan.pad_id,
             ctx.precision,
         )
+        return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
@@ -131,6 +132,8 @@ class SupervisedRegressor:
             model = model.merge_and_unload()
         _fold_targets(model, plan.extra["mean"], plan.extra["std"])
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
+        if plan.extra.get("base_head"):  # the base line's ridge: lets the base model answer beside the tuned one
+            rundir.write_json(ctx.run_dir / regression.BASE_HEAD_FILE, plan.extra["base_head"])
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         regression.write_report(ctx.run_dir, metrics, plan.data.evaluation.labels, plan.extra["predicted"])

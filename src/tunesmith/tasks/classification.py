@@ -87,13 +87,36 @@ BASE_HEAD_FILE = "base_head.json"  # the base line's linear probe, as numbers
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the probe the run scored it by: the pre-trained body and base_head.json. None for a
     run that kept no probe (eval.baseline: none, or a method without one)."""
-    head = rundir.read_json(run_dir / BASE_HEAD_FILE)
-    if not {"labels", "coef", "intercept"} <= set(head):
+    if not (run_dir / BASE_HEAD_FILE).is_file():
         return None
     weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
-    return ClassifierPredictor(
-        load_encoder(weights), load_tokenizer(weights), max_length=max_length, head=head, columns=columns
-    )
+    encoder = load_encoder(weights)
+    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size)
+    return ClassifierPredictor(encoder, load_tokenizer(weights), max_length=max_length, head=head, columns=columns)
+
+
+def read_head(path: Path, width: int, outputs: str = "classes") -> dict:
+    """A linear head saved as numbers (a base line's probe, a few-shot head), read as input from anyone: finite
+    numbers shaped for a body of `width` features and the head's labels, or an error that names the file (a
+    wrong shape would otherwise broadcast, or fail deep in numpy on the first request).
+
+    outputs: 'classes' (one row of weights, or one for two classes), 'labels' (a row per label: multi-label),
+    'value' (one row: regression)."""
+    head = rundir.read_json(path)
+    try:
+        labels = head.get("labels", ["value"] if outputs == "value" else None)
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise ValueError("its labels are not a list of names")
+        rows = 1 if outputs == "value" or (outputs == "classes" and len(labels) == 2) else len(labels)
+        coef, intercept = np.asarray(head["coef"], dtype=np.float64), np.asarray(head["intercept"], dtype=np.float64)
+        if coef.shape != (rows, width) or intercept.shape != (rows,):
+            raise ValueError(f"weights {coef.shape} and biases {intercept.shape} where ({rows}, {width}) were needed")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise ValueError("it holds numbers that are not finite")
+    except (KeyError, TypeError, ValueError) as error:
+        problem = rundir.json_problem(path) or f"not a head for this run's model ({error})"
+        raise TunesmithError(f"{path} is {problem}; train the run again, or restore the file from a copy.") from None
+    return {**head, "labels": labels, "coef": coef, "intercept": intercept}
 
 
 def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision: str) -> tuple[dict, dict | None]:

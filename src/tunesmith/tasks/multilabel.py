@@ -14,7 +14,7 @@ from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import forward_batches, mean_pooled, probe_sample
 from ..models.loading import load_encoder
-from .classification import head_proba
+from .classification import head_proba, read_head
 
 log = logging.getLogger(__name__)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -57,6 +57,9 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray) -> dict:
     return {"global": float(best), "per_label": per_label}
 
 
+BASE_HEAD_FILE = "base_head.json"  # the base line's regressions and thresholds, as numbers
+
+
 def sigmoid_probs(model, rows, batch_size: int, pad_id: int, precision: str) -> np.ndarray:
     return forward_batches(
         model, rows, batch_size, pad_id, precision, lambda out, b: out.logits.float().sigmoid().cpu().numpy()
@@ -65,11 +68,12 @@ def sigmoid_probs(model, rows, batch_size: int, pad_id: int, precision: str) -> 
 
 def ovr_baseline(
     recipe, weights: str, rows: dict, targets: dict, labels: list[str], pad_id: int, precision: str
-) -> dict:
+) -> tuple[dict, dict | None]:
     """One-vs-rest logistic regression on the frozen base model's mean-pooled embeddings; its thresholds are
-    chosen on validation as the tuned model's are."""
+    chosen on validation as the tuned model's are. Returns the metrics and the regressions with their thresholds
+    as numbers (saved as base_head.json, so the base model can answer again)."""
     if recipe.eval.baseline == "none":
-        return {}
+        return {}, None
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -82,19 +86,54 @@ def ovr_baseline(
     }
     y_train = np.asarray(targets["train"])
     keep = y_train.any(0) & ~y_train.all(0)  # a label on every row (or none) has one class: predict it constantly
-    probs = {name: np.tile(y_train.mean(0), (len(x[name]), 1)) for name in ("validation", "evaluation")}
+    # a label without both classes answers its training frequency: zero weights, that frequency's log-odds as bias
+    share = np.clip(y_train.mean(0), 1e-6, 1 - 1e-6)
+    coef, intercept = np.zeros((len(labels), x["train"].shape[1])), np.log(share / (1 - share))
     if keep.any():
         clf = OneVsRestClassifier(LogisticRegression(max_iter=2000, random_state=recipe.train.seed)).fit(
             x["train"], y_train[:, keep]
         )
-        for name in probs:
-            probs[name][:, keep] = clf.predict_proba(x[name])
+        coef[keep] = np.concatenate([e.coef_ for e in clf.estimators_])
+        intercept[keep] = np.concatenate([e.intercept_ for e in clf.estimators_])
+    probs = {name: 1 / (1 + np.exp(-(x[name] @ coef.T + intercept))) for name in ("validation", "evaluation")}
     thresholds = choose_thresholds(np.asarray(targets["validation"]), probs["validation"])
     base = multilabel_metrics(
         np.asarray(targets["evaluation"]), probs["evaluation"] >= np.asarray(thresholds["per_label"]), labels
     )
     log.info(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
-    return {"kind": "one-vs-rest logistic regression on the frozen base model's mean-pooled embeddings", **base}
+    head = {
+        "labels": labels,
+        "coef": coef.tolist(),
+        "intercept": intercept.tolist(),
+        "normalized": False,
+        "multi_label": True,
+        "thresholds": thresholds,
+        "separator": recipe.data.label_separator,
+    }
+    return {"kind": "one-vs-rest logistic regression on the frozen base model's mean-pooled embeddings", **base}, head
+
+
+def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
+    """The base model with the regressions (and thresholds) the run scored it by: the pre-trained body and
+    base_head.json. None for a run that kept none (eval.baseline: none, a few-shot or continual run)."""
+    from ..models.loading import load_tokenizer, resolve_weights
+    from ..runs import rundir
+
+    if not (run_dir / BASE_HEAD_FILE).is_file():
+        return None
+    weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
+    encoder = load_encoder(weights)
+    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size, "labels")
+    thresholds = head.get("thresholds") if isinstance(head.get("thresholds"), dict) else {}
+    return MultiLabelPredictor(
+        encoder,
+        load_tokenizer(weights),
+        thresholds,
+        max_length=max_length,
+        columns=columns,
+        separator=head.get("separator"),
+        head=head,
+    )
 
 
 def write_report(run_dir: Path, metrics: dict) -> None:

@@ -65,10 +65,16 @@ def fp32_head(layers):
             handle.remove()
 
 
-def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval, pad_id: int, precision: str) -> dict:
-    """The base model as the honest baseline: ridge regression on its frozen mean-pooled embeddings."""
+BASE_HEAD_FILE = "base_head.json"  # the base line's ridge regression, as numbers
+
+
+def ridge_baseline(
+    recipe, weights: str, train_rows, y_train, eval_rows, y_eval, pad_id: int, precision: str
+) -> tuple[dict, dict | None]:
+    """The base model as the honest baseline: ridge regression on its frozen mean-pooled embeddings.
+    Returns the metrics and the ridge as numbers (saved as base_head.json, so the base model can answer again)."""
     if recipe.eval.baseline == "none":
-        return {}
+        return {}, None
     from sklearn.linear_model import RidgeCV
 
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
@@ -78,7 +84,23 @@ def ridge_baseline(recipe, weights: str, train_rows, y_train, eval_rows, y_eval,
     ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x_train, y_train)
     base = regression_metrics(y_eval, ridge.predict(x_eval))
     log.info(f"base: Spearman {base['spearman']:.4f}, Pearson {base['pearson']:.4f}, MSE {base['mse']:.4f}")
-    return {"kind": "ridge regression on the frozen base model's mean-pooled embeddings", **base}
+    head = {"coef": [ridge.coef_.tolist()], "intercept": [float(ridge.intercept_)], "normalized": False}
+    return {"kind": "ridge regression on the frozen base model's mean-pooled embeddings", **base}, head
+
+
+def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
+    """The base model with the ridge regression the run scored it by: the pre-trained body and base_head.json.
+    None for a run that kept none (eval.baseline: none, a continual run)."""
+    from ..models.loading import load_tokenizer, resolve_weights
+    from ..runs import rundir
+    from .classification import read_head
+
+    if not (run_dir / BASE_HEAD_FILE).is_file():
+        return None
+    weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
+    encoder = load_encoder(weights)
+    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size, "value")
+    return RegressorPredictor(encoder, load_tokenizer(weights), max_length=max_length, columns=columns, head=head)
 
 
 def write_report(run_dir: Path, metrics: dict, truth, predicted) -> None:
@@ -129,7 +151,9 @@ targets {"as given" if t.get("target_mean") is None else "standardised for train
 
 
 class RegressorPredictor:
-    """A finished regression run: `predict(texts[, pairs])` -> numbers in the labels' units; `evaluate(file)`."""
+    """A finished regression run: `predict(texts[, pairs])` -> numbers in the labels' units; `evaluate(file)`.
+
+    `head`: the base line's ridge regression on the body's mean-pooled embeddings, as numbers (the base model)."""
 
     def __init__(
         self,
@@ -139,8 +163,9 @@ class RegressorPredictor:
         batch_size: int = 64,
         precision: str = "auto",
         columns: dict | None = None,
+        head: dict | None = None,
     ):
-        self.model, self.tokenizer = model.eval(), tokenizer
+        self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
         self.columns = columns or {"text": "text", "label": "label", "pair": None}
 
@@ -149,7 +174,11 @@ class RegressorPredictor:
         if not texts:
             return np.zeros(0)
         rows, _ = tokenize(self.tokenizer, list(texts), pairs, self.max_length)
-        return predict_scores(self.model, rows, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+        pad = self.tokenizer.pad_token_id
+        if self.head:
+            x = forward_batches(self.model, rows, self.batch_size, pad, self.precision, mean_pooled)
+            return x @ np.asarray(self.head["coef"])[0] + np.asarray(self.head["intercept"])[0]
+        return predict_scores(self.model, rows, self.batch_size, pad, self.precision)
 
     def annotate(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
         """The columns `tunesmith predict` adds to a file."""
