@@ -123,6 +123,9 @@ def test_the_base_model_answers_with_the_runs_ridge_regression(regression_run, t
     done = runner.invoke(app, ["predict", str(result.run_dir), paths["test"], "-o", str(out), "--base"])
     assert done.exit_code == 0, done.output
     scored = pd.read_csv(out)
+    written = pd.read_csv(out, dtype=str)  # six decimals as written, for both models (float32 printed 17 digits)
+    for column in ("predicted_score", "base_predicted_score"):
+        assert written[column].str.split(".").str[-1].str.len().max() <= 6, column
     assert scored["base_predicted_score"].round(4).tolist() == pytest.approx(
         base.predict(scored["text"].tolist()), abs=1e-3
     )

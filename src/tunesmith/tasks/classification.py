@@ -207,7 +207,7 @@ class ClassifierPredictor:
         probs = self.predict_proba(texts, pairs)
         return {
             "predicted_label": [self.classes_[i] for i in probs.argmax(-1)],
-            "probability": probs.max(-1).round(6).tolist(),
+            "probability": probs.max(-1).astype(np.float64).round(6).tolist(),  # float32 would print 0.9123450160026550
         }
 
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:

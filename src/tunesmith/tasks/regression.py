@@ -182,7 +182,7 @@ class RegressorPredictor:
 
     def annotate(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
         """The columns `tunesmith predict` adds to a file."""
-        return {"predicted_score": np.round(self.predict(texts, pairs), 6).tolist()}
+        return {"predicted_score": np.round(self.predict(texts, pairs).astype(np.float64), 6).tolist()}
 
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
         split = numeric(
