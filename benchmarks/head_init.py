@@ -3,9 +3,10 @@ otherwise, on the same seeded, capped rows that benchmarks/defaults.py uses; one
 
     python benchmarks/head_init.py [--sets sst5 legal_cuad_clause_types ...] [--max-train 1000] [--seeds 42 43]
     python benchmarks/head_init.py --task token_classification --sets social_ner_wnut17 ... --max-train 300 1500
+    python benchmarks/head_init.py --task regression --sets emobank_regression stsb_regression --max-train 300 1000
 
-Prints accuracy and macro-F1 (entity F1 for tags) per set, size, head start and seed, and the medians. The rule
-behind head_init 'auto' (src/tunesmith/methods/head_init.py) is read off this table.
+Prints accuracy and macro-F1 (entity F1 for tags, Spearman for scores) per set, size, head start and seed, and the
+medians. The rule behind head_init 'auto' (src/tunesmith/methods/head_init.py) is read off this table.
 """
 
 from __future__ import annotations
@@ -28,26 +29,28 @@ VARIANTS = ("random", "probe")
 def child(files: dict, head_init: str, seed: int, out: Path) -> None:
     import tunesmith
 
-    tags = files.pop("task", None) == "token_classification"
+    task = files.pop("task", "classification")
+    tags = task == "token_classification"
     epochs = files.pop("epochs", None)
     recipe = {
         "model": "minilm-l6",
         "data": files,
         "method": {"name": "supervised", "head_init": head_init},
         "train": {"seed": seed, **({"max_length": 128} if tags else {}), **({"epochs": epochs} if epochs else {})},
-        **({"task": "token_classification"} if tags else {}),
+        "task": task,
     }
     m = tunesmith.run(recipe, output_dir=out).metrics
     train = m["train"]
-    scores = (
-        {"f1": m["tuned"]["f1"], "base_f1": m["base"].get("f1")}
-        if tags
-        else {
+    if tags:
+        scores = {"f1": m["tuned"]["f1"], "base_f1": m["base"].get("f1")}
+    elif task == "regression":
+        scores = {"spearman": m["tuned"]["spearman"], "mse": m["tuned"]["mse"], "base_spearman": m["base"]["spearman"]}
+    else:
+        scores = {
             "accuracy": m["tuned"]["accuracy"],
             "f1_macro": m["tuned"]["f1_macro"],
             "base_accuracy": m["base"].get("accuracy"),
         }
-    )
     batches = -(-train["train_size"] // train["effective_batch_size"])
     steps = {"steps": batches * train["epochs"], "labels": len(m.get("labels") or [])}
     print("RESULT " + json.dumps({**scores, **steps, "auto": train.get("auto")}), flush=True)
@@ -65,12 +68,30 @@ def prepare_tags(name: str, tmp: Path, max_train: int, max_test: int, seed: int)
     return files
 
 
+def prepare_scores(name: str, tmp: Path, max_train: int, max_test: int, seed: int) -> dict:
+    """Seeded samples of a regression set's CSV files (any pair column kept), the same for both heads. Not
+    benchmarks/defaults.capped: it keeps two rows of every label value, which for scores is most of the file."""
+    import pandas as pd
+
+    files = {"task": "regression"}
+    for split, cap in (("train", max_train), ("validation", max_test // 2), ("test", max_test)):
+        frame = pd.read_csv(SHARED / name / f"{split}.csv").sample(frac=1.0, random_state=seed).head(cap)
+        path = tmp / f"{name}-{cap}-{split}.csv"
+        frame.to_csv(path, index=False)
+        files[split] = str(path)
+    if "text_pair" in frame.columns:
+        files["text_pair_column"] = "text_pair"
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--sets", nargs="*", default=["sst5", "legal_cuad_clause_types", "medical_abstracts_subset", "ag_news_subset"]
     )
-    parser.add_argument("--task", choices=["classification", "token_classification"], default="classification")
+    parser.add_argument(
+        "--task", choices=["classification", "token_classification", "regression"], default="classification"
+    )
     parser.add_argument("--max-train", type=int, nargs="*", default=[1000])
     parser.add_argument("--max-test", type=int, default=1000)
     parser.add_argument("--epochs", type=float, help="as a user who sets train.epochs would (default: auto)")
@@ -85,9 +106,10 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cap, seed in [(n, c, s) for n in args.sets for c in args.max_train for s in args.seeds]:
+            make = {"token_classification": prepare_tags, "regression": prepare_scores}.get(args.task)
             files = (
-                prepare_tags(name, Path(tmp), cap, args.max_test, seed)
-                if args.task == "token_classification"
+                make(name, Path(tmp), cap, args.max_test, seed)
+                if make
                 else prepare(f"cls:{name}", Path(tmp), cap, args.max_test, seed)
             )
             if args.epochs:
@@ -106,7 +128,7 @@ def main() -> None:
                 print(key, variant, seed, json.dumps(row), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=2))
-    score = "f1" if args.task == "token_classification" else "accuracy"
+    score = {"token_classification": "f1", "regression": "spearman"}.get(args.task, "accuracy")
     print(f"\n| set | head | steps per label | {score} (median) | per seed |\n|---|---|---:|---:|---|")
     for name, by in results.items():
         for variant, seeds in by.items():

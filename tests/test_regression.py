@@ -135,6 +135,14 @@ def test_the_base_model_answers_with_the_runs_ridge_regression(regression_run, t
     assert done.exit_code == 0, done.output
     both = json.loads((tmp_path / "m.json").read_text())
     assert both["base"]["spearman"] == pytest.approx(result.metrics["base"]["spearman"], abs=1e-4)
+    from fastapi.testclient import TestClient
+
+    from tunesmith.ui import create_ui_app
+
+    web = TestClient(create_ui_app(result.run_dir.parent), base_url="http://127.0.0.1")
+    shown = web.post("/api/playground", json={"name": result.run_dir.name, "text": "good good bad bad the movie"})
+    assert shown.status_code == 200 and "base_note" not in shown.json()
+    assert shown.json()["base"]["value"] == pytest.approx(base.predict(["good good bad bad the movie"])[0], abs=1e-4)
     copy = tmp_path / "copy"
     shutil.copytree(result.run_dir, copy)
     head = json.loads((copy / "base_head.json").read_text())

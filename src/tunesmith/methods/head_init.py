@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeCV
 
 from ..engine.metrics import forward_batches
 from ..models.loading import fill_head, output_layers
@@ -115,3 +115,22 @@ def init_multilabel_head(
     fill_head(model, weight, bias)
     model.train()
     return True
+
+
+def init_regression_head(
+    model, rows, targets: np.ndarray, batch_size: int, pad_id: int, precision: str, seed: int
+) -> float | None:
+    """The one-output head starts as a ridge regression on the features it sees, fitted to the (standardised)
+    targets training uses. Returns the ridge's training R², or None when the head cannot take it."""
+    layers = output_layers(model, 1)
+    if not layers:
+        return None
+    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
+    x = head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+    if x is None:
+        return None
+    y = np.asarray(targets, dtype=np.float64)[picked]
+    ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x, y)
+    fill_head(model, ridge.coef_[None, :], np.array([ridge.intercept_]))
+    model.train()
+    return float(ridge.score(x, y))

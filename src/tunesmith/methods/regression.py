@@ -8,6 +8,7 @@ transformers alone) outputs real scores.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 from ..tasks import regression
 from .base import Context, Plan, load_run_model, model_parts, tuning_mode
+from .head_init import init_regression_head
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,21 @@ class SupervisedRegressor:
 
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
+        ctx.train_info["head_init_s"] = 0.0
+        if method.head_init == "probe" and plan.kind != "decoder":
+            start = time.perf_counter()
+            r2 = init_regression_head(
+                model,
+                plan.rows,
+                np.asarray(plan.label_ids),
+                plan.recipe.eval.batch_size,
+                plan.pad_id,
+                ctx.precision,
+                plan.recipe.train.seed,
+            )
+            if r2 is not None:
+                log.info(f"head: started from a ridge regression on the body's features (training R² {r2:.3f})")
+            ctx.train_info["head_init_s"] = time.perf_counter() - start
         if tuning_mode(method, plan.kind) == "lora":
             return apply_lora(model, method.lora or LoraSection(), plan.spec)
         freeze_bottom(model, method.freeze_embeddings, method.freeze_layers)
