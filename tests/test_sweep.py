@@ -205,3 +205,29 @@ def test_no_answers_is_a_choice_for_supervised_generation_not_for_preference(tmp
         Recipe.model_validate({**base, "method": {"name": "preference"}})
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         Recipe.model_validate({**base, "eval": {"max_samples": -1}})
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_the_report_says_when_each_defaults_seed_was_judged_on_its_own_split(toy, validation):
+    """Without a validation file every seed carves its own split: the defaults' validation spread is partly the
+    split's, and the report says which defaults run shares the trials' split."""
+    from types import SimpleNamespace
+
+    from tunesmith.sweep.report import markdown
+
+    tmp, recipe = toy
+    if not validation:
+        del recipe["data"]["validation"]
+    trial = {"number": 0, "state": "complete", "params": {"train.lr": 1e-3}, "value": 0.6, "epochs": 2}
+    summary = {
+        "metric": "spearman",
+        "direction": "maximize",
+        "best": {**trial, "validation": 0.6, "test": 0.61},
+        "trials": [trial],
+        "defaults": [{"seed": 42, "validation": 0.59, "test": 0.6}, {"seed": 43, "validation": 0.73, "test": 0.61}],
+        "verdict": "inside the defaults' seed-to-seed range",
+    }
+    text = markdown(summary, SimpleNamespace(recipe=load_recipe(recipe), out_dir=tmp / "sweep"))
+    assert "| defaults, mean ± std | 0.6600 ± 0.0990 | 0.6050 ± 0.0071 |" in text
+    assert ("carves its own validation split" in text) is not validation
+    assert validation or "the trials share the split of seed 42" in text

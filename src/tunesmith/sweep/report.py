@@ -186,6 +186,14 @@ def markdown(summary: dict, setup: Setup) -> str:
             + (f"{statistics.mean(tests):.4f} ± {statistics.stdev(tests):.4f}" if len(tests) > 1 else "")
             + " |"
         )
+    if len(val) > 1 and setup.recipe.data is not None and not setup.recipe.data.validation:
+        lines += [
+            "",
+            "Without a validation file each seed carves its own validation split from the training file, so the "
+            "defaults' validation figures differ by split as well as by seed; the trials share the split of seed "
+            f"{defaults[0]['seed']}, the defaults run of that seed is their like-for-like comparison, and the test "
+            "column compares all on one set.",
+        ]
     lines += ["", f"**Verdict:** {summary.get('verdict', 'no test file: the search is judged on validation only')}."]
     lines += [
         "",
