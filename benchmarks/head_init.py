@@ -75,7 +75,8 @@ def prepare_scores(name: str, tmp: Path, max_train: int, max_test: int, seed: in
 
     files = {"task": "regression"}
     for split, cap in (("train", max_train), ("validation", max_test // 2), ("test", max_test)):
-        frame = pd.read_csv(SHARED / name / f"{split}.csv").sample(frac=1.0, random_state=seed).head(cap)
+        frame = pd.read_csv(SHARED / name / f"{split}.csv").dropna(subset=["text"])  # EmoBank holds an empty text
+        frame = frame.sample(frac=1.0, random_state=seed).head(cap)
         path = tmp / f"{name}-{cap}-{split}.csv"
         frame.to_csv(path, index=False)
         files[split] = str(path)

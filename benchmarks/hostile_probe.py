@@ -506,6 +506,13 @@ def eval_over_an_existing_file():
     return "well" if same_bytes({target: b"keep"}) else "data_loss"
 
 
+@case("data")
+def unquoted_comma_in_the_first_row():  # pandas took the first column as an index: every text shifted, no word said
+    folder = W.scratch("comma")
+    (folder / "in.csv").write_text("text\nHello, world\nGood, movie\n")
+    return cli(["predict", str(W.classifier), str(folder / "in.csv"), "-o", str(folder / "p.csv")])
+
+
 @case("outputs")
 def predict_to_an_unknown_extension():
     return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.docx")])
@@ -824,6 +831,15 @@ def update_with_a_file_train_refuses():
     run = W.scratch("upd") / "run"
     shutil.copytree(W.continual, run)
     return cli(["update", str(run), "--data", str(path)])
+
+
+@case("runs")
+def base_head_of_another_model():  # a head of the wrong width: refused naming the file, not a numpy error per request
+    run = W.scratch("foreign_head") / "run"
+    shutil.copytree(W.classifier, run)
+    head = {"labels": ["negative", "positive"], "coef": [[0.1] * 7], "intercept": [0.0], "normalized": False}
+    (run / "base_head.json").write_text(json.dumps(head))
+    return cli(["predict", str(run), str(W.root / "x.csv"), "-o", str(W.scratch("foreign_out") / "p.csv"), "--base"])
 
 
 @case("runs")

@@ -55,6 +55,13 @@ def test_few_shot_run_end_to_end(toy_data, tmp_path):
     probs = clf.predict_proba(["the movie is good 1", "it is terrible 2"])
     assert probs.shape == (2, 2) and abs(probs.sum(1) - 1).max() < 1e-6
     assert clf.predict(["great"])[0] in clf.classes_
+    # the base line's head on the untuned body, kept as numbers: the base model answers on the run's own test file
+    from tunesmith.predict import load_base
+
+    base = load_base(result.run_dir)
+    assert base.evaluate(toy_data["recipe"]["data"]["test"])["f1_macro"] == pytest.approx(
+        m["base"]["f1_macro"], abs=1e-4
+    )
 
 
 def test_a_body_that_training_made_worse_on_validation_is_not_kept(toy_data, tmp_path, logged):

@@ -253,3 +253,25 @@ def test_auto_probes_tag_heads_only_with_very_few_steps_per_tag():
     auto = SimpleNamespace(batch_size=16, grad_accum=1, epochs=4)  # 1,000 sentences: 252 steps, ~19 per tag
     assert not probe_wanted("auto", 13, 1000, auto, PROBE_BELOW_STEPS_PER_TAG)
     assert probe_wanted("auto", 13, 1000, auto)  # where the sentence rule would have started from the probe
+
+
+def test_a_regression_head_starts_as_the_ridge_on_its_features():
+    """method.head_init: probe on a regression run: the one-output head answers what a ridge regression fitted on
+    the features it sees answers (a random head does not)."""
+    from sklearn.linear_model import RidgeCV
+    from transformers import AutoModelForSequenceClassification
+
+    from tunesmith.methods.head_init import init_regression_head
+
+    torch.manual_seed(0)
+    weights, tokenizer, rows, _ = _rows(["negative", "positive"])
+    model = AutoModelForSequenceClassification.from_pretrained(weights, num_labels=1, problem_type="regression")
+    model = _spread(model, rows, tokenizer.pad_token_id)
+    features = head_features(model, output_layers(model, 1), rows, 16, tokenizer.pad_token_id, "fp32")
+    targets = features[:, 0] * 2.0 + features[:, 1] - 0.5  # scores the features carry
+    expected = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(features, targets).predict(features)
+    before = _logits(model, rows, tokenizer.pad_token_id)[:, 0]
+    assert not np.allclose(before, expected, atol=1e-2)
+    r2 = init_regression_head(model, rows, targets, 16, tokenizer.pad_token_id, "fp32", seed=7)
+    assert model.training and r2 is not None and r2 > 0.9
+    np.testing.assert_allclose(_logits(model, rows, tokenizer.pad_token_id)[:, 0], expected, rtol=1e-3, atol=1e-3)

@@ -271,6 +271,11 @@ def test_few_shot_multi_label_trains_heads_per_label_and_predicts_label_sets(tmp
     assert probs.shape == (2, 3) and ((probs > 0) & (probs < 1)).all()  # independent sigmoids, not a softmax
     assert predictor.predict(["the a is"], threshold=0.0) == [["complaint", "item", "praise"]]
     assert predictor.evaluate(paths["test"])["f1_micro"] == pytest.approx(m["tuned"]["f1_micro"], abs=1e-6)
+    from tunesmith.predict import load_base  # the base line's heads on the untuned body, with their thresholds
+
+    assert load_base(result.run_dir).evaluate(paths["test"])["f1_micro"] == pytest.approx(
+        m["base"]["f1_micro"], abs=1e-4
+    )
 
 
 def test_samples_per_class_draws_k_rows_per_label_rarest_first():

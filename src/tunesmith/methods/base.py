@@ -106,6 +106,15 @@ def model_parts(recipe) -> tuple[str, dict, str, object]:
     return weights, spec, model_kind(weights, spec), load_tokenizer(weights)
 
 
+def save_base_head(plan: Plan, ctx: Context) -> None:
+    """The base line's linear head (plan.extra["base_head"], plain numbers) as base_head.json: the base model can
+    answer again beside the tuned one (predict and eval --base, the playground). Nothing when the run kept none."""
+    from ..runs import rundir
+
+    if plan.extra.get("base_head"):
+        rundir.write_json(ctx.run_dir / rundir.BASE_HEAD_FILE, plan.extra["base_head"])
+
+
 def load_run_model(run_dir, auto_class):
     """(model, tokenizer) a run saved in model/: local files, safetensors only, damage as a clear message."""
     from ..models.loading import load_tokenizer

@@ -17,7 +17,7 @@ from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
-from .base import Context, Plan, with_train_defaults
+from .base import Context, Plan, save_base_head, with_train_defaults
 from .pairs import fit_head, make_hooks, make_pairs, normalize, pair_rows
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class FewShotContrastive:
             plan.extra["base_validation"] = _head_metrics(plan, ctx, model, "validation", detail=False)[0]
         if plan.recipe.eval.baseline == "none":
             return {}
-        base, _ = _head_metrics(plan, ctx, model, "evaluation", detail=False)
+        base, head = _head_metrics(plan, ctx, model, "evaluation", detail=False)
+        plan.extra["base_head"] = head_numbers(head, plan.data.labels)
         log.info(f"base: accuracy {base['accuracy']:.4f}, macro-F1 {base['f1_macro']:.4f}")
         return {
             "kind": f"logistic-regression head on the untuned body's embeddings of the same "
@@ -107,16 +108,8 @@ class FewShotContrastive:
         plan.extra.get("body", model).save_pretrained(target)
         plan.tokenizer.save_pretrained(target)
         rundir.write_json(target / "labels.json", {"labels": labels})
-        rundir.write_json(
-            target / HEAD_FILE,
-            {
-                "pooling": "mean",
-                "normalize": True,
-                "labels": labels,
-                "coef": head.coef_.tolist(),
-                "intercept": head.intercept_.tolist(),
-            },
-        )
+        rundir.write_json(target / HEAD_FILE, head_numbers(head, labels))
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         write_report(ctx.run_dir, metrics, plan.data.labels)
@@ -164,6 +157,17 @@ def _head_metrics(plan: Plan, ctx: Context, model, split: str, detail=True) -> t
     metrics = classification_metrics(y, probs.argmax(-1).tolist(), plan.data.labels, detail)
     metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
     return metrics, head
+
+
+def head_numbers(head, labels: list[str]) -> dict:
+    """A fitted logistic head as JSON numbers (no pickle), read back by classification.read_head."""
+    return {
+        "pooling": "mean",
+        "normalize": True,
+        "labels": labels,
+        "coef": head.coef_.tolist(),
+        "intercept": head.intercept_.tolist(),
+    }
 
 
 def load_head(model_dir: Path, width: int, outputs: str = "classes") -> dict:

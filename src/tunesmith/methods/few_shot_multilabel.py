@@ -21,7 +21,7 @@ from ..models.loading import apply_dropout, load_encoder
 from ..runs import rundir
 from ..tasks import multilabel
 from ..tasks.classification import head_proba
-from .base import Context, Plan, model_parts, with_train_defaults
+from .base import Context, Plan, model_parts, save_base_head, with_train_defaults
 from .few_shot import BODY_LR, HEAD_FILE, load_head
 from .multilabel import THRESHOLDS_FILE, _bce, save_thresholds
 from .pairs import make_hooks, make_set_pairs, normalize, pair_rows
@@ -81,7 +81,8 @@ class FewShotMultiLabel:
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         if plan.recipe.eval.baseline == "none":
             return {}
-        base, _ = _scored(plan, ctx, model)
+        base, head = _scored(plan, ctx, model)
+        plan.extra["base_head"] = {**head, "separator": plan.recipe.data.label_separator}
         log.info(f"base: micro-F1 {base['f1_micro']:.4f}, macro-F1 {base['f1_macro']:.4f}")
         return {
             "kind": f"a logistic regression per label on the untuned body's embeddings of the same "
@@ -119,6 +120,7 @@ class FewShotMultiLabel:
         plan.tokenizer.save_pretrained(target)
         rundir.write_json(target / HEAD_FILE, plan.extra["head"])
         save_thresholds(target, plan)
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         multilabel.write_report(ctx.run_dir, metrics)

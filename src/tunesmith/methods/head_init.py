@@ -9,13 +9,17 @@ at the probe's accuracy and distorts the pretrained features less.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
 from ..engine.metrics import forward_batches
 from ..models.loading import fill_head, output_layers
+
+log = logging.getLogger(__name__)
 
 # head_init 'auto' (benchmarks/head_init.py): a random head is under-trained when it has many classes and few optimizer
 # steps to learn each one. 35 clauses at ~7 steps per class: the probe start won by a wide margin; 5 classes at
@@ -59,6 +63,22 @@ def head_features(model, layers, rows, batch_size: int, pad_id: int, precision: 
     return features if features.shape[1] else None
 
 
+def _sampled_features(model, layers, rows, batch_size: int, pad_id: int, precision: str, seed: int):
+    """(the indices of at most PROBE_ROWS seeded training rows, what the head sees for each: head_features)."""
+    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
+    return picked, head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+
+
+def timed_start(ctx, fit, said: str) -> None:
+    """Run one head start (`fit`: fills the head and returns its training score, or None/False when the head
+    cannot take it), log `said` formatted with that score, and record its seconds (metrics train.head_init_s)."""
+    start = time.perf_counter()
+    score = fit()
+    if score is not None and score is not False:
+        log.info(said.format(score))
+    ctx.train_info["head_init_s"] = time.perf_counter() - start
+
+
 def init_head_from_probe(
     model, rows, label_ids, n_labels: int, batch_size: int, pad_id: int, precision: str, seed: int
 ) -> float | None:
@@ -67,9 +87,7 @@ def init_head_from_probe(
     layers = output_layers(model, n_labels)
     if not layers:
         return None
-    rng = np.random.default_rng(seed)
-    picked = np.sort(rng.permutation(len(rows))[:PROBE_ROWS])
-    x = head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+    picked, x = _sampled_features(model, layers, rows, batch_size, pad_id, precision, seed)
     y = np.asarray(label_ids)[picked]
     if x is None or len(set(y.tolist())) < n_labels:
         return None  # a class missing from the sample would get no row of weights
@@ -99,8 +117,7 @@ def init_multilabel_head(
     layers = output_layers(model, n_labels)
     if not layers:
         return False
-    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
-    x = head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+    picked, x = _sampled_features(model, layers, rows, batch_size, pad_id, precision, seed)
     if x is None:
         return False
     y = targets[picked]
@@ -125,8 +142,7 @@ def init_regression_head(
     layers = output_layers(model, 1)
     if not layers:
         return None
-    picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS])
-    x = head_features(model, layers, [rows[i] for i in picked], batch_size, pad_id, precision)
+    picked, x = _sampled_features(model, layers, rows, batch_size, pad_id, precision, seed)
     if x is None:
         return None
     y = np.asarray(targets, dtype=np.float64)[picked]

@@ -4,7 +4,6 @@ thresholds are chosen on the validation set (one global, one per label) and save
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,8 @@ from ..models.registry import default_lr
 from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 from ..tasks import multilabel
-from .base import Context, Plan, load_run_model, model_parts, tuning_mode
-from .head_init import init_multilabel_head
+from .base import Context, Plan, load_run_model, model_parts, save_base_head, tuning_mode
+from .head_init import init_multilabel_head, timed_start
 from .supervised import build_model
 
 MULTI = "multi_label_classification"
@@ -85,18 +84,12 @@ class SupervisedMultiLabel:
         ctx.train_info["head_init_s"] = 0.0
         if plan.recipe.method.head_init == "random" or plan.kind == "decoder":
             return model
-        start = time.perf_counter()
-        if init_multilabel_head(
-            model,
-            plan.rows,
-            np.asarray(plan.label_ids),
-            plan.recipe.eval.batch_size,
-            plan.pad_id,
-            ctx.precision,
-            plan.recipe.train.seed,
-        ):
-            log.info("head: started from a logistic regression per label on the body's features")
-        ctx.train_info["head_init_s"] = time.perf_counter() - start
+        bs, seed, targets = plan.recipe.eval.batch_size, plan.recipe.train.seed, np.asarray(plan.label_ids)
+        timed_start(
+            ctx,
+            lambda: init_multilabel_head(model, plan.rows, targets, bs, plan.pad_id, ctx.precision, seed),
+            "head: started from a logistic regression per label on the body's features",
+        )
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
@@ -125,8 +118,7 @@ class SupervisedMultiLabel:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         save_thresholds(rundir.save_model(ctx.run_dir, model, plan.tokenizer), plan)
-        if plan.extra.get("base_head"):  # the base line's regressions: lets the base model answer beside the tuned one
-            rundir.write_json(ctx.run_dir / multilabel.BASE_HEAD_FILE, plan.extra["base_head"])
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         multilabel.write_report(ctx.run_dir, metrics)

@@ -8,7 +8,6 @@ transformers alone) outputs real scores.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,8 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..runs.auto_length import auto_max_length
 from ..tasks import regression
-from .base import Context, Plan, load_run_model, model_parts, tuning_mode
-from .head_init import init_regression_head
+from .base import Context, Plan, load_run_model, model_parts, save_base_head, tuning_mode
+from .head_init import init_regression_head, timed_start
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +106,14 @@ class SupervisedRegressor:
     def adapt(self, plan: Plan, ctx: Context, model):
         method = plan.recipe.method
         ctx.train_info["head_init_s"] = 0.0
-        if method.head_init == "probe" and plan.kind != "decoder":
-            start = time.perf_counter()
-            r2 = init_regression_head(
-                model,
-                plan.rows,
-                np.asarray(plan.label_ids),
-                plan.recipe.eval.batch_size,
-                plan.pad_id,
-                ctx.precision,
-                plan.recipe.train.seed,
+        kept = saved_head(plan.weights) == (["LABEL_0"], "regression")  # a previous stage's trained score head
+        if method.head_init == "probe" and plan.kind != "decoder" and not kept:
+            bs, seed, targets = plan.recipe.eval.batch_size, plan.recipe.train.seed, np.asarray(plan.label_ids)
+            timed_start(
+                ctx,
+                lambda: init_regression_head(model, plan.rows, targets, bs, plan.pad_id, ctx.precision, seed),
+                "head: started from a ridge regression on the body's features (training R² {:.3f})",
             )
-            if r2 is not None:
-                log.info(f"head: started from a ridge regression on the body's features (training R² {r2:.3f})")
-            ctx.train_info["head_init_s"] = time.perf_counter() - start
         if tuning_mode(method, plan.kind) == "lora":
             return apply_lora(model, method.lora or LoraSection(), plan.spec)
         freeze_bottom(model, method.freeze_embeddings, method.freeze_layers)
@@ -149,8 +142,7 @@ class SupervisedRegressor:
             model = model.merge_and_unload()
         _fold_targets(model, plan.extra["mean"], plan.extra["std"])
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        if plan.extra.get("base_head"):  # the base line's ridge: lets the base model answer beside the tuned one
-            rundir.write_json(ctx.run_dir / regression.BASE_HEAD_FILE, plan.extra["base_head"])
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         regression.write_report(ctx.run_dir, metrics, plan.data.evaluation.labels, plan.extra["predicted"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from ..recipe import LoraSection
 from ..runs import rundir
 from ..runs.report import write_report
 from ..tasks import classification
-from ..tasks.classification import BASE_HEAD_FILE
-from .base import Context, Plan, load_run_model, tuning_mode
-from .head_init import init_head_from_probe, probe_wanted
+from .base import Context, Plan, load_run_model, save_base_head, tuning_mode
+from .head_init import init_head_from_probe, probe_wanted, timed_start
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +64,14 @@ class SupervisedClassifier:
         ctx.train_info["head_init_s"] = 0.0
         if not wanted or plan.kind == "decoder" or not head_is_fresh(plan.weights, labels):
             return model
-        start, enc = time.perf_counter(), plan.extra["enc"]
-        fit = init_head_from_probe(
-            model,
-            enc["train"],
-            enc["train_ids"],
-            len(labels),
-            plan.recipe.eval.batch_size,
-            plan.pad_id,
-            ctx.precision,
-            plan.recipe.train.seed,
+        enc, bs, seed = plan.extra["enc"], plan.recipe.eval.batch_size, plan.recipe.train.seed
+        timed_start(
+            ctx,
+            lambda: init_head_from_probe(
+                model, enc["train"], enc["train_ids"], len(labels), bs, plan.pad_id, ctx.precision, seed
+            ),
+            "head: started from a linear probe on the body's features (training accuracy {:.4f})",
         )
-        if fit is not None:
-            log.info(f"head: started from a linear probe on the body's features (training accuracy {fit:.4f})")
-        ctx.train_info["head_init_s"] = time.perf_counter() - start
         return model
 
     def hooks(self, plan: Plan, ctx: Context) -> Hooks:
@@ -112,8 +104,7 @@ class SupervisedClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        if plan.extra.get("base_head"):  # the base line's probe: lets the base model answer beside the tuned one
-            rundir.write_json(ctx.run_dir / BASE_HEAD_FILE, plan.extra["base_head"])
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         write_report(ctx.run_dir, metrics, plan.data.labels)

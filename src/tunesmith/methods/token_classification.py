@@ -14,7 +14,7 @@ from ..models.registry import default_lr
 from ..recipe import LoraSection
 from ..runs import rundir
 from ..tasks import token_classification as tc
-from .base import Context, Plan, load_run_model, model_parts, tuning_mode
+from .base import Context, Plan, load_run_model, model_parts, save_base_head, tuning_mode
 from .head_init import PROBE_BELOW_STEPS_PER_TAG, probe_wanted
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,10 @@ class SupervisedTokenClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        # the base line's probe, as numbers: the base model can answer beside the tuned one (predict --base)
         if plan.extra.get("probe_head") is not None:
             weight, bias = plan.extra["probe_head"]
-            head = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
-            rundir.write_json(ctx.run_dir / tc.BASE_HEAD_FILE, head)
+            plan.extra["base_head"] = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
+        save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         from ..tasks.token_report import write_report

@@ -20,6 +20,8 @@ RECIPE_FILE = "recipe.yaml"
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"  # LoRA runs of decoders: the adapter alone (export --merge builds a full model)
 MERGED_DIR = "merged"
+# the base line's linear head as plain numbers (never a pickle): the base model answers with it (predict.load_base)
+BASE_HEAD_FILE = "base_head.json"
 
 
 def default_dir(recipe_name: str) -> Path:
@@ -46,7 +48,7 @@ RUN_ENTRIES = (
     "versions",
     CONTINUAL_FILE,
     "generations.jsonl",
-    "base_head.json",
+    BASE_HEAD_FILE,
     "tensorboard",
     f".{MODEL_DIR}.partial",
 )  # exports/: only the exports this run wrote (runs/exports.py)

@@ -81,18 +81,25 @@ def info(data) -> dict:
     return {"eval_set": data.eval_name, "eval_size": len(data.evaluation), "labels": data.labels}
 
 
-BASE_HEAD_FILE = "base_head.json"  # the base line's linear probe, as numbers
-
-
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the probe the run scored it by: the pre-trained body and base_head.json. None for a
     run that kept no probe (eval.baseline: none, or a method without one)."""
-    if not (run_dir / BASE_HEAD_FILE).is_file():
+    parts = base_parts(run_dir)
+    if parts is None:
+        return None
+    encoder, tokenizer, head = parts
+    return ClassifierPredictor(encoder, tokenizer, max_length=max_length, head=head, columns=columns)
+
+
+def base_parts(run_dir: Path, outputs: str = "classes"):
+    """(the pre-trained body, its tokenizer, the base line's head from base_head.json, checked against the body)
+    for a run that kept one; None otherwise. `outputs`: as read_head's."""
+    path = run_dir / rundir.BASE_HEAD_FILE
+    if not path.is_file():
         return None
     weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
     encoder = load_encoder(weights)
-    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size)
-    return ClassifierPredictor(encoder, load_tokenizer(weights), max_length=max_length, head=head, columns=columns)
+    return encoder, load_tokenizer(weights), read_head(path, encoder.config.hidden_size, outputs)
 
 
 def read_head(path: Path, width: int, outputs: str = "classes") -> dict:

@@ -14,7 +14,7 @@ from ..engine.batching import tokenize
 from ..engine.hardware import resolve_precision
 from ..engine.metrics import forward_batches, mean_pooled, probe_sample
 from ..models.loading import load_encoder
-from .classification import head_proba, read_head
+from .classification import base_parts, head_proba
 
 log = logging.getLogger(__name__)
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -55,9 +55,6 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray) -> dict:
         for j in range(y_true.shape[1])
     ]
     return {"global": float(best), "per_label": per_label}
-
-
-BASE_HEAD_FILE = "base_head.json"  # the base line's regressions and thresholds, as numbers
 
 
 def sigmoid_probs(model, rows, batch_size: int, pad_id: int, precision: str) -> np.ndarray:
@@ -116,18 +113,14 @@ def ovr_baseline(
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the regressions (and thresholds) the run scored it by: the pre-trained body and
     base_head.json. None for a run that kept none (eval.baseline: none, a few-shot or continual run)."""
-    from ..models.loading import load_tokenizer, resolve_weights
-    from ..runs import rundir
-
-    if not (run_dir / BASE_HEAD_FILE).is_file():
+    parts = base_parts(run_dir, "labels")
+    if parts is None:
         return None
-    weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
-    encoder = load_encoder(weights)
-    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size, "labels")
+    encoder, tokenizer, head = parts
     thresholds = head.get("thresholds") if isinstance(head.get("thresholds"), dict) else {}
     return MultiLabelPredictor(
         encoder,
-        load_tokenizer(weights),
+        tokenizer,
         thresholds,
         max_length=max_length,
         columns=columns,

@@ -65,9 +65,6 @@ def fp32_head(layers):
             handle.remove()
 
 
-BASE_HEAD_FILE = "base_head.json"  # the base line's ridge regression, as numbers
-
-
 def ridge_baseline(
     recipe, weights: str, train_rows, y_train, eval_rows, y_eval, pad_id: int, precision: str
 ) -> tuple[dict, dict | None]:
@@ -91,16 +88,13 @@ def ridge_baseline(
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the ridge regression the run scored it by: the pre-trained body and base_head.json.
     None for a run that kept none (eval.baseline: none, a continual run)."""
-    from ..models.loading import load_tokenizer, resolve_weights
-    from ..runs import rundir
-    from .classification import read_head
+    from .classification import base_parts
 
-    if not (run_dir / BASE_HEAD_FILE).is_file():
+    parts = base_parts(run_dir, "value")
+    if parts is None:
         return None
-    weights = resolve_weights(rundir.read_yaml(run_dir / rundir.RECIPE_FILE)["model"]["name"])
-    encoder = load_encoder(weights)
-    head = read_head(run_dir / BASE_HEAD_FILE, encoder.config.hidden_size, "value")
-    return RegressorPredictor(encoder, load_tokenizer(weights), max_length=max_length, columns=columns, head=head)
+    encoder, tokenizer, head = parts
+    return RegressorPredictor(encoder, tokenizer, max_length=max_length, columns=columns, head=head)
 
 
 def write_report(run_dir: Path, metrics: dict, truth, predicted) -> None:

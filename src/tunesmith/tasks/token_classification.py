@@ -16,7 +16,6 @@ from ..engine.hardware import resolve_precision
 from ..models.loading import load_encoder
 
 log = logging.getLogger(__name__)
-BASE_HEAD_FILE = "base_head.json"  # the base line's per-token probe, as numbers (never a pickle)
 
 
 def encode(
@@ -182,7 +181,7 @@ def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: 
     from ..recipe import load_recipe
     from ..runs import rundir
 
-    head = rundir.read_json(run_dir / BASE_HEAD_FILE)
+    head = rundir.read_json(run_dir / rundir.BASE_HEAD_FILE)
     if not {"labels", "coef", "intercept"} <= set(head) or not isinstance(head["labels"], list):
         return None
     recipe = load_recipe(rundir.read_yaml(run_dir / rundir.RECIPE_FILE))
@@ -193,7 +192,9 @@ def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: 
         if bias.shape != (len(labels),) or not fill_head(model, coef, bias):
             raise ValueError(f"{len(bias)} biases for {len(labels)} tags")
     except (TypeError, ValueError) as error:
-        raise TunesmithError(f"{run_dir / BASE_HEAD_FILE} is not a tag head for this run's model ({error}).") from None
+        raise TunesmithError(
+            f"{run_dir / rundir.BASE_HEAD_FILE} is not a tag head for this run's model ({error})."
+        ) from None
     data = recipe.data if recipe.data is not None else recipe.experiences[0].data
     return TokenPredictor(model, load_tokenizer(weights), max_length=max_length, columns=columns, data=data)
 

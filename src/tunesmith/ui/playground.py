@@ -16,9 +16,10 @@ from ..serve.served import Limits, Served, classify_items, top_labels
 KEEP = 2  # runs (tuned and base models) held at once: a generation run's pair is two full models
 MAX_TEXT = 8_000
 BASE_NOTE = (
-    "This run kept no base model to answer with (the pre-trained model has no head for the task: supervised "
-    "classification, multi-label, entity and regression runs keep the linear base line that scored it unless "
-    "eval.baseline is none; few-shot and continual runs keep none). Only the tuned model answers here."
+    "This run kept no base model to answer with (the pre-trained model has no head for the task: supervised and "
+    "few-shot classification, multi-label, entity and regression runs keep the linear base line that scored it "
+    "unless eval.baseline is none; continual runs and prompt-based few-shot keep none). Only the tuned model "
+    "answers here."
 )
 
 
