@@ -39,6 +39,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "continual",
     "head_init",
     "head_init_tags",
+    "head_init_regression",
     "auto_cost",
     "memory_sft",
     "sft_micro_batch",
