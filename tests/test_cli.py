@@ -287,6 +287,7 @@ def test_predict_base_adds_the_base_lines_answers_beside(finished_run):
         {"intercept": [0.0, 0.0, 0.0, 0.0, 0.0]},  # more biases than rows
         {"labels": [{"x": 1}, "b"]},  # labels that are not names
         {"coef": "nan"},  # not numbers
+        {"labels": ["positive"], "coef": [[0.0] * 32], "intercept": [0.0]},  # one class: nothing to choose from
     ],
 )
 def test_a_damaged_base_head_is_refused_with_the_file_named(finished_run, tmp_path, damage):

@@ -114,6 +114,8 @@ def read_head(path: Path, width: int, outputs: str = "classes") -> dict:
         labels = head.get("labels", ["value"] if outputs == "value" else None)
         if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
             raise ValueError("its labels are not a list of names")
+        if outputs == "classes" and len(labels) < 2:
+            raise ValueError("a classifier needs two labels or more")
         rows = 1 if outputs == "value" or (outputs == "classes" and len(labels) == 2) else len(labels)
         coef, intercept = np.asarray(head["coef"], dtype=np.float64), np.asarray(head["intercept"], dtype=np.float64)
         if coef.shape != (rows, width) or intercept.shape != (rows,):

@@ -112,7 +112,7 @@ def ovr_baseline(
 
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the regressions (and thresholds) the run scored it by: the pre-trained body and
-    base_head.json. None for a run that kept none (eval.baseline: none, a few-shot or continual run)."""
+    base_head.json. None for a run that kept none (eval.baseline: none, a continual run)."""
     parts = base_parts(run_dir, "labels")
     if parts is None:
         return None
