@@ -26,6 +26,28 @@ def test_formats_read_the_same_rows(tmp_path, suffix, content):
     assert frame.to_dict("records") == [{"text": "hello", "label": "a"}, {"text": "world", "label": "b"}]
 
 
+@pytest.mark.parametrize(
+    "content,texts",
+    [
+        # a plain TSV: a text that opens with a quote would swallow the rows after it under spreadsheet quoting
+        (
+            'text\tlabel\n"Great movie\tpos\nBad one\tneg\nOk\tpos\n"Stop" he said\tneg\n',
+            ['"Great movie', "Bad one", "Ok", '"Stop" he said'],
+        ),
+        ('text\tlabel\n"Great" movie\tpos\nBad one\tneg\n', ['"Great" movie', "Bad one"]),  # quotes kept
+        # spreadsheet quoting: a quoted cell with a line break and doubled quotes reads as the spreadsheet showed it
+        (
+            'text\tlabel\n"a cell\nover two lines"\tpos\n"""Great"" movie"\tneg\n',
+            ["a cell\nover two lines", '"Great" movie'],
+        ),
+    ],
+)
+def test_tsv_quotes_are_read_as_the_file_means_them(tmp_path, content, texts, caplog):
+    frame = read_table(write(tmp_path / "d.tsv", content))
+    assert frame["text"].tolist() == texts and len(frame["label"]) == len(texts)
+    assert ("read as plain TSV" in caplog.text) is texts[0].startswith('"')
+
+
 def test_parquet_and_numeric_labels_become_strings(tmp_path):
     pd.DataFrame({"text": ["x", "y"], "label": [0, 1]}).to_parquet(tmp_path / "d.parquet")
     split = read_split(str(tmp_path / "d.parquet"), "text", "label")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import TunesmithError
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {
     ".csv": "csv",
@@ -205,12 +209,20 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
             "(spaces around names are ignored). Rename the columns so each is unique."
         )
     _check_first_row(path, sep, len(header))
+    quoting = _tsv_quoting(path) if sep == "\t" else csv.QUOTE_MINIMAL
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
         # index_col=False: never take the first column as the index (see _check_first_row)
         frames = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows, index_col=False
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            chunksize=rows,
+            index_col=False,
+            quoting=quoting,
         )
         yield from [frames] if rows is None else frames  # the parser may stop at a bad line in any chunk
     except pd.errors.EmptyDataError:
@@ -223,8 +235,6 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
 
 
 def _header(path: Path, sep: str) -> list[str]:
-    import csv
-
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             return next(csv.reader(handle, delimiter=sep), [])
@@ -232,12 +242,42 @@ def _header(path: Path, sep: str) -> list[str]:
         return []  # pandas reads it next and names the problem with its line
 
 
+def _tsv_quoting(path: Path) -> int:
+    """How a TSV file's double quotes are meant. Spreadsheets quote a cell that holds a tab, a line break or a quote
+    and double the quotes inside it (QUOTE_MINIMAL); plain TSV files (GLUE's, most exports from code) have no
+    quoting, and there a text that starts with a quote would open a quoted field that swallows the rows after it,
+    without an error, or lose its quotes. A file whose quotes do not follow the spreadsheet rule, or whose quoted
+    read puts a tab inside a cell, is read with its quotes as part of the texts (QUOTE_NONE)."""
+    if not _has_quotes(path) or _spreadsheet_quoted(path):
+        return csv.QUOTE_MINIMAL
+    log.warning(
+        f"{path}: read as plain TSV, its double quotes kept as part of the texts (they do not follow spreadsheet "
+        "quoting: read that way, a quote would merge the rows after it or be dropped)."
+    )
+    return csv.QUOTE_NONE
+
+
+def _has_quotes(path: Path) -> bool:
+    """Whether the file holds a double quote at all (a byte scan: most TSV files have none, and need no parse)."""
+    with path.open("rb") as handle:
+        return any(b'"' in block for block in iter(lambda: handle.read(1 << 20), b""))
+
+
+def _spreadsheet_quoted(path: Path) -> bool:
+    """Whether every quote follows spreadsheet quoting: a quoted read (strict) that never puts a tab in a cell."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        try:
+            return not any(
+                "\t" in field for record in csv.reader(handle, delimiter="\t", strict=True) for field in record
+            )
+        except csv.Error:  # a quote not followed by a tab, or a cell past the csv module's field limit
+            return False
+
+
 def _check_first_row(path: Path, sep: str, width: int) -> None:
     """A first data row with more fields than the header is refused. pandas would take the file's first column as
     its index and shift every column by one without a word (a text with an unquoted comma in the first row: the
     texts read as labels); a later row with extra fields is already a parser error naming its line."""
-    import csv
-
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=sep)
