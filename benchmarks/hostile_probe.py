@@ -513,6 +513,14 @@ def unquoted_comma_in_the_first_row():  # pandas took the first column as an ind
     return cli(["predict", str(W.classifier), str(folder / "in.csv"), "-o", str(folder / "p.csv")])
 
 
+@case("data")
+def plain_tsv_text_opening_with_a_quote():  # read as spreadsheet quoting, the quote swallowed the rows after it
+    folder = W.scratch("quote_tsv")
+    (folder / "in.tsv").write_text('text\n"Stop now\nGood movie\nBad one\n')
+    verdict = cli(["predict", str(W.classifier), str(folder / "in.tsv"), "-o", str(folder / "p.csv")], refuse=False)
+    return verdict if verdict != "well" else "well" if len(pd.read_csv(folder / "p.csv")) == 3 else "unclear"
+
+
 @case("outputs")
 def predict_to_an_unknown_extension():
     return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.docx")])
