@@ -130,6 +130,8 @@ def test_recipe_validate_and_schema(tmp_path):
     path = write_recipe(tmp_path, {"model": {"name": "tiny-bert"}, "data": {"train": "t.csv"}})
     result = invoke("recipe", "validate", path, "--set", "train.lr=0.001")
     assert result.exit_code == 0 and "lr: 0.001" in result.output
+    checked = invoke("recipe", "check", path, "--set", "train.lr=0.001")  # data check's twin name answers the same
+    assert checked.exit_code == 0 and checked.output == result.output
     schema = invoke("recipe", "schema")
     assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Recipe"
 

@@ -19,6 +19,7 @@ app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 
 
+@recipe_app.command("check", hidden=True)  # `tunesmith data check`'s twin: the name users try first
 @recipe_app.command("validate")
 @friendly
 def recipe_validate(recipe: Path, set_: Sets = None):
