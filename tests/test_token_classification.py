@@ -426,3 +426,25 @@ def test_a_broken_conll_file_is_refused_with_its_line(tmp_path, monkeypatch):
     (tmp_path / "no_blank.conll").write_text("".join(f"w{i} O\n" for i in range(9)), encoding="utf-8")
     with pytest.raises(tunesmith.TunesmithError, match=r"no_blank.conll:6: over 5 words without a blank line"):
         readers.read_table(tmp_path / "no_blank.conll")
+
+
+def test_a_document_longer_than_max_length_is_tagged_to_its_end(ner_run):
+    """A text past max_length is read in overlapping windows of words: the entities at its end are found as those
+    at its start are (read once, its cut words had uniform scores: no entity, or a spurious one on every word)."""
+    from tunesmith.predict import Predictor
+    from tunesmith.tasks.token_classification import word_windows
+
+    result, _ = ner_run
+    predictor = Predictor.load(result.run_dir)
+    short = "the movie is good great and the product is not bad"
+    found = predictor.predict(short)
+    assert [e["type"] for e in found] == ["ITEM", "PRAISE", "ITEM"]
+    document = " ".join([short] * 12)  # ~130 words, several windows at max_length 32
+    predictor.max_length = 32
+    types = [e["type"] for e in predictor.predict(document)]
+    assert types == ["ITEM", "PRAISE", "ITEM"] * 12, types
+    tail = predictor.predict(document)[-1]
+    assert document[tail["start"] : tail["end"]] == "product" and tail["end"] == document.rindex("product") + 7
+    windows = word_windows(predictor.tokenizer, document.split(), 32)
+    assert windows[0][0] == 0 and windows[-1][1] == len(document.split()) and len(windows) > 4
+    assert all(b[0] < a[1] for a, b in zip(windows, windows[1:]))  # each shares words with the next

@@ -123,15 +123,13 @@ class SupervisedTokenClassifier:
 
     @staticmethod
     def _score(plan: Plan, ctx: Context, model, split: str, detail: bool) -> dict:
-        probs = tc.word_scores(
-            model,
-            plan.extra["rows"][split],
-            plan.extra["firsts"][split],
-            plan.recipe.eval.batch_size,
-            plan.pad_id,
-            ctx.precision,
+        firsts, bs, labels = plan.extra["firsts"][split], plan.recipe.eval.batch_size, plan.data.labels
+        probs = tc.word_scores(model, plan.extra["rows"][split], firsts, bs, plan.pad_id, ctx.precision)
+        words, max_length = getattr(plan.data, split).tokens, plan.recipe.train.max_length
+        probs = tc.long_sentence_scores(
+            model, plan.tokenizer, words, probs, firsts, labels, max_length, bs, ctx.precision
         )
-        return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, plan.data.labels), detail)
+        return tc.ner_metrics(getattr(plan.data, split).tags, tc.tags_of(probs, labels), detail)
 
 
 def start_tag_head(plan: Plan, ctx: Context, model) -> None:

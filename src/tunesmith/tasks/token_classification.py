@@ -118,6 +118,48 @@ def word_scores(
     ]
 
 
+WINDOW_SHARE = 4  # a window shares a quarter of its words with the next: each word gets one with context both sides
+
+
+def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
+    """[start, end) word ranges whose pieces fit max_length with the special tokens, each sharing a quarter of its
+    words with the next (a single word longer than that is a window of its own, cut as before)."""
+    budget = max(1, max_length - tokenizer.num_special_tokens_to_add())
+    ids = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids()
+    pieces = np.bincount([w for w in ids if w is not None], minlength=len(words))
+    windows, start = [], 0
+    while True:
+        end, used = start, 0
+        while end < len(words) and (end == start or used + pieces[end] <= budget):
+            used, end = used + pieces[end], end + 1
+        windows.append((start, end))
+        if end >= len(words):
+            return windows
+        start = max(start + 1, end - (end - start) // WINDOW_SHARE)
+
+
+def long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, max_length, batch_size, precision):
+    """`scores` (word_scores) with every sentence that max_length cut read again in overlapping windows of whole
+    words, each word scored in the window where it sits furthest from an edge. A long document's later words are
+    then tagged as its first ones are; read once, they had uniform scores (no entity found, or a spurious one)."""
+    cut = [i for i, first in enumerate(firsts) if any(p < 0 for p in first)]
+    if not cut:
+        return scores
+    spans = [(i, s, e) for i in cut for s, e in word_windows(tokenizer, sentences[i], max_length)]
+    rows, window_firsts, _ = encode(tokenizer, [list(sentences[i][s:e]) for i, s, e in spans], None, labels, max_length)
+    parts = word_scores(model, rows, window_firsts, batch_size, tokenizer.pad_token_id, precision)
+    best: dict[tuple[int, int], tuple[int, np.ndarray]] = {}  # (sentence, word) -> (words of context, scores)
+    for (i, s, e), part in zip(spans, parts):
+        for k, row in enumerate(part):
+            room = min(k, e - s - 1 - k)
+            if best.get((i, s + k), (-1,))[0] < room:
+                best[(i, s + k)] = (room, row)
+    out = list(scores)
+    for i in cut:
+        out[i] = np.stack([best[(i, w)][1] for w in range(len(sentences[i]))])
+    return out
+
+
 def ner_metrics(gold: list[list[str]], predicted: list[list[str]], detail: bool = True) -> dict:
     """Entity-level precision/recall/F1 (micro, and per type) in strict IOB2 mode, plus token accuracy."""
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
@@ -289,7 +331,18 @@ class TokenPredictor:
 
     def _scores(self, sentences: list[list[str]]) -> list[np.ndarray]:
         rows, firsts, _ = encode(self.tokenizer, sentences, None, self.labels, self.max_length)
-        return word_scores(self.model, rows, firsts, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+        scores = word_scores(self.model, rows, firsts, self.batch_size, self.tokenizer.pad_token_id, self.precision)
+        return long_sentence_scores(
+            self.model,
+            self.tokenizer,
+            sentences,
+            scores,
+            firsts,
+            self.labels,
+            self.max_length,
+            self.batch_size,
+            self.precision,
+        )
 
     def predict_tags(self, sentences: list[list[str]]) -> list[list[str]]:
         return tags_of(self._scores(sentences), self.labels)

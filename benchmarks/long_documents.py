@@ -1,0 +1,95 @@
+"""Entities in documents longer than max_length: one read cut at max_length vs overlapping windows of words.
+
+    python benchmarks/long_documents.py [--set medical_ner_bc5cdr] [--max-train 1000] [--join 12] [--seed 42]
+
+Trains MiniLM on a seeded sample of an entity set's sentences (max_length 128, `auto` settings otherwise), then
+tags the test sentences three ways with the same model: each sentence alone (the reference), and joined in
+order into documents of `--join` sentences, read once and cut at max_length (how a single read tags a long
+document) or read in overlapping windows of words (what `predict`, `eval` and serving do). Entity F1 of each,
+and how many of the documents' words lie past the cut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from defaults import SHARED, cpu_name  # noqa: E402
+
+
+def sample(name: str, split: str, cap: int | None, seed: int, tmp: Path) -> str:
+    lines = [x for x in (SHARED / name / f"{split}.jsonl").read_text().splitlines() if x.strip()]
+    if cap:
+        random.Random(seed).shuffle(lines)
+        lines = lines[:cap]
+    path = tmp / f"{split}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", default="medical_ner_bc5cdr")
+    parser.add_argument("--max-train", type=int, default=1000)
+    parser.add_argument("--join", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    import tunesmith
+    from tunesmith.predict import Predictor
+    from tunesmith.tasks import token_classification as tc
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        data = {
+            "train": sample(args.set, "train", args.max_train, args.seed, tmp),
+            "validation": sample(args.set, "validation", 250, args.seed, tmp),
+        }
+        recipe = {
+            "task": "token_classification",
+            "model": "minilm-l6",
+            "data": data,
+            "train": {"seed": args.seed, "max_length": 128},
+            "eval": {"baseline": "none"},
+        }
+        run = tunesmith.run(recipe, output_dir=tmp / "run")
+        predictor = Predictor.load(run.run_dir)
+        test = [json.loads(x) for x in (SHARED / args.set / "test.jsonl").read_text().splitlines() if x.strip()]
+        groups = [test[i : i + args.join] for i in range(0, len(test), args.join)]
+        docs = [[w for s in g for w in s["tokens"]] for g in groups]
+        gold_docs = [[t for s in g for t in s["tags"]] for g in groups]
+
+        alone = tc.ner_metrics([s["tags"] for s in test], predictor.predict_tags([s["tokens"] for s in test]), False)
+        windowed = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
+        keep = tc.long_sentence_scores
+        tc.long_sentence_scores = lambda model, tok, sentences, scores, *rest: scores  # one read, cut at max_length
+        try:
+            once = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
+        finally:
+            tc.long_sentence_scores = keep
+        _, firsts, cut = tc.encode(predictor.tokenizer, docs, None, predictor.labels, 128)
+        past = sum(p < 0 for f in firsts for p in f) / sum(len(d) for d in docs)
+    result = {
+        "cpu": cpu_name(),
+        "set": args.set,
+        "documents": len(docs),
+        "words_per_document": round(sum(len(d) for d in docs) / len(docs), 1),
+        "documents_cut": cut,
+        "words_past_the_cut": round(past, 3),
+        "f1_sentences_alone": round(alone["f1"], 4),
+        "f1_documents_read_once": round(once["f1"], 4),
+        "f1_documents_windowed": round(windowed["f1"], 4),
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
