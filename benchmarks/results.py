@@ -28,6 +28,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "few_shot",
     "few_shot_multilabel",
     "ner",
+    "long_documents",
     "multilabel",
     "regression_stsb",
     "recipes_base_vs_tuned",

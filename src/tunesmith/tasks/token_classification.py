@@ -125,7 +125,7 @@ def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int
     """[start, end) word ranges whose pieces fit max_length with the special tokens, each sharing a quarter of its
     words with the next (a single word longer than that is a window of its own, cut as before)."""
     budget = max(1, max_length - tokenizer.num_special_tokens_to_add())
-    ids = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids()
+    ids = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False).word_ids()
     pieces = np.bincount([w for w in ids if w is not None], minlength=len(words))
     windows, start = [], 0
     while True:
