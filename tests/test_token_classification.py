@@ -448,3 +448,23 @@ def test_a_document_longer_than_max_length_is_tagged_to_its_end(ner_run):
     windows = word_windows(predictor.tokenizer, document.split(), 32)
     assert windows[0][0] == 0 and windows[-1][1] == len(document.split()) and len(windows) > 4
     assert all(b[0] < a[1] for a, b in zip(windows, windows[1:]))  # each shares words with the next
+
+
+def test_entities_past_max_length_in_training_documents_are_learned(tmp_path):
+    """Training texts longer than max_length train as overlapping windows of words: entities that sit only past
+    the cut (here, after 24 filler words) are learned, where a single cut read threw them all away (F1 0.0)."""
+    paths = write_sets(tmp_path)
+    rng = random.Random(5)
+    long_docs = []
+    for line in (tmp_path / "train.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        filler = [rng.choice(FILLER) for _ in range(24)]
+        long_docs.append(json.dumps({"tokens": filler + row["tokens"], "tags": ["O"] * 24 + row["tags"]}))
+    (tmp_path / "train.jsonl").write_text("\n".join(long_docs))
+    long = recipe(paths)
+    long["train"]["max_length"] = 20
+    result = tunesmith.run(long, output_dir=tmp_path / "run")
+    train = result.metrics["train"]
+    assert train["truncated"] == 240 and train["train_size"] > 480  # every document cut, each read as 2+ windows
+    assert result.metrics["tuned"]["f1"] > 0.8
+    assert "trained as overlapping windows of words" in (result.run_dir / "report.md").read_text()

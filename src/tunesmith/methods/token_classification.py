@@ -33,10 +33,20 @@ class SupervisedTokenClassifier:
             rows[name], firsts[name], cut[name] = tc.encode_table(  # memory-mapped, cached
                 tokenizer, split.tokens, split.tags, data.labels, cfg.max_length, recipe.method.label_all_subtokens
             )
-        if cut["train"]:
-            log.warning(
-                f"{cut['train']} of {len(data.train)} training sentences exceed "
-                f"train.max_length={cfg.max_length} sub-tokens; their last words (and any entities there) are cut."
+        if cut["train"]:  # long documents train as the overlapping windows of words that tag them in predict
+            texts = len(data.train)
+            data.train, _ = tc.split_long(tokenizer, data.train, firsts["train"], cfg.max_length)
+            rows["train"], firsts["train"], _ = tc.encode_table(
+                tokenizer,
+                data.train.tokens,
+                data.train.tags,
+                data.labels,
+                cfg.max_length,
+                recipe.method.label_all_subtokens,
+            )
+            log.info(
+                f"{cut['train']} of {texts} training texts exceed train.max_length={cfg.max_length} sub-tokens: they "
+                f"train as overlapping windows of words ({len(data.train)} training examples in all)."
             )
         lr = cfg.lr or default_lr(spec, kind, tuning_mode(recipe.method, kind))
         types = sorted({t[2:] for t in data.labels if t != "O"})

@@ -138,6 +138,24 @@ def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int
         start = max(start + 1, end - (end - start) // WINDOW_SHARE)
 
 
+def split_long(tokenizer, split, firsts, max_length: int):
+    """(the split with every sentence that max_length cuts replaced by its overlapping windows of words, tags
+    with them; how many were cut). Every entity of a long document then trains, as windows tag it in predict."""
+    from dataclasses import replace
+
+    tokens, tags, cut = [], [], 0
+    for words, row_tags, first in zip(split.tokens, split.tags, firsts):
+        if all(p >= 0 for p in first):
+            tokens.append(words)
+            tags.append(row_tags)
+            continue
+        cut += 1
+        for s, e in word_windows(tokenizer, words, max_length):
+            tokens.append(list(words[s:e]))
+            tags.append(list(row_tags[s:e]))
+    return replace(split, tokens=tokens, tags=tags), cut
+
+
 def long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, max_length, batch_size, precision):
     """`scores` (word_scores) with every sentence that max_length cut read again in overlapping windows of whole
     words, each word scored in the window where it sits furthest from an edge. A long document's later words are

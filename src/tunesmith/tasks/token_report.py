@@ -55,7 +55,7 @@ Base = {base.get("kind", "none")}.
 
 {t["epochs"]} epoch(s), best epoch {t["best_epoch"]}, {t["runtime_s"]:.1f} s, {t["samples_per_s"]:.1f}
 sentences/s, lr {t["lr"]};
-{t["truncated"]} training sentence(s) cut at train.max_length.{start}
+{t["truncated"]} training text(s) longer than train.max_length, trained as overlapping windows of words.{start}
 
 ![loss](plots/loss.png)
 """,
