@@ -1,12 +1,15 @@
 """Entities in documents longer than max_length: one read cut at max_length vs overlapping windows of words.
 
     python benchmarks/long_documents.py [--set medical_ner_bc5cdr] [--max-train 1000] [--join 12] [--seed 42]
+    python benchmarks/long_documents.py --train-documents ...   # training sentences joined into documents too
 
 Trains MiniLM on a seeded sample of an entity set's sentences (max_length 128, `auto` settings otherwise), then
 tags the test sentences three ways with the same model: each sentence alone (the reference), and joined in
 order into documents of `--join` sentences, read once and cut at max_length (how a single read tags a long
 document) or read in overlapping windows of words (what `predict`, `eval` and serving do). Entity F1 of each,
-and how many of the documents' words lie past the cut.
+and how many of the documents' words lie past the cut. `--train-documents` joins the training sentences into
+documents the same way and trains twice, on their windows (what a run does) and on one cut read of each (how it
+trained before), each model then tagging the test documents in windows.
 """
 
 from __future__ import annotations
@@ -22,14 +25,57 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from defaults import SHARED, cpu_name  # noqa: E402
 
 
-def sample(name: str, split: str, cap: int | None, seed: int, tmp: Path) -> str:
+def sample(name: str, split: str, cap: int | None, seed: int, tmp: Path, join: int = 0) -> str:
+    """A seeded sample of a split's sentences; with `join`, a seeded run of consecutive sentences joined `join` to a
+    document (as many documents as the cap's sentences make)."""
     lines = [x for x in (SHARED / name / f"{split}.jsonl").read_text().splitlines() if x.strip()]
-    if cap:
+    if join and cap:
+        start = random.Random(seed).randrange(0, max(1, len(lines) - cap))
+        rows = [json.loads(x) for x in lines[start : start + cap]]
+        groups = [rows[i : i + join] for i in range(0, len(rows), join)]
+        lines = [
+            json.dumps({"tokens": [w for r in g for w in r["tokens"]], "tags": [t for r in g for t in r["tags"]]})
+            for g in groups
+        ]
+    elif cap:
         random.Random(seed).shuffle(lines)
         lines = lines[:cap]
     path = tmp / f"{split}.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def documents_trained(args, tmp: Path, windows: bool) -> float:
+    """Entity F1 on the test documents (read in windows) of a model trained on joined training documents, as
+    overlapping windows (`windows`) or as one read cut at max_length each."""
+    import tunesmith
+    from tunesmith.predict import Predictor
+    from tunesmith.tasks import token_classification as tc
+
+    data = {
+        "train": sample(args.set, "train", args.max_train, args.seed, tmp, args.join),
+        "validation": sample(args.set, "validation", 250, args.seed, tmp, args.join),
+    }
+    recipe = {
+        "task": "token_classification",
+        "model": "minilm-l6",
+        "data": data,
+        "train": {"seed": args.seed, "max_length": 128},
+        "eval": {"baseline": "none"},
+    }
+    keep = tc.split_long
+    if not windows:
+        tc.split_long = lambda tokenizer, split, firsts, max_length: (split, 0)
+    try:
+        run = tunesmith.run(recipe, output_dir=tmp / f"run-{'windows' if windows else 'cut'}")
+    finally:
+        tc.split_long = keep
+    predictor = Predictor.load(run.run_dir)
+    test = [json.loads(x) for x in (SHARED / args.set / "test.jsonl").read_text().splitlines() if x.strip()]
+    groups = [test[i : i + args.join] for i in range(0, len(test), args.join)]
+    docs = [[w for s in g for w in s["tokens"]] for g in groups]
+    gold = [[t for s in g for t in s["tags"]] for g in groups]
+    return tc.ner_metrics(gold, predictor.predict_tags(docs), False)["f1"]
 
 
 def main() -> None:
@@ -38,8 +84,23 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=1000)
     parser.add_argument("--join", type=int, default=12)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--train-documents", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.train_documents:
+        with tempfile.TemporaryDirectory() as folder:
+            result = {
+                "cpu": cpu_name(),
+                "set": args.set,
+                "training_sentences": args.max_train,
+                "join": args.join,
+                "f1_trained_on_windows": round(documents_trained(args, Path(folder), True), 4),
+                "f1_trained_on_cut_reads": round(documents_trained(args, Path(folder), False), 4),
+            }
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return
 
     import tunesmith
     from tunesmith.predict import Predictor
