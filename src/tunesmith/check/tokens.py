@@ -40,7 +40,8 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
         if split != "train" and unseen:
             report.errors.append(f"{name}: {split} entity type(s) {unseen[:10]} never appear in training data.")
     if tokenizer is not None:
-        lengths = [len(ids) for ids in tokenizer(splits["train"].tokens, is_split_into_words=True)["input_ids"]]
+        pieces = tokenizer(splits["train"].tokens, is_split_into_words=True, verbose=False)["input_ids"]
+        lengths = [len(ids) for ids in pieces]
         entry["lengths"] = length_stats(np.array(lengths), recipe.train.max_length)
         if getattr(recipe.method, "name", "supervised") != "supervised":  # supervised runs train long texts in windows
             length_warning(entry["lengths"], f"{name} (entities past the cut are lost)", report)
