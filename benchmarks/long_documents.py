@@ -45,16 +45,15 @@ def sample(name: str, split: str, cap: int | None, seed: int, tmp: Path, join: i
     return str(path)
 
 
-def documents_trained(args, tmp: Path, windows: bool) -> float:
-    """Entity F1 on the test documents (read in windows) of a model trained on joined training documents, as
-    overlapping windows (`windows`) or as one read cut at max_length each."""
+def train(args, tmp: Path, join: int, name: str):
+    """A tuned MiniLM entity model on a seeded sample of the set (training sentences joined `join` to a document
+    when `join`), max_length 128, `auto` settings otherwise; its predictor."""
     import tunesmith
     from tunesmith.predict import Predictor
-    from tunesmith.tasks import token_classification as tc
 
     data = {
-        "train": sample(args.set, "train", args.max_train, args.seed, tmp, args.join),
-        "validation": sample(args.set, "validation", 250, args.seed, tmp, args.join),
+        "train": sample(args.set, "train", args.max_train, args.seed, tmp, join),
+        "validation": sample(args.set, "validation", 250, args.seed, tmp, join),
     }
     recipe = {
         "task": "token_classification",
@@ -63,19 +62,73 @@ def documents_trained(args, tmp: Path, windows: bool) -> float:
         "train": {"seed": args.seed, "max_length": 128},
         "eval": {"baseline": "none"},
     }
+    return Predictor.load(tunesmith.run(recipe, output_dir=tmp / name).run_dir)
+
+
+def test_documents(args) -> tuple[list[dict], list[list[str]], list[list[str]]]:
+    """(the test sentences, their words and their tags joined in order `--join` to a document)."""
+    test = [json.loads(x) for x in (SHARED / args.set / "test.jsonl").read_text().splitlines() if x.strip()]
+    groups = [test[i : i + args.join] for i in range(0, len(test), args.join)]
+    return (
+        test,
+        [[w for s in g for w in s["tokens"]] for g in groups],
+        [[t for s in g for t in s["tags"]] for g in groups],
+    )
+
+
+def documents_trained(args, tmp: Path, windows: bool) -> float:
+    """Entity F1 on the test documents (read in windows) of a model trained on joined training documents, as
+    overlapping windows (`windows`) or as one read cut at max_length each."""
+    from tunesmith.tasks import token_classification as tc
+
     keep = tc.split_long
     if not windows:
         tc.split_long = lambda tokenizer, split, firsts, max_length: (split, 0)
     try:
-        run = tunesmith.run(recipe, output_dir=tmp / f"run-{'windows' if windows else 'cut'}")
+        predictor = train(args, tmp, args.join, f"run-{'windows' if windows else 'cut'}")
     finally:
         tc.split_long = keep
-    predictor = Predictor.load(run.run_dir)
-    test = [json.loads(x) for x in (SHARED / args.set / "test.jsonl").read_text().splitlines() if x.strip()]
-    groups = [test[i : i + args.join] for i in range(0, len(test), args.join)]
-    docs = [[w for s in g for w in s["tokens"]] for g in groups]
-    gold = [[t for s in g for t in s["tags"]] for g in groups]
+    _, docs, gold = test_documents(args)
     return tc.ner_metrics(gold, predictor.predict_tags(docs), False)["f1"]
+
+
+def training(args) -> dict:
+    """Trained on joined documents: in windows (what a run does) vs one cut read each (how it trained before)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return {
+            "training_sentences": args.max_train,
+            "join": args.join,
+            "f1_trained_on_windows": round(documents_trained(args, Path(folder), True), 4),
+            "f1_trained_on_cut_reads": round(documents_trained(args, Path(folder), False), 4),
+        }
+
+
+def reading(args) -> dict:
+    """One model trained on sentences, tagging each test sentence alone, and the joined documents read once (cut
+    at max_length) or in windows."""
+    from tunesmith.tasks import token_classification as tc
+
+    with tempfile.TemporaryDirectory() as folder:
+        predictor = train(args, Path(folder), 0, "run")
+        test, docs, gold_docs = test_documents(args)
+        alone = tc.ner_metrics([s["tags"] for s in test], predictor.predict_tags([s["tokens"] for s in test]), False)
+        windowed = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
+        keep = tc.long_sentence_scores
+        tc.long_sentence_scores = lambda model, tok, sentences, scores, *rest: scores  # one read, cut at max_length
+        try:
+            once = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
+        finally:
+            tc.long_sentence_scores = keep
+        _, firsts, cut = tc.encode(predictor.tokenizer, docs, None, predictor.labels, 128)
+    return {
+        "documents": len(docs),
+        "words_per_document": round(sum(len(d) for d in docs) / len(docs), 1),
+        "documents_cut": cut,
+        "words_past_the_cut": round(sum(p < 0 for f in firsts for p in f) / sum(len(d) for d in docs), 3),
+        "f1_sentences_alone": round(alone["f1"], 4),
+        "f1_documents_read_once": round(once["f1"], 4),
+        "f1_documents_windowed": round(windowed["f1"], 4),
+    }
 
 
 def main() -> None:
@@ -87,66 +140,8 @@ def main() -> None:
     parser.add_argument("--train-documents", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.train_documents:
-        with tempfile.TemporaryDirectory() as folder:
-            result = {
-                "cpu": cpu_name(),
-                "set": args.set,
-                "training_sentences": args.max_train,
-                "join": args.join,
-                "f1_trained_on_windows": round(documents_trained(args, Path(folder), True), 4),
-                "f1_trained_on_cut_reads": round(documents_trained(args, Path(folder), False), 4),
-            }
-        print(json.dumps(result, indent=1))
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=1))
-        return
-
-    import tunesmith
-    from tunesmith.predict import Predictor
-    from tunesmith.tasks import token_classification as tc
-
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        data = {
-            "train": sample(args.set, "train", args.max_train, args.seed, tmp),
-            "validation": sample(args.set, "validation", 250, args.seed, tmp),
-        }
-        recipe = {
-            "task": "token_classification",
-            "model": "minilm-l6",
-            "data": data,
-            "train": {"seed": args.seed, "max_length": 128},
-            "eval": {"baseline": "none"},
-        }
-        run = tunesmith.run(recipe, output_dir=tmp / "run")
-        predictor = Predictor.load(run.run_dir)
-        test = [json.loads(x) for x in (SHARED / args.set / "test.jsonl").read_text().splitlines() if x.strip()]
-        groups = [test[i : i + args.join] for i in range(0, len(test), args.join)]
-        docs = [[w for s in g for w in s["tokens"]] for g in groups]
-        gold_docs = [[t for s in g for t in s["tags"]] for g in groups]
-
-        alone = tc.ner_metrics([s["tags"] for s in test], predictor.predict_tags([s["tokens"] for s in test]), False)
-        windowed = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
-        keep = tc.long_sentence_scores
-        tc.long_sentence_scores = lambda model, tok, sentences, scores, *rest: scores  # one read, cut at max_length
-        try:
-            once = tc.ner_metrics(gold_docs, predictor.predict_tags(docs), False)
-        finally:
-            tc.long_sentence_scores = keep
-        _, firsts, cut = tc.encode(predictor.tokenizer, docs, None, predictor.labels, 128)
-        past = sum(p < 0 for f in firsts for p in f) / sum(len(d) for d in docs)
-    result = {
-        "cpu": cpu_name(),
-        "set": args.set,
-        "documents": len(docs),
-        "words_per_document": round(sum(len(d) for d in docs) / len(docs), 1),
-        "documents_cut": cut,
-        "words_past_the_cut": round(past, 3),
-        "f1_sentences_alone": round(alone["f1"], 4),
-        "f1_documents_read_once": round(once["f1"], 4),
-        "f1_documents_windowed": round(windowed["f1"], 4),
-    }
+    figures = training(args) if args.train_documents else reading(args)
+    result = {"cpu": cpu_name(), "set": args.set, **figures}
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
