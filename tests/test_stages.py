@@ -72,6 +72,11 @@ def test_stages_chain_weights_and_report_each_stage(staged):
     assert any(not torch.equal(base[k], dapt[k]) for k in base)
     # a stage's model keeps its registry model's defaults (kind, LoRA targets, learning rate)
     assert model_spec(str(run_dir / "stages/1-dapt/model"))["alias"] == "tiny-bert"
+    # the base model answers with the probe the staged run scored it by (eval/predict --base, the playground)
+    from tunesmith.predict import load_base
+
+    scored = load_base(run_dir).evaluate(recipe["data"]["validation"])
+    assert scored["f1_macro"] == pytest.approx(m["base"]["f1_macro"], abs=1e-4)
 
 
 def test_next_stage_starts_exactly_where_the_previous_ended(staged):

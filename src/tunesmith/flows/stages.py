@@ -40,6 +40,7 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
     target = Target(final)
     model_name, entries = recipe.model.name, []
     base = target.evaluate(model_name) if recipe.eval.baseline != "none" else {}
+    base_head = target.last_head  # the base model's probe on the target: the staged run's base model answers with it
     if base:
         log.info(f"base on the target: {target.headline(base)}")
     for index, stage in enumerate(recipe.stages):
@@ -67,6 +68,8 @@ def _run_all(recipe, run_dir: Path, resume: bool, compare_direct: bool) -> dict:
         )
     result = {**metrics, "model": recipe.model.name, "base": base, "stages": entries, "target_eval": target.description}
     _copy_outputs(sub_dir, run_dir)
+    if base_head:
+        runs.write_json(run_dir / runs.BASE_HEAD_FILE, base_head)
     if compare_direct:
         result["direct"] = _direct(final, run_dir / DIRECT_DIR, resume)
     runs.write_metrics(run_dir, result)

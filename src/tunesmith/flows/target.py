@@ -24,7 +24,7 @@ PROBES = {  # task kind -> (what the probe is, the figures the console shows)
 
 class Target:
     def __init__(self, recipe):
-        self.recipe = recipe
+        self.recipe, self.last_head = recipe, None
         self.task = (
             task_kind(recipe)
             if recipe.method.name != "domain_adaptation"
@@ -82,14 +82,17 @@ class Target:
         )
 
     def _probe(self, model_name: str) -> dict:
-        """The task's own base line (methods' `baseline`) with the stage's model as the base."""
+        """The task's own base line (methods' `baseline`) with the stage's model as the base; the probe itself, as
+        numbers, is kept in `last_head` (a staged run keeps the base model's as its base_head.json)."""
         from ..engine.hardware import resolve_precision
         from ..methods import method_class
         from ..methods.base import Context
 
         method = method_class("supervised", self.task)()
         plan = method.prepare(self._supervised(model_name))
-        return method.baseline(plan, Context(None, resolve_precision(self.recipe.train.precision), None), None)
+        scores = method.baseline(plan, Context(None, resolve_precision(self.recipe.train.precision), None), None)
+        self.last_head = plan.extra.get("base_head")
+        return scores
 
     def _answer_loss(self, model_name: str) -> dict:
         from ..models.loading import load_causal_lm

@@ -85,6 +85,9 @@ class SupervisedTokenClassifier:
             plan.pad_id,
             ctx.precision,
         )
+        if plan.extra["probe_head"] is not None:  # as numbers: the base model answers again with it (save)
+            weight, bias = plan.extra["probe_head"]
+            plan.extra["base_head"] = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
         return base
 
     def adapt(self, plan: Plan, ctx: Context, model):
@@ -108,9 +111,6 @@ class SupervisedTokenClassifier:
 
     def save(self, plan: Plan, ctx: Context, model) -> None:
         rundir.save_model(ctx.run_dir, model, plan.tokenizer)
-        if plan.extra.get("probe_head") is not None:
-            weight, bias = plan.extra["probe_head"]
-            plan.extra["base_head"] = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
         save_base_head(plan, ctx)
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
