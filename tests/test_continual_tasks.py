@@ -3,6 +3,7 @@ meets new entity types (class-incremental), each with its matrix, versions, upda
 
 import json
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -291,3 +292,26 @@ def test_the_first_experiences_label_set_head_starts_as_a_supervised_one_does(tm
     }
     tunesmith.run(recipe, output_dir=tmp_path / "run")
     assert len(fitted) == calls and all(shape == (200, 2) for shape in fitted)  # the first experience's 2 labels
+
+
+def test_a_continual_entity_run_trains_long_texts_as_windows(tmp_path):
+    """Entities past max_length in a continual experience's training texts are learned too (24 filler words first):
+    the experience trains on overlapping windows of words, as a supervised run does."""
+    rng = random.Random(3)
+    (exp,) = tagged_experiences(tmp_path, (("items", ["ITEM"], 0),), 200, 50)
+    rows = [json.loads(x) for x in Path(exp["data"]["train"]).read_text().splitlines()]
+    long_rows = []
+    for row in rows:
+        filler = [rng.choice(["the", "a", "and", "is", "it"]) for _ in range(24)]
+        long_rows.append(json.dumps({"tokens": filler + row["tokens"], "tags": ["O"] * 24 + row["tags"]}))
+    Path(exp["data"]["train"]).write_text("\n".join(long_rows))
+    recipe = {
+        "task": "token_classification",
+        "model": "tiny-bert",
+        "eval": {"baseline": "none"},
+        "method": {**METHOD, "strategy": "naive"},
+        "train": {**TRAIN, "max_length": 20},
+        "experiences": [exp],
+    }
+    c = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics["continual"]
+    assert c["matrix"][0][0] > 0.8  # ITEM learned from words a single cut read never saw

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from ..data.tokens import read_tagged
-from .common import Report, length_stats, length_warning, read_splits
+from .common import Report, length_stats, read_splits
 
 
 def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
@@ -43,5 +43,4 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
         pieces = tokenizer(splits["train"].tokens, is_split_into_words=True, verbose=False)["input_ids"]
         lengths = [len(ids) for ids in pieces]
         entry["lengths"] = length_stats(np.array(lengths), recipe.train.max_length)
-        if getattr(recipe.method, "name", "supervised") != "supervised":  # supervised runs train long texts in windows
-            length_warning(entry["lengths"], f"{name} (entities past the cut are lost)", report)
+        # no truncation warning: long texts train (and are tagged) as overlapping windows of words

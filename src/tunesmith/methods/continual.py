@@ -238,7 +238,7 @@ class Learner:
 
         set_seed(self.cfg.seed + self.train_stats["experiences"])
         n_old = len(self.labels)
-        fresh = self.task.examples(data.train)
+        fresh = self.task.examples(self.task.fitted(self, data.train))
         if "naive" not in self.method.strategy:  # naive stays plain sequential fine-tuning, the reference
             fresh = self.task.relabel(self, fresh, data)  # by the old model, before the head grows
         new_labels = [label for label in data.labels if label not in self.labels]

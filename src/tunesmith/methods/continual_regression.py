@@ -64,6 +64,10 @@ class Regression:
         freeze_bottom(model, recipe.method.freeze_embeddings, recipe.method.freeze_layers)
         return model
 
+    def fitted(self, learner, split):
+        """The experience's training split as the model reads it (regression: as it is)."""
+        return split
+
     def examples(self, split) -> list[tuple]:
         """((text, pair), target) with the target's band (in spreads from the mean) as the reservoir's class:
         replay then keeps low, middle and high scores alike."""

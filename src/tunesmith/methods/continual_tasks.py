@@ -52,6 +52,10 @@ class SingleLabel:
         if init_head_from_probe(learner.model, rows, ids, n, bs, pad, learner.precision, learner.cfg.seed) is not None:
             log.info("head: started from a linear probe on the body's features")
 
+    def fitted(self, learner, split):
+        """The experience's training split as the model reads it (entity tags: long texts as windows of words)."""
+        return split
+
     def examples(self, split) -> list[tuple]:
         """(example, reservoir key) per training row: replay keeps the same share per key."""
         return [(text, label) for text, label in zip(split.texts, split.labels)]
@@ -302,6 +306,18 @@ class TokenTags(_Scored):
         ):
             log.info("tag head: started from the per-token probe on the body's word vectors")
         model.train()
+
+    def fitted(self, learner, split):
+        """Texts longer than max_length as the overlapping windows of words that tag them in predictions, so the
+        entities past the first window train too (as in supervised runs)."""
+        from ..tasks.token_classification import encode, split_long
+
+        _, firsts, cut = encode(learner.tokenizer, split.tokens, None, [], learner.cfg.max_length)
+        if not cut:
+            return split
+        windows, _ = split_long(learner.tokenizer, split, firsts, learner.cfg.max_length)
+        log.info(f"{cut} training texts exceed train.max_length: they train as {len(windows)} windows of words in all")
+        return windows
 
     def examples(self, split) -> list[tuple]:
         return [((tuple(words), tuple(tags)), _type_key(tags)) for words, tags in zip(split.tokens, split.tags)]
