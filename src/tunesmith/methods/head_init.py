@@ -1,4 +1,5 @@
-"""Start a new classification head from a linear probe instead of random numbers (LP-FT).
+"""Start a new head (classes, labels, a score) from a linear model fitted on its features instead of random numbers
+(LP-FT; tag heads: tasks/token_classification.fitted_head).
 
 A random head sends large, arbitrary gradients into the pretrained body for the first steps and, with
 few steps and many classes, is still under-trained when training ends: the fine-tuned model can end
