@@ -48,6 +48,16 @@ def test_tsv_quotes_are_read_as_the_file_means_them(tmp_path, content, texts, ca
     assert ("read as plain TSV" in caplog.text) is texts[0].startswith('"')
 
 
+@pytest.mark.parametrize("sep", [";", ",", "\t"])
+def test_an_excel_separator_line_names_the_separator(tmp_path, sep):
+    """Excel's "sep=;" first line: the file is read with that separator and the header below it."""
+    body = f"sep={sep}\ntext{sep}label\ngood movie, really{sep}pos\nbad{sep}neg\n".replace(
+        f"good movie, really{sep}", f'"good movie, really"{sep}' if sep == "," else f"good movie, really{sep}"
+    )
+    frame = read_table(write(tmp_path / "d.csv", "\ufeff" + body))  # with the byte-order mark Excel writes
+    assert frame.to_dict("records") == [{"text": "good movie, really", "label": "pos"}, {"text": "bad", "label": "neg"}]
+
+
 def test_parquet_and_numeric_labels_become_strings(tmp_path):
     pd.DataFrame({"text": ["x", "y"], "label": [0, 1]}).to_parquet(tmp_path / "d.parquet")
     split = read_split(str(tmp_path / "d.parquet"), "text", "label")

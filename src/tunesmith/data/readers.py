@@ -197,8 +197,10 @@ def _check_cell_sizes(frame: pd.DataFrame, path: Path, role: str) -> None:
 
 def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataFrame]:
     _check_text(path)
-    header = _header(path, sep)
-    if len(header) == 1:
+    hint = _separator_hint(path)  # Excel's "sep=;" line: the separator, and the header on the next line
+    sep, skip = (hint, 1) if hint else (sep, 0)
+    header = _header(path, sep, skip)
+    if len(header) == 1 and not hint:
         sep = _other_separator(header[0], sep)
         header = _header(path, sep)
     stripped = [h.strip() for h in header]
@@ -208,7 +210,7 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
             f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
             "(spaces around names are ignored). Rename the columns so each is unique."
         )
-    _check_first_row(path, sep, len(header))
+    _check_first_row(path, sep, len(header), skip)
     quoting = _tsv_quoting(path) if sep == "\t" else csv.QUOTE_MINIMAL
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
@@ -223,6 +225,7 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
             chunksize=rows,
             index_col=False,
             quoting=quoting,
+            skiprows=skip,
         )
         yield from [frames] if rows is None else frames  # the parser may stop at a bad line in any chunk
     except pd.errors.EmptyDataError:
@@ -234,12 +237,22 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
         ) from None
 
 
-def _header(path: Path, sep: str) -> list[str]:
+def _header(path: Path, sep: str, skip: int = 0) -> list[str]:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
+            for _ in range(skip):
+                handle.readline()
             return next(csv.reader(handle, delimiter=sep), [])
     except csv.Error:
         return []  # pandas reads it next and names the problem with its line
+
+
+def _separator_hint(path: Path) -> str | None:
+    """The separator an Excel "sep=;" first line names (Excel writes and reads it so a file opens in columns in
+    any locale); None without one. Read as a header, it made the file one column named "sep=" and a blank."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline(64).rstrip("\r\n")
+    return first[4] if len(first) == 5 and first.lower().startswith("sep=") else None
 
 
 def _tsv_quoting(path: Path) -> int:
@@ -274,16 +287,18 @@ def _spreadsheet_quoted(path: Path) -> bool:
             return False
 
 
-def _check_first_row(path: Path, sep: str, width: int) -> None:
+def _check_first_row(path: Path, sep: str, width: int, skip: int = 0) -> None:
     """A first data row with more fields than the header is refused. pandas would take the file's first column as
     its index and shift every column by one without a word (a text with an unquoted comma in the first row: the
     texts read as labels); a later row with extra fields is already a parser error naming its line."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
+            for _ in range(skip):
+                handle.readline()
             reader = csv.reader(handle, delimiter=sep)
             next(reader, None)
             first = next(reader, None)
-            line = reader.line_num
+            line = reader.line_num + skip
     except csv.Error:
         return  # pandas reads it next and names the problem with its line
     if first is not None and len(first) > width:
