@@ -183,3 +183,34 @@ def test_with_an_api_key_the_page_asks_for_it_before_showing_anything(site, page
         page.click("button:has-text('Sign in')")
         page.wait_for_selector("#runs tr[data-run='first']")
     page.errors[:] = [e for e in page.errors if "401" not in e]  # the refused requests, as the browser logs them
+
+
+def test_the_playground_shows_a_score_and_a_label_set_beside_the_base_models(tmp_path, page):
+    """A regression run's playground shows each model's number; a multi-label run's, the labels each model chose
+    (over their thresholds) above every label's probability."""
+    from tests.test_multilabel import write_sets as label_sets
+    from tests.test_regression import write_sets as score_sets
+    from tunesmith import Predictor
+    from tunesmith.pipeline import run
+    from tunesmith.predict import load_base
+    from tunesmith.ui import create_ui_app
+
+    runs, short = tmp_path / "runs", {"epochs": 1, "batch_size": 16}
+    (tmp_path / "scores").mkdir(), (tmp_path / "sets").mkdir()
+    data = {**score_sets(tmp_path / "scores")}
+    run({"task": "regression", "model": "tiny-bert", "data": data, "train": short}, output_dir=runs / "score")
+    data = {**label_sets(tmp_path / "sets"), "label_column": "labels", "label_separator": "|"}
+    run({"model": "tiny-bert", "data": data, "train": short}, output_dir=runs / "sets")
+    text = "good good bad the movie"
+    with serving(create_ui_app(runs)) as url:
+        for name in ("score", "sets"):
+            page.goto(f"{url}/#/playground/{name}")
+            page.fill("#pg-text", text)
+            page.click("#pg-ask")
+            page.wait_for_selector("#pg-out .grid2", timeout=60_000)
+            shown = [page.locator("#pg-out .card").nth(i).inner_text() for i in (0, 1)]
+            for model, said in zip((load_base(runs / name), Predictor.load(runs / name)), shown):
+                if name == "score":
+                    assert f"{model.predict([text])[0]:.4f}" in said
+                else:
+                    assert "labels: " + (", ".join(model.predict([text])[0]) or "none") in said

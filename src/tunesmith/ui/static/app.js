@@ -277,7 +277,11 @@ async function playgroundPage(chosen) {
   const show = (a) => {
     if (a === null || a === undefined) return el("p", { class: "muted" }, "—");
     if (typeof a === "string") return el("div", { class: "answer" }, a);
-    if (a.top) return el("table", {}, a.top.map((t) => el("tr", {}, el("td", {}, t.label), el("td", { class: "num" }, el("span", { class: "bar", style: `width:${Math.round(t.score * 120)}px` }), t.score.toFixed(3)))));
+    const bars = (top) => el("table", {}, top.map((t) => el("tr", {}, el("td", {}, t.label), el("td", { class: "num" }, el("span", { class: "bar", style: `width:${Math.round(t.score * 120)}px` }), t.score.toFixed(3)))));
+    // label sets: the labels over their thresholds first, then every label's probability
+    if (a.top && Array.isArray(a.labels)) return el("div", {}, el("p", { class: "labels" }, "labels: " + (a.labels.join(", ") || "none")), bars(a.top));
+    if (a.top) return bars(a.top);
+    if (typeof a.value === "number") return el("div", { class: "answer value" }, a.value.toFixed(4));
     if (a.entities) return el("pre", {}, JSON.stringify(a.entities, null, 2));
     return el("pre", {}, JSON.stringify(a, null, 2));
   };
