@@ -204,7 +204,9 @@ def test_the_playground_shows_a_score_and_a_label_set_beside_the_base_models(tmp
     text = "good good bad the movie"
     with serving(create_ui_app(runs)) as url:
         for name in ("score", "sets"):
+            page.goto("about:blank")  # a whole new load: a hash change alone re-renders the page while we type
             page.goto(f"{url}/#/playground/{name}")
+            page.wait_for_selector(f"#pg-run option[value='{name}'][selected]", state="attached")
             page.fill("#pg-text", text)
             page.click("#pg-ask")
             page.wait_for_selector("#pg-out .grid2", timeout=60_000)
