@@ -378,13 +378,9 @@ class TokenTags(_Scored):
         return [((words, tuple(None if t == "O" else t for t in tags)), key) for (words, tags), key in examples]
 
     def predictions(self, model, labels, tokenizer, split, cfg, batch_size, precision) -> list:
-        from ..tasks.token_classification import encode, long_sentence_scores, tags_of, word_scores
+        from ..tasks.token_classification import sentence_scores, tags_of
 
-        rows, firsts, _ = encode(tokenizer, split.tokens, None, labels, cfg.max_length)
-        scores = word_scores(model, rows, firsts, batch_size, tokenizer.pad_token_id, precision)
-        scores = long_sentence_scores(
-            model, tokenizer, split.tokens, scores, firsts, labels, cfg.max_length, batch_size, precision
-        )
+        scores = sentence_scores(model, tokenizer, split.tokens, labels, cfg.max_length, batch_size, precision)
         return tags_of(scores, labels)
 
     def score(self, predicted, split) -> float:

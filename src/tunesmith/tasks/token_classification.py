@@ -178,6 +178,14 @@ def long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, ma
     return out
 
 
+def sentence_scores(model, tokenizer, sentences, labels, max_length: int, batch_size: int, precision: str):
+    """Per sentence (a list of words), a (words x labels) probability matrix: one read per sentence, the ones
+    longer than max_length read again in windows (long_sentence_scores)."""
+    rows, firsts, _ = encode(tokenizer, sentences, None, labels, max_length)
+    scores = word_scores(model, rows, firsts, batch_size, tokenizer.pad_token_id, precision)
+    return long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, max_length, batch_size, precision)
+
+
 def ner_metrics(gold: list[list[str]], predicted: list[list[str]], detail: bool = True) -> dict:
     """Entity-level precision/recall/F1 (micro, and per type) in strict IOB2 mode, plus token accuracy."""
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
@@ -348,18 +356,8 @@ class TokenPredictor:
         self.max_length, self.batch_size, self.precision = max_length, batch_size, resolve_precision(precision)
 
     def _scores(self, sentences: list[list[str]]) -> list[np.ndarray]:
-        rows, firsts, _ = encode(self.tokenizer, sentences, None, self.labels, self.max_length)
-        scores = word_scores(self.model, rows, firsts, self.batch_size, self.tokenizer.pad_token_id, self.precision)
-        return long_sentence_scores(
-            self.model,
-            self.tokenizer,
-            sentences,
-            scores,
-            firsts,
-            self.labels,
-            self.max_length,
-            self.batch_size,
-            self.precision,
+        return sentence_scores(
+            self.model, self.tokenizer, sentences, self.labels, self.max_length, self.batch_size, self.precision
         )
 
     def predict_tags(self, sentences: list[list[str]]) -> list[list[str]]:

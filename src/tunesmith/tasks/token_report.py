@@ -20,7 +20,6 @@ def write_report(run_dir: Path, metrics: dict) -> None:
         for k in KEYS
     )
     base_types = base.get("per_type", {})  # which types fine-tuning improved, beside the tuned figures
-    base_types = base.get("per_type", {})  # which types fine-tuning improved, beside the tuned figures
     base_f1 = lambda kind: f"{base_types[kind]['f1-score']:.3f}" if kind in base_types else "n/a"  # noqa: E731
     per = "\n".join(
         f"| {kind} | {base_f1(kind)} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | "
