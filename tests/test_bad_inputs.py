@@ -143,6 +143,10 @@ CASES = {
         lambda d: _train_on(d, "x.csv", "text,label\nHello, world,positive\nbad,negative\nok,positive\n"),
         ["x.csv", "line 2 has 3 fields where the header has 2", "double quotes"],
     ),
+    "unquoted comma in the first row after a blank line": (  # pandas skips the blank line, and so does the check
+        lambda d: _train_on(d, "x.csv", "text,label\n\nHello, world,positive\nbad,negative\nok,positive\n"),
+        ["x.csv", "line 3 has 3 fields where the header has 2"],
+    ),
     "unquoted comma in a later row": (
         lambda d: _train_on(d, "x.csv", "text,label\nbad,negative\nHello, world,positive\nok,positive\n"),
         ["x.csv", "line 3, saw 3", "quoting"],

@@ -199,10 +199,10 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
     _check_text(path)
     hint = _separator_hint(path)  # Excel's "sep=;" line: the separator, and the header on the next line
     sep, skip = (hint, 1) if hint else (sep, 0)
-    header = _header(path, sep, skip)
+    header, first, line = _opening(path, sep, skip)
     if len(header) == 1 and not hint:
         sep = _other_separator(header[0], sep)
-        header = _header(path, sep)
+        header, first, line = _opening(path, sep)
     stripped = [h.strip() for h in header]
     repeated = sorted({h for h in stripped if stripped.count(h) > 1})
     if repeated:  # pandas would rename the second one to "text.1" without a word
@@ -210,12 +210,17 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
             f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header "
             "(spaces around names are ignored). Rename the columns so each is unique."
         )
-    _check_first_row(path, sep, len(header), skip)
+    if first is not None and len(first) > len(header):  # pandas would shift every column without a word
+        raise TunesmithError(
+            f"{path}: malformed {_format(sep)}: line {line} has {len(first)} fields where the header has "
+            f'{len(header)}. A text that holds the separator {sep!r} must be in double quotes ("Hello, world"); '
+            "spreadsheet exports do this."
+        )
     quoting = _tsv_quoting(path) if sep == "\t" else csv.QUOTE_MINIMAL
     try:
         # Everything as strings: a text of "123" stays text, "NA" stays "NA".
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that would glue itself to the first column name
-        # index_col=False: never take the first column as the index (see _check_first_row)
+        # index_col=False: never take the first column as the index (see _opening)
         frames = pd.read_csv(
             path,
             sep=sep,
@@ -232,19 +237,32 @@ def _read_delimited(path: Path, sep: str, rows: int | None) -> Iterator[pd.DataF
         yield pd.DataFrame()
     except pd.errors.ParserError as err:
         raise TunesmithError(
-            f"{path}: malformed {'CSV' if sep == ',' else 'TSV'}: {str(err).strip()}. "
+            f"{path}: malformed {_format(sep)}: {str(err).strip()}. "
             "Check quoting and the number of fields on that line."
         ) from None
 
 
-def _header(path: Path, sep: str, skip: int = 0) -> list[str]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            for _ in range(skip):
-                handle.readline()
-            return next(csv.reader(handle, delimiter=sep), [])
-    except csv.Error:
-        return []  # pandas reads it next and names the problem with its line
+def _opening(path: Path, sep: str, skip: int = 0) -> tuple[list[str], list[str] | None, int]:
+    """(the header, the first data row, the line that row ends on) as the csv module reads them, after `skip`
+    lines. A first row with more fields than the header is what pandas reads as an index column, shifting every
+    column by one; a later row with extra fields is a parser error naming its line. What the csv module cannot
+    read is left to pandas, which names the problem with its line."""
+    header, first = [], None
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for _ in range(skip):
+            handle.readline()
+        reader = csv.reader(handle, delimiter=sep)
+        records = (record for record in reader if record)  # pandas skips blank lines too
+        try:
+            header = next(records, [])
+            first = next(records, None)
+        except csv.Error:
+            pass
+        return header, first, reader.line_num + skip
+
+
+def _format(sep: str) -> str:
+    return {",": "CSV", "\t": "TSV"}.get(sep, f"'{sep}'-separated file")
 
 
 def _separator_hint(path: Path) -> str | None:
@@ -285,28 +303,6 @@ def _spreadsheet_quoted(path: Path) -> bool:
             )
         except csv.Error:  # a quote not followed by a tab, or a cell past the csv module's field limit
             return False
-
-
-def _check_first_row(path: Path, sep: str, width: int, skip: int = 0) -> None:
-    """A first data row with more fields than the header is refused. pandas would take the file's first column as
-    its index and shift every column by one without a word (a text with an unquoted comma in the first row: the
-    texts read as labels); a later row with extra fields is already a parser error naming its line."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            for _ in range(skip):
-                handle.readline()
-            reader = csv.reader(handle, delimiter=sep)
-            next(reader, None)
-            first = next(reader, None)
-            line = reader.line_num + skip
-    except csv.Error:
-        return  # pandas reads it next and names the problem with its line
-    if first is not None and len(first) > width:
-        name = "CSV" if sep == "," else "TSV" if sep == "\t" else f"'{sep}'-separated"
-        raise TunesmithError(
-            f"{path}: malformed {name}: line {line} has {len(first)} fields where the header has {width}. A text that "
-            f'holds the separator {sep!r} must be in double quotes ("Hello, world"); spreadsheet exports do this.'
-        )
 
 
 def _other_separator(header: str, sep: str) -> str:
