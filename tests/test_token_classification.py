@@ -173,12 +173,15 @@ def test_data_check_counts_entities_and_reads_iob1_as_iob2(tmp_path):
     paths = write_sets(tmp_path)
     with open(paths["train"], "a") as handle:
         handle.write("\n" + json.dumps({"tokens": ["the", "movie"], "tags": ["O", "I-ITEM"]}))
-    (tmp_path / "r.yaml").write_text(json.dumps(recipe(paths)))
+        handle.write("\n" + json.dumps({"tokens": ["word"] * 40, "tags": ["O"] * 40}))
+    (tmp_path / "r.yaml").write_text(json.dumps({**recipe(paths), "train": {"max_length": 16}}))
     done = runner.invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
     assert done.exit_code == 0, done.output
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
     assert set(entry["labels"]["train"]) == {"ITEM", "PRAISE"} and entry["iob1_rows"]["train"] == 1
-    assert "read as IOB2" in " ".join(done.output.split())
+    printed = " ".join(done.output.split())
+    assert "read as IOB2" in printed
+    assert entry["lengths"]["truncated"] == 1 and "exceed max_length=16 and are read in overlapping windows" in printed
 
 
 def _as_bioes(tags: list[str]) -> list[str]:

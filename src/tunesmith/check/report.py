@@ -95,11 +95,15 @@ def _lengths(s: dict) -> list[str]:
         "|---|---:|---|",
     ]
     lines += [f"| {bucket} | {count} | {'█' * round(20 * count / top)} |" for bucket, count in s["histogram"]]
+    over = f"{s['truncated']} ({s['truncated_share']:.1%}) exceed max_length={s['max_length']}"
+    fate = (
+        "and are read in overlapping windows of words"
+        if s.get("windowed")
+        else f"and lose {s['tokens_cut_mean']} tokens on average"
+    )
     lines += [
         "",
-        f"Mean {s['mean']}, median {s['p50']}, 95th percentile {s['p95']}, longest {s['max']}. "
-        f"{s['truncated']} ({s['truncated_share']:.1%}) exceed max_length={s['max_length']} and lose "
-        f"{s['tokens_cut_mean']} tokens on average.",
+        f"Mean {s['mean']}, median {s['p50']}, 95th percentile {s['p95']}, longest {s['max']}. {over} {fate}.",
         "",
     ]
     return lines

@@ -42,5 +42,5 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
     if tokenizer is not None:
         pieces = tokenizer(splits["train"].tokens, is_split_into_words=True, verbose=False)["input_ids"]
         lengths = [len(ids) for ids in pieces]
-        entry["lengths"] = length_stats(np.array(lengths), recipe.train.max_length)
         # no truncation warning: long texts train (and are tagged) as overlapping windows of words
+        entry["lengths"] = {**length_stats(np.array(lengths), recipe.train.max_length), "windowed": True}
