@@ -197,3 +197,19 @@ def test_the_monitor_shows_what_a_serve_collect_folder_recorded(runs_dir, tmp_pa
     assert shown["model"] == "first" and shown["requests"] == 2 and shown["version"] == 1
     assert shown["label_shares"] == {"negative": 0.5, "positive": 0.5} and shown["mean_confidence"] == 0.9
     assert shown["feedback"] == 1 and shown["feedback_agreement"] == 0.0
+
+
+def test_a_child_another_thread_already_took_off_the_list_is_not_a_failed_page(tmp_path):
+    """A Stop (worker thread) removes its child after waiting for it while a page load (event loop) reaps the
+    same finished child: the page must not fail on the missing entry."""
+    from tunesmith.ui.jobs import Jobs
+
+    jobs = Jobs(tmp_path, tmp_path)
+
+    class Ended:  # a finished child, taken off the list by a Stop just as this reap looks at it
+        def poll(self):
+            jobs.running.pop("live", None)
+            return 130
+
+    jobs.running["live"] = Ended()
+    assert jobs.list() == [] and jobs.running == {}

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -29,10 +30,17 @@ class Jobs:
     def __init__(self, root: Path, workdir: Path):
         self.root, self.workdir = root, workdir  # workdir: where a recipe's relative paths point
         self.running: dict[str, subprocess.Popen] = {}
+        # the routes run in worker threads and on the event loop at once: a page load reaping a child that a Stop
+        # had just waited for could find it gone mid-reap (a KeyError: that page failed)
+        self._lock = threading.RLock()
 
     def start(self, name: str, recipe_text: str) -> dict:
         if not isinstance(name, str) or not SEGMENT.match(name):
             raise TunesmithError("Name the run with letters, digits, '.', '_' or '-' (no '/', not starting with '.').")
+        with self._lock:
+            return self._start(name, recipe_text)
+
+    def _start(self, name: str, recipe_text: str) -> dict:
         self._reap()
         if len(self.running) >= MAX_RUNNING:
             raise TunesmithError(f"{MAX_RUNNING} runs started here are still training; stop one or wait.")
@@ -65,17 +73,19 @@ class Jobs:
 
     def stop(self, name: str) -> dict:
         """Ctrl-C for the run: it stops at once and is marked interrupted (`tunesmith train --resume` continues)."""
-        self._reap()
-        child = self.running.get(name)
+        with self._lock:
+            self._reap()
+            child = self.running.get(name)
         if child is None:
             raise TunesmithError(f"{name} is not a run started from this dashboard that is still training.")
         child.send_signal(signal.SIGINT)
         try:
-            child.wait(timeout=60)
+            child.wait(timeout=60)  # outside the lock: the pages keep loading while the run winds down
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-        self.running.pop(name, None)
+        with self._lock:
+            self.running.pop(name, None)
         return {"name": name, "stopped": True, "exit_code": child.returncode}
 
     def console(self, name: str, max_bytes: int = 20_000) -> str:
@@ -89,14 +99,18 @@ class Jobs:
             return handle.read().decode("utf-8", errors="replace")
 
     def list(self) -> list[str]:
-        self._reap()
-        return sorted(self.running)
+        with self._lock:
+            self._reap()
+            return sorted(self.running)
 
     def close(self) -> None:
-        for name in list(self.running):
-            self.stop(name)
+        for name in self.list():
+            try:
+                self.stop(name)
+            except TunesmithError:  # it ended on its own meanwhile
+                pass
 
     def _reap(self) -> None:
         for name, child in list(self.running.items()):
             if child.poll() is not None:
-                del self.running[name]
+                self.running.pop(name, None)

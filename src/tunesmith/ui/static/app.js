@@ -208,7 +208,7 @@ async function runPage(name) {
   const tr = m.train || {};
   const live = el("span", { id: "live", class: "muted" });
   const stopButton = d.allow_train && d.status === "running" && d.started_here
-    ? el("button", { class: "danger", id: "stop", onclick: async () => { await api("/api/stop", { name }); route(); } }, "Stop") : null;
+    ? el("button", { class: "danger", id: "stop", onclick: async () => { try { await api("/api/stop", { name }); } finally { route(); } } }, "Stop") : null;
   const charts = el("div", { id: "curves" }, curveCharts(d.curves));
   const parts = [
     el("h1", {}, name, " ", status(d.status), " ", live, " ", stopButton),
