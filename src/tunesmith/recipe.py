@@ -497,6 +497,18 @@ class TrainSection(Strict):
         "Many classes and few epochs want a higher one.",
     )
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear learning-rate warmup.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear",
+        description="The learning rate after warmup: 'linear' decays to 0 at the last step (the HF Trainer's "
+        "default), 'cosine' along a half cosine to 0, 'constant' stays at train.lr.",
+    )
+    neftune_alpha: float | None = Field(
+        None,
+        gt=0,
+        description="NEFTune: uniform noise on the input embeddings while training, scaled by this alpha over "
+        "sqrt(sequence length x width), as TRL's and the HF Trainer's neftune_noise_alpha (5 in the paper, for "
+        "chat tuning); unset = off. Evaluation and use see no noise.",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     max_length: int = Field(
         256,
@@ -906,6 +918,15 @@ class Recipe(Strict):
         tasks = [(self.method, self.task)] + [(s.method, s.task or self.task) for s in self.stages or []]
         if any(isinstance(m, PreferenceMethod) and t != "generation" for m, t in tasks):
             raise ValueError("method preference trains decoders that answer prompts: it needs task: generation")
+        noisy = [(self.method, self.train.neftune_alpha)]
+        noisy += [
+            (s.method, getattr(s.train, "neftune_alpha", None) or self.train.neftune_alpha) for s in self.stages or []
+        ]
+        if any(isinstance(m, PreferenceMethod) and alpha for m, alpha in noisy):
+            raise ValueError(
+                "train.neftune_alpha: noise on the embeddings is for supervised tuning; under method preference the "
+                "reference model's answers would be scored through the same noise. Set it on the SFT stage alone."
+            )
         if any(isinstance(m, PreferenceMethod) for m, _ in tasks) and self.eval.max_samples == 0:
             raise ValueError(
                 "eval.max_samples: 0 (no answers) does not suit method preference: its held-out pairs are the "

@@ -103,9 +103,15 @@ def run_loop(
     epochs = max_steps / steps_per_epoch if max_steps else cfg.epochs
     total_steps = max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     optimizer = optimizer_for(model, lr, cfg.weight_decay, getattr(cfg, "head_lr", None))
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_scheduler
 
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    kind = getattr(cfg, "lr_scheduler", "linear")
+    scheduler = get_scheduler(
+        "constant_with_warmup" if kind == "constant" else kind,
+        optimizer,
+        int(cfg.warmup_ratio * total_steps),
+        total_steps,
+    )
     # The scheduler stays outside prepare(): Accelerate would step it once per process per step (it
     # assumes each process's data shrank), but total_steps above already counts global batches.
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -125,7 +131,11 @@ def run_loop(
     tracker = tracking.current()  # the run's experiment trackers (none unless train.report_to names some)
     start, step = time.perf_counter(), pos["step"]
     cap = getattr(cfg, "max_length", None)  # rounded batch widths (fewer shapes) never past what the model takes
-    with progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar:
+    noise = getattr(cfg, "neftune_alpha", None)
+    with (
+        progress("train", total_steps, step, enabled=accelerator.is_main_process) as bar,
+        noisy_embeddings(accelerator.unwrap_model(model), noise),
+    ):
         if saved:
             ckpt.set_rng_state(saved["rng"])  # last: everything above may draw random numbers
         for epoch in range(pos["epoch"], math.ceil(epochs) + 1):
@@ -197,6 +207,22 @@ def run_loop(
         state.history,
         {"processes": procs, "effective_batch_size": cfg.batch_size * cfg.grad_accum * procs},
     )
+
+
+@contextmanager
+def noisy_embeddings(model: torch.nn.Module, alpha: float | None) -> Iterator[None]:
+    """NEFTune (train.neftune_alpha) for as long as the loop trains, with transformers' own hook: it adds noise
+    in train mode only, so the loop's evaluations and the model used afterwards see clean embeddings."""
+    if not alpha:
+        yield
+        return
+    from transformers.integrations.neftune import activate_neftune, deactivate_neftune
+
+    handle = activate_neftune(model, alpha)
+    try:
+        yield
+    finally:
+        deactivate_neftune(model, handle)
 
 
 def _check_finite(loss: float, step: int, epoch: int, current_lr: float, peak_lr: float) -> None:
