@@ -670,3 +670,40 @@ def test_answering_many_prompts_says_how_far_it_got(full_run, logged):
     predictor.generate(["where is my order"] * 20, max_new_tokens=2)
     said = logged()
     assert "answered 4 of 20 prompts" in said and "answered 20 of 20 prompts" in said
+
+
+def test_neftune_noises_training_alone_and_the_cosine_schedule_is_followed(gen_data, tmp_path):
+    import math
+
+    import torch
+
+    from tunesmith.engine.loop import noisy_embeddings
+    from tunesmith.models.loading import load_causal_lm, resolve_weights
+
+    model = load_causal_lm(resolve_weights("tiny-llama"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    clean = model.get_input_embeddings()(ids)
+    with noisy_embeddings(model, 5.0):
+        model.train()
+        assert not torch.equal(model.get_input_embeddings()(ids), clean)  # noise while training
+        model.eval()
+        assert torch.equal(model.get_input_embeddings()(ids), clean)  # none in the loop's evaluations
+    model.train()
+    assert torch.equal(model.get_input_embeddings()(ids), clean)  # and none after the loop
+    assert not model.get_input_embeddings()._forward_hooks
+
+    train = {"epochs": 2, "log_every": 1, "lr_scheduler": "cosine", "early_stopping": {"patience": None}}
+    runs = {
+        alpha: tunesmith.run(recipe(gen_data, **train, neftune_alpha=alpha), output_dir=tmp_path / f"a{alpha}")
+        for alpha in (None, 5.0)
+    }
+    logs = {
+        alpha: [json.loads(line) for line in (r.run_dir / "train_log.jsonl").read_text().splitlines()]
+        for alpha, r in runs.items()
+    }
+    steps = {alpha: [r for r in log if "loss" in r] for alpha, log in logs.items()}
+    assert [r["loss"] for r in steps[None]] != [r["loss"] for r in steps[5.0]]  # same seed: the noise is the change
+    total = len(steps[None])
+    for record in steps[None]:  # cosine from 3e-3 to 0 over the run's steps (no warmup)
+        assert record["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * record["step"] / total)), abs=1e-9)
+    assert yaml.safe_load((runs[5.0].run_dir / "recipe.yaml").read_text())["train"]["neftune_alpha"] == 5.0
