@@ -339,7 +339,9 @@ async function monitorPage() {
 }
 
 // ---------------------------------------------------------------- routing
+let routed = 0; // the latest route() call: an older one that fails late must not cover what a newer one drew
 async function route() {
+  const mine = ++routed;
   stop();
   const [, page, arg] = location.hash.match(/^#\/([^/]*)\/?(.*)$/) || [null, "", ""];
   const name = decodeURIComponent(arg || "");
@@ -351,7 +353,7 @@ async function route() {
     else if (page === "monitor") await monitorPage();
     else await runsPage();
   } catch (e) {
-    if (e.message !== "sign in first") view.replaceChildren(el("h1", {}, "Not available"), el("p", { class: "error" }, e.message));
+    if (e.message !== "sign in first" && mine === routed) view.replaceChildren(el("h1", {}, "Not available"), el("p", { class: "error" }, e.message));
   }
 }
 
