@@ -384,6 +384,7 @@ def test_min_answer_support_leaves_out_answers_that_go_beyond_their_prompts(tmp_
     checked = CliRunner().invoke(app, ["data", "check", str(tmp_path / "r.yaml"), "-o", str(tmp_path / "check")])
     entry = json.loads((tmp_path / "check" / "data_check.json").read_text())["datasets"][0]
     assert entry["answer_support"] == {"least": 0.5, "rows": 24, "left_out": 12}
+    assert entry["lengths"]["count"] == 12  # lengths measured on the rows training reads
     assert "leaves out 12 of 24 training rows" in " ".join(checked.output.split())
     for wrong, says in (
         ({"task": "classification", "data": {"train": "x.csv", "min_answer_support": 0.5}}, "needs task: generation"),

@@ -28,7 +28,7 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
         return
     samples = convs["train"].samples
     _duplicates(entry, samples, convs, name, report)
-    _answer_support(entry, convs["train"], recipe.data.min_answer_support, name, report)
+    samples = _answer_support(entry, convs["train"], recipe.data.min_answer_support, name, report)
     if tokenizer is None:
         return
     if not _chat_template(tokenizer, recipe, name, report):
@@ -38,24 +38,26 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     _masking(entry, tokenizer, samples, recipe, name, report)
 
 
-def _answer_support(entry: dict, train, least: float | None, name: str, report: Report) -> None:
-    """How many training rows data.min_answer_support will leave out, before a run does."""
+def _answer_support(entry: dict, train, least: float | None, name: str, report: Report) -> list:
+    """How many training rows data.min_answer_support will leave out, before a run does; the rows it keeps, which
+    the lengths are then measured on (what training reads)."""
+    samples = train.samples
     if not least:
-        return
+        return samples
     from ..data.conversations import supported_samples
     from ..errors import TunesmithError
 
-    samples = train.samples
     try:
-        kept = len(supported_samples(train, least))
+        kept = supported_samples(train, least)
     except TunesmithError as err:
         report.errors.append(f"{name}: {err}")
-        return
-    entry["answer_support"] = {"least": least, "rows": len(samples), "left_out": len(samples) - kept}
+        return samples
+    entry["answer_support"] = {"least": least, "rows": len(samples), "left_out": len(samples) - len(kept)}
     report.warnings.append(
-        f"{name}: data.min_answer_support={least} leaves out {len(samples) - kept} of {len(samples)} training rows "
-        "(their answers' words mostly not in their prompts)."
+        f"{name}: data.min_answer_support={least} leaves out {len(samples) - len(kept)} of {len(samples)} training "
+        "rows (their answers' words mostly not in their prompts)."
     )
+    return kept
 
 
 def check_preference(recipe, name: str, tokenizer, report: Report) -> None:
