@@ -692,7 +692,7 @@ def test_neftune_noises_training_alone_and_the_cosine_schedule_is_followed(gen_d
     assert torch.equal(model.get_input_embeddings()(ids), clean)  # and none after the loop
     assert not model.get_input_embeddings()._forward_hooks
 
-    train = {"epochs": 2, "log_every": 1, "lr_scheduler": "cosine", "early_stopping": {"patience": None}}
+    train = {"epochs": 1, "log_every": 1, "lr_scheduler": "cosine", "early_stopping": {"patience": None}}
     runs = {
         alpha: tunesmith.run(recipe(gen_data, **train, neftune_alpha=alpha), output_dir=tmp_path / f"a{alpha}")
         for alpha in (None, 5.0)
