@@ -357,3 +357,14 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_gets_a_clear_message(tmp_path, case):
     assert_clear_message(tmp_path, *CASES[case])
+
+
+def test_a_misspelt_model_is_said_as_itself_not_as_a_data_problem(tmp_path):
+    args = _train(tmp_path, {**_recipe(tmp_path), "model": {"name": "tiny-bertt"}})
+    assert_clear_message(tmp_path, lambda d: args, ["Unknown model 'tiny-bertt'", "Did you mean 'tiny-bert'"])
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    printed = " ".join(CliRunner().invoke(app, [str(a) for a in args]).output.split())
+    assert "data check" not in printed and "Fix the data" not in printed

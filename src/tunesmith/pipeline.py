@@ -93,6 +93,9 @@ def preflight(recipe) -> dict[str, str]:
     Returns the report as the files the run directory keeps (data_check.md, data_check.json)."""
     if recipe.train.data_check == "off":
         return {}
+    from .models.loading import resolve_weights
+
+    resolve_weights(recipe.model.name)  # a misspelt or missing model is said as itself, not as a data problem
     # inside run's read_once(): what the check parses is kept for the method; the check lists every bad row, so
     # it reads strictly even where the method will leave them out
     with checking(), leaving_out(False):
