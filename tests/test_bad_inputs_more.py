@@ -334,6 +334,10 @@ CASES = {
         )[2],
         ["not a continual run"],
     ),
+    "a data file where the recipe goes": (
+        lambda d: ((d / "train.csv").write_text("text,label\na,b\n"), ["train", d / "train.csv"])[1],
+        ["data file, not a recipe", "data.train: train.csv"],
+    ),
     "models pull an unknown alias": (lambda d: ["models", "pull", "minilm-l7"], ["Unknown model alias", "minilm-l6"]),
     # JSON nested past Python's stack: json raises RecursionError, not a ValueError
     "JSONL nested too deeply": (

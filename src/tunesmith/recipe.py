@@ -994,6 +994,10 @@ def load_recipe(source: str | Path | dict | Recipe, overrides: list[str] | tuple
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of YAML; more is a wrong path (a data file, /dev/zero)
 
 
+# what a user may pass where the recipe goes; a .json recipe is allowed (JSON is YAML)
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet", ".xlsx", ".xls", ".conll", ".iob", ".bio")
+
+
 def _read_yaml(path: Path) -> dict:
     if path.is_dir():
         raise TunesmithError(f"{path} is a folder; pass the recipe's YAML file (e.g. {path}/recipe.yaml).")
@@ -1001,6 +1005,11 @@ def _read_yaml(path: Path) -> dict:
         raise TunesmithError(f"Recipe file not found: {path}. Check the path, or list shipped recipes in recipes/.")
     if not path.is_file():
         raise TunesmithError(f"{path} is not a regular file (a device, pipe or socket); pass the recipe's YAML file.")
+    if path.suffix.lower() in DATA_SUFFIXES:
+        raise TunesmithError(
+            f"{path} is a data file, not a recipe. A recipe is a YAML file that names it (data.train: {path.name}); "
+            "`tunesmith recipes list` shows ready ones to copy, and `tunesmith data check` reads a data file alone."
+        )
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_RECIPE_BYTES + 1)
