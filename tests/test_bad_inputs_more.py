@@ -338,6 +338,10 @@ CASES = {
         lambda d: ((d / "train.csv").write_text("text,label\na,b\n"), ["train", d / "train.csv"])[1],
         ["data file, not a recipe", "data.train: train.csv"],
     ),
+    "entity data under a classification recipe": (
+        lambda d: _train_on(d, "ner.jsonl", json.dumps({"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}) + "\n"),
+        ["no column 'text'", "words and their tags", "task: token_classification"],
+    ),
     "models pull an unknown alias": (lambda d: ["models", "pull", "minilm-l7"], ["Unknown model alias", "minilm-l6"]),
     # JSON nested past Python's stack: json raises RecursionError, not a ValueError
     "JSONL nested too deeply": (

@@ -18,6 +18,24 @@ def did_you_mean(name: str, choices) -> str:
     return f" Did you mean '{match}'?" if match else ""
 
 
+# columns that name another task's data: said when a classification recipe finds them instead of text and label
+_OTHER_TASKS = (
+    ({"prompt", "response"}, "prompts and their answers", "generation"),
+    ({"messages"}, "conversations", "generation"),
+    ({"tokens", "tags"}, "words and their tags", "token_classification"),
+    ({"chosen", "rejected"}, "preference pairs", "generation with method: preference"),
+)
+
+
+def task_hint(columns) -> str:
+    """' These look like ...: set task: ...' when the file's columns are another task's usual ones."""
+    found = {str(c).lower() for c in columns}
+    for needs, what, task in _OTHER_TASKS:
+        if needs <= found:
+            return f" The columns look like {what}: for that, set task: {task}."
+    return ""
+
+
 class RunPruned(Exception):
     """A sweep stopped this run after an epoch: its validation metric was worse than earlier trials' median.
     Not an error: the run folder is marked `pruned` and the sweep goes on."""

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..data.classification import look_alike_labels, row_hashes
 from ..data.columns import Read, list_cell, read_columns
-from ..errors import did_you_mean
+from ..errors import did_you_mean, task_hint
 from ..runs.auto_length import auto_max_length
 from .common import Report, length_warning, normalise, read_splits, token_lengths
 
@@ -52,7 +52,7 @@ def read_usable(recipe, name: str, task: str, report: Report) -> tuple[dict, dic
         for col, key in missing:
             report.errors.append(
                 f"{name}: {getattr(data, split)} has no column '{col}' (data.{key}). Columns found: "
-                f"{', '.join(found)}.{did_you_mean(col, found)}"
+                f"{', '.join(found)}.{did_you_mean(col, found)}{task_hint(found)}"
             )
         if not missing:
             usable[split] = _cells(got, data, info, f"{name}: {getattr(data, split)}", report)

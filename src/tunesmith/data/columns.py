@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import TunesmithError, did_you_mean
+from ..errors import TunesmithError, did_you_mean, task_hint
 from ..paths import cache_dir
 from .bad_rows import leave_out
 from .readers import checked_path, iter_table, kept_parse
@@ -302,7 +302,7 @@ class _Scan:
             if col is not None and col not in self.seen:
                 raise TunesmithError(
                     f"{path}: no column '{col}' (data.{setting}). Columns found: {', '.join(found)}."
-                    f"{did_you_mean(col, found)} "
+                    f"{did_you_mean(col, found)}{task_hint(found)} "
                     + (
                         f"Pass {options[setting]} NAME."
                         if options and setting in options
