@@ -392,3 +392,24 @@ def test_min_answer_support_leaves_out_answers_that_go_beyond_their_prompts(tmp_
     ):
         with pytest.raises(TunesmithError, match=says):
             tunesmith.load_recipe({"model": "tiny-llama", **wrong})
+
+
+def test_plain_text_beside_a_label_column_says_how_to_answer_with_the_labels(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    pd.DataFrame({"text": ["great film", "dull plot"], "label": ["positive", "negative"]}).to_csv(
+        tmp_path / "t.csv", index=False
+    )
+    plain = read_conversations(str(tmp_path / "t.csv"), DataSection(train="t.csv"), "data.train")
+    assert plain.format == "text" and "data.prompt_column: text and data.response_column: label" in plain.describe()
+    paired = read_conversations(
+        str(tmp_path / "t.csv"), DataSection(train="t.csv", prompt_column="text", response_column="label"), "data.train"
+    )
+    assert paired.format == "prompt_response" and paired.samples[0][-1]["content"] == "positive"
+    assert "not read" not in paired.describe()
+    recipe = {"task": "generation", "model": "tiny-llama", "data": {"train": str(tmp_path / "t.csv")}}
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    checked = CliRunner().invoke(app, ["data", "check", str(tmp_path / "r.yaml")])
+    assert "column 'label' is not read" in " ".join(checked.output.split())

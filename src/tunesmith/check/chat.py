@@ -27,6 +27,8 @@ def check_generation(recipe, name: str, tokenizer, report: Report) -> None:
     if "train" not in convs:
         return
     samples = convs["train"].samples
+    if convs["train"].unread:
+        report.warnings.append(f"{name}: {convs['train'].describe()}.")
     _duplicates(entry, samples, convs, name, report)
     samples = _answer_support(entry, convs["train"], recipe.data.min_answer_support, name, report)
     if tokenizer is None:

@@ -21,6 +21,7 @@ from .readers import read_table
 log = logging.getLogger(__name__)
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
 RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assistant")
+LABEL_NAMES = ("label", "labels", "category", "class", "intent", "summary")  # a classification or summary file's
 ROLES = {"system", "user", "assistant"}
 MESSAGES_CELL_MAX = 4_000_000  # characters of a conversation written into one CSV cell (a long document and its answer)
 FORMAT_NAMES = {
@@ -40,9 +41,21 @@ class Conversations:
     def __len__(self) -> int:
         return len(self.samples)
 
+    # plain text read beside a label-like column, most likely meant as the answers: (text column, that column)
+    unread: tuple[str, str] | None = None
+
     def describe(self) -> str:
         unit = "texts" if self.format == "text" else "conversations"
-        return f"{self.source}: detected {FORMAT_NAMES[self.format]}, {len(self):,} {unit}"
+        return f"{self.source}: detected {FORMAT_NAMES[self.format]}, {len(self):,} {unit}{self.unread_note()}"
+
+    def unread_note(self) -> str:
+        if not self.unread:
+            return ""
+        text, col = self.unread
+        return (
+            f"; column '{col}' is not read (plain text trains the model to continue the texts). To answer each "
+            f"text with its {col}, set data.prompt_column: {text} and data.response_column: {col}"
+        )
 
 
 @dataclass
@@ -90,7 +103,8 @@ def read_conversations(path: str, data, role: str) -> Conversations:
         samples = [
             s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples
         ]
-    return Conversations(samples, fmt, path)
+    answers = [c for c in columns if c.lower() in LABEL_NAMES] if fmt == "text" and data.format == "auto" else []
+    return Conversations(samples, fmt, path, (data.text_column, answers[0]) if answers else None)
 
 
 def _column(
@@ -265,7 +279,7 @@ def load_generation(data, seed: int) -> GenerationData:
     else:
         kept, held = carve_validation(train.samples, seed, data.validation_split, data.train, "sample")
         validation = Conversations(held, train.format, f"{data.train} (validation split)")
-        train = Conversations(kept, train.format, data.train)
+        train = Conversations(kept, train.format, data.train, train.unread)
     test = read_conversations(data.test, data, "data.test") if data.test else None
     if data.max_eval_samples:
         for split in (validation, test):
