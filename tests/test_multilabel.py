@@ -173,6 +173,22 @@ def test_lists_written_into_csv_cells_are_read_as_label_sets(multilabel_run, tmp
     flat = " ".join(done.output.split())
     assert done.exit_code == 1 and "2 class(es) with fewer than 2 training examples" in flat
     assert "The labels look like lists: set data.multi_label: true." in flat
+    # labels joined in a string ('praise|item'): the separator is named, so the fix is one key
+    frame = pd.read_csv(paths["train"], keep_default_na=False)
+    frame.to_csv(tmp_path / "joined.csv", index=False)
+    (tmp_path / "joined.yaml").write_text(json.dumps(recipe({"train": str(tmp_path / "joined.csv")})))
+    flat = " ".join(runner.invoke(app, ["data", "check", str(tmp_path / "joined.yaml")]).output.split())
+    assert "label values are labels joined with '|'" in flat and "Set data.label_separator: '|'" in flat
+
+
+def test_only_labels_joined_in_most_values_read_as_label_sets():
+    from tunesmith.check.classification import joined_by
+
+    assert joined_by(["billing;refund", "billing", "refund;login", "login"]) == ";"
+    assert joined_by(["a|b", "b|c", "a|c", "a"]) == "|"
+    assert joined_by(["positive", "negative", "neutral"]) is None
+    assert joined_by(["1,000-5,000", "5,000-10,000", "10,000+"]) is None  # commas inside labels, no shared parts
+    assert joined_by(["Health, Fitness", "Travel", "Food"]) is None  # one label with a comma
 
 
 def test_metrics_average_over_labels_in_play():

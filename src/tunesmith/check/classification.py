@@ -151,6 +151,18 @@ def _cells(got: Read, data, info: dict, where: str, report: Report) -> tuple[Seq
     return texts, got.labels
 
 
+def joined_by(values) -> str | None:
+    """The separator that joins several labels in most label values ('billing;refund'), if one does: at least half
+    the distinct values hold it, and their parts are fewer than the values (the same labels in several sets)."""
+    values = [str(v) for v in values]
+    for sep in (";", "|", ","):
+        holding = [v for v in values if sep in v]
+        parts = {p.strip() for v in values for p in v.split(sep)}
+        if len(holding) * 2 >= len(values) and len(parts) < len(values):
+            return sep
+    return None
+
+
 def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
     counts = pd.Series(labels).value_counts()
     entry["labels"] = {split: pd.Series(lab).value_counts().to_dict() for split, (_, lab) in usable.items()}
@@ -160,6 +172,13 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
         report.warnings.append(
             f"{name}: {len(listed)} of {len(counts)} label values look like lists (e.g. {listed[0]!r}): several "
             "labels per text is multi-label classification. Set data.multi_label: true to read them as label lists."
+        )
+    joined = None if lists else joined_by(counts.index)
+    if joined:
+        example = next(str(c) for c in counts.index if joined in str(c))
+        report.warnings.append(
+            f"{name}: label values are labels joined with '{joined}' (e.g. {example!r}): several labels per text is "
+            f"multi-label classification. Set data.label_separator: '{joined}' to read each as a label set."
         )
     if len(counts) < 2:
         report.errors.append(
@@ -190,6 +209,8 @@ def _label_checks(entry, texts, labels, usable, data, name, report) -> None:
             + (
                 "The labels look like lists: set data.multi_label: true."
                 if lists
+                else f"The labels look like label sets: set data.label_separator: '{joined}'."
+                if joined
                 else "Add examples, merge or drop those classes, or lower the setting."
             )
         )
