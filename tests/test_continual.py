@@ -111,16 +111,22 @@ def _recipe(files, strategy, **method):
 
 def test_replay_forgets_less_than_naive_and_writes_the_matrix(tmp_path):
     files = _stream(tmp_path)
-    naive = tunesmith.run(_recipe(files, "naive"), output_dir=tmp_path / "naive").metrics["continual"]
-    replay = tunesmith.run(_recipe(files, "replay", replay_ratio=1.0), output_dir=tmp_path / "replay").metrics[
-        "continual"
-    ]
+    probed = {"eval": {"baseline": "linear_probe"}}
+    naive_run = tunesmith.run({**_recipe(files, "naive"), **probed}, output_dir=tmp_path / "naive").metrics
+    replay_run = tunesmith.run(
+        {**_recipe(files, "replay", replay_ratio=1.0), **probed}, output_dir=tmp_path / "replay"
+    ).metrics
+    naive, replay = naive_run["continual"], replay_run["continual"]
+    # base vs tuned: the base model's probe on every experience's data, the same whatever the strategy trained
+    assert naive_run["base"] == replay_run["base"] and 0.0 < naive_run["base"]["accuracy"] <= 1.0
+    assert set(naive_run["tuned"]) <= set(naive_run["base"])  # the same measures, and the probe named
     assert len(naive["matrix"]) == 2 and len(naive["matrix"][0]) == 2
     assert naive["matrix"][0][0] > 0.8  # it learned the first experience
     assert replay["bwt"] > naive["bwt"]  # and replay forgot less of it
     assert (tmp_path / "replay" / "plots" / "accuracy_matrix.png").is_file()
     report = (tmp_path / "replay" / "report.md").read_text()
     assert "backward transfer" in report and "| first |" in report
+    assert f"{replay_run['base']['accuracy']:.4f}" in report  # the report shows base beside tuned
 
 
 def test_ewc_and_lwf_runs_store_their_state(tmp_path):

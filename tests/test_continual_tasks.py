@@ -48,7 +48,6 @@ def test_multi_label_continual_grows_labels_keeps_thresholds_and_updates(tmp_pat
     }  # noqa: E731
     recipe = {
         "model": "tiny-bert",
-        "eval": {"baseline": "none"},
         # growth, thresholds and updates are checked here; the head's start (a probe on the tiny random body's
         # features by default) has its own test below
         "method": {**METHOD, "strategy": ["replay", "lwf"], "head_init": "random"},
@@ -62,6 +61,7 @@ def test_multi_label_continual_grows_labels_keeps_thresholds_and_updates(tmp_pat
         m["task"] == "multi_label" and m["labels"] == ["complaint", "praise"] and m["continual"]["metric"] == "f1_micro"
     )
     assert m["continual"]["matrix"][0][0] > 0.8 and "f1_micro" in m["tuned"]
+    _base_beside_tuned(m, result.run_dir, ["great product, poor delivery"])
     done = runner.invoke(
         app,
         [
@@ -131,7 +131,6 @@ def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
     recipe = {
         "task": "token_classification",
         "model": "tiny-bert",
-        "eval": {"baseline": "none"},
         "method": {**METHOD, "strategy": "replay", "replay_ratio": 1.0},
         "train": TRAIN,
         "experiences": exps,
@@ -144,6 +143,7 @@ def test_entity_tagger_learns_new_types_without_forgetting_the_old(tmp_path):
     assert c["matrix"][0][0] > 0.9 and c["matrix"][0][1] == 0.0  # PRAISE unknown after the first experience
     assert c["matrix"][1][1] > 0.8  # learned the new type
     assert c["matrix"][1][0] > 0.8  # replay kept ITEM, though the new data tags items O
+    _base_beside_tuned(m, result.run_dir, ["the movie is good great"])
     naive = tunesmith.run({**recipe, "method": {**METHOD, "strategy": "naive"}}, output_dir=tmp_path / "naive").metrics[
         "continual"
     ]
@@ -172,7 +172,6 @@ def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_
     recipe = {
         "task": "regression",
         "model": "tiny-bert",
-        "eval": {"baseline": "none"},
         "method": {**METHOD, "strategy": ["replay", "ewc"], "ewc_lambda": 10.0},
         "train": {**TRAIN, "lr": 3e-3},
         "experiences": [
@@ -183,6 +182,7 @@ def test_regression_continual_keeps_the_scale_learns_a_shifted_score_and_serves_
     m = run.metrics
     assert m["task"] == "regression" and m["continual"]["metric"] == "r2" and m["labels"] == ["value"]
     assert m["continual"]["matrix"][0][0] > 0.8 and m["tuned"]["spearman"] > 0.85
+    _base_beside_tuned(m, run.run_dir, ["good good the movie"])
     predictor = tunesmith.Predictor.load(run.run_dir)
     low, high = predictor.predict(["bad bad bad bad the movie", "good good good good the movie"])
     assert 9 < low < 11.5 and 19 < high < 21.5  # labels' units (10 + 2.5 k), not standardised outputs
@@ -315,3 +315,13 @@ def test_a_continual_entity_run_trains_long_texts_as_windows(tmp_path):
     }
     c = tunesmith.run(recipe, output_dir=tmp_path / "run").metrics["continual"]
     assert c["matrix"][0][0] > 0.8  # ITEM learned from words a single cut read never saw
+
+
+def _base_beside_tuned(metrics: dict, run_dir, texts: list[str]) -> None:
+    """A continual run reports the base model (a probe on its frozen embeddings) on the sets the tuned model is
+    scored on, with the same measures, and keeps the probe so that the base model answers again."""
+    from tunesmith.predict import load_base
+
+    assert set(metrics["tuned"]) <= set(metrics["base"]) and metrics["base"]["kind"]
+    assert metrics["base"] != {**metrics["tuned"], "kind": metrics["base"]["kind"]}
+    assert len(load_base(run_dir).predict(texts)) == len(texts)

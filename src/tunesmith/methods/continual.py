@@ -145,6 +145,9 @@ def finish(run_dir: Path, recipe, learner: Learner, datas, state: dict) -> dict:
     _make_current(run_dir, run_dir / VERSIONS_DIR / f"v{state['current']}")
     runs.write_json(run_dir / STATE_FILE, state)
     names = [e["name"] for e in state["experiences"]]
+    base, head = learner.base_line(datas)
+    if head is not None:  # the base model can answer again: predict and eval --base, the playground
+        runs.write_json(run_dir / runs.BASE_HEAD_FILE, head)
     metrics = {
         "task": learner.task.name,
         "method": "continual",
@@ -152,7 +155,7 @@ def finish(run_dir: Path, recipe, learner: Learner, datas, state: dict) -> dict:
         "labels": learner.labels,
         "eval_set": "all experiences' evaluation sets",
         "eval_size": sum(len(d.evaluation) for d in datas),
-        "base": {},
+        "base": base,
         "tuned": learner.overall(datas),
         "continual": {
             **continual_metrics(state["matrix"], state["initial"]),
@@ -345,6 +348,25 @@ class Learner:
             )
         ]
         return self.task.overall(predicted, splits, self.labels)
+
+    def base_line(self, datas) -> tuple[dict, dict | None]:
+        """The base model read as a supervised run reads it (a probe on its frozen embeddings; a ridge for scores),
+        fitted on every experience's training data and scored on every evaluation set, as the current version is:
+        what training the run's versions was worth. The probe comes back as numbers (base_head.json)."""
+        import random
+
+        from .head_init import PROBE_ROWS
+
+        if self.recipe.eval.baseline == "none" or self.kind == "decoder":
+            return {}, None
+        pairs = [pair for d in datas for pair in self.task.examples(self.task.fitted(self, d.train))]
+        random.Random(self.cfg.seed).shuffle(pairs)
+        seen, first, rest = set(), [], []
+        for pair in pairs:  # one example of every class (reservoir key) first, so that each gets weights
+            (rest if pair[1] in seen else first).append(pair)
+            seen.add(pair[1])
+        chosen = first + rest[: max(0, PROBE_ROWS - len(first))]
+        return self.task.base_line(self, chosen, datas, resolve_weights(self.recipe.model.name))
 
     # ------------------------------------------------------------------ versions on disk
 

@@ -120,6 +120,25 @@ class Regression:
     def relabel(self, learner, examples: list, data) -> list:
         return examples
 
+    def base_line(self, learner, chosen: list, datas, weights: str) -> tuple[dict, dict | None]:
+        """The supervised regression run's base line: a ridge regression on the frozen base model's mean-pooled
+        embeddings, fitted on `chosen` examples in the labels' units, scored on every evaluation set (with R²)."""
+        from ..tasks.regression import ridge_baseline
+
+        evaluation = [pair for d in datas for pair in self.examples(d.evaluation)]
+        (train_rows, _), (eval_rows, _) = (
+            self.encode(learner.tokenizer, p, [], learner.cfg, None) for p in (chosen, evaluation)
+        )
+        y_train, y_eval = ([y for (_, _, y), _ in pairs] for pairs in (chosen, evaluation))
+        pad = learner.tokenizer.pad_token_id
+        base, head = ridge_baseline(
+            learner.recipe, weights, train_rows, y_train, eval_rows, y_eval, pad, learner.precision
+        )
+        if base:  # R² from the same errors: 1 - MSE / the targets' variance, as the matrix reads it
+            spread = float(np.var(y_eval))
+            base["r2"] = 1.0 - base["mse"] / spread if spread else float(base["mse"] == 0.0)
+        return base, head
+
     def replayed(self, examples: list, new_labels: list[str]) -> list:
         return examples
 

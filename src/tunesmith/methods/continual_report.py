@@ -42,10 +42,19 @@ forgotten); FWT the mean gain on an experience's set from the experiences before
 ![accuracy over time](plots/accuracy_over_time.png)
 
 Over all evaluation sets together, the current model: {_overall(m["tuned"])}.
-"""
+{_base_line(m.get("base"))}"""
     path = run_dir / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _base_line(base: dict | None) -> str:
+    if not base:
+        return ""
+    return (
+        f"\nThe base model on the same sets: {_overall(base)} (base = the model before fine-tuning, read through a "
+        "linear probe, a ridge regression for scores, fitted on every experience's training data).\n"
+    )
 
 
 def _overall(tuned: dict) -> str:

@@ -118,6 +118,20 @@ class SingleLabel:
         """The new experience's examples as training sees them (before the head grows; the model is the old one)."""
         return examples
 
+    def base_line(self, learner, chosen: list, datas, weights: str) -> tuple[dict, dict | None]:
+        """The supervised run's base line on the run's data: the probe on the frozen base model's mean-pooled
+        embeddings, fitted on `chosen` training examples, scored on every evaluation set; and the probe as numbers."""
+        from types import SimpleNamespace
+
+        from ..tasks.classification import probe_baseline
+
+        evaluation = [pair for d in datas for pair in self.examples(d.evaluation)]
+        enc = {}
+        enc["train"], enc["train_ids"] = _encoded(self, learner, chosen)
+        enc["evaluation"], enc["evaluation_ids"] = _encoded(self, learner, evaluation)
+        pad, labels = learner.tokenizer.pad_token_id, learner.labels
+        return probe_baseline(learner.recipe, weights, enc, SimpleNamespace(labels=labels), pad, learner.precision)
+
     def replayed(self, examples: list, new_labels: list[str]) -> list:
         """Past examples as this experience trains on them (`new_labels`: labels no earlier experience had)."""
         return examples
@@ -236,6 +250,22 @@ class MultiLabel(_Scored):
         gold = [row for s in gold_splits for row in s.labels]
         every = labels + sorted({label for row in gold for label in row} - set(labels))
         return multilabel_metrics(np.asarray(multi_hot(gold, every)), np.asarray(multi_hot(predicted, every)), every)
+
+    def base_line(self, learner, chosen: list, datas, weights: str) -> tuple[dict, dict | None]:
+        """One logistic regression per label on the frozen base model's mean-pooled embeddings, thresholds chosen
+        on every experience's validation set, as a supervised multi-label run's base line."""
+        from ..tasks.multilabel import ovr_baseline
+
+        splits = {
+            "train": chosen,
+            "validation": [pair for d in datas for pair in self.examples(d.validation)],
+            "evaluation": [pair for d in datas for pair in self.examples(d.evaluation)],
+        }
+        rows, targets = {}, {}
+        for name, pairs in splits.items():
+            rows[name], targets[name] = _encoded(self, learner, pairs)
+        pad = learner.tokenizer.pad_token_id
+        return ovr_baseline(learner.recipe, weights, rows, targets, learner.labels, pad, learner.precision)
 
     def after_learning(self, learner, validations: list) -> dict:
         """Thresholds chosen on the validation sets of every experience learned so far (old labels' positives are in
@@ -367,6 +397,25 @@ class TokenTags(_Scored):
         log.info(f"pseudo-labels: {added} mention(s) of {sorted(missing)} found by the previous model in the new data")
         return out
 
+    def base_line(self, learner, chosen: list, datas, weights: str) -> tuple[dict, dict | None]:
+        """The supervised tag run's base line: a logistic regression per token on the frozen base model's word
+        vectors, fitted on `chosen` sentences, scored on every evaluation set."""
+        from types import SimpleNamespace
+
+        from ..tasks.token_classification import encode, probe_baseline
+
+        split = {"train": chosen, "evaluation": [pair for d in datas for pair in self.examples(d.evaluation)]}
+        rows, firsts, tags = {}, {}, {}
+        for name, pairs in split.items():
+            sentences, tags[name] = [list(w) for (w, _), _ in pairs], [list(t) for (_, t), _ in pairs]
+            rows[name], firsts[name], _ = encode(learner.tokenizer, sentences, None, [], learner.cfg.max_length)
+        data = SimpleNamespace(**{name: SimpleNamespace(tags=t) for name, t in tags.items()})
+        pad = learner.tokenizer.pad_token_id
+        base, head = probe_baseline(learner.recipe, weights, rows, firsts, data, learner.labels, pad, learner.precision)
+        if head is None:
+            return base, None
+        return base, {"labels": learner.labels, "coef": head[0].tolist(), "intercept": head[1].tolist()}
+
     def old_outputs(self, *args) -> torch.Tensor:
         raise AssertionError("LwF is refused for token classification before training starts")
 
@@ -413,3 +462,8 @@ def _annotated_only(predicted: list, split) -> list:
 def _type_key(tags) -> str:
     """The replay reservoir's class of a sentence: the entity types it holds."""
     return "|".join(sorted({t[2:] for t in tags if t != "O"})) or "O"
+
+
+def _encoded(task, learner, pairs: list) -> tuple[list[dict], list]:
+    """(example, key) pairs as the task encodes them for training."""
+    return task.encode(learner.tokenizer, pairs, learner.labels, learner.cfg, learner.method)

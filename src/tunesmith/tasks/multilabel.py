@@ -105,14 +105,15 @@ def ovr_baseline(
         "normalized": False,
         "multi_label": True,
         "thresholds": thresholds,
-        "separator": recipe.data.label_separator,
+        # a continual recipe's keys live in its experiences (each holds the shared data keys)
+        "separator": (recipe.data or recipe.experiences[0].data).label_separator,
     }
     return {"kind": "one-vs-rest logistic regression on the frozen base model's mean-pooled embeddings", **base}, head
 
 
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the regressions (and thresholds) the run scored it by: the pre-trained body and
-    base_head.json. None for a run that kept none (eval.baseline: none, a continual run)."""
+    base_head.json. None for a run that kept none (eval.baseline: none)."""
     parts = base_parts(run_dir, "labels")
     if parts is None:
         return None

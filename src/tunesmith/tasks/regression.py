@@ -87,7 +87,7 @@ def ridge_baseline(
 
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the ridge regression the run scored it by: the pre-trained body and base_head.json.
-    None for a run that kept none (eval.baseline: none, a continual run)."""
+    None for a run that kept none (eval.baseline: none)."""
     from .classification import base_parts
 
     parts = base_parts(run_dir, "value")

@@ -243,7 +243,7 @@ def probe_baseline(
 
 def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: int = 256):
     """The base model with the per-token probe the run scored it by: the pre-trained body, and base_head.json as its
-    tag head. None for a run that kept no probe (eval.baseline: none, a continual run)."""
+    tag head. None for a run that kept no probe (eval.baseline: none)."""
     from ..errors import TunesmithError
     from ..models.loading import fill_head, load_token_classifier, load_tokenizer, resolve_weights
     from ..recipe import load_recipe
