@@ -399,22 +399,25 @@ class TokenTags(_Scored):
 
     def base_line(self, learner, chosen: list, datas, weights: str) -> tuple[dict, dict | None]:
         """The supervised tag run's base line: a logistic regression per token on the frozen base model's word
-        vectors, fitted on `chosen` sentences, scored on every evaluation set."""
-        from types import SimpleNamespace
+        vectors, fitted on `chosen` sentences; as the base model's tag head it is scored the way the versions are
+        (long texts in windows, each set on the types it annotates)."""
+        from ..models.loading import fill_head, load_token_classifier
+        from ..tasks.token_classification import encode, fitted_head
 
-        from ..tasks.token_classification import encode, probe_baseline
-
-        split = {"train": chosen, "evaluation": [pair for d in datas for pair in self.examples(d.evaluation)]}
-        rows, firsts, tags = {}, {}, {}
-        for name, pairs in split.items():
-            sentences, tags[name] = [list(w) for (w, _), _ in pairs], [list(t) for (_, t), _ in pairs]
-            rows[name], firsts[name], _ = encode(learner.tokenizer, sentences, None, [], learner.cfg.max_length)
-        data = SimpleNamespace(**{name: SimpleNamespace(tags=t) for name, t in tags.items()})
-        pad = learner.tokenizer.pad_token_id
-        base, head = probe_baseline(learner.recipe, weights, rows, firsts, data, learner.labels, pad, learner.precision)
-        if head is None:
-            return base, None
-        return base, {"labels": learner.labels, "coef": head[0].tolist(), "intercept": head[1].tolist()}
+        cfg, labels, tokenizer = learner.cfg, learner.labels, learner.tokenizer
+        pad, bs, precision = tokenizer.pad_token_id, learner.recipe.eval.batch_size, learner.precision
+        rows, firsts, _ = encode(tokenizer, [list(w) for (w, _), _ in chosen], None, [], cfg.max_length)
+        model = load_token_classifier(weights, labels)  # the pre-trained body; the probe becomes its tag head
+        tags = [list(t) for (_, t), _ in chosen]
+        weight, bias = fitted_head(model.base_model, rows, firsts, tags, labels, bs, pad, precision, cfg.seed)
+        if not fill_head(model, weight, bias):
+            return {}, None
+        splits = [d.evaluation for d in datas]
+        predicted = [p for s in splits for p in self.predictions(model, labels, tokenizer, s, cfg, bs, precision)]
+        base = self.overall(predicted, splits, labels)
+        log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
+        kind = "logistic regression per token on the frozen base model's token embeddings"
+        return {"kind": kind, **base}, {"labels": labels, "coef": weight.tolist(), "intercept": bias.tolist()}
 
     def old_outputs(self, *args) -> torch.Tensor:
         raise AssertionError("LwF is refused for token classification before training starts")
