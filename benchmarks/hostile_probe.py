@@ -521,6 +521,47 @@ def plain_tsv_text_opening_with_a_quote():  # read as spreadsheet quoting, the q
     return verdict if verdict != "well" else "well" if len(pd.read_csv(folder / "p.csv")) == 3 else "unclear"
 
 
+def cli_says(args: list[str], words: list[str], absent: tuple[str, ...] = (), refuse: bool = True) -> str:
+    """`cli`, and "unclear" unless the output names what went wrong (`words`) and not a misleading cause (`absent`)."""
+    verdict = cli(args, refuse)
+    if verdict != "well":
+        return verdict
+    done = runner.invoke(app, args)
+    said = " ".join(done.output.split())
+    return "well" if all(w in said for w in words) and not any(a in said for a in absent) else "unclear"
+
+
+@case("data")
+def a_data_file_where_the_recipe_goes():  # read as YAML, a CSV failed on a colon at some line
+    folder = W.scratch("csv_recipe")
+    sentiment_rows(20, 0).assign(text=lambda f: f["text"] + ": yes").to_csv(folder / "train.csv", index=False)
+    return cli_says(["train", str(folder / "train.csv")], ["data file, not a recipe"])
+
+
+@case("data")
+def a_misspelt_model_name():  # was listed as a data-check problem, with advice to fix the data
+    folder = W.scratch("misspelt_model")
+    sentiment_rows(20, 0).to_csv(folder / "train.csv", index=False)
+    (folder / "r.yaml").write_text(f"model: tiny-bertt\ndata: {{train: {folder / 'train.csv'}}}\n")
+    return cli_says(["train", str(folder / "r.yaml"), "-o", str(folder / "run")], ["Unknown model"], ("Fix the data",))
+
+
+@case("data")
+def labels_joined_with_a_semicolon():  # every combination read as a class of its own, rare ones an error to add rows
+    folder = W.scratch("joined_labels")
+    sets = ["billing;refund", "billing", "refund", "login;billing", "login"] * 6
+    pd.DataFrame({"text": [f"ticket {i}" for i in range(30)], "label": sets}).to_csv(folder / "t.csv", index=False)
+    return cli_says(["data", "check", str(folder / "t.csv")], ["data.label_separator: ';'"], refuse=False)
+
+
+@case("data")
+def a_labelled_file_under_task_generation():  # read as plain text to continue; the label column ignored unsaid
+    folder = W.scratch("text_label_generation")
+    sentiment_rows(20, 0).to_csv(folder / "t.csv", index=False)
+    args = ["data", "check", str(folder / "t.csv"), "--task", "generation"]
+    return cli_says(args, ["column 'label' is not read"], refuse=False)
+
+
 @case("outputs")
 def predict_to_an_unknown_extension():
     return cli(["predict", str(W.classifier), str(W.root / "x.csv"), "-o", str(W.scratch("ext") / "p.docx")])

@@ -186,6 +186,7 @@ def test_only_labels_joined_in_most_values_read_as_label_sets():
 
     assert joined_by(["billing;refund", "billing", "refund;login", "login"]) == ";"
     assert joined_by(["a|b", "b|c", "a|c", "a"]) == "|"
+    assert joined_by(["billing", "refund", "login", "billing;refund"]) == ";"  # few sets, of labels seen alone
     assert joined_by(["positive", "negative", "neutral"]) is None
     assert joined_by(["1,000-5,000", "5,000-10,000", "10,000+"]) is None  # commas inside labels, no shared parts
     assert joined_by(["Health, Fitness", "Travel", "Food"]) is None  # one label with a comma

@@ -152,13 +152,18 @@ def _cells(got: Read, data, info: dict, where: str, report: Report) -> tuple[Seq
 
 
 def joined_by(values) -> str | None:
-    """The separator that joins several labels in most label values ('billing;refund'), if one does: at least half
-    the distinct values hold it, and their parts are fewer than the values (the same labels in several sets)."""
+    """The separator that joins several labels in label values ('billing;refund'), if one does: most values that
+    hold it are made of labels that also stand alone, or at least half the distinct values hold it and their parts
+    are fewer than the values (the same labels in several sets)."""
     values = [str(v) for v in values]
     for sep in (";", "|", ","):
         holding = [v for v in values if sep in v]
+        if not holding:
+            continue
+        alone = {v.strip() for v in values if sep not in v}
+        known = sum(all(p.strip() in alone for p in v.split(sep)) for v in holding)
         parts = {p.strip() for v in values for p in v.split(sep)}
-        if len(holding) * 2 >= len(values) and len(parts) < len(values):
+        if known * 2 >= len(holding) or len(holding) * 2 >= len(values) and len(parts) < len(values):
             return sep
     return None
 
