@@ -1004,8 +1004,23 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TUNESMITH_CACHE", tempfile.mkdtemp(prefix="tunesmith-cache-"))
+    cache = None if "TUNESMITH_CACHE" in os.environ else tempfile.mkdtemp(prefix="tunesmith-cache-")
+    os.environ.setdefault("TUNESMITH_CACHE", cache or "")
     W = World(Path(tempfile.mkdtemp(prefix="tunesmith-probe-")))
+    try:
+        results = _judge_all()
+    finally:  # the probe's own folders: nothing of it stays in the temp folder
+        for folder in (W.root, cache):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+    counts = Counter(r["verdict"] for r in results)
+    summary = {"cases": len(results), **{k: counts.get(k, 0) for k in ("well", "unclear", "traceback", "data_loss")}}
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+
+
+def _judge_all() -> list[dict]:
     results = []
     for surface, name, fn in CASES:
         try:
@@ -1015,11 +1030,7 @@ def main() -> None:
             name += f" ({type(err).__name__})"
         results.append({"surface": surface, "case": name, "verdict": verdict})
         print(f"{verdict:10} {surface:8} {name}", flush=True)
-    counts = Counter(r["verdict"] for r in results)
-    summary = {"cases": len(results), **{k: counts.get(k, 0) for k in ("well", "unclear", "traceback", "data_loss")}}
-    print(json.dumps(summary))
-    if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+    return results
 
 
 if __name__ == "__main__":
