@@ -121,6 +121,28 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == [ckpt.CHECKPOINT_FILE]  # no temporary file left behind
 
 
+def test_ctrl_c_while_saving_waits_for_the_checkpoint_then_interrupts(tmp_path, monkeypatch):
+    """A SIGINT inside torch.save broke its zip writer (a RuntimeError: the run read as failed, not interrupted)."""
+    path, real_save = tmp_path / ckpt.CHECKPOINT_FILE, torch.save
+
+    def interrupted(obj, handle):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the file is being written
+        handle.write(b"")  # a Python call, where a handler would have run at once
+        real_save(obj, handle)
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `tunesmith train`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save(path, {"position": {"step": 8}, "weights": torch.ones(3)})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.undo()
+    assert ckpt.load(path)["position"]["step"] == 8  # written whole first
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.CHECKPOINT_FILE]
+
+
 def test_a_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     path = tmp_path / ckpt.CHECKPOINT_FILE
     path.write_bytes(b"\x00garbage")

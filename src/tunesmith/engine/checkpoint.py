@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,20 +80,44 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def save(path: Path, payload: dict) -> None:
-    """Atomic write: temporary file, fsync, rename. A failure leaves the previous checkpoint as it was."""
+    """Atomic write: temporary file, fsync, rename. A failure leaves the previous checkpoint as it was; a Ctrl-C
+    waits for the write to end (it interrupted torch.save mid-file, which raised a RuntimeError: the run was marked
+    failed instead of interrupted)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as handle:
-            torch.save(plain(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with ctrl_c_after():
+            with tmp.open("wb") as handle:
+                torch.save(plain(payload), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise TunesmithError(
             f"Cannot write the checkpoint {path}: {err.strerror or err}. "
             "Free disk space or fix the folder's permissions; the previous checkpoint is intact."
         ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """A SIGINT that arrives inside the block is answered when it ends, by the handler that was in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers (and only it receives Python's SIGINT)
+        return
+    caught: list[tuple] = []
+    previous = signal.signal(signal.SIGINT, lambda *received: caught.append(received))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):  # Python's own handler raises KeyboardInterrupt here
+            previous(*caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)  # the default action, now (SIG_IGN: ignored, as it would have been)
 
 
 def load(path: Path) -> dict | None:
