@@ -342,6 +342,12 @@ CASES = {
         lambda d: _train_on(d, "ner.jsonl", json.dumps({"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}) + "\n"),
         ["no column 'text'", "words and their tags", "task: token_classification"],
     ),
+    "a folder of runs where one run goes": (
+        lambda d: (fake_run(d), (d / "p.csv").write_text("text\nhi\n"), ["predict", d, d / "p.csv", "-o", d / "o.csv"])[
+            2
+        ],
+        ["not a tunesmith run directory", "it holds runs: pass one of them"],
+    ),
     "models pull an unknown alias": (lambda d: ["models", "pull", "minilm-l7"], ["Unknown model alias", "minilm-l6"]),
     # JSON nested past Python's stack: json raises RecursionError, not a ValueError
     "JSONL nested too deeply": (

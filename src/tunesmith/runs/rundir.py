@@ -395,13 +395,25 @@ def json_problem(path: Path) -> str | None:
     return None if isinstance(value, dict) else f"damaged (a JSON {type(value).__name__}, not an object)"
 
 
+def _runs_inside(folder: Path, shown: int = 5) -> list[str]:
+    """The run folders directly inside `folder` (a runs root passed where one run goes), a few named."""
+    if not folder.is_dir():
+        return []
+    try:
+        found = sorted(str(p) for p in folder.iterdir() if (p / RUN_FILE).is_file())
+    except OSError:
+        return []
+    return found[:shown] + ([f"{len(found) - shown} more"] if len(found) > shown else [])
+
+
 def open_finished(run_dir: str | Path) -> Path:
     """A run directory that finished training, or a clear error."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
+        inside = _runs_inside(run_dir)
         raise TunesmithError(
             f"{run_dir} is not a tunesmith run directory (no {RUN_FILE}). Pass the folder given to `tunesmith "
-            f"train -o`."
+            "train -o`" + (f"; it holds runs: pass one of them ({', '.join(inside)})." if inside else ".")
         )
     status = read_status(run_dir)
     if status == "damaged":
