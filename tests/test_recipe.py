@@ -30,9 +30,13 @@ def test_unknown_key_inside_method_is_named_without_union_tag():
     assert "unknown key 'method.lora.rank'" in str(err.value)
 
 
-def test_key_from_hf_training_arguments_names_its_replacement():
-    with pytest.raises(TunesmithError, match="called 'lr'"):
-        load_recipe({**BASE, "train": {"learning_rate": 1e-4}})
+@pytest.mark.parametrize(
+    ("theirs", "ours"),
+    [("learning_rate", "lr"), ("lr_scheduler_type", "lr_scheduler"), ("neftune_noise_alpha", "neftune_alpha")],
+)
+def test_key_from_hf_training_arguments_names_its_replacement(theirs, ours):
+    with pytest.raises(TunesmithError, match=f"called '{ours}'"):
+        load_recipe({**BASE, "train": {theirs: 1e-4}})
 
 
 def test_set_overrides_nested_fields_with_yaml_typing():

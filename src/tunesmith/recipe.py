@@ -41,6 +41,8 @@ RENAMED = {
     "max_seq_length": "max_length",
     "sequence_len": "max_length",
     "warmup_steps": "warmup_ratio",
+    "lr_scheduler_type": "lr_scheduler",
+    "neftune_noise_alpha": "neftune_alpha",
     "base_model": "model.name",
     "model_name_or_path": "model.name",
     "output_dir": "output.dir",
