@@ -28,7 +28,7 @@ _OTHER_TASKS = (
 
 
 def task_hint(columns) -> str:
-    """' These look like ...: set task: ...' when the file's columns are another task's usual ones."""
+    """' The columns look like ...: for that, set task: ...' when the columns are another task's usual ones."""
     found = {str(c).lower() for c in columns}
     for needs, what, task in _OTHER_TASKS:
         if needs <= found:
