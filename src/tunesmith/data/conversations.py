@@ -37,12 +37,11 @@ class Conversations:
     samples: list[list[dict]]  # each: [{"role": ..., "content": ...}, ...]
     format: str
     source: str
+    # plain text read beside a label-like column, most likely meant as the answers: (text column, that column)
+    unread: tuple[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    # plain text read beside a label-like column, most likely meant as the answers: (text column, that column)
-    unread: tuple[str, str] | None = None
 
     def describe(self) -> str:
         unit = "texts" if self.format == "text" else "conversations"

@@ -134,9 +134,8 @@ class Regression:
         base, head = ridge_baseline(
             learner.recipe, weights, train_rows, y_train, eval_rows, y_eval, pad, learner.precision
         )
-        if base:  # R² from the same errors: 1 - MSE / the targets' variance, as the matrix reads it
-            spread = float(np.var(y_eval))
-            base["r2"] = 1.0 - base["mse"] / spread if spread else float(base["mse"] == 0.0)
+        if base:  # R² from the same errors, as the matrix reads it
+            base["r2"] = _r2_of(base["mse"], y_eval)
         return base, head
 
     def replayed(self, examples: list, new_labels: list[str]) -> list:
@@ -170,6 +169,10 @@ class Regression:
 
 def _r2(labels, predicted) -> float:
     y, p = np.asarray(labels, dtype=float), np.asarray(predicted, dtype=float)
-    spread = float(((y - y.mean()) ** 2).mean())
-    mse = float(((p - y) ** 2).mean())
+    return _r2_of(float(((p - y) ** 2).mean()), y)
+
+
+def _r2_of(mse: float, labels) -> float:
+    """1 - MSE / the targets' variance."""
+    spread = float(np.var(np.asarray(labels, dtype=float)))
     return 1.0 - mse / spread if spread else float(mse == 0.0)  # one repeated target: right or wrong

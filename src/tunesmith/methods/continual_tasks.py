@@ -402,7 +402,7 @@ class TokenTags(_Scored):
         vectors, fitted on `chosen` sentences; as the base model's tag head it is scored the way the versions are
         (long texts in windows, each set on the types it annotates)."""
         from ..models.loading import fill_head, load_token_classifier
-        from ..tasks.token_classification import encode, fitted_head
+        from ..tasks.token_classification import encode, fitted_head, head_numbers
 
         cfg, labels, tokenizer = learner.cfg, learner.labels, learner.tokenizer
         pad, bs, precision = tokenizer.pad_token_id, learner.recipe.eval.batch_size, learner.precision
@@ -417,7 +417,7 @@ class TokenTags(_Scored):
         base = self.overall(predicted, splits, labels)
         log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
         kind = "logistic regression per token on the frozen base model's token embeddings"
-        return {"kind": kind, **base}, {"labels": labels, "coef": weight.tolist(), "intercept": bias.tolist()}
+        return {"kind": kind, **base}, head_numbers(labels, weight, bias)
 
     def old_outputs(self, *args) -> torch.Tensor:
         raise AssertionError("LwF is refused for token classification before training starts")

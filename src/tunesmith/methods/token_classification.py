@@ -86,8 +86,7 @@ class SupervisedTokenClassifier:
             ctx.precision,
         )
         if plan.extra["probe_head"] is not None:  # as numbers: the base model answers again with it (save)
-            weight, bias = plan.extra["probe_head"]
-            plan.extra["base_head"] = {"labels": plan.data.labels, "coef": weight.tolist(), "intercept": bias.tolist()}
+            plan.extra["base_head"] = tc.head_numbers(plan.data.labels, *plan.extra["probe_head"])
         return base
 
     def adapt(self, plan: Plan, ctx: Context, model):

@@ -294,6 +294,11 @@ def fit_probe(features: list[np.ndarray], tags: list[list[str]], labels: list[st
     return LogisticRegression(max_iter=1000, random_state=seed).fit(x[pick], y[pick])
 
 
+def head_numbers(labels: list[str], weight: np.ndarray, bias: np.ndarray) -> dict:
+    """A tag head as base_head.json keeps it (plain numbers; load_base_predictor reads it back)."""
+    return {"labels": labels, "coef": weight.tolist(), "intercept": bias.tolist()}
+
+
 def probe_head(probe, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
     """The probe as a softmax head over all `n_labels` tags: scikit-learn keeps one row for two classes, and
     a tag missing from the probe's sample gets no weights and a bias under every other, so it starts unpredicted."""
