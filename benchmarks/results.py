@@ -53,6 +53,7 @@ ORDER = [  # the README's order: the headline comparisons first
     "closed_loop",
     "closed_loop_chat",
     "scale",
+    "scale_generation",
     "hostile_probe",
 ]
 HEAD = """# Benchmarks

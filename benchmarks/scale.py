@@ -2,6 +2,7 @@
 tunesmith beside a plain Hugging Face script (datasets + Trainer), each with a cold cache and again warm.
 
     python benchmarks/scale.py [--sizes 10000 100000 1000000] [--steps 20] [--publish]
+    python benchmarks/scale.py --task generation [--sizes 10000 100000 300000] [--steps 10] [--publish]
 
 Rows: sst2's training sentences drawn with replacement, each made unique by a number appended (no duplicate
 warnings), written as one CSV per size; sst2's validation set (872 rows) validates. MiniLM-L6, max_length 64,
@@ -14,6 +15,13 @@ its metrics.json (prepare = read + tokenize; train; evaluate); the data check is
 Baseline: datasets.load_dataset("csv") + map(batched=True) tokenization + transformers.Trainer with
 max_steps, DataCollatorWithPadding, no evaluation during training, then one evaluate() on the validation set:
 the HF way, memory-mapped Arrow from end to end.
+
+`--task generation`: chat fine-tuning instead. Rows: bitext_customer_support_sft's prompt/response pairs drawn with
+replacement, each prompt made unique by a number appended, one JSONL file per size; its first 200 validation pairs
+validate. SmolLM2-135M-Instruct with LoRA, max_length 128, batch 8, `train.max_steps` steps, the loss on the
+answers, no base line and no generated answers (the validation loss alone). Baseline: a plain TRL script,
+datasets.load_dataset("json") into prompt/completion conversations + SFTTrainer(max_steps, LoRA on every linear
+layer, TRL's own precision default), then one evaluate().
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SST2 = HERE.parents[0].parent / "shared" / "data" / "sst2"
+CHATS = HERE.parents[0].parent / "shared" / "data" / "bitext_customer_support_sft"
 
 TRAINER_SCRIPT = r"""
 import sys, time
@@ -61,6 +70,67 @@ accuracy = float((pred.predictions.argmax(-1) == pred.label_ids).mean())
 print("RESULT", {"prepare_s": prepared, "train_s": trained, "evaluate_s": time.perf_counter() - t0,
                  "accuracy": accuracy})
 """
+
+
+TRL_SCRIPT = r"""
+import sys, time
+from datasets import load_dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+
+train, validation, weights, steps, out = sys.argv[1:6]
+start = time.perf_counter()
+ds = load_dataset("json", data_files={"train": train, "validation": validation})
+ds = ds.map(lambda b: {"prompt": [[{"role": "user", "content": p}] for p in b["prompt"]],
+                       "completion": [[{"role": "assistant", "content": r}] for r in b["response"]]},
+            batched=True, remove_columns=ds["train"].column_names)
+tok = AutoTokenizer.from_pretrained(weights)
+args = SFTConfig(out, max_steps=int(steps), per_device_train_batch_size=8, learning_rate=2e-4, max_length=128,
+                 eval_strategy="no", save_strategy="no", report_to=[], logging_steps=10, use_cpu=True,
+                 disable_tqdm=True)
+trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(weights), args=args, train_dataset=ds["train"],
+                     eval_dataset=ds["validation"], processing_class=tok,
+                     peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
+prepared = time.perf_counter() - start
+t0 = time.perf_counter()
+trainer.train()
+trained = time.perf_counter() - t0
+t0 = time.perf_counter()
+loss = trainer.evaluate()["eval_loss"]
+print("RESULT", {"prepare_s": prepared, "train_s": trained, "evaluate_s": time.perf_counter() - t0,
+                 "validation_loss": loss})
+"""
+TASKS = {  # task -> (model, validation file, baseline script, its name, default sizes, default steps)
+    "classification": (
+        "minilm-l6",
+        SST2 / "validation.csv",
+        TRAINER_SCRIPT,
+        "Trainer",
+        [10_000, 100_000, 1_000_000],
+        20,
+    ),
+    "generation": ("smollm2-135m-instruct", None, TRL_SCRIPT, "TRL", [10_000, 100_000, 300_000], 10),
+}
+
+
+def make_chats(folder: Path, sizes: list[int]) -> dict[int, Path]:
+    """Prompt/response JSONL files of each size, and the 200 validation pairs beside them."""
+    import numpy as np
+
+    lines = (CHATS / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    source = [json.loads(line) for line in lines]
+    rng, files = np.random.default_rng(0), {}
+    for n in sizes:
+        files[n] = folder / f"train_{n}.jsonl"
+        with files[n].open("w", encoding="utf-8") as out:
+            for i, at in enumerate(rng.integers(0, len(source), n)):
+                row = source[at]
+                out.write(json.dumps({"prompt": f"{row['prompt']} #{i}", "response": row["response"]}) + "\n")
+    validation = [json.loads(line) for line in (CHATS / "validation.jsonl").read_text(encoding="utf-8").splitlines()]
+    pairs = (json.dumps({"prompt": row["prompt"], "response": row["response"]}) for row in validation[:200])
+    (folder / "validation.jsonl").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    return files
 
 
 def make_rows(folder: Path, sizes: list[int]) -> dict[int, Path]:
@@ -114,16 +184,19 @@ def _rss_parts(pid: int) -> dict[str, int]:
         return {}
 
 
-def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str) -> dict:
+def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, task: str) -> dict:
     import yaml
 
     recipe = {
-        "task": "classification",
-        "model": "minilm-l6",
-        "data": {"train": str(train), "validation": str(SST2 / "validation.csv")},
+        "task": task,
+        "model": TASKS[task][0],
+        "data": {"train": str(train), "validation": str(_validation(folder, task))},
         "eval": {"baseline": "none"},
         "train": {"max_steps": steps, "batch_size": 32, "max_length": 64, "lr": 5e-5},
     }
+    if task == "generation":  # the loss alone: no answers generated, as the TRL script generates none
+        recipe["eval"]["max_samples"] = 0
+        recipe["train"] = {"max_steps": steps, "batch_size": 8, "max_length": 128, "lr": 2e-4}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     run = folder / f"run-{name}"
@@ -134,17 +207,25 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str) -
         prepare_s=t["prepare_s"],
         train_s=t["runtime_s"],
         evaluate_s=t["evaluate_s"],
-        accuracy=metrics["tuned"]["accuracy"],
+        **(
+            {"accuracy": metrics["tuned"]["accuracy"]}
+            if task == "classification"
+            else {"validation_loss": metrics["tuned"]["loss"]}
+        ),
     )
     shutil.rmtree(run)
     return got
 
 
-def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str) -> dict:
-    script = folder / "trainer_baseline.py"
-    script.write_text(TRAINER_SCRIPT)
-    out = folder / "trainer-out"
-    cmd = [sys.executable, str(script), str(train), str(SST2 / "validation.csv"), weights]
+def _validation(folder: Path, task: str) -> Path:
+    return TASKS[task][1] or folder / "validation.jsonl"
+
+
+def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str, task: str) -> dict:
+    script = folder / "baseline.py"
+    script.write_text(TASKS[task][2])
+    out = folder / "baseline-out"
+    cmd = [sys.executable, str(script), str(train), str(_validation(folder, task)), weights]
     got = measured([*cmd, str(steps), str(out)], env)
     line = next(x for x in got["output"].splitlines() if x.startswith("RESULT "))
     got.update(eval(line[7:], {}))  # noqa: S307  (our own script's dict of floats)
@@ -152,45 +233,50 @@ def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str) 
     return got
 
 
-def _weights(env: dict) -> str:
-    """MiniLM's folder, found by a child process: this one must not import torch, since a child's peak RSS
+def _weights(env: dict, model: str) -> str:
+    """The model's folder, found by a child process: this one must not import torch, since a child's peak RSS
     (os.wait4) starts from what its parent held when it was forked."""
-    code = "from tunesmith.models.loading import resolve_weights; print(resolve_weights('minilm-l6'))"
+    code = f"from tunesmith.models.loading import resolve_weights; print(resolve_weights({model!r}))"
     found = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return found.stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--task", choices=list(TASKS), default="classification")
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--steps", type=int)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--publish", action="store_true", help="replace this benchmark's entry in benchmarks/README.md")
     parser.add_argument("--publish-json", type=Path, help="publish the figures an earlier run saved with --json")
     args = parser.parse_args()
+    args.sizes, args.steps = args.sizes or TASKS[args.task][4], args.steps or TASKS[args.task][5]
     if args.publish_json:
         return publish(json.loads(args.publish_json.read_text()), args)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = make_rows(folder, args.sizes)
+        files = (make_chats if args.task == "generation" else make_rows)(folder, args.sizes)
         cache, hf_cache = folder / "tunesmith-cache", folder / "hf-datasets"
         env = {**os.environ, "NO_COLOR": "1", "HF_DATASETS_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1"}
         models = Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith")
         env["TUNESMITH_CACHE"] = str(cache)
         if (models / "models").is_dir():  # converted model weights: shared, they are not what is measured
             shutil.copytree(models / "models", cache / "models")
-        weights = _weights(env)
+        weights, base = _weights(env, TASKS[args.task][0]), TASKS[args.task][3]
         for n, train in files.items():
             row = {"rows": n}
-            row["data check"] = measured([sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)], env)
-            for kept in ("tokens", "tables"):  # cold: neither the token table nor the data table of the check
+            check = [sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)]
+            if args.task != "classification":
+                check += ["--task", args.task, "--model", TASKS[args.task][0]]
+            row["data check"] = measured(check, env)
+            for kept in ("tokens", "tables", "chats"):  # cold: neither the token table nor the data table of the check
                 shutil.rmtree(cache / kept, ignore_errors=True)
-            row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}")
-            row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}")
+            row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}", args.task)
+            row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}", args.task)
             shutil.rmtree(hf_cache, ignore_errors=True)
-            row["Trainer cold"] = trainer_run(folder, train, args.steps, env, weights)
-            row["Trainer warm"] = trainer_run(folder, train, args.steps, env, weights)
+            row[f"{base} cold"] = trainer_run(folder, train, args.steps, env, weights, args.task)
+            row[f"{base} warm"] = trainer_run(folder, train, args.steps, env, weights, args.task)
             for value in row.values():
                 if isinstance(value, dict):
                     value.pop("output", None)
@@ -202,12 +288,24 @@ def main() -> None:
         publish(results, args)
 
 
+BASELINES = {
+    "classification": "a plain Hugging Face script: datasets.load_dataset('csv') + map(batched=True) tokenization + "
+    "Trainer(max_steps) with DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, "
+    "no base line on either side",
+    "generation": "a plain TRL script: datasets.load_dataset('json') into prompt/completion conversations + "
+    "SFTTrainer(max_steps, LoRA r 16 on every linear layer, lr 2e-4, TRL's precision default), then one evaluate(); "
+    "SmolLM2-135M-Instruct, max_length 128, batch 8, the loss on the answers, no base line and no generated answers "
+    "on either side (tunesmith: its defaults, LoRA, eval.max_samples 0)",
+}
+
+
 def publish(results: list[dict], args) -> None:
     from results import publish as write
 
+    base = TASKS[args.task][3]
     rows = []
     for r in results:
-        for name in ("data check", "tunesmith cold", "tunesmith warm", "Trainer cold", "Trainer warm"):
+        for name in ("data check", "tunesmith cold", "tunesmith warm", f"{base} cold", f"{base} warm"):
             m = r[name]
             stages = (
                 f"prepare {m['prepare_s']:.1f} s, train {m['train_s']:.1f} s, evaluate {m['evaluate_s']:.1f} s"
@@ -216,13 +314,15 @@ def publish(results: list[dict], args) -> None:
             )
             split = f"{m['peak_anon_mb']:.0f} / {m['peak_file_mb']:.0f}" if "peak_anon_mb" in m else "—"
             rows.append([f"{r['rows']:,}", name, f"{m['wall_s']:.1f}", f"{m['peak_rss_mb']:.0f}", split, stages])
+    sizes = " / ".join(f"{n // 1000:,}k" for n in args.sizes)
+    what = "chat" if args.task == "generation" else "classification"
     write(
-        "scale",
-        command="python benchmarks/scale.py --json out.json --publish",
-        title=f"data at any size: {args.steps} training steps on 10k / 100k / 1M rows",
-        baseline="a plain Hugging Face script: datasets.load_dataset('csv') + map(batched=True) tokenization + "
-        "Trainer(max_steps) with DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, "
-        "no base line on either side; each command in its own process, peak RSS from os.wait4.",
+        "scale" if args.task == "classification" else f"scale_{args.task}",
+        command="python benchmarks/scale.py"
+        + ("" if args.task == "classification" else f" --task {args.task}")
+        + " --json out.json --publish",
+        title=f"data at any size ({what}): {args.steps} training steps on {sizes} rows",
+        baseline=BASELINES[args.task] + "; each command in its own process, peak RSS from os.wait4.",
         tables=[
             {
                 "caption": "wall time and peak RSS per command (anonymous: heap; file-backed: memory-mapped tables, "
@@ -232,23 +332,23 @@ def publish(results: list[dict], args) -> None:
                 "rows": rows,
             }
         ],
-        reading=_reading(results),
+        reading=_reading(results, base),
     )
 
 
-def _reading(results: list[dict]) -> str:
+def _reading(results: list[dict], base: str) -> str:
     small, big = results[0], results[-1]
     grow = lambda side, key="peak_rss_mb": big[side][key] - small[side][key]  # noqa: E731
-    ours, theirs = big["tunesmith cold"], big["Trainer cold"]
+    ours, theirs = big["tunesmith cold"], big[f"{base} cold"]
     return (
         f"At {big['rows']:,} rows, cold: tunesmith {ours['wall_s']:.0f} s at {ours['peak_rss_mb']:.0f} MB peak, the "
-        f"Trainer script {theirs['wall_s']:.0f} s at {theirs['peak_rss_mb']:.0f} MB; warm: "
-        f"{big['tunesmith warm']['wall_s']:.0f} s vs {big['Trainer warm']['wall_s']:.0f} s (tunesmith runs its data "
+        f"{base} script {theirs['wall_s']:.0f} s at {theirs['peak_rss_mb']:.0f} MB; warm: "
+        f"{big['tunesmith warm']['wall_s']:.0f} s vs {big[f'{base} warm']['wall_s']:.0f} s (tunesmith runs its data "
         f"check on every row first; the script checks nothing). From {small['rows']:,} to {big['rows']:,} rows "
         f"tunesmith's peak grew {grow('tunesmith cold'):.0f} MB, of which anonymous memory "
         f"{grow('tunesmith cold', 'peak_anon_mb'):+.0f} MB and the pages of its memory-mapped data and token tables "
-        f"{grow('tunesmith cold', 'peak_file_mb'):+.0f} MB; the Trainer script's grew {grow('Trainer cold'):.0f} MB "
-        f"({grow('Trainer cold', 'peak_anon_mb'):+.0f} MB anonymous)."
+        f"{grow('tunesmith cold', 'peak_file_mb'):+.0f} MB; the {base} script's grew {grow(f'{base} cold'):.0f} MB "
+        f"({grow(f'{base} cold', 'peak_anon_mb'):+.0f} MB anonymous)."
     )
 
 

@@ -3,10 +3,9 @@ token lengths, and the samples whose labels would be fully masked (they teach no
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from ..data.chat_table import canonical_texts
 from ..errors import TunesmithError
 from .common import LENGTH_SAMPLE, Report, length_stats, length_warning, normalise, read_splits
 
@@ -100,24 +99,32 @@ def _prompt(sample: list[dict]) -> str:
 
 
 def _duplicates(entry, samples, convs, name, report) -> None:
-    keys = [json.dumps(s, sort_keys=True, ensure_ascii=False) for s in samples]
-    entry["duplicates"] = len(keys) - len(set(keys))
+    """Duplicate training conversations and held-out prompts seen in training, compared by 64-bit hashes (a
+    large file's texts are not held at once)."""
+    keys = np.fromiter(map(hash, canonical_texts(samples)), dtype=np.int64, count=len(samples))
+    entry["duplicates"] = len(keys) - len(np.unique(keys))
     if entry["duplicates"]:
         report.warnings.append(f"{name}: {entry['duplicates']} duplicate training conversation(s).")
-    exact = {_prompt(s) for s in samples}
-    loose = {normalise(p) for p in exact}
+    exact, loose = _prompt_hashes(samples)
     entry["overlap_with_train"] = {}
     for split, conv in convs.items():
         if split == "train":
             continue
-        prompts = [_prompt(s) for s in conv.samples]
-        same, similar = sum(p in exact for p in prompts), sum(normalise(p) in loose for p in prompts)
+        prompts, normalised = _prompt_hashes(conv.samples)
+        same, similar = int(np.isin(prompts, exact).sum()), int(np.isin(normalised, loose).sum())
         entry["overlap_with_train"][split] = {"exact": same, "normalised": similar, "rows": len(prompts)}
         if similar:
             report.warnings.append(
                 f"{name}: {similar} of {len(prompts)} {split} prompt(s) also appear in training data "
                 f"({same} exactly); scores on them overstate what the model learned."
             )
+
+
+def _prompt_hashes(samples) -> tuple[np.ndarray, np.ndarray]:
+    """(a hash of each sample's prompt, of it with case and spacing normalised)."""
+    pairs = ((hash(p), hash(normalise(p))) for p in map(_prompt, samples))
+    both = np.fromiter(pairs, dtype=np.dtype((np.int64, 2)), count=len(samples))
+    return both[:, 0], both[:, 1]
 
 
 def _round_trip(entry, tokenizer, samples, name, report) -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..errors import TunesmithError
 from .bad_rows import read_usable
+from .chat_table import take
 from .columns import list_literal
-from .readers import read_table
 
 log = logging.getLogger(__name__)
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")
@@ -24,6 +25,8 @@ RESPONSE_NAMES = ("response", "answer", "completion", "output", "target", "assis
 LABEL_NAMES = ("label", "labels", "category", "class", "intent", "summary")  # a classification or summary file's
 ROLES = {"system", "user", "assistant"}
 MESSAGES_CELL_MAX = 4_000_000  # characters of a conversation written into one CSV cell (a long document and its answer)
+# the data settings that shape a file's conversations (and so name its table)
+SHAPING = ("format", "messages_column", "prompt_column", "response_column", "text_column", "system_prompt")
 FORMAT_NAMES = {
     "messages": "chat messages",
     "prompt_response": "prompt/response pairs",
@@ -34,7 +37,7 @@ FORMAT_NAMES = {
 
 @dataclass
 class Conversations:
-    samples: list[list[dict]]  # each: [{"role": ..., "content": ...}, ...]
+    samples: Sequence[list[dict]]  # each: [{"role": ..., "content": ...}, ...]; a file's: a table's `Samples`
     format: str
     source: str
     # plain text read beside a label-like column, most likely meant as the answers: (text column, that column)
@@ -94,16 +97,21 @@ def _pick(columns: list[str], chosen: str | None, names: tuple[str, ...]) -> str
 
 
 def read_conversations(path: str, data, role: str) -> Conversations:
-    frame = read_table(path, role)
-    columns = list(map(str, frame.columns))
-    fmt = detect_format(columns, data)
-    samples = read_usable(frame, lambda rows: _CONVERTERS[fmt](rows, columns, data, path), path)
-    if data.system_prompt and fmt != "text":
-        samples = [
-            s if s[0]["role"] == "system" else [{"role": "system", "content": data.system_prompt}, *s] for s in samples
-        ]
+    """The file's conversations, read a chunk at a time into a memory-mapped table (`chat_table`)."""
+    from .chat_table import conversation_table
+
+    def convert(frame, columns: list[str], fmt: str) -> list[list[dict]]:
+        samples = read_usable(frame, lambda rows: _CONVERTERS[fmt](rows, columns, data, path), path)
+        if data.system_prompt and fmt != "text":
+            system = {"role": "system", "content": data.system_prompt}
+            samples = [s if s[0]["role"] == "system" else [system, *s] for s in samples]
+        return samples
+
+    settings = {k: getattr(data, k) for k in SHAPING}
+    table = conversation_table(path, role, settings, lambda columns: detect_format(columns, data), convert)
+    fmt, columns = table.format, table.columns
     answers = [c for c in columns if c.lower() in LABEL_NAMES] if fmt == "text" and data.format == "auto" else []
-    return Conversations(samples, fmt, path, (data.text_column, answers[0]) if answers else None)
+    return Conversations(table.samples, fmt, path, (data.text_column, answers[0]) if answers else None)
 
 
 def _column(
@@ -119,10 +127,15 @@ def _column(
     return frame[col].tolist()
 
 
-def _texts(values: list, col: str, path: str, allow_empty=False) -> list[str]:
+def _first_row(frame: pd.DataFrame) -> int:
+    """The data row a frame starts at: a chunk of a file counts from its own first row."""
+    return int(frame.index[0]) if len(frame) and isinstance(frame.index, pd.RangeIndex) else 0
+
+
+def _texts(values: list, col: str, path: str, allow_empty=False, first: int = 0) -> list[str]:
     """Cells as text; empty cells are an error unless `allow_empty` (then they become "")."""
     bad = [
-        i + 1
+        first + i + 1
         for i, v in enumerate(values)
         if not (allow_empty and _blank(v)) and (not isinstance(v, str) or not v.strip())
     ]
@@ -146,13 +159,20 @@ def _from_pairs(frame, columns, data, path) -> list[list[dict]]:
         _pick(columns, data.prompt_column, PROMPT_NAMES),
         _pick(columns, data.response_column, RESPONSE_NAMES),
     )
-    prompts = _texts(_column(frame, columns, p_col or data.prompt_column, "prompt_column", path), p_col, path)
-    responses = _texts(_column(frame, columns, r_col or data.response_column, "response_column", path), r_col, path)
+    first = _first_row(frame)
+    prompts = _texts(
+        _column(frame, columns, p_col or data.prompt_column, "prompt_column", path), p_col, path, False, first
+    )
+    responses = _texts(
+        _column(frame, columns, r_col or data.response_column, "response_column", path), r_col, path, False, first
+    )
     return [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
 
 
 def _from_alpaca(frame, columns, data, path) -> list[list[dict]]:
-    outputs = _texts(_column(frame, columns, "output", "format (alpaca)", path), "output", path)
+    outputs = _texts(
+        _column(frame, columns, "output", "format (alpaca)", path), "output", path, False, _first_row(frame)
+    )
     return [
         [*turns, {"role": "assistant", "content": out}]
         for turns, out in zip(_from_alpaca_prompts(frame, columns, path), outputs)
@@ -160,20 +180,24 @@ def _from_alpaca(frame, columns, data, path) -> list[list[dict]]:
 
 
 def _from_alpaca_prompts(frame, columns, path) -> list[list[dict]]:
-    instructions = _texts(_column(frame, columns, "instruction", "format (alpaca)", path), "instruction", path)
+    first = _first_row(frame)
+    instructions = _texts(
+        _column(frame, columns, "instruction", "format (alpaca)", path), "instruction", path, False, first
+    )
     inputs = _column(frame, columns, "input", "format (alpaca)", path, optional=True) or [""] * len(frame)
-    inputs = _texts(inputs, "input", path, allow_empty=True)
+    inputs = _texts(inputs, "input", path, allow_empty=True, first=first)
     return [[{"role": "user", "content": f"{ins}\n\n{inp}" if inp else ins}] for ins, inp in zip(instructions, inputs)]
 
 
 def _from_text(frame, columns, data, path) -> list[list[dict]]:
-    texts = _texts(_column(frame, columns, data.text_column, "text_column", path), data.text_column, path)
+    column = _column(frame, columns, data.text_column, "text_column", path)
+    texts = _texts(column, data.text_column, path, False, _first_row(frame))
     return [[{"role": "text", "content": t}] for t in texts]
 
 
 def _from_messages(frame, columns, data, path) -> list[list[dict]]:
-    values = _column(frame, columns, data.messages_column, "messages_column", path)
-    return [_check_messages(v, i + 1, path) for i, v in enumerate(values)]
+    values, first = _column(frame, columns, data.messages_column, "messages_column", path), _first_row(frame)
+    return [_check_messages(v, first + i + 1, path) for i, v in enumerate(values)]
 
 
 def _check_messages(value, row: int, path: str) -> list[dict]:
@@ -272,7 +296,8 @@ def load_generation(data, seed: int) -> GenerationData:
             "out (their answers' words mostly not in their prompts)"
         )
     if data.max_train_samples and data.max_train_samples < len(train):
-        train.samples = random.Random(seed).sample(train.samples, data.max_train_samples)
+        picked = random.Random(seed).sample(range(len(train)), data.max_train_samples)  # as sampling the rows picks
+        train.samples = take(train.samples, picked)
     if data.validation:
         validation = read_conversations(data.validation, data, "data.validation")
     else:
@@ -288,7 +313,7 @@ def load_generation(data, seed: int) -> GenerationData:
     return GenerationData(train, validation, evaluation, eval_name, warnings)
 
 
-def supported_samples(train: Conversations, least: float) -> list[list[dict]]:
+def supported_samples(train: Conversations, least: float) -> Sequence[list[dict]]:
     """The conversations whose last answer has at least `least` of its content words and numbers in the turns
     before it (data.min_answer_support); an answer without content words is kept."""
     from ..errors import TunesmithError
@@ -304,7 +329,7 @@ def supported_samples(train: Conversations, least: float) -> list[list[dict]]:
         answer = sample[-1]["content"] if sample[-1]["role"] == "assistant" else ""
         return support_share(answer, "\n".join(m["content"] for m in sample[:-1] if m["role"] != "assistant"))
 
-    kept = [s for s in samples if (found := share(s)) is None or found >= least]
+    kept = take(samples, [i for i, s in enumerate(samples) if (found := share(s)) is None or found >= least])
     if not kept:
         raise TunesmithError(
             f"data.min_answer_support={least}: none of the {len(samples)} training answers in {source} has that share "
@@ -313,7 +338,7 @@ def supported_samples(train: Conversations, least: float) -> list[list[dict]]:
     return kept
 
 
-def carve_validation(items: list, seed: int, share: float, source: str, unit: str) -> tuple[list, list]:
+def carve_validation(items: Sequence, seed: int, share: float, source: str, unit: str) -> tuple[Sequence, Sequence]:
     """(training items, a seeded `share` of them held out for validation, in file order)."""
     import random
 
@@ -323,13 +348,13 @@ def carve_validation(items: list, seed: int, share: float, source: str, unit: st
     if len(order) - n_val < 1:
         raise TunesmithError(f"{source}: only {len(order)} {unit}(s); need at least 2 to carve a validation split.")
     held = set(order[:n_val])
-    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+    return take(items, [i for i in range(len(items)) if i not in held]), take(items, sorted(held))
 
 
-def seeded_subset(items: list, n: int, seed: int) -> list:
+def seeded_subset(items: Sequence, n: int, seed: int) -> Sequence:
     """At most `n` of the items, a seeded sample kept in file order."""
     import random
 
     if len(items) <= n:
         return items
-    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]
+    return take(items, sorted(random.Random(seed).sample(range(len(items)), n)))

@@ -205,9 +205,10 @@ def _eval_prompts(recipe, data, train_p95: int | None = None) -> tuple[list, lis
     training answers' lengths, `train_p95` tokens, unless the recipe sets one)."""
     if data.evaluation.format == "text":
         return [], [], "none", 0
-    pairs = [split_prompt(s) for s in data.evaluation.samples]
+    samples = data.evaluation.samples
     if recipe.eval.max_samples is not None:  # 0: no answers at all, the loss alone
-        pairs = pairs[: recipe.eval.max_samples]
+        samples = samples[: recipe.eval.max_samples]
+    pairs = [split_prompt(s) for s in samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     return (prompts, references, *answer_settings(recipe.eval, references, train_p95))
 
@@ -263,8 +264,9 @@ def _style_samples(recipe, data) -> dict | None:
             "eval.style_reference: train needs prompts and responses (prompt/response columns or chat messages): "
             "the judge compares the brand's responses with the base model's answers to the same prompts."
         )
-    pairs = [split_prompt(s) for s in data.train.samples]
-    pairs = random.Random(recipe.train.seed).sample(pairs, min(STYLE_SAMPLES, len(pairs)))
+    samples = data.train.samples  # sampled by position, as sampling the pairs picks: no pair of the rest is built
+    picked = random.Random(recipe.train.seed).sample(range(len(samples)), min(STYLE_SAMPLES, len(samples)))
+    pairs = [split_prompt(samples[i]) for i in picked]
     return {"prompts": [p for p, _ in pairs], "brand": [r for _, r in pairs]}
 
 

@@ -25,7 +25,11 @@ def encode_rows(tokenizer, samples: list[list[dict]], max_length: int, loss_on: 
         return encode(tokenizer, samples, max_length, loss_on)
     import datasets
 
-    texts = [json.dumps(sample, ensure_ascii=False, sort_keys=True) for sample in samples]
+    from ...data.chat_table import Samples, canonical
+    from ...data.columns import dataset_of
+
+    # a file's samples are a table's canonical JSON already: read from it memory-mapped, named without reading
+    texts = samples.column if isinstance(samples, Samples) else [canonical(sample) for sample in samples]
     settings = ["sft", str(max_length), loss_on, str(getattr(tokenizer, "chat_template", None)), str(len(texts))]
     features = {
         **{k: datasets.List(datasets.Value("int32")) for k in KEYS},
@@ -45,7 +49,7 @@ def encode_rows(tokenizer, samples: list[list[dict]], max_length: int, loss_on: 
         return out
 
     key = table_key(tokenizer, settings, [texts])
-    table, path = cached_table(key, {"sample": texts}, encode_batch, features)
+    table, path = cached_table(key, dataset_of({"sample": texts}) or {"sample": list(texts)}, encode_batch, features)
     flags = {k: np.flatnonzero(table.column(k).to_numpy(zero_copy_only=False)).tolist() for k in ("cut", "masked")}
     rows = TokenRows(list_chunks(table, list(KEYS)), mask=True, path=path)
     return Encoded(rows, truncated=flags["cut"], fully_masked=flags["masked"])
