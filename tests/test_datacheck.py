@@ -4,6 +4,7 @@ kept in the run directory by `train`."""
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 import tunesmith
@@ -291,3 +292,28 @@ def test_a_row_readers_error_names_every_bad_row(tmp_path):
     assert any("data row 4" in e and "In all, 3 rows cannot be used: data rows 4, 8, 22." in e for e in report.errors)
     with pytest.raises(tunesmith.TunesmithError, match="data rows 4, 8, 22"):
         tunesmith.run(recipe, output_dir=tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("row", "task", "said"),
+    [
+        ({"prompt": "Hi", "response": "Hello"}, "generation", "prompts and their answers"),
+        ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}, "generation", None),
+        ({"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}, "token_classification", "words and their tags"),
+        ({"prompt": "Hi", "chosen": "Hello", "rejected": "Go away"}, "generation", "preference pairs"),
+        ({"text": "fine", "label": "pos"}, "classification", None),
+    ],
+)
+def test_a_data_file_without_task_is_checked_as_its_columns_say(tmp_path, row, task, said):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(row) for _ in range(3)) + "\n")
+    model = "tiny-bert" if task in ("classification", "token_classification") else "tiny-llama"
+    done = runner.invoke(app, ["data", "check", str(path), "--model", model, "-o", str(tmp_path / "c")])
+    entry = json.loads((tmp_path / "c" / "data_check.json").read_text())["datasets"][0]
+    assert entry["task"] == task, done.output
+    printed = " ".join(done.output.split())
+    assert (f"Checked as {task}" in printed) == (task != "classification")
+    if said:
+        assert said in printed
+    if said == "preference pairs":
+        assert entry["splits"]["train"]["format"] == "preference pairs"

@@ -27,13 +27,16 @@ _OTHER_TASKS = (
 )
 
 
+def other_task(columns) -> tuple[str, str] | None:
+    """(what the columns look like, the task that reads them) when they are another task's usual ones."""
+    found = {str(c).lower() for c in columns}
+    return next(((what, task) for needs, what, task in _OTHER_TASKS if needs <= found), None)
+
+
 def task_hint(columns) -> str:
     """' The columns look like ...: for that, set task: ...' when the columns are another task's usual ones."""
-    found = {str(c).lower() for c in columns}
-    for needs, what, task in _OTHER_TASKS:
-        if needs <= found:
-            return f" The columns look like {what}: for that, set task: {task}."
-    return ""
+    hint = other_task(columns)
+    return f" The columns look like {hint[0]}: for that, set task: {hint[1]}." if hint else ""
 
 
 class RunPruned(Exception):

@@ -25,12 +25,41 @@ DEFAULT_MODEL = {
 }
 
 
+# another task's usual columns (errors.other_task) -> the recipe a data file is checked under without --task
+GUESSED = {
+    "generation": {},
+    "token_classification": {},
+    "generation with method: preference": {"method": {"name": "preference"}},
+}
+
+
+def _guessed_task(source: Path) -> tuple[dict, str]:
+    """(recipe keys, task) a data file is checked as without --task: classification, unless its columns are
+    another task's usual ones (prompt/response, messages, tokens/tags, chosen/rejected), which is then said."""
+    from ..data.readers import iter_table
+    from ..errors import other_task
+
+    if not source.is_file():  # a Hub id or a missing file: the check itself says what it is
+        return {}, "classification"
+    columns = list(next(iter(iter_table(source, "data", rows=50))).columns)
+    found = other_task(columns)
+    if found is None:
+        return {}, "classification"
+    what, task = found
+    err.print(f"Checked as {task} data: its columns look like {what} (--task checks it as another task's).")
+    return GUESSED[task], task.split()[0]
+
+
 @data_app.command("check")
 @friendly
 def check(
-    source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data file (then --task says what it is for).")],
+    source: Annotated[Path, typer.Argument(help="A recipe YAML, or a data file.")],
     task: Annotated[
-        Optional[str], typer.Option(help="With a data file: classification, regression or generation.")
+        Optional[str],
+        typer.Option(
+            help="With a data file: classification, regression, token_classification or generation (default: "
+            "what its columns are for)."
+        ),
     ] = None,
     model: Annotated[
         Optional[str], typer.Option(help="With a data file: the model whose tokenizer measures lengths.")
@@ -57,12 +86,12 @@ def check(
             )
         recipe = load_recipe(source, set_ or [])
     else:
-        task = task or "classification"
+        extra, task = ({}, task) if task else _guessed_task(source)
         if task not in DEFAULT_MODEL:
             raise TunesmithError(f"--task must be one of {', '.join(DEFAULT_MODEL)}, not {task!r}.")
+        data = {"train": os.path.abspath(source)}
         recipe = load_recipe(
-            {"task": task, "model": {"name": model or DEFAULT_MODEL[task]}, "data": {"train": os.path.abspath(source)}},
-            set_ or [],
+            {"task": task, "model": {"name": model or DEFAULT_MODEL[task]}, "data": data, **extra}, set_ or []
         )
     from ..data.hub import materialize
 
