@@ -72,3 +72,41 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
     assert [e.step for e in events.Scalars("loss")] == list(range(1, 41))
     assert json.loads((tmp_path / "two" / "run.json").read_text())["status"] == "finished"
     assert "peak_rss_mb" in two["memory"]
+
+
+@pytest.mark.parametrize("method", ["supervised", "preference"])
+def test_two_gloo_processes_tune_a_decoder_as_one_process_does(tmp_path, method):
+    """The decoder losses call the model's parts (its body, then the head on answer tokens alone); under a
+    data-parallel wrapper the wrapper's own forward must run, or the gradients are never averaged."""
+    rows = [
+        {"prompt": f"order {i} {w}", "response": f"{w} {i % 3}", "chosen": f"{w} {i % 3}", "rejected": f"no {w}"}
+        for i in range(48)
+        for w in ["late"]
+    ]
+    for name, part in (("train", rows[:40]), ("validation", rows[40:])):
+        keep = ("prompt", "chosen", "rejected") if method == "preference" else ("prompt", "response")
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps({k: r[k] for k in keep}) for r in part))
+    recipe = {
+        "task": "generation",
+        "model": "tiny-llama",
+        "method": {"name": method, "lora": {"dropout": 0.0}},  # no per-process randomness
+        "data": {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "validation.jsonl")},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "precision": "fp32", "dropout": 0.0, "warmup_ratio": 0.0},
+        "eval": {"baseline": "none", "max_samples": 0 if method == "supervised" else 2, "max_new_tokens": 2},
+    }
+    one = run(recipe, output_dir=tmp_path / "one")
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "train": {**recipe["train"], "batch_size": 4}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["train"]["processes"] == 2 and two["train"]["effective_batch_size"] == 8
+    assert two["tuned"]["loss"] == pytest.approx(one.metrics["tuned"]["loss"], abs=1e-3)
+    a = load_file(str(one.run_dir / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "adapter" / "adapter_model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4  # the same steps: summation order only

@@ -157,7 +157,10 @@ def causal_lm_loss(model, batch: dict) -> torch.Tensor:
     core = _causal_lm(model)
     inputs = with_packing_mask({k: v for k, v in batch.items() if k != "labels"}, core)
     decoder, head = getattr(core, "get_decoder", lambda: None)(), core.get_output_embeddings()
-    if decoder is None or head is None or getattr(core.config, "final_logit_softcapping", None):
+    # a data-parallel wrapper's own forward must run (it readies the gradient all-reduce; FSDP gathers the shards):
+    # the model is called whole, not its decoder and head one by one
+    whole = _wrapped(model) or getattr(core.config, "final_logit_softcapping", None)
+    if decoder is None or head is None or whole:
         return model(**inputs, labels=labels, use_cache=False).loss
     hidden = decoder(**inputs, use_cache=False).last_hidden_state
     targets = labels[:, 1:]
@@ -230,7 +233,13 @@ def _token_bounded(order: list[int], rows: list[dict], batch_size: int):
         yield batch
 
 
+def _wrapped(model) -> bool:
+    """Whether `model` is a DDP / FSDP / DeepSpeed wrapper (each keeps the model it wraps as `.module`)."""
+    return isinstance(getattr(model, "module", None), torch.nn.Module)
+
+
 def _causal_lm(model):
+    model = model.module if _wrapped(model) else model
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ...engine.batching import collate
 from .formatting import encode_sample
-from .generate import EVAL_CHUNK, _causal_lm, _token_bounded, with_packing_mask
+from .generate import EVAL_CHUNK, _causal_lm, _token_bounded, _wrapped, with_packing_mask
 
 PAIR_KEYS = ("input_ids", "attention_mask", "labels")
 
@@ -59,7 +59,7 @@ def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     decoder, head = getattr(core, "get_decoder", lambda: None)(), core.get_output_embeddings()
     targets = batch["labels"][:, 1:]
     keep = targets != -100
-    if decoder is None or head is None:
+    if decoder is None or head is None or _wrapped(model):  # a data-parallel wrapper's forward must run
         picked_logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
         token_logps = -F.cross_entropy(picked_logits.float(), targets[keep], reduction="none")
     else:
