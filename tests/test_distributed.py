@@ -30,14 +30,10 @@ def _recipe(toy_data, batch_size: int, precision: str) -> dict:
 TOLERANCE = {"fp32": {"weights": 1e-4, "loss": 1e-4}, "bf16": {"weights": 3e-2, "loss": 3e-2}}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
-    bar = TOLERANCE[precision]
-    one = run(_recipe(toy_data, 16, precision), output_dir=tmp_path / "one")
+def _two_processes(recipe: dict, tmp_path) -> dict:
+    """The recipe trained by `tunesmith train --nproc 2` into tmp_path/two; its metrics."""
     path = tmp_path / "two.yaml"
-    two_recipe = _recipe(toy_data, 8, precision)  # 8 per process x 2 processes = the same global batch
-    two_recipe["train"]["report_to"] = ["tensorboard"]  # a tracker: only rank 0 may log to it
-    path.write_text(yaml.safe_dump(two_recipe))
+    path.write_text(yaml.safe_dump(recipe))
     done = subprocess.run(
         [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
         capture_output=True,
@@ -45,7 +41,16 @@ def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    return json.loads((tmp_path / "two" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_two_gloo_processes_match_one_process(toy_data, tmp_path, precision):
+    bar = TOLERANCE[precision]
+    one = run(_recipe(toy_data, 16, precision), output_dir=tmp_path / "one")
+    two_recipe = _recipe(toy_data, 8, precision)  # 8 per process x 2 processes = the same global batch
+    two_recipe["train"]["report_to"] = ["tensorboard"]  # a tracker: only rank 0 may log to it
+    two = _two_processes(two_recipe, tmp_path)
     assert two["train"]["processes"] == 2 and two["train"]["effective_batch_size"] == 16
     assert one.metrics["train"]["processes"] == 1 and one.metrics["train"]["effective_batch_size"] == 16
     assert one.metrics["train"]["precision"] == two["train"]["precision"] == precision
@@ -95,16 +100,7 @@ def test_two_gloo_processes_tune_a_decoder_as_one_process_does(tmp_path, method)
         "eval": {"baseline": "none", "max_samples": 0 if method == "supervised" else 2, "max_new_tokens": 2},
     }
     one = run(recipe, output_dir=tmp_path / "one")
-    path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump({**recipe, "train": {**recipe["train"], "batch_size": 4}}))
-    done = subprocess.run(
-        [sys.executable, "-m", "tunesmith", "train", str(path), "-o", str(tmp_path / "two"), "--nproc", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    two = _two_processes({**recipe, "train": {**recipe["train"], "batch_size": 4}}, tmp_path)
     assert two["train"]["processes"] == 2 and two["train"]["effective_batch_size"] == 8
     assert two["tuned"]["loss"] == pytest.approx(one.metrics["tuned"]["loss"], abs=1e-3)
     a = load_file(str(one.run_dir / "adapter" / "adapter_model.safetensors"))

@@ -146,9 +146,9 @@ class GenerativePredictor:
     def evaluate(self, path: str | Path, max_samples: int | None = None) -> dict:
         """Loss/perplexity on every sample of the file, generation metrics on its prompts (the run's eval settings)."""
         from ...data.conversations import read_conversations
-        from .formatting import encode, learnable
         from .generate import split_prompt, validation_loss
         from .metrics import answer_settings, generation_metrics
+        from .token_rows import encode_rows, learnable_rows
 
         recipe = self.recipe
         pairs = self._pairs(path)
@@ -160,14 +160,15 @@ class GenerativePredictor:
         else:
             conv = read_conversations(str(path), recipe.data, "--data")
         loss_on = getattr(recipe.method, "loss_on", "responses")  # preference runs learn from answers only
-        rows = learnable(encode(self.tokenizer, conv.samples, recipe.train.max_length, loss_on))
+        # memory-mapped token rows, as training's: a large file is not held as lists of token ids
+        rows = learnable_rows(encode_rows(self.tokenizer, conv.samples, recipe.train.max_length, loss_on))
         metrics = validation_loss(self.model, rows, recipe.eval.batch_size, self.tokenizer.pad_token_id)
         if pairs is not None:
             metrics["preference_accuracy"] = self._preference_accuracy(pairs)
         limit = max_samples if max_samples is not None else recipe.eval.max_samples
         if conv.format == "text" or limit == 0:
             return metrics
-        pairs = [split_prompt(s) for s in conv.samples][:limit]
+        pairs = [split_prompt(s) for s in (conv.samples if limit is None else conv.samples[:limit])]
         references = [r for _, r in pairs]
         kind, max_new = answer_settings(recipe.eval, references, self.answer_p95)
         prompts = [p for p, _ in pairs]
