@@ -144,6 +144,17 @@ def test_chat_data_round_trip_and_masked_samples(tmp_path):
     assert any("2 of 8 training samples have no response token" in w for w in report.warnings)
 
 
+def test_chat_lengths_are_measured_on_a_seeded_sample(tmp_path, monkeypatch):
+    from tunesmith.check import chat
+
+    monkeypatch.setattr(chat, "CHAT_LENGTH_SAMPLE", 5)
+    rows = [{"prompt": f"question {i} " + "word " * i, "response": "answer"} for i in range(12)]
+    pd.DataFrame(rows).to_json(tmp_path / "chat.jsonl", orient="records", lines=True)
+    recipe = {"task": "generation", "model": "tiny-llama", "data": {"train": str(tmp_path / "chat.jsonl")}}
+    first, again = (check_recipe(tunesmith.load_recipe(recipe)).datasets[0]["lengths"] for _ in range(2))
+    assert first["count"] == 5 and first["sampled"] and first == again  # seeded: the same sample each time
+
+
 def _warn(recipe: dict) -> dict:
     return {**recipe, "train": {**recipe["train"], "epochs": 1, "data_check": "warn"}}
 
