@@ -247,6 +247,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--tunesmith-only",
+        action="store_true",
+        help="skip the baseline script: tunesmith's rows alone (another checkout's, with PYTHONPATH=OTHER/src)",
+    )
     parser.add_argument("--publish", action="store_true", help="replace this benchmark's entry in benchmarks/README.md")
     parser.add_argument("--publish-json", type=Path, help="publish the figures an earlier run saved with --json")
     args = parser.parse_args()
@@ -274,18 +279,27 @@ def main() -> None:
                 shutil.rmtree(cache / kept, ignore_errors=True)
             row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}", args.task)
             row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}", args.task)
+            if args.tunesmith_only:
+                _dropped_outputs(row)
+                results.append(row)
+                print(json.dumps(row, indent=1), flush=True)
+                continue
             shutil.rmtree(hf_cache, ignore_errors=True)
             row[f"{base} cold"] = trainer_run(folder, train, args.steps, env, weights, args.task)
             row[f"{base} warm"] = trainer_run(folder, train, args.steps, env, weights, args.task)
-            for value in row.values():
-                if isinstance(value, dict):
-                    value.pop("output", None)
+            _dropped_outputs(row)
             results.append(row)
             print(json.dumps(row, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if args.publish:
         publish(results, args)
+
+
+def _dropped_outputs(row: dict) -> None:
+    for value in row.values():
+        if isinstance(value, dict):
+            value.pop("output", None)
 
 
 BASELINES = {
