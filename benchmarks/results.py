@@ -91,10 +91,12 @@ def publish(
     tables: list[dict],
     reading: str,
     command: str | None = None,
+    script: str | None = None,
 ) -> Path:
-    """Write benchmarks/results/NAME.json for this run (date, commit and CPU filled in) and re-render the README."""
+    """Write benchmarks/results/NAME.json for this run (date, commit and CPU filled in) and re-render the README.
+    `script`: the script's file where it publishes under another name (one per --task)."""
     entry = {
-        "script": f"{name}.py",
+        "script": script or f"{name}.py",
         "title": title,
         "command": command or "python " + " ".join(sys.argv),
         "baseline": baseline,

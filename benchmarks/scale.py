@@ -21,7 +21,7 @@ replacement, each prompt made unique by a number appended, one JSONL file per si
 validate. SmolLM2-135M-Instruct with LoRA, max_length 128, batch 8, `train.max_steps` steps, the loss on the
 answers, no base line and no generated answers (the validation loss alone). Baseline: a plain TRL script,
 datasets.load_dataset("json") into prompt/completion conversations + SFTTrainer(max_steps, LoRA on every linear
-layer, TRL's own precision default), then one evaluate().
+layer, SFTConfig's defaults otherwise: bf16 and gradient checkpointing on), then one evaluate().
 """
 
 from __future__ import annotations
@@ -296,6 +296,14 @@ def main() -> None:
         publish(results, args)
 
 
+READING_NOTES = {
+    "classification": "",
+    "generation": " TRL's SFTConfig turns gradient checkpointing on by default (its steps recompute activations: "
+    "less memory, more time a step); tunesmith's train.gradient_checkpointing: auto leaves it off on a CPU where "
+    "the batch fits, and its loop scores the validation set after the epoch (within 'train').",
+}
+
+
 def _dropped_outputs(row: dict) -> None:
     for value in row.values():
         if isinstance(value, dict):
@@ -307,7 +315,8 @@ BASELINES = {
     "Trainer(max_steps) with DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, "
     "no base line on either side",
     "generation": "a plain TRL script: datasets.load_dataset('json') into prompt/completion conversations + "
-    "SFTTrainer(max_steps, LoRA r 16 on every linear layer, lr 2e-4, TRL's precision default), then one evaluate(); "
+    "SFTTrainer(max_steps, LoRA r 16 on every linear layer, lr 2e-4, SFTConfig's defaults otherwise: bf16 and "
+    "gradient checkpointing on), then one evaluate(); "
     "SmolLM2-135M-Instruct, max_length 128, batch 8, the loss on the answers, no base line and no generated answers "
     "on either side (tunesmith: its defaults, LoRA, eval.max_samples 0)",
 }
@@ -332,6 +341,7 @@ def publish(results: list[dict], args) -> None:
     what = "chat" if args.task == "generation" else "classification"
     write(
         "scale" if args.task == "classification" else f"scale_{args.task}",
+        script="scale.py",
         command="python benchmarks/scale.py"
         + ("" if args.task == "classification" else f" --task {args.task}")
         + " --json out.json --publish",
@@ -346,7 +356,7 @@ def publish(results: list[dict], args) -> None:
                 "rows": rows,
             }
         ],
-        reading=_reading(results, base),
+        reading=_reading(results, base) + READING_NOTES[args.task],
     )
 
 
