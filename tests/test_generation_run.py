@@ -400,10 +400,10 @@ def test_lora_answers_merged_and_leaves_the_adapter_as_trained(gen_data, tmp_pat
     states = []
     real = supervised_generation._evaluate
 
-    def spy(plan, ctx, model, side):
+    def spy(plan, ctx, model, side, scored=None):
         layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
         states.append((side, {m.merged for m in layers}))
-        return real(plan, ctx, model, side)
+        return real(plan, ctx, model, side, scored)
 
     monkeypatch.setattr(supervised_generation, "_evaluate", spy)
     lora = {**recipe(gen_data, epochs=1, precision="fp32"), "method": {"tuning": "lora"}}
@@ -707,3 +707,23 @@ def test_neftune_noises_training_alone_and_the_cosine_schedule_is_followed(gen_d
     for record in steps[None]:  # cosine from 3e-3 to 0 over the run's steps (no warmup)
         assert record["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * record["step"] / total)), abs=1e-9)
     assert yaml.safe_load((runs[5.0].run_dir / "recipe.yaml").read_text())["train"]["neftune_alpha"] == 5.0
+
+
+def test_without_a_test_set_the_tuned_loss_is_the_loops_score_of_the_kept_weights(gen_data, tmp_path, monkeypatch):
+    """The evaluation set is then the validation set the loop scored the kept epoch on: not scored again."""
+    from tunesmith.methods import supervised_generation as sg
+
+    passes = []
+    measure = sg.validation_loss
+    monkeypatch.setattr(sg, "validation_loss", lambda *a, **k: passes.append(1) or measure(*a, **k))
+    data = {k: gen_data[k] for k in ("train", "validation")}
+    m = tunesmith.run({**recipe(gen_data, epochs=2), "data": data}, output_dir=tmp_path / "run").metrics
+    kept = next(
+        h
+        for h in json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["history"]
+        if h["epoch"] == m["train"]["best_epoch"]
+    )
+    assert m["eval_set"] == "validation" and m["tuned"]["loss"] == kept["loss"] < m["base"]["loss"]
+    assert len(passes) == 3  # two epochs and the base model; the tuned model's pass is the kept epoch's
+    m = tunesmith.run({**recipe(gen_data, epochs=1)}, output_dir=tmp_path / "test").metrics
+    assert m["eval_set"] == "test" and m["tuned"]["loss"] != m["train"]["history"][-1]["loss"]

@@ -121,7 +121,7 @@ class SupervisedGeneration:
         if merged:
             model.merge_adapter()
         try:
-            tuned = _evaluate(plan, ctx, model, "tuned")
+            tuned = _evaluate(plan, ctx, model, "tuned", _scored_in_loop(plan, result))
         finally:
             if merged:
                 model.unmerge_adapter()  # the adapter is what is saved; the base must be the base again
@@ -220,11 +220,26 @@ def _half_base(model) -> bool:
     return any(p.dtype in (torch.bfloat16, torch.float16) for p in model.parameters() if not p.requires_grad)
 
 
-def _evaluate(plan: Plan, ctx: Context, model, side: str) -> dict:
-    """Answer-token loss on the evaluation rows; generated answers to the held-out prompts, scored."""
+def _scored_in_loop(plan: Plan, result) -> dict | None:
+    """The tuned model's loss on the evaluation rows where the loop has scored these very weights on them: the
+    evaluation set is the validation set, and the loop keeps (restores) the epoch it scored. A pass over the
+    validation set saved (on a CPU, about as long as an epoch's evaluation)."""
+    kept = getattr(result, "best_metrics", None) or {}
+    if plan.data.eval_name != "validation" or not {"loss", "perplexity"} <= kept.keys():
+        return None
+    return {"loss": kept["loss"], "perplexity": kept["perplexity"]}
+
+
+def _evaluate(plan: Plan, ctx: Context, model, side: str, scored: dict | None = None) -> dict:
+    """Answer-token loss on the evaluation rows (`scored`: already measured); generated answers to the held-out
+    prompts, scored."""
     ev, prompts = plan.recipe.eval, plan.extra["prompts"]
     with ctx.accelerator.autocast():
-        metrics = validation_loss(model, plan.extra["rows"]["evaluation"], ev.batch_size, plan.pad_id)
+        metrics = (
+            dict(scored)
+            if scored
+            else validation_loss(model, plan.extra["rows"]["evaluation"], ev.batch_size, plan.pad_id)
+        )
         start = time.perf_counter()
         answers = _answer(plan, model, prompts) if prompts else []
     if prompts:  # on a CPU, answering the held-out prompts is much of a generation run's time: say how much
