@@ -313,18 +313,23 @@ def test_a_row_readers_error_names_every_bad_row(tmp_path):
         ({"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}, "token_classification", "words and their tags"),
         ({"prompt": "Hi", "chosen": "Hello", "rejected": "Go away"}, "generation", "preference pairs"),
         ({"text": "fine", "label": "pos"}, "classification", None),
+        ({"text": "fine", "labels": ["joy", "love"]}, "multi_label", "lists of labels in 'labels'"),
+        ({"text": "fine", "labels": "joy|love"}, "multi_label", "labels joined by '|'"),
+        ({"text": "fine", "labels": "joy"}, "classification", "one label a row in 'labels'"),
     ],
 )
 def test_a_data_file_without_task_is_checked_as_its_columns_say(tmp_path, row, task, said):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(row) for _ in range(3)) + "\n")
-    model = "tiny-bert" if task in ("classification", "token_classification") else "tiny-llama"
+    model = "tiny-llama" if task == "generation" else "tiny-bert"
     done = runner.invoke(app, ["data", "check", str(path), "--model", model, "-o", str(tmp_path / "c")])
     entry = json.loads((tmp_path / "c" / "data_check.json").read_text())["datasets"][0]
     assert entry["task"] == task, done.output
     printed = " ".join(done.output.split())
-    assert (f"Checked as {task}" in printed) == (task != "classification")
+    assert ("Checked as" in printed) == (said is not None or task != "classification")
     if said:
         assert said in printed
     if said == "preference pairs":
         assert entry["splits"]["train"]["format"] == "preference pairs"
+    if task == "multi_label":  # each label of a set counted on its own
+        assert entry["labels"]["train"] == {"joy": 3, "love": 3}

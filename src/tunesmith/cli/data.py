@@ -35,19 +35,40 @@ GUESSED = {
 
 def _guessed_task(source: Path) -> tuple[dict, str]:
     """(recipe keys, task) a data file is checked as without --task: classification, unless its columns are
-    another task's usual ones (prompt/response, messages, tokens/tags, chosen/rejected), which is then said."""
+    another task's usual ones (prompt/response, messages, tokens/tags, chosen/rejected) or its labels sit in a
+    `labels` column (multi-label when they are lists or joined); what was chosen is then said."""
     from ..data.readers import iter_table
     from ..errors import other_task
 
     if not source.is_file():  # a Hub id or a missing file: the check itself says what it is
         return {}, "classification"
-    columns = list(next(iter(iter_table(source, "data", rows=50))).columns)
+    frame = next(iter(iter_table(source, "data", rows=500)))
+    columns = list(map(str, frame.columns))
     found = other_task(columns)
-    if found is None:
-        return {}, "classification"
-    what, task = found
-    err.print(f"Checked as {task} data: its columns look like {what} (--task checks it as another task's).")
-    return GUESSED[task], task.split()[0]
+    if found is not None:
+        what, task = found
+        err.print(f"Checked as {task} data: its columns look like {what} (--task checks it as another task's).")
+        return GUESSED[task], task.split()[0]
+    if "labels" in columns and "label" not in columns:
+        data, what = _label_sets(frame["labels"].tolist())
+        err.print(f"Checked as {what} (--task and --set data.* check it otherwise).")
+        return {"data": data}, "classification"
+    return {}, "classification"
+
+
+def _label_sets(values: list) -> tuple[dict, str]:
+    """(data keys, what they read) for a `labels` column: lists of labels, labels joined by a separator, or one
+    label a row."""
+    from ..check.classification import joined_by
+    from ..data.columns import list_cell
+
+    cells = [v for v in values if v is not None and v == v]  # NaN: an empty cell
+    if any(isinstance(v, (list, tuple)) or hasattr(v, "tolist") or list_cell(str(v)) is not None for v in cells):
+        return {"label_column": "labels", "multi_label": True}, "multi-label data: lists of labels in 'labels'"
+    sep = joined_by(cells)
+    if sep:
+        return {"label_column": "labels", "label_separator": sep}, f"multi-label data: labels joined by {sep!r}"
+    return {"label_column": "labels"}, "classification data: one label a row in 'labels'"
 
 
 @data_app.command("check")
@@ -89,7 +110,7 @@ def check(
         extra, task = ({}, task) if task else _guessed_task(source)
         if task not in DEFAULT_MODEL:
             raise TunesmithError(f"--task must be one of {', '.join(DEFAULT_MODEL)}, not {task!r}.")
-        data = {"train": os.path.abspath(source)}
+        data = {"train": os.path.abspath(source), **extra.pop("data", {})}
         recipe = load_recipe(
             {"task": task, "model": {"name": model or DEFAULT_MODEL[task]}, "data": data, **extra}, set_ or []
         )
