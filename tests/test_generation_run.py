@@ -727,3 +727,21 @@ def test_without_a_test_set_the_tuned_loss_is_the_loops_score_of_the_kept_weight
     assert len(passes) == 3  # two epochs and the base model; the tuned model's pass is the kept epoch's
     m = tunesmith.run({**recipe(gen_data, epochs=1)}, output_dir=tmp_path / "test").metrics
     assert m["eval_set"] == "test" and m["tuned"]["loss"] != m["train"]["history"][-1]["loss"]
+
+
+def test_baseline_none_skips_the_base_model_and_the_report_says_so(gen_data, tmp_path, monkeypatch):
+    from tunesmith.methods import supervised_generation as sg
+
+    sides = []
+    evaluate = sg._evaluate
+    monkeypatch.setattr(
+        sg, "_evaluate", lambda plan, ctx, model, side, *a: sides.append(side) or evaluate(plan, ctx, model, side, *a)
+    )
+    run = tunesmith.run(
+        {**recipe(gen_data, epochs=1), "eval": {"baseline": "none", "max_new_tokens": 4}}, output_dir=tmp_path / "run"
+    )
+    assert sides == ["tuned"] and run.metrics["base"] == {} and "loss" in run.metrics["tuned"]
+    rows = [json.loads(line) for line in (run.run_dir / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(r["base"] is None and isinstance(r["tuned"], str) for r in rows)
+    report = (run.run_dir / "report.md").read_text()
+    assert f"| loss | — | {run.metrics['tuned']['loss']:.4f} | — |" in report

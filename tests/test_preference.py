@@ -223,7 +223,8 @@ def test_an_orpo_run_needs_no_reference_and_learns_the_preference(pair_files, tm
     assert m["tuned"]["loss"] < m["base"]["loss"]  # the chosen answers' own loss falls: ORPO's SFT term
 
 
-def test_rejected_from_model_pairs_the_datas_answers_with_the_starting_models(tmp_path, monkeypatch):
+@pytest.mark.parametrize("baseline", ["linear_probe", "none"])  # none: the base answers are still made, as pairs
+def test_rejected_from_model_pairs_the_datas_answers_with_the_starting_models(tmp_path, monkeypatch, baseline):
     """The brand's copy is chosen, the model's own answer to the same prompt rejected; where the model already
     wrote the chosen text there is no pair."""
     import tunesmith.methods.preference as preference
@@ -243,7 +244,10 @@ def test_rejected_from_model_pairs_the_datas_answers_with_the_starting_models(tm
     ]
     test = [{"prompt": f"Write copy {i}", "response": "Made for the streets."} for i in range(6)]
     files = {"train": write_jsonl(tmp_path / "train.jsonl", rows), "test": write_jsonl(tmp_path / "test.jsonl", test)}
-    m = tunesmith.run(recipe_for(files, rejected_from="model"), output_dir=tmp_path / "run").metrics
+    made = recipe_for(files, rejected_from="model")
+    m = tunesmith.run(
+        {**made, "eval": {**made.get("eval", {}), "baseline": baseline}}, output_dir=tmp_path / "run"
+    ).metrics
     pairs = [json.loads(line) for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
     assert pairs and all(p["chosen"] == "Made for the streets." and p["rejected"].startswith("Generic") for p in pairs)
     # 36 training prompts (4 held for validation); those the model answered with the chosen text make no pair

@@ -650,7 +650,8 @@ class DecodingSection(Strict):
 class EvalSection(Strict):
     baseline: Literal["linear_probe", "none"] = Field(
         "linear_probe",
-        description="Base-model comparison: a logistic regression on the frozen base model's embeddings.",
+        description="Base-model comparison: a logistic regression on the frozen base model's embeddings (generation: "
+        "the base model's own loss and answers); none skips it.",
     )
     batch_size: int = Field(64, gt=0, description="Batch size for evaluation and prediction.")
     max_samples: int | None = Field(

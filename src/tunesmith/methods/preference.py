@@ -93,6 +93,10 @@ class PreferenceTuning(SupervisedGeneration):
             },
         )
 
+    @staticmethod
+    def needs_base_answers(plan: Plan) -> bool:
+        return plan.recipe.method.rejected_from == "model"  # the rejected side is the base model's answer
+
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         base = super().baseline(plan, ctx, model)
         method, ev = plan.recipe.method, plan.recipe.eval

@@ -94,10 +94,19 @@ class SupervisedGeneration:
     def baseline(self, plan: Plan, ctx: Context, model) -> dict:
         if plan.extra["style"]:  # before the base answers are scored: the judge scores them too
             _fit_style_judge(plan, ctx, model)
+        if plan.recipe.eval.baseline == "none" and not self.needs_base_answers(plan):
+            log.info("base: not scored (eval.baseline: none)")  # on a CPU its answers can cost as long as training
+            return {}
         log.info(f"base: generating {len(plan.extra['prompts'])} answers ...")
         base = _evaluate(plan, ctx, model, "base")
         log.info(f"base: {_headline(base)}")
         return base
+
+    @staticmethod
+    def needs_base_answers(plan: Plan) -> bool:
+        """Whether the run uses the base model's answers beyond scoring them (then made even under
+        eval.baseline: none)."""
+        return False
 
     def adapt(self, plan: Plan, ctx: Context, model):
         if plan.info["tuning"] == "lora":
@@ -137,29 +146,12 @@ class SupervisedGeneration:
             from ..tasks.generation.style import FILE
 
             rundir.write_json(ctx.run_dir / FILE, plan.extra["style_judge"].to_json())
-        answers = plan.extra["answers"]
-        rundir.write_jsonl(
-            ctx.run_dir / "generations.jsonl",
-            [
-                {"prompt": p, "reference": r, "base": b, "tuned": t}
-                for p, r, b, t in zip(
-                    plan.extra["prompts"], plan.extra["references"], answers.get("base", []), answers.get("tuned", [])
-                )
-            ],
-        )
+        rundir.write_jsonl(ctx.run_dir / "generations.jsonl", _side_by_side(plan))
 
     def report(self, plan: Plan, ctx: Context, metrics: dict) -> None:
         from ..tasks.generation.report import write_generation_report
 
-        samples = [
-            dict(zip(("prompt", "reference", "base", "tuned"), row))
-            for row in zip(
-                plan.extra["prompts"],
-                plan.extra["references"],
-                plan.extra["answers"].get("base", []),
-                plan.extra["answers"].get("tuned", []),
-            )
-        ]
+        samples = _side_by_side(plan)
         write_generation_report(ctx.run_dir, metrics, samples)
 
     @staticmethod
@@ -211,6 +203,16 @@ def _eval_prompts(recipe, data, train_p95: int | None = None) -> tuple[list, lis
     pairs = [split_prompt(s) for s in samples]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     return (prompts, references, *answer_settings(recipe.eval, references, train_p95))
+
+
+def _side_by_side(plan: Plan) -> list[dict]:
+    """Each held-out prompt with its reference and both answers (base None where eval.baseline: none)."""
+    prompts, answers = plan.extra["prompts"], plan.extra["answers"]
+    base, tuned = answers.get("base") or [None] * len(prompts), answers.get("tuned", [])
+    return [
+        {"prompt": p, "reference": r, "base": b, "tuned": t}
+        for p, r, b, t in zip(prompts, plan.extra["references"], base, tuned)
+    ]
 
 
 def _half_base(model) -> bool:

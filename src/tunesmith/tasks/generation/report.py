@@ -19,7 +19,15 @@ def write_generation_report(run_dir: Path, metrics: dict, samples: list[dict]) -
     return path
 
 
-def _cell(text: str, limit: int = 300) -> str:
+def _metric_row(key: str, base: float | None, tuned: float) -> str:
+    if base is None:  # eval.baseline: none, or a metric the base side has no figure for
+        return f"| {key} | — | {tuned:.4f} | — |"
+    return f"| {key} | {base:.4f} | {tuned:.4f} | {tuned - base:+.4f} |"
+
+
+def _cell(text: str | None, limit: int = 300) -> str:
+    if text is None:
+        return "—"
     text = " ".join(text.split())
     text = text if len(text) <= limit else text[:limit] + " …"
     return text.replace("|", "\\|")
@@ -30,11 +38,7 @@ def _prompt_text(prompt) -> str:
 
 
 def _markdown(m: dict, samples: list[dict]) -> str:
-    rows = "\n".join(
-        f"| {k} | {m['base'][k]:.4f} | {m['tuned'][k]:.4f} | {m['tuned'][k] - m['base'][k]:+.4f} |"
-        for k in GENERATION_KEYS
-        if k in m["tuned"] and k in m["base"]
-    )
+    rows = "\n".join(_metric_row(k, m["base"].get(k), m["tuned"][k]) for k in GENERATION_KEYS if k in m["tuned"])
     table = "\n".join(
         f"| {_cell(_prompt_text(s['prompt']))} | {_cell(s['reference'])} | {_cell(s['base'])} | {_cell(s['tuned'])} |"
         for s in samples[:SHOWN_SAMPLES]
