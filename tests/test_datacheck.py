@@ -313,6 +313,7 @@ def test_a_row_readers_error_names_every_bad_row(tmp_path):
         ({"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}, "token_classification", "words and their tags"),
         ({"prompt": "Hi", "chosen": "Hello", "rejected": "Go away"}, "generation", "preference pairs"),
         ({"text": "fine", "label": "pos"}, "classification", None),
+        ({"text": "fine", "label": "pos", "prompt": "p", "response": "r"}, "classification", None),
         ({"text": "fine", "labels": ["joy", "love"]}, "multi_label", "lists of labels in 'labels'"),
         ({"text": "fine", "labels": "joy|love"}, "multi_label", "labels joined by '|'"),
         ({"text": "fine", "labels": "joy"}, "classification", "one label a row in 'labels'"),

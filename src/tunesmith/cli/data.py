@@ -44,7 +44,7 @@ def _guessed_task(source: Path) -> tuple[dict, str]:
         return {}, "classification"
     frame = next(iter(iter_table(source, "data", rows=500)))
     columns = list(map(str, frame.columns))
-    found = other_task(columns)
+    found = None if {"text", "label"} <= set(columns) else other_task(columns)  # classification's own columns win
     if found is not None:
         what, task = found
         err.print(f"Checked as {task} data: its columns look like {what} (--task checks it as another task's).")
