@@ -10,7 +10,6 @@ writes nothing, so its errors are found again, with the same words, each time it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ import numpy as np
 
 from ..paths import cache_dir
 from .bad_rows import leaving_out_now, noting
-from .columns import TextColumn
+from .columns import TextColumn, content_key
 from .readers import checked_path, iter_table
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def conversation_table(
     `settings`: everything else that shapes them (column names, system prompt), part of the table's name."""
     source, fmt = checked_path(path, role)
     leave = leaving_out_now()  # rows left out under data_check: warn make another table than a strict read
-    name = _key(source, fmt, {**settings, "leave_out": leave})
+    name = content_key(source, {"version": VERSION, "format": fmt, **settings, "leave_out": leave})
     table_path = cache_dir() / "chats" / f"{name}.arrow"
     opened = _open(table_path)
     if opened is None:
@@ -115,15 +114,6 @@ def conversation_table(
     table, meta = opened
     column = TextColumn(table.column("sample"), None, table_path, "sample")
     return Table(Samples(column), meta["format"], meta["columns"])
-
-
-def _key(source: Path, fmt: str, settings: dict) -> str:
-    digest = hashlib.sha256()
-    with source.open("rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    digest.update(json.dumps({"version": VERSION, "format": fmt, **settings}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:32]
 
 
 def _meta_file(table: Path) -> Path:

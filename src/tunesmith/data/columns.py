@@ -171,11 +171,15 @@ def _labels(column) -> list[str]:
 
 
 def _key(source: Path, fmt: str, wanted: dict, where: dict | None) -> str:
+    return content_key(source, {"version": VERSION, "format": fmt, "columns": wanted, "filter": where})
+
+
+def content_key(source: Path, settings: dict) -> str:
+    """A cache table's name: the data file's bytes and the settings that shape what is read from them."""
     digest = hashlib.sha256()
     with source.open("rb") as handle:
         while block := handle.read(1 << 22):
             digest.update(block)
-    settings = {"version": VERSION, "format": fmt, "columns": wanted, "filter": where}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
 
