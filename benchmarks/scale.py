@@ -3,6 +3,7 @@ tunesmith beside a plain Hugging Face script (datasets + Trainer), each with a c
 
     python benchmarks/scale.py [--sizes 10000 100000 1000000] [--steps 20] [--publish]
     python benchmarks/scale.py --task generation [--sizes 10000 100000 300000] [--steps 10] [--publish]
+    python benchmarks/scale.py --task multi_label [--sizes 10000 100000 1000000] [--steps 20] [--publish]
 
 Rows: sst2's training sentences drawn with replacement, each made unique by a number appended (no duplicate
 warnings), written as one CSV per size; sst2's validation set (872 rows) validates. MiniLM-L6, max_length 64,
@@ -22,6 +23,11 @@ validate. SmolLM2-135M-Instruct with LoRA, max_length 128, batch 8, `train.max_s
 answers, no base line and no generated answers (the validation loss alone). Baseline: a plain TRL script,
 datasets.load_dataset("json") into prompt/completion conversations + SFTTrainer(max_steps, LoRA on every linear
 layer, SFTConfig's defaults otherwise: bf16 and gradient checkpointing on), then one evaluate().
+
+`--task multi_label`: texts with label sets instead. Rows: goemotions_multilabel's training comments drawn with
+replacement, each made unique by a number appended, their labels joined by '|', one CSV per size; the first 1,000
+rows of its validation set validate. MiniLM-L6 as for classification, `data.multi_label: true`. Baseline: the same
+datasets + Trainer script with a 0/1 vector per row and problem_type="multi_label_classification".
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SST2 = HERE.parents[0].parent / "shared" / "data" / "sst2"
+EMOTIONS = HERE.parents[0].parent / "shared" / "data" / "goemotions_multilabel"
 CHATS = HERE.parents[0].parent / "shared" / "data" / "bitext_customer_support_sft"
 
 TRAINER_SCRIPT = r"""
@@ -101,6 +108,25 @@ loss = trainer.evaluate()["eval_loss"]
 print("RESULT", {"prepare_s": prepared, "train_s": trained, "evaluate_s": time.perf_counter() - t0,
                  "validation_loss": loss})
 """
+# the classification script with a 0/1 vector per row: labels joined by '|', BCE on a sigmoid per label
+MULTI_LABEL_SCRIPT = (
+    TRAINER_SCRIPT.replace(
+        'labels = sorted(ds["train"].unique("label"))',
+        'labels = sorted({x for cell in ds["train"]["labels"] if cell for x in cell.split("|")})',
+    )
+    .replace(
+        '"labels": [index[x] for x in b["label"]]}',
+        '"labels": [[float(x in (c or "").split("|")) for x in labels] for c in b["labels"]]}',
+    )
+    .replace('remove_columns=["text", "label"]', 'remove_columns=["text", "labels"]')
+    .replace("num_labels=len(labels))", 'num_labels=len(labels), problem_type="multi_label_classification")')
+    .replace(  # micro-F1 at a 0.5 threshold (logit 0)
+        "accuracy = float((pred.predictions.argmax(-1) == pred.label_ids).mean())",
+        "hit, gold = pred.predictions > 0, pred.label_ids > 0.5\n"
+        "f1_micro = float(2 * (hit & gold).sum() / max(hit.sum() + gold.sum(), 1))",
+    )
+    .replace('"accuracy": accuracy}', '"f1_micro": f1_micro}')
+)
 TASKS = {  # task -> (model, validation file, baseline script, its name, default sizes, default steps)
     "classification": (
         "minilm-l6",
@@ -111,6 +137,14 @@ TASKS = {  # task -> (model, validation file, baseline script, its name, default
         20,
     ),
     "generation": ("smollm2-135m-instruct", None, TRL_SCRIPT, "TRL", [10_000, 100_000, 300_000], 10),
+    "multi_label": (
+        "minilm-l6",
+        None,
+        MULTI_LABEL_SCRIPT,
+        "Trainer",
+        [10_000, 100_000, 1_000_000],
+        20,
+    ),
 }
 
 
@@ -133,11 +167,15 @@ def make_chats(folder: Path, sizes: list[int]) -> dict[int, Path]:
     return files
 
 
-def make_rows(folder: Path, sizes: list[int]) -> dict[int, Path]:
+def make_rows(folder: Path, sizes: list[int], source_file: Path = SST2 / "train.csv") -> dict[int, Path]:
     import numpy as np
     import pandas as pd
 
-    source = pd.read_csv(SST2 / "train.csv")
+    source = pd.read_csv(source_file, keep_default_na=False)
+    if source_file.parent == EMOTIONS:  # 1,000 validation rows: scoring all 5,426 would outlast the 20 steps
+        pd.read_csv(EMOTIONS / "validation.csv", keep_default_na=False).head(1000).to_csv(
+            folder / "validation.csv", index=False
+        )
     rng, files = np.random.default_rng(0), {}
     for n in sizes:
         frame = source.iloc[rng.integers(0, len(source), n)].reset_index(drop=True)
@@ -194,6 +232,9 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
         "eval": {"baseline": "none"},
         "train": {"max_steps": steps, "batch_size": 32, "max_length": 64, "lr": 5e-5},
     }
+    if task == "multi_label":  # a classification recipe whose label column holds sets
+        recipe["task"] = "classification"
+        recipe["data"].update(label_column="labels", multi_label=True, label_separator="|")
     if task == "generation":  # the loss alone: no answers generated, as the TRL script generates none
         recipe["eval"]["max_samples"] = 0
         recipe["train"] = {"max_steps": steps, "batch_size": 8, "max_length": 128, "lr": 2e-4}
@@ -210,6 +251,8 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
         **(
             {"accuracy": metrics["tuned"]["accuracy"]}
             if task == "classification"
+            else {"f1_micro": metrics["tuned"]["f1_micro"]}
+            if task == "multi_label"
             else {"validation_loss": metrics["tuned"]["loss"]}
         ),
     )
@@ -218,7 +261,7 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
 
 
 def _validation(folder: Path, task: str) -> Path:
-    return TASKS[task][1] or folder / "validation.jsonl"
+    return TASKS[task][1] or folder / ("validation.jsonl" if task == "generation" else "validation.csv")
 
 
 def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str, task: str) -> dict:
@@ -261,7 +304,12 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = (make_chats if args.task == "generation" else make_rows)(folder, args.sizes)
+        if args.task == "generation":
+            files = make_chats(folder, args.sizes)
+        else:
+            files = make_rows(
+                folder, args.sizes, EMOTIONS / "train.csv" if args.task == "multi_label" else SST2 / "train.csv"
+            )
         cache, hf_cache = folder / "tunesmith-cache", folder / "hf-datasets"
         env = {**os.environ, "NO_COLOR": "1", "HF_DATASETS_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "1"}
         models = Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith")
@@ -272,7 +320,7 @@ def main() -> None:
         for n, train in files.items():
             row = {"rows": n}
             check = [sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)]
-            if args.task != "classification":
+            if args.task == "generation":
                 check += ["--task", args.task, "--model", TASKS[args.task][0]]
             row["data check"] = measured(check, env)
             for kept in ("tokens", "tables", "chats"):  # cold: neither the token table nor the data table of the check
@@ -298,6 +346,7 @@ def main() -> None:
 
 READING_NOTES = {
     "classification": "",
+    "multi_label": "",
     "generation": " TRL's SFTConfig turns gradient checkpointing on by default (its steps recompute activations: "
     "less memory, more time a step); tunesmith's train.gradient_checkpointing: auto leaves it off on a CPU where "
     "the batch fits, and its loop scores the validation set after the epoch (within 'train').",
@@ -314,6 +363,9 @@ BASELINES = {
     "classification": "a plain Hugging Face script: datasets.load_dataset('csv') + map(batched=True) tokenization + "
     "Trainer(max_steps) with DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, "
     "no base line on either side",
+    "multi_label": "a plain Hugging Face script: datasets.load_dataset('csv') + map(batched=True) tokenization into a "
+    "0/1 vector per row + Trainer(max_steps, problem_type='multi_label_classification') with "
+    "DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, no base line on either side",
     "generation": "a plain TRL script: datasets.load_dataset('json') into prompt/completion conversations + "
     "SFTTrainer(max_steps, LoRA r 16 on every linear layer, lr 2e-4, SFTConfig's defaults otherwise: bf16 and "
     "gradient checkpointing on), then one evaluate(); "
@@ -338,7 +390,7 @@ def publish(results: list[dict], args) -> None:
             split = f"{m['peak_anon_mb']:.0f} / {m['peak_file_mb']:.0f}" if "peak_anon_mb" in m else "—"
             rows.append([f"{r['rows']:,}", name, f"{m['wall_s']:.1f}", f"{m['peak_rss_mb']:.0f}", split, stages])
     sizes = " / ".join(f"{n // 1000:,}k" for n in args.sizes)
-    what = "chat" if args.task == "generation" else "classification"
+    what = {"generation": "chat", "multi_label": "multi-label"}.get(args.task, "classification")
     write(
         "scale" if args.task == "classification" else f"scale_{args.task}",
         script="scale.py",

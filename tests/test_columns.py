@@ -163,3 +163,37 @@ def test_a_damaged_scan_beside_a_table_rebuilds_it(tmp_path, scan):
     again = read_split(str(path), "text", "label")
     assert again.texts == rows(12).text.tolist() and again.labels == rows(12).label.tolist()
     assert json.loads(again.texts.path.with_suffix(".scan.json").read_text())["rows"] == 12
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_label_sets_are_read_in_chunks_one_list_per_distinct_set(tmp_path, small_chunks, suffix):
+    from types import SimpleNamespace
+
+    from tunesmith.data.multilabel import read_multilabel
+
+    sets = [["a", "b"], [], ["b"], ["a", "b"], ["c"]]
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(30)], "labels": [sets[i % 5] for i in range(30)]})
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".csv":  # labels joined in a string, as many exports write them
+        frame.assign(labels=frame["labels"].map("|".join)).to_csv(path, index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    spec = SimpleNamespace(
+        text_column="text", text_pair_column=None, label_column="labels", label_separator="|", filter=None
+    )
+    split = read_multilabel(str(path), spec, "data.train")
+    assert isinstance(split.texts, columns.TextColumn) and split.texts == frame.text.tolist()
+    assert split.labels == frame["labels"].tolist()
+    assert len({id(row) for row in split.labels}) == 4  # [a, b] twice in the cycle: one list
+    if suffix == ".csv":  # the separator names the table: another one reads other sets, not the cached ones
+        other = read_multilabel(str(path), SimpleNamespace(**{**vars(spec), "label_separator": ";"}), "data.train")
+        assert other.labels[0] == ["a|b"] and split.labels[0] == ["a", "b"]
+    bad = frame.copy()
+    bad.loc[[2, 17], "text"] = " "
+    bad.to_json(tmp_path / "bad.jsonl", orient="records", lines=True)
+    with pytest.raises(TunesmithError, match=r"2 empty or non-text cell\(s\) in column 'text' at data row\(s\) 3, 18"):
+        read_multilabel(str(tmp_path / "bad.jsonl"), spec, "data.train")
+    with pytest.raises(TunesmithError, match=r"no column 'tags' \(data.label_column\)"):
+        read_multilabel(str(path), SimpleNamespace(**{**vars(spec), "label_column": "tags"}), "data.train")

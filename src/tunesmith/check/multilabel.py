@@ -54,8 +54,9 @@ def check_multilabel(recipe, name: str, tokenizer, report: Report) -> None:
                 f"{name}: {split} label(s) {unseen[:10]} never appear in training data: the model cannot "
                 "learn them, and they are left out of its scores."
             )
+    # the memory-mapped texts as they are; a pair is joined to its text (one input), which is a list in memory
     texts = {
-        s: [t if p is None else f"{t}\n{p}" for t, p in zip(sp.texts, sp.pairs or [None] * len(sp))]
+        s: sp.texts if sp.pairs is None else [f"{t}\n{p}" for t, p in zip(sp.texts, sp.pairs)]
         for s, sp in splits.items()
     }
     _overlap_checks(entry, texts["train"], {s: (t, None) for s, t in texts.items()}, name, report)

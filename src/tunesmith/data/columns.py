@@ -6,9 +6,12 @@ Why: read whole into pandas and then into Python lists, a 1,000,000-row file of 
 written at a time; the texts stay in the file and a run holds the pages it reads (`TextColumn`). Labels stay a
 Python list, but of shared strings: 8 bytes a row.
 
-The table is keyed by the file's content, its format, the columns and the filter read, so a second run on the
-same file opens it without parsing. A file that fails a check writes nothing: errors are found again, with the
-same words, each time such a file is read.
+Multi-label rows keep their label set as one JSON list a cell ("labels"), parsed from the file's lists, list
+text or separated strings as the recipe says; a run holds one Python list per distinct set, not one per row.
+
+The table is keyed by the file's content, its format, the columns, the filter and the label separator read, so a
+second run on the same file opens it without parsing. A file that fails a check writes nothing: errors are found
+again, with the same words, each time such a file is read.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import os
 import re
 import uuid
@@ -126,6 +130,7 @@ class Read:
     columns: dict[str, TextColumn]  # "text" (and "pair") of the usable rows
     labels: list[str] | None
     scan: _Scan
+    label_sets: list[list[str]] | None = None  # multi-label: each row's sorted labels (shared lists: read only)
 
 
 def read_columns(
@@ -135,18 +140,21 @@ def read_columns(
     where: dict | None = None,
     options: dict[str, str] | None = None,
     strict: bool = True,
+    separator: str | None = None,
 ) -> Read:
-    """The file's columns named in `wanted` ("text", "pair", "label" -> column or None), rows kept by `where`
-    (data.filter). Strict (training): a bad cell or missing column is an error naming file, column and data rows.
+    """The file's columns named in `wanted` ("text", "pair", "label" or, for multi-label rows, "labels" -> column
+    or None), rows kept by `where` (data.filter); `separator` splits a "labels" string cell. Strict (training): a
+    bad cell or missing column is an error naming file, column and data rows.
     Not strict (the data check): the rows without a problem, and the scan that counts the others. One table
     serves both, so the check's read is the method's too."""
     source, fmt = checked_path(path, role)
     wanted = {k: v for k, v in wanted.items() if v is not None}
-    table_path = cache_dir() / "tables" / f"{_key(source, fmt, wanted, where)}.arrow"
-    opened = _open(table_path, _Scan(path, wanted, where))
+    separator = separator if "labels" in wanted else None
+    table_path = cache_dir() / "tables" / f"{_key(source, fmt, wanted, where, separator)}.arrow"
+    opened = _open(table_path, _Scan(path, wanted, where, separator))
     if opened is None:
-        _write(table_path, source, role, wanted, where)
-        opened = _open(table_path, _Scan(path, wanted, where))
+        _write(table_path, source, role, _Scan(path, wanted, where, separator))
+        opened = _open(table_path, _Scan(path, wanted, where, separator))
     else:
         kept_parse(source, role)  # a parse the data check left for the method is not needed: dropped, not held
     table, scan = opened
@@ -157,7 +165,8 @@ def read_columns(
     else:
         scan.raise_filter_problems()
     columns = {k: TextColumn(table.column(k), None, table_path, k) for k in TEXT_KEYS if k in wanted}
-    return Read(columns, _labels(table.column("label")) if "label" in wanted else None, scan)
+    labels = _labels(table.column("label")) if "label" in wanted else None
+    return Read(columns, labels, scan, _label_sets(table.column("labels")) if "labels" in wanted else None)
 
 
 def _labels(column) -> list[str]:
@@ -170,8 +179,21 @@ def _labels(column) -> list[str]:
     return [names[c] for c in codes]
 
 
-def _key(source: Path, fmt: str, wanted: dict, where: dict | None) -> str:
-    return content_key(source, {"version": VERSION, "format": fmt, "columns": wanted, "filter": where})
+def _label_sets(column) -> list[list[str]]:
+    """Each row's label set, one list object per distinct set (a million rows of 28 labels share a few hundred)."""
+    import pyarrow.compute as pc
+
+    names = pc.unique(column)
+    codes = pc.index_in(column, value_set=names).to_numpy(zero_copy_only=False)
+    sets = [json.loads(name) for name in names.to_pylist()]
+    return [sets[c] for c in codes]
+
+
+def _key(source: Path, fmt: str, wanted: dict, where: dict | None, separator: str | None) -> str:
+    settings = {"version": VERSION, "format": fmt, "columns": wanted, "filter": where}
+    if separator is not None:  # only multi-label reads split on it: other tables keep their names
+        settings["separator"] = separator
+    return content_key(source, settings)
 
 
 def content_key(source: Path, settings: dict) -> str:
@@ -199,15 +221,15 @@ def _open(path: Path, scan: _Scan):
         return None
 
 
-def _write(path: Path, source: Path, role: str, wanted: dict, where: dict | None) -> None:
+def _write(path: Path, source: Path, role: str, scan: _Scan) -> None:
     """Parse, check and write chunk by chunk to a temporary file, moved into place when the whole file is read
     (a killed run leaves no table). The table holds the usable rows; the file beside it, the scan of all rows."""
     import pyarrow as pa
 
+    wanted = scan.wanted
     schema = pa.schema([(k, pa.large_string() if k in TEXT_KEYS else pa.string()) for k in wanted])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    scan = _Scan(str(source), wanted, where)
     try:
         with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for frame in _frames(source, role):
@@ -234,8 +256,9 @@ class _Scan:
     """What the chunks of one file have shown: its columns, its rows before and after the filter, and the bad
     cells found (how many, and the first rows), per kind: "text", "pair", "listed" and "label"."""
 
-    def __init__(self, name: str, wanted: dict, where: dict | None):
+    def __init__(self, name: str, wanted: dict, where: dict | None, separator: str | None = None):
         self.name, self.wanted, self.where = name, wanted, where  # name: the path as the recipe gives it
+        self.separator = separator  # splits a multi-label string cell
         self.seen: dict[str, None] = {}  # every column of the file, in order (JSON lines may differ in keys)
         self.rows = self.kept = 0
         self.bad: dict[str, list] = {k: [0, []] for k in (*TEXT_KEYS, "listed", "label")}
@@ -269,6 +292,8 @@ class _Scan:
         out = {k: self._texts(k, cells[k], rows) for k in TEXT_KEYS if k in cells}
         if "label" in cells:
             out["label"] = self._labels(cells["label"], rows)
+        if "labels" in cells:  # every cell is a set: an empty one is a row without a label
+            out["labels"] = [json.dumps(s) for s in label_sets(cells["labels"], self.separator)]
         usable = [i for i in range(len(frame)) if all(column[i] is not None for column in out.values())]
         return {k: [column[i] for i in usable] for k, column in out.items()} if usable else None
 
@@ -301,7 +326,8 @@ class _Scan:
         are rows the table left out already: inside `leaving_out()` they are logged, not raised."""
         self.raise_filter_problems()
         found, path = list(self.seen), self.name
-        for key, setting in (("text", "text_column"), ("pair", "text_pair_column"), ("label", "label_column")):
+        settings = (("text", "text_column"), ("pair", "text_pair_column"), ("label", "label_column"))
+        for key, setting in (*settings, ("labels", "label_column")):
             col = self.wanted.get(key)
             if col is not None and col not in self.seen:
                 raise TunesmithError(
@@ -379,6 +405,25 @@ def label_text(value) -> str:
         return str(int(value)) if float(value).is_integer() else str(value)
     text = str(value).strip()
     return text.rstrip("0").rstrip(".").lstrip("+") if _WHOLE_NUMBER.match(text) else text
+
+
+def label_sets(values: list, separator: str | None) -> list[list[str]]:
+    """One sorted label set per cell: a list cell as it is, a string split on `separator`, an empty cell = no
+    label."""
+    out = []
+    for value in values:
+        if isinstance(value, (list, tuple, set, np.ndarray)):
+            items = [label_text(v) for v in value]
+        elif value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+            items = []
+        elif isinstance(value, str) and (listed := list_cell(value)) is not None:
+            items = [label_text(v) for v in listed]
+        elif separator and isinstance(value, str):
+            items = [part.strip() for part in value.split(separator)]
+        else:
+            items = [label_text(value)]
+        out.append(sorted({item for item in items if item}))
+    return out
 
 
 LIST_CELL_MAX = 10_000  # characters: labels, or a sentence's words, are shorter; a longer cell is not parsed

@@ -7,22 +7,19 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import TunesmithError, did_you_mean
-from .bad_rows import read_usable
-from .classification import filter_rows, text_cells
-from .columns import label_text, list_cell
-from .readers import read_table
+from .classification import take
+from .columns import label_sets, read_columns
 
 
 @dataclass
 class MultiLabelSplit:
-    texts: list[str]
-    labels: list[list[str]]  # each row's label set (may be empty: "no label")
-    pairs: list[str] | None = None
+    texts: Sequence[str]  # a memory-mapped column of the file's table, or a list
+    labels: list[list[str]]  # each row's label set (may be empty: "no label"); rows with one set share its list
+    pairs: Sequence[str] | None = None
     source: str = ""
 
     def __len__(self) -> int:
@@ -40,48 +37,15 @@ class MultiLabelData:
 
 
 def read_multilabel(path: str, data, role: str) -> MultiLabelSplit:
-    frame = read_table(path, role)
-    if data.filter:
-        frame = filter_rows(frame, data.filter, path)
-    for col, key in (
-        (data.text_column, "text_column"),
-        (data.text_pair_column, "text_pair_column"),
-        (data.label_column, "label_column"),
-    ):
-        if col is not None and col not in frame.columns:
-            raise TunesmithError(
-                f"{path}: no column '{col}' (data.{key}). Columns found: {', '.join(map(str, frame.columns))}."
-                f"{did_you_mean(col, frame.columns)} Set data.{key} to the right column name."
-            )
-    return read_usable(frame, lambda rows: _split(rows, data, path), path)
-
-
-def _split(frame, data, path: str) -> MultiLabelSplit:
-    pairs = text_cells(frame, data.text_pair_column, path) if data.text_pair_column else None
-    return MultiLabelSplit(
-        text_cells(frame, data.text_column, path),
-        label_sets(frame[data.label_column].tolist(), data.label_separator),
-        pairs,
-        source=path,
+    """The file's texts (memory-mapped columns, read in chunks and cached: any size) and label sets."""
+    read = read_columns(
+        path,
+        role,
+        {"text": data.text_column, "pair": data.text_pair_column, "labels": data.label_column},
+        data.filter,
+        separator=data.label_separator,
     )
-
-
-def label_sets(values: list, separator: str | None) -> list[list[str]]:
-    """One label set per cell: a list cell as it is, a string split on `separator`, an empty cell = no label."""
-    out = []
-    for value in values:
-        if isinstance(value, (list, tuple, set, np.ndarray)):
-            items = [label_text(v) for v in value]
-        elif value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
-            items = []
-        elif isinstance(value, str) and (listed := list_cell(value)) is not None:
-            items = [label_text(v) for v in listed]
-        elif separator and isinstance(value, str):
-            items = [part.strip() for part in value.split(separator)]
-        else:
-            items = [label_text(value)]
-        out.append(sorted({item for item in items if item}))
-    return out
+    return MultiLabelSplit(read.columns["text"], read.label_sets, read.columns.get("pair"), source=path)
 
 
 def load_multilabel(data, seed: int) -> MultiLabelData:
@@ -115,7 +79,9 @@ def load_multilabel(data, seed: int) -> MultiLabelData:
                 f"{split.source}: label(s) {unseen[:10]} never appear in the training data; the model cannot "
                 f"predict them, so they are left out of its scores.{did_you_mean(unseen[0], labels)}"
             )
-            split.labels = [[label for label in row if label in labels] for row in split.labels]
+            known = set(labels)
+            kept = {tuple(row): [label for label in row if label in known] for row in split.labels}
+            split.labels = [kept[tuple(row)] for row in split.labels]  # rows with one set share its list
     evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
     return MultiLabelData(train, validation, evaluation, labels, eval_name, warnings)
 
@@ -143,19 +109,26 @@ def sample_per_label(split: MultiLabelSplit, k: int, seed: int) -> MultiLabelSpl
 
 
 def multi_hot(rows: list[list[str]], labels: list[str]) -> list[list[float]]:
+    """A 0/1 vector per row. Rows with the same set share one vector (read only): a million rows of a few hundred
+    distinct sets hold a few hundred vectors."""
     index = {label: i for i, label in enumerate(labels)}
+    made: dict[tuple, list[float]] = {}
     out = []
     for row in rows:
-        vector = [0.0] * len(labels)
-        for label in row:
-            vector[index[label]] = 1.0
-        out.append(vector)
+        key = tuple(row)
+        if key not in made:
+            vector = [0.0] * len(labels)
+            for label in row:
+                vector[index[label]] = 1.0
+            made[key] = vector
+        out.append(made[key])
     return out
 
 
-def _take(split: MultiLabelSplit, idx: list[int], source: str | None = None) -> MultiLabelSplit:
-    pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
-    return MultiLabelSplit(pick(split.texts), pick(split.labels), pick(split.pairs), source or split.source)
+def _take(split: MultiLabelSplit, idx, source: str | None = None) -> MultiLabelSplit:
+    return MultiLabelSplit(
+        take(split.texts, idx), take(split.labels, idx), take(split.pairs, idx), source or split.source
+    )
 
 
 def _random_split(train: MultiLabelSplit, fraction: float, seed: int):

@@ -60,7 +60,7 @@ class SupervisedMultiLabel:
             warnings=data.warnings,
             data=data,
             train_info={"auto": [reason] if reason else [], "train_size": len(data.train)},
-            extra={"rows": rows, "targets": {k: np.asarray(v) for k, v in targets.items()}},
+            extra={"rows": rows, "targets": {k: np.asarray(v, dtype=np.float32) for k, v in targets.items()}},
         )
 
     def build(self, plan: Plan, ctx: Context):
