@@ -2,6 +2,7 @@
 Python and dispatch overhead between them, for the classification step (MiniLM) and the SFT step (SmolLM2 LoRA).
 
     python benchmarks/profile_step.py [--task classification sft] [--steps 6] [--precision auto|fp32|bf16]
+        [--lora-dropout P]
 
 Each step is built as tunesmith trains it on a CPU (`--native-dropout`: with PyTorch's dropout instead of
 tunesmith's cheaper mask): the classification model with its embeddings and bottom third frozen and fused
@@ -49,7 +50,7 @@ def classification_step(batch: int, tokens: int):
     return model, opt, lambda: model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss
 
 
-def sft_step(batch: int, tokens: int, bf16: bool):
+def sft_step(batch: int, tokens: int, bf16: bool, lora_dropout: float | None = None):
     from tunesmith.models.loading import apply_lora, load_causal_lm, resolve_weights
     from tunesmith.models.registry import MODELS
     from tunesmith.recipe import LoraSection
@@ -57,7 +58,10 @@ def sft_step(batch: int, tokens: int, bf16: bool):
 
     name = "smollm2-135m-instruct"
     model = apply_lora(
-        load_causal_lm(resolve_weights(name), frozen_bf16=bf16), LoraSection(), MODELS[name], "CAUSAL_LM"
+        load_causal_lm(resolve_weights(name), frozen_bf16=bf16),
+        LoraSection() if lora_dropout is None else LoraSection(dropout=lora_dropout),
+        MODELS[name],
+        "CAUSAL_LM",
     )
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3, fused=True)
     ids = torch.randint(1000, 20000, (batch, tokens))
@@ -132,6 +136,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="a CSV with a text column, for the padding share")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--native-dropout", action="store_true", help="PyTorch's nn.Dropout, as before tunesmith's")
+    parser.add_argument("--lora-dropout", type=float, help="the SFT step's method.lora.dropout (default: the recipe's)")
     args = parser.parse_args()
     bf16 = resolve_precision(args.precision) == "bf16"
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
@@ -142,7 +147,10 @@ def main() -> None:
     out = {"cpu": cpu, "flags": marks, "precision": "bf16" if bf16 else "fp32", "tasks": {}}
     for task in args.task:
         batch, tokens = shapes[task]
-        built = classification_step(batch, tokens) if task == "classification" else sft_step(batch, tokens, bf16)
+        if task == "classification":
+            built = classification_step(batch, tokens)
+        else:
+            built = sft_step(batch, tokens, bf16, args.lora_dropout)
         if not args.native_dropout:
             cheap_dropout(built[0])  # as the training loop runs on a CPU
         result = profile(*built, bf16, args.steps)

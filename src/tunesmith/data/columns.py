@@ -166,27 +166,19 @@ def read_columns(
         scan.raise_filter_problems()
     columns = {k: TextColumn(table.column(k), None, table_path, k) for k in TEXT_KEYS if k in wanted}
     labels = _labels(table.column("label")) if "label" in wanted else None
-    return Read(columns, labels, scan, _label_sets(table.column("labels")) if "labels" in wanted else None)
+    sets = _labels(table.column("labels"), json.loads) if "labels" in wanted else None
+    return Read(columns, labels, scan, sets)
 
 
-def _labels(column) -> list[str]:
-    """The labels as a list of as many str objects as there are distinct labels (not one per row)."""
+def _labels(column, decode=None) -> list:
+    """The column's values as a list holding one object per distinct value (not one per row): a million rows of a
+    few labels, or of a few hundred label sets (`decode`: json.loads), hold that many objects."""
     import pyarrow.compute as pc
 
     names = pc.unique(column)
     codes = pc.index_in(column, value_set=names).to_numpy(zero_copy_only=False)
-    names = names.to_pylist()
+    names = [decode(name) for name in names.to_pylist()] if decode else names.to_pylist()
     return [names[c] for c in codes]
-
-
-def _label_sets(column) -> list[list[str]]:
-    """Each row's label set, one list object per distinct set (a million rows of 28 labels share a few hundred)."""
-    import pyarrow.compute as pc
-
-    names = pc.unique(column)
-    codes = pc.index_in(column, value_set=names).to_numpy(zero_copy_only=False)
-    sets = [json.loads(name) for name in names.to_pylist()]
-    return [sets[c] for c in codes]
 
 
 def _key(source: Path, fmt: str, wanted: dict, where: dict | None, separator: str | None) -> str:
