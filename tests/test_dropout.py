@@ -57,10 +57,22 @@ def test_a_models_dropout_layers_are_swapped_in_place_lora_path_included():
     from tunesmith.models.loading import apply_lora, load_causal_lm, resolve_weights
     from tunesmith.recipe import LoraSection
 
-    model = apply_lora(load_causal_lm(resolve_weights("tiny-llama")), LoraSection(), {}, task_type="CAUSAL_LM")
+    model = apply_lora(
+        load_causal_lm(resolve_weights("tiny-llama")), LoraSection(dropout=0.1), {}, task_type="CAUSAL_LM"
+    )
     keys = set(model.state_dict())
     lora_dropouts = [m for n, m in model.named_modules() if "lora_dropout" in n and isinstance(m, torch.nn.Dropout)]
     assert lora_dropouts and cheap_dropout(model) >= len(lora_dropouts)
     assert all(type(m) is CpuDropout and m.p == 0.1 for m in lora_dropouts)
     assert not any(type(m) is torch.nn.Dropout for m in model.modules())
     assert set(model.state_dict()) == keys  # what saves the model sees the same weights
+
+
+def test_the_default_lora_path_has_no_dropout_to_pay_for():
+    """PEFT's default, and on a CPU the mask cost about a third of a LoRA step (docs/why-defaults.md)."""
+    from tunesmith.models.loading import apply_lora, load_causal_lm, resolve_weights
+    from tunesmith.recipe import LoraSection
+
+    model = apply_lora(load_causal_lm(resolve_weights("tiny-llama")), LoraSection(), {}, task_type="CAUSAL_LM")
+    paths = [m for n, m in model.named_modules() if n.endswith("lora_dropout.default")]
+    assert paths and all(isinstance(m, torch.nn.Identity) for m in paths)
