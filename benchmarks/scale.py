@@ -108,24 +108,40 @@ loss = trainer.evaluate()["eval_loss"]
 print("RESULT", {"prepare_s": prepared, "train_s": trained, "evaluate_s": time.perf_counter() - t0,
                  "validation_loss": loss})
 """
-# the classification script with a 0/1 vector per row: labels joined by '|', BCE on a sigmoid per label
-MULTI_LABEL_SCRIPT = (
-    TRAINER_SCRIPT.replace(
-        'labels = sorted(ds["train"].unique("label"))',
-        'labels = sorted({x for cell in ds["train"]["labels"] if cell for x in cell.split("|")})',
-    )
-    .replace(
-        '"labels": [index[x] for x in b["label"]]}',
-        '"labels": [[float(x in (c or "").split("|")) for x in labels] for c in b["labels"]]}',
-    )
-    .replace('remove_columns=["text", "label"]', 'remove_columns=["text", "labels"]')
-    .replace("num_labels=len(labels))", 'num_labels=len(labels), problem_type="multi_label_classification")')
-    .replace(  # micro-F1 at a 0.5 threshold (logit 0)
-        "accuracy = float((pred.predictions.argmax(-1) == pred.label_ids).mean())",
-        "hit, gold = pred.predictions > 0, pred.label_ids > 0.5\n"
-        "f1_micro = float(2 * (hit & gold).sum() / max(hit.sum() + gold.sum(), 1))",
-    )
-    .replace('"accuracy": accuracy}', '"f1_micro": f1_micro}')
+
+
+def _edited(script: str, edits: list[tuple[str, str]]) -> str:
+    """`script` with each (old, new) replaced; an old text the script no longer holds is an error, not a baseline
+    that silently stays the classification script."""
+    for old, new in edits:
+        if old not in script:
+            raise AssertionError(f"the Trainer script no longer holds {old!r}")
+        script = script.replace(old, new)
+    return script
+
+
+# the classification script with a 0/1 vector per row: labels joined by '|', BCE on a sigmoid per label, micro-F1
+# at a 0.5 threshold (logit 0)
+MULTI_LABEL_SCRIPT = _edited(
+    TRAINER_SCRIPT,
+    [
+        (
+            'labels = sorted(ds["train"].unique("label"))',
+            'labels = sorted({x for cell in ds["train"]["labels"] if cell for x in cell.split("|")})',
+        ),
+        (
+            '"labels": [index[x] for x in b["label"]]}',
+            '"labels": [[float(x in (c or "").split("|")) for x in labels] for c in b["labels"]]}',
+        ),
+        ('remove_columns=["text", "label"]', 'remove_columns=["text", "labels"]'),
+        ("num_labels=len(labels))", 'num_labels=len(labels), problem_type="multi_label_classification")'),
+        (
+            "accuracy = float((pred.predictions.argmax(-1) == pred.label_ids).mean())",
+            "hit, gold = pred.predictions > 0, pred.label_ids > 0.5\n"
+            "f1_micro = float(2 * (hit & gold).sum() / max(hit.sum() + gold.sum(), 1))",
+        ),
+        ('"accuracy": accuracy}', '"f1_micro": f1_micro}'),
+    ],
 )
 TASKS = {  # task -> (model, validation file, baseline script, its name, default sizes, default steps)
     "classification": (

@@ -197,3 +197,25 @@ def test_label_sets_are_read_in_chunks_one_list_per_distinct_set(tmp_path, small
         read_multilabel(str(tmp_path / "bad.jsonl"), spec, "data.train")
     with pytest.raises(TunesmithError, match=r"no column 'tags' \(data.label_column\)"):
         read_multilabel(str(path), SimpleNamespace(**{**vars(spec), "label_column": "tags"}), "data.train")
+
+
+@pytest.mark.parametrize("cell", ["not json", '{"a": 1}', "[1, 2]"])
+def test_a_cached_table_whose_label_sets_are_damaged_is_rebuilt(tmp_path, cell):
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from tunesmith.data.multilabel import read_multilabel
+
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"text": ["a b", "c d", "e f"], "labels": ["x|y", "y", ""]}).to_csv(path, index=False)
+    spec = SimpleNamespace(
+        text_column="text", text_pair_column=None, label_column="labels", label_separator="|", filter=None
+    )
+    first = read_multilabel(str(path), spec, "data.train")
+    table = pa.ipc.open_stream(pa.memory_map(str(first.texts.path))).read_all()
+    damaged = table.set_column(1, "labels", pa.array([cell] * 3, pa.string()))
+    with pa.OSFile(str(first.texts.path), "wb") as sink, pa.ipc.new_stream(sink, damaged.schema) as writer:
+        writer.write_table(damaged)
+    again = read_multilabel(str(path), spec, "data.train")
+    assert again.labels == [["x", "y"], ["y"], []] and again.texts == ["a b", "c d", "e f"]

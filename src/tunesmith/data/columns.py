@@ -166,7 +166,7 @@ def read_columns(
         scan.raise_filter_problems()
     columns = {k: TextColumn(table.column(k), None, table_path, k) for k in TEXT_KEYS if k in wanted}
     labels = _labels(table.column("label")) if "label" in wanted else None
-    sets = _labels(table.column("labels"), json.loads) if "labels" in wanted else None
+    sets = _labels(table.column("labels"), _label_set) if "labels" in wanted else None
     return Read(columns, labels, scan, sets)
 
 
@@ -179,6 +179,14 @@ def _labels(column, decode=None) -> list:
     codes = pc.index_in(column, value_set=names).to_numpy(zero_copy_only=False)
     names = [decode(name) for name in names.to_pylist()] if decode else names.to_pylist()
     return [names[c] for c in codes]
+
+
+def _label_set(cell: str) -> list[str]:
+    """A table's label-set cell: a JSON list of strings, else ValueError (a damaged table is rebuilt)."""
+    value = json.loads(cell)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("not a label set")
+    return value
 
 
 def _key(source: Path, fmt: str, wanted: dict, where: dict | None, separator: str | None) -> str:
@@ -206,8 +214,14 @@ def _open(path: Path, scan: _Scan):
     if not path.is_file():
         return None
     try:
+        import pyarrow.compute as pc
+
         scan.restore(json.loads(_scan_file(path).read_text(encoding="utf-8")))
-        return pa.ipc.open_stream(pa.memory_map(str(path))).read_all(), scan
+        table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+        if "labels" in table.column_names:  # each distinct set checked once, before a run relies on it
+            for cell in pc.unique(table.column("labels")).to_pylist():
+                _label_set(cell)
+        return table, scan
     except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
         path.unlink(missing_ok=True)
         return None
