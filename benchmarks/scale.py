@@ -4,6 +4,7 @@ tunesmith beside a plain Hugging Face script (datasets + Trainer), each with a c
     python benchmarks/scale.py [--sizes 10000 100000 1000000] [--steps 20] [--publish]
     python benchmarks/scale.py --task generation [--sizes 10000 100000 300000] [--steps 10] [--publish]
     python benchmarks/scale.py --task multi_label [--sizes 10000 100000 1000000] [--steps 20] [--publish]
+    python benchmarks/scale.py --task token_classification [--sizes 10000 100000 1000000] [--steps 20] [--publish]
 
 Rows: sst2's training sentences drawn with replacement, each made unique by a number appended (no duplicate
 warnings), written as one CSV per size; sst2's validation set (872 rows) validates. MiniLM-L6, max_length 64,
@@ -28,6 +29,13 @@ layer, SFTConfig's defaults otherwise: bf16 and gradient checkpointing on), then
 replacement, each made unique by a number appended, their labels joined by '|', one CSV per size; the first 1,000
 rows of its validation set validate. MiniLM-L6 as for classification, `data.multi_label: true`. Baseline: the same
 datasets + Trainer script with a 0/1 vector per row and problem_type="multi_label_classification".
+
+`--task token_classification`: tagged sentences instead. Rows: bc5cdr's training sentences (chemicals and
+diseases) drawn with replacement, each made unique by a word `#N` tagged O appended, one JSONL file per size; the
+first 1,000 sentences of its validation set validate. MiniLM-L6 as for classification. Baseline: the Hugging Face
+token-classification recipe (run_ner.py's steps): datasets.load_dataset("json"), the tag list from the training
+column, tokenization with each word's first piece labelled (-100 elsewhere), Trainer with
+DataCollatorForTokenClassification, then seqeval's entity F1 on the validation set.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SST2 = HERE.parents[0].parent / "shared" / "data" / "sst2"
 EMOTIONS = HERE.parents[0].parent / "shared" / "data" / "goemotions_multilabel"
+TAGGED = HERE.parents[0].parent / "shared" / "data" / "medical_ner_bc5cdr"
 CHATS = HERE.parents[0].parent / "shared" / "data" / "bitext_customer_support_sft"
 
 TRAINER_SCRIPT = r"""
@@ -143,6 +152,52 @@ MULTI_LABEL_SCRIPT = _edited(
         ('"accuracy": accuracy}', '"f1_micro": f1_micro}'),
     ],
 )
+TOKEN_SCRIPT = r"""
+import sys, time
+from datasets import load_dataset
+from seqeval.metrics import f1_score
+from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, Trainer,
+                          TrainingArguments)
+
+train, validation, weights, steps, out = sys.argv[1:6]
+start = time.perf_counter()
+ds = load_dataset("json", data_files={"train": train, "validation": validation})
+labels = sorted({tag for row in ds["train"]["tags"] for tag in row})  # run_ner.py's get_label_list
+index = {label: i for i, label in enumerate(labels)}
+tok = AutoTokenizer.from_pretrained(weights)
+
+
+def align(batch):  # run_ner.py's tokenize_and_align_labels: each word's first piece carries its tag
+    enc = tok(batch["tokens"], truncation=True, max_length=64, is_split_into_words=True)
+    enc["labels"] = []
+    for n, tags in enumerate(batch["tags"]):
+        seen, row = set(), []
+        for w in enc.word_ids(n):
+            row.append(-100 if w is None or w in seen else index[tags[w]])
+            seen.add(w)
+        enc["labels"].append(row)
+    return enc
+
+
+ds = ds.map(align, batched=True, remove_columns=ds["train"].column_names)
+prepared = time.perf_counter() - start
+model = AutoModelForTokenClassification.from_pretrained(weights, num_labels=len(labels))
+args = TrainingArguments(out, max_steps=int(steps), per_device_train_batch_size=32, learning_rate=5e-5,
+                         eval_strategy="no", save_strategy="no", report_to=[], logging_steps=10, use_cpu=True,
+                         disable_tqdm=True)
+collate = DataCollatorForTokenClassification(tok)
+trainer = Trainer(model=model, args=args, train_dataset=ds["train"], data_collator=collate)
+t0 = time.perf_counter()
+trainer.train()
+trained = time.perf_counter() - t0
+t0 = time.perf_counter()
+pred = trainer.predict(ds["validation"])
+gold = [[labels[y] for y in row if y != -100] for row in pred.label_ids]
+guess = [[labels[p] for p, y in zip(ps, row) if y != -100]
+         for ps, row in zip(pred.predictions.argmax(-1), pred.label_ids)]
+print("RESULT", {"prepare_s": prepared, "train_s": trained, "evaluate_s": time.perf_counter() - t0,
+                 "f1": float(f1_score(gold, guess))})
+"""
 TASKS = {  # task -> (model, validation file, baseline script, its name, default sizes, default steps)
     "classification": (
         "minilm-l6",
@@ -161,6 +216,7 @@ TASKS = {  # task -> (model, validation file, baseline script, its name, default
         [10_000, 100_000, 1_000_000],
         20,
     ),
+    "token_classification": ("minilm-l6", None, TOKEN_SCRIPT, "Trainer", [10_000, 100_000, 1_000_000], 20),
 }
 
 
@@ -180,6 +236,23 @@ def make_chats(folder: Path, sizes: list[int]) -> dict[int, Path]:
     validation = [json.loads(line) for line in (CHATS / "validation.jsonl").read_text(encoding="utf-8").splitlines()]
     pairs = (json.dumps({"prompt": row["prompt"], "response": row["response"]}) for row in validation[:200])
     (folder / "validation.jsonl").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    return files
+
+
+def make_tagged(folder: Path, sizes: list[int]) -> dict[int, Path]:
+    """Tagged-sentence JSONL files of each size, and the 1,000 validation sentences beside them."""
+    import numpy as np
+
+    source = [json.loads(line) for line in (TAGGED / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    rng, files = np.random.default_rng(0), {}
+    for n in sizes:
+        files[n] = folder / f"train_{n}.jsonl"
+        with files[n].open("w", encoding="utf-8") as out:
+            for i, at in enumerate(rng.integers(0, len(source), n)):
+                row = source[at]
+                out.write(json.dumps({"tokens": [*row["tokens"], f"#{i}"], "tags": [*row["tags"], "O"]}) + "\n")
+    validation = (TAGGED / "validation.jsonl").read_text(encoding="utf-8").splitlines()[:1000]
+    (folder / "validation.jsonl").write_text("\n".join(validation) + "\n", encoding="utf-8")
     return files
 
 
@@ -251,6 +324,8 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
     if task == "multi_label":  # a classification recipe whose label column holds sets
         recipe["task"] = "classification"
         recipe["data"].update(label_column="labels", multi_label=True, label_separator="|")
+    if task == "token_classification":
+        recipe["data"] = {"train": str(train), "validation": str(folder / "validation.jsonl")}
     if task == "generation":  # the loss alone: no answers generated, as the TRL script generates none
         recipe["eval"]["max_samples"] = 0
         recipe["train"] = {"max_steps": steps, "batch_size": 8, "max_length": 128, "lr": 2e-4}
@@ -269,6 +344,8 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
             if task == "classification"
             else {"f1_micro": metrics["tuned"]["f1_micro"]}
             if task == "multi_label"
+            else {"f1": metrics["tuned"]["f1"]}
+            if task == "token_classification"
             else {"validation_loss": metrics["tuned"]["loss"]}
         ),
     )
@@ -277,7 +354,8 @@ def tunesmith_run(folder: Path, train: Path, steps: int, env: dict, name: str, t
 
 
 def _validation(folder: Path, task: str) -> Path:
-    return TASKS[task][1] or folder / ("validation.jsonl" if task == "generation" else "validation.csv")
+    jsonl = task in ("generation", "token_classification")
+    return TASKS[task][1] or folder / ("validation.jsonl" if jsonl else "validation.csv")
 
 
 def trainer_run(folder: Path, train: Path, steps: int, env: dict, weights: str, task: str) -> dict:
@@ -322,6 +400,8 @@ def main() -> None:
         folder = Path(tmp)
         if args.task == "generation":
             files = make_chats(folder, args.sizes)
+        elif args.task == "token_classification":
+            files = make_tagged(folder, args.sizes)
         else:
             files = make_rows(
                 folder, args.sizes, EMOTIONS / "train.csv" if args.task == "multi_label" else SST2 / "train.csv"
@@ -336,10 +416,11 @@ def main() -> None:
         for n, train in files.items():
             row = {"rows": n}
             check = [sys.executable, "-m", "tunesmith", "-q", "data", "check", str(train)]
-            if args.task == "generation":
+            if args.task in ("generation", "token_classification"):
                 check += ["--task", args.task, "--model", TASKS[args.task][0]]
             row["data check"] = measured(check, env)
-            for kept in ("tokens", "tables", "chats"):  # cold: neither the token table nor the data table of the check
+            # cold: neither the token table nor the data table of the check
+            for kept in ("tokens", "tables", "chats", "tagged"):
                 shutil.rmtree(cache / kept, ignore_errors=True)
             row["tunesmith cold"] = tunesmith_run(folder, train, args.steps, env, f"cold-{n}", args.task)
             row["tunesmith warm"] = tunesmith_run(folder, train, args.steps, env, f"warm-{n}", args.task)
@@ -368,6 +449,7 @@ READING_NOTES = {
     "2,006 MB at 10k / 100k / 1M rows (+960 MB), the data check's 335 / 401 / 866 MB. Micro-F1 after 20 steps says "
     "little: tunesmith picks its thresholds on the validation set; the script keeps 0.5, which few labels reach "
     "so early.",
+    "token_classification": "",
     "generation": " TRL's SFTConfig turns gradient checkpointing on by default (its steps recompute activations: "
     "less memory, more time a step); tunesmith's train.gradient_checkpointing: auto leaves it off on a CPU where "
     "the batch fits, and its loop scores the validation set after the epoch (within 'train').",
@@ -387,6 +469,10 @@ BASELINES = {
     "multi_label": "a plain Hugging Face script: datasets.load_dataset('csv') + map(batched=True) tokenization into a "
     "0/1 vector per row + Trainer(max_steps, problem_type='multi_label_classification') with "
     "DataCollatorWithPadding, then one evaluation; MiniLM-L6, max_length 64, batch 32, no base line on either side",
+    "token_classification": "the Hugging Face token-classification recipe (run_ner.py's steps): "
+    "datasets.load_dataset('json'), the tag list from the training column, each word's first piece labelled, "
+    "Trainer(max_steps) with DataCollatorForTokenClassification, then seqeval's entity F1 on the validation set; "
+    "MiniLM-L6, max_length 64, batch 32, no base line on either side",
     "generation": "a plain TRL script: datasets.load_dataset('json') into prompt/completion conversations + "
     "SFTTrainer(max_steps, LoRA r 16 on every linear layer, lr 2e-4, SFTConfig's defaults otherwise: bf16 and "
     "gradient checkpointing on), then one evaluate(); "
@@ -411,7 +497,9 @@ def publish(results: list[dict], args) -> None:
             split = f"{m['peak_anon_mb']:.0f} / {m['peak_file_mb']:.0f}" if "peak_anon_mb" in m else "—"
             rows.append([f"{r['rows']:,}", name, f"{m['wall_s']:.1f}", f"{m['peak_rss_mb']:.0f}", split, stages])
     sizes = " / ".join(f"{n // 1000:,}k" for n in args.sizes)
-    what = {"generation": "chat", "multi_label": "multi-label"}.get(args.task, "classification")
+    what = {"generation": "chat", "multi_label": "multi-label", "token_classification": "tagged words"}.get(
+        args.task, "classification"
+    )
     write(
         "scale" if args.task == "classification" else f"scale_{args.task}",
         script="scale.py",

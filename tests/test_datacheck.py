@@ -206,7 +206,7 @@ def test_every_reader_leaves_out_bad_rows_only_when_told(tmp_path):
     from tunesmith.data.multilabel import load_multilabel
     from tunesmith.data.preference import load_preference
     from tunesmith.data.regression import load_regression
-    from tunesmith.data.tokens import load_tokens
+    from tunesmith.data.token_files import load_tokens
     from tunesmith.recipe import DataSection
 
     def jsonl(name, rows):

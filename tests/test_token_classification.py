@@ -217,7 +217,7 @@ def test_bioes_bilou_and_csv_list_files_are_read_as_their_iob2_jsonl_twins(ner_r
 
 
 def test_an_io_file_the_type_alone_per_word_is_read_as_iob2(tmp_path):
-    from tunesmith.data.tokens import read_tagged
+    from tunesmith.data.token_files import read_tagged
     from tunesmith.recipe import load_recipe
 
     rows = [
@@ -349,7 +349,7 @@ def test_iob1_files_are_read_as_iob2_and_their_entities_counted():
     ],
 )
 def test_bad_entity_spans_are_refused_with_their_row(tmp_path, entity, words):
-    from tunesmith.data.tokens import read_tagged
+    from tunesmith.data.token_files import read_tagged
     from tunesmith.errors import TunesmithError
     from tunesmith.recipe import load_recipe
 
@@ -363,7 +363,7 @@ def test_bad_entity_spans_are_refused_with_their_row(tmp_path, entity, words):
 
 
 def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
-    from tunesmith.data.tokens import read_tagged
+    from tunesmith.data.token_files import read_tagged
     from tunesmith.errors import TunesmithError
     from tunesmith.recipe import load_recipe
 
@@ -377,7 +377,7 @@ def test_overlapping_spans_are_refused_not_overwritten(tmp_path):
 
 
 def test_character_spans_in_a_csv_read_as_their_jsonl_twin(tmp_path):
-    from tunesmith.data.tokens import read_tagged
+    from tunesmith.data.token_files import read_tagged
     from tunesmith.recipe import load_recipe
 
     spans = [{"start": 0, "end": 4, "label": "PRAISE"}, {"start": 5, "end": 10, "label": "ITEM"}]
@@ -387,7 +387,7 @@ def test_character_spans_in_a_csv_read_as_their_jsonl_twin(tmp_path):
     data = load_recipe({"task": "token_classification", "model": "tiny-bert", "data": {"train": "x"}}).data
     twin = read_tagged(str(tmp_path / "s.jsonl"), data, "data.train")
     read = read_tagged(str(tmp_path / "s.csv"), data, "data.train")
-    assert read.tags == twin.tags * 2 == [["B-PRAISE", "B-ITEM", "O"]] * 2
+    assert read.tags == list(twin.tags) * 2 == [["B-PRAISE", "B-ITEM", "O"]] * 2
 
 
 def _as_conll(jsonl: str, target) -> str:

@@ -51,8 +51,9 @@ def normalise(text: str) -> str:
 # ----------------------------------------------------------------------------------- token lengths
 
 
-def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> dict:
-    """Histogram and truncation of the texts' token counts (special tokens included), on a seeded sample."""
+def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int, words: bool = False) -> dict:
+    """Histogram and truncation of the texts' token counts (special tokens included), on a seeded sample.
+    `words`: each text is a list of words (token classification)."""
     sampled = len(texts) > LENGTH_SAMPLE
     if sampled:
         rng = np.random.default_rng(seed)
@@ -62,7 +63,8 @@ def token_lengths(tokenizer, texts: list[str], max_length: int, seed: int) -> di
     lengths, unknown = [], 0
     for start in range(0, len(texts), LENGTH_BLOCK):  # a fast tokenizer's encodings weigh kilobytes each: a block
         block = list(texts[start : start + LENGTH_BLOCK])  # the tokenizer takes a list, not a column
-        ids = tokenizer(block, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        ids = tokenizer(block, add_special_tokens=True, truncation=False, is_split_into_words=words, verbose=False)
+        ids = ids["input_ids"]
         lengths += [len(row) for row in ids]
         unknown += unknown_only(tokenizer, [{"input_ids": row} for row in ids])
     return {**length_stats(np.array(lengths), max_length, sampled), "unknown_only": unknown}

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
-from ..data.tokens import read_tagged
-from .common import Report, length_stats, read_splits
+from ..data.token_files import read_tagged
+from .common import Report, read_splits, token_lengths
 
 
 def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
@@ -39,8 +37,6 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
         unseen = sorted(set(counts) - set(entry["labels"]["train"]))
         if split != "train" and unseen:
             report.errors.append(f"{name}: {split} entity type(s) {unseen[:10]} never appear in training data.")
-    if tokenizer is not None:
-        pieces = tokenizer(splits["train"].tokens, is_split_into_words=True, verbose=False)["input_ids"]
-        lengths = [len(ids) for ids in pieces]
-        # no truncation warning: long texts train (and are tagged) as overlapping windows of words
-        entry["lengths"] = {**length_stats(np.array(lengths), recipe.train.max_length), "windowed": True}
+    if tokenizer is not None:  # no truncation warning: long texts train (and are tagged) as overlapping windows
+        lengths = token_lengths(tokenizer, splits["train"].tokens, recipe.train.max_length, recipe.train.seed, True)
+        entry["lengths"] = {**lengths, "windowed": True}

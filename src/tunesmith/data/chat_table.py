@@ -1,31 +1,26 @@
 """Generation data read in chunks into an Arrow table of conversations on disk that a run memory-maps, cached by
-the file's bytes and the settings that shape the conversations.
+the file's bytes and the settings that shape the conversations (`file_table`).
 
 Why: read whole, a chat file was held three times at once (the pandas frame, a dict per message, a JSON copy
 per sample for the token table): 200,000 prompt/response pairs in a 160 MB JSONL file peaked at 3.4 GB in a
 run. Here a chunk of rows is parsed, checked, turned into conversations and written at a time; each row of the
-table is one conversation as canonical JSON, decoded when it is read (`Samples`). A file that fails a check
-writes nothing, so its errors are found again, with the same words, each time it is read.
+table is one conversation as canonical JSON, decoded when it is read (`Samples`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..paths import cache_dir
-from .bad_rows import leaving_out_now, noting
+from .bad_rows import leaving_out_now
 from .columns import TextColumn, content_key
+from .file_table import cached_rows
 from .readers import checked_path, iter_table
 
-log = logging.getLogger(__name__)
 VERSION = "1"  # what a table holds; a change makes new keys
 CHUNK = 20_000  # rows parsed, checked and converted at once
 
@@ -100,63 +95,23 @@ def conversation_table(
     """The conversations of a data file: `detect(columns)` picks the layout from the first chunk, and
     `convert(frame, columns, layout)` turns each chunk into conversations (raising on rows it cannot use).
     `settings`: everything else that shapes them (column names, system prompt), part of the table's name."""
+    import pyarrow as pa
+
     source, fmt = checked_path(path, role)
     leave = leaving_out_now()  # rows left out under data_check: warn make another table than a strict read
     name = content_key(source, {"version": VERSION, "format": fmt, **settings, "leave_out": leave})
     table_path = cache_dir() / "chats" / f"{name}.arrow"
-    opened = _open(table_path)
-    if opened is None:
-        _write(table_path, source, role, detect, convert)
-        opened = _open(table_path)
-    else:
-        for note in opened[1]["notes"]:  # what the first read left out, said again
-            log.warning(note)
-    table, meta = opened
-    column = TextColumn(table.column("sample"), None, table_path, "sample")
-    return Table(Samples(column), meta["format"], meta["columns"])
+    found: dict = {"layout": None, "seen": {}}
 
-
-def _meta_file(table: Path) -> Path:
-    return table.with_suffix(".meta.json")
-
-
-def _open(path: Path):
-    """(the table memory-mapped, what was read beside it), or None where there is none or a damaged one (dropped
-    and rebuilt)."""
-    import pyarrow as pa
-
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(_meta_file(path).read_text(encoding="utf-8"))
-        table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
-        if table.num_rows != meta["rows"] or table.column_names != ["sample"]:
-            raise ValueError("not this table")
-        return table, meta
-    except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
-        path.unlink(missing_ok=True)
-        return None
-
-
-def _write(path: Path, source: Path, role: str, detect, convert) -> None:
-    """Parse, check, convert and write chunk by chunk to a temporary file, moved into place once the whole file
-    is read (a killed run or a bad row leaves no table)."""
-    import pyarrow as pa
+    def chunks():
+        for frame in iter_table(source, role, CHUNK):
+            found["seen"].update(dict.fromkeys(map(str, frame.columns)))
+            found["layout"] = found["layout"] or detect(list(found["seen"]))
+            samples = [canonical(s) for s in convert(frame, list(map(str, frame.columns)), found["layout"])]
+            yield [pa.array(samples, pa.large_string())]
 
     schema = pa.schema([("sample", pa.large_string())])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    layout, seen, rows = None, {}, 0
-    try:
-        with noting() as notes, pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for frame in iter_table(source, role, CHUNK):
-                seen.update(dict.fromkeys(map(str, frame.columns)))
-                layout = layout or detect(list(seen))
-                samples = [canonical(s) for s in convert(frame, list(map(str, frame.columns)), layout)]
-                rows += len(samples)
-                writer.write_batch(pa.record_batch([pa.array(samples, pa.large_string())], schema=schema))
-        meta = {"format": layout, "columns": list(seen), "rows": rows, "notes": notes}
-        _meta_file(path).write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    summary = lambda: {"format": found["layout"], "columns": list(found["seen"])}  # noqa: E731
+    table, meta = cached_rows(table_path, schema, chunks, summary)
+    column = TextColumn(table.column("sample"), None, table_path, "sample")
+    return Table(Samples(column), meta["format"], meta["columns"])

@@ -4,17 +4,14 @@
 
 from __future__ import annotations
 
-import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import TunesmithError, did_you_mean
-from .bad_rows import read_usable
-from .classification import filter_rows
 from .columns import list_cell, list_literal
-from .readers import read_table
 
 ENTITIES_CELL_MAX = 1_000_000  # characters of an entities list written into one CSV cell
 WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most NER corpora split them
@@ -22,8 +19,8 @@ WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks, as most
 
 @dataclass
 class TaggedSplit:
-    tokens: list[list[str]]
-    tags: list[list[str]]
+    tokens: Sequence[list[str]]  # a file's: columns of its table (`token_files`); else lists
+    tags: Sequence[list[str]]
     source: str = ""
     iob1_rows: int = 0  # rows whose entities opened with I- (IOB1), read as IOB2
     bioes_rows: int = 0  # rows tagged BIOES/BILOU, read as IOB2
@@ -101,20 +98,15 @@ def check_spans(text: str, entities: list[dict], where: str = "entities") -> Non
     spans_to_tags(text, entities, where)
 
 
-def read_tagged(path: str, data, role: str) -> TaggedSplit:
-    frame = read_table(path, role)
-    if data.filter:
-        frame = filter_rows(frame, data.filter, path)
-    return read_usable(frame, lambda rows: _tagged(rows, data, path), path)
-
-
-def _tagged(frame, data, path: str) -> TaggedSplit:
+def tagged_rows(frame, data, path: str) -> TaggedSplit:
+    """The rows of a frame (a file, or a chunk of one indexed by data row) as words and IOB2 tags; raises naming
+    the data rows it cannot use."""
     if data.tokens_column in frame.columns and data.tags_column in frame.columns:
         tokens, tags = (
-            _lists(frame[data.tokens_column], path, data.tokens_column),
-            _lists(frame[data.tags_column], path, data.tags_column),
+            _lists(frame[data.tokens_column], path, data.tokens_column, frame.index),
+            _lists(frame[data.tags_column], path, data.tags_column, frame.index),
         )
-        uneven = [i + 1 for i, (a, b) in enumerate(zip(tokens, tags)) if len(a) != len(b)]
+        uneven = [int(i) + 1 for i, a, b in zip(frame.index, tokens, tags) if len(a) != len(b)]
         if uneven:
             raise TunesmithError(
                 f"{path}: rows {uneven[:10]} have a different number of {data.tokens_column} and "
@@ -123,7 +115,7 @@ def _tagged(frame, data, path: str) -> TaggedSplit:
     elif data.text_column in frame.columns and data.entities_column in frame.columns:
         pairs = [
             spans_to_tags(str(text), _entities(value, str(text), path, row), f"{path}: data row {row}")
-            for row, (text, value) in enumerate(zip(frame[data.text_column], frame[data.entities_column]), start=1)
+            for row, text, value in zip(frame.index + 1, frame[data.text_column], frame[data.entities_column])
         ]
         tokens, tags = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
@@ -139,15 +131,19 @@ def _tagged(frame, data, path: str) -> TaggedSplit:
         tags = [[t if t == "O" else f"I-{t}" for t in row] for row in tags]
     bad = sorted({t for row in tags for t in row if t != "O" and not _TAG.match(t)})
     if bad:
-        raise TunesmithError(
-            f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O), nor BIOES/BILOU (S-, E-, U-, L- too); "
-            "a file tagged IO (the type alone) must have no prefixed tag."
-        )
+        raise not_iob2(path, bad)
     tags, bioes = zip(*(from_bioes(row) for row in tags)) if tags else ((), ())
     tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
     if io:
         return TaggedSplit(tokens, list(tags), source=path, io_rows=sum(changed))
     return TaggedSplit(tokens, list(tags), source=path, iob1_rows=sum(changed), bioes_rows=sum(bioes))
+
+
+def not_iob2(path: str, bad: list[str]) -> TunesmithError:
+    return TunesmithError(
+        f"{path}: tag(s) {bad[:10]} are not IOB2 (B-TYPE, I-TYPE or O), nor BIOES/BILOU (S-, E-, U-, L- too); "
+        "a file tagged IO (the type alone) must have no prefixed tag."
+    )
 
 
 _TAG = re.compile(r"^[BIESLU]-.+")
@@ -171,9 +167,9 @@ def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
     return out, out != tags
 
 
-def _lists(column, path: str, name: str) -> list[list[str]]:
+def _lists(column, path: str, name: str, index) -> list[list[str]]:
     out = []
-    for row, value in enumerate(column, start=1):
+    for row, value in zip(index + 1, column):
         if isinstance(value, str) and (listed := list_cell(value)) is not None:  # a list column saved to CSV
             value = listed
         if not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
@@ -212,36 +208,3 @@ def _offset(value) -> int | None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
     return int(value) if float(value).is_integer() else None
-
-
-def load_tokens(data, seed: int) -> TokenData:
-    train = read_tagged(data.train, data, "data.train")
-    warnings = list(train.warnings)  # the split below makes new TaggedSplits
-    if data.validation:
-        validation = read_tagged(data.validation, data, "data.validation")
-    else:
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        cut = max(1, round(data.validation_split * len(order)))
-        pick = lambda idx, source: TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], source)  # noqa: E731
-        train, validation = (
-            pick(sorted(order[cut:]), train.source),
-            pick(sorted(order[:cut]), f"{train.source} (validation split)"),
-        )
-    if data.max_train_samples and data.max_train_samples < len(train):
-        idx = sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples))
-        train = TaggedSplit([train.tokens[i] for i in idx], [train.tags[i] for i in idx], train.source)
-    labels = ["O"] + sorted({t for row in train.tags for t in row} - {"O"})
-    if len(labels) < 2:
-        raise TunesmithError(f"{data.train}: no entity tags in the training data (every tag is O); nothing to learn.")
-    test = read_tagged(data.test, data, "data.test") if data.test else None
-    for split in (validation, test):
-        unseen = sorted({t for row in (split.tags if split else []) for t in row} - set(labels))
-        if unseen:
-            raise TunesmithError(
-                f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "
-                f"cannot learn them.{did_you_mean(unseen[0], labels)}"
-            )
-    evaluation, eval_name = (test, "test") if test is not None else (validation, "validation")
-    warnings += [w for split in (validation, test) if split for w in split.warnings]
-    return TokenData(train, validation, evaluation, labels, eval_name, warnings)

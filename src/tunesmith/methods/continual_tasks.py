@@ -304,7 +304,7 @@ class TokenTags(_Scored):
     default_metric = metric
 
     def load(self, data, seed: int):
-        from ..data.tokens import load_tokens
+        from ..data.token_files import load_tokens
 
         return load_tokens(data, seed)
 

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..data.tokens import load_tokens
+from ..data.token_files import load_tokens
 from ..engine.loop import Hooks
 from ..models.loading import apply_dropout, apply_lora, fill_head, freeze_bottom, load_token_classifier, saved_tags
 from ..models.registry import default_lr

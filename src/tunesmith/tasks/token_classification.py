@@ -29,6 +29,9 @@ def encode(
     """Rows (input_ids, attention_mask, labels with -100 where no loss), each row's first-piece position per
     word (-1 for a word cut by max_length), and how many sentences were cut."""
     index = {label: i for i, label in enumerate(labels)}
+    sentences = (
+        sentences if isinstance(sentences, list) else list(sentences)
+    )  # a table's column: the tokenizer wants lists
     enc = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
     rows, firsts, cut = [], [], 0
     for n, words in enumerate(sentences):
@@ -62,6 +65,7 @@ def encode_table(
     disk by the words, tags, labels, tokenizer and max_length) and read back as sequences of the same lists."""
     import datasets
 
+    from ..data.token_files import tagged_dataset
     from ..engine.token_table import CUT, ListColumn, TokenRows, cached_table, list_chunks, table_key
 
     if not sentences:
@@ -80,7 +84,7 @@ def encode_table(
             CUT: [int(any(f < 0 for f in first)) for first in firsts],
         }
 
-    table, path = cached_table(key, {"words": sentences, "tags": tags}, batch, features)
+    table, path = cached_table(key, tagged_dataset(sentences, tags), batch, features)
     rows = TokenRows(list_chunks(table, ["input_ids", "labels"]), mask=True, path=path)
     return rows, ListColumn(list_chunks(table, ["firsts"]), path), int(table.column(CUT).to_numpy().sum())
 
@@ -140,20 +144,24 @@ def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int
 
 def split_long(tokenizer, split, firsts, max_length: int):
     """(the split with every sentence that max_length cuts replaced by its overlapping windows of words, tags
-    with them; how many were cut). Every entity of a long document then trains, as windows tag it in predict."""
+    with them; how many were cut). Every entity of a long document then trains, as windows tag it in predict.
+    The sentences that fit stay a view of the split's own (a table's rows are not read into lists); the windows
+    follow them."""
     from dataclasses import replace
 
-    tokens, tags, cut = [], [], 0
-    for words, row_tags, first in zip(split.tokens, split.tags, firsts):
-        if all(p >= 0 for p in first):
-            tokens.append(words)
-            tags.append(row_tags)
-            continue
-        cut += 1
+    from ..data.token_files import Joined, take
+
+    fits = np.fromiter((all(p >= 0 for p in first) for first in firsts), bool, len(firsts))
+    whole, tokens, tags = np.flatnonzero(fits), [], []
+    for i in np.flatnonzero(~fits).tolist():
+        words, row_tags = split.tokens[i], split.tags[i]
         for s, e in word_windows(tokenizer, words, max_length):
             tokens.append(list(words[s:e]))
             tags.append(list(row_tags[s:e]))
-    return replace(split, tokens=tokens, tags=tags), cut
+    joined = replace(
+        split, tokens=Joined(take(split.tokens, whole), tokens), tags=Joined(take(split.tags, whole), tags)
+    )
+    return joined, len(firsts) - len(whole)
 
 
 def long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, max_length, batch_size, precision):
@@ -192,6 +200,7 @@ def ner_metrics(gold: list[list[str]], predicted: list[list[str]], detail: bool 
     from seqeval.scheme import IOB2
 
     kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+    gold = list(gold)  # a table's column: seqeval checks for lists
     flat_gold = [t for row in gold for t in row]
     flat_pred = [t for row in predicted for t in row]
     out = {
@@ -224,13 +233,11 @@ def probe_baseline(
     scored the same way; and that regression as a tag head's (weight, bias), for a head that starts from it."""
     if recipe.eval.baseline == "none":
         return {}, None
+    from ..engine.metrics import probe_sample
+
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
-    probe = fit_probe(
-        word_features(encoder, rows["train"], firsts["train"], bs, pad_id, precision),
-        data.train.tags,
-        labels,
-        recipe.train.seed,
-    )
+    train = probe_sample(rows["train"], firsts["train"], data.train.tags, seed=recipe.train.seed)
+    probe = fit_probe(word_features(encoder, *train[:2], bs, pad_id, precision), train[2], labels, recipe.train.seed)
     predicted = [
         [labels[probe.classes_[k]] for k in probe.predict_proba(sent).argmax(-1)]
         for sent in word_features(encoder, rows["evaluation"], firsts["evaluation"], bs, pad_id, precision)
@@ -279,6 +286,9 @@ def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision
 def fitted_head(body, rows, firsts, tags, labels: list[str], batch_size: int, pad_id: int, precision: str, seed: int):
     """A per-token probe fitted on `body`'s word vectors, as a tag head's (weight, bias): where a new tag head
     starts when no base line has fitted one."""
+    from ..engine.metrics import probe_sample
+
+    rows, firsts, tags = probe_sample(rows, firsts, tags, seed=seed)
     features = word_features(body, rows, firsts, batch_size, pad_id, precision)
     return probe_head(fit_probe(features, tags, labels, seed), len(labels))
 
@@ -386,7 +396,7 @@ class TokenPredictor:
         return {"entities": [json.dumps(found, ensure_ascii=False) for found in self.predict(texts)]}
 
     def evaluate(self, path: str | Path, text_column: str | None = None, label_column: str | None = None) -> dict:
-        from ..data.tokens import read_tagged
+        from ..data.token_files import read_tagged
 
         split = read_tagged(str(path), self.data, "--data")
         return ner_metrics(split.tags, self.predict_tags(split.tokens))

@@ -1,0 +1,181 @@
+"""Token-classification files read in chunks into a memory-mapped table of words and IOB2 tags cached by the
+file's bytes: what a whole read gives, errors that name rows across chunks, a tag scheme read the same across
+chunks, the table reused by the next read, splits that are views of it, and the token table read from it."""
+
+import json
+
+import pytest
+
+from tunesmith.data import token_files
+from tunesmith.data.bad_rows import leaving_out
+from tunesmith.data.columns import TextColumn
+from tunesmith.data.token_files import Joined, load_tokens, read_tagged, tagged_dataset
+from tunesmith.errors import TunesmithError
+from tunesmith.recipe import DataSection
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(token_files, "CHUNK", 4)  # several chunks, as a large file has
+
+
+def sentences(n: int, prefix: str = "B-") -> list[dict]:
+    return [
+        {"tokens": [f"w{i}", "met", "Ann", "Lee"], "tags": ["O", "O", f"{prefix}PER", "I-PER"], "src": i % 2}
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_a_chunked_read_gives_the_words_and_tags_as_columns_of_a_table(tmp_path, small_chunks):
+    rows = sentences(11)
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    split = read_tagged(path, DataSection(train=path), "data.train")
+    assert isinstance(split.tokens, TextColumn) and isinstance(split.tags, TextColumn) and len(split) == 11
+    assert split.tokens == [r["tokens"] for r in rows] and split.tags == [r["tags"] for r in rows]
+    assert split.tokens[-1] == ["w10", "met", "Ann", "Lee"] and split.iob1_rows == 0
+
+
+def test_a_bad_row_is_named_by_its_place_in_the_file_and_leaves_no_table(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
+    rows = sentences(11)
+    rows[6]["tags"] = ["O"]  # fewer tags than words, in the second chunk
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(TunesmithError, match=r"rows \[7\] have a different number"):
+        read_tagged(path, DataSection(train=path), "data.train")
+    assert not [f for f in (tmp_path / "cache").rglob("*") if f.is_file()]  # no table, no partial file
+    rows[6]["tags"], rows[9]["tokens"] = ["O"] * 4, []
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(TunesmithError, match=r"data row 10: 'tokens' must be a non-empty list"):
+        read_tagged(path, DataSection(train=path), "data.train")
+    with leaving_out():
+        split = read_tagged(path, DataSection(train=path), "data.train")
+    assert len(split) == 10 and ["w9", "met", "Ann", "Lee"] not in list(split.tokens)
+
+
+def test_the_second_read_opens_the_table_and_says_again_what_was_left_out(tmp_path, small_chunks, monkeypatch, caplog):
+    rows = sentences(9)
+    rows[2]["tokens"] = "not a list"
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    with leaving_out():
+        first = read_tagged(path, DataSection(train=path), "data.train")
+    monkeypatch.setattr(token_files, "iter_table", lambda *a, **k: pytest.fail("parsed again"))
+    caplog.clear()
+    with leaving_out():
+        again = read_tagged(path, DataSection(train=path), "data.train")
+    assert again.tokens == first.tokens and len(again) == 8
+    assert "left out (train.data_check: warn)" in caplog.text and "data row 3" in caplog.text
+
+
+def test_tag_schemes_are_read_per_file_across_chunks(tmp_path, small_chunks):
+    io = [{"tokens": ["Ann", "Lee", "ran"], "tags": ["person", "person", "O"]}] * 5 + [
+        {"tokens": ["x"], "tags": ["O"]}
+    ] * 4
+    path = write_jsonl(tmp_path / "io.jsonl", io)
+    split = read_tagged(path, DataSection(train=path), "data.train")
+    assert split.tags[4] == ["B-person", "I-person", "O"] and split.io_rows == 5 and "tagged IO" in split.warnings[0]
+    for mixed in (sentences(5) + io[:5], io[:5] + sentences(5)):  # IO in one chunk, prefixed tags in another
+        path = write_jsonl(tmp_path / "mixed.jsonl", mixed)
+        with pytest.raises(TunesmithError, match=r"tag\(s\) \['person'\] are not IOB2"):
+            read_tagged(path, DataSection(train=path), "data.train")
+    iob1 = sentences(9, prefix="I-")  # IOB1: an entity may open with I-
+    path = write_jsonl(tmp_path / "iob1.jsonl", iob1)
+    split = read_tagged(path, DataSection(train=path), "data.train")
+    assert split.iob1_rows == 9 and split.tags[8] == ["O", "O", "B-PER", "I-PER"]
+
+
+def test_the_filter_keeps_rows_across_chunks_and_errors_count_rows_after_it(tmp_path, small_chunks):
+    rows = sentences(12)
+    rows[9]["tags"] = ["O"]  # the 5th row with src 1
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(TunesmithError, match=r"rows \[5\]"):
+        read_tagged(path, DataSection(train=path, filter={"src": "1"}), "data.train")
+    rows[9]["tags"] = rows[9]["tags"] * 4
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    split = read_tagged(path, DataSection(train=path, filter={"src": "0"}), "data.train")
+    assert [words[0] for words in split.tokens] == [f"w{i}" for i in range(0, 12, 2)]
+    with pytest.raises(TunesmithError, match="no rows match data.filter"):
+        read_tagged(path, DataSection(train=path, filter={"src": "7"}), "data.train")
+    with pytest.raises(TunesmithError, match="names column 'source', which the file lacks"):
+        read_tagged(path, DataSection(train=path, filter={"source": "0"}), "data.train")
+
+
+def test_splits_are_views_of_the_table_and_train_from_it_without_lists(tmp_path, small_chunks, monkeypatch):
+    import datasets
+
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.tasks.token_classification import encode, encode_table
+
+    rows = sentences(20)
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    data = load_tokens(DataSection(train=path, validation_split=0.25, max_train_samples=10), seed=3)
+    assert isinstance(data.train.tokens, TextColumn) and isinstance(data.validation.tags, TextColumn)
+    assert len(data.train) == 10 and len(data.validation) == 5 and data.labels == ["O", "B-PER", "I-PER"]
+    held = {w[0] for w in data.validation.tokens}
+    assert not held & {w[0] for w in data.train.tokens}
+    tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
+    monkeypatch.setattr(datasets.Dataset, "from_dict", lambda *a, **k: pytest.fail("rows read into lists"))
+    table_rows, firsts, cut = encode_table(tokenizer, data.train.tokens, data.train.tags, data.labels, 32)
+    want, want_firsts, _ = encode(tokenizer, list(data.train.tokens), list(data.train.tags), data.labels, 32)
+    assert list(table_rows) == [{**r, "attention_mask": r["attention_mask"]} for r in want]
+    assert list(firsts) == want_firsts and cut == 0
+
+
+def test_long_sentences_train_as_windows_after_the_rows_that_fit(tmp_path):
+    from tunesmith.models.loading import load_tokenizer, resolve_weights
+    from tunesmith.tasks.token_classification import encode_table, split_long
+
+    rows = sentences(3)
+    rows[1] = {"tokens": [f"word{i}" for i in range(40)], "tags": ["B-PER"] + ["O"] * 39}
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    split = read_tagged(path, DataSection(train=path), "data.train")
+    tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
+    labels = ["O", "B-PER", "I-PER"]
+    _, firsts, cut = encode_table(tokenizer, split.tokens, split.tags, labels, 16)
+    windowed, long = split_long(tokenizer, split, firsts, 16)
+    assert cut == long == 1 and isinstance(windowed.tokens, Joined)
+    assert list(windowed.tokens)[:2] == [rows[0]["tokens"], rows[2]["tokens"]] and len(windowed) > 3
+    assert sum((w for w in list(windowed.tokens)[2:]), []).count("word0") == 1  # the windows cover the long row
+    assert tagged_dataset(windowed.tokens, windowed.tags)["words"] == list(windowed.tokens)
+    table_rows, new_firsts, new_cut = encode_table(tokenizer, windowed.tokens, windowed.tags, labels, 16)
+    assert new_cut == 0 and len(table_rows) == len(windowed)
+
+
+def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TUNESMITH_CACHE", str(cache))
+    path = write_jsonl(tmp_path / "train.jsonl", sentences(7))
+    read_tagged(path, DataSection(train=path), "data.train")
+    (table,) = (cache / "tagged").glob("*.arrow")
+    table.write_bytes(table.read_bytes()[:50])
+    assert read_tagged(path, DataSection(train=path), "data.train").tokens == [r["tokens"] for r in sentences(7)]
+
+
+def test_the_tag_probe_reads_a_seeded_sample_of_sentences_with_their_own_tags(monkeypatch):
+    import numpy as np
+
+    from tunesmith.engine import metrics
+    from tunesmith.tasks import token_classification as tc
+
+    monkeypatch.setattr(metrics, "PROBE_ROWS", 4)  # a million-row file: a forward pass per sampled sentence only
+    rows = [{"input_ids": [i]} for i in range(10)]
+    firsts = [[0, 1]] * 10
+    tags = [["B-X", "O"] if i % 2 else ["O", "O"] for i in range(10)]
+    picked_rows, _, picked_tags = metrics.probe_sample(rows, firsts, tags, seed=0)
+    assert len(picked_rows) == 4 and all(t == tags[r["input_ids"][0]] for r, t in zip(picked_rows, picked_tags))
+    seen = []
+    monkeypatch.setattr(
+        tc,
+        "word_features",
+        lambda body, rows, firsts, *a: (
+            seen.append(len(rows)) or [np.array([[float(r["input_ids"][0] % 2)], [0.5]]) for r in rows]
+        ),
+    )
+    monkeypatch.setattr(tc, "fit_probe", lambda features, tags, labels, seed: seen.append(len(tags)))
+    monkeypatch.setattr(tc, "probe_head", lambda probe, n: None)
+    tc.fitted_head(None, rows, firsts, tags, ["O", "B-X"], 8, 0, "fp32", seed=0)
+    assert seen == [4, 4]
