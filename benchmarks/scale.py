@@ -222,17 +222,12 @@ TASKS = {  # task -> (model, validation file, baseline script, its name, default
 
 def make_chats(folder: Path, sizes: list[int]) -> dict[int, Path]:
     """Prompt/response JSONL files of each size, and the 200 validation pairs beside them."""
-    import numpy as np
-
-    lines = (CHATS / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    source = [json.loads(line) for line in lines]
-    rng, files = np.random.default_rng(0), {}
-    for n in sizes:
-        files[n] = folder / f"train_{n}.jsonl"
-        with files[n].open("w", encoding="utf-8") as out:
-            for i, at in enumerate(rng.integers(0, len(source), n)):
-                row = source[at]
-                out.write(json.dumps({"prompt": f"{row['prompt']} #{i}", "response": row["response"]}) + "\n")
+    files = _drawn_jsonl(
+        folder,
+        sizes,
+        CHATS / "train.jsonl",
+        lambda row, i: {"prompt": f"{row['prompt']} #{i}", "response": row["response"]},
+    )
     validation = [json.loads(line) for line in (CHATS / "validation.jsonl").read_text(encoding="utf-8").splitlines()]
     pairs = (json.dumps({"prompt": row["prompt"], "response": row["response"]}) for row in validation[:200])
     (folder / "validation.jsonl").write_text("\n".join(pairs) + "\n", encoding="utf-8")
@@ -241,18 +236,29 @@ def make_chats(folder: Path, sizes: list[int]) -> dict[int, Path]:
 
 def make_tagged(folder: Path, sizes: list[int]) -> dict[int, Path]:
     """Tagged-sentence JSONL files of each size, and the 1,000 validation sentences beside them."""
+    files = _drawn_jsonl(
+        folder,
+        sizes,
+        TAGGED / "train.jsonl",
+        lambda row, i: {"tokens": [*row["tokens"], f"#{i}"], "tags": [*row["tags"], "O"]},
+    )
+    validation = (TAGGED / "validation.jsonl").read_text(encoding="utf-8").splitlines()[:1000]
+    (folder / "validation.jsonl").write_text("\n".join(validation) + "\n", encoding="utf-8")
+    return files
+
+
+def _drawn_jsonl(folder: Path, sizes: list[int], source_file: Path, unique) -> dict[int, Path]:
+    """A JSONL file per size: rows of `source_file` drawn with replacement (seeded), each made unique by
+    `unique(row, its number)`."""
     import numpy as np
 
-    source = [json.loads(line) for line in (TAGGED / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    source = [json.loads(line) for line in source_file.read_text(encoding="utf-8").splitlines()]
     rng, files = np.random.default_rng(0), {}
     for n in sizes:
         files[n] = folder / f"train_{n}.jsonl"
         with files[n].open("w", encoding="utf-8") as out:
             for i, at in enumerate(rng.integers(0, len(source), n)):
-                row = source[at]
-                out.write(json.dumps({"tokens": [*row["tokens"], f"#{i}"], "tags": [*row["tags"], "O"]}) + "\n")
-    validation = (TAGGED / "validation.jsonl").read_text(encoding="utf-8").splitlines()[:1000]
-    (folder / "validation.jsonl").write_text("\n".join(validation) + "\n", encoding="utf-8")
+                out.write(json.dumps(unique(source[at], i)) + "\n")
     return files
 
 

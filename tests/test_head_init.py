@@ -181,7 +181,7 @@ def test_a_started_tag_head_gives_the_token_probes_probabilities():
     model = load_token_model(weights, labels, TrainSection())
     pad = tokenizer.pad_token_id
     features = tc.word_features(model.base_model, rows, firsts, 16, pad, "fp32")
-    probe = tc.fit_probe(features, tags, labels, seed=0)
+    probe = tc.fit_probe(model.base_model, rows, firsts, tags, labels, 16, pad, "fp32", seed=0)
     before = np.concatenate(tc.word_scores(model, rows, firsts, 16, pad, "fp32"))
     expected = probe.predict_proba(np.concatenate(features))
     assert not np.allclose(before, expected, atol=1e-3)  # a random head is not the probe

@@ -9,7 +9,7 @@ import pytest
 from tunesmith.data import token_files
 from tunesmith.data.bad_rows import leaving_out
 from tunesmith.data.columns import TextColumn
-from tunesmith.data.token_files import Joined, load_tokens, read_tagged, tagged_dataset
+from tunesmith.data.token_files import Joined, Windows, load_tokens, read_tagged
 from tunesmith.errors import TunesmithError
 from tunesmith.recipe import DataSection
 
@@ -127,7 +127,7 @@ def test_splits_are_views_of_the_table_and_train_from_it_without_lists(tmp_path,
 
 def test_long_sentences_train_as_windows_after_the_rows_that_fit(tmp_path):
     from tunesmith.models.loading import load_tokenizer, resolve_weights
-    from tunesmith.tasks.token_classification import encode_table, split_long
+    from tunesmith.tasks.token_classification import encode, encode_table, split_long
 
     rows = sentences(3)
     rows[1] = {"tokens": [f"word{i}" for i in range(40)], "tags": ["B-PER"] + ["O"] * 39}
@@ -140,9 +140,11 @@ def test_long_sentences_train_as_windows_after_the_rows_that_fit(tmp_path):
     assert cut == long == 1 and isinstance(windowed.tokens, Joined)
     assert list(windowed.tokens)[:2] == [rows[0]["tokens"], rows[2]["tokens"]] and len(windowed) > 3
     assert sum((w for w in list(windowed.tokens)[2:]), []).count("word0") == 1  # the windows cover the long row
-    assert tagged_dataset(windowed.tokens, windowed.tags)["words"] == list(windowed.tokens)
+    assert isinstance(windowed.tokens.parts[1], Windows)  # read from the table when asked for, not copied
+    assert [len(w) for w in windowed.tags] == [len(w) for w in windowed.tokens]
     table_rows, new_firsts, new_cut = encode_table(tokenizer, windowed.tokens, windowed.tags, labels, 16)
-    assert new_cut == 0 and len(table_rows) == len(windowed)
+    want, _, _ = encode(tokenizer, list(windowed.tokens), list(windowed.tags), labels, 16)
+    assert new_cut == 0 and list(table_rows) == want
 
 
 def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, monkeypatch):
@@ -155,27 +157,48 @@ def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     assert read_tagged(path, DataSection(train=path), "data.train").tokens == [r["tokens"] for r in sentences(7)]
 
 
-def test_the_tag_probe_reads_a_seeded_sample_of_sentences_with_their_own_tags(monkeypatch):
+def test_the_tag_probe_reads_only_the_sentences_of_its_seeded_words_and_fits_as_on_all(monkeypatch):
     import numpy as np
+    from sklearn.linear_model import LogisticRegression
 
-    from tunesmith.engine import metrics
+    from tunesmith.models.loading import load_encoder, load_tokenizer, resolve_weights
     from tunesmith.tasks import token_classification as tc
 
-    monkeypatch.setattr(metrics, "PROBE_ROWS", 4)  # a million-row file: a forward pass per sampled sentence only
-    rows = [{"input_ids": [i]} for i in range(10)]
-    firsts = [[0, 1]] * 10
-    tags = [["B-X", "O"] if i % 2 else ["O", "O"] for i in range(10)]
-    picked_rows, _, picked_tags = metrics.probe_sample(rows, firsts, tags, seed=0)
-    assert len(picked_rows) == 4 and all(t == tags[r["input_ids"][0]] for r, t in zip(picked_rows, picked_tags))
-    seen = []
+    weights, labels = resolve_weights("tiny-bert"), ["O", "B-PER", "I-PER"]
+    words = [r["tokens"] for r in sentences(30)]
+    tags = [r["tags"] for r in sentences(30)]
+    rows, firsts, _ = tc.encode(load_tokenizer(weights), words, tags, labels, 32)
+    encoder = load_encoder(weights)
+    everything = np.concatenate(tc.word_features(encoder, rows, firsts, 8, 0, "fp32"))
+    y = np.asarray([labels.index(t) for row in tags for t in row])
+    monkeypatch.setattr(tc, "PROBE_WORDS", 12)  # of 120 words: most sentences hold none
+    pick = np.random.default_rng(5).choice(len(y), 12, replace=False)
+    want = LogisticRegression(max_iter=1000, random_state=5).fit(everything[pick], y[pick])
+    read = []
+    per_row = tc.per_row
+    monkeypatch.setattr(tc, "per_row", lambda model, rows, *a: read.append(len(rows)) or per_row(model, rows, *a))
+    got = tc.fit_probe(encoder, rows, firsts, tags, labels, 8, 0, "fp32", seed=5)
+    assert read[0] <= 12 < len(rows)
+    np.testing.assert_allclose(got.coef_, want.coef_, atol=1e-4)
+
+
+def test_a_large_set_draws_the_probes_words_from_a_sample_of_its_sentences(monkeypatch):
+    import numpy as np
+
+    from tunesmith.tasks import token_classification as tc
+
+    monkeypatch.setattr(tc, "PROBE_SENTENCES", 6)
+    read = []
     monkeypatch.setattr(
-        tc,
-        "word_features",
-        lambda body, rows, firsts, *a: (
-            seen.append(len(rows)) or [np.array([[float(r["input_ids"][0] % 2)], [0.5]]) for r in rows]
-        ),
+        tc, "word_features", lambda enc, rows, firsts, *a: read.extend(rows) or [np.ones((len(k), 2)) for k in a[-1]]
     )
-    monkeypatch.setattr(tc, "fit_probe", lambda features, tags, labels, seed: seen.append(len(tags)))
-    monkeypatch.setattr(tc, "probe_head", lambda probe, n: None)
-    tc.fitted_head(None, rows, firsts, tags, ["O", "B-X"], 8, 0, "fp32", seed=0)
-    assert seen == [4, 4]
+    rows, firsts = list(range(40)), [[0, 1, 2]] * 40
+    tags = [["B-X", "O", "O"]] * 40
+    tc.fit_probe(None, rows, firsts, tags, ["O", "B-X"], 8, 0, "fp32", seed=1)
+    assert 0 < len(read) <= 6 and len(set(read)) == len(read)
+    again = []
+    monkeypatch.setattr(
+        tc, "word_features", lambda enc, rows, firsts, *a: again.extend(rows) or [np.ones((len(k), 2)) for k in a[-1]]
+    )
+    tc.fit_probe(None, rows, firsts, tags, ["O", "B-X"], 8, 0, "fp32", seed=1)
+    assert again == read  # seeded

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from ..paths import cache_dir
 from .bad_rows import leaving_out_now, read_usable
-from .columns import TextColumn, content_key, dataset_of, filter_values, missing_filter_column, no_filter_match
+from .columns import TextColumn, content_key, filter_values, missing_filter_column, no_filter_match
 from .file_table import cached_rows
 from .readers import checked_path, iter_table
 from .tokens import TaggedSplit, TokenData, not_iob2, tagged_rows
@@ -122,6 +122,23 @@ def distinct_tags(tags: Sequence) -> set[str]:
     return out
 
 
+class Windows(Sequence):
+    """Slices of a sequence's rows, (row, start, end) each: the windows of words of the sentences max_length cuts,
+    read from the rows when asked for, never copied."""
+
+    def __init__(self, rows: Sequence, spans: np.ndarray):
+        self.rows, self.spans = rows, np.asarray(spans, dtype=np.int64).reshape(-1, 3)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row, start, end = self.spans[index].tolist()
+        return list(self.rows[row][start:end])
+
+
 class Joined(Sequence):
     """Two sequences read as one (a table's rows that fit, then the windows of the ones that did not)."""
 
@@ -141,20 +158,6 @@ class Joined(Sequence):
     def __iter__(self):
         yield from self.parts[0]
         yield from self.parts[1]
-
-
-def tagged_dataset(words: Sequence, tags: Sequence):
-    """A `datasets.Dataset` of "words" and "tags": over the table where both are views of one (memory-mapped),
-    else built from the lists."""
-    import datasets
-
-    if isinstance(words, Joined) and isinstance(tags, Joined):
-        return datasets.concatenate_datasets([tagged_dataset(w, t) for w, t in zip(words.parts, tags.parts)])
-    table = dataset_of({"words": words, "tags": tags})
-    if table is not None:
-        return table
-    features = datasets.Features({k: datasets.List(datasets.Value("string")) for k in ("words", "tags")})
-    return datasets.Dataset.from_dict({"words": list(words), "tags": list(tags)}, features=features)
 
 
 def load_tokens(data, seed: int) -> TokenData:

@@ -116,15 +116,14 @@ def mean_pooled(out, batch) -> np.ndarray:
 PROBE_ROWS = 20_000  # the base line's probe reads at most this many training rows (a forward pass each)
 
 
-def probe_sample(rows, *aligned, seed: int) -> tuple[list, ...]:
-    """All training rows up to PROBE_ROWS, else a seeded sample (with the same rows of each `aligned` sequence:
-    targets, word positions): a base line's probe has long stopped moving by then, and a million-row file would
-    cost it a forward pass per row."""
+def probe_sample(rows, targets, seed: int) -> tuple[list, list]:
+    """All training rows up to PROBE_ROWS, else a seeded sample (with their targets): a base line's probe has long
+    stopped moving by then, and a million-row file would cost it a forward pass per row."""
     if len(rows) <= PROBE_ROWS:
-        return (rows, *aligned)
+        return rows, targets
     picked = np.sort(np.random.default_rng(seed).permutation(len(rows))[:PROBE_ROWS]).tolist()
     log.info(f"base: the probe is fit on {PROBE_ROWS:,} of {len(rows):,} training rows (seeded sample)")
-    return tuple([column[i] for i in picked] for column in (rows, *aligned))
+    return [rows[i] for i in picked], [targets[i] for i in picked]
 
 
 def linear_probe(

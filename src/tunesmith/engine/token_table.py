@@ -84,6 +84,11 @@ class ListColumn(_Chunked):
         ((offsets, values),) = chunk.values()
         return values[offsets[local] : offsets[local + 1]].tolist()
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each row's length, from the offsets alone."""
+        return np.concatenate([np.diff(o) for c in self.chunks for o, _ in c.values()] or [np.zeros(0, np.int64)])
+
 
 class RowsView(Sequence):
     """Some rows of a token table, by position (the rows left after a filter), read as the table's are."""

@@ -133,7 +133,7 @@ def probe_baseline(recipe, weights: str, enc: dict, data, pad_id: int, precision
     Returns the metrics and the probe (saved as base_head.json, so the base model can answer again)."""
     if recipe.eval.baseline == "none":
         return {}, None
-    rows, ids = probe_sample(enc["train"], enc["train_ids"], seed=recipe.train.seed)
+    rows, ids = probe_sample(enc["train"], enc["train_ids"], recipe.train.seed)
     base, head = linear_probe(
         load_encoder(weights),
         rows,

@@ -76,7 +76,7 @@ def ovr_baseline(
 
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
     rows, targets = dict(rows), dict(targets)
-    rows["train"], targets["train"] = probe_sample(rows["train"], list(targets["train"]), seed=recipe.train.seed)
+    rows["train"], targets["train"] = probe_sample(rows["train"], list(targets["train"]), recipe.train.seed)
     x = {
         name: forward_batches(encoder, rows[name], bs, pad_id, precision, mean_pooled)
         for name in ("train", "validation", "evaluation")

@@ -75,7 +75,7 @@ def ridge_baseline(
     from sklearn.linear_model import RidgeCV
 
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
-    train_rows, y_train = probe_sample(train_rows, list(y_train), seed=recipe.train.seed)
+    train_rows, y_train = probe_sample(train_rows, list(y_train), recipe.train.seed)
     x_train = forward_batches(encoder, train_rows, bs, pad_id, precision, mean_pooled)
     x_eval = forward_batches(encoder, eval_rows, bs, pad_id, precision, mean_pooled)
     ridge = RidgeCV(alphas=(0.1, 1.0, 10.0, 100.0)).fit(x_train, y_train)

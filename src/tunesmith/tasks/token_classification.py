@@ -65,7 +65,7 @@ def encode_table(
     disk by the words, tags, labels, tokenizer and max_length) and read back as sequences of the same lists."""
     import datasets
 
-    from ..data.token_files import tagged_dataset
+    from ..data.columns import dataset_of
     from ..engine.token_table import CUT, ListColumn, TokenRows, cached_table, list_chunks, table_key
 
     if not sentences:
@@ -75,7 +75,13 @@ def encode_table(
     ints = datasets.List(datasets.Value("int32"))
     features = {"input_ids": ints, "labels": ints, "firsts": ints, CUT: datasets.Value("int32")}
 
+    source = dataset_of({"words": sentences, "tags": tags})
+    if source is None:  # lists, or a table's rows joined with windows of words: read by position, never copied
+        source = datasets.Dataset.from_dict({"row": np.arange(len(sentences))})
+
     def batch(columns):
+        if "row" in columns:
+            columns = {"words": [sentences[i] for i in columns["row"]], "tags": [tags[i] for i in columns["row"]]}
         rows, firsts, _ = encode(tokenizer, columns["words"], columns["tags"], labels, max_length, label_all)
         return {
             "input_ids": [r["input_ids"] for r in rows],
@@ -84,13 +90,14 @@ def encode_table(
             CUT: [int(any(f < 0 for f in first)) for first in firsts],
         }
 
-    table, path = cached_table(key, tagged_dataset(sentences, tags), batch, features)
+    table, path = cached_table(key, source, batch, features)
     rows = TokenRows(list_chunks(table, ["input_ids", "labels"]), mask=True, path=path)
     return rows, ListColumn(list_chunks(table, ["firsts"]), path), int(table.column(CUT).to_numpy().sum())
 
 
 def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: str, fn) -> list:
-    """`fn(output, j)` for every row (j: its place in the batch), in input order; rows may differ in length."""
+    """`fn(output, j, i)` for every row i (j: its place in the batch), in input order; rows may differ in length.
+    Only what `fn` returns is kept: a row's hidden states are dropped with its batch."""
     import torch
 
     from ..engine.metrics import autocast
@@ -105,7 +112,7 @@ def per_row(model, rows: list[dict], batch_size: int, pad_id: int, precision: st
             with autocast(device, precision):
                 output = model(**{k: v.to(device) for k, v in batch.items()})
             for j, i in enumerate(idx):
-                out[i] = fn(output, j)
+                out[i] = fn(output, j, i)
     return out
 
 
@@ -114,7 +121,7 @@ def word_scores(
 ) -> list[np.ndarray]:
     """Per sentence, a (words x labels) probability matrix read at each word's first piece (uniform for cut words)."""
     probs = per_row(
-        model, rows, batch_size, pad_id, precision, lambda out, j: out.logits[j].float().softmax(-1).cpu().numpy()
+        model, rows, batch_size, pad_id, precision, lambda out, j, i: out.logits[j].float().softmax(-1).cpu().numpy()
     )
     return [
         np.stack([p[pos] if pos >= 0 else np.full(p.shape[-1], 1 / p.shape[-1]) for pos in first])
@@ -145,21 +152,23 @@ def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int
 def split_long(tokenizer, split, firsts, max_length: int):
     """(the split with every sentence that max_length cuts replaced by its overlapping windows of words, tags
     with them; how many were cut). Every entity of a long document then trains, as windows tag it in predict.
-    The sentences that fit stay a view of the split's own (a table's rows are not read into lists); the windows
-    follow them."""
+    The sentences that fit stay a view of the split's own and the windows follow them, read from it when asked
+    for: a table's rows are not read into lists."""
     from dataclasses import replace
 
-    from ..data.token_files import Joined, take
+    from ..data.token_files import Joined, Windows, take
 
     fits = np.fromiter((all(p >= 0 for p in first) for first in firsts), bool, len(firsts))
-    whole, tokens, tags = np.flatnonzero(fits), [], []
-    for i in np.flatnonzero(~fits).tolist():
-        words, row_tags = split.tokens[i], split.tags[i]
-        for s, e in word_windows(tokenizer, words, max_length):
-            tokens.append(list(words[s:e]))
-            tags.append(list(row_tags[s:e]))
+    whole = np.flatnonzero(fits)
+    spans = [
+        (i, s, e)
+        for i in np.flatnonzero(~fits).tolist()
+        for s, e in word_windows(tokenizer, split.tokens[i], max_length)
+    ]
     joined = replace(
-        split, tokens=Joined(take(split.tokens, whole), tokens), tags=Joined(take(split.tags, whole), tags)
+        split,
+        tokens=Joined(take(split.tokens, whole), Windows(split.tokens, spans)),
+        tags=Joined(take(split.tags, whole), Windows(split.tags, spans)),
     )
     return joined, len(firsts) - len(whole)
 
@@ -233,15 +242,11 @@ def probe_baseline(
     scored the same way; and that regression as a tag head's (weight, bias), for a head that starts from it."""
     if recipe.eval.baseline == "none":
         return {}, None
-    from ..engine.metrics import probe_sample
-
+    seed = recipe.train.seed
     encoder, bs = load_encoder(weights), recipe.eval.batch_size
-    train = probe_sample(rows["train"], firsts["train"], data.train.tags, seed=recipe.train.seed)
-    probe = fit_probe(word_features(encoder, *train[:2], bs, pad_id, precision), train[2], labels, recipe.train.seed)
-    predicted = [
-        [labels[probe.classes_[k]] for k in probe.predict_proba(sent).argmax(-1)]
-        for sent in word_features(encoder, rows["evaluation"], firsts["evaluation"], bs, pad_id, precision)
-    ]
+    probe = fit_probe(encoder, rows["train"], firsts["train"], data.train.tags, labels, bs, pad_id, precision, seed)
+    tag = lambda vectors: [labels[probe.classes_[k]] for k in probe.predict_proba(vectors).argmax(-1)]  # noqa: E731
+    predicted = word_features(encoder, rows["evaluation"], firsts["evaluation"], bs, pad_id, precision, then=tag)
     base = ner_metrics(data.evaluation.tags, predicted)
     log.info(f"base: entity F1 {base['f1']:.4f} (precision {base['precision']:.4f}, recall {base['recall']:.4f})")
     kind = "logistic regression per token on the frozen base model's token embeddings"
@@ -274,34 +279,54 @@ def load_base_predictor(run_dir: Path, columns: dict | None = None, max_length: 
     return TokenPredictor(model, load_tokenizer(weights), max_length=max_length, columns=columns, data=data)
 
 
-def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision: str) -> list[np.ndarray]:
+def word_features(encoder, rows, firsts, batch_size: int, pad_id: int, precision: str, keep=None, then=None) -> list:
     """Per sentence, the encoder's last-layer vector at each word's first piece (a word cut by max_length reads
-    the first position): what a tag head sees."""
-    hidden = per_row(
-        encoder, rows, batch_size, pad_id, precision, lambda out, j: out.last_hidden_state[j].float().cpu().numpy()
-    )
-    return [h[[max(p, 0) for p in f]] for h, f in zip(hidden, firsts)]
+    the first position), or at the words `keep[i]` names: what a tag head sees. `then(vectors)` in their place when
+    given (a sentence's tags), so a large set never holds its vectors."""
+
+    def read(out, j: int, i: int):
+        first = firsts[i] if keep is None else [firsts[i][k] for k in keep[i]]
+        vectors = out.last_hidden_state[j, [max(p, 0) for p in first]].float().cpu().numpy()
+        return vectors if then is None else then(vectors)
+
+    return per_row(encoder, rows, batch_size, pad_id, precision, read)
 
 
 def fitted_head(body, rows, firsts, tags, labels: list[str], batch_size: int, pad_id: int, precision: str, seed: int):
     """A per-token probe fitted on `body`'s word vectors, as a tag head's (weight, bias): where a new tag head
     starts when no base line has fitted one."""
-    from ..engine.metrics import probe_sample
-
-    rows, firsts, tags = probe_sample(rows, firsts, tags, seed=seed)
-    features = word_features(body, rows, firsts, batch_size, pad_id, precision)
-    return probe_head(fit_probe(features, tags, labels, seed), len(labels))
+    return probe_head(fit_probe(body, rows, firsts, tags, labels, batch_size, pad_id, precision, seed), len(labels))
 
 
-def fit_probe(features: list[np.ndarray], tags: list[list[str]], labels: list[str], seed: int, max_words=20_000):
-    """A logistic regression from word vectors to tags, on at most `max_words` seeded training words."""
+PROBE_WORDS = 20_000  # training words the per-token probe is fit on (a seeded sample)
+PROBE_SENTENCES = 10_000  # the sentences they are drawn from, at most (a seeded sample of a larger set)
+
+
+def fit_probe(encoder, rows, firsts, tags, labels: list[str], batch_size: int, pad_id: int, precision: str, seed: int):
+    """A logistic regression from word vectors to tags, on at most PROBE_WORDS seeded training words of at most
+    PROBE_SENTENCES sentences. Only the sentences that hold a drawn word are read and only those words' vectors
+    kept: a million-sentence file costs the probe what a ten-thousand-sentence one does."""
     from sklearn.linear_model import LogisticRegression
 
+    sizes = getattr(firsts, "lengths", None)
+    sizes = np.fromiter(map(len, firsts), np.int64, len(firsts)) if sizes is None else np.asarray(sizes)
+    among = np.arange(len(sizes))
+    if len(among) > PROBE_SENTENCES:
+        among = np.sort(np.random.default_rng(seed).permutation(len(among))[:PROBE_SENTENCES])
+        log.info(f"tag probe: words drawn from {PROBE_SENTENCES:,} of {len(sizes):,} training sentences")
+    sizes, total = sizes[among], int(sizes[among].sum())
+    pick = np.random.default_rng(seed).choice(total, min(PROBE_WORDS, total), replace=False)
+    ordered = np.sort(pick)
+    sentence = np.searchsorted(np.cumsum(sizes), ordered, side="right")  # each drawn word's sentence
+    word = ordered - (np.cumsum(sizes) - sizes)[sentence]  # and its place in it
+    sentence, starts = np.unique(sentence, return_index=True)
+    read, keep = among[sentence], np.split(word, starts[1:])
     index = {label: i for i, label in enumerate(labels)}
-    x = np.concatenate(features)
-    y = np.asarray([index[tag] for row in tags for tag in row])
-    pick = np.random.default_rng(seed).choice(len(y), min(max_words, len(y)), replace=False)
-    return LogisticRegression(max_iter=1000, random_state=seed).fit(x[pick], y[pick])
+    pick_rows = lambda column: [column[int(i)] for i in read]  # noqa: E731
+    vectors = word_features(encoder, pick_rows(rows), pick_rows(firsts), batch_size, pad_id, precision, keep)
+    y = np.asarray([index[row[k]] for row, ks in zip(pick_rows(tags), keep) for k in ks])
+    back = np.searchsorted(ordered, pick)  # the draw's own order, as the probe was always fit
+    return LogisticRegression(max_iter=1000, random_state=seed).fit(np.concatenate(vectors)[back], y[back])
 
 
 def head_numbers(labels: list[str], weight: np.ndarray, bias: np.ndarray) -> dict:
