@@ -127,7 +127,7 @@ def test_splits_are_views_of_the_table_and_train_from_it_without_lists(tmp_path,
 
 def test_long_sentences_train_as_windows_after_the_rows_that_fit(tmp_path):
     from tunesmith.models.loading import load_tokenizer, resolve_weights
-    from tunesmith.tasks.token_classification import encode, encode_table, split_long
+    from tunesmith.tasks.token_classification import encode, encode_table, split_long, train_windows
 
     rows = sentences(3)
     rows[1] = {"tokens": [f"word{i}" for i in range(40)], "tags": ["B-PER"] + ["O"] * 39}
@@ -136,15 +136,19 @@ def test_long_sentences_train_as_windows_after_the_rows_that_fit(tmp_path):
     tokenizer = load_tokenizer(resolve_weights("tiny-bert"))
     labels = ["O", "B-PER", "I-PER"]
     _, firsts, cut = encode_table(tokenizer, split.tokens, split.tags, labels, 16)
-    windowed, long = split_long(tokenizer, split, firsts, 16)
+    windowed, long, _ = split_long(tokenizer, split, firsts, 16)
     assert cut == long == 1 and isinstance(windowed.tokens, Joined)
     assert list(windowed.tokens)[:2] == [rows[0]["tokens"], rows[2]["tokens"]] and len(windowed) > 3
     assert sum((w for w in list(windowed.tokens)[2:]), []).count("word0") == 1  # the windows cover the long row
     assert isinstance(windowed.tokens.parts[1], Windows)  # read from the table when asked for, not copied
     assert [len(w) for w in windowed.tags] == [len(w) for w in windowed.tokens]
     table_rows, new_firsts, new_cut = encode_table(tokenizer, windowed.tokens, windowed.tags, labels, 16)
-    want, _, _ = encode(tokenizer, list(windowed.tokens), list(windowed.tags), labels, 16)
+    want, want_firsts, _ = encode(tokenizer, list(windowed.tokens), list(windowed.tags), labels, 16)
     assert new_cut == 0 and list(table_rows) == want
+    rows, firsts, _ = encode_table(tokenizer, split.tokens, split.tags, labels, 16)
+    trained, rows, firsts = train_windows(tokenizer, split, rows, firsts, labels, 16, False)
+    assert list(trained.tokens) == list(windowed.tokens) and list(rows) == want and list(firsts) == want_firsts
+    assert rows.lengths.tolist() == [len(r["input_ids"]) for r in want]  # batching reads them, not the rows
 
 
 def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..data.token_files import read_tagged
+from ..data.token_files import read_tagged, tag_counts
 from .common import Report, read_splits, token_lengths
 
 
@@ -23,10 +23,7 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
     report.datasets.append(entry)
     if "train" not in splits:
         return
-    entry["labels"] = {
-        s: dict(Counter(t[2:] for row in sp.tags for t in row if t.startswith("B-")).most_common())
-        for s, sp in splits.items()
-    }
+    entry["labels"] = {s: _entity_counts(sp.tags) for s, sp in splits.items()}
     entry["iob1_rows"] = {s: sp.iob1_rows for s, sp in splits.items()}
     entry["bioes_rows"] = {s: sp.bioes_rows for s, sp in splits.items()}
     entry["io_rows"] = {s: sp.io_rows for s, sp in splits.items()}
@@ -40,3 +37,9 @@ def check_tokens(recipe, name: str, tokenizer, report: Report) -> None:
     if tokenizer is not None:  # no truncation warning: long texts train (and are tagged) as overlapping windows
         lengths = token_lengths(tokenizer, splits["train"].tokens, recipe.train.max_length, recipe.train.seed, True)
         entry["lengths"] = {**lengths, "windowed": True}
+
+
+def _entity_counts(tags) -> dict[str, int]:
+    """Entities per type (their B- tags), most first."""
+    counts = Counter({tag[2:]: n for tag, n in tag_counts(tags).items() if tag.startswith("B-")})
+    return dict(counts.most_common())

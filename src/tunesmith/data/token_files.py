@@ -12,6 +12,7 @@ in another is refused, as a whole-file read refuses it.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -109,17 +110,18 @@ def take(items: Sequence, positions) -> Sequence:
     return [items[i] for i in positions]
 
 
-def distinct_tags(tags: Sequence) -> set[str]:
-    """Every tag in the rows; a table's column is read by Arrow, a block of rows at a time."""
+def tag_counts(tags: Sequence) -> dict[str, int]:
+    """How many times each tag appears in the rows; a table's column is counted by Arrow, a block at a time."""
     if not isinstance(tags, TextColumn):
-        return {t for row in tags for t in row}
+        return dict(Counter(t for row in tags for t in row))
     import pyarrow.compute as pc
 
-    out: set[str] = set()
+    out: Counter = Counter()
     for start in range(0, len(tags), 100_000):
         block = tags._block(np.arange(start, min(start + 100_000, len(tags))))
-        out.update(pc.unique(pc.list_flatten(block)).to_pylist())
-    return out
+        for item in pc.value_counts(pc.list_flatten(block)).to_pylist():
+            out[item["values"]] += item["counts"]
+    return dict(out)
 
 
 class Windows(Sequence):
@@ -159,6 +161,14 @@ class Joined(Sequence):
         yield from self.parts[0]
         yield from self.parts[1]
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """The parts' row lengths, where both know theirs (token rows): batching reads them, not the rows."""
+        parts = [getattr(part, "lengths", None) for part in self.parts]
+        if any(p is None for p in parts):
+            raise AttributeError("lengths")  # getattr(joined, "lengths", None) is then None
+        return np.concatenate(parts)
+
 
 def load_tokens(data, seed: int) -> TokenData:
     train = read_tagged(data.train, data, "data.train")
@@ -177,12 +187,12 @@ def load_tokens(data, seed: int) -> TokenData:
     if data.max_train_samples and data.max_train_samples < len(train):
         idx = sorted(random.Random(seed).sample(range(len(train)), data.max_train_samples))
         train = TaggedSplit(take(train.tokens, idx), take(train.tags, idx), train.source)
-    labels = ["O"] + sorted(distinct_tags(train.tags) - {"O"})
+    labels = ["O"] + sorted(set(tag_counts(train.tags)) - {"O"})
     if len(labels) < 2:
         raise TunesmithError(f"{data.train}: no entity tags in the training data (every tag is O); nothing to learn.")
     test = read_tagged(data.test, data, "data.test") if data.test else None
     for split in (validation, test):
-        unseen = sorted(distinct_tags(split.tags if split else []) - set(labels))
+        unseen = sorted(set(tag_counts(split.tags if split else [])) - set(labels))
         if unseen:
             raise TunesmithError(
                 f"{split.source}: tag(s) {unseen[:10]} never appear in the training data, so the model "

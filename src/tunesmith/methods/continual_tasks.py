@@ -345,7 +345,7 @@ class TokenTags(_Scored):
         _, firsts, cut = encode(learner.tokenizer, split.tokens, None, [], learner.cfg.max_length)
         if not cut:
             return split
-        windows, _ = split_long(learner.tokenizer, split, firsts, learner.cfg.max_length)
+        windows, _, _ = split_long(learner.tokenizer, split, firsts, learner.cfg.max_length)
         log.info(f"{cut} training texts exceed train.max_length: they train as {len(windows)} windows of words in all")
         return windows
 

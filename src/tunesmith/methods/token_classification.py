@@ -35,11 +35,11 @@ class SupervisedTokenClassifier:
             )
         if cut["train"]:  # long documents train as the overlapping windows of words that tag them in predict
             texts = len(data.train)
-            data.train, _ = tc.split_long(tokenizer, data.train, firsts["train"], cfg.max_length)
-            rows["train"], firsts["train"], _ = tc.encode_table(
+            data.train, rows["train"], firsts["train"] = tc.train_windows(
                 tokenizer,
-                data.train.tokens,
-                data.train.tags,
+                data.train,
+                rows["train"],
+                firsts["train"],
                 data.labels,
                 cfg.max_length,
                 recipe.method.label_all_subtokens,

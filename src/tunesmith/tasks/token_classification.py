@@ -29,9 +29,8 @@ def encode(
     """Rows (input_ids, attention_mask, labels with -100 where no loss), each row's first-piece position per
     word (-1 for a word cut by max_length), and how many sentences were cut."""
     index = {label: i for i, label in enumerate(labels)}
-    sentences = (
-        sentences if isinstance(sentences, list) else list(sentences)
-    )  # a table's column: the tokenizer wants lists
+    # a table's column: the tokenizer wants lists
+    sentences = sentences if isinstance(sentences, list) else list(sentences)
     enc = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
     rows, firsts, cut = [], [], 0
     for n, words in enumerate(sentences):
@@ -135,42 +134,86 @@ WINDOW_SHARE = 4  # a window shares a quarter of its words with the next: each w
 def word_windows(tokenizer, words: list[str], max_length: int) -> list[tuple[int, int]]:
     """[start, end) word ranges whose pieces fit max_length with the special tokens, each sharing a quarter of its
     words with the next (a single word longer than that is a window of its own, cut as before)."""
+    return windows_of(tokenizer, [words], max_length)[0]
+
+
+WINDOW_BLOCK = 2_000  # sentences tokenized at once to find their windows
+
+
+def windows_of(tokenizer, sentences: list[list[str]], max_length: int) -> list[list[tuple[int, int]]]:
+    """`word_windows` of each sentence, tokenized a block at a time."""
     budget = max(1, max_length - tokenizer.num_special_tokens_to_add())
-    ids = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False).word_ids()
-    pieces = np.bincount([w for w in ids if w is not None], minlength=len(words))
+    out = []
+    for start in range(0, len(sentences), WINDOW_BLOCK):
+        block = [list(words) for words in sentences[start : start + WINDOW_BLOCK]]
+        enc = tokenizer(block, is_split_into_words=True, add_special_tokens=False, verbose=False)
+        for n, words in enumerate(block):
+            ids = [w for w in enc.word_ids(n) if w is not None]
+            out.append(_windows(np.bincount(ids, minlength=len(words)), budget))
+    return out
+
+
+def _windows(pieces: np.ndarray, budget: int) -> list[tuple[int, int]]:
     windows, start = [], 0
     while True:
         end, used = start, 0
-        while end < len(words) and (end == start or used + pieces[end] <= budget):
+        while end < len(pieces) and (end == start or used + pieces[end] <= budget):
             used, end = used + pieces[end], end + 1
         windows.append((start, end))
-        if end >= len(words):
+        if end >= len(pieces):
             return windows
         start = max(start + 1, end - (end - start) // WINDOW_SHARE)
 
 
 def split_long(tokenizer, split, firsts, max_length: int):
     """(the split with every sentence that max_length cuts replaced by its overlapping windows of words, tags
-    with them; how many were cut). Every entity of a long document then trains, as windows tag it in predict.
-    The sentences that fit stay a view of the split's own and the windows follow them, read from it when asked
-    for: a table's rows are not read into lists."""
+    with them; how many were cut; the positions of the sentences that fit). Every entity of a long document then
+    trains, as windows tag it in predict. The sentences that fit stay a view of the split's own and the windows
+    follow them, read from it when asked for: a table's rows are not read into lists."""
     from dataclasses import replace
 
     from ..data.token_files import Joined, Windows, take
 
-    fits = np.fromiter((all(p >= 0 for p in first) for first in firsts), bool, len(firsts))
-    whole = np.flatnonzero(fits)
-    spans = [
-        (i, s, e)
-        for i in np.flatnonzero(~fits).tolist()
-        for s, e in word_windows(tokenizer, split.tokens[i], max_length)
-    ]
+    fits = _fits(firsts)
+    whole, cut = np.flatnonzero(fits), np.flatnonzero(~fits).tolist()
+    spans = []
+    for start in range(0, len(cut), WINDOW_BLOCK):
+        block = cut[start : start + WINDOW_BLOCK]
+        found = windows_of(tokenizer, [split.tokens[i] for i in block], max_length)
+        spans += [(i, s, e) for i, windows in zip(block, found) for s, e in windows]
     joined = replace(
         split,
         tokens=Joined(take(split.tokens, whole), Windows(split.tokens, spans)),
         tags=Joined(take(split.tags, whole), Windows(split.tags, spans)),
     )
-    return joined, len(firsts) - len(whole)
+    return joined, len(cut), whole
+
+
+def _fits(firsts) -> np.ndarray:
+    """Per sentence, whether max_length kept all its words (no word position -1); a token table's are read from
+    its arrays."""
+    chunks = getattr(firsts, "chunks", None)
+    if chunks is None:
+        return np.fromiter((all(p >= 0 for p in first) for first in firsts), bool, len(firsts))
+    parts = []
+    for chunk in chunks:
+        ((offsets, values),) = chunk.values()
+        lost = np.concatenate([[0], np.cumsum(values[offsets[0] : offsets[-1]] < 0)])
+        parts.append(lost[offsets[1:] - offsets[0]] == lost[offsets[:-1] - offsets[0]])
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def train_windows(tokenizer, split, rows, firsts, labels: list[str], max_length: int, label_all: bool):
+    """(split, rows, word positions) with every sentence max_length cuts training as its windows of words: the
+    rows that fit are a view of the token table, and only the windows are tokenized again."""
+    from ..data.token_files import Joined
+    from ..engine.token_table import RowsView
+
+    split, _, whole = split_long(tokenizer, split, firsts, max_length)
+    windows = (split.tokens.parts[1], split.tags.parts[1])
+    window_rows, window_firsts, _ = encode_table(tokenizer, *windows, labels, max_length, label_all)
+    rows, firsts = Joined(RowsView(rows, whole), window_rows), Joined(RowsView(firsts, whole), window_firsts)
+    return split, rows, firsts
 
 
 def long_sentence_scores(model, tokenizer, sentences, scores, firsts, labels, max_length, batch_size, precision):
