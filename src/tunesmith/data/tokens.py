@@ -125,14 +125,17 @@ def tagged_rows(frame, data, path: str) -> TaggedSplit:
             f"{', '.join(map(str, frame.columns))}.{did_you_mean(data.tokens_column, frame.columns)} "
             "Set data.tokens_column / data.tags_column (or data.entities_column)."
         )
-    named = {t for row in tags for t in row if t != "O"}
+    named = set().union(*tags) - {"O"}  # every tag but O, gathered in C: a chunk holds half a million
     io = bool(named) and not any(_TAG.match(t) for t in named)  # IO: the type alone (Few-NERD), no B-/I-
     if io:
         tags = [[t if t == "O" else f"I-{t}" for t in row] for row in tags]
-    bad = sorted({t for row in tags for t in row if t != "O" and not _TAG.match(t)})
+        named = {f"I-{t}" for t in named}
+    bad = sorted(t for t in named if not _TAG.match(t))
     if bad:
         raise not_iob2(path, bad)
-    tags, bioes = zip(*(from_bioes(row) for row in tags)) if tags else ((), ())
+    bioes = ()
+    if any(t[0] in _AS_IOB2 for t in named):  # only a file with BIOES/BILOU prefixes needs them rewritten
+        tags, bioes = zip(*(from_bioes(row) for row in tags)) if tags else ((), ())
     tags, changed = zip(*(to_iob2(row) for row in tags)) if tags else ((), ())
     if io:
         return TaggedSplit(tokens, list(tags), source=path, io_rows=sum(changed))
@@ -159,12 +162,14 @@ def from_bioes(tags: list[str]) -> tuple[list[str], bool]:
 
 def to_iob2(tags: list[str]) -> tuple[list[str], bool]:
     """IOB1 (I- opens an entity; B- only between two of the same type) as IOB2, where every entity opens with B-;
-    scored as IOB2, an IOB1 file would count no entity at all."""
-    out = list(tags)
+    scored as IOB2, an IOB1 file would count no entity at all. Unchanged tags are returned as given."""
+    out, previous = None, "O"
     for i, tag in enumerate(tags):
-        if tag.startswith("I-") and (i == 0 or tags[i - 1] == "O" or tags[i - 1][2:] != tag[2:]):
+        if tag[:2] == "I-" and (previous == "O" or previous[2:] != tag[2:]):
+            out = list(tags) if out is None else out  # copied only when a tag changes
             out[i] = "B-" + tag[2:]
-    return out, out != tags
+        previous = tag
+    return (tags, False) if out is None else (out, True)
 
 
 def _lists(column, path: str, name: str, index) -> list[list[str]]:
@@ -176,7 +181,7 @@ def _lists(column, path: str, name: str, index) -> list[list[str]]:
             raise TunesmithError(
                 f"{path}: data row {row}: '{name}' must be a non-empty list (a JSON array), got {type(value).__name__}."
             )
-        out.append([str(v) for v in value])
+        out.append(list(map(str, value)))
     return out
 
 
