@@ -13,8 +13,6 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..paths import cache_dir
 from .bad_rows import leaving_out_now
 from .columns import TextColumn, content_key
@@ -73,13 +71,6 @@ class Samples(Sequence):
 
     def __repr__(self) -> str:
         return f"Samples({len(self)} conversations of {self.column!r})"
-
-
-def take(samples: Sequence, positions) -> Sequence:
-    """The samples at these positions: a view of a table's, a list of a list's."""
-    if isinstance(samples, Samples):
-        return samples.take(np.asarray(positions, dtype=np.int64))
-    return [samples[i] for i in positions]
 
 
 @dataclass

@@ -13,12 +13,12 @@ from ..errors import TunesmithError, did_you_mean
 from .bad_rows import leave_out
 from .columns import (
     SHOWN,
-    TextColumn,
     bad_texts,
     filter_values,
     missing_filter_column,
     no_filter_match,
     read_columns,
+    take,
 )
 
 
@@ -178,13 +178,6 @@ def sample_per_class(split: Split, k: int, seed: int) -> Split:
 
 def _take(split: Split, idx, source: str | None = None) -> Split:
     return Split(take(split.texts, idx), take(split.labels, idx), take(split.pairs, idx), source or split.source)
-
-
-def take(values, idx):
-    """The items at positions `idx`: a column over the same table for a memory-mapped column, else a list."""
-    if values is None:
-        return None
-    return values.take(idx) if isinstance(values, TextColumn) else [values[i] for i in idx]
 
 
 def look_alike_labels(labels: list[str], path: str) -> list[str]:

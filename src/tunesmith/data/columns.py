@@ -63,8 +63,13 @@ class TextColumn(Sequence):
         return self.array[index if self.rows is None else int(self.rows[index])].as_py()
 
     def __iter__(self):
-        for start in range(0, len(self), BLOCK):
-            yield from self._block(np.arange(start, min(start + BLOCK, len(self)))).to_pylist()
+        for block in self.blocks():
+            yield from block.to_pylist()
+
+    def blocks(self, size: int = BLOCK):
+        """The column as Arrow arrays of `size` rows each (views where the rows are a run), for Arrow's compute."""
+        for start in range(0, len(self), size):
+            yield self._block(np.arange(start, min(start + size, len(self))))
 
     def _block(self, positions: np.ndarray):
         rows = positions if self.rows is None else self.rows[positions]
@@ -102,6 +107,16 @@ class TextColumn(Sequence):
 
     def __repr__(self) -> str:
         return f"TextColumn({len(self)} rows of {self.path.name if self.path else 'a table'}:{self.name})"
+
+
+def take(items, positions):
+    """The items at these positions: a view over the same table where `items` is one (a column, conversations),
+    a list of a list's; None stays None."""
+    if items is None:
+        return None
+    if isinstance(items, Sequence) and hasattr(items, "take"):
+        return items.take(np.asarray(positions, dtype=np.int64))
+    return [items[i] for i in positions]
 
 
 def dataset_of(columns: dict[str, Sequence]):
@@ -286,10 +301,7 @@ class _Scan:
         """The usable rows of one chunk, column by column; the others counted."""
         self.seen.update(dict.fromkeys(map(str, frame.columns)))
         self.rows += len(frame)
-        for col, wanted in (self.where or {}).items():
-            frame = (
-                frame[frame[col].astype(str).isin(filter_values(wanted))] if col in frame.columns else frame.iloc[:0]
-            )
+        frame = filtered(frame, self.where)
         if frame.empty:
             return None
         rows = np.arange(self.kept + 1, self.kept + len(frame) + 1)  # 1-based, after the filter (as errors count)
@@ -381,6 +393,14 @@ def bad_texts(path: str, col: str, count: int, shown: list[int]) -> TunesmithErr
         f"{path}: {count} empty or non-text cell(s) in column '{col}' at data row(s) {_rows(shown, count)} "
         "(1-based, header not counted). Remove those rows or fill in the text."
     )
+
+
+def filtered(frame: pd.DataFrame, where: dict | None) -> pd.DataFrame:
+    """A chunk's rows kept by data.filter; a chunk without a filtered column keeps none (the file's check, after
+    every chunk, says whether the column was anywhere)."""
+    for col, wanted in (where or {}).items():
+        frame = frame[frame[col].astype(str).isin(filter_values(wanted))] if col in frame.columns else frame.iloc[:0]
+    return frame
 
 
 def filter_values(wanted) -> set[str]:

@@ -16,8 +16,7 @@ import pandas as pd
 
 from ..errors import TunesmithError
 from .bad_rows import read_usable
-from .chat_table import take
-from .columns import list_literal
+from .columns import list_literal, take
 
 log = logging.getLogger(__name__)
 PROMPT_NAMES = ("prompt", "question", "query", "input", "instruction", "user")

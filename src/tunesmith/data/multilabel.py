@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import TunesmithError, did_you_mean
-from .classification import take
-from .columns import label_sets, read_columns
+from .columns import label_sets, read_columns, take
 
 
 @dataclass

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import TunesmithError
 from .bad_rows import leave_out
-from .classification import Split, duplicate_warnings, read_split, sample_split, take
+from .classification import Split, duplicate_warnings, read_split, sample_split
+from .columns import take
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import TunesmithError, did_you_mean
 from ..paths import cache_dir
 from .bad_rows import leaving_out_now, read_usable
-from .columns import TextColumn, content_key, filter_values, missing_filter_column, no_filter_match
+from .columns import TextColumn, content_key, filtered, missing_filter_column, no_filter_match, take
 from .file_table import cached_rows
 from .readers import checked_path, iter_table
 from .tokens import TaggedSplit, TokenData, not_iob2, tagged_rows
@@ -82,8 +82,7 @@ class _Reading:
         """The chunk's rows kept by data.filter, indexed by their data row after the filter (as errors count)."""
         import pandas as pd
 
-        for col, wanted in (self.data.filter or {}).items():
-            frame = frame[frame[col].astype(str).isin(filter_values(wanted))] if col in frame else frame.iloc[:0]
+        frame = filtered(frame, self.data.filter)
         frame = frame.set_axis(pd.RangeIndex(self.kept, self.kept + len(frame)))
         self.kept += len(frame)
         return frame
@@ -103,13 +102,6 @@ class _Reading:
         return dict(self.counts)
 
 
-def take(items: Sequence, positions) -> Sequence:
-    """The items at these positions: a view of a table's column, a list of a list's."""
-    if isinstance(items, TextColumn):
-        return items.take(np.asarray(positions, dtype=np.int64))
-    return [items[i] for i in positions]
-
-
 def tag_counts(tags: Sequence) -> dict[str, int]:
     """How many times each tag appears in the rows; a table's column is counted by Arrow, a block at a time."""
     if not isinstance(tags, TextColumn):
@@ -117,8 +109,7 @@ def tag_counts(tags: Sequence) -> dict[str, int]:
     import pyarrow.compute as pc
 
     out: Counter = Counter()
-    for start in range(0, len(tags), 100_000):
-        block = tags._block(np.arange(start, min(start + 100_000, len(tags))))
+    for block in tags.blocks(100_000):
         for item in pc.value_counts(pc.list_flatten(block)).to_pylist():
             out[item["values"]] += item["counts"]
     return dict(out)

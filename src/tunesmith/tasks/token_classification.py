@@ -172,7 +172,8 @@ def split_long(tokenizer, split, firsts, max_length: int):
     follow them, read from it when asked for: a table's rows are not read into lists."""
     from dataclasses import replace
 
-    from ..data.token_files import Joined, Windows, take
+    from ..data.columns import take
+    from ..data.token_files import Joined, Windows
 
     fits = _fits(firsts)
     whole, cut = np.flatnonzero(fits), np.flatnonzero(~fits).tolist()
