@@ -98,6 +98,9 @@ def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, small_chunks, monkeypa
     (table,) = (cache / "chats").glob("*.arrow")
     table.write_bytes(table.read_bytes()[:50])
     assert read_conversations(path, DataSection(train=path), "data.train").samples == expected(pairs(7))
+    table.with_suffix(".meta.json").write_text(json.dumps({"rows": 7, "notes": [], "format": 3, "columns": []}))
+    conv = read_conversations(path, DataSection(train=path), "data.train")  # a damaged summary: rebuilt too
+    assert conv.format == "prompt_response" and conv.samples == expected(pairs(7))
 
 
 def test_splits_and_samples_are_views_of_the_table_with_the_rows_a_list_would_give(tmp_path, small_chunks):

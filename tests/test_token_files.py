@@ -159,6 +159,11 @@ def test_a_damaged_table_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     (table,) = (cache / "tagged").glob("*.arrow")
     table.write_bytes(table.read_bytes()[:50])
     assert read_tagged(path, DataSection(train=path), "data.train").tokens == [r["tokens"] for r in sentences(7)]
+    meta = table.with_suffix(".meta.json")
+    for damaged in ({"rows": 7, "notes": [], "iob1_rows": "x"}, {"rows": 7, "notes": "x", "iob1_rows": 0}):
+        meta.write_text(json.dumps({"bioes_rows": 0, "io_rows": 0, **damaged}))
+        split = read_tagged(path, DataSection(train=path), "data.train")  # rebuilt, not trusted
+        assert split.tags == [r["tags"] for r in sentences(7)] and split.iob1_rows == 0
 
 
 def test_the_tag_probe_reads_only_the_sentences_of_its_seeded_words_and_fits_as_on_all(monkeypatch):

@@ -103,6 +103,13 @@ def conversation_table(
 
     schema = pa.schema([("sample", pa.large_string())])
     summary = lambda: {"format": found["layout"], "columns": list(found["seen"])}  # noqa: E731
-    table, meta = cached_rows(table_path, schema, chunks, summary)
+    table, meta = cached_rows(table_path, schema, chunks, summary, _sound)
     column = TextColumn(table.column("sample"), None, table_path, "sample")
     return Table(Samples(column), meta["format"], meta["columns"])
+
+
+def _sound(meta: dict) -> bool:
+    columns = meta.get("columns")
+    return (
+        isinstance(meta.get("format"), str) and isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    )

@@ -21,13 +21,20 @@ from .bad_rows import noting
 log = logging.getLogger(__name__)
 
 
-def cached_rows(path: Path, schema, chunks: Callable[[], Iterator[list]], summary: Callable[[], dict]):
+def cached_rows(
+    path: Path,
+    schema,
+    chunks: Callable[[], Iterator[list]],
+    summary: Callable[[], dict],
+    sound: Callable[[dict], bool],
+):
     """(the table memory-mapped, what was read beside it): from `path` when it is there and sound, else written
-    there first from `chunks()` (lists of arrays in `schema`'s order), `summary()` saved beside it."""
-    opened = _open(path, schema.names)
+    there first from `chunks()` (lists of arrays in `schema`'s order), `summary()` saved beside it. `sound(meta)`:
+    whether a saved summary holds what the caller wrote (a damaged one is rebuilt, not trusted)."""
+    opened = _open(path, schema.names, sound)
     if opened is None:
         _write(path, schema, chunks, summary)
-        opened = _open(path, schema.names)
+        opened = _open(path, schema.names, sound)
     else:
         for note in opened[1]["notes"]:  # what the first read left out, said again
             log.warning(note)
@@ -38,7 +45,7 @@ def _meta_file(table: Path) -> Path:
     return table.with_suffix(".meta.json")
 
 
-def _open(path: Path, names: list[str]):
+def _open(path: Path, names: list[str], sound: Callable[[dict], bool]):
     """(the table, its meta), or None where there is none or a damaged one (dropped and rebuilt)."""
     import pyarrow as pa
 
@@ -47,8 +54,11 @@ def _open(path: Path, names: list[str]):
     try:
         meta = json.loads(_meta_file(path).read_text(encoding="utf-8"))
         table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
-        if table.num_rows != meta["rows"] or table.column_names != names:
+        notes = meta["notes"]
+        if table.num_rows != meta["rows"] or table.column_names != names or not sound(meta):
             raise ValueError("not this table")
+        if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+            raise ValueError("not this table's notes")
         return table, meta
     except Exception:  # noqa: BLE001  (a damaged cache file, whatever Arrow says of it, is rebuilt, not trusted)
         path.unlink(missing_ok=True)

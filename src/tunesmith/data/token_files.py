@@ -27,6 +27,7 @@ from .tokens import TaggedSplit, TokenData, not_iob2, tagged_rows
 
 VERSION = "1"  # what a table holds; a change makes new keys
 CHUNK = 20_000  # rows parsed, checked and converted at once
+COUNTS = ("iob1_rows", "bioes_rows", "io_rows")  # rows read as IOB2, per scheme: saved beside the table
 
 
 def read_tagged(path: str, data, role: str) -> TaggedSplit:
@@ -41,13 +42,17 @@ def read_tagged(path: str, data, role: str) -> TaggedSplit:
     reading = _Reading(path, data)
     words = pa.list_(pa.string())
     schema = pa.schema([("words", words), ("tags", words)])
-    table, meta = cached_rows(table_path, schema, lambda: reading.chunks(source, role), reading.summary)
+    table, meta = cached_rows(table_path, schema, lambda: reading.chunks(source, role), reading.summary, _sound)
     return TaggedSplit(
         TextColumn(table.column("words"), None, table_path, "words"),
         TextColumn(table.column("tags"), None, table_path, "tags"),
         source=path,
-        **{key: meta[key] for key in ("iob1_rows", "bioes_rows", "io_rows")},
+        **{key: meta[key] for key in COUNTS},
     )
+
+
+def _sound(meta: dict) -> bool:
+    return all(type(meta.get(key)) is int and meta[key] >= 0 for key in COUNTS)
 
 
 class _Reading:
@@ -58,7 +63,7 @@ class _Reading:
         self.kept, self.found = 0, {}  # rows after the filter; every column seen
         self.io_types: set[str] = set()  # entity types of chunks tagged IO
         self.prefixed = False  # a chunk tagged with B-/I- (or BIOES) prefixes
-        self.counts = {"iob1_rows": 0, "bioes_rows": 0, "io_rows": 0}
+        self.counts = dict.fromkeys(COUNTS, 0)
 
     def chunks(self, source, role: str):
         import pyarrow as pa
